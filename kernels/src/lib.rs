@@ -1,1 +1,16 @@
-//! kernels
+//! Raw kernels on buffers: no autograd, no allocation policy, no shapes beyond
+//! what each kernel needs. Every kernel is generic over [`Float`] (`f32` fast path,
+//! `f64` reference path for gradient checks).
+//!
+//! Each fast kernel keeps its naive reference beside it and is tested against it.
+
+pub mod activation;
+pub mod broadcast;
+pub mod float;
+pub mod gemm;
+pub mod index;
+pub mod layernorm;
+pub mod loss;
+pub mod softmax;
+
+pub use float::{as_f32, as_f32_mut, Float};

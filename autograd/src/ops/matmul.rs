@@ -1,0 +1,128 @@
+//! Matrix products, 2-D and batched.
+
+use crate::Tensor;
+use tapegrad_kernels::gemm::{gemm_batched, Strides};
+use tapegrad_kernels::Float;
+
+impl<T: Float> Tensor<T> {
+    /// C = A·B for A `[..., m, k]`, B `[..., k, n]` → C `[..., m, n]`.
+    ///
+    /// Batch dims must be equal, or one operand is 2-D and is shared by every
+    /// matrix of the other's batch. With C = A·B:
+    ///   dL/dA = dL/dC · Bᵀ,   dL/dB = Aᵀ · dL/dC
+    /// (summed over the batch for a shared 2-D operand). The transposes are strides,
+    /// not copies.
+    pub fn matmul(&self, rhs: &Tensor<T>) -> Tensor<T> {
+        let (a, b) = (self.shape(), rhs.shape());
+        assert!(
+            a.len() >= 2 && b.len() >= 2,
+            "matmul: operands must have at least 2 dims, got {a:?} and {b:?}"
+        );
+        let (m, k) = (a[a.len() - 2], a[a.len() - 1]);
+        let (k2, n) = (b[b.len() - 2], b[b.len() - 1]);
+        assert_eq!(k, k2, "matmul: inner dims differ in {a:?} · {b:?}");
+        let (ba, bb) = (&a[..a.len() - 2], &b[..b.len() - 2]);
+        let batch_shape = match (ba.is_empty(), bb.is_empty()) {
+            (_, true) => ba.to_vec(),
+            (true, false) => bb.to_vec(),
+            _ if ba == bb => ba.to_vec(),
+            _ => panic!("matmul: batch dims of {a:?} and {b:?} must match, or one operand be 2-D"),
+        };
+        let batch: usize = batch_shape.iter().product();
+        let (a_shared, b_shared) = (ba.is_empty() && batch > 1, bb.is_empty() && batch > 1);
+        let mut shape = batch_shape;
+        shape.extend([m, n]);
+
+        // C_i = A_i · B_i  — A (m,k), B (k,n), C (m,n), row-major
+        let sa = Strides::row_major(m, k);
+        let sb = Strides::row_major(k, n);
+        let sa = if a_shared { sa.broadcast() } else { sa };
+        let sb = if b_shared { sb.broadcast() } else { sb };
+        let mut c = vec![T::ZERO; batch * m * n];
+        gemm_batched(
+            batch,
+            m,
+            n,
+            k,
+            &self.data(),
+            sa,
+            &rhs.data(),
+            sb,
+            T::ZERO,
+            &mut c,
+            Strides::row_major(m, n),
+        );
+
+        let (at, bt) = (self.clone(), rhs.clone());
+        let (av, bv) = (self.detach(), rhs.detach()); // operand values as of the forward
+        Tensor::from_op("matmul", Tensor::from_vec(c, &shape), &[self, rhs], move |g| {
+            let gd = g.data();
+            let gs = Strides::row_major(m, n);
+            at.accumulate_grad(|| {
+                // dA_i (m,k) = dC_i (m,n) · B_iᵀ (n,k)
+                let mut da = vec![T::ZERO; at.numel()];
+                let bt_s = Strides { row: 1, col: n, ..sb }; // Bᵀ: read B (k,n) as (n,k)
+                if a_shared {
+                    // shared A: accumulate the sum over the batch
+                    for i in 0..batch {
+                        let (gi, bi) = (&gd[i * m * n..], &bv.data()[i * sb.batch..]);
+                        gemm_batched(1, m, k, n, gi, gs, bi, bt_s, T::ONE, &mut da, Strides::row_major(m, k));
+                    }
+                } else {
+                    gemm_batched(
+                        batch,
+                        m,
+                        k,
+                        n,
+                        &gd,
+                        gs,
+                        &bv.data(),
+                        bt_s,
+                        T::ZERO,
+                        &mut da,
+                        Strides::row_major(m, k),
+                    );
+                }
+                Tensor::from_vec(da, at.shape())
+            });
+            bt.accumulate_grad(|| {
+                // dB_i (k,n) = A_iᵀ (k,m) · dC_i (m,n)
+                let mut db = vec![T::ZERO; bt.numel()];
+                let a_t = Strides { row: 1, col: k, ..sa }; // Aᵀ: read A (m,k) as (k,m)
+                if b_shared && !a_shared {
+                    // shared B, batched A: one product with the batch folded into m:
+                    // dB = [A_1; …; A_b]ᵀ · [dC_1; …; dC_b]
+                    let mb = m * batch;
+                    gemm_batched(
+                        1,
+                        k,
+                        n,
+                        mb,
+                        &av.data(),
+                        Strides::transposed(mb, k),
+                        &gd,
+                        Strides::row_major(mb, n),
+                        T::ZERO,
+                        &mut db,
+                        Strides::row_major(k, n),
+                    );
+                } else {
+                    gemm_batched(
+                        batch,
+                        k,
+                        n,
+                        m,
+                        &av.data(),
+                        a_t,
+                        &gd,
+                        gs,
+                        T::ZERO,
+                        &mut db,
+                        Strides::row_major(k, n),
+                    );
+                }
+                Tensor::from_vec(db, bt.shape())
+            });
+        })
+    }
+}

@@ -1,0 +1,28 @@
+//! The differentiable ops. Each file holds a family of ops; each op's forward and
+//! its backward closure stand together, with the derivative written as math in
+//! the doc comment. Backward closures run with recording off, so they are free to
+//! use tensor ops on the incoming gradient `g` = dL/d(output).
+
+mod binary;
+mod dropout;
+mod index;
+mod loss;
+mod matmul;
+mod norm;
+mod reduce;
+mod shape;
+mod softmax;
+mod unary;
+
+/// Resolves a PyTorch-style dim (negative counts from the end) for a tensor of `rank`.
+pub(crate) fn dim(d: isize, rank: usize, op: &str) -> usize {
+    let r = rank as isize;
+    let resolved = if d < 0 { d + r } else { d };
+    assert!((0..r).contains(&resolved), "{op}: dim {d} is out of range for a tensor of rank {rank}");
+    resolved as usize
+}
+
+/// `[outer, n, inner]` sizes around dim `d` of `shape`.
+pub(crate) fn split_at_dim(shape: &[usize], d: usize) -> (usize, usize, usize) {
+    (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product())
+}

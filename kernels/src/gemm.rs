@@ -1,0 +1,108 @@
+//! Matrix products on strided operands, generic over the element type.
+//!
+//! `C = beta·C + A·B` with `A(i,p) = a[i·rsa + p·csa]`, `B(p,j) = b[p·rsb + j·csb]`:
+//! transposes are only a change of strides, so autograd's backward products
+//! (`dA = dC·Bᵀ`, `dB = Aᵀ·dC`) need no copies.
+
+use crate::Float;
+
+/// Strided operand: where a matrix starts in its buffer and how to step.
+#[derive(Clone, Copy, Debug)]
+pub struct Strides {
+    /// Offset between consecutive matrices of a batch (0 broadcasts one matrix).
+    pub batch: usize,
+    /// Step between rows.
+    pub row: usize,
+    /// Step between columns.
+    pub col: usize,
+}
+
+impl Strides {
+    /// A row-major `rows × cols` matrix, batched back to back.
+    pub fn row_major(rows: usize, cols: usize) -> Self {
+        Strides { batch: rows * cols, row: cols, col: 1 }
+    }
+    /// The transpose of a row-major `rows × cols` matrix (read as `cols × rows`).
+    pub fn transposed(rows: usize, cols: usize) -> Self {
+        Strides { batch: rows * cols, row: 1, col: cols }
+    }
+    /// The same strides, with the matrix broadcast over the batch.
+    pub fn broadcast(self) -> Self {
+        Strides { batch: 0, ..self }
+    }
+}
+
+/// `C_b (m×n, row-major, rows rsc apart) = beta·C_b + A_b·B_b` for `b in 0..batch`.
+///
+/// `beta == 0` overwrites C (its old contents are ignored, NaN included).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_batched<T: Float>(
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    sa: Strides,
+    b: &[T],
+    sb: Strides,
+    beta: T,
+    c: &mut [T],
+    sc: Strides,
+) {
+    assert!(sc.col == 1, "gemm: C must be row-major (column stride 1)");
+    check_len("A", a.len(), batch, m, k, sa);
+    check_len("B", b.len(), batch, k, n, sb);
+    check_len("C", c.len(), batch, m, n, sc);
+    if batch > 1 {
+        assert!(sc.batch != 0, "gemm: C cannot be broadcast over the batch");
+    }
+    gemm_reference(batch, m, n, k, a, sa, b, sb, beta, c, sc);
+}
+
+fn check_len(name: &str, len: usize, batch: usize, rows: usize, cols: usize, s: Strides) {
+    if batch == 0 || rows == 0 || cols == 0 {
+        return;
+    }
+    let last = (batch - 1) * s.batch + (rows - 1) * s.row + (cols - 1) * s.col;
+    assert!(
+        last < len,
+        "gemm: operand {name} ({batch}×{rows}×{cols}, strides {s:?}) needs {} elements, has {len}",
+        last + 1
+    );
+}
+
+/// The naive triple loop every fast GEMM is validated against.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_reference<T: Float>(
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    sa: Strides,
+    b: &[T],
+    sb: Strides,
+    beta: T,
+    c: &mut [T],
+    sc: Strides,
+) {
+    for bi in 0..batch {
+        let (a, b) = (&a[bi * sa.batch..], &b[bi * sb.batch..]);
+        let c = &mut c[bi * sc.batch..];
+        for i in 0..m {
+            let crow = &mut c[i * sc.row..i * sc.row + n];
+            if beta == T::ZERO {
+                crow.fill(T::ZERO);
+            } else if beta != T::ONE {
+                crow.iter_mut().for_each(|v| *v *= beta);
+            }
+            for p in 0..k {
+                let aip = a[i * sa.row + p * sa.col];
+                let brow = &b[p * sb.row..];
+                for (j, cij) in crow.iter_mut().enumerate() {
+                    *cij += aip * brow[j * sb.col];
+                }
+            }
+        }
+    }
+}
