@@ -64,16 +64,21 @@ impl<T: Float> Tensor<T> {
         Some(Tensor(Rc::new(Node::leaf(Rc::new(Storage::Mapped(slice)), shape.to_vec(), false))))
     }
 
-    /// Marks a leaf as trainable (or not). Panics on a tensor produced by an op:
-    /// only leaves are parameters.
+    /// Marks a leaf as trainable (or not), builder style. See [`Tensor::set_requires_grad`].
     pub fn requires_grad(self, on: bool) -> Self {
+        self.set_requires_grad(on);
+        self
+    }
+
+    /// Marks a leaf as trainable (or frozen). Panics on a tensor produced by an op:
+    /// only leaves are parameters.
+    pub fn set_requires_grad(&self, on: bool) {
         assert!(
             self.0.is_leaf(),
             "requires_grad can only be set on leaf tensors (this one came from `{}`)",
             self.0.op_name()
         );
         self.0.requires_grad.set(on);
-        self
     }
 
     /// Whether gradients flow to or through this tensor.
