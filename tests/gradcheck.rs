@@ -195,6 +195,17 @@ table! {
         let idx: Vec<usize> = (0..r.gen_range(1..=6)).map(|_| r.gen_range(0..n)).collect();
         (vec![x(s, r)], Box::new(move |t| t[0].index_select(d, &idx)))
     };
+    embedding_padding_idx: 1 => |s, r| {
+        let (v, d) = (s[0] + 1, r.gen_range(1..=4));
+        let ids: Vec<usize> = (0..6).map(|_| r.gen_range(0..v)).collect();
+        let pad = ids[0]; // a padding id that occurs: its row must get no gradient
+        (vec![x(&[v, d], r)], Box::new(move |t| {
+            // the padding row's output is used through a constant mask, so its true
+            // gradient is zero and finite differences agree with PyTorch's padding_idx
+            let keep: Vec<f64> = ids.iter().flat_map(|&i| vec![if i == pad { 0.0 } else { 1.0 }; d]).collect();
+            t[0].embedding(&ids, &[2, 3], Some(pad)).mul(&T64::from_vec(keep, &[2, 3, d]))
+        }))
+    };
     gather: 1 => |s, r| {
         let d = random_dim(s, r);
         let n = s[d as usize];

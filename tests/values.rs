@@ -81,3 +81,14 @@ fn broadcasting_and_reductions_by_hand() {
     close(&a.narrow(1, 1, 2).to_vec(), &[2.0, 3.0, 5.0, 6.0]);
     close(&a.index_select(0, &[1, 1, 0]).to_vec(), &[4.0, 5.0, 6.0, 4.0, 5.0, 6.0, 1.0, 2.0, 3.0]);
 }
+
+#[test]
+fn embedding_padding_row_gets_no_gradient() {
+    // ids [1, 0, 1] with padding_idx 1: the sum's gradient counts row 0 once, row 1 never
+    let w = Tensor::<f64>::param(vec![1.0, 2.0, 3.0, 4.0], &[2, 2]);
+    let e = w.embedding(&[1, 0, 1], &[3], Some(1));
+    assert_eq!(e.shape(), &[3, 2]);
+    assert_eq!(e.to_vec(), vec![3.0, 4.0, 1.0, 2.0, 3.0, 4.0]);
+    e.sum().backward();
+    assert_eq!(w.grad().unwrap().to_vec(), vec![1.0, 1.0, 0.0, 0.0]);
+}

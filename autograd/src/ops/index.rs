@@ -31,6 +31,40 @@ impl<T: Float> Tensor<T> {
         })
     }
 
+    /// The embedding lookup with PyTorch's `padding_idx`: self is the table
+    /// `[V, D]`, `ids` (any shape `ids_shape`) pick rows, out has shape
+    /// `ids_shape + [D]`: out[i, :] = W[ids[i], :].
+    /// Backward scatter-adds dW[ids[i], :] += g[i, :], except for the padding row,
+    /// which never receives a gradient.
+    pub fn embedding(&self, ids: &[usize], ids_shape: &[usize], padding_idx: Option<usize>) -> Tensor<T> {
+        assert_eq!(self.rank(), 2, "embedding: the table must be [V, D], got {:?}", self.shape());
+        assert_eq!(
+            ids.len(),
+            crate::numel(ids_shape),
+            "embedding: {} ids for shape {ids_shape:?}",
+            ids.len()
+        );
+        let (v, d) = (self.shape()[0], self.shape()[1]);
+        if let Some(&bad) = ids.iter().find(|&&i| i >= v) {
+            panic!("embedding: token id {bad} is out of range for a table of {v} rows");
+        }
+        let mut out = vec![T::ZERO; ids.len() * d];
+        k::index_select(&self.data(), 1, v, d, ids, &mut out);
+        let mut shape = ids_shape.to_vec();
+        shape.push(d);
+        let (w, ids) = (self.clone(), ids.to_vec());
+        Tensor::from_op("embedding", Tensor::from_vec(out, &shape), &[self], move |g| {
+            w.accumulate_grad(|| {
+                let mut dw = vec![T::ZERO; w.numel()];
+                k::index_add(&g.data(), 1, v, d, &ids, &mut dw);
+                if let Some(p) = padding_idx.filter(|&p| p < v) {
+                    dw[p * d..(p + 1) * d].fill(T::ZERO); // the padding row learns nothing
+                }
+                Tensor::from_vec(dw, w.shape())
+            });
+        })
+    }
+
     /// `torch.gather`: out[o, j, i] = x[o, index[o, j, i], i] along dim `d`, where
     /// `index` has `index_shape` (equal to x's shape except along `d`).
     /// Backward: dx[o, index[o, j, i], i] += g[o, j, i].
