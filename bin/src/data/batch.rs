@@ -122,7 +122,11 @@ pub struct Batcher<'a> {
 }
 
 impl<'a> Batcher<'a> {
-    pub fn new(seqs: &'a [Vec<u32>], labels: &'a [u8], cfg: BatchConfig) -> Result<Self, BatchError> {
+    pub fn new(
+        seqs: &'a [Vec<u32>],
+        labels: &'a [u8],
+        cfg: BatchConfig,
+    ) -> Result<Self, BatchError> {
         if cfg.batch_size == 0 || cfg.chunk_batches == 0 || cfg.max_len == Some(0) {
             return Err(BatchError::ZeroSize);
         }
@@ -295,7 +299,10 @@ mod tests {
             batch_size: 0,
             ..Default::default()
         };
-        assert_eq!(Batcher::new(&s, &l, zero).unwrap_err(), BatchError::ZeroSize);
+        assert_eq!(
+            Batcher::new(&s, &l, zero).unwrap_err(),
+            BatchError::ZeroSize
+        );
         assert!(Batcher::new(&s, &l[..3], BatchConfig::default()).is_err());
     }
 }

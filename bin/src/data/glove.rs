@@ -132,7 +132,10 @@ impl Glove {
     pub fn from_text(path: &Path, expected_dim: Option<usize>) -> Result<Glove, GloveError> {
         let file = File::open(path).map_err(io_err(path))?;
         let mut reader = BufReader::with_capacity(1 << 20, file);
-        let gz = reader.fill_buf().map_err(io_err(path))?.starts_with(&[0x1f, 0x8b]);
+        let gz = reader
+            .fill_buf()
+            .map_err(io_err(path))?
+            .starts_with(&[0x1f, 0x8b]);
         if gz {
             Self::from_reader(
                 BufReader::with_capacity(1 << 20, MultiGzDecoder::new(reader)),
@@ -260,7 +263,7 @@ impl Glove {
         if cache.is_file() {
             if let Ok(g) = Self::open_cache(&cache) {
                 let stamp_ok = g.cache_stamp.as_deref() == Some(stamp.as_str());
-                let dim_ok = expected_dim.map_or(true, |d| d == g.glove.dim);
+                let dim_ok = expected_dim.unwrap_or(g.glove.dim) == g.glove.dim;
                 if stamp_ok && dim_ok {
                     return Ok((g.glove, CacheStatus::Hit));
                 }
@@ -279,7 +282,11 @@ impl Glove {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let bytes: Vec<u8> = self.vectors().iter().flat_map(|x| x.to_le_bytes()).collect();
+        let bytes: Vec<u8> = self
+            .vectors()
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect();
         let view = TensorView::new(Dtype::F32, vec![self.words.len(), self.dim], &bytes)
             .map_err(|e| bad_cache(path, e))?;
         let mut meta = HashMap::new();
@@ -318,11 +325,15 @@ impl Glove {
         // SAFETY: the cache is only ever replaced by an atomic rename, never
         // modified in place, so the mapped bytes do not change under us.
         let map = unsafe { Mmap::map(&file) }.map_err(io_err(path))?;
-        let (header_len, meta) = SafeTensors::read_metadata(&map).map_err(|e| bad_cache(path, e))?;
+        let (header_len, meta) =
+            SafeTensors::read_metadata(&map).map_err(|e| bad_cache(path, e))?;
         let info = meta
             .info("vectors")
             .ok_or_else(|| bad_cache(path, "no `vectors` tensor"))?;
-        let kv = meta.metadata().as_ref().ok_or_else(|| bad_cache(path, "no metadata"))?;
+        let kv = meta
+            .metadata()
+            .as_ref()
+            .ok_or_else(|| bad_cache(path, "no metadata"))?;
         if kv.get("format").map(String::as_str) != Some(CACHE_FORMAT) {
             return Err(bad_cache(path, "not a tapegrad GloVe cache"));
         }
@@ -334,14 +345,20 @@ impl Glove {
             return Err(bad_cache(path, "`vectors` is not 2-D"));
         };
         if info.dtype != Dtype::F32 || rows != words.len() || dim == 0 {
-            return Err(bad_cache(path, "`vectors` shape/dtype does not match the words"));
+            return Err(bad_cache(
+                path,
+                "`vectors` shape/dtype does not match the words",
+            ));
         }
         let start = 8 + header_len + info.data_offsets.0;
         let end = 8 + header_len + info.data_offsets.1;
         if end != start + rows * dim * 4 || end > map.len() {
             return Err(bad_cache(path, "truncated data"));
         }
-        let aligned = (map.as_ptr() as usize + start) % std::mem::align_of::<f32>() == 0;
+        let aligned = map[start..]
+            .as_ptr()
+            .align_offset(std::mem::align_of::<f32>())
+            == 0;
         let storage = if aligned && cfg!(target_endian = "little") {
             Storage::Mapped { map, start, end }
         } else {

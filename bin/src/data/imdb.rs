@@ -282,7 +282,11 @@ fn read_pos_neg(dir: &Path, prefix: &str, stats: &mut ReadStats) -> Result<Vec<R
         let sub = dir.join(folder);
         let missing = || ImdbError::MissingLabels {
             path: dir.to_owned(),
-            split: if prefix.is_empty() { "labeled folder".into() } else { prefix.into() },
+            split: if prefix.is_empty() {
+                "labeled folder".into()
+            } else {
+                prefix.into()
+            },
             missing: if folder == "pos" { "pos" } else { "neg" },
         };
         if !sub.is_dir() {
@@ -304,7 +308,10 @@ fn read_pos_neg(dir: &Path, prefix: &str, stats: &mut ReadStats) -> Result<Vec<R
                 continue;
             };
             let file_path = entry.path();
-            if !name.ends_with(".txt") || !file_path.is_file() {
+            // Directories are skipped; anything else named *.txt (files,
+            // symlinks) must be readable.
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            if !name.ends_with(".txt") || is_dir {
                 stats.skipped += 1;
                 continue;
             }
