@@ -1,0 +1,296 @@
+//! Downloads: the official aclImdb archive and the MiniLM model files.
+//!
+//! [`download_file`] streams a URL into a temp file in the destination folder
+//! (with an indicatif progress bar), checks the size against `Content-Length`
+//! and, if given, the SHA-256, then fsyncs and renames it into place. On any
+//! error the temp file is removed, so a destination path only ever holds a
+//! complete, verified file. An existing destination is reused (after
+//! verifying its checksum, if one is given) unless `force` is set.
+//!
+//! The base URLs are arguments so that tests (or mirrors) can serve the files.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+/// Folder URL of the official archive.
+pub const IMDB_BASE_URL: &str = "https://ai.stanford.edu/~amaas/data/sentiment";
+/// File name of the official archive.
+pub const IMDB_ARCHIVE: &str = "aclImdb_v1.tar.gz";
+/// Folder URL of the MiniLM model files on the Hugging Face hub.
+pub const MINILM_BASE_URL: &str =
+    "https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2/resolve/main";
+/// The MiniLM files fetched by [`download_minilm`].
+pub const MINILM_FILES: [&str; 6] = [
+    "config.json",
+    "tokenizer.json",
+    "model.safetensors",
+    "vocab.txt",
+    "special_tokens_map.json",
+    "tokenizer_config.json",
+];
+/// Subfolder of the cache folder for the MiniLM files.
+pub const MINILM_DIR: &str = "all-MiniLM-L6-v2";
+
+/// Download errors, each naming the URL or path concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum DownloadError {
+    #[error("GET {url}: HTTP status {status}")]
+    Status { url: String, status: u16 },
+    #[error("GET {url}: {message}")]
+    Transport { url: String, message: String },
+    #[error("GET {url}: expected {expected} bytes (Content-Length), got {got}")]
+    SizeMismatch {
+        url: String,
+        expected: u64,
+        got: u64,
+    },
+    #[error("{url}: SHA-256 mismatch: expected {expected}, got {actual}")]
+    ChecksumMismatch {
+        url: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+/// Download options.
+#[derive(Debug, Clone)]
+pub struct DownloadOptions {
+    /// Show a progress bar on stderr (indicatif hides it if not a terminal).
+    pub progress: bool,
+    /// Download even if the destination exists.
+    pub force: bool,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Timeout for each read from the connection.
+    pub read_timeout: Duration,
+}
+
+impl Default for DownloadOptions {
+    fn default() -> Self {
+        DownloadOptions {
+            progress: true,
+            force: false,
+            connect_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What [`download_file`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fetched {
+    /// Downloaded this many bytes.
+    Downloaded(u64),
+    /// The destination already existed (and matched the checksum, if given).
+    Cached,
+}
+
+fn io_err(path: &Path) -> impl Fn(io::Error) -> DownloadError + '_ {
+    move |e| DownloadError::Io {
+        path: path.to_owned(),
+        source: e,
+    }
+}
+
+/// Hex SHA-256 of a file.
+pub fn sha256_file(path: &Path) -> Result<String, DownloadError> {
+    let mut file = fs::File::open(path).map_err(io_err(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buf).map_err(io_err(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Download `url` to `dest` (module docs). `sha256`: expected hex digest.
+pub fn download_file(
+    url: &str,
+    dest: &Path,
+    sha256: Option<&str>,
+    opts: &DownloadOptions,
+) -> Result<Fetched, DownloadError> {
+    let expected_sha = sha256.map(str::to_ascii_lowercase);
+    if dest.is_file() && !opts.force {
+        match &expected_sha {
+            None => return Ok(Fetched::Cached),
+            Some(want) if sha256_file(dest)? == *want => return Ok(Fetched::Cached),
+            Some(_) => {} // stale or corrupt: download again
+        }
+    }
+    let dir = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(opts.connect_timeout)
+        .timeout_read(opts.read_timeout)
+        .build();
+    let response = agent.get(url).call().map_err(|e| match e {
+        ureq::Error::Status(status, _) => DownloadError::Status {
+            url: url.to_owned(),
+            status,
+        },
+        ureq::Error::Transport(t) => DownloadError::Transport {
+            url: url.to_owned(),
+            message: t.to_string(),
+        },
+    })?;
+    let content_length: Option<u64> = response
+        .header("Content-Length")
+        .and_then(|v| v.trim().parse().ok());
+
+    let name = dest
+        .file_name()
+        .and_then(|s| s.to_str())
+        .unwrap_or("download")
+        .to_owned();
+    let bar = if opts.progress {
+        let bar = match content_length {
+            Some(n) => indicatif::ProgressBar::new(n),
+            None => indicatif::ProgressBar::new_spinner(),
+        };
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{msg} [{bar:40}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message(name.clone());
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+
+    // Dropping `tmp` on any error path deletes it.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".part")
+        .tempfile_in(&dir)
+        .map_err(io_err(&dir))?;
+    let mut reader = response.into_reader();
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got: u64 = 0;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                bar.abandon();
+                return Err(DownloadError::Transport {
+                    url: url.to_owned(),
+                    message: format!("after {got} bytes: {e}"),
+                });
+            }
+        };
+        tmp.write_all(&buf[..n]).map_err(io_err(tmp.path()))?;
+        hasher.update(&buf[..n]);
+        got += n as u64;
+        bar.inc(n as u64);
+    }
+    bar.finish();
+    if let Some(expected) = content_length {
+        if got != expected {
+            return Err(DownloadError::SizeMismatch {
+                url: url.to_owned(),
+                expected,
+                got,
+            });
+        }
+    }
+    let actual = hex(&hasher.finalize());
+    if let Some(expected) = expected_sha {
+        if actual != expected {
+            return Err(DownloadError::ChecksumMismatch {
+                url: url.to_owned(),
+                expected,
+                actual,
+            });
+        }
+    }
+    tmp.as_file_mut().flush().map_err(io_err(tmp.path()))?;
+    tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
+    tmp.persist(dest).map_err(|e| DownloadError::Io {
+        path: dest.to_owned(),
+        source: e.error,
+    })?;
+    if let Ok(d) = fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(Fetched::Downloaded(got))
+}
+
+fn join_url(base: &str, file: &str) -> String {
+    format!("{}/{}", base.trim_end_matches('/'), file)
+}
+
+/// Download `<base_url>/aclImdb_v1.tar.gz` (pass [`IMDB_BASE_URL`]) into
+/// `cache_dir`; returns the archive path (readable by
+/// [`read_imdb`](super::imdb::read_imdb)).
+pub fn download_imdb(
+    base_url: &str,
+    cache_dir: &Path,
+    sha256: Option<&str>,
+    opts: &DownloadOptions,
+) -> Result<PathBuf, DownloadError> {
+    let dest = cache_dir.join(IMDB_ARCHIVE);
+    download_file(&join_url(base_url, IMDB_ARCHIVE), &dest, sha256, opts)?;
+    Ok(dest)
+}
+
+/// Download the [`MINILM_FILES`] from `base_url` (pass [`MINILM_BASE_URL`])
+/// into `<cache_dir>/all-MiniLM-L6-v2/`; returns that folder. `checksums`:
+/// optional `(file name, hex SHA-256)` pairs.
+pub fn download_minilm(
+    base_url: &str,
+    cache_dir: &Path,
+    checksums: &[(&str, &str)],
+    opts: &DownloadOptions,
+) -> Result<PathBuf, DownloadError> {
+    let dir = cache_dir.join(MINILM_DIR);
+    for file in MINILM_FILES {
+        let sha = checksums.iter().find(|(f, _)| *f == file).map(|(_, s)| *s);
+        download_file(&join_url(base_url, file), &dir.join(file), sha, opts)?;
+    }
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_and_urls() {
+        assert_eq!(hex(&[0, 15, 255]), "000fff");
+        assert_eq!(join_url("http://x/y/", "f.gz"), "http://x/y/f.gz");
+        assert_eq!(join_url("http://x/y", "f.gz"), "http://x/y/f.gz");
+    }
+
+    #[test]
+    fn sha256_of_known_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("abc");
+        fs::write(&p, b"abc").unwrap();
+        assert_eq!(
+            sha256_file(&p).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

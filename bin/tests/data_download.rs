@@ -1,0 +1,249 @@
+//! Downloads from a tiny local HTTP/1.1 server on 127.0.0.1.
+
+mod data_common;
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use data_common::{fixture_files, tar_gz_bytes};
+use finetune_imdb::data::download::{
+    download_file, download_imdb, download_minilm, sha256_file, DownloadError, DownloadOptions,
+    Fetched, IMDB_ARCHIVE, MINILM_FILES,
+};
+use finetune_imdb::data::imdb::{read_imdb, Split};
+
+/// A route: body and the Content-Length to announce (may lie).
+#[derive(Clone)]
+struct Route {
+    body: Vec<u8>,
+    content_length: usize,
+}
+
+impl Route {
+    fn ok(body: Vec<u8>) -> Route {
+        Route {
+            content_length: body.len(),
+            body,
+        }
+    }
+}
+
+/// Serve at most `max_requests` requests (or until 20 s pass), then stop.
+/// Returns the base URL and the thread, which yields the paths requested.
+fn serve(routes: HashMap<String, Route>, max_requests: usize) -> (String, JoinHandle<Vec<String>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut seen = Vec::new();
+        while seen.len() < max_requests && Instant::now() < deadline {
+            let (stream, _) = match listener.accept() {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                }
+                Err(e) => panic!("accept: {e}"),
+            };
+            stream.set_nonblocking(false).unwrap();
+            stream
+                .set_read_timeout(Some(Duration::from_secs(5)))
+                .unwrap();
+            let mut reader = BufReader::new(stream);
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            loop {
+                let mut header = String::new();
+                match reader.read_line(&mut header) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) if header == "\r\n" || header == "\n" => break,
+                    Ok(_) => {}
+                }
+            }
+            let path = request_line.split(' ').nth(1).unwrap_or("").to_owned();
+            let mut stream = reader.into_inner();
+            let response = match routes.get(&path) {
+                Some(r) => {
+                    let mut head = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
+                        r.content_length
+                    )
+                    .into_bytes();
+                    head.extend_from_slice(&r.body);
+                    head
+                }
+                None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found".to_vec(),
+            };
+            let _ = stream.write_all(&response);
+            let _ = stream.flush();
+            seen.push(path);
+        }
+        seen
+    });
+    (base, handle)
+}
+
+fn quiet() -> DownloadOptions {
+    DownloadOptions {
+        progress: false,
+        connect_timeout: Duration::from_secs(5),
+        read_timeout: Duration::from_secs(5),
+        ..Default::default()
+    }
+}
+
+fn sha_hex(bytes: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x");
+    fs::write(&p, bytes).unwrap();
+    sha256_file(&p).unwrap()
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn imdb_archive_download_checksum_and_cache() {
+    let archive = tar_gz_bytes(&fixture_files());
+    let sha = sha_hex(&archive);
+    let mut routes = HashMap::new();
+    routes.insert(format!("/data/{IMDB_ARCHIVE}"), Route::ok(archive.clone()));
+    // Requests: good download, bad-checksum download, 404.
+    let (base, server) = serve(routes, 3);
+    let base_url = format!("{base}/data");
+    let cache = tempfile::tempdir().unwrap();
+
+    let path = download_imdb(&base_url, cache.path(), Some(&sha), &quiet()).unwrap();
+    assert_eq!(fs::read(&path).unwrap(), archive);
+    assert_eq!(files_in(cache.path()), [IMDB_ARCHIVE]);
+    let data = read_imdb(&path, &[Split::Train, Split::Test]).unwrap();
+    assert_eq!((data.train.len(), data.test.len()), (60, 4));
+    // Present and matching: no request.
+    assert_eq!(
+        download_file(
+            &format!("{base_url}/{IMDB_ARCHIVE}"),
+            &path,
+            Some(&sha),
+            &quiet()
+        )
+        .unwrap(),
+        Fetched::Cached
+    );
+
+    // Checksum mismatch: reported, and no (partial) file left.
+    let other = tempfile::tempdir().unwrap();
+    let wrong = "0".repeat(64);
+    let e = download_imdb(&base_url, other.path(), Some(&wrong), &quiet()).unwrap_err();
+    match &e {
+        DownloadError::ChecksumMismatch {
+            expected,
+            actual,
+            url,
+        } => {
+            assert_eq!((expected, actual), (&wrong, &sha));
+            assert!(url.ends_with(IMDB_ARCHIVE));
+        }
+        e => panic!("{e:?}"),
+    }
+    assert!(
+        files_in(other.path()).is_empty(),
+        "{:?}",
+        files_in(other.path())
+    );
+
+    let e = download_file(
+        &format!("{base}/missing.tar.gz"),
+        &other.path().join("m"),
+        None,
+        &quiet(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, DownloadError::Status { status: 404, .. }),
+        "{e:?}"
+    );
+    assert!(files_in(other.path()).is_empty());
+
+    let seen = server.join().unwrap();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+}
+
+#[test]
+fn short_body_is_an_error_and_leaves_nothing() {
+    let mut routes = HashMap::new();
+    routes.insert(
+        "/short.bin".to_owned(),
+        Route {
+            body: vec![7u8; 1000],
+            content_length: 5000,
+        },
+    );
+    let (base, server) = serve(routes, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("short.bin");
+    let e = download_file(&format!("{base}/short.bin"), &dest, None, &quiet()).unwrap_err();
+    eprintln!("short body: {e}");
+    assert!(
+        matches!(
+            e,
+            DownloadError::SizeMismatch {
+                expected: 5000,
+                got: 1000,
+                ..
+            } | DownloadError::Transport { .. }
+        ),
+        "{e:?}"
+    );
+    assert!(
+        files_in(dir.path()).is_empty(),
+        "{:?}",
+        files_in(dir.path())
+    );
+    server.join().unwrap();
+}
+
+#[test]
+fn minilm_files() {
+    let mut routes = HashMap::new();
+    for f in MINILM_FILES {
+        routes.insert(
+            format!("/m/resolve/main/{f}"),
+            Route::ok(format!("contents of {f}").into_bytes()),
+        );
+    }
+    let (base, server) = serve(routes, MINILM_FILES.len());
+    let cache = tempfile::tempdir().unwrap();
+    let sha = sha_hex(b"contents of config.json");
+    let dir = download_minilm(
+        &format!("{base}/m/resolve/main/"),
+        cache.path(),
+        &[("config.json", &sha)],
+        &quiet(),
+    )
+    .unwrap();
+    assert_eq!(dir, cache.path().join("all-MiniLM-L6-v2"));
+    let mut want: Vec<String> = MINILM_FILES.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(files_in(&dir), want);
+    assert_eq!(
+        fs::read_to_string(dir.join("vocab.txt")).unwrap(),
+        "contents of vocab.txt"
+    );
+    assert_eq!(server.join().unwrap().len(), MINILM_FILES.len());
+}
