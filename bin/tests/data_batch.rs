@@ -12,19 +12,11 @@ fn fixture_to_batches() {
     let tmp = tempfile::tempdir().unwrap();
     let root = data_common::fixture_dir(tmp.path());
     let train = read_imdb(&root, &[Split::Train]).unwrap().train;
-    let vocab = Vocab::build(
-        train.iter().map(|r| r.text.as_str()),
-        &VocabOptions::default(),
-    );
+    let vocab = Vocab::build(train.iter().map(|r| r.text.as_str()), &VocabOptions::default());
     let seqs: Vec<Vec<u32>> = train.iter().map(|r| vocab.encode_text(&r.text)).collect();
     let labels: Vec<u8> = train.iter().map(|r| r.label).collect();
-    let cfg = BatchConfig {
-        batch_size: 8,
-        chunk_batches: 2,
-        max_len: Some(4),
-        seed: 99,
-        ..Default::default()
-    };
+    let cfg =
+        BatchConfig { batch_size: 8, chunk_batches: 2, max_len: Some(4), seed: 99, ..Default::default() };
     let b = Batcher::new(&seqs, &labels, cfg).unwrap();
     assert_eq!(b.num_batches(), 8);
     let batches: Vec<_> = b.batches(2).collect();
@@ -54,9 +46,7 @@ fn padding_efficiency_synthetic() {
     // from a fixed LCG so the figure is stable.
     let mut state = 12345u64;
     let mut next = || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (state >> 33) as f64 / (1u64 << 31) as f64
     };
     let seqs: Vec<Vec<u32>> = (0..20_000)
@@ -68,17 +58,14 @@ fn padding_efficiency_synthetic() {
         .collect();
     let labels = vec![0u8; seqs.len()];
     let eff = |chunk_batches| {
-        let cfg = BatchConfig {
-            batch_size: 64,
-            chunk_batches,
-            seed: 1,
-            ..Default::default()
-        };
+        let cfg = BatchConfig { batch_size: 64, chunk_batches, seed: 1, ..Default::default() };
         let b = Batcher::new(&seqs, &labels, cfg).unwrap();
         padding_efficiency(&b.batches(0).collect::<Vec<_>>())
     };
     let (bucketed, one) = (eff(100), eff(1));
-    eprintln!("synthetic padding efficiency, batch 64: chunk=100 batches {bucketed:.3}, chunk=1 batch {one:.3}");
+    eprintln!(
+        "synthetic padding efficiency, batch 64: chunk=100 batches {bucketed:.3}, chunk=1 batch {one:.3}"
+    );
     assert!(bucketed > 0.9, "{bucketed}");
     assert!(bucketed > one);
 }

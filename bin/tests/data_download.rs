@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use data_common::{fixture_files, tar_gz_bytes};
 use finetune_imdb::data::download::{
-    download_file, download_imdb, download_minilm, sha256_file, DownloadError, DownloadOptions,
-    Fetched, IMDB_ARCHIVE, MINILM_FILES,
+    download_file, download_imdb, download_minilm, sha256_file, DownloadError, DownloadOptions, Fetched,
+    IMDB_ARCHIVE, MINILM_FILES,
 };
 use finetune_imdb::data::imdb::{read_imdb, Split};
 
@@ -26,10 +26,7 @@ struct Route {
 
 impl Route {
     fn ok(body: Vec<u8>) -> Route {
-        Route {
-            content_length: body.len(),
-            body,
-        }
+        Route { content_length: body.len(), body }
     }
 }
 
@@ -52,9 +49,7 @@ fn serve(routes: HashMap<String, Route>, max_requests: usize) -> (String, JoinHa
                 Err(e) => panic!("accept: {e}"),
             };
             stream.set_nonblocking(false).unwrap();
-            stream
-                .set_read_timeout(Some(Duration::from_secs(5)))
-                .unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
             let mut reader = BufReader::new(stream);
             let mut request_line = String::new();
             if reader.read_line(&mut request_line).is_err() {
@@ -80,7 +75,8 @@ fn serve(routes: HashMap<String, Route>, max_requests: usize) -> (String, JoinHa
                     head.extend_from_slice(&r.body);
                     head
                 }
-                None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found".to_vec(),
+                None => b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found"
+                    .to_vec(),
             };
             let _ = stream.write_all(&response);
             let _ = stream.flush();
@@ -109,10 +105,7 @@ fn sha_hex(bytes: &[u8]) -> String {
 
 fn files_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = fs::read_dir(dir)
-        .map(|rd| {
-            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
+        .map(|rd| rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
         .unwrap_or_default();
     v.sort();
     v
@@ -136,13 +129,7 @@ fn imdb_archive_download_checksum_and_cache() {
     assert_eq!((data.train.len(), data.test.len()), (60, 4));
     // Present and matching: no request.
     assert_eq!(
-        download_file(
-            &format!("{base_url}/{IMDB_ARCHIVE}"),
-            &path,
-            Some(&sha),
-            &quiet()
-        )
-        .unwrap(),
+        download_file(&format!("{base_url}/{IMDB_ARCHIVE}"), &path, Some(&sha), &quiet()).unwrap(),
         Fetched::Cached
     );
 
@@ -151,33 +138,17 @@ fn imdb_archive_download_checksum_and_cache() {
     let wrong = "0".repeat(64);
     let e = download_imdb(&base_url, other.path(), Some(&wrong), &quiet()).unwrap_err();
     match &e {
-        DownloadError::ChecksumMismatch {
-            expected,
-            actual,
-            url,
-        } => {
+        DownloadError::ChecksumMismatch { expected, actual, url } => {
             assert_eq!((expected, actual), (&wrong, &sha));
             assert!(url.ends_with(IMDB_ARCHIVE));
         }
         e => panic!("{e:?}"),
     }
-    assert!(
-        files_in(other.path()).is_empty(),
-        "{:?}",
-        files_in(other.path())
-    );
+    assert!(files_in(other.path()).is_empty(), "{:?}", files_in(other.path()));
 
-    let e = download_file(
-        &format!("{base}/missing.tar.gz"),
-        &other.path().join("m"),
-        None,
-        &quiet(),
-    )
-    .unwrap_err();
-    assert!(
-        matches!(e, DownloadError::Status { status: 404, .. }),
-        "{e:?}"
-    );
+    let e = download_file(&format!("{base}/missing.tar.gz"), &other.path().join("m"), None, &quiet())
+        .unwrap_err();
+    assert!(matches!(e, DownloadError::Status { status: 404, .. }), "{e:?}");
     assert!(files_in(other.path()).is_empty());
 
     let seen = server.join().unwrap();
@@ -187,13 +158,7 @@ fn imdb_archive_download_checksum_and_cache() {
 #[test]
 fn short_body_is_an_error_and_leaves_nothing() {
     let mut routes = HashMap::new();
-    routes.insert(
-        "/short.bin".to_owned(),
-        Route {
-            body: vec![7u8; 1000],
-            content_length: 5000,
-        },
-    );
+    routes.insert("/short.bin".to_owned(), Route { body: vec![7u8; 1000], content_length: 5000 });
     let (base, server) = serve(routes, 1);
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("short.bin");
@@ -202,19 +167,11 @@ fn short_body_is_an_error_and_leaves_nothing() {
     assert!(
         matches!(
             e,
-            DownloadError::SizeMismatch {
-                expected: 5000,
-                got: 1000,
-                ..
-            } | DownloadError::Transport { .. }
+            DownloadError::SizeMismatch { expected: 5000, got: 1000, .. } | DownloadError::Transport { .. }
         ),
         "{e:?}"
     );
-    assert!(
-        files_in(dir.path()).is_empty(),
-        "{:?}",
-        files_in(dir.path())
-    );
+    assert!(files_in(dir.path()).is_empty(), "{:?}", files_in(dir.path()));
     server.join().unwrap();
 }
 
@@ -222,28 +179,18 @@ fn short_body_is_an_error_and_leaves_nothing() {
 fn minilm_files() {
     let mut routes = HashMap::new();
     for f in MINILM_FILES {
-        routes.insert(
-            format!("/m/resolve/main/{f}"),
-            Route::ok(format!("contents of {f}").into_bytes()),
-        );
+        routes.insert(format!("/m/resolve/main/{f}"), Route::ok(format!("contents of {f}").into_bytes()));
     }
     let (base, server) = serve(routes, MINILM_FILES.len());
     let cache = tempfile::tempdir().unwrap();
     let sha = sha_hex(b"contents of config.json");
-    let dir = download_minilm(
-        &format!("{base}/m/resolve/main/"),
-        cache.path(),
-        &[("config.json", &sha)],
-        &quiet(),
-    )
-    .unwrap();
+    let dir =
+        download_minilm(&format!("{base}/m/resolve/main/"), cache.path(), &[("config.json", &sha)], &quiet())
+            .unwrap();
     assert_eq!(dir, cache.path().join("all-MiniLM-L6-v2"));
     let mut want: Vec<String> = MINILM_FILES.iter().map(|s| s.to_string()).collect();
     want.sort();
     assert_eq!(files_in(&dir), want);
-    assert_eq!(
-        fs::read_to_string(dir.join("vocab.txt")).unwrap(),
-        "contents of vocab.txt"
-    );
+    assert_eq!(fs::read_to_string(dir.join("vocab.txt")).unwrap(), "contents of vocab.txt");
     assert_eq!(server.join().unwrap().len(), MINILM_FILES.len());
 }

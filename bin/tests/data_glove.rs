@@ -48,12 +48,7 @@ fn errors_name_file_and_line() {
     };
     let p = write("short.txt", "a 1 2 3\nb 1 2\n");
     match Glove::from_text(&p, None).unwrap_err() {
-        e @ GloveError::DimMismatch {
-            line: 2,
-            expected: 3,
-            found: 2,
-            ..
-        } => {
+        e @ GloveError::DimMismatch { line: 2, expected: 3, found: 2, .. } => {
             assert!(e.to_string().contains("short.txt:2"), "{e}")
         }
         e => panic!("{e:?}"),
@@ -61,53 +56,31 @@ fn errors_name_file_and_line() {
     let p = write("long.txt", "a 1 2 3\nb 1 2 3 4\n");
     assert!(matches!(
         Glove::from_text(&p, None).unwrap_err(),
-        GloveError::DimMismatch {
-            line: 2,
-            expected: 3,
-            found: 4,
-            ..
-        }
+        GloveError::DimMismatch { line: 2, expected: 3, found: 4, .. }
     ));
     let p = write("dim.txt", "a 1 2 3\n");
     assert!(matches!(
         Glove::from_text(&p, Some(50)).unwrap_err(),
-        GloveError::DimMismatch {
-            line: 1,
-            expected: 50,
-            found: 3,
-            ..
-        }
+        GloveError::DimMismatch { line: 1, expected: 50, found: 3, .. }
     ));
     let p = write("nan.txt", "a 1 2 3\nb 1 x 3\n");
     match Glove::from_text(&p, None).unwrap_err() {
         e @ GloveError::BadNumber { line: 2, .. } => {
-            assert!(
-                e.to_string().contains("nan.txt:2") && e.to_string().contains("\"x\""),
-                "{e}"
-            )
+            assert!(e.to_string().contains("nan.txt:2") && e.to_string().contains("\"x\""), "{e}")
         }
         e => panic!("{e:?}"),
     }
     let p = write("empty.txt", "\n\n");
-    assert!(matches!(
-        Glove::from_text(&p, None).unwrap_err(),
-        GloveError::Empty { .. }
-    ));
+    assert!(matches!(Glove::from_text(&p, None).unwrap_err(), GloveError::Empty { .. }));
     let p = write("word-only.txt", "a\n");
-    assert!(matches!(
-        Glove::from_text(&p, None).unwrap_err(),
-        GloveError::DimMismatch { .. }
-    ));
+    assert!(matches!(Glove::from_text(&p, None).unwrap_err(), GloveError::DimMismatch { .. }));
     let e = Glove::from_text(&tmp.path().join("missing.txt"), None).unwrap_err();
     assert!(matches!(e, GloveError::Io { .. }) && e.to_string().contains("missing.txt"));
     // Truncated gzip.
     let z = gz(SMALL.repeat(50).as_bytes());
     let p = tmp.path().join("cut.txt.gz");
     fs::write(&p, &z[..z.len() / 2]).unwrap();
-    assert!(matches!(
-        Glove::from_text(&p, None).unwrap_err(),
-        GloveError::Io { .. }
-    ));
+    assert!(matches!(Glove::from_text(&p, None).unwrap_err(), GloveError::Io { .. }));
 }
 
 #[test]
@@ -145,10 +118,7 @@ fn cache_round_trip_and_invalidation() {
     ));
     // A corrupt cache is rebuilt by load_cached, reported by from_cache.
     fs::write(&cache, b"garbage").unwrap();
-    assert!(matches!(
-        Glove::from_cache(&cache).unwrap_err(),
-        GloveError::BadCache { .. }
-    ));
+    assert!(matches!(Glove::from_cache(&cache).unwrap_err(), GloveError::BadCache { .. }));
     let (_, status) = Glove::load_cached(&src, &cache_dir, Some(3)).unwrap();
     assert_eq!(status, CacheStatus::Built);
 }
@@ -160,10 +130,7 @@ fn embedding_matrix_like_the_tutorial() {
     fs::write(&src, "<unk> 5 5 5\nthe 0.1 0.2 0.3\nfilm 1 2 3\n").unwrap();
     let g = Glove::from_text(&src, None).unwrap();
     let vocab = Vocab::build(["the the film zzz qqq"], &VocabOptions::default());
-    assert_eq!(
-        vocab.words(),
-        ["<unk>", "<pad>", "the", "film", "qqq", "zzz"]
-    );
+    assert_eq!(vocab.words(), ["<unk>", "<pad>", "the", "film", "qqq", "zzz"]);
     let m = g.embedding_matrix(&vocab, 7);
     assert_eq!((m.rows, m.dim, m.found, m.missing), (6, 3, 2, 2));
     assert_eq!(m.coverage(), 0.5);

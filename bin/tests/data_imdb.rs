@@ -82,22 +82,14 @@ fn labeled_folder() {
 #[test]
 fn seeded_split_and_limit_are_reproducible() {
     let tmp = tempfile::tempdir().unwrap();
-    let train = read_imdb(&fixture_dir(tmp.path()), &[Split::Train])
-        .unwrap()
-        .train;
-    let opts = SplitOptions {
-        valid_fraction: 0.2,
-        seed: 11,
-        stratified: true,
-    };
+    let train = read_imdb(&fixture_dir(tmp.path()), &[Split::Train]).unwrap().train;
+    let opts = SplitOptions { valid_fraction: 0.2, seed: 11, stratified: true };
     let (tr, va) = train_valid_split(train.clone(), &opts).unwrap();
     assert_eq!((tr.len(), va.len()), (48, 12));
     assert_eq!(va.iter().filter(|r| r.label == 1).count(), 6);
     let (tr2, va2) = train_valid_split(train.clone(), &opts).unwrap();
     assert_eq!((&tr, &va), (&tr2, &va2));
-    let ids = |v: &[finetune_imdb::data::imdb::Review]| {
-        v.iter().map(|r| r.id.clone()).collect::<Vec<_>>()
-    };
+    let ids = |v: &[finetune_imdb::data::imdb::Review]| v.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
     let other = train_valid_split(train.clone(), &SplitOptions { seed: 12, ..opts }).unwrap();
     assert_ne!(ids(&va), ids(&other.1));
     let a = take_limit(tr.clone(), 10, 3);
@@ -119,30 +111,19 @@ fn errors_name_the_path() {
     fs::create_dir_all(partial.join("train/pos")).unwrap();
     fs::write(partial.join("train/pos/0_9.txt"), "good").unwrap();
     let e = read_imdb(&partial, &[Split::Train]).unwrap_err();
-    assert!(
-        matches!(e, ImdbError::MissingLabels { missing: "neg", .. }),
-        "{e:?}"
-    );
+    assert!(matches!(e, ImdbError::MissingLabels { missing: "neg", .. }), "{e:?}");
     assert!(e.to_string().contains("partial"), "{e}");
     // An empty neg/ is as bad as none.
     fs::create_dir_all(partial.join("train/neg")).unwrap();
     let e = read_imdb(&partial, &[Split::Train]).unwrap_err();
-    assert!(
-        matches!(e, ImdbError::MissingLabels { missing: "neg", .. }),
-        "{e:?}"
-    );
+    assert!(matches!(e, ImdbError::MissingLabels { missing: "neg", .. }), "{e:?}");
     // No test split at all.
     let e = read_imdb(&partial, &[Split::Test]).unwrap_err();
-    assert!(
-        matches!(e, ImdbError::MissingLabels { missing: "pos", .. }),
-        "{e:?}"
-    );
+    assert!(matches!(e, ImdbError::MissingLabels { missing: "pos", .. }), "{e:?}");
 
     // An archive without the test split.
-    let only_train: Vec<FixtureFile> = fixture_files()
-        .into_iter()
-        .filter(|f| f.rel.starts_with("train/"))
-        .collect();
+    let only_train: Vec<FixtureFile> =
+        fixture_files().into_iter().filter(|f| f.rel.starts_with("train/")).collect();
     let arch = tmp.path().join("train-only.tar.gz");
     fs::write(&arch, tar_gz_bytes(&only_train)).unwrap();
     assert_eq!(read_imdb(&arch, &[Split::Train]).unwrap().train.len(), 60);

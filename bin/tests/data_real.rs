@@ -33,17 +33,10 @@ fn real_imdb_archive_vocab_and_batches() {
     for split in [Split::Train, Split::Test] {
         let reviews = data.split(split);
         assert_eq!(reviews.len(), 25_000, "{split}");
-        assert_eq!(
-            reviews.iter().filter(|r| r.label == 1).count(),
-            12_500,
-            "{split}"
-        );
+        assert_eq!(reviews.iter().filter(|r| r.label == 1).count(), 12_500, "{split}");
     }
     assert!(data.train.iter().all(|r| !r.text.contains("<br />")));
-    assert!(data
-        .train
-        .iter()
-        .all(|r| r.rating.is_some_and(|x| (1..=10).contains(&x))));
+    assert!(data.train.iter().all(|r| r.rating.is_some_and(|x| (1..=10).contains(&x))));
 
     let (train, valid) = train_valid_split(data.train, &SplitOptions::default()).unwrap();
     assert_eq!((train.len(), valid.len()), (22_500, 2_500));
@@ -51,62 +44,32 @@ fn real_imdb_archive_vocab_and_batches() {
     let t = Instant::now();
     let vocab = Vocab::build(
         train.iter().map(|r| r.text.as_str()),
-        &VocabOptions {
-            max_size: Some(25_000),
-            min_freq: 1,
-        },
+        &VocabOptions { max_size: Some(25_000), min_freq: 1 },
     );
     let seqs: Vec<Vec<u32>> = train.iter().map(|r| vocab.encode_text(&r.text)).collect();
-    eprintln!(
-        "vocab + encode of {} reviews in {:.2} s",
-        train.len(),
-        t.elapsed().as_secs_f64()
-    );
+    eprintln!("vocab + encode of {} reviews in {:.2} s", train.len(), t.elapsed().as_secs_f64());
     assert_eq!(vocab.len(), 25_002);
     assert_eq!(vocab.words()[2], "the");
     let labels: Vec<u8> = train.iter().map(|r| r.label).collect();
 
-    let cfg = BatchConfig {
-        batch_size: 64,
-        seed: 1234,
-        ..Default::default()
-    };
+    let cfg = BatchConfig { batch_size: 64, seed: 1234, ..Default::default() };
     let batcher = Batcher::new(&seqs, &labels, cfg).unwrap();
     let bucketed: Vec<_> = batcher.batches(0).collect();
-    let unsorted = Batcher::new(
-        &seqs,
-        &labels,
-        BatchConfig {
-            chunk_batches: 1,
-            batch_size: 1,
-            ..cfg
-        },
-    )
-    .unwrap();
+    let unsorted =
+        Batcher::new(&seqs, &labels, BatchConfig { chunk_batches: 1, batch_size: 1, ..cfg }).unwrap();
     // Plain random batches of 64 for comparison (chunks of one batch: no
     // sorting across examples).
     let random: Vec<_> = {
         let plan = unsorted.plan(0);
-        plan.concat()
-            .chunks(64)
-            .map(|ix| unsorted.make_batch(ix))
-            .collect()
+        plan.concat().chunks(64).map(|ix| unsorted.make_batch(ix)).collect()
     };
     let (eb, er) = (padding_efficiency(&bucketed), padding_efficiency(&random));
-    eprintln!(
-        "padding efficiency (real / padded tokens), batch 64: bucketed {eb:.3}, random {er:.3}"
-    );
+    eprintln!("padding efficiency (real / padded tokens), batch 64: bucketed {eb:.3}, random {er:.3}");
     assert!(eb > 0.9, "{eb}");
     assert!(er < 0.6, "{er}");
-    assert!(bucketed
-        .iter()
-        .all(|b| b.ids.len() == b.batch_size * b.max_len));
+    assert!(bucketed.iter().all(|b| b.ids.len() == b.batch_size * b.max_len));
     assert!(
-        bucketed[0].ids.contains(&PAD_ID)
-            || bucketed[0]
-                .lengths
-                .iter()
-                .all(|&l| l == bucketed[0].max_len)
+        bucketed[0].ids.contains(&PAD_ID) || bucketed[0].lengths.iter().all(|&l| l == bucketed[0].max_len)
     );
 }
 
@@ -134,12 +97,9 @@ fn real_glove_parse_cache_and_mmap() {
     assert!(g.is_mapped());
     assert_eq!(g.get("the").unwrap(), &the[..]);
     assert_eq!(g.len(), 400_000);
-    let vocab = Vocab::from_words(
-        ["<unk>", "<pad>", "the", "movie", "film", "qwxzv"]
-            .map(String::from)
-            .to_vec(),
-    )
-    .unwrap();
+    let vocab =
+        Vocab::from_words(["<unk>", "<pad>", "the", "movie", "film", "qwxzv"].map(String::from).to_vec())
+            .unwrap();
     let m = g.embedding_matrix(&vocab, 0);
     assert_eq!((m.found, m.missing), (3, 1));
     eprintln!(

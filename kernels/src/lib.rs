@@ -6,11 +6,13 @@
 
 pub mod activation;
 pub mod broadcast;
+pub mod elementwise;
 pub mod float;
 pub mod gemm;
 pub mod index;
 pub mod layernorm;
 pub mod loss;
 pub mod softmax;
+pub mod vecmath;
 
 pub use float::{as_f32, as_f32_mut, Float};

@@ -1,7 +1,7 @@
 //! Elementwise functions of one tensor: y = f(x), dL/dx = dL/dy · f'(x).
 
 use crate::Tensor;
-use tapegrad_kernels::activation as act;
+use tapegrad_kernels::elementwise::{unary_backward, unary_forward, Unary};
 use tapegrad_kernels::Float;
 
 impl<T: Float> Tensor<T> {
@@ -19,6 +19,22 @@ impl<T: Float> Tensor<T> {
         })
     }
 
+    /// y = f(x) for an activation with a vector kernel; dx = g · f'(x) by the
+    /// matching backward kernel (`kernels::elementwise`).
+    fn activation(&self, name: &'static str, op: Unary) -> Tensor<T> {
+        let mut y = vec![T::ZERO; self.numel()];
+        unary_forward(op, &self.data(), &mut y);
+        let y = Tensor::from_vec(y, self.shape());
+        let (x, xv, yv) = (self.clone(), self.detach(), y.clone());
+        Tensor::from_op(name, y, &[self], move |g| {
+            x.accumulate_grad(|| {
+                let mut dx = vec![T::ZERO; xv.numel()];
+                unary_backward(op, &xv.data(), &yv.data(), &g.data(), &mut dx);
+                Tensor::from_vec(dx, xv.shape())
+            });
+        })
+    }
+
     /// y = −x;  dy/dx = −1.
     pub fn neg(&self) -> Tensor<T> {
         self.unary("neg", |x| -x, |_, _| -T::ONE)
@@ -26,7 +42,7 @@ impl<T: Float> Tensor<T> {
 
     /// y = eˣ;  dy/dx = eˣ = y.
     pub fn exp(&self) -> Tensor<T> {
-        self.unary("exp", |x| x.exp(), |_, y| y)
+        self.activation("exp", Unary::Exp)
     }
 
     /// y = ln x;  dy/dx = 1/x.
@@ -41,27 +57,27 @@ impl<T: Float> Tensor<T> {
 
     /// y = tanh x;  dy/dx = 1 − y².
     pub fn tanh(&self) -> Tensor<T> {
-        self.unary("tanh", |x| x.tanh(), |_, y| T::ONE - y * y)
+        self.activation("tanh", Unary::Tanh)
     }
 
     /// y = σ(x) = 1/(1 + e⁻ˣ);  dy/dx = y(1 − y).
     pub fn sigmoid(&self) -> Tensor<T> {
-        self.unary("sigmoid", act::sigmoid, |_, y| y * (T::ONE - y))
+        self.activation("sigmoid", Unary::Sigmoid)
     }
 
     /// y = max(x, 0);  dy/dx = 1 if x > 0 else 0.
     pub fn relu(&self) -> Tensor<T> {
-        self.unary("relu", |x| x.max(T::ZERO), |x, _| if x > T::ZERO { T::ONE } else { T::ZERO })
+        self.activation("relu", Unary::Relu)
     }
 
     /// GELU, erf form (BERT's): y = x·Φ(x);  dy/dx = Φ(x) + x·φ(x).
     pub fn gelu(&self) -> Tensor<T> {
-        self.unary("gelu", act::gelu_erf, |x, _| act::gelu_erf_grad(x))
+        self.activation("gelu", Unary::Gelu)
     }
 
     /// GELU, tanh approximation: y = ½x(1 + tanh(√(2/π)(x + 0.044715x³))).
     pub fn gelu_tanh(&self) -> Tensor<T> {
-        self.unary("gelu_tanh", act::gelu_tanh, |x, _| act::gelu_tanh_grad(x))
+        self.activation("gelu_tanh", Unary::GeluTanh)
     }
 
     /// y = x + c;  dy/dx = 1.

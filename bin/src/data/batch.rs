@@ -122,19 +122,12 @@ pub struct Batcher<'a> {
 }
 
 impl<'a> Batcher<'a> {
-    pub fn new(
-        seqs: &'a [Vec<u32>],
-        labels: &'a [u8],
-        cfg: BatchConfig,
-    ) -> Result<Self, BatchError> {
+    pub fn new(seqs: &'a [Vec<u32>], labels: &'a [u8], cfg: BatchConfig) -> Result<Self, BatchError> {
         if cfg.batch_size == 0 || cfg.chunk_batches == 0 || cfg.max_len == Some(0) {
             return Err(BatchError::ZeroSize);
         }
         if seqs.len() != labels.len() {
-            return Err(BatchError::LengthMismatch {
-                sequences: seqs.len(),
-                labels: labels.len(),
-            });
+            return Err(BatchError::LengthMismatch { sequences: seqs.len(), labels: labels.len() });
         }
         Ok(Batcher { seqs, labels, cfg })
     }
@@ -216,10 +209,7 @@ impl<'a> Batcher<'a> {
 
     /// The batches of `epoch` from batch index `start` on (for resuming).
     pub fn batches_from(&self, epoch: u64, start: usize) -> impl Iterator<Item = Batch> + '_ {
-        self.plan(epoch)
-            .into_iter()
-            .skip(start)
-            .map(move |ix| self.make_batch(&ix))
+        self.plan(epoch).into_iter().skip(start).map(move |ix| self.make_batch(&ix))
     }
 }
 
@@ -228,9 +218,7 @@ mod tests {
     use super::*;
 
     fn data(n: usize) -> (Vec<Vec<u32>>, Vec<u8>) {
-        let seqs = (0..n)
-            .map(|i| (0..(1 + (i * 37) % 50) as u32).map(|t| t + 2).collect())
-            .collect();
+        let seqs = (0..n).map(|i| (0..(1 + (i * 37) % 50) as u32).map(|t| t + 2).collect()).collect();
         let labels = (0..n).map(|i| (i % 2) as u8).collect();
         (seqs, labels)
     }
@@ -238,12 +226,7 @@ mod tests {
     #[test]
     fn every_example_once_per_epoch_and_epochs_differ() {
         let (s, l) = data(1000);
-        let cfg = BatchConfig {
-            batch_size: 32,
-            chunk_batches: 4,
-            seed: 3,
-            ..Default::default()
-        };
+        let cfg = BatchConfig { batch_size: 32, chunk_batches: 4, seed: 3, ..Default::default() };
         let b = Batcher::new(&s, &l, cfg).unwrap();
         let p0 = b.plan(0);
         assert_eq!(p0.len(), b.num_batches());
@@ -258,12 +241,7 @@ mod tests {
     fn batch_contents_padding_and_truncation() {
         let seqs = vec![vec![5, 6, 7], vec![], vec![8, 9, 10, 11, 12]];
         let labels = vec![1, 0, 1];
-        let cfg = BatchConfig {
-            batch_size: 3,
-            max_len: Some(4),
-            shuffle: false,
-            ..Default::default()
-        };
+        let cfg = BatchConfig { batch_size: 3, max_len: Some(4), shuffle: false, ..Default::default() };
         let b = Batcher::new(&seqs, &labels, cfg).unwrap();
         let batch = b.batches(0).next().unwrap();
         assert_eq!(batch.indices, [2, 0, 1]);
@@ -279,11 +257,7 @@ mod tests {
     #[test]
     fn drop_last_and_resume() {
         let (s, l) = data(100);
-        let cfg = BatchConfig {
-            batch_size: 8,
-            drop_last: true,
-            ..Default::default()
-        };
+        let cfg = BatchConfig { batch_size: 8, drop_last: true, ..Default::default() };
         let b = Batcher::new(&s, &l, cfg).unwrap();
         let all: Vec<Batch> = b.batches(5).collect();
         assert_eq!(all.len(), 12);
@@ -295,14 +269,8 @@ mod tests {
     #[test]
     fn bad_config() {
         let (s, l) = data(4);
-        let zero = BatchConfig {
-            batch_size: 0,
-            ..Default::default()
-        };
-        assert_eq!(
-            Batcher::new(&s, &l, zero).unwrap_err(),
-            BatchError::ZeroSize
-        );
+        let zero = BatchConfig { batch_size: 0, ..Default::default() };
+        assert_eq!(Batcher::new(&s, &l, zero).unwrap_err(), BatchError::ZeroSize);
         assert!(Batcher::new(&s, &l[..3], BatchConfig::default()).is_err());
     }
 }

@@ -43,17 +43,9 @@ pub enum DownloadError {
     #[error("GET {url}: {message}")]
     Transport { url: String, message: String },
     #[error("GET {url}: expected {expected} bytes (Content-Length), got {got}")]
-    SizeMismatch {
-        url: String,
-        expected: u64,
-        got: u64,
-    },
+    SizeMismatch { url: String, expected: u64, got: u64 },
     #[error("{url}: SHA-256 mismatch: expected {expected}, got {actual}")]
-    ChecksumMismatch {
-        url: String,
-        expected: String,
-        actual: String,
-    },
+    ChecksumMismatch { url: String, expected: String, actual: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
 }
@@ -92,10 +84,7 @@ pub enum Fetched {
 }
 
 fn io_err(path: &Path) -> impl Fn(io::Error) -> DownloadError + '_ {
-    move |e| DownloadError::Io {
-        path: path.to_owned(),
-        source: e,
-    }
+    move |e| DownloadError::Io { path: path.to_owned(), source: e }
 }
 
 /// Hex SHA-256 of a file.
@@ -143,24 +132,12 @@ pub fn download_file(
         .timeout_read(opts.read_timeout)
         .build();
     let response = agent.get(url).call().map_err(|e| match e {
-        ureq::Error::Status(status, _) => DownloadError::Status {
-            url: url.to_owned(),
-            status,
-        },
-        ureq::Error::Transport(t) => DownloadError::Transport {
-            url: url.to_owned(),
-            message: t.to_string(),
-        },
+        ureq::Error::Status(status, _) => DownloadError::Status { url: url.to_owned(), status },
+        ureq::Error::Transport(t) => DownloadError::Transport { url: url.to_owned(), message: t.to_string() },
     })?;
-    let content_length: Option<u64> = response
-        .header("Content-Length")
-        .and_then(|v| v.trim().parse().ok());
+    let content_length: Option<u64> = response.header("Content-Length").and_then(|v| v.trim().parse().ok());
 
-    let name = dest
-        .file_name()
-        .and_then(|s| s.to_str())
-        .unwrap_or("download")
-        .to_owned();
+    let name = dest.file_name().and_then(|s| s.to_str()).unwrap_or("download").to_owned();
     let bar = if opts.progress {
         let bar = match content_length {
             Some(n) => indicatif::ProgressBar::new(n),
@@ -208,29 +185,18 @@ pub fn download_file(
     bar.finish();
     if let Some(expected) = content_length {
         if got != expected {
-            return Err(DownloadError::SizeMismatch {
-                url: url.to_owned(),
-                expected,
-                got,
-            });
+            return Err(DownloadError::SizeMismatch { url: url.to_owned(), expected, got });
         }
     }
     let actual = hex(&hasher.finalize());
     if let Some(expected) = expected_sha {
         if actual != expected {
-            return Err(DownloadError::ChecksumMismatch {
-                url: url.to_owned(),
-                expected,
-                actual,
-            });
+            return Err(DownloadError::ChecksumMismatch { url: url.to_owned(), expected, actual });
         }
     }
     tmp.as_file_mut().flush().map_err(io_err(tmp.path()))?;
     tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
-    tmp.persist(dest).map_err(|e| DownloadError::Io {
-        path: dest.to_owned(),
-        source: e.error,
-    })?;
+    tmp.persist(dest).map_err(|e| DownloadError::Io { path: dest.to_owned(), source: e.error })?;
     if let Ok(d) = fs::File::open(&dir) {
         let _ = d.sync_all();
     }

@@ -34,18 +34,9 @@ pub enum GloveError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
     #[error("{path}:{line}: expected {expected} dimensions, found {found}")]
-    DimMismatch {
-        path: PathBuf,
-        line: usize,
-        expected: usize,
-        found: usize,
-    },
+    DimMismatch { path: PathBuf, line: usize, expected: usize, found: usize },
     #[error("{path}:{line}: not a number: {value:?}")]
-    BadNumber {
-        path: PathBuf,
-        line: usize,
-        value: String,
-    },
+    BadNumber { path: PathBuf, line: usize, value: String },
     #[error("{path}: no vectors")]
     Empty { path: PathBuf },
     #[error("{path}: bad cache file: {reason}")]
@@ -120,10 +111,7 @@ impl std::fmt::Debug for Glove {
 }
 
 fn io_err(path: &Path) -> impl Fn(io::Error) -> GloveError + '_ {
-    move |e| GloveError::Io {
-        path: path.to_owned(),
-        source: e,
-    }
+    move |e| GloveError::Io { path: path.to_owned(), source: e }
 }
 
 impl Glove {
@@ -132,10 +120,7 @@ impl Glove {
     pub fn from_text(path: &Path, expected_dim: Option<usize>) -> Result<Glove, GloveError> {
         let file = File::open(path).map_err(io_err(path))?;
         let mut reader = BufReader::with_capacity(1 << 20, file);
-        let gz = reader
-            .fill_buf()
-            .map_err(io_err(path))?
-            .starts_with(&[0x1f, 0x8b]);
+        let gz = reader.fill_buf().map_err(io_err(path))?.starts_with(&[0x1f, 0x8b]);
         if gz {
             // Decompress on a second thread while this one parses: gunzip and
             // parsing take about the same time for glove.6B.
@@ -246,26 +231,15 @@ impl Glove {
             words.push(word);
         }
         let Some(dim) = dim.filter(|_| !words.is_empty()) else {
-            return Err(GloveError::Empty {
-                path: path.to_owned(),
-            });
+            return Err(GloveError::Empty { path: path.to_owned() });
         };
-        Ok(Glove {
-            words,
-            index,
-            dim,
-            storage: Storage::Owned(data),
-            duplicates,
-        })
+        Ok(Glove { words, index, dim, storage: Storage::Owned(data), duplicates })
     }
 
     /// The cache file [`Glove::load_cached`] uses for `source`:
     /// `<cache_dir>/<source name without .gz and .txt>.safetensors`.
     pub fn cache_path(source: &Path, cache_dir: &Path) -> PathBuf {
-        let name = source
-            .file_name()
-            .and_then(|s| s.to_str())
-            .unwrap_or("glove");
+        let name = source.file_name().and_then(|s| s.to_str()).unwrap_or("glove");
         let name = name.strip_suffix(".gz").unwrap_or(name);
         let name = name.strip_suffix(".txt").unwrap_or(name);
         cache_dir.join(format!("{name}.safetensors"))
@@ -303,11 +277,7 @@ impl Glove {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
         };
-        let bytes: Vec<u8> = self
-            .vectors()
-            .iter()
-            .flat_map(|x| x.to_le_bytes())
-            .collect();
+        let bytes: Vec<u8> = self.vectors().iter().flat_map(|x| x.to_le_bytes()).collect();
         let view = TensorView::new(Dtype::F32, vec![self.words.len(), self.dim], &bytes)
             .map_err(|e| bad_cache(path, e))?;
         let mut meta = HashMap::new();
@@ -324,10 +294,7 @@ impl Glove {
         safetensors::tensor::serialize_to_file([("vectors", view)], &Some(meta), tmp.path())
             .map_err(|e| bad_cache(path, e))?;
         tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
-        tmp.persist(path).map_err(|e| GloveError::Io {
-            path: path.to_owned(),
-            source: e.error,
-        })?;
+        tmp.persist(path).map_err(|e| GloveError::Io { path: path.to_owned(), source: e.error })?;
         // Make the rename durable too (best effort: not every platform can
         // open a directory).
         if let Ok(d) = File::open(dir) {
@@ -346,15 +313,9 @@ impl Glove {
         // SAFETY: the cache is only ever replaced by an atomic rename, never
         // modified in place, so the mapped bytes do not change under us.
         let map = unsafe { Mmap::map(&file) }.map_err(io_err(path))?;
-        let (header_len, meta) =
-            SafeTensors::read_metadata(&map).map_err(|e| bad_cache(path, e))?;
-        let info = meta
-            .info("vectors")
-            .ok_or_else(|| bad_cache(path, "no `vectors` tensor"))?;
-        let kv = meta
-            .metadata()
-            .as_ref()
-            .ok_or_else(|| bad_cache(path, "no metadata"))?;
+        let (header_len, meta) = SafeTensors::read_metadata(&map).map_err(|e| bad_cache(path, e))?;
+        let info = meta.info("vectors").ok_or_else(|| bad_cache(path, "no `vectors` tensor"))?;
+        let kv = meta.metadata().as_ref().ok_or_else(|| bad_cache(path, "no metadata"))?;
         if kv.get("format").map(String::as_str) != Some(CACHE_FORMAT) {
             return Err(bad_cache(path, "not a tapegrad GloVe cache"));
         }
@@ -366,20 +327,14 @@ impl Glove {
             return Err(bad_cache(path, "`vectors` is not 2-D"));
         };
         if info.dtype != Dtype::F32 || rows != words.len() || dim == 0 {
-            return Err(bad_cache(
-                path,
-                "`vectors` shape/dtype does not match the words",
-            ));
+            return Err(bad_cache(path, "`vectors` shape/dtype does not match the words"));
         }
         let start = 8 + header_len + info.data_offsets.0;
         let end = 8 + header_len + info.data_offsets.1;
         if end != start + rows * dim * 4 || end > map.len() {
             return Err(bad_cache(path, "truncated data"));
         }
-        let aligned = map[start..]
-            .as_ptr()
-            .align_offset(std::mem::align_of::<f32>())
-            == 0;
+        let aligned = map[start..].as_ptr().align_offset(std::mem::align_of::<f32>()) == 0;
         let storage = if aligned && cfg!(target_endian = "little") {
             Storage::Mapped { map, start, end }
         } else {
@@ -390,23 +345,14 @@ impl Glove {
                     .collect(),
             )
         };
-        let index: HashMap<String, u32> = words
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (w.clone(), i as u32))
-            .collect();
+        let index: HashMap<String, u32> =
+            words.iter().enumerate().map(|(i, w)| (w.clone(), i as u32)).collect();
         if index.len() != words.len() {
             return Err(bad_cache(path, "duplicate words"));
         }
         Ok(OpenedCache {
             cache_stamp: kv.get("source").cloned(),
-            glove: Glove {
-                words,
-                index,
-                dim,
-                storage,
-                duplicates: 0,
-            },
+            glove: Glove { words, index, dim, storage, duplicates: 0 },
         })
     }
 
@@ -493,13 +439,7 @@ impl Glove {
                 data[i..i + dim].fill(0.0);
             }
         }
-        EmbeddingMatrix {
-            data,
-            rows: vocab.len(),
-            dim,
-            found,
-            missing,
-        }
+        EmbeddingMatrix { data, rows: vocab.len(), dim, found, missing }
     }
 }
 
@@ -528,12 +468,7 @@ struct ChannelReader {
 
 impl ChannelReader {
     fn new(rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>) -> Self {
-        ChannelReader {
-            rx,
-            block: Vec::new(),
-            pos: 0,
-            done: false,
-        }
+        ChannelReader { rx, block: Vec::new(), pos: 0, done: false }
     }
 }
 
@@ -568,10 +503,7 @@ struct OpenedCache {
 }
 
 fn bad_cache(path: &Path, e: impl std::fmt::Display) -> GloveError {
-    GloveError::BadCache {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    }
+    GloveError::BadCache { path: path.to_owned(), reason: e.to_string() }
 }
 
 /// `"<size>:<mtime ns>"` of the source file, to notice a changed source.

@@ -108,11 +108,7 @@ pub enum ImdbError {
     #[error("data path {path} does not exist")]
     NotFound { path: PathBuf },
     #[error("{path}: no `{missing}` folder with .txt reviews for the {split} split (expected {split}/pos and {split}/neg, or pos/ and neg/)")]
-    MissingLabels {
-        path: PathBuf,
-        split: String,
-        missing: &'static str,
-    },
+    MissingLabels { path: PathBuf, split: String, missing: &'static str },
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
     #[error("corrupt archive {path}: {source}")]
@@ -186,12 +182,7 @@ fn rating_of(file_name: &str) -> Option<u8> {
 }
 
 fn make_review(raw: Vec<u8>, label: u8, id: String, file: &str, stats: &mut ReadStats) -> Review {
-    Review {
-        text: clean_text(&decode(raw, stats)),
-        label,
-        rating: rating_of(file),
-        id,
-    }
+    Review { text: clean_text(&decode(raw, stats)), label, rating: rating_of(file), id }
 }
 
 /// Read the requested splits of the data set at `path` (see the module docs
@@ -199,13 +190,8 @@ fn make_review(raw: Vec<u8>, label: u8, id: String, file: &str, stats: &mut Read
 /// is returned as the test split. Each requested split must have both classes.
 pub fn read_imdb(path: &Path, splits: &[Split]) -> Result<ImdbData, ImdbError> {
     let meta = fs::metadata(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => ImdbError::NotFound {
-            path: path.to_owned(),
-        },
-        _ => ImdbError::Read {
-            path: path.to_owned(),
-            source: e,
-        },
+        io::ErrorKind::NotFound => ImdbError::NotFound { path: path.to_owned() },
+        _ => ImdbError::Read { path: path.to_owned(), source: e },
     })?;
     let mut data = ImdbData::default();
     if meta.is_dir() {
@@ -221,15 +207,14 @@ pub fn read_imdb(path: &Path, splits: &[Split]) -> Result<ImdbData, ImdbError> {
             path.to_owned()
         };
         for &split in splits {
-            let reviews = read_pos_neg(&root.join(split.name()), split.name(), &mut data.stats)
-                .map_err(|e| match e {
-                    ImdbError::MissingLabels { missing, .. } => ImdbError::MissingLabels {
-                        path: root.clone(),
-                        split: split.name().into(),
-                        missing,
-                    },
+            let reviews = read_pos_neg(&root.join(split.name()), split.name(), &mut data.stats).map_err(
+                |e| match e {
+                    ImdbError::MissingLabels { missing, .. } => {
+                        ImdbError::MissingLabels { path: root.clone(), split: split.name().into(), missing }
+                    }
                     other => other,
-                })?;
+                },
+            )?;
             match split {
                 Split::Train => data.train = reviews,
                 Split::Test => data.test = reviews,
@@ -239,9 +224,7 @@ pub fn read_imdb(path: &Path, splits: &[Split]) -> Result<ImdbData, ImdbError> {
     } else if meta.is_file() {
         read_archive(path, splits)
     } else {
-        Err(ImdbError::NotADataSet {
-            path: path.to_owned(),
-        })
+        Err(ImdbError::NotADataSet { path: path.to_owned() })
     }
 }
 
@@ -265,9 +248,7 @@ pub fn is_labeled_dir(dir: &Path) -> bool {
 /// reviews. Ids are `"pos/<file>"` / `"neg/<file>"`.
 pub fn read_labeled_dir(dir: &Path) -> Result<(Vec<Review>, ReadStats), ImdbError> {
     if !dir.exists() {
-        return Err(ImdbError::NotFound {
-            path: dir.to_owned(),
-        });
+        return Err(ImdbError::NotFound { path: dir.to_owned() });
     }
     let mut stats = ReadStats::default();
     let reviews = read_pos_neg(dir, "", &mut stats)?;
@@ -282,26 +263,16 @@ fn read_pos_neg(dir: &Path, prefix: &str, stats: &mut ReadStats) -> Result<Vec<R
         let sub = dir.join(folder);
         let missing = || ImdbError::MissingLabels {
             path: dir.to_owned(),
-            split: if prefix.is_empty() {
-                "labeled folder".into()
-            } else {
-                prefix.into()
-            },
+            split: if prefix.is_empty() { "labeled folder".into() } else { prefix.into() },
             missing: if folder == "pos" { "pos" } else { "neg" },
         };
         if !sub.is_dir() {
             return Err(missing());
         }
-        let entries = fs::read_dir(&sub).map_err(|e| ImdbError::Read {
-            path: sub.clone(),
-            source: e,
-        })?;
+        let entries = fs::read_dir(&sub).map_err(|e| ImdbError::Read { path: sub.clone(), source: e })?;
         let before = reviews.len();
         for entry in entries {
-            let entry = entry.map_err(|e| ImdbError::Read {
-                path: sub.clone(),
-                source: e,
-            })?;
+            let entry = entry.map_err(|e| ImdbError::Read { path: sub.clone(), source: e })?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else {
                 stats.skipped += 1;
@@ -315,10 +286,8 @@ fn read_pos_neg(dir: &Path, prefix: &str, stats: &mut ReadStats) -> Result<Vec<R
                 stats.skipped += 1;
                 continue;
             }
-            let raw = fs::read(&file_path).map_err(|e| ImdbError::Read {
-                path: file_path.clone(),
-                source: e,
-            })?;
+            let raw =
+                fs::read(&file_path).map_err(|e| ImdbError::Read { path: file_path.clone(), source: e })?;
             let id = if prefix.is_empty() {
                 format!("{folder}/{name}")
             } else {
@@ -336,16 +305,11 @@ fn read_pos_neg(dir: &Path, prefix: &str, stats: &mut ReadStats) -> Result<Vec<R
 
 /// Stream a `.tar.gz` (gzip detected by its magic bytes) or plain `.tar`.
 fn read_archive(path: &Path, splits: &[Split]) -> Result<ImdbData, ImdbError> {
-    let file = fs::File::open(path).map_err(|e| ImdbError::Read {
-        path: path.to_owned(),
-        source: e,
-    })?;
+    let file = fs::File::open(path).map_err(|e| ImdbError::Read { path: path.to_owned(), source: e })?;
     let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut magic = [0u8; 2];
-    let n = read_full(&mut reader, &mut magic).map_err(|e| ImdbError::Read {
-        path: path.to_owned(),
-        source: e,
-    })?;
+    let n = read_full(&mut reader, &mut magic)
+        .map_err(|e| ImdbError::Read { path: path.to_owned(), source: e })?;
     let head = io::Cursor::new(magic[..n].to_vec());
     let stream = head.chain(reader);
     if n == 2 && magic == [0x1f, 0x8b] {
@@ -353,9 +317,7 @@ fn read_archive(path: &Path, splits: &[Split]) -> Result<ImdbData, ImdbError> {
     } else {
         let name = path.file_name().and_then(|s| s.to_str()).unwrap_or("");
         if !name.ends_with(".tar") {
-            return Err(ImdbError::NotADataSet {
-                path: path.to_owned(),
-            });
+            return Err(ImdbError::NotADataSet { path: path.to_owned() });
         }
         read_tar(path, stream, splits)
     }
@@ -375,10 +337,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 fn read_tar<R: Read>(path: &Path, reader: R, splits: &[Split]) -> Result<ImdbData, ImdbError> {
-    let corrupt = |e: io::Error| ImdbError::CorruptArchive {
-        path: path.to_owned(),
-        source: e,
-    };
+    let corrupt = |e: io::Error| ImdbError::CorruptArchive { path: path.to_owned(), source: e };
     let mut archive = tar::Archive::new(reader);
     let mut data = ImdbData::default();
     let mut raw = Vec::new();

@@ -34,11 +34,7 @@ pub struct SplitOptions {
 
 impl Default for SplitOptions {
     fn default() -> Self {
-        SplitOptions {
-            valid_fraction: DEFAULT_VALID_FRACTION,
-            seed: 0,
-            stratified: true,
-        }
+        SplitOptions { valid_fraction: DEFAULT_VALID_FRACTION, seed: 0, stratified: true }
     }
 }
 
@@ -62,10 +58,7 @@ pub fn train_valid_split_by<T>(
         let mut labels: Vec<u8> = items.iter().map(&label).collect();
         labels.sort_unstable();
         labels.dedup();
-        labels
-            .iter()
-            .map(|&l| (0..n).filter(|&i| label(&items[i]) == l).collect())
-            .collect()
+        labels.iter().map(|&l| (0..n).filter(|&i| label(&items[i]) == l).collect()).collect()
     } else {
         vec![(0..n).collect()]
     };
@@ -109,19 +102,12 @@ mod tests {
     use super::*;
 
     fn items(n_pos: usize, n_neg: usize) -> Vec<(usize, u8)> {
-        (0..n_pos)
-            .map(|i| (i, 1))
-            .chain((0..n_neg).map(|i| (n_pos + i, 0)))
-            .collect()
+        (0..n_pos).map(|i| (i, 1)).chain((0..n_neg).map(|i| (n_pos + i, 0))).collect()
     }
 
     #[test]
     fn stratified_split_keeps_balance_and_is_reproducible() {
-        let opts = SplitOptions {
-            valid_fraction: 0.1,
-            seed: 42,
-            stratified: true,
-        };
+        let opts = SplitOptions { valid_fraction: 0.1, seed: 42, stratified: true };
         let (tr, va) = train_valid_split_by(items(300, 100), |x| x.1, &opts).unwrap();
         assert_eq!(va.len(), 40);
         assert_eq!(va.iter().filter(|x| x.1 == 1).count(), 30);
@@ -135,24 +121,14 @@ mod tests {
 
     #[test]
     fn plain_split_sizes_and_bad_fraction() {
-        let opts = SplitOptions {
-            valid_fraction: 0.25,
-            seed: 1,
-            stratified: false,
-        };
+        let opts = SplitOptions { valid_fraction: 0.25, seed: 1, stratified: false };
         let (tr, va) = train_valid_split_by(items(7, 5), |x| x.1, &opts).unwrap();
         assert_eq!((tr.len(), va.len()), (9, 3));
-        let zero = SplitOptions {
-            valid_fraction: 0.0,
-            ..opts
-        };
+        let zero = SplitOptions { valid_fraction: 0.0, ..opts };
         let (tr, va) = train_valid_split_by(items(7, 5), |x| x.1, &zero).unwrap();
         assert_eq!((tr.len(), va.len()), (12, 0));
         for bad in [1.0, -0.1, f64::NAN] {
-            let o = SplitOptions {
-                valid_fraction: bad,
-                ..opts
-            };
+            let o = SplitOptions { valid_fraction: bad, ..opts };
             assert!(train_valid_split_by(items(2, 2), |x| x.1, &o).is_err());
         }
     }

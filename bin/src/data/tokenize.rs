@@ -47,11 +47,7 @@ pub fn tokenize(text: &str) -> Vec<String> {
 /// Call `f` on each token of `text`, without allocating a `Vec<String>`.
 pub fn tokenize_each(text: &str, mut f: impl FnMut(&str)) {
     let lower = text.to_lowercase();
-    let lower = if lower.contains("<br />") {
-        lower.replace("<br />", " ")
-    } else {
-        lower
-    };
+    let lower = if lower.contains("<br />") { lower.replace("<br />", " ") } else { lower };
     let mut word = String::new();
     let flush = |word: &mut String, f: &mut dyn FnMut(&str)| {
         if !word.is_empty() {
@@ -83,10 +79,7 @@ pub enum VocabError {
     #[error("invalid vocabulary: {0}")]
     Invalid(String),
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 /// How to build a [`Vocab`].
@@ -100,10 +93,7 @@ pub struct VocabOptions {
 
 impl Default for VocabOptions {
     fn default() -> Self {
-        VocabOptions {
-            max_size: None,
-            min_freq: 1,
-        }
+        VocabOptions { max_size: None, min_freq: 1 }
     }
 }
 
@@ -174,11 +164,8 @@ impl Vocab {
         if let Some(max) = opts.max_size {
             words.truncate(max);
         }
-        let itos = [UNK, PAD]
-            .into_iter()
-            .chain(words.into_iter().map(|(w, _)| w))
-            .map(str::to_owned)
-            .collect();
+        let itos =
+            [UNK, PAD].into_iter().chain(words.into_iter().map(|(w, _)| w)).map(str::to_owned).collect();
         Self::from_itos_unchecked(itos)
     }
 
@@ -195,9 +182,7 @@ impl Vocab {
     /// and have no duplicates.
     pub fn from_words(itos: Vec<String>) -> Result<Vocab, VocabError> {
         if itos.len() < 2 || itos[0] != UNK || itos[1] != PAD {
-            return Err(VocabError::Invalid(format!(
-                "the first two words must be {UNK} and {PAD}"
-            )));
+            return Err(VocabError::Invalid(format!("the first two words must be {UNK} and {PAD}")));
         }
         if itos.len() > u32::MAX as usize {
             return Err(VocabError::Invalid("too many words".into()));
@@ -210,11 +195,7 @@ impl Vocab {
     }
 
     fn from_itos_unchecked(itos: Vec<String>) -> Vocab {
-        let stoi = itos
-            .iter()
-            .enumerate()
-            .map(|(i, w)| (w.clone(), i as u32))
-            .collect();
+        let stoi = itos.iter().enumerate().map(|(i, w)| (w.clone(), i as u32)).collect();
         Vocab { itos, stoi }
     }
 
@@ -262,18 +243,12 @@ impl Vocab {
 
     /// Words of ids (unknown ids become `<unk>`), joined by spaces.
     pub fn decode(&self, ids: &[u32]) -> String {
-        ids.iter()
-            .map(|&i| self.word(i).unwrap_or(UNK))
-            .collect::<Vec<_>>()
-            .join(" ")
+        ids.iter().map(|&i| self.word(i).unwrap_or(UNK)).collect::<Vec<_>>().join(" ")
     }
 
     /// `{"itos": [...]}`, e.g. for a checkpoint's metadata.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(&VocabJson {
-            itos: self.itos.clone(),
-        })
-        .expect("strings serialize")
+        serde_json::to_string(&VocabJson { itos: self.itos.clone() }).expect("strings serialize")
     }
 
     /// Inverse of [`Vocab::to_json`] (validated like [`Vocab::from_words`]).
@@ -286,18 +261,13 @@ impl Vocab {
     pub fn save(&self, path: &Path) -> Result<(), VocabError> {
         let mut text = self.itos.join("\n");
         text.push('\n');
-        std::fs::write(path, text).map_err(|e| VocabError::Io {
-            path: path.to_owned(),
-            source: e,
-        })
+        std::fs::write(path, text).map_err(|e| VocabError::Io { path: path.to_owned(), source: e })
     }
 
     /// Load a file written by [`Vocab::save`].
     pub fn load(path: &Path) -> Result<Vocab, VocabError> {
-        let text = std::fs::read_to_string(path).map_err(|e| VocabError::Io {
-            path: path.to_owned(),
-            source: e,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| VocabError::Io { path: path.to_owned(), source: e })?;
         Self::from_words(text.lines().map(str::to_owned).collect())
     }
 }
@@ -309,10 +279,7 @@ mod tests {
     #[test]
     fn basic_english_rule() {
         assert_eq!(tokenize("Don't stop!"), ["don", "'", "t", "stop", "!"]);
-        assert_eq!(
-            tokenize("A well-made film (9/10)."),
-            ["a", "well-made", "film", "(", "9/10", ")", "."]
-        );
+        assert_eq!(tokenize("A well-made film (9/10)."), ["a", "well-made", "film", "(", "9/10", ")", "."]);
         assert_eq!(
             tokenize("He said: \"Great; really?\"<br />Yes,no..."),
             ["he", "said", "great", "really", "?", "yes", ",", "no", ".", ".", "."]
@@ -328,21 +295,9 @@ mod tests {
         assert_eq!(v.words(), ["<unk>", "<pad>", "a", "b", "c", "d", "e"]);
         assert_eq!(v.id("a"), 2);
         assert_eq!(v.id("zzz"), UNK_ID);
-        let v = Vocab::build(
-            ["b a c a b d", "a e"],
-            &VocabOptions {
-                max_size: Some(2),
-                min_freq: 1,
-            },
-        );
+        let v = Vocab::build(["b a c a b d", "a e"], &VocabOptions { max_size: Some(2), min_freq: 1 });
         assert_eq!(v.words(), ["<unk>", "<pad>", "a", "b"]);
-        let v = Vocab::build(
-            ["b a c a b d <pad>", "a e"],
-            &VocabOptions {
-                max_size: None,
-                min_freq: 2,
-            },
-        );
+        let v = Vocab::build(["b a c a b d <pad>", "a e"], &VocabOptions { max_size: None, min_freq: 2 });
         assert_eq!(v.words(), ["<unk>", "<pad>", "a", "b"]);
         assert_eq!(v.encode_text("A b, z"), [2, 3, 0, 0]);
         assert_eq!(v.decode(&[2, 3, 99]), "a b <unk>");

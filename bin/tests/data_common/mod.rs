@@ -13,10 +13,7 @@ pub fn shared_data(rel: &str, test: &str) -> Option<PathBuf> {
         return Some(path);
     }
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!(
-            "CI=true but {} is missing (needed by {test})",
-            path.display()
-        );
+        panic!("CI=true but {} is missing (needed by {test})", path.display());
     }
     eprintln!("SKIPPED: {test}: {} not found", path.display());
     None
@@ -33,20 +30,11 @@ pub struct FixtureFile {
 /// ignored (unsup/, *.feat, README, imdb.vocab).
 pub fn fixture_files() -> Vec<FixtureFile> {
     let mut files: Vec<(String, Vec<u8>)> = vec![
-        (
-            "train/pos/0_9.txt".into(),
-            b"Great movie!<br /><br />Loved it.".to_vec(),
-        ),
+        ("train/pos/0_9.txt".into(), b"Great movie!<br /><br />Loved it.".to_vec()),
         ("train/pos/1_8.txt".into(), b"Good<br/>fun<BR>here".to_vec()),
         ("train/pos/2_10.txt".into(), b"caf\xe9 was good".to_vec()), // Latin-1: invalid UTF-8
-        (
-            "train/neg/0_1.txt".into(),
-            b"Bad. Boring<br>and long".to_vec(),
-        ),
-        (
-            "train/neg/1_2.txt".into(),
-            "Awful — truly".as_bytes().to_vec(),
-        ),
+        ("train/neg/0_1.txt".into(), b"Bad. Boring<br>and long".to_vec()),
+        ("train/neg/1_2.txt".into(), "Awful — truly".as_bytes().to_vec()),
         ("train/neg/2_3.txt".into(), b"Meh \xff\xfe".to_vec()), // invalid UTF-8
         ("test/pos/0_7.txt".into(), b"Nice film.".to_vec()),
         ("test/pos/1_9.txt".into(), b"Superb!".to_vec()),
@@ -67,10 +55,7 @@ pub fn fixture_files() -> Vec<FixtureFile> {
             format!("negative review number {i}").into_bytes(),
         ));
     }
-    files
-        .into_iter()
-        .map(|(rel, bytes)| FixtureFile { rel, bytes })
-        .collect()
+    files.into_iter().map(|(rel, bytes)| FixtureFile { rel, bytes }).collect()
 }
 
 /// Write `files` under `root` (which becomes the aclImdb folder).
@@ -105,9 +90,7 @@ pub fn tar_gz_bytes(files: &[FixtureFile]) -> Vec<u8> {
         h.set_size(f.bytes.len() as u64);
         h.set_mode(0o644);
         h.set_cksum();
-        builder
-            .append_data(&mut h, format!("aclImdb/{}", f.rel), &f.bytes[..])
-            .unwrap();
+        builder.append_data(&mut h, format!("aclImdb/{}", f.rel), &f.bytes[..]).unwrap();
     }
     builder.into_inner().unwrap().finish().unwrap()
 }

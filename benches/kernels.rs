@@ -1,0 +1,91 @@
+//! Memory-bound kernels beside a plain memcpy of the same bytes.
+//!
+//! Each group moves the same bytes (read x, write y) over an array far larger
+//! than L2, so the ratio kernel/memcpy says how close a kernel gets to the memory
+//! bandwidth. Throughput is reported in bytes/s.
+//!
+//! `cargo bench --bench kernels`
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use tapegrad::kernels::elementwise::{unary_backward, unary_forward, Unary};
+use tapegrad::kernels::layernorm::layer_norm_forward;
+use tapegrad::kernels::softmax::softmax_forward;
+
+/// 16 MiB of f32 in, 16 MiB out.
+const N: usize = 4 << 20;
+
+fn data(n: usize) -> Vec<f32> {
+    (0..n).map(|i| ((i * 7919) % 1000) as f32 / 250.0 - 2.0).collect()
+}
+
+fn memcpy(c: &mut Criterion, group: &str, bytes: u64) -> (Vec<f32>, Vec<f32>) {
+    let (x, mut y) = (data(N), vec![0f32; N]);
+    let mut g = c.benchmark_group(group);
+    g.throughput(Throughput::Bytes(bytes)).sample_size(20);
+    g.bench_function("memcpy", |b| b.iter(|| y.copy_from_slice(black_box(&x))));
+    g.finish();
+    (x, y)
+}
+
+fn elementwise(c: &mut Criterion) {
+    let bytes = (2 * N * 4) as u64;
+    let (x, mut y) = memcpy(c, "elementwise", bytes);
+    let mut g = c.benchmark_group("elementwise");
+    g.throughput(Throughput::Bytes(bytes)).sample_size(20);
+    for (name, op) in
+        [("exp", Unary::Exp), ("tanh", Unary::Tanh), ("sigmoid", Unary::Sigmoid), ("gelu", Unary::Gelu)]
+    {
+        g.bench_function(BenchmarkId::new("forward", name), |b| {
+            b.iter(|| unary_forward(op, black_box(&x), &mut y))
+        });
+    }
+    // backward reads x, y, g and writes dx: twice the bytes of memcpy
+    let (gr, mut dx) = (data(N), vec![0f32; N]);
+    g.throughput(Throughput::Bytes(2 * bytes));
+    g.bench_function(BenchmarkId::new("backward", "gelu"), |b| {
+        b.iter(|| unary_backward(Unary::Gelu, black_box(&x), &y, &gr, &mut dx))
+    });
+    g.finish();
+}
+
+fn softmax(c: &mut Criterion) {
+    let bytes = (2 * N * 4) as u64;
+    let (x, mut y) = memcpy(c, "softmax", bytes);
+    let mut g = c.benchmark_group("softmax");
+    g.throughput(Throughput::Bytes(bytes)).sample_size(20);
+    for n in [256usize, 1024] {
+        g.bench_function(BenchmarkId::new("rows", n), |b| {
+            b.iter(|| softmax_forward(black_box(&x), N / n, n, 1, &mut y, false))
+        });
+    }
+    g.finish();
+}
+
+fn layernorm(c: &mut Criterion) {
+    let bytes = (2 * N * 4) as u64;
+    let (x, mut y) = memcpy(c, "layernorm", bytes);
+    let mut g = c.benchmark_group("layernorm");
+    g.throughput(Throughput::Bytes(bytes)).sample_size(20);
+    let n = 512; // divides N; BERT's 384 rows behave the same
+    let (w, bias) = (vec![1.0f32; n], vec![0.0f32; n]);
+    let (mut mean, mut rstd) = (vec![0f32; N / n], vec![0f32; N / n]);
+    g.bench_function(BenchmarkId::new("forward", n), |b| {
+        b.iter(|| {
+            layer_norm_forward(
+                black_box(&x),
+                N / n,
+                n,
+                Some(&w),
+                Some(&bias),
+                1e-5,
+                &mut y,
+                &mut mean,
+                &mut rstd,
+            )
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, elementwise, softmax, layernorm);
+criterion_main!(benches);
