@@ -13,6 +13,7 @@ pub mod index;
 pub mod layernorm;
 pub mod loss;
 pub mod softmax;
+pub mod update;
 pub mod vecmath;
 
 pub use float::{as_f32, as_f32_mut, Float};
