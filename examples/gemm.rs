@@ -1,0 +1,143 @@
+//! Times `tapegrad_kernels::sgemm::sgemm` on one shape.
+//!
+//! `cargo run --release --example gemm -- --m 1024 --n 1024 --k 1024 --threads 1 [--batch B]
+//! [--reps R] [--trans-a] [--trans-b]` prints one line ending in `gflops=<number>` (best of R).
+use std::time::Instant;
+use tapegrad_kernels::sgemm::{kernel_name, sgemm, sgemm_batched, sgemm_reference_f64};
+use tapegrad_kernels::threads::set_num_threads;
+
+fn usage(msg: &str) -> ! {
+    eprintln!("error: {msg}");
+    eprintln!(
+        "usage: gemm --m M --n N --k K [--threads T] [--batch B] [--reps R] [--trans-a] [--trans-b]"
+    );
+    std::process::exit(2);
+}
+
+fn main() {
+    let (mut m, mut n, mut k) = (None, None, None);
+    let (mut threads, mut batch, mut reps) = (None, 1usize, 0usize);
+    let (mut ta, mut tb) = (false, false);
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut val = |name: &str| -> usize {
+            let v = args
+                .next()
+                .unwrap_or_else(|| usage(&format!("{name} needs a value")));
+            v.parse()
+                .unwrap_or_else(|_| usage(&format!("{name}: `{v}` is not a non-negative integer")))
+        };
+        match flag.as_str() {
+            "--m" => m = Some(val("--m")),
+            "--n" => n = Some(val("--n")),
+            "--k" => k = Some(val("--k")),
+            "--threads" => threads = Some(val("--threads")),
+            "--batch" => batch = val("--batch"),
+            "--reps" => reps = val("--reps"),
+            "--trans-a" => ta = true,
+            "--trans-b" => tb = true,
+            "-h" | "--help" => usage("help requested"),
+            other => usage(&format!("unknown flag `{other}`")),
+        }
+    }
+    let (m, n, k) = match (m, n, k) {
+        (Some(m), Some(n), Some(k)) => (m, n, k),
+        _ => usage("--m, --n and --k are required"),
+    };
+    if let Some(t) = threads {
+        set_num_threads(t);
+    }
+    let threads = tapegrad_kernels::threads::num_threads();
+    let mut seed = 0x2545_f491_u32;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        (seed as f32 / u32::MAX as f32) * 2.0 - 1.0
+    };
+    let a: Vec<f32> = (0..batch * m * k).map(|_| rnd()).collect();
+    let b: Vec<f32> = (0..batch * k * n).map(|_| rnd()).collect();
+    let mut c = vec![0.0f32; batch * m * n];
+    // A is m x k: row-major (k, 1) or stored transposed (1, m); likewise B.
+    let (rsa, csa) = if ta { (1, m) } else { (k, 1) };
+    let (rsb, csb) = if tb { (1, k) } else { (n, 1) };
+    let run = |c: &mut [f32]| {
+        if batch == 1 {
+            sgemm(m, n, k, &a, rsa, csa, &b, rsb, csb, 0.0, c, n);
+        } else {
+            sgemm_batched(
+                batch,
+                m,
+                n,
+                k,
+                &a,
+                m * k,
+                rsa,
+                csa,
+                &b,
+                k * n,
+                rsb,
+                csb,
+                0.0,
+                c,
+                m * n,
+                n,
+            );
+        }
+    };
+    // Validate: spot-check rows of the first product against the f64 reference.
+    run(&mut c);
+    let rows: Vec<usize> = [0, m / 2, m.saturating_sub(1)]
+        .into_iter()
+        .filter(|&i| i < m)
+        .collect();
+    let mut max_err = 0.0f32;
+    for &i in &rows {
+        let mut want = vec![0.0f32; n];
+        sgemm_reference_f64(
+            1,
+            n,
+            k,
+            &a[i * rsa..],
+            rsa,
+            csa,
+            &b,
+            rsb,
+            csb,
+            0.0,
+            &mut want,
+            n,
+        );
+        for j in 0..n {
+            let e = (c[i * n + j] - want[j]).abs() / (1.0 + want[j].abs());
+            max_err = max_err.max(e);
+        }
+    }
+    let tol = 1e-5 + 3e-6 * k as f32;
+    if max_err > tol {
+        eprintln!("error: result mismatch vs reference: max rel err {max_err} > {tol}");
+        std::process::exit(1);
+    }
+    let flops = 2.0 * (batch * m * n * k) as f64;
+    // Enough repeats for ~1 s of work, between 3 and 200.
+    let t0 = Instant::now();
+    run(&mut c);
+    let once = t0.elapsed().as_secs_f64().max(1e-7);
+    let reps = if reps > 0 {
+        reps
+    } else {
+        ((1.0 / once) as usize).clamp(3, 200)
+    };
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let t = Instant::now();
+        run(&mut c);
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    println!(
+        "sgemm m={m} n={n} k={k} batch={batch} trans_a={ta} trans_b={tb} threads={threads} kernel=\"{}\" reps={reps} best_ms={:.4} gflops={:.2}",
+        kernel_name(),
+        best * 1e3,
+        flops / best / 1e9
+    );
+}
