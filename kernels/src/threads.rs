@@ -55,7 +55,10 @@ pub fn set_num_threads(n: usize) {
     NUM_THREADS.store(n.max(1), Ordering::Relaxed);
 }
 
-static POOL: OnceLock<Mutex<Option<(usize, Arc<rayon::ThreadPool>)>>> = OnceLock::new();
+/// The pool and its size.
+type SizedPool = Option<(usize, Arc<rayon::ThreadPool>)>;
+
+static POOL: OnceLock<Mutex<SizedPool>> = OnceLock::new();
 
 /// The shared pool with at least `n` workers (built on first use, rebuilt only to grow).
 pub fn pool(n: usize) -> Arc<rayon::ThreadPool> {

@@ -9,16 +9,17 @@ use std::arch::x86::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::driver::Kernel;
+use super::driver::{gemm_seq, Kernel};
 
-pub(crate) struct Avx2;
+pub(crate) struct Avx2B<const MC: usize, const KC: usize, const NC: usize>;
+pub(crate) type Avx2 = Avx2B<144, 256, 4080>;
 
-impl Kernel for Avx2 {
+impl<const MC: usize, const KC: usize, const NC: usize> Kernel for Avx2B<MC, KC, NC> {
     const MR: usize = 6;
     const NR: usize = 16;
-    const MC: usize = 144;
-    const KC: usize = 256;
-    const NC: usize = 4080 - 4080 % 16;
+    const MC: usize = MC;
+    const KC: usize = KC;
+    const NC: usize = NC;
 
     #[inline(always)]
     unsafe fn tile(k: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, beta: f32) {
@@ -32,6 +33,31 @@ impl Kernel for Avx2 {
             unreachable!("the AVX2 kernel is only selected on x86")
         }
     }
+}
+
+/// The whole blocked product compiled with AVX2+FMA (packing included), so that the
+/// micro-kernel inlines and the packing copies use 256-bit moves.
+///
+/// # Safety
+/// As [`gemm_seq`]; the CPU must support AVX2 and FMA.
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_seq_avx2<K: Kernel>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    rsb: usize,
+    csb: usize,
+    beta: f32,
+    c: *mut f32,
+    rsc: usize,
+) {
+    gemm_seq::<K>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc)
 }
 
 /// # Safety

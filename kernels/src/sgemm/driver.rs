@@ -71,6 +71,7 @@ thread_local! {
 /// All elements addressed by the shapes and strides are in bounds; C does not overlap A or B;
 /// the CPU supports `K`'s features.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 pub(crate) unsafe fn gemm_seq<K: Kernel>(
     m: usize,
     n: usize,
@@ -103,6 +104,7 @@ pub(crate) unsafe fn gemm_seq<K: Kernel>(
 }
 
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 unsafe fn blocked<K: Kernel>(
     m: usize,
     n: usize,
@@ -178,6 +180,7 @@ unsafe fn merge_tile(
 
 /// Packs an `mc x kc` block of A into MR-row micro-panels: panel `r`, depth `p`, row `i` goes to
 /// `out[r*MR*kc + p*MR + i]`; rows past `mc` are zero.
+#[inline(always)]
 unsafe fn pack_a<K: Kernel>(
     mc: usize,
     kc: usize,
@@ -220,6 +223,7 @@ unsafe fn pack_a<K: Kernel>(
 
 /// Packs a `kc x nc` block of B into NR-column micro-panels: panel `s`, depth `p`, column `j` goes
 /// to `out[s*NR*kc + p*NR + j]`; columns past `nc` are zero.
+#[inline(always)]
 unsafe fn pack_b<K: Kernel>(
     kc: usize,
     nc: usize,
@@ -229,32 +233,60 @@ unsafe fn pack_b<K: Kernel>(
     out: *mut f32,
 ) {
     let nr_full = K::NR;
-    for jr in (0..nc).step_by(nr_full) {
-        let nr = nr_full.min(nc - jr);
-        let dst = out.add(jr * kc);
-        let src = b.add(jr * csb);
-        if nr == nr_full && csb == 1 {
-            // Row-major B: NR contiguous floats per depth step.
+    let full = nc / nr_full;
+    if csb == 1 {
+        // Row-major B: walk each row sequentially (a column walk would touch one page per row),
+        // a group of panels at a time so the written lines stay within a few pages.
+        const GROUP: usize = 16;
+        for g in (0..full).step_by(GROUP) {
+            let ge = (g + GROUP).min(full);
             for p in 0..kc {
-                std::ptr::copy_nonoverlapping(src.add(p * rsb), dst.add(p * nr_full), nr_full);
+                let s = b.add(p * rsb);
+                let d = out.add(p * nr_full);
+                for jr in g..ge {
+                    std::ptr::copy_nonoverlapping(
+                        s.add(jr * nr_full),
+                        d.add(jr * nr_full * kc),
+                        nr_full,
+                    );
+                }
             }
-        } else if nr == nr_full && rsb == 1 {
-            // Column-major B (transposed): NR sequential streams.
+        }
+    } else if rsb == 1 {
+        // Column-major B (transposed): NR sequential streams per panel.
+        for jr in 0..full {
+            let src = b.add(jr * nr_full * csb);
+            let dst = out.add(jr * nr_full * kc);
             for j in 0..nr_full {
                 let s = src.add(j * csb);
                 for p in 0..kc {
                     *dst.add(p * nr_full + j) = *s.add(p);
                 }
             }
-        } else {
+        }
+    } else {
+        for jr in 0..full {
+            let src = b.add(jr * nr_full * csb);
+            let dst = out.add(jr * nr_full * kc);
             for p in 0..kc {
-                let d = dst.add(p * nr_full);
-                for j in 0..nr {
-                    *d.add(j) = *src.add(p * rsb + j * csb);
+                for j in 0..nr_full {
+                    *dst.add(p * nr_full + j) = *src.add(p * rsb + j * csb);
                 }
-                for j in nr..nr_full {
-                    *d.add(j) = 0.0;
-                }
+            }
+        }
+    }
+    // The partial last panel, zero-padded.
+    let nr = nc - full * nr_full;
+    if nr > 0 {
+        let src = b.add(full * nr_full * csb);
+        let dst = out.add(full * nr_full * kc);
+        for p in 0..kc {
+            let d = dst.add(p * nr_full);
+            for j in 0..nr {
+                *d.add(j) = *src.add(p * rsb + j * csb);
+            }
+            for j in nr..nr_full {
+                *d.add(j) = 0.0;
             }
         }
     }
