@@ -9,7 +9,7 @@
 //! padding partial panels with zeros; a partial C tile is computed into a stack tile and then
 //! merged into C element by element.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 
 /// A register-blocked micro-kernel and the cache blocking that suits it.
 pub(crate) trait Kernel {
@@ -62,7 +62,12 @@ struct PackBufs {
 }
 
 thread_local! {
-    static BUFS: RefCell<PackBufs> = RefCell::new(PackBufs::default());
+    static BUFS: Cell<PackBufs> = const {
+        Cell::new(PackBufs {
+            a: Scratch { buf: Vec::new() },
+            b: Scratch { buf: Vec::new() },
+        })
+    };
 }
 
 /// Sequential blocked GEMM on raw pointers (C has column stride 1).
@@ -87,20 +92,16 @@ pub(crate) unsafe fn gemm_seq<K: Kernel>(
     rsc: usize,
 ) {
     debug_assert!(m > 0 && n > 0 && k > 0);
-    let run = |bufs: &mut PackBufs| {
-        let kc_max = K::KC.min(k);
-        let mc_max = K::MC.min(m.div_ceil(K::MR) * K::MR);
-        let nc_max = K::NC.min(n.div_ceil(K::NR) * K::NR);
-        let abuf = bufs.a.get(mc_max * kc_max);
-        let bbuf = bufs.b.get(nc_max * kc_max);
-        // SAFETY: the caller guarantees the operands; the buffers are sized for the blocks.
-        unsafe { blocked::<K>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc, abuf, bbuf) }
-    };
-    BUFS.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut bufs) => run(&mut bufs),
-        // Re-entered on this thread (cannot happen today): use fresh buffers.
-        Err(_) => run(&mut PackBufs::default()),
-    });
+    // Take this thread's buffers out for the duration (no closure around the hot path, so that
+    // everything inlines into the caller's target-feature context), and put them back after.
+    let mut bufs = BUFS.with(|cell| cell.take());
+    let kc_max = K::KC.min(k);
+    let mc_max = K::MC.min(m.div_ceil(K::MR) * K::MR);
+    let nc_max = K::NC.min(n.div_ceil(K::NR) * K::NR);
+    let abuf = bufs.a.get(mc_max * kc_max);
+    let bbuf = bufs.b.get(nc_max * kc_max);
+    blocked::<K>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc, abuf, bbuf);
+    BUFS.with(|cell| cell.set(bufs));
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -528,23 +528,8 @@ unsafe fn seq(
 ) {
     threads::ensure_ftz();
     match isa {
-        Isa::Avx512 => gemm_seq::<avx512::Avx512>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
-        Isa::Avx2 => {
-            use avx2::Avx2B;
-            static T: OnceLock<usize> = OnceLock::new();
-            let t = *T.get_or_init(|| std::env::var("TG_TUNE").ok().and_then(|v| v.parse().ok()).unwrap_or(0));
-            match t {
-                1 => avx2::gemm_seq_avx2::<Avx2B<144, 512, 4080>>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
-                2 => avx2::gemm_seq_avx2::<Avx2B<96, 384, 4080>>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
-                3 => avx2::gemm_seq_avx2::<Avx2B<288, 256, 4080>>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
-                4 => avx2::gemm_seq_avx2::<Avx2B<144, 384, 2048>>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
-                5 => avx2::gemm_seq_avx2::<Avx2B<72, 256, 4080>>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
-                6 => avx2::gemm_seq_avx2::<Avx2B<144, 256, 1024>>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
-                7 => avx2::gemm_seq_avx2::<Avx2B<480, 256, 4080>>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
-                8 => avx2::gemm_seq_avx2::<Avx2B<240, 320, 4080>>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
-                _ => avx2::gemm_seq_avx2::<avx2::Avx2>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
-            }
-        }
+        Isa::Avx512 => avx512::gemm_seq_avx512(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
+        Isa::Avx2 => avx2::gemm_seq_avx2(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
         Isa::Generic => gemm_seq::<Portable>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
     }
 }
