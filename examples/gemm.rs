@@ -58,9 +58,12 @@ fn main() {
         seed ^= seed << 5;
         (seed as f32 / u32::MAX as f32) * 2.0 - 1.0
     };
-    let a: Vec<f32> = (0..batch * m * k).map(|_| rnd()).collect();
-    let b: Vec<f32> = (0..batch * k * n).map(|_| rnd()).collect();
-    let mut c = vec![0.0f32; batch * m * n];
+    let huge = std::env::var_os("GEMM_NO_HUGEPAGES").is_none();
+    let mut a = alloc(batch * m * k, huge);
+    a.iter_mut().for_each(|x| *x = rnd());
+    let mut b = alloc(batch * k * n, huge);
+    b.iter_mut().for_each(|x| *x = rnd());
+    let mut c = alloc(batch * m * n, huge);
     // A is m x k: row-major (k, 1) or stored transposed (1, m); likewise B.
     let (rsa, csa) = if ta { (1, m) } else { (k, 1) };
     let (rsb, csb) = if tb { (1, k) } else { (n, 1) };
@@ -175,4 +178,41 @@ fn thread_cpu_seconds() -> f64 {
     use std::sync::OnceLock;
     static T0: OnceLock<Instant> = OnceLock::new();
     T0.get_or_init(Instant::now).elapsed().as_secs_f64()
+}
+
+/// A zeroed buffer; with `huge`, like numpy (which madvises arrays of 4 MB and more), its
+/// 2 MB-aligned interior is advised to use transparent huge pages before it is touched (Linux
+/// with THP in `madvise` mode). Set GEMM_NO_HUGEPAGES=1 to measure without.
+fn alloc(len: usize, huge: bool) -> Vec<f32> {
+    let mut v: Vec<f32> = Vec::with_capacity(len);
+    if huge {
+        hugepage_hint(v.as_ptr(), len);
+    }
+    v.resize(len, 0.0);
+    v
+}
+
+/// Advises the kernel to back the 2 MB-aligned interior of `len` floats at `p` with transparent
+/// huge pages; a no-op elsewhere or for small buffers.
+fn hugepage_hint(p: *const f32, len: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        extern "C" {
+            fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+        }
+        const MADV_HUGEPAGE: i32 = 14;
+        const HUGE: usize = 2 << 20;
+        let start = p as usize;
+        let end = start + len * std::mem::size_of::<f32>();
+        let lo = start.div_ceil(HUGE) * HUGE;
+        let hi = end / HUGE * HUGE;
+        if hi > lo {
+            // SAFETY: advisory only, on pages inside our own allocation; failure is harmless.
+            unsafe {
+                madvise(lo as *mut std::ffi::c_void, hi - lo, MADV_HUGEPAGE);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (p, len);
 }

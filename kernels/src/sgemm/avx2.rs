@@ -74,12 +74,6 @@ unsafe fn kernel_6x16(
     rsc: usize,
     beta: f32,
 ) {
-    // Warm the C tile's cache lines while the depth loop runs.
-    for i in 0..6 {
-        let row = c.add(i * rsc) as *const i8;
-        _mm_prefetch::<_MM_HINT_T0>(row);
-        _mm_prefetch::<_MM_HINT_T0>(row.add(63));
-    }
     let mut c00 = _mm256_setzero_ps();
     let mut c01 = _mm256_setzero_ps();
     let mut c10 = _mm256_setzero_ps();
@@ -120,23 +114,41 @@ unsafe fn kernel_6x16(
         }};
     }
 
-    let mut left = k;
-    while left >= 4 {
-        _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(96) as *const i8);
-        step!(0);
-        step!(1);
-        step!(2);
-        step!(3);
-        a = a.add(24);
-        b = b.add(64);
-        left -= 4;
+    macro_rules! steps {
+        ($count:expr) => {{
+            let mut left = $count;
+            while left >= 4 {
+                _mm_prefetch::<_MM_HINT_T0>(a.wrapping_add(96) as *const i8);
+                step!(0);
+                step!(1);
+                step!(2);
+                step!(3);
+                a = a.add(24);
+                b = b.add(64);
+                left -= 4;
+            }
+            while left > 0 {
+                step!(0);
+                a = a.add(6);
+                b = b.add(16);
+                left -= 1;
+            }
+        }};
     }
-    while left > 0 {
-        step!(0);
-        a = a.add(6);
-        b = b.add(16);
-        left -= 1;
+    // Fetch the C tile's lines (two per row: 16 floats may straddle two) before the depth loop,
+    // and the lines of the tile below it (usually the next one computed) well ahead of time.
+    for i in 0..6 {
+        let row = c.add(i * rsc) as *const i8;
+        _mm_prefetch::<_MM_HINT_T0>(row);
+        _mm_prefetch::<_MM_HINT_T0>(row.add(63));
     }
+    steps!(k / 2);
+    for i in 6..12 {
+        let row = c.wrapping_add(i * rsc) as *const i8;
+        _mm_prefetch::<_MM_HINT_T0>(row);
+        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(63));
+    }
+    steps!(k - k / 2);
 
     macro_rules! store_row {
         ($i:expr, $lo:ident, $hi:ident) => {{
