@@ -6,3 +6,4 @@
 //! ids, `Vec<f32>` matrices and labels that the training code turns into tensors.
 
 pub mod data;
+pub mod report;

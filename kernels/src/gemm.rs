@@ -4,7 +4,9 @@
 //! transposes are only a change of strides, so autograd's backward products
 //! (`dA = dC·Bᵀ`, `dB = Aᵀ·dC`) need no copies.
 
-use crate::Float;
+use crate::sgemm::reference::gemm_reference;
+use crate::sgemm::sgemm_batched;
+use crate::{as_f32, as_f32_mut, Float};
 
 /// Strided operand: where a matrix starts in its buffer and how to step.
 #[derive(Clone, Copy, Debug)]
@@ -34,7 +36,8 @@ impl Strides {
 
 /// `C_b (m×n, row-major, rows rsc apart) = beta·C_b + A_b·B_b` for `b in 0..batch`.
 ///
-/// `beta == 0` overwrites C (its old contents are ignored, NaN included).
+/// `beta == 0` overwrites C (its old contents are ignored, NaN included). f32 runs
+/// on the packed SIMD [`sgemm_batched`]; other types on the reference loop.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_batched<T: Float>(
     batch: usize,
@@ -56,7 +59,18 @@ pub fn gemm_batched<T: Float>(
     if batch > 1 {
         assert!(sc.batch != 0, "gemm: C cannot be broadcast over the batch");
     }
-    gemm_reference(batch, m, n, k, a, sa, b, sb, beta, c, sc);
+    if let (Some(af), Some(bf), Some(cf)) = (as_f32(a), as_f32(b), as_f32_mut(c)) {
+        let beta = beta.to_f64() as f32;
+        sgemm_batched(
+            batch, m, n, k, af, sa.batch, sa.row, sa.col, bf, sb.batch, sb.row, sb.col, beta, cf, sc.batch,
+            sc.row,
+        );
+        return;
+    }
+    for i in 0..batch {
+        let (ai, bi, ci) = (&a[i * sa.batch..], &b[i * sb.batch..], &mut c[i * sc.batch..]);
+        gemm_reference(m, n, k, ai, sa.row, sa.col, bi, sb.row, sb.col, beta, ci, sc.row);
+    }
 }
 
 fn check_len(name: &str, len: usize, batch: usize, rows: usize, cols: usize, s: Strides) {
@@ -69,40 +83,4 @@ fn check_len(name: &str, len: usize, batch: usize, rows: usize, cols: usize, s: 
         "gemm: operand {name} ({batch}×{rows}×{cols}, strides {s:?}) needs {} elements, has {len}",
         last + 1
     );
-}
-
-/// The naive triple loop every fast GEMM is validated against.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_reference<T: Float>(
-    batch: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[T],
-    sa: Strides,
-    b: &[T],
-    sb: Strides,
-    beta: T,
-    c: &mut [T],
-    sc: Strides,
-) {
-    for bi in 0..batch {
-        let (a, b) = (&a[bi * sa.batch..], &b[bi * sb.batch..]);
-        let c = &mut c[bi * sc.batch..];
-        for i in 0..m {
-            let crow = &mut c[i * sc.row..i * sc.row + n];
-            if beta == T::ZERO {
-                crow.fill(T::ZERO);
-            } else if beta != T::ONE {
-                crow.iter_mut().for_each(|v| *v *= beta);
-            }
-            for p in 0..k {
-                let aip = a[i * sa.row + p * sa.col];
-                let brow = &b[p * sb.row..];
-                for (j, cij) in crow.iter_mut().enumerate() {
-                    *cij += aip * brow[j * sb.col];
-                }
-            }
-        }
-    }
 }

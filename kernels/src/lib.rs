@@ -3,6 +3,8 @@
 //! `f64` reference path for gradient checks).
 //!
 //! Each fast kernel keeps its naive reference beside it and is tested against it.
+//! `sgemm` is the BLIS-style single-precision matrix multiply; `threads` holds the
+//! shared worker pool and the flush-to-zero (FTZ/DAZ) control.
 
 pub mod activation;
 pub mod broadcast;
@@ -12,7 +14,9 @@ pub mod gemm;
 pub mod index;
 pub mod layernorm;
 pub mod loss;
+pub mod sgemm;
 pub mod softmax;
+pub mod threads;
 pub mod update;
 pub mod vecmath;
 

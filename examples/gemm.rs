@@ -1,0 +1,174 @@
+//! Times `tapegrad_kernels::sgemm::sgemm` on one shape.
+//!
+//! `cargo run --release --example gemm -- --m 1024 --n 1024 --k 1024 --threads 1 [--batch B]
+//! [--reps R] [--trans-a] [--trans-b] [--cpu-time]` prints one line ending in `gflops=<number>`
+//! (best of R). `--cpu-time` times with the calling thread's CPU clock instead of the wall clock
+//! (Linux; meaningful for `--threads 1` on a machine shared with other work).
+use std::time::Instant;
+use tapegrad_kernels::sgemm::{kernel_name, sgemm, sgemm_batched, sgemm_reference_f64};
+use tapegrad_kernels::threads::set_num_threads;
+
+fn usage(msg: &str) -> ! {
+    eprintln!("error: {msg}");
+    eprintln!(
+        "usage: gemm --m M --n N --k K [--threads T] [--batch B] [--reps R] [--trans-a] [--trans-b] [--cpu-time]"
+    );
+    std::process::exit(2);
+}
+
+fn main() {
+    let (mut m, mut n, mut k) = (None, None, None);
+    let (mut threads, mut batch, mut reps) = (None, 1usize, 0usize);
+    let (mut ta, mut tb, mut cpu) = (false, false, false);
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let mut val = |name: &str| -> usize {
+            let v = args.next().unwrap_or_else(|| usage(&format!("{name} needs a value")));
+            v.parse().unwrap_or_else(|_| usage(&format!("{name}: `{v}` is not a non-negative integer")))
+        };
+        match flag.as_str() {
+            "--m" => m = Some(val("--m")),
+            "--n" => n = Some(val("--n")),
+            "--k" => k = Some(val("--k")),
+            "--threads" => threads = Some(val("--threads")),
+            "--batch" => batch = val("--batch"),
+            "--reps" => reps = val("--reps"),
+            "--trans-a" => ta = true,
+            "--trans-b" => tb = true,
+            "--cpu-time" => cpu = true,
+            "-h" | "--help" => usage("help requested"),
+            other => usage(&format!("unknown flag `{other}`")),
+        }
+    }
+    let (m, n, k) = match (m, n, k) {
+        (Some(m), Some(n), Some(k)) => (m, n, k),
+        _ => usage("--m, --n and --k are required"),
+    };
+    if let Some(t) = threads {
+        set_num_threads(t);
+    }
+    let threads = tapegrad_kernels::threads::num_threads();
+    let mut seed = 0x2545_f491_u32;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 17;
+        seed ^= seed << 5;
+        (seed as f32 / u32::MAX as f32) * 2.0 - 1.0
+    };
+    let huge = std::env::var_os("GEMM_NO_HUGEPAGES").is_none();
+    let mut a = alloc(batch * m * k, huge);
+    a.iter_mut().for_each(|x| *x = rnd());
+    let mut b = alloc(batch * k * n, huge);
+    b.iter_mut().for_each(|x| *x = rnd());
+    let mut c = alloc(batch * m * n, huge);
+    // A is m x k: row-major (k, 1) or stored transposed (1, m); likewise B.
+    let (rsa, csa) = if ta { (1, m) } else { (k, 1) };
+    let (rsb, csb) = if tb { (1, k) } else { (n, 1) };
+    let run = |c: &mut [f32]| {
+        if batch == 1 {
+            sgemm(m, n, k, &a, rsa, csa, &b, rsb, csb, 0.0, c, n);
+        } else {
+            sgemm_batched(batch, m, n, k, &a, m * k, rsa, csa, &b, k * n, rsb, csb, 0.0, c, m * n, n);
+        }
+    };
+    // Validate: spot-check rows of the first product against the f64 reference.
+    run(&mut c);
+    let rows: Vec<usize> = [0, m / 2, m.saturating_sub(1)].into_iter().filter(|&i| i < m).collect();
+    let mut max_err = 0.0f32;
+    for &i in &rows {
+        let mut want = vec![0.0f32; n];
+        sgemm_reference_f64(1, n, k, &a[i * rsa..], rsa, csa, &b, rsb, csb, 0.0, &mut want, n);
+        for j in 0..n {
+            let e = (c[i * n + j] - want[j]).abs() / (1.0 + want[j].abs());
+            max_err = max_err.max(e);
+        }
+    }
+    let tol = 1e-5 + 3e-6 * k as f32;
+    if max_err > tol {
+        eprintln!("error: result mismatch vs reference: max rel err {max_err} > {tol}");
+        std::process::exit(1);
+    }
+    let flops = 2.0 * (batch * m * n * k) as f64;
+    // Enough repeats for ~1 s of work, between 3 and 200.
+    let t0 = Instant::now();
+    run(&mut c);
+    let once = t0.elapsed().as_secs_f64().max(1e-7);
+    let reps = if reps > 0 { reps } else { ((1.0 / once) as usize).clamp(3, 200) };
+    let mut best = f64::INFINITY;
+    for _ in 0..reps {
+        let (t, c0) = (Instant::now(), thread_cpu_seconds());
+        run(&mut c);
+        let dt = if cpu { thread_cpu_seconds() - c0 } else { t.elapsed().as_secs_f64() };
+        best = best.min(dt);
+    }
+    println!(
+        "sgemm m={m} n={n} k={k} batch={batch} trans_a={ta} trans_b={tb} threads={threads} kernel=\"{}\" reps={reps} clock={} best_ms={:.4} gflops={:.2}",
+        kernel_name(),
+        if cpu { "thread-cpu" } else { "wall" },
+        best * 1e3,
+        flops / best / 1e9
+    );
+}
+
+/// The calling thread's CPU time in seconds (Linux); the wall clock elsewhere.
+#[cfg(target_os = "linux")]
+fn thread_cpu_seconds() -> f64 {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clk: i32, tp: *mut Timespec) -> i32;
+    }
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+    let mut ts = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec (64-bit Linux layout) into `ts`.
+    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime failed");
+    ts.sec as f64 + ts.nsec as f64 * 1e-9
+}
+
+#[cfg(not(target_os = "linux"))]
+fn thread_cpu_seconds() -> f64 {
+    use std::sync::OnceLock;
+    static T0: OnceLock<Instant> = OnceLock::new();
+    T0.get_or_init(Instant::now).elapsed().as_secs_f64()
+}
+
+/// A zeroed buffer; with `huge`, like numpy (which madvises arrays of 4 MB and more), its
+/// 2 MB-aligned interior is advised to use transparent huge pages before it is touched (Linux
+/// with THP in `madvise` mode). Set GEMM_NO_HUGEPAGES=1 to measure without.
+fn alloc(len: usize, huge: bool) -> Vec<f32> {
+    let mut v: Vec<f32> = Vec::with_capacity(len);
+    if huge {
+        hugepage_hint(v.as_ptr(), len);
+    }
+    v.resize(len, 0.0);
+    v
+}
+
+/// Advises the kernel to back the 2 MB-aligned interior of `len` floats at `p` with transparent
+/// huge pages; a no-op elsewhere or for small buffers.
+fn hugepage_hint(p: *const f32, len: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        extern "C" {
+            fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+        }
+        const MADV_HUGEPAGE: i32 = 14;
+        const HUGE: usize = 2 << 20;
+        let start = p as usize;
+        let end = start + len * std::mem::size_of::<f32>();
+        let lo = start.div_ceil(HUGE) * HUGE;
+        let hi = end / HUGE * HUGE;
+        if hi > lo {
+            // SAFETY: advisory only, on pages inside our own allocation; failure is harmless.
+            unsafe {
+                madvise(lo as *mut std::ffi::c_void, hi - lo, MADV_HUGEPAGE);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (p, len);
+}

@@ -1,0 +1,331 @@
+//! The BLIS/GotoBLAS loop nest around a register-blocked micro-kernel, and operand packing.
+//!
+//! Loop order (outer to inner): `jc` over N by `NC` (B block of KC x NC, packed once, lives in
+//! L3), `pc` over K by `KC`, `ic` over M by `MC` (A block of MC x KC, packed, lives in L2), `jr`
+//! over the block's columns by `NR` (one packed B micro-panel, KC x NR, stays in L1), `ir` over
+//! its rows by `MR` (streams the A micro-panels from L2), calling the MR x NR micro-kernel.
+//!
+//! Packing copies any strides (so transposes cost nothing extra) into the micro-kernel's order,
+//! padding partial panels with zeros; a partial C tile is computed into a stack tile and then
+//! merged into C element by element.
+
+use std::cell::Cell;
+
+/// A register-blocked micro-kernel and the cache blocking that suits it.
+pub(crate) trait Kernel {
+    /// Rows of a C tile (A micro-panel height).
+    const MR: usize;
+    /// Columns of a C tile (B micro-panel width).
+    const NR: usize;
+    /// Rows of a packed A block (a multiple of MR).
+    const MC: usize;
+    /// Depth of a packed block.
+    const KC: usize;
+    /// Columns of a packed B block (a multiple of NR).
+    const NC: usize;
+
+    /// `C[i*rsc + j] = beta * C[i*rsc + j] + sum_p A[p*MR + i] * B[p*NR + j]` for the full
+    /// MR x NR tile (`beta == 0` ignores C's old contents).
+    ///
+    /// # Safety
+    /// `a` holds `k*MR` floats, `b` holds `k*NR` floats (64-byte aligned), `c` addresses an
+    /// MR x NR tile with row stride `rsc`, and the CPU supports the kernel's features.
+    unsafe fn tile(k: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, beta: f32);
+}
+
+/// The largest MR*NR of any kernel (sizes the stack tile for edges).
+const MAX_TILE: usize = 12 * 32;
+
+/// A reusable, 64-byte-aligned scratch buffer.
+#[derive(Default)]
+struct Scratch {
+    buf: Vec<f32>,
+}
+
+impl Scratch {
+    /// A pointer to at least `len` aligned floats.
+    fn get(&mut self, len: usize) -> *mut f32 {
+        if self.buf.len() < len + 16 {
+            let mut v: Vec<f32> = Vec::with_capacity(len + 16);
+            hugepage_hint(v.as_ptr(), len + 16);
+            v.resize(len + 16, 0.0);
+            self.buf = v;
+        }
+        let p = self.buf.as_mut_ptr();
+        let off = p.align_offset(64);
+        // SAFETY: off < 16 and the buffer holds len + 16 floats.
+        unsafe { p.add(off) }
+    }
+}
+
+/// Advises Linux to back the 2 MB-aligned interior of a (not yet touched) buffer with
+/// transparent huge pages: the packed B block is megabytes, walked panel by panel, and 4 KB
+/// pages cost TLB misses there. Advisory only; a no-op on other systems and small buffers.
+fn hugepage_hint(p: *const f32, len: usize) {
+    #[cfg(target_os = "linux")]
+    {
+        extern "C" {
+            fn madvise(addr: *mut std::ffi::c_void, len: usize, advice: i32) -> i32;
+        }
+        const MADV_HUGEPAGE: i32 = 14;
+        const HUGE: usize = 2 << 20;
+        let start = p as usize;
+        let end = start + len * std::mem::size_of::<f32>();
+        let (lo, hi) = (start.div_ceil(HUGE) * HUGE, end / HUGE * HUGE);
+        if hi > lo {
+            // SAFETY: madvise only advises about pages of our own allocation; errors are ignored.
+            unsafe {
+                madvise(lo as *mut std::ffi::c_void, hi - lo, MADV_HUGEPAGE);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (p, len);
+}
+
+#[derive(Default)]
+struct PackBufs {
+    a: Scratch,
+    b: Scratch,
+}
+
+thread_local! {
+    static BUFS: Cell<PackBufs> = const {
+        Cell::new(PackBufs {
+            a: Scratch { buf: Vec::new() },
+            b: Scratch { buf: Vec::new() },
+        })
+    };
+}
+
+/// Sequential blocked GEMM on raw pointers (C has column stride 1).
+///
+/// # Safety
+/// All elements addressed by the shapes and strides are in bounds; C does not overlap A or B;
+/// the CPU supports `K`'s features.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) unsafe fn gemm_seq<K: Kernel>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    rsb: usize,
+    csb: usize,
+    beta: f32,
+    c: *mut f32,
+    rsc: usize,
+) {
+    debug_assert!(m > 0 && n > 0 && k > 0);
+    // Take this thread's buffers out for the duration (no closure around the hot path, so that
+    // everything inlines into the caller's target-feature context), and put them back after.
+    let mut bufs = BUFS.with(|cell| cell.take());
+    let kc_max = K::KC.min(k);
+    let mc_max = K::MC.min(m.div_ceil(K::MR) * K::MR);
+    let nc_max = K::NC.min(n.div_ceil(K::NR) * K::NR);
+    let abuf = bufs.a.get(mc_max * kc_max);
+    let bbuf = bufs.b.get(nc_max * kc_max);
+    blocked::<K>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc, abuf, bbuf);
+    BUFS.with(|cell| cell.set(bufs));
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn blocked<K: Kernel>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    rsb: usize,
+    csb: usize,
+    beta: f32,
+    c: *mut f32,
+    rsc: usize,
+    abuf: *mut f32,
+    bbuf: *mut f32,
+) {
+    let mut tmp = [0.0f32; MAX_TILE];
+    debug_assert!(K::MR * K::NR <= MAX_TILE);
+    for jc in (0..n).step_by(K::NC) {
+        let nc = K::NC.min(n - jc);
+        for pc in (0..k).step_by(K::KC) {
+            let kc = K::KC.min(k - pc);
+            let beta_eff = if pc == 0 { beta } else { 1.0 };
+            pack_b::<K>(kc, nc, b.add(pc * rsb + jc * csb), rsb, csb, bbuf);
+            for ic in (0..m).step_by(K::MC) {
+                let mc = K::MC.min(m - ic);
+                pack_a::<K>(mc, kc, a.add(ic * rsa + pc * csa), rsa, csa, abuf);
+                for jr in (0..nc).step_by(K::NR) {
+                    let nr = K::NR.min(nc - jr);
+                    let bp = bbuf.add(jr * kc);
+                    for ir in (0..mc).step_by(K::MR) {
+                        let mr = K::MR.min(mc - ir);
+                        let ap = abuf.add(ir * kc);
+                        let cp = c.add((ic + ir) * rsc + jc + jr);
+                        if mr == K::MR && nr == K::NR {
+                            K::tile(kc, ap, bp, cp, rsc, beta_eff);
+                        } else {
+                            K::tile(kc, ap, bp, tmp.as_mut_ptr(), K::NR, 0.0);
+                            merge_tile(mr, nr, &tmp, K::NR, cp, rsc, beta_eff);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds an `mr x nr` corner of a computed tile into C.
+unsafe fn merge_tile(mr: usize, nr: usize, tmp: &[f32], ldt: usize, c: *mut f32, rsc: usize, beta: f32) {
+    for i in 0..mr {
+        let row = c.add(i * rsc);
+        let t = &tmp[i * ldt..i * ldt + nr];
+        for (j, &v) in t.iter().enumerate() {
+            let cj = row.add(j);
+            *cj = if beta == 0.0 {
+                v
+            } else if beta == 1.0 {
+                *cj + v
+            } else {
+                beta * *cj + v
+            };
+        }
+    }
+}
+
+/// Packs an `mc x kc` block of A into MR-row micro-panels: panel `r`, depth `p`, row `i` goes to
+/// `out[r*MR*kc + p*MR + i]`; rows past `mc` are zero.
+#[inline(always)]
+unsafe fn pack_a<K: Kernel>(mc: usize, kc: usize, a: *const f32, rsa: usize, csa: usize, out: *mut f32) {
+    let mr_full = K::MR;
+    for ir in (0..mc).step_by(mr_full) {
+        let mr = mr_full.min(mc - ir);
+        let dst = out.add(ir * kc);
+        let src = a.add(ir * rsa);
+        if mr == mr_full && csa == 1 {
+            // Row-major A: MR sequential streams.
+            for i in 0..mr_full {
+                let s = src.add(i * rsa);
+                for p in 0..kc {
+                    *dst.add(p * mr_full + i) = *s.add(p);
+                }
+            }
+        } else if mr == mr_full && rsa == 1 {
+            // Column-major A (transposed): MR contiguous floats per depth step.
+            for p in 0..kc {
+                std::ptr::copy_nonoverlapping(src.add(p * csa), dst.add(p * mr_full), mr_full);
+            }
+        } else {
+            for p in 0..kc {
+                let d = dst.add(p * mr_full);
+                for i in 0..mr {
+                    *d.add(i) = *src.add(i * rsa + p * csa);
+                }
+                for i in mr..mr_full {
+                    *d.add(i) = 0.0;
+                }
+            }
+        }
+    }
+}
+
+/// Packs a `kc x nc` block of B into NR-column micro-panels: panel `s`, depth `p`, column `j` goes
+/// to `out[s*NR*kc + p*NR + j]`; columns past `nc` are zero.
+#[inline(always)]
+unsafe fn pack_b<K: Kernel>(kc: usize, nc: usize, b: *const f32, rsb: usize, csb: usize, out: *mut f32) {
+    let nr_full = K::NR;
+    let full = nc / nr_full;
+    if csb == 1 {
+        // Row-major B: walk each row sequentially (a column walk would touch one page per row),
+        // a group of panels at a time so the written lines stay within a few pages.
+        const GROUP: usize = 16;
+        for g in (0..full).step_by(GROUP) {
+            let ge = (g + GROUP).min(full);
+            for p in 0..kc {
+                let s = b.add(p * rsb);
+                let d = out.add(p * nr_full);
+                for jr in g..ge {
+                    std::ptr::copy_nonoverlapping(s.add(jr * nr_full), d.add(jr * nr_full * kc), nr_full);
+                }
+            }
+        }
+    } else if rsb == 1 {
+        // Column-major B (transposed): NR sequential streams per panel.
+        for jr in 0..full {
+            let src = b.add(jr * nr_full * csb);
+            let dst = out.add(jr * nr_full * kc);
+            for j in 0..nr_full {
+                let s = src.add(j * csb);
+                for p in 0..kc {
+                    *dst.add(p * nr_full + j) = *s.add(p);
+                }
+            }
+        }
+    } else {
+        for jr in 0..full {
+            let src = b.add(jr * nr_full * csb);
+            let dst = out.add(jr * nr_full * kc);
+            for p in 0..kc {
+                for j in 0..nr_full {
+                    *dst.add(p * nr_full + j) = *src.add(p * rsb + j * csb);
+                }
+            }
+        }
+    }
+    // The partial last panel, zero-padded.
+    let nr = nc - full * nr_full;
+    if nr > 0 {
+        let src = b.add(full * nr_full * csb);
+        let dst = out.add(full * nr_full * kc);
+        for p in 0..kc {
+            let d = dst.add(p * nr_full);
+            for j in 0..nr {
+                *d.add(j) = *src.add(p * rsb + j * csb);
+            }
+            for j in nr..nr_full {
+                *d.add(j) = 0.0;
+            }
+        }
+    }
+}
+
+/// Portable micro-kernel (auto-vectorised by the compiler), with its blocking as parameters so
+/// tests can drive the loop nest through many small blocks.
+pub(crate) struct Generic<const MR: usize, const NR: usize, const MC: usize, const KC: usize, const NC: usize>;
+
+impl<const MR: usize, const NR: usize, const MC: usize, const KC: usize, const NC: usize> Kernel
+    for Generic<MR, NR, MC, KC, NC>
+{
+    const MR: usize = MR;
+    const NR: usize = NR;
+    const MC: usize = MC;
+    const KC: usize = KC;
+    const NC: usize = NC;
+
+    unsafe fn tile(k: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, beta: f32) {
+        let mut acc = [[0.0f32; NR]; MR];
+        // SAFETY: the caller guarantees k*MR and k*NR floats behind a and b.
+        let (a, b) =
+            unsafe { (std::slice::from_raw_parts(a, k * MR), std::slice::from_raw_parts(b, k * NR)) };
+        for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+            for (row, &ai) in acc.iter_mut().zip(ap) {
+                for (cij, &bj) in row.iter_mut().zip(bp) {
+                    *cij += ai * bj;
+                }
+            }
+        }
+        for (i, row) in acc.iter().enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                // SAFETY: the caller guarantees the MR x NR tile of C.
+                let cij = unsafe { &mut *c.add(i * rsc + j) };
+                *cij = if beta == 0.0 { v } else { beta * *cij + v };
+            }
+        }
+    }
+}

@@ -1,0 +1,450 @@
+//! Single-precision GEMM: `C = beta*C + A*B` with arbitrary strides for A and B.
+//!
+//! A BLIS/GotoBLAS-style implementation: operands are packed into cache-sized blocks
+//! (see [`driver`]) and multiplied by a register-blocked micro-kernel chosen at run time
+//! (AVX-512F 12x32, AVX2+FMA 6x16, or a portable auto-vectorised fallback). Large products
+//! are split over the [`crate::threads`] pool (along M or N, whichever is larger, so that the
+//! smaller operand is the one packed twice); batched products are split over the batch.
+//!
+//! C always has column stride 1 (`C[i*rsc + j]`); transposes of A and B are expressed through
+//! their strides (NN, NT, TN, TT and any other layout all work).
+
+mod avx2;
+mod avx512;
+mod driver;
+pub mod reference;
+#[cfg(test)]
+mod tests;
+
+pub use reference::{gemm_reference, sgemm_reference_f64};
+
+use crate::threads;
+use driver::{gemm_seq, Generic, Kernel};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+/// Products below this many flops (per thread) stay on one thread: waking a pool worker costs
+/// microseconds, which a small product cannot repay.
+const PAR_MIN_FLOPS_PER_THREAD: usize = 1 << 21;
+
+/// The micro-kernel family in use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Isa {
+    Avx512,
+    Avx2,
+    Generic,
+}
+
+/// The portable fallback: the same geometry as the AVX2 kernel.
+type Portable = Generic<6, 16, 144, 256, 4080>;
+
+fn detect() -> Isa {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        if std::env::var_os("TAPEGRAD_NO_AVX512").is_none() && avx512::supported() {
+            return Isa::Avx512;
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return Isa::Avx2;
+        }
+    }
+    Isa::Generic
+}
+
+/// The kernel family this CPU uses (detected once).
+pub(crate) fn isa() -> Isa {
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    *ISA.get_or_init(detect)
+}
+
+/// The name of the micro-kernel in use ("avx512", "avx2" or "generic").
+pub fn kernel_name() -> &'static str {
+    match isa() {
+        Isa::Avx512 => "avx512 12x32",
+        Isa::Avx2 => "avx2+fma 6x16",
+        Isa::Generic => "generic 6x16",
+    }
+}
+
+/// The index one past the last element addressed by an `r x c` matrix with these strides
+/// (0 when empty). Panics on overflow.
+fn extent(rows: usize, cols: usize, rs: usize, cs: usize, what: &str) -> usize {
+    if rows == 0 || cols == 0 {
+        return 0;
+    }
+    (rows - 1)
+        .checked_mul(rs)
+        .and_then(|x| (cols - 1).checked_mul(cs).and_then(|y| x.checked_add(y)))
+        .and_then(|x| x.checked_add(1))
+        .unwrap_or_else(|| panic!("sgemm: {what} shape/strides overflow usize"))
+}
+
+/// `C[i*rsc + j] = beta * C[i*rsc + j] + sum_p A(i,p) * B(p,j)`
+/// where `A(i,p) = a[i*rsa + p*csa]` and `B(p,j) = b[p*rsb + j*csb]`.
+///
+/// Transposes are expressed through the strides: NN, NT, TN all work (and any other strides).
+/// `beta == 0.0` overwrites C (its old contents, even NaN, are ignored); `beta == 1.0`
+/// accumulates; other values scale.
+///
+/// # Panics
+/// If a slice is too short for its shape and strides, or if C's rows overlap (`rsc < n`
+/// with `m > 1`).
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    rsb: usize,
+    csb: usize,
+    beta: f32,
+    c: &mut [f32],
+    rsc: usize,
+) {
+    sgemm_with(isa(), threads::num_threads(), m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc);
+}
+
+/// [`sgemm`] with an explicit kernel family and thread count (for tests and benchmarks).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgemm_with(
+    isa: Isa,
+    nthreads: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    rsb: usize,
+    csb: usize,
+    beta: f32,
+    c: &mut [f32],
+    rsc: usize,
+) {
+    check(m, n, k, a.len(), rsa, csa, b.len(), rsb, csb, c.len(), rsc, 1, 0, 0, 0);
+    threads::ensure_ftz();
+    // SAFETY: `check` proved every addressed element in bounds; C is a distinct &mut slice.
+    unsafe {
+        gemm_par(
+            isa,
+            nthreads,
+            m,
+            n,
+            k,
+            a.as_ptr(),
+            rsa,
+            csa,
+            b.as_ptr(),
+            rsb,
+            csb,
+            beta,
+            c.as_mut_ptr(),
+            rsc,
+        );
+    }
+}
+
+/// The same as [`sgemm`] over `batch` independent products: `A_i` starts at `a[i*stride_a]`,
+/// `B_i` at `b[i*stride_b]`, `C_i` at `c[i*stride_c]`. `stride_a` or `stride_b` may be 0 (one
+/// operand broadcast over the batch). If the C matrices overlap (e.g. `stride_c == 0`), the
+/// products are applied one after another in batch order.
+///
+/// # Panics
+/// If a slice is too short for the batch, shapes and strides, or C's rows overlap.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_batched(
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    stride_a: usize,
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    stride_b: usize,
+    rsb: usize,
+    csb: usize,
+    beta: f32,
+    c: &mut [f32],
+    stride_c: usize,
+    rsc: usize,
+) {
+    sgemm_batched_with(
+        isa(),
+        threads::num_threads(),
+        batch,
+        m,
+        n,
+        k,
+        a,
+        stride_a,
+        rsa,
+        csa,
+        b,
+        stride_b,
+        rsb,
+        csb,
+        beta,
+        c,
+        stride_c,
+        rsc,
+    );
+}
+
+#[derive(Clone, Copy)]
+struct ConstPtr(*const f32);
+#[derive(Clone, Copy)]
+struct MutPtr(*mut f32);
+// SAFETY: the pointers are only dereferenced on disjoint (C) or read-only (A, B) regions while
+// the borrowed slices they came from are alive (the parallel scope ends before we return).
+unsafe impl Send for ConstPtr {}
+unsafe impl Sync for ConstPtr {}
+unsafe impl Send for MutPtr {}
+unsafe impl Sync for MutPtr {}
+impl ConstPtr {
+    fn get(self) -> *const f32 {
+        self.0
+    }
+}
+impl MutPtr {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// [`sgemm_batched`] with an explicit kernel family and thread count.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgemm_batched_with(
+    isa: Isa,
+    nthreads: usize,
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    stride_a: usize,
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    stride_b: usize,
+    rsb: usize,
+    csb: usize,
+    beta: f32,
+    c: &mut [f32],
+    stride_c: usize,
+    rsc: usize,
+) {
+    if batch == 0 {
+        return;
+    }
+    check(m, n, k, a.len(), rsa, csa, b.len(), rsb, csb, c.len(), rsc, batch, stride_a, stride_b, stride_c);
+    threads::ensure_ftz();
+    let c_extent = extent(m, n, rsc, 1, "C");
+    let disjoint = batch == 1 || stride_c >= c_extent;
+    let flops = 2 * batch * m * n * k;
+    let par = nthreads.min(flops / PAR_MIN_FLOPS_PER_THREAD).min(batch);
+    let (ap, bp, cp) = (ConstPtr(a.as_ptr()), ConstPtr(b.as_ptr()), MutPtr(c.as_mut_ptr()));
+    if disjoint && par > 1 && batch >= nthreads {
+        // One product per task, handed out dynamically so uneven batches balance.
+        let next = AtomicUsize::new(0);
+        threads::run_parts(par, |_| loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            if i >= batch {
+                break;
+            }
+            // SAFETY: `check` covered every batch item; C items are disjoint (stride_c >=
+            // extent), so each is written by exactly one task.
+            unsafe {
+                gemm_par(
+                    isa,
+                    1,
+                    m,
+                    n,
+                    k,
+                    ap.get().add(i * stride_a),
+                    rsa,
+                    csa,
+                    bp.get().add(i * stride_b),
+                    rsb,
+                    csb,
+                    beta,
+                    cp.get().add(i * stride_c),
+                    rsc,
+                );
+            }
+        });
+    } else {
+        for i in 0..batch {
+            // SAFETY: as above; items run one after another.
+            unsafe {
+                gemm_par(
+                    isa,
+                    nthreads,
+                    m,
+                    n,
+                    k,
+                    ap.get().add(i * stride_a),
+                    rsa,
+                    csa,
+                    bp.get().add(i * stride_b),
+                    rsb,
+                    csb,
+                    beta,
+                    cp.get().add(i * stride_c),
+                    rsc,
+                );
+            }
+        }
+    }
+}
+
+/// Asserts (with the operand's name) that every addressed element is inside its slice.
+#[allow(clippy::too_many_arguments)]
+fn check(
+    m: usize,
+    n: usize,
+    k: usize,
+    alen: usize,
+    rsa: usize,
+    csa: usize,
+    blen: usize,
+    rsb: usize,
+    csb: usize,
+    clen: usize,
+    rsc: usize,
+    batch: usize,
+    stride_a: usize,
+    stride_b: usize,
+    stride_c: usize,
+) {
+    let need = |ext: usize, stride: usize, what: &str| {
+        if ext == 0 {
+            0
+        } else {
+            (batch - 1)
+                .checked_mul(stride)
+                .and_then(|x| x.checked_add(ext))
+                .unwrap_or_else(|| panic!("sgemm: {what} batch extent overflows usize"))
+        }
+    };
+    let na = need(extent(m, k, rsa, csa, "A"), stride_a, "A");
+    assert!(
+        alen >= na,
+        "sgemm: A is too short: {m}x{k} with strides ({rsa}, {csa}) over batch {batch} \
+         (stride {stride_a}) needs {na} elements, got {alen}"
+    );
+    let nb = need(extent(k, n, rsb, csb, "B"), stride_b, "B");
+    assert!(
+        blen >= nb,
+        "sgemm: B is too short: {k}x{n} with strides ({rsb}, {csb}) over batch {batch} \
+         (stride {stride_b}) needs {nb} elements, got {blen}"
+    );
+    let nc = need(extent(m, n, rsc, 1, "C"), stride_c, "C");
+    assert!(
+        clen >= nc,
+        "sgemm: C is too short: {m}x{n} with row stride {rsc} over batch {batch} \
+         (stride {stride_c}) needs {nc} elements, got {clen}"
+    );
+    assert!(m <= 1 || n == 0 || rsc >= n, "sgemm: C's rows overlap: row stride {rsc} < n = {n}");
+}
+
+/// Splits one product over up to `nthreads` threads and runs the blocked kernel on each part.
+///
+/// # Safety
+/// Every addressed element is in bounds; C does not overlap A or B and its rows do not overlap.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_par(
+    isa: Isa,
+    nthreads: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    rsb: usize,
+    csb: usize,
+    beta: f32,
+    c: *mut f32,
+    rsc: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        for i in 0..m {
+            let row = std::slice::from_raw_parts_mut(c.add(i * rsc), n);
+            if beta == 0.0 {
+                row.fill(0.0);
+            } else if beta != 1.0 {
+                row.iter_mut().for_each(|x| *x *= beta);
+            }
+        }
+        return;
+    }
+    let (mr, nr) = match isa {
+        Isa::Avx512 => (avx512::Avx512::MR, avx512::Avx512::NR),
+        Isa::Avx2 => (avx2::Avx2::MR, avx2::Avx2::NR),
+        Isa::Generic => (Portable::MR, Portable::NR),
+    };
+    let flops = 2 * m * n * k;
+    // Split the larger of M and N: the other operand is the one every part packs for itself.
+    let split_m = m >= n;
+    let (len, unit) = if split_m { (m, mr) } else { (n, nr) };
+    let units = len.div_ceil(unit);
+    let parts = nthreads.min(flops / PAR_MIN_FLOPS_PER_THREAD).min(units).max(1);
+    let (ap, bp, cp) = (ConstPtr(a), ConstPtr(b), MutPtr(c));
+    let run_part = |part: usize| {
+        let lo = units * part / parts * unit;
+        let hi = (units * (part + 1) / parts * unit).min(len);
+        if lo >= hi {
+            return;
+        }
+        let (a, b, c) = (ap.get(), bp.get(), cp.get());
+        // SAFETY: each part covers a disjoint range of C's rows (or columns) and reads inside
+        // the caller-checked A and B.
+        unsafe {
+            if split_m {
+                seq(isa, hi - lo, n, k, a.add(lo * rsa), rsa, csa, b, rsb, csb, beta, c.add(lo * rsc), rsc);
+            } else {
+                seq(isa, m, hi - lo, k, a, rsa, csa, b.add(lo * csb), rsb, csb, beta, c.add(lo), rsc);
+            }
+        }
+    };
+    if parts == 1 {
+        run_part(0);
+    } else {
+        threads::run_parts(parts, run_part);
+    }
+}
+
+/// Runs the sequential blocked product with the chosen kernel.
+#[allow(clippy::too_many_arguments)]
+unsafe fn seq(
+    isa: Isa,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    rsb: usize,
+    csb: usize,
+    beta: f32,
+    c: *mut f32,
+    rsc: usize,
+) {
+    threads::ensure_ftz();
+    match isa {
+        Isa::Avx512 => avx512::gemm_seq_avx512(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
+        Isa::Avx2 => avx2::gemm_seq_avx2(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
+        Isa::Generic => gemm_seq::<Portable>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
+    }
+}

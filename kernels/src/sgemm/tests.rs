@@ -1,0 +1,343 @@
+//! Fast GEMM against the f64 reference over shapes, layouts, betas, kernels and thread counts.
+
+use super::driver::{gemm_seq, Generic, Kernel};
+use super::*;
+use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// How an operand is laid out in memory.
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    /// Row-major with `pad` extra elements per row.
+    Row(usize),
+    /// Column-major (transposed) with `pad` extra elements per column.
+    Col(usize),
+    /// Neither stride is 1.
+    Strided,
+}
+
+impl Layout {
+    /// (row stride, column stride, length) for an r x c matrix.
+    fn strides(self, r: usize, c: usize) -> (usize, usize, usize) {
+        let (rs, cs) = match self {
+            Layout::Row(p) => (c + p, 1),
+            Layout::Col(p) => (1, r + p),
+            Layout::Strided => (2 * c + 1, 2),
+        };
+        let len = if r == 0 || c == 0 { 0 } else { (r - 1) * rs + (c - 1) * cs + 1 };
+        (rs, cs, len)
+    }
+}
+
+fn rand_vec(rng: &mut StdRng, len: usize) -> Vec<f32> {
+    (0..len).map(|_| rng.gen_range(-1.0f32..1.0)).collect()
+}
+
+/// Which implementation to drive.
+#[derive(Clone, Copy, Debug)]
+enum Imp {
+    Isa(Isa, usize),
+    /// Generic kernel, tiny blocks: many jc/pc/ic iterations and edge tiles.
+    Tiny,
+    /// Generic kernel with the AVX-512 geometry (12 x 32) and small blocks.
+    Wide,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_imp(
+    imp: Imp,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    rsb: usize,
+    csb: usize,
+    beta: f32,
+    c: &mut [f32],
+    rsc: usize,
+) {
+    unsafe fn direct<K: Kernel>(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        rsa: usize,
+        csa: usize,
+        b: &[f32],
+        rsb: usize,
+        csb: usize,
+        beta: f32,
+        c: &mut [f32],
+        rsc: usize,
+    ) {
+        check(m, n, k, a.len(), rsa, csa, b.len(), rsb, csb, c.len(), rsc, 1, 0, 0, 0);
+        if m > 0 && n > 0 && k > 0 {
+            gemm_seq::<K>(m, n, k, a.as_ptr(), rsa, csa, b.as_ptr(), rsb, csb, beta, c.as_mut_ptr(), rsc);
+        } else {
+            sgemm_with(Isa::Generic, 1, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc);
+        }
+    }
+    match imp {
+        Imp::Isa(isa, t) => sgemm_with(isa, t, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
+        // SAFETY: `direct` checks the bounds before running the kernel.
+        Imp::Tiny => unsafe {
+            direct::<Generic<4, 8, 8, 5, 16>>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc)
+        },
+        Imp::Wide => unsafe {
+            direct::<Generic<12, 32, 24, 16, 64>>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc)
+        },
+    }
+}
+
+/// The implementations this CPU can run.
+fn imps() -> Vec<Imp> {
+    let mut v = vec![Imp::Isa(Isa::Generic, 1), Imp::Tiny, Imp::Wide];
+    if isa() != Isa::Generic {
+        v.push(Imp::Isa(isa(), 1));
+        v.push(Imp::Isa(isa(), 2));
+    }
+    if isa() == Isa::Avx512 {
+        v.push(Imp::Isa(Isa::Avx2, 2));
+    }
+    v
+}
+
+fn tol(k: usize) -> f32 {
+    1e-5 + 3e-6 * k as f32
+}
+
+/// Runs one case and compares against the reference, including untouched padding in C.
+#[allow(clippy::too_many_arguments)]
+fn case(
+    rng: &mut StdRng,
+    imp: Imp,
+    m: usize,
+    n: usize,
+    k: usize,
+    la: Layout,
+    lb: Layout,
+    beta: f32,
+    padc: usize,
+) {
+    let (rsa, csa, alen) = la.strides(m, k);
+    let (rsb, csb, blen) = lb.strides(k, n);
+    let a = rand_vec(rng, alen);
+    let b = rand_vec(rng, blen);
+    let rsc = n + padc;
+    let clen = if m == 0 { 0 } else { (m - 1) * rsc + n + padc };
+    let mut c0 = rand_vec(rng, clen);
+    if beta == 0.0 {
+        c0.iter_mut().for_each(|x| *x = f32::NAN);
+    }
+    let mut want = c0.clone();
+    sgemm_reference_f64(m, n, k, &a, rsa, csa, &b, rsb, csb, beta, &mut want, rsc);
+    let mut got = c0.clone();
+    run_imp(imp, m, n, k, &a, rsa, csa, &b, rsb, csb, beta, &mut got, rsc);
+    for idx in 0..clen {
+        let (i, j) = (idx / rsc, idx % rsc);
+        if i < m && j < n {
+            let (g, w) = (got[idx], want[idx]);
+            assert!(
+                (g - w).abs() <= tol(k) * (1.0 + w.abs()),
+                "{imp:?} {m}x{n}x{k} {la:?} {lb:?} beta={beta}: C[{i},{j}] = {g}, want {w}"
+            );
+        } else {
+            assert!(
+                got[idx].to_bits() == c0[idx].to_bits(),
+                "{imp:?} {m}x{n}x{k}: padding C[{idx}] was written"
+            );
+        }
+    }
+}
+
+const LAYOUTS: [Layout; 4] = [Layout::Row(0), Layout::Col(0), Layout::Row(3), Layout::Col(5)];
+
+#[test]
+fn odd_sizes_all_transposes() {
+    let mut rng = StdRng::seed_from_u64(1);
+    let sizes = [1usize, 2, 7, 15, 16, 17, 33];
+    for imp in imps() {
+        for &m in &sizes {
+            for &n in &sizes {
+                for &k in &[1usize, 7, 17] {
+                    let la = LAYOUTS[(m + n) % 4];
+                    let lb = LAYOUTS[(m + 2 * k + n / 3) % 4];
+                    let beta = [0.0, 1.0, 0.5][(m + n + k) % 3];
+                    case(&mut rng, imp, m, n, k, la, lb, beta, (m * 7 + n) % 3);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn nn_nt_tn_tt_and_strided() {
+    let mut rng = StdRng::seed_from_u64(2);
+    let all = [Layout::Row(0), Layout::Col(0), Layout::Strided, Layout::Row(1)];
+    for imp in imps() {
+        for la in all {
+            for lb in all {
+                for beta in [0.0, 1.0] {
+                    case(&mut rng, imp, 37, 45, 29, la, lb, beta, 2);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn larger_than_blocks() {
+    // Crosses KC (256), MC (144) and several micro-tiles, with edges on every side.
+    let mut rng = StdRng::seed_from_u64(3);
+    let fast: Vec<Imp> =
+        imps().into_iter().filter(|i| matches!(i, Imp::Isa(isa, _) if *isa != Isa::Generic)).collect();
+    for imp in fast.iter().copied().chain([Imp::Isa(Isa::Generic, 2)]) {
+        case(&mut rng, imp, 257, 255, 300, Layout::Row(0), Layout::Row(0), 0.0, 0);
+        case(&mut rng, imp, 150, 64, 513, Layout::Col(0), Layout::Row(1), 1.0, 3);
+        case(&mut rng, imp, 64, 257, 256, Layout::Row(0), Layout::Col(0), 0.0, 1);
+    }
+    for imp in fast {
+        // Crosses NC (4080) with a thin product.
+        case(&mut rng, imp, 7, 4100, 3, Layout::Row(0), Layout::Row(0), 1.0, 0);
+        case(&mut rng, imp, 3, 4100, 5, Layout::Row(0), Layout::Col(0), 0.0, 0);
+    }
+}
+
+#[test]
+fn k_zero_scales_c() {
+    let mut c = vec![f32::NAN; 6];
+    sgemm(2, 3, 0, &[], 0, 1, &[], 3, 1, 0.0, &mut c, 3);
+    assert!(c.iter().all(|&x| x == 0.0));
+    let mut c = vec![2.0; 6];
+    sgemm(2, 3, 0, &[], 0, 1, &[], 3, 1, 0.5, &mut c, 3);
+    assert!(c.iter().all(|&x| x == 1.0));
+    sgemm(0, 3, 4, &[], 4, 1, &[0.0; 12], 3, 1, 0.0, &mut [], 3);
+}
+
+#[test]
+#[should_panic(expected = "A is too short")]
+fn short_a_panics() {
+    let mut c = vec![0.0; 4];
+    sgemm(2, 2, 2, &[1.0; 3], 2, 1, &[1.0; 4], 2, 1, 0.0, &mut c, 2);
+}
+
+#[test]
+#[should_panic(expected = "B is too short")]
+fn short_b_panics() {
+    let mut c = vec![0.0; 4];
+    sgemm(2, 2, 2, &[1.0; 4], 2, 1, &[1.0; 4], 2, 2, 0.0, &mut c, 2);
+}
+
+#[test]
+#[should_panic(expected = "C is too short")]
+fn short_c_panics() {
+    let mut c = vec![0.0; 3];
+    sgemm(2, 2, 2, &[1.0; 4], 2, 1, &[1.0; 4], 2, 1, 0.0, &mut c, 2);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn batched_case(
+    imp_isa: Isa,
+    threads: usize,
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    sa_zero: bool,
+    sb_zero: bool,
+    beta: f32,
+) {
+    let mut rng = StdRng::seed_from_u64((batch * 1000 + m * 10 + n) as u64);
+    let (sa, sb) = (if sa_zero { 0 } else { m * k }, if sb_zero { 0 } else { k * n });
+    let a = rand_vec(&mut rng, if sa_zero { m * k } else { batch * m * k });
+    // B transposed in every item.
+    let b = rand_vec(&mut rng, if sb_zero { k * n } else { batch * k * n });
+    let sc = m * n + 1;
+    let mut c0 = rand_vec(&mut rng, batch * sc);
+    if beta == 0.0 {
+        c0.iter_mut().for_each(|x| *x = f32::NAN);
+    }
+    let mut want = c0.clone();
+    for i in 0..batch {
+        sgemm_reference_f64(m, n, k, &a[i * sa..], k, 1, &b[i * sb..], 1, k, beta, &mut want[i * sc..], n);
+    }
+    let mut got = c0.clone();
+    sgemm_batched_with(imp_isa, threads, batch, m, n, k, &a, sa, k, 1, &b, sb, 1, k, beta, &mut got, sc, n);
+    for i in 0..batch {
+        for idx in 0..m * n {
+            let (g, w) = (got[i * sc + idx], want[i * sc + idx]);
+            assert!((g - w).abs() <= tol(k) * (1.0 + w.abs()), "batch {i} C[{idx}] = {g}, want {w}");
+        }
+        assert!(got[i * sc + m * n].to_bits() == c0[i * sc + m * n].to_bits());
+    }
+}
+
+#[test]
+fn batched_broadcast_and_threads() {
+    for isa_ in [isa(), Isa::Generic] {
+        for threads in [1, 2] {
+            batched_case(isa_, threads, 5, 33, 20, 17, false, false, 0.0);
+            batched_case(isa_, threads, 7, 64, 64, 32, true, false, 1.0);
+            batched_case(isa_, threads, 3, 20, 40, 9, false, true, 0.0);
+            // Big enough per item to take the parallel-over-batch path.
+            batched_case(isa_, threads, 6, 96, 100, 64, false, true, 1.0);
+            batched_case(isa_, threads, 1, 130, 70, 40, true, true, 0.0);
+        }
+    }
+}
+
+#[test]
+fn batched_overlapping_c_accumulates_in_order() {
+    // stride_c == 0 with beta = 1: C accumulates every product.
+    let (m, n, k, batch) = (3, 4, 5, 6);
+    let mut rng = StdRng::seed_from_u64(9);
+    let a = rand_vec(&mut rng, batch * m * k);
+    let b = rand_vec(&mut rng, k * n);
+    let mut want = vec![0.0f32; m * n];
+    for i in 0..batch {
+        sgemm_reference_f64(m, n, k, &a[i * m * k..], k, 1, &b, n, 1, 1.0, &mut want, n);
+    }
+    let mut got = vec![0.0f32; m * n];
+    sgemm_batched(batch, m, n, k, &a, m * k, k, 1, &b, 0, n, 1, 1.0, &mut got, 0, n);
+    for (g, w) in got.iter().zip(&want) {
+        assert!((g - w).abs() <= 1e-4, "{g} vs {w}");
+    }
+}
+
+#[test]
+fn denormal_products_flush_to_zero() {
+    std::thread::spawn(|| {
+        // Every product is ~1e-40 (denormal); with FTZ/DAZ set by the kernel the sum is 0.
+        let (m, n, k) = (8, 16, 4);
+        let a = vec![1.0e-20f32; m * k];
+        let b = vec![1.0e-20f32; k * n];
+        let mut c = vec![0.0f32; m * n];
+        sgemm(m, n, k, &a, k, 1, &b, n, 1, 0.0, &mut c, n);
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        assert!(c.iter().all(|&x| x == 0.0), "denormals not flushed: {:?}", &c[..4]);
+        // Normal-range results are unaffected.
+        let a = vec![1.0e-10f32; m * k];
+        sgemm(m, n, k, &a, k, 1, &b, n, 1, 0.0, &mut c, n);
+        assert!(c.iter().all(|&x| (x - 4.0e-30).abs() <= 1e-35), "{:?}", &c[..4]);
+    })
+    .join()
+    .unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    #[test]
+    fn prop_matches_reference(
+        m in 1usize..70, n in 1usize..70, k in 1usize..70,
+        la in 0usize..3, lb in 0usize..3, beta_i in 0usize..3, threads in 1usize..3, seed in any::<u64>(),
+    ) {
+        let all = [Layout::Row(0), Layout::Col(1), Layout::Strided];
+        let mut rng = StdRng::seed_from_u64(seed);
+        let beta = [0.0, 1.0, -0.5][beta_i];
+        case(&mut rng, Imp::Isa(isa(), threads), m, n, k, all[la], all[lb], beta, 1);
+    }
+}
