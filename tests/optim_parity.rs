@@ -57,9 +57,11 @@ fn load() -> Option<Fixture> {
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
         let values: Vec<f64> = match view.dtype() {
-            safetensors::Dtype::F32 => {
-                view.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64).collect()
-            }
+            safetensors::Dtype::F32 => view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+                .collect(),
             safetensors::Dtype::F64 => {
                 view.data().chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect()
             }
@@ -103,7 +105,9 @@ fn parse_spec(name: &str, desc: &Value) -> Spec {
             for (k, v) in m {
                 match v {
                     Value::Number(n) => drop(kv.insert(k.to_lowercase(), vec![n.as_f64().unwrap()])),
-                    Value::Array(a) => drop(kv.insert(k.to_lowercase(), a.iter().filter_map(Value::as_f64).collect())),
+                    Value::Array(a) => {
+                        drop(kv.insert(k.to_lowercase(), a.iter().filter_map(Value::as_f64).collect()))
+                    }
                     Value::Bool(true) => words.push(k.to_lowercase()),
                     Value::String(s) => words.push(s.to_lowercase()),
                     _ => {}
@@ -182,7 +186,10 @@ fn trajectories<T: Float>(tol: f64) {
         let desc = fx.config.get(name).unwrap_or_else(|| panic!("no config entry for `{full}`"));
         let spec = parse_spec(name, desc);
         let (worst, worst_rel) = replay::<T>(&fx, name, &spec);
-        println!("{} {name:18} max err/max(1,|ref|) {worst:.2e}  max rel (|ref|>1e-3) {worst_rel:.2e}  {spec:?}", T::DTYPE);
+        println!(
+            "{} {name:18} max err/max(1,|ref|) {worst:.2e}  max rel (|ref|>1e-3) {worst_rel:.2e}  {spec:?}",
+            T::DTYPE
+        );
         if worst > tol || worst.is_nan() {
             failures.push(format!("{name}: {worst:.3e} > {tol:e}"));
         }
@@ -221,7 +228,10 @@ fn clip_grad_norm_matches_pytorch() {
         p.accumulate_grad(|| Tensor::from_vec(grads.to_vec(), shape));
         let total = clip_grad_norm([&p], max_norm);
         let want_total = fx.get(&format!("clip.{tag}.total_norm")).1[0];
-        assert!((total - want_total).abs() <= 1e-6 * want_total.abs().max(1.0), "{tag}: total {total} vs {want_total}");
+        assert!(
+            (total - want_total).abs() <= 1e-6 * want_total.abs().max(1.0),
+            "{tag}: total {total} vs {want_total}"
+        );
         let got = p.grad().unwrap().to_vec();
         for (i, (a, b)) in got.iter().zip(&fx.get(full).1).enumerate() {
             assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{full}[{i}]: {a} vs {b}");

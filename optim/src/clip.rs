@@ -37,7 +37,13 @@ pub fn clip_grad_value<'a, T: Float>(params: impl IntoIterator<Item = &'a Tensor
     for p in params {
         if let Some(mut g) = p.grad_mut() {
             for v in g.iter_mut() {
-                *v = if *v < lo { lo } else if *v > hi { hi } else { *v }; // g ← clamp(g, −clip, clip)
+                *v = if *v < lo {
+                    lo
+                } else if *v > hi {
+                    hi
+                } else {
+                    *v
+                }; // g ← clamp(g, −clip, clip)
             }
         }
     }

@@ -168,22 +168,29 @@ impl<T: Float> Core<T> {
         let meta = &state.meta;
         let found = meta_field(meta, "kind", src)?.as_str().unwrap_or("?");
         if found != kind {
-            return Err(StateError::mismatch(src, format!("state is for a `{found}` optimizer, not `{kind}`")));
+            return Err(StateError::mismatch(
+                src,
+                format!("state is for a `{found}` optimizer, not `{kind}`"),
+            ));
         }
         let groups = meta_field(meta, "groups", src)?.as_array().ok_or_else(|| bad(src, "groups"))?;
         if groups.len() != self.groups.len() {
-            let msg = format!("state has {} parameter groups, the optimizer {}", groups.len(), self.groups.len());
+            let msg =
+                format!("state has {} parameter groups, the optimizer {}", groups.len(), self.groups.len());
             return Err(StateError::mismatch(src, msg));
         }
-        let mut out = Restored { groups: Vec::new(), lr: meta_f64(meta, "lr", src)?, weight_decay: 0.0, step: 0 };
+        let mut out =
+            Restored { groups: Vec::new(), lr: meta_f64(meta, "lr", src)?, weight_decay: 0.0, step: 0 };
         out.weight_decay = meta_f64(meta, "weight_decay", src)?;
         out.step = meta_field(meta, "step", src)?.as_u64().ok_or_else(|| bad(src, "step"))?;
         for (i, (saved, g)) in groups.iter().zip(&self.groups).enumerate() {
-            let names = saved.get("params").and_then(Value::as_array).ok_or_else(|| bad(src, "groups.params"))?;
+            let names =
+                saved.get("params").and_then(Value::as_array).ok_or_else(|| bad(src, "groups.params"))?;
             let names: Vec<&str> = names.iter().filter_map(Value::as_str).collect();
             let ours: Vec<&str> = g.params.iter().map(|(n, _)| n.as_str()).collect();
             if names != ours {
-                let msg = format!("group {i} holds parameters {names:?} in the state, {ours:?} in the optimizer");
+                let msg =
+                    format!("group {i} holds parameters {names:?} in the state, {ours:?} in the optimizer");
                 return Err(StateError::mismatch(src, msg));
             }
             let opt = |k: &str| saved.get(k).and_then(Value::as_f64);

@@ -154,11 +154,16 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
         });
         let mut names: Vec<&String> = self.momentum.keys().collect();
         names.sort();
-        let per_param: serde_json::Map<String, Value> = names.iter().map(|n| (n.to_string(), json!({}))).collect();
+        let per_param: serde_json::Map<String, Value> =
+            names.iter().map(|n| (n.to_string(), json!({}))).collect();
         let mut s = OptimState::new(self.core.meta("sgd", hyper, Value::Object(per_param)));
         for n in names {
             let shape = self.core.shape_of(n).expect("state only for our parameters");
-            s.tensors.push(StateTensor::from_values(format!("{n}.momentum_buffer"), &shape, &self.momentum[n]));
+            s.tensors.push(StateTensor::from_values(
+                format!("{n}.momentum_buffer"),
+                &shape,
+                &self.momentum[n],
+            ));
         }
         s
     }

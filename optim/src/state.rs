@@ -30,14 +30,35 @@ pub const META_KEY: &str = "optim";
 /// Why a state could not be saved or restored. Every variant names its file.
 #[derive(Debug)]
 pub enum StateError {
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     /// Not a readable safetensors file, or metadata that is not JSON.
-    Format { path: String, msg: String },
-    Missing { path: String, tensor: String },
-    Shape { path: String, tensor: String, expected: Vec<usize>, found: Vec<usize> },
-    Dtype { path: String, tensor: String, found: String },
+    Format {
+        path: String,
+        msg: String,
+    },
+    Missing {
+        path: String,
+        tensor: String,
+    },
+    Shape {
+        path: String,
+        tensor: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    Dtype {
+        path: String,
+        tensor: String,
+        found: String,
+    },
     /// A well-formed state that does not fit this optimizer or model.
-    Mismatch { path: String, msg: String },
+    Mismatch {
+        path: String,
+        msg: String,
+    },
 }
 
 impl StateError {
@@ -163,7 +184,9 @@ pub fn save_checkpoint<T: Float>(
         weights.iter().map(|(n, t)| StateTensor::from_values(n.clone(), t.shape(), &t.data())).collect();
     let mut metadata = HashMap::new();
     if let Some(s) = optim {
-        all.extend(s.tensors.iter().map(|t| StateTensor { name: format!("{PREFIX}{}", t.name), ..t.clone() }));
+        all.extend(
+            s.tensors.iter().map(|t| StateTensor { name: format!("{PREFIX}{}", t.name), ..t.clone() }),
+        );
         metadata.insert(META_KEY.to_string(), s.meta.to_string());
     }
     let mut views = Vec::with_capacity(all.len());
@@ -213,7 +236,8 @@ fn read_file(path: &Path) -> Result<Vec<u8>, StateError> {
 
 fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<(SafeTensors<'a>, HashMap<String, String>), StateError> {
     let shown = path.display().to_string();
-    let format = |e: safetensors::SafeTensorError| StateError::Format { path: shown.clone(), msg: e.to_string() };
+    let format =
+        |e: safetensors::SafeTensorError| StateError::Format { path: shown.clone(), msg: e.to_string() };
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(format)?;
     let tensors = SafeTensors::deserialize(bytes).map_err(format)?;
     Ok((tensors, header.metadata().clone().unwrap_or_default()))
@@ -237,8 +261,10 @@ fn optim_state_from(
         let msg = format!("no optimizer state (metadata key `{META_KEY}` is missing)");
         return Err(StateError::mismatch(&shown, msg));
     };
-    let meta: Value = serde_json::from_str(json)
-        .map_err(|e| StateError::Format { path: shown.clone(), msg: format!("metadata `{META_KEY}`: {e}") })?;
+    let meta: Value = serde_json::from_str(json).map_err(|e| StateError::Format {
+        path: shown.clone(),
+        msg: format!("metadata `{META_KEY}`: {e}"),
+    })?;
     let mut state = OptimState { source: shown, prefix: PREFIX.into(), meta, tensors: Vec::new() };
     for (name, view) in tensors.tensors() {
         if let Some(short) = name.strip_prefix(PREFIX) {
@@ -268,14 +294,17 @@ pub fn load_checkpoint<T: Float>(
     let (tensors, metadata) = parse(path, &bytes)?;
     let mut values = Vec::with_capacity(weights.len());
     for (name, t) in weights {
-        let view = tensors.tensor(name).map_err(|_| StateError::Missing { path: shown.clone(), tensor: name.clone() })?;
+        let view = tensors
+            .tensor(name)
+            .map_err(|_| StateError::Missing { path: shown.clone(), tensor: name.clone() })?;
         let st = StateTensor {
             name: name.clone(),
             dtype: view.dtype(),
             shape: view.shape().to_vec(),
             bytes: view.data().to_vec(),
         };
-        let one = OptimState { source: shown.clone(), prefix: String::new(), meta: Value::Null, tensors: vec![st] };
+        let one =
+            OptimState { source: shown.clone(), prefix: String::new(), meta: Value::Null, tensors: vec![st] };
         values.push(one.values::<T>(name, t.shape())?);
     }
     if let Some(opt) = optim {

@@ -189,7 +189,10 @@ fn bad_state_files_give_clear_errors() {
 
     // Wrong optimizer kind.
     let err = load_err(&good, &m, make("sgd", &m).as_mut());
-    assert!(err.to_string().contains("`adam` optimizer, not `sgd`") && err.to_string().contains(&shown), "{err}");
+    assert!(
+        err.to_string().contains("`adam` optimizer, not `sgd`") && err.to_string().contains(&shown),
+        "{err}"
+    );
 
     // A model whose `w` has another shape: the weight itself is refused first...
     let mut other = model::<f32>(3);

@@ -115,7 +115,8 @@ fn frozen_and_gradless_params_are_skipped() {
     let (w, frozen, unused) = (param(&[1.0]), param(&[1.0]), param(&[1.0]));
     set_grad(&frozen, &[1.0]);
     frozen.set_requires_grad(false); // frozen after a gradient was stored: still skipped
-    let params = vec![("w".into(), w.clone()), ("frozen".into(), frozen.clone()), ("unused".into(), unused.clone())];
+    let params =
+        vec![("w".into(), w.clone()), ("frozen".into(), frozen.clone()), ("unused".into(), unused.clone())];
     let mut opt = Adam::new(params, AdamConfig::new(0.1));
     assert_eq!(opt.trainable_params().len(), 2);
     set_grad(&w, &[1.0]);
@@ -176,7 +177,8 @@ fn clip_by_global_norm_and_by_value() {
 #[test]
 fn works_in_f32() {
     let w = Tensor::<f32>::param(vec![1.0, 2.0], &[2]);
-    let mut opt: Box<dyn Optimizer> = Box::new(Adam::new(vec![("w".into(), w.clone())], AdamConfig::adamw(1e-3)));
+    let mut opt: Box<dyn Optimizer> =
+        Box::new(Adam::new(vec![("w".into(), w.clone())], AdamConfig::adamw(1e-3)));
     w.mul(&w).sum().backward();
     opt.step();
     assert!(w.to_vec()[0] < 1.0);
