@@ -1,0 +1,188 @@
+//! Stochastic gradient descent, exactly `torch.optim.SGD`.
+//!
+//! With gradient g_t = ∇L(θ_t), learning rate η, weight decay λ, momentum μ,
+//! dampening τ, at step t (t = 1, 2, ...):
+//!
+//!   g   = g_t + λ·θ_t                      (L2 weight decay, if λ ≠ 0)
+//!   b_1 = g                                (first step: the buffer is the gradient,
+//!                                           not (1−τ)·g)
+//!   b_t = μ·b_{t−1} + (1−τ)·g              (momentum buffer, if μ ≠ 0)
+//!   d   = g + μ·b_t   (Nesterov)   or   d = b_t   (classical momentum)   or   d = g  (μ = 0)
+//!   θ_{t+1} = θ_t − η·d
+//!
+//! With μ = 0 and λ = 0 this is the tutorial's θ_{t+1} = θ_t − η∇L(θ_t).
+
+use crate::optimizer::{Core, Optimizer, ParamGroup};
+use crate::state::{OptimState, StateError, StateTensor};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use tapegrad_autograd::{Float, Tensor};
+
+/// Hyperparameters of [`Sgd`] (PyTorch's defaults: all zero but the lr).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdConfig {
+    /// η
+    pub lr: f64,
+    /// μ
+    pub momentum: f64,
+    /// τ
+    pub dampening: f64,
+    /// λ (groups may override)
+    pub weight_decay: f64,
+    pub nesterov: bool,
+}
+
+impl SgdConfig {
+    /// Plain gradient descent with learning rate `lr`.
+    pub fn new(lr: f64) -> Self {
+        SgdConfig { lr, momentum: 0.0, dampening: 0.0, weight_decay: 0.0, nesterov: false }
+    }
+    pub fn momentum(mut self, momentum: f64) -> Self {
+        self.momentum = momentum;
+        self
+    }
+    pub fn dampening(mut self, dampening: f64) -> Self {
+        self.dampening = dampening;
+        self
+    }
+    pub fn weight_decay(mut self, weight_decay: f64) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+    pub fn nesterov(mut self, nesterov: bool) -> Self {
+        self.nesterov = nesterov;
+        self
+    }
+}
+
+/// SGD with optional momentum, dampening, Nesterov momentum and weight decay.
+pub struct Sgd<T: Float = f32> {
+    core: Core<T>,
+    config: SgdConfig,
+    /// Momentum buffers b, by parameter name (created at a parameter's first step).
+    momentum: HashMap<String, Vec<T>>,
+}
+
+impl<T: Float> Sgd<T> {
+    /// One group of named parameters. Panics on duplicate names, or Nesterov without
+    /// momentum / with dampening (as PyTorch refuses them).
+    pub fn new(params: Vec<(String, Tensor<T>)>, config: SgdConfig) -> Self {
+        Self::with_groups(vec![ParamGroup::new(params)], config)
+    }
+
+    /// Several groups, each possibly overriding lr and weight decay.
+    pub fn with_groups(groups: Vec<ParamGroup<T>>, config: SgdConfig) -> Self {
+        assert!(
+            !config.nesterov || (config.momentum > 0.0 && config.dampening == 0.0),
+            "SGD: Nesterov momentum requires a momentum and zero dampening"
+        );
+        Sgd { core: Core::new(groups, config.lr, config.weight_decay), config, momentum: HashMap::new() }
+    }
+
+    pub fn config(&self) -> SgdConfig {
+        SgdConfig { lr: self.core.lr, weight_decay: self.core.weight_decay, ..self.config }
+    }
+}
+
+impl<T: Float> Optimizer<T> for Sgd<T> {
+    fn kind(&self) -> &'static str {
+        "sgd"
+    }
+    fn groups(&self) -> &[ParamGroup<T>] {
+        &self.core.groups
+    }
+    fn groups_mut(&mut self) -> &mut [ParamGroup<T>] {
+        &mut self.core.groups
+    }
+    fn lr(&self) -> f64 {
+        self.core.lr
+    }
+    fn set_lr(&mut self, lr: f64) {
+        self.core.lr = lr;
+    }
+    fn weight_decay(&self) -> f64 {
+        self.core.weight_decay
+    }
+    fn step_count(&self) -> u64 {
+        self.core.step
+    }
+
+    fn step(&mut self) {
+        self.core.step += 1;
+        let mu = T::from_f64(self.config.momentum);
+        let one_minus_tau = T::from_f64(1.0 - self.config.dampening);
+        for a in self.core.active() {
+            let eta = T::from_f64(a.lr);
+            let lambda = T::from_f64(a.weight_decay);
+            let grad = a.param.grad_mut().expect("active parameters have a gradient");
+            let mut theta = a.param.data_mut();
+            // g = ∇L(θ) + λ·θ   (coupled L2 weight decay)
+            let mut g: Vec<T> = grad.to_vec();
+            if a.weight_decay != 0.0 {
+                g.iter_mut().zip(theta.iter()).for_each(|(g, &th)| *g += lambda * th);
+            }
+            if self.config.momentum != 0.0 {
+                match self.momentum.get_mut(a.name) {
+                    // b_1 = g   (first step: the buffer is the gradient itself)
+                    None => {
+                        self.momentum.insert(a.name.to_string(), g.clone());
+                    }
+                    Some(b) => {
+                        for (b, &g) in b.iter_mut().zip(g.iter()) {
+                            *b = mu * *b + one_minus_tau * g; // b_t = μ·b_{t−1} + (1−τ)·g
+                        }
+                    }
+                }
+                let b = &self.momentum[a.name];
+                if self.config.nesterov {
+                    for (g, &b) in g.iter_mut().zip(b.iter()) {
+                        *g += mu * b; // d = g + μ·b_t   (Nesterov look-ahead)
+                    }
+                } else {
+                    g.copy_from_slice(b); // d = b_t
+                }
+            }
+            for (th, &d) in theta.iter_mut().zip(g.iter()) {
+                *th -= eta * d; // θ_{t+1} = θ_t − η·d
+            }
+        }
+    }
+
+    fn state(&self) -> OptimState {
+        let hyper = json!({
+            "momentum": self.config.momentum, "dampening": self.config.dampening, "nesterov": self.config.nesterov,
+        });
+        let mut names: Vec<&String> = self.momentum.keys().collect();
+        names.sort();
+        let per_param: serde_json::Map<String, Value> =
+            names.iter().map(|n| (n.to_string(), json!({}))).collect();
+        let mut s = OptimState::new(self.core.meta("sgd", hyper, Value::Object(per_param)));
+        for n in names {
+            let shape = self.core.shape_of(n).expect("state only for our parameters");
+            s.tensors.push(StateTensor::from_values(
+                format!("{n}.momentum_buffer"),
+                &shape,
+                &self.momentum[n],
+            ));
+        }
+        s
+    }
+
+    fn load_state(&mut self, state: &OptimState) -> Result<(), StateError> {
+        let src = &state.source;
+        let restored = self.core.check("sgd", state)?;
+        let hyper = crate::state::meta_field(&state.meta, "hyper", src)?;
+        let momentum = crate::state::meta_f64(hyper, "momentum", src)?;
+        let dampening = crate::state::meta_f64(hyper, "dampening", src)?;
+        let nesterov = hyper.get("nesterov").and_then(Value::as_bool).unwrap_or(false);
+        let mut buffers = HashMap::new();
+        for (name, _) in self.core.param_states(state)? {
+            let shape = self.core.shape_of(name).expect("checked by param_states");
+            buffers.insert(name.to_string(), state.values::<T>(&format!("{name}.momentum_buffer"), &shape)?);
+        }
+        self.core.apply(restored);
+        self.config = SgdConfig { momentum, dampening, nesterov, ..self.config };
+        self.momentum = buffers;
+        Ok(())
+    }
+}

@@ -1,0 +1,317 @@
+//! Optimizer state in safetensors files, for runs that resume exactly.
+//!
+//! [`Optimizer::state`](crate::Optimizer::state) gives an [`OptimState`]: tensors
+//! named `<param>.<buffer>` (`momentum_buffer`, `exp_avg`, `exp_avg_sq`) in the
+//! parameters' own dtype, so restoring is bit for bit, plus JSON metadata with the
+//! step counts and hyperparameters.
+//!
+//! A checkpoint ([`save_checkpoint`]) holds the model weights under their own names
+//! and the optimizer state under the prefix `optim.`, with the metadata JSON under
+//! the metadata key `optim`. It is written atomically: a temporary file in the same
+//! folder, fsync, rename, so a crash never leaves a half-written checkpoint.
+//! Loading errors name the file and the tensor; nothing panics on a bad file.
+
+use crate::optimizer::Optimizer;
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::fmt;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+use tapegrad_autograd::{Float, Tensor};
+
+/// Prefix of the optimizer's tensors in a checkpoint.
+pub const PREFIX: &str = "optim.";
+/// Metadata key of the optimizer's JSON in a checkpoint.
+pub const META_KEY: &str = "optim";
+
+/// Why a state could not be saved or restored. Every variant names its file.
+#[derive(Debug)]
+pub enum StateError {
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    /// Not a readable safetensors file, or metadata that is not JSON.
+    Format {
+        path: String,
+        msg: String,
+    },
+    Missing {
+        path: String,
+        tensor: String,
+    },
+    Shape {
+        path: String,
+        tensor: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
+    Dtype {
+        path: String,
+        tensor: String,
+        found: String,
+    },
+    /// A well-formed state that does not fit this optimizer or model.
+    Mismatch {
+        path: String,
+        msg: String,
+    },
+}
+
+impl StateError {
+    pub(crate) fn mismatch(path: &str, msg: String) -> Self {
+        StateError::Mismatch { path: path.to_string(), msg }
+    }
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StateError::Io { path, source } => write!(f, "{path}: {source}"),
+            StateError::Format { path, msg } => write!(f, "{path}: not a valid checkpoint: {msg}"),
+            StateError::Missing { path, tensor } => write!(f, "{path}: tensor `{tensor}` is missing"),
+            StateError::Shape { path, tensor, expected, found } => {
+                write!(f, "{path}: tensor `{tensor}` has shape {found:?}, expected {expected:?}")
+            }
+            StateError::Dtype { path, tensor, found } => {
+                write!(f, "{path}: tensor `{tensor}` has dtype {found}, expected F32 or F64")
+            }
+            StateError::Mismatch { path, msg } => write!(f, "{path}: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for StateError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StateError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// One tensor of a state: little-endian bytes as safetensors stores them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateTensor {
+    pub name: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+impl StateTensor {
+    /// Stores `values` exactly, in `T`'s dtype.
+    pub fn from_values<T: Float>(name: impl Into<String>, shape: &[usize], values: &[T]) -> Self {
+        let (dtype, bytes) = if T::DTYPE == "F64" {
+            (Dtype::F64, values.iter().flat_map(|v| v.to_f64().to_le_bytes()).collect())
+        } else {
+            (Dtype::F32, values.iter().flat_map(|v| (v.to_f64() as f32).to_le_bytes()).collect())
+        };
+        StateTensor { name: name.into(), dtype, shape: shape.to_vec(), bytes }
+    }
+
+    /// The values as `T` (F32 or F64 stored; exact when the dtypes agree).
+    pub fn values<T: Float>(&self) -> Option<Vec<T>> {
+        match self.dtype {
+            Dtype::F32 => {
+                let it = self.bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap()));
+                Some(it.map(|v| T::from_f64(v as f64)).collect())
+            }
+            Dtype::F64 => {
+                let it = self.bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()));
+                Some(it.map(T::from_f64).collect())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// An optimizer's state: metadata JSON and named buffers.
+#[derive(Clone, Debug)]
+pub struct OptimState {
+    /// Where the state came from (a file path, or `<memory>`), for error messages.
+    pub source: String,
+    /// Prefix of the tensor names in the source (`optim.` in a checkpoint), for errors.
+    pub prefix: String,
+    pub meta: Value,
+    pub tensors: Vec<StateTensor>,
+}
+
+impl OptimState {
+    pub fn new(meta: Value) -> Self {
+        OptimState { source: "<memory>".into(), prefix: String::new(), meta, tensors: Vec::new() }
+    }
+
+    /// The buffer `name` as `T`, checked to have `shape`.
+    pub fn values<T: Float>(&self, name: &str, shape: &[usize]) -> Result<Vec<T>, StateError> {
+        let path = self.source.clone();
+        let tensor = format!("{}{name}", self.prefix);
+        let Some(t) = self.tensors.iter().find(|t| t.name == name) else {
+            return Err(StateError::Missing { path, tensor });
+        };
+        if t.shape != shape {
+            return Err(StateError::Shape { path, tensor, expected: shape.into(), found: t.shape.clone() });
+        }
+        t.values().ok_or_else(|| StateError::Dtype { path, tensor, found: format!("{:?}", t.dtype) })
+    }
+}
+
+/// `meta[key]`, or an error naming the field.
+pub(crate) fn meta_field<'a>(meta: &'a Value, key: &str, src: &str) -> Result<&'a Value, StateError> {
+    meta.get(key).ok_or_else(|| StateError::mismatch(src, format!("metadata field `{key}` is missing")))
+}
+
+/// `meta[key]` as a number.
+pub(crate) fn meta_f64(meta: &Value, key: &str, src: &str) -> Result<f64, StateError> {
+    meta_field(meta, key, src)?
+        .as_f64()
+        .ok_or_else(|| StateError::mismatch(src, format!("metadata field `{key}` is not a number")))
+}
+
+/// Writes model `weights` (under their names) and optionally an optimizer state
+/// (under `optim.`) to one safetensors file, atomically.
+pub fn save_checkpoint<T: Float>(
+    path: impl AsRef<Path>,
+    weights: &[(String, Tensor<T>)],
+    optim: Option<&OptimState>,
+) -> Result<(), StateError> {
+    let path = path.as_ref();
+    let shown = path.display().to_string();
+    let mut all: Vec<StateTensor> =
+        weights.iter().map(|(n, t)| StateTensor::from_values(n.clone(), t.shape(), &t.data())).collect();
+    let mut metadata = HashMap::new();
+    if let Some(s) = optim {
+        all.extend(
+            s.tensors.iter().map(|t| StateTensor { name: format!("{PREFIX}{}", t.name), ..t.clone() }),
+        );
+        metadata.insert(META_KEY.to_string(), s.meta.to_string());
+    }
+    let mut views = Vec::with_capacity(all.len());
+    let mut names = std::collections::HashSet::new();
+    for t in &all {
+        if !names.insert(t.name.as_str()) {
+            return Err(StateError::mismatch(&shown, format!("two tensors named `{}`", t.name)));
+        }
+        let view = TensorView::new(t.dtype, t.shape.clone(), &t.bytes)
+            .map_err(|e| StateError::Format { path: shown.clone(), msg: format!("`{}`: {e}", t.name) })?;
+        views.push((t.name.clone(), view));
+    }
+    let bytes = safetensors::serialize(views, &Some(metadata))
+        .map_err(|e| StateError::Format { path: shown.clone(), msg: e.to_string() })?;
+    write_atomic(path, &bytes).map_err(|source| StateError::Io { path: shown, source })
+}
+
+/// Temporary file in the same folder, fsync, rename over `path`, fsync the folder.
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
+    let result = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+        return result;
+    }
+    // Make the rename itself durable (best effort: not every platform opens folders).
+    if let Ok(d) = fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, StateError> {
+    fs::read(path).map_err(|source| StateError::Io { path: path.display().to_string(), source })
+}
+
+fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<(SafeTensors<'a>, HashMap<String, String>), StateError> {
+    let shown = path.display().to_string();
+    let format =
+        |e: safetensors::SafeTensorError| StateError::Format { path: shown.clone(), msg: e.to_string() };
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(format)?;
+    let tensors = SafeTensors::deserialize(bytes).map_err(format)?;
+    Ok((tensors, header.metadata().clone().unwrap_or_default()))
+}
+
+/// Reads the optimizer state (`optim.*` tensors and the `optim` metadata) of a checkpoint.
+pub fn read_optim_state(path: impl AsRef<Path>) -> Result<OptimState, StateError> {
+    let path = path.as_ref();
+    let bytes = read_file(path)?;
+    let (tensors, metadata) = parse(path, &bytes)?;
+    optim_state_from(path, &tensors, &metadata)
+}
+
+fn optim_state_from(
+    path: &Path,
+    tensors: &SafeTensors<'_>,
+    metadata: &HashMap<String, String>,
+) -> Result<OptimState, StateError> {
+    let shown = path.display().to_string();
+    let Some(json) = metadata.get(META_KEY) else {
+        let msg = format!("no optimizer state (metadata key `{META_KEY}` is missing)");
+        return Err(StateError::mismatch(&shown, msg));
+    };
+    let meta: Value = serde_json::from_str(json).map_err(|e| StateError::Format {
+        path: shown.clone(),
+        msg: format!("metadata `{META_KEY}`: {e}"),
+    })?;
+    let mut state = OptimState { source: shown, prefix: PREFIX.into(), meta, tensors: Vec::new() };
+    for (name, view) in tensors.tensors() {
+        if let Some(short) = name.strip_prefix(PREFIX) {
+            let t = StateTensor {
+                name: short.to_string(),
+                dtype: view.dtype(),
+                shape: view.shape().to_vec(),
+                bytes: view.data().to_vec(),
+            };
+            state.tensors.push(t);
+        }
+    }
+    Ok(state)
+}
+
+/// Restores model `weights` (by name, shape-checked) and, if given, the optimizer
+/// state from a checkpoint written by [`save_checkpoint`]. Everything is validated
+/// before anything is written: on error, weights and optimizer are unchanged.
+pub fn load_checkpoint<T: Float>(
+    path: impl AsRef<Path>,
+    weights: &[(String, Tensor<T>)],
+    optim: Option<&mut dyn Optimizer<T>>,
+) -> Result<(), StateError> {
+    let path = path.as_ref();
+    let shown = path.display().to_string();
+    let bytes = read_file(path)?;
+    let (tensors, metadata) = parse(path, &bytes)?;
+    let mut values = Vec::with_capacity(weights.len());
+    for (name, t) in weights {
+        let view = tensors
+            .tensor(name)
+            .map_err(|_| StateError::Missing { path: shown.clone(), tensor: name.clone() })?;
+        let st = StateTensor {
+            name: name.clone(),
+            dtype: view.dtype(),
+            shape: view.shape().to_vec(),
+            bytes: view.data().to_vec(),
+        };
+        let one =
+            OptimState { source: shown.clone(), prefix: String::new(), meta: Value::Null, tensors: vec![st] };
+        values.push(one.values::<T>(name, t.shape())?);
+    }
+    if let Some(opt) = optim {
+        opt.load_state(&optim_state_from(path, &tensors, &metadata)?)?;
+    }
+    for ((_, t), v) in weights.iter().zip(values) {
+        t.data_mut().copy_from_slice(&v);
+    }
+    Ok(())
+}
