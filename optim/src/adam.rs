@@ -20,6 +20,7 @@ use crate::state::{meta_f64, meta_field, OptimState, StateError, StateTensor};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use tapegrad_autograd::{Float, Tensor};
+use tapegrad_kernels::update::{adam_update, AdamStep};
 
 /// Hyperparameters of [`Adam`] (PyTorch's defaults via [`AdamConfig::new`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -123,8 +124,6 @@ impl<T: Float> Optimizer<T> for Adam<T> {
     fn step(&mut self) {
         self.core.step += 1;
         let AdamConfig { beta1, beta2, eps, decoupled, .. } = self.config;
-        let (b1, b2, eps_t) = (T::from_f64(beta1), T::from_f64(beta2), T::from_f64(eps));
-        let (one_minus_b1, one_minus_b2) = (T::from_f64(1.0 - beta1), T::from_f64(1.0 - beta2));
         for a in self.core.active() {
             let n = a.param.numel();
             let s = self.state.entry(a.name.to_string()).or_insert_with(|| Moments {
@@ -133,25 +132,20 @@ impl<T: Float> Optimizer<T> for Adam<T> {
                 v: vec![T::ZERO; n],
             });
             s.step += 1;
-            let t = s.step as i32;
             let grad = a.param.grad_mut().expect("active parameters have a gradient");
             let mut theta = a.param.data_mut();
-            let lambda = T::from_f64(a.weight_decay);
-            if decoupled && a.weight_decay != 0.0 {
-                let keep = T::from_f64(1.0 - a.lr * a.weight_decay);
-                theta.iter_mut().for_each(|th| *th *= keep); // θ ← θ·(1 − η·λ)   (AdamW)
-            }
-            let bias_correction1 = 1.0 - beta1.powi(t); // 1 − β1^t
-            let bias_correction2_sqrt = T::from_f64((1.0 - beta2.powi(t)).sqrt()); // sqrt(1 − β2^t)
-            let step_size = T::from_f64(a.lr / bias_correction1); // η / (1 − β1^t)
-            let coupled = !decoupled && a.weight_decay != 0.0;
-            for i in 0..n {
-                let g = if coupled { grad[i] + lambda * theta[i] } else { grad[i] }; // g = ∇L + λ·θ (Adam L2)
-                s.m[i] = b1 * s.m[i] + one_minus_b1 * g; // m = β1·m + (1−β1)·g   (first moment)
-                s.v[i] = b2 * s.v[i] + one_minus_b2 * g * g; // v = β2·v + (1−β2)·g²   (second moment)
-                let denom = s.v[i].sqrt() / bias_correction2_sqrt + eps_t; // sqrt(v)/sqrt(1−β2^t) + ε
-                theta[i] -= step_size * (s.m[i] / denom); // θ ← θ − η/(1−β1^t) · m/denom
-            }
+            // One fused pass over θ, g, m, v (kernels::update::adam_update, whose
+            // reference loop spells out each line of the update above).
+            let hyper = AdamStep {
+                lr: a.lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay: a.weight_decay,
+                decoupled,
+                step: s.step,
+            };
+            adam_update(&mut theta, &grad, &mut s.m, &mut s.v, hyper);
         }
     }
 

@@ -17,6 +17,7 @@ use crate::state::{OptimState, StateError, StateTensor};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use tapegrad_autograd::{Float, Tensor};
+use tapegrad_kernels::update::sgd_update;
 
 /// Hyperparameters of [`Sgd`] (PyTorch's defaults: all zero but the lr).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -109,42 +110,30 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
 
     fn step(&mut self) {
         self.core.step += 1;
-        let mu = T::from_f64(self.config.momentum);
-        let one_minus_tau = T::from_f64(1.0 - self.config.dampening);
         for a in self.core.active() {
-            let eta = T::from_f64(a.lr);
-            let lambda = T::from_f64(a.weight_decay);
             let grad = a.param.grad_mut().expect("active parameters have a gradient");
             let mut theta = a.param.data_mut();
-            // g = ∇L(θ) + λ·θ   (coupled L2 weight decay)
-            let mut g: Vec<T> = grad.to_vec();
-            if a.weight_decay != 0.0 {
-                g.iter_mut().zip(theta.iter()).for_each(|(g, &th)| *g += lambda * th);
-            }
-            if self.config.momentum != 0.0 {
-                match self.momentum.get_mut(a.name) {
-                    // b_1 = g   (first step: the buffer is the gradient itself)
-                    None => {
-                        self.momentum.insert(a.name.to_string(), g.clone());
-                    }
-                    Some(b) => {
-                        for (b, &g) in b.iter_mut().zip(g.iter()) {
-                            *b = mu * *b + one_minus_tau * g; // b_t = μ·b_{t−1} + (1−τ)·g
-                        }
-                    }
-                }
-                let b = &self.momentum[a.name];
-                if self.config.nesterov {
-                    for (g, &b) in g.iter_mut().zip(b.iter()) {
-                        *g += mu * b; // d = g + μ·b_t   (Nesterov look-ahead)
-                    }
-                } else {
-                    g.copy_from_slice(b); // d = b_t
-                }
-            }
-            for (th, &d) in theta.iter_mut().zip(g.iter()) {
-                *th -= eta * d; // θ_{t+1} = θ_t − η·d
-            }
+            let c = &self.config;
+            // One fused pass (kernels::update::sgd_update spells out each line:
+            // g = ∇L + λθ;  b_t = μ·b_{t−1} + (1−τ)·g, b_1 = g;  θ ← θ − η·d).
+            let (buf, first_step) = if c.momentum != 0.0 {
+                let first = !self.momentum.contains_key(a.name);
+                let b = self.momentum.entry(a.name.to_string()).or_insert_with(|| vec![T::ZERO; grad.len()]);
+                (Some(b.as_mut_slice()), first)
+            } else {
+                (None, false)
+            };
+            sgd_update(
+                &mut theta,
+                &grad,
+                buf,
+                a.lr,
+                c.momentum,
+                c.dampening,
+                a.weight_decay,
+                c.nesterov,
+                first_step,
+            );
         }
     }
 
