@@ -23,6 +23,7 @@ pub enum Unary {
 
 /// y = f(x).
 pub fn unary_forward<T: Float>(op: Unary, x: &[T], y: &mut [T]) {
+    crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
     assert_eq!(x.len(), y.len(), "unary_forward: x and y differ in length");
     if let (Some(x), Some(y)) = (as_f32(x), as_f32_mut(y)) {
         if simd_available() {
@@ -36,6 +37,7 @@ pub fn unary_forward<T: Float>(op: Unary, x: &[T], y: &mut [T]) {
 
 /// dx = g · f'(x) (overwrites dx); `y` = f(x) is given for derivatives that use it.
 pub fn unary_backward<T: Float>(op: Unary, x: &[T], y: &[T], g: &[T], dx: &mut [T]) {
+    crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
     let n = x.len();
     assert!(y.len() == n && g.len() == n && dx.len() == n, "unary_backward: buffers differ in length");
     if let (Some(x), Some(y), Some(g), Some(dx)) = (as_f32(x), as_f32(y), as_f32(g), as_f32_mut(dx)) {

@@ -52,6 +52,7 @@ pub fn gemm_batched<T: Float>(
     c: &mut [T],
     sc: Strides,
 ) {
+    crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
     assert!(sc.col == 1, "gemm: C must be row-major (column stride 1)");
     check_len("A", a.len(), batch, m, k, sa);
     check_len("B", b.len(), batch, k, n, sb);

@@ -17,6 +17,7 @@ pub fn layer_norm_forward<T: Float>(
     mean: &mut [T],
     rstd: &mut [T],
 ) {
+    crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
     assert!(x.len() == rows * n && y.len() == x.len() && mean.len() == rows && rstd.len() == rows);
     if let (true, Some(xf), Some(yf), Some(wf), Some(bf)) =
         (simd_available() && n > 0, as_f32(x), as_f32_mut(y), w.and_then(as_f32), b.and_then(as_f32))
@@ -77,6 +78,7 @@ pub fn layer_norm_backward<T: Float>(
     mut dw: Option<&mut [T]>,
     mut db: Option<&mut [T]>,
 ) {
+    crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
     let nf = T::from_f64(n as f64);
     for r in 0..rows {
         let (xr, gr) = (&x[r * n..(r + 1) * n], &g[r * n..(r + 1) * n]);

@@ -12,6 +12,7 @@ pub fn cross_entropy_forward<T: Float>(
     targets: &[usize],
     ignore_index: Option<usize>,
 ) -> (T, usize) {
+    crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
     let mut total = T::ZERO;
     let mut count = 0;
     for i in 0..n {
@@ -39,6 +40,7 @@ pub fn cross_entropy_backward<T: Float>(
     scale: T,
     dlogits: &mut [T],
 ) {
+    crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
     for i in 0..n {
         let t = targets[i];
         if Some(t) == ignore_index {

@@ -8,6 +8,7 @@ use crate::{as_f32, as_f32_mut, Float};
 /// Stable form: subtract the max before exponentiating. Rows along the last dim
 /// (`inner == 1`) of f32 take the vector kernel.
 pub fn softmax_forward<T: Float>(x: &[T], outer: usize, n: usize, inner: usize, y: &mut [T], log: bool) {
+    crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
     assert!(x.len() == outer * n * inner && y.len() == x.len(), "softmax_forward: bad buffer sizes");
     if inner == 1 && n > 0 && simd_available() {
         if let (Some(x), Some(y)) = (as_f32(x), as_f32_mut(y)) {
@@ -72,6 +73,7 @@ pub fn softmax_backward<T: Float>(
     dx: &mut [T],
     log: bool,
 ) {
+    crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
     for o in 0..outer {
         for i in 0..inner {
             let at = |j: usize| o * n * inner + j * inner + i;

@@ -29,6 +29,7 @@ pub struct AdamStep {
 ///   v ← β₂v + (1 − β₂)g²               (second moment)
 ///   θ ← θ − η/(1 − β₁ᵗ) · m / (√v/√(1 − β₂ᵗ) + ε)
 pub fn adam_update<T: Float>(theta: &mut [T], g: &[T], m: &mut [T], v: &mut [T], s: AdamStep) {
+    crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
     let n = theta.len();
     assert!(g.len() == n && m.len() == n && v.len() == n, "adam_update: buffers differ in length");
     let c = AdamCoefs::new(s);
@@ -120,6 +121,7 @@ pub fn sgd_update<T: Float>(
     nesterov: bool,
     first_step: bool,
 ) {
+    crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
     let (lr, mu, damp, wd) =
         (T::from_f64(lr), T::from_f64(momentum), T::from_f64(dampening), T::from_f64(weight_decay));
     match buf {
