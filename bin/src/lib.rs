@@ -5,5 +5,7 @@
 //! independent of the tapegrad autograd API: it produces plain `Vec<u32>` token
 //! ids, `Vec<f32>` matrices and labels that the training code turns into tensors.
 
+pub mod cli;
 pub mod data;
 pub mod report;
+pub mod train;

@@ -134,6 +134,10 @@ impl Dropout {
     pub fn forward<T: Float>(&self, x: &Tensor<T>) -> Tensor<T> {
         x.dropout(self.p, self.training, &mut *self.rng.borrow_mut())
     }
+    /// Restarts the mask stream from `seed`.
+    pub fn reseed(&self, seed: u64) {
+        *self.rng.borrow_mut() = ChaCha8Rng::seed_from_u64(seed);
+    }
     /// Position of the RNG stream (for checkpoints that resume exactly).
     pub fn rng_position(&self) -> u128 {
         self.rng.borrow().get_word_pos()

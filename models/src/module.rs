@@ -1,6 +1,7 @@
 //! The module convention: a layer owns named parameters (PyTorch-style dotted
 //! names), has a train/eval switch, and can freeze parameters.
 
+use crate::layers::Dropout;
 use tapegrad_autograd::{Float, Tensor};
 
 /// A layer or a model made of layers.
@@ -11,6 +12,10 @@ pub trait Module<T: Float = f32> {
 
     /// Switches between training (dropout active) and evaluation.
     fn set_training(&mut self, _training: bool) {}
+
+    /// Calls `f` for every dropout layer, always in the same order (a training
+    /// program reseeds them each step so that a resumed run draws the same masks).
+    fn visit_dropout(&self, _f: &mut dyn FnMut(&Dropout)) {}
 
     /// Every parameter with its name, frozen ones included.
     fn named_parameters(&self) -> Vec<(String, Tensor<T>)> {

@@ -22,6 +22,11 @@ pub enum Purpose {
     EpochShuffle = 3,
     /// Initialising embedding rows for words missing from GloVe.
     EmbeddingInit = 4,
+    /// Initialising model parameters (index 0).
+    ModelInit = 5,
+    /// Dropout masks of training step `index` (reseeded every step, so a resumed
+    /// run draws the same masks as an uninterrupted one).
+    Dropout = 6,
 }
 
 fn splitmix64(state: &mut u64) -> u64 {
