@@ -10,6 +10,7 @@ pub mod float;
 pub mod gemm;
 pub mod index;
 pub mod layernorm;
+pub mod lstm;
 pub mod loss;
 pub mod softmax;
 
