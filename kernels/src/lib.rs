@@ -10,8 +10,8 @@ pub mod float;
 pub mod gemm;
 pub mod index;
 pub mod layernorm;
-pub mod lstm;
 pub mod loss;
+pub mod lstm;
 pub mod softmax;
 
 pub use float::{as_f32, as_f32_mut, Float};

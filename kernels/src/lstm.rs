@@ -61,7 +61,7 @@ pub fn cell_forward<T: Float>(
     let rows = gates.len() / (4 * hh);
     assert_eq!(gates.len(), rows * 4 * hh, "lstm cell: gates must be [rows, 4H]");
     assert!(c.len() == rows * hh && tanh_c.len() == rows * hh && h.len() == rows * hh);
-    assert!(c_prev.len() % hh == 0 && c_prev.len() <= rows * hh, "lstm cell: c_prev must be [p ≤ rows, H]");
+    assert!(c_prev.len().is_multiple_of(hh) && c_prev.len() <= rows * hh, "lstm cell: c_prev must be [p ≤ rows, H]");
     let p = c_prev.len() / hh;
     if let (Some(g32), Some(cp32)) = (crate::as_f32_mut(gates), crate::as_f32(c_prev)) {
         let (c32, t32, h32) = (
@@ -71,7 +71,14 @@ pub fn cell_forward<T: Float>(
         );
         for r in 0..rows {
             let cp = if r < p { Some(&cp32[r * hh..(r + 1) * hh]) } else { None };
-            cell_row_f32(&mut g32[r * 4 * hh..(r + 1) * 4 * hh], cp, &mut c32[r * hh..], &mut t32[r * hh..], &mut h32[r * hh..], hh);
+            cell_row_f32(
+                &mut g32[r * 4 * hh..(r + 1) * 4 * hh],
+                cp,
+                &mut c32[r * hh..],
+                &mut t32[r * hh..],
+                &mut h32[r * hh..],
+                hh,
+            );
         }
         return;
     }
@@ -98,7 +105,14 @@ pub fn cell_forward<T: Float>(
 
 /// One row of the f32 cell, with the vectorisable [`fast::sigmoid`] / [`fast::tanh`].
 #[inline]
-fn cell_row_f32(z: &mut [f32], c_prev: Option<&[f32]>, c: &mut [f32], tc: &mut [f32], h: &mut [f32], hh: usize) {
+fn cell_row_f32(
+    z: &mut [f32],
+    c_prev: Option<&[f32]>,
+    c: &mut [f32],
+    tc: &mut [f32],
+    h: &mut [f32],
+    hh: usize,
+) {
     let (zi, rest) = z.split_at_mut(hh);
     let (zf, rest) = rest.split_at_mut(hh);
     let (zg, zo) = rest.split_at_mut(hh);
@@ -148,9 +162,15 @@ pub fn cell_backward<T: Float>(
         return;
     }
     let rows = act.len() / (4 * hh);
-    assert!(act.len() == rows * 4 * hh && d_gates.len() == rows * 4 * hh, "lstm cell: gates must be [rows, 4H]");
+    assert!(
+        act.len() == rows * 4 * hh && d_gates.len() == rows * 4 * hh,
+        "lstm cell: gates must be [rows, 4H]"
+    );
     assert!(tanh_c.len() == rows * hh && dh.len() == rows * hh && dc.len() == rows * hh);
-    assert!(c_prev.len() <= rows * hh && dc_prev.len() == c_prev.len(), "lstm cell: c_prev must be [p ≤ rows, H]");
+    assert!(
+        c_prev.len() <= rows * hh && dc_prev.len() == c_prev.len(),
+        "lstm cell: c_prev must be [p ≤ rows, H]"
+    );
     let p = c_prev.len() / hh;
     let one = T::ONE;
     for r in 0..rows {
@@ -160,7 +180,8 @@ pub fn cell_backward<T: Float>(
         let (dzi, rest) = dz.split_at_mut(hh);
         let (dzf, rest) = rest.split_at_mut(hh);
         let (dzg, dzo) = rest.split_at_mut(hh);
-        let (tc, dhr, dcr) = (&tanh_c[r * hh..(r + 1) * hh], &dh[r * hh..(r + 1) * hh], &dc[r * hh..(r + 1) * hh]);
+        let (tc, dhr, dcr) =
+            (&tanh_c[r * hh..(r + 1) * hh], &dh[r * hh..(r + 1) * hh], &dc[r * hh..(r + 1) * hh]);
         let has_prev = r < p;
         for j in 0..hh {
             let (i, f, g, o, t) = (ai[j], af[j], ag[j], ao[j], tc[j]);
@@ -182,7 +203,12 @@ pub type CellForward<T> = (Vec<T>, Vec<T>, Vec<T>, Vec<T>);
 
 /// The textbook cell, one formula per line on whole gate blocks, allocating.
 /// The reference [`cell_forward`] is tested against. `c_prev` is `[rows, H]`.
-pub fn cell_forward_reference<T: Float>(pre: &[T], c_prev: &[T], rows: usize, hidden: usize) -> CellForward<T> {
+pub fn cell_forward_reference<T: Float>(
+    pre: &[T],
+    c_prev: &[T],
+    rows: usize,
+    hidden: usize,
+) -> CellForward<T> {
     let hh = hidden;
     let gate = |k: usize, f: fn(T) -> T| -> Vec<T> {
         (0..rows).flat_map(|r| (0..hh).map(move |j| f(pre[r * 4 * hh + k * hh + j]))).collect()
@@ -332,7 +358,19 @@ pub fn sequence_forward<T: Float>(
             // z[0..p] += h_prev · W_hhᵀ  (rows p.. start from h_prev = 0)
             let h_prev = &h[prev_off * hh..(prev_off + p) * hh];
             let sr = Strides::row_major(p, g4);
-            gemm_batched(1, p, g4, hh, h_prev, Strides::row_major(p, hh), &w_t, Strides::row_major(hh, g4), T::ONE, &mut z[..p * g4], sr);
+            gemm_batched(
+                1,
+                p,
+                g4,
+                hh,
+                h_prev,
+                Strides::row_major(p, hh),
+                &w_t,
+                Strides::row_major(hh, g4),
+                T::ONE,
+                &mut z[..p * g4],
+                sr,
+            );
         }
         let (c_prev, c_cur) = read_write(c, (prev_off, p), (off, bt), hh);
         let (tc, hc) = (&mut tanh_c[off * hh..(off + bt) * hh], &mut h[off * hh..(off + bt) * hh]);
@@ -404,11 +442,35 @@ pub fn sequence_backward<T: Float>(
         carry_c[..p * hh].copy_from_slice(&dc_prev[..p * hh]);
         // d h_prev = dz[0..p] · W_hh
         let dz = &dz[..p * g4];
-        gemm_batched(1, p, hh, g4, dz, Strides::row_major(p, g4), w_hh, Strides::row_major(g4, hh), T::ZERO, &mut carry_h[..p * hh], Strides::row_major(p, hh));
+        gemm_batched(
+            1,
+            p,
+            hh,
+            g4,
+            dz,
+            Strides::row_major(p, g4),
+            w_hh,
+            Strides::row_major(g4, hh),
+            T::ZERO,
+            &mut carry_h[..p * hh],
+            Strides::row_major(p, hh),
+        );
         if let Some(dw) = d_w_hh.as_deref_mut() {
             // dW_hh += dz[0..p]ᵀ · h_prev
             let h_prev = &h[prev_off * hh..(prev_off + p) * hh];
-            gemm_batched(1, g4, hh, p, dz, Strides::transposed(p, g4), h_prev, Strides::row_major(p, hh), T::ONE, dw, Strides::row_major(g4, hh));
+            gemm_batched(
+                1,
+                g4,
+                hh,
+                p,
+                dz,
+                Strides::transposed(p, g4),
+                h_prev,
+                Strides::row_major(p, hh),
+                T::ONE,
+                dw,
+                Strides::row_major(g4, hh),
+            );
         }
     }
 }
@@ -430,7 +492,7 @@ pub mod fast {
         let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
             + 1.666_666_5e-1)
             * r
-            + 5.000_000_1e-1;
+            + 0.5;
         let y = p * r2 + r + 1.0;
         y * f32::from_bits(((n + 127) as u32) << 23)
     }
@@ -446,8 +508,9 @@ pub mod fast {
     pub fn tanh(x: f32) -> f32 {
         let a = x.abs();
         let z = x * x;
-        let small = ((((-5.704_988_7e-3 * z + 2.063_908_9e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1) * z
-            - 3.333_328_2e-1)
+        let small = ((((-5.704_988_7e-3 * z + 2.063_909e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1)
+            * z
+            - 3.333_328e-1)
             * z
             * x
             + x;
@@ -511,7 +574,8 @@ mod tests {
         cell_forward(&mut a2, &cp[..p * hh], hh, &mut c2, &mut t2, &mut h2);
         assert_eq!((c1, h1), (c2, h2));
         let (dh, dc) = (rand_vec(rows * hh, 1.0, &mut rng), rand_vec(rows * hh, 1.0, &mut rng));
-        let (mut dz1, mut dz2, mut dcp1, mut dcp2) = (vec![0.0; rows * 4 * hh], vec![0.0; rows * 4 * hh], z(), vec![0.0; p * hh]);
+        let (mut dz1, mut dz2, mut dcp1, mut dcp2) =
+            (vec![0.0; rows * 4 * hh], vec![0.0; rows * 4 * hh], z(), vec![0.0; p * hh]);
         cell_backward(&a1, &cp, &t1, &dh, &dc, hh, &mut dz1, &mut dcp1);
         cell_backward(&a2, &cp[..p * hh], &t2, &dh, &dc, hh, &mut dz2, &mut dcp2);
         assert_eq!(dz1, dz2);
@@ -531,7 +595,8 @@ mod tests {
         cell_forward(&mut act, &cp32, hh, &mut c, &mut tc, &mut h);
         let act_r: Vec<f32> = act_r.iter().map(|&v| v as f32).collect();
         assert!(max_diff(&act, &act_r) < 1e-6, "{}", max_diff(&act, &act_r));
-        let (c_r, h_r): (Vec<f32>, Vec<f32>) = (c_r.iter().map(|&v| v as f32).collect(), h_r.iter().map(|&v| v as f32).collect());
+        let (c_r, h_r): (Vec<f32>, Vec<f32>) =
+            (c_r.iter().map(|&v| v as f32).collect(), h_r.iter().map(|&v| v as f32).collect());
         assert!(max_diff(&c, &c_r) < 2e-6 && max_diff(&h, &h_r) < 2e-6);
     }
 
@@ -545,7 +610,11 @@ mod tests {
             let s = 1.0 / (1.0 + (-(x as f64)).exp());
             let rs = ((fast::sigmoid(x) as f64) - s).abs() / s;
             let t = (x as f64).tanh();
-            let rt = if t == 0.0 { (fast::tanh(x) as f64).abs() } else { ((fast::tanh(x) as f64) - t).abs() / t.abs() };
+            let rt = if t == 0.0 {
+                (fast::tanh(x) as f64).abs()
+            } else {
+                ((fast::tanh(x) as f64) - t).abs() / t.abs()
+            };
             worst = (worst.0.max(re), worst.1.max(rs), worst.2.max(rt));
         }
         assert!(worst.0 < 4e-7 && worst.1 < 4e-7 && worst.2 < 4e-7, "{worst:?}");
@@ -566,7 +635,18 @@ mod tests {
             let mut act = xproj.clone();
             let z = |k| vec![0.0; k * hh];
             let (mut h, mut c, mut tc, mut hn, mut cn) = (z(n), z(n), z(n), z(b), z(b));
-            sequence_forward(&mut act, &w, &batch_sizes, hh, reverse, &mut h, &mut c, &mut tc, &mut hn, &mut cn);
+            sequence_forward(
+                &mut act,
+                &w,
+                &batch_sizes,
+                hh,
+                reverse,
+                &mut h,
+                &mut c,
+                &mut tc,
+                &mut hn,
+                &mut cn,
+            );
             for (j, &len) in lens.iter().enumerate() {
                 let (mut hs, mut cs) = (vec![0.0; hh], vec![0.0; hh]);
                 let ts: Vec<usize> = if reverse { (0..len).rev().collect() } else { (0..len).collect() };

@@ -87,7 +87,12 @@ impl<T: Float> BiLstmClassifier<T> {
         // last layer's final states, [D, B, H] → [B, D·H] (fwd then bwd per row)
         let last = out.h_n.narrow(0, layers_dirs - dirs, dirs).permute(&[1, 0, 2]).reshape(&[b, dirs * hh]);
         let hidden = self.dropout.forward(&last);
-        ClassifierOutput { logits: self.fc.forward(&hidden), sequence: out.output, h_n: out.h_n, c_n: out.c_n }
+        ClassifierOutput {
+            logits: self.fc.forward(&hidden),
+            sequence: out.output,
+            h_n: out.h_n,
+            c_n: out.c_n,
+        }
     }
 }
 
@@ -128,7 +133,11 @@ mod tests {
         let out = m.forward(text, &[3, 5], lengths);
         let labels = Tensor::from_vec(vec![1.0, 0.0, 1.0], &[3, 1]);
         out.logits.binary_cross_entropy_with_logits(&labels).backward();
-        let grads = m.named_parameters().iter().map(|(_, p)| p.grad().map(|g| g.to_vec()).unwrap_or_default()).collect();
+        let grads = m
+            .named_parameters()
+            .iter()
+            .map(|(_, p)| p.grad().map(|g| g.to_vec()).unwrap_or_default())
+            .collect();
         m.zero_grad();
         (out.logits.to_vec(), grads)
     }

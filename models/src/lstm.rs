@@ -82,7 +82,8 @@ impl Packing {
         let mut order: Vec<usize> = (0..b).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(lengths[i])); // stable
         let longest = lengths[order[0]];
-        let batch_sizes: Vec<usize> = (0..longest).map(|t| lengths.iter().filter(|&&l| l > t).count()).collect();
+        let batch_sizes: Vec<usize> =
+            (0..longest).map(|t| lengths.iter().filter(|&&l| l > t).count()).collect();
         let offsets = tapegrad_kernels::lstm::packed_offsets(&batch_sizes);
         let n = batch_sizes.iter().sum();
         Packing { order, batch_sizes, offsets, n }
@@ -147,7 +148,14 @@ impl<T: Float> Lstm<T> {
             })
             .collect();
         let seed = rng.gen();
-        Lstm { input_size, hidden_size, num_layers, bidirectional, layers, dropout: Dropout::new(dropout, seed) }
+        Lstm {
+            input_size,
+            hidden_size,
+            num_layers,
+            bidirectional,
+            layers,
+            dropout: Dropout::new(dropout, seed),
+        }
     }
 
     /// Number of directions (1 or 2).
@@ -178,7 +186,11 @@ impl<T: Float> Lstm<T> {
                 hs.push(h_n);
                 cs.push(c_n);
             }
-            let out = if outs.len() == 1 { outs.pop().expect("one direction") } else { Tensor::concat(&[&outs[0], &outs[1]], 1) };
+            let out = if outs.len() == 1 {
+                outs.pop().expect("one direction")
+            } else {
+                Tensor::concat(&[&outs[0], &outs[1]], 1)
+            };
             input = if k + 1 < self.layers.len() { self.dropout.forward(&out) } else { out };
         }
         let width = input.shape()[1];
@@ -188,7 +200,8 @@ impl<T: Float> Lstm<T> {
             .reshape(&[b, max_t, width]);
         // final states: stacked in PyTorch's order, then un-sorted along the batch dim
         let pos = pk.position();
-        let unsort = |v: Vec<Tensor<T>>| Tensor::stack(&v.iter().collect::<Vec<_>>(), 0).index_select(1, &pos);
+        let unsort =
+            |v: Vec<Tensor<T>>| Tensor::stack(&v.iter().collect::<Vec<_>>(), 0).index_select(1, &pos);
         LstmOutput { output, h_n: unsort(hs), c_n: unsort(cs) }
     }
 }
@@ -227,7 +240,8 @@ pub fn lstm_reference<T: Float>(lstm: &Lstm<T>, x: &Tensor<T>, lengths: &[usize]
         (o.mul(&c.tanh()), c)
     };
     let mut outputs = Vec::new();
-    let (mut h_n, mut c_n) = (vec![Vec::new(); lstm.num_layers * dirs], vec![Vec::new(); lstm.num_layers * dirs]);
+    let (mut h_n, mut c_n) =
+        (vec![Vec::new(); lstm.num_layers * dirs], vec![Vec::new(); lstm.num_layers * dirs]);
     for (s, &len) in lengths.iter().enumerate() {
         // this sequence's real steps: [len, in]
         let mut input = x.narrow(0, s, 1).reshape(&[max_t, x.shape()[2]]).narrow(0, 0, len);
@@ -255,14 +269,23 @@ pub fn lstm_reference<T: Float>(lstm: &Lstm<T>, x: &Tensor<T>, lengths: &[usize]
             input = Tensor::concat(&outs.iter().collect::<Vec<_>>(), 1);
         }
         let width = input.shape()[1];
-        let padded = if len < max_t { Tensor::concat(&[&input, &Tensor::zeros(&[max_t - len, width])], 0) } else { input };
+        let padded = if len < max_t {
+            Tensor::concat(&[&input, &Tensor::zeros(&[max_t - len, width])], 0)
+        } else {
+            input
+        };
         outputs.push(padded.unsqueeze(0));
     }
     let stack = |v: Vec<Vec<Tensor<T>>>| {
-        let per_layer: Vec<Tensor<T>> = v.iter().map(|hs| Tensor::concat(&hs.iter().collect::<Vec<_>>(), 0)).collect();
+        let per_layer: Vec<Tensor<T>> =
+            v.iter().map(|hs| Tensor::concat(&hs.iter().collect::<Vec<_>>(), 0)).collect();
         Tensor::stack(&per_layer.iter().collect::<Vec<_>>(), 0)
     };
-    LstmOutput { output: Tensor::concat(&outputs.iter().collect::<Vec<_>>(), 0), h_n: stack(h_n), c_n: stack(c_n) }
+    LstmOutput {
+        output: Tensor::concat(&outputs.iter().collect::<Vec<_>>(), 0),
+        h_n: stack(h_n),
+        c_n: stack(c_n),
+    }
 }
 
 #[cfg(test)]
@@ -292,10 +315,15 @@ mod tests {
 
     /// Runs `f`, backward of its weighted loss; returns outputs and every gradient
     /// (parameters in name order, then x), clearing them.
-    fn run(lstm: &Lstm<f64>, x: &T64, f: impl Fn(&Lstm<f64>, &T64) -> LstmOutput<f64>) -> (LstmOutput<f64>, Vec<T64>) {
+    fn run(
+        lstm: &Lstm<f64>,
+        x: &T64,
+        f: impl Fn(&Lstm<f64>, &T64) -> LstmOutput<f64>,
+    ) -> (LstmOutput<f64>, Vec<T64>) {
         let out = f(lstm, x);
         weighted_loss(&out, 99).backward();
-        let mut grads: Vec<T64> = lstm.named_parameters().iter().map(|(_, p)| p.grad().expect("grad")).collect();
+        let mut grads: Vec<T64> =
+            lstm.named_parameters().iter().map(|(_, p)| p.grad().expect("grad")).collect();
         grads.push(x.grad().expect("x grad"));
         lstm.zero_grad();
         x.zero_grad();
@@ -362,8 +390,14 @@ mod tests {
         let (out, gx) = (o1.output.to_vec(), g1[g1.len() - 1].to_vec());
         for (i, &len) in lengths.iter().enumerate() {
             for t in len..5 {
-                assert!(out[(i * 5 + t) * 8..(i * 5 + t + 1) * 8].iter().all(|&v| v == 0.0), "output at padding");
-                assert!(gx[(i * 5 + t) * 3..(i * 5 + t + 1) * 3].iter().all(|&v| v == 0.0), "grad at padding");
+                assert!(
+                    out[(i * 5 + t) * 8..(i * 5 + t + 1) * 8].iter().all(|&v| v == 0.0),
+                    "output at padding"
+                );
+                assert!(
+                    gx[(i * 5 + t) * 3..(i * 5 + t + 1) * 3].iter().all(|&v| v == 0.0),
+                    "grad at padding"
+                );
             }
         }
     }

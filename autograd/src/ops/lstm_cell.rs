@@ -98,9 +98,17 @@ impl<T: Float> Tensor<T> {
         reverse: bool,
     ) -> (Tensor<T>, Tensor<T>, Tensor<T>) {
         let (n, b) = k::check_batch_sizes(batch_sizes);
-        assert!(w_hh.rank() == 2 && w_hh.shape()[0] == 4 * w_hh.shape()[1], "lstm_packed: w_hh must be [4H, H], got {:?}", w_hh.shape());
+        assert!(
+            w_hh.rank() == 2 && w_hh.shape()[0] == 4 * w_hh.shape()[1],
+            "lstm_packed: w_hh must be [4H, H], got {:?}",
+            w_hh.shape()
+        );
         let hh = w_hh.shape()[1];
-        assert_eq!(self.shape(), &[n, 4 * hh], "lstm_packed: input projections must be [N = Σ batch_sizes, 4H]");
+        assert_eq!(
+            self.shape(),
+            &[n, 4 * hh],
+            "lstm_packed: input projections must be [N = Σ batch_sizes, 4H]"
+        );
         let mut act = self.to_vec();
         let (mut c, mut tc) = (vec![T::ZERO; n * hh], vec![T::ZERO; n * hh]);
         // One output buffer: [h (N rows) | h_n (B rows) | c_n (B rows)] × H.
@@ -176,7 +184,11 @@ mod tests {
     fn fused_cell_equals_plain_ops() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
         for &(b, hh) in &[(1, 1), (3, 4), (5, 7)] {
-            let (z1, z2, c0) = (param(&[b, 4 * hh], 3.0, &mut rng), param(&[b, 4 * hh], 3.0, &mut rng), param(&[b, hh], 2.0, &mut rng));
+            let (z1, z2, c0) = (
+                param(&[b, 4 * hh], 3.0, &mut rng),
+                param(&[b, 4 * hh], 3.0, &mut rng),
+                param(&[b, hh], 2.0, &mut rng),
+            );
             let (wh, wc) = (param(&[b, hh], 1.0, &mut rng).detach(), param(&[b, hh], 1.0, &mut rng).detach());
             let run = |fused: bool| {
                 let cell = |z: &T64, c: &T64| if fused { z.lstm_cell(c) } else { cell_plain(z, c) };
@@ -233,7 +245,10 @@ mod tests {
                     hs_all.push((row, hs.clone()));
                 }
                 loss = loss.add(&hs.mul(&wn.narrow(0, j, 1)).sum()).add(&cs.mul(&wc.narrow(0, j, 1)).sum());
-                assert!(max_diff(&hs, &h_n.narrow(0, j, 1)) < 1e-12 && max_diff(&cs, &c_n.narrow(0, j, 1)) < 1e-12);
+                assert!(
+                    max_diff(&hs, &h_n.narrow(0, j, 1)) < 1e-12
+                        && max_diff(&cs, &c_n.narrow(0, j, 1)) < 1e-12
+                );
             }
             for (row, hr) in &hs_all {
                 assert!(max_diff(hr, &h.narrow(0, *row, 1)) < 1e-12);
