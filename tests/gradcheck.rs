@@ -10,6 +10,8 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tapegrad::autograd::{gradcheck, GradcheckOptions, Tensor};
+use tapegrad::models::layers::Dropout;
+use tapegrad::models::lstm::{Lstm, LstmWeights};
 
 type T64 = Tensor<f64>;
 type Fun = Box<dyn Fn(&[T64]) -> T64>;
@@ -263,6 +265,57 @@ table! {
         (vec![x(s, r), T64::param(t, s)], Box::new(|t| t[0].binary_cross_entropy_with_logits(&t[1])))
     };
     mse: 1 => |s, r| binary(s, r, |a, b| a.mse(b), false);
+    lstm_cell: 1 => |s, r| {
+        let (b, h) = (s[0], s.get(1).copied().unwrap_or(2));
+        (vec![x(&[b, 4 * h], r), x(&[b, h], r)], Box::new(|t| {
+            let (h, c) = t[0].lstm_cell(&t[1]);
+            Tensor::concat(&[&h, &c], 1)
+        }))
+    };
+    lstm_packed: 1 => |s, r| {
+        // s[0] sequences of random lengths 1..=4, sorted descending; either direction
+        let h = r.gen_range(1..=3);
+        let mut lengths: Vec<usize> = (0..s[0]).map(|_| r.gen_range(1..=4)).collect();
+        lengths.sort_by(|a, b| b.cmp(a));
+        let batch_sizes: Vec<usize> = (0..lengths[0]).map(|t| lengths.iter().filter(|&&l| l > t).count()).collect();
+        let n: usize = lengths.iter().sum();
+        let reverse = r.gen();
+        (vec![x(&[n, 4 * h], r), x(&[4 * h, h], r)], Box::new(move |t| {
+            let (out, h_n, c_n) = t[0].lstm_packed(&t[1], &batch_sizes, reverse);
+            Tensor::concat(&[&out, &h_n, &c_n], 0)
+        }))
+    };
+    lstm_layer: 1 => |s, r| {
+        // the whole 2-layer BiLSTM over an unsorted padded batch: input and every weight
+        let (b, tmax, inp, h) = (s[0], 3, 2, 2);
+        let lengths: Vec<usize> = (0..b).map(|_| r.gen_range(1..=tmax)).collect();
+        let mut inputs = vec![x(&[b, tmax, inp], r)];
+        for k in 0..2 {
+            for _dir in 0..2 {
+                let in_k = if k == 0 { inp } else { 2 * h };
+                inputs.extend([x(&[4 * h, in_k], r), x(&[4 * h, h], r), x(&[4 * h], r), x(&[4 * h], r)]);
+            }
+        }
+        (inputs, Box::new(move |t| {
+            let w = |i: usize| LstmWeights {
+                weight_ih: t[1 + 4 * i].clone(),
+                weight_hh: t[2 + 4 * i].clone(),
+                bias_ih: t[3 + 4 * i].clone(),
+                bias_hh: t[4 + 4 * i].clone(),
+            };
+            let lstm = Lstm {
+                input_size: inp,
+                hidden_size: h,
+                num_layers: 2,
+                bidirectional: true,
+                layers: vec![vec![w(0), w(1)], vec![w(2), w(3)]],
+                dropout: Dropout::new(0.0, 0),
+            };
+            let out = lstm.forward(&t[0], &lengths);
+            let flat = |t: &T64| t.reshape(&[t.numel()]);
+            Tensor::concat(&[&flat(&out.output), &flat(&out.h_n), &flat(&out.c_n)], 0)
+        }))
+    };
 }
 
 /// The suite must catch a wrong backward: an op y = x² whose backward says 3x.

@@ -14,6 +14,7 @@ pub mod gemm;
 pub mod index;
 pub mod layernorm;
 pub mod loss;
+pub mod lstm;
 pub mod sgemm;
 pub mod softmax;
 pub mod threads;

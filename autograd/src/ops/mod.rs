@@ -7,6 +7,7 @@ mod binary;
 mod dropout;
 mod index;
 mod loss;
+mod lstm_cell;
 mod matmul;
 mod norm;
 mod reduce;

@@ -1,0 +1,219 @@
+//! Times one training step (forward + backward, no optimizer) of the tutorial's
+//! BiLSTM classifier at IMDB scale: batch 64, embedding 50, hidden 256, 2 layers,
+//! bidirectional, random lengths 200–260 (a bucketed batch), dropout 0.5, f32.
+//!
+//! Reports ms/step, tokens/s and the implied epoch time for 17,500 reviews of ~230
+//! tokens, and splits the time into GEMM and the rest by replaying the step's GEMM
+//! calls (same shapes and strides) in isolation.
+//!
+//! Run: `cargo run --release --example bilstm_step [-- --steps N --batch B --hidden H
+//! --emb E --layers L --min-len A --max-len Z --vocab V]`
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::time::Instant;
+use tapegrad::autograd::Tensor;
+use tapegrad::kernels::gemm::{gemm_batched, Strides};
+use tapegrad::models::{BiLstmClassifier, BiLstmConfig, Module};
+
+struct Args {
+    steps: usize,
+    batch: usize,
+    hidden: usize,
+    emb: usize,
+    layers: usize,
+    min_len: usize,
+    max_len: usize,
+    vocab: usize,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        steps: 2,
+        batch: 64,
+        hidden: 256,
+        emb: 50,
+        layers: 2,
+        min_len: 200,
+        max_len: 260,
+        vocab: 25_002,
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    for pair in argv.chunks(2) {
+        let v: usize =
+            pair.get(1).and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("bad value for {}", pair[0]));
+        match pair[0].as_str() {
+            "--steps" => a.steps = v,
+            "--batch" => a.batch = v,
+            "--hidden" => a.hidden = v,
+            "--emb" => a.emb = v,
+            "--layers" => a.layers = v,
+            "--min-len" => a.min_len = v,
+            "--max-len" => a.max_len = v,
+            "--vocab" => a.vocab = v,
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    a
+}
+
+/// Replays the GEMMs of one step of the packed BiLSTM (forward and backward, both
+/// directions, every layer) with the strides the ops use; returns (seconds, FLOPs).
+fn replay_gemms(batch_sizes: &[usize], emb: usize, hh: usize, layers: usize) -> (f64, f64) {
+    let n: usize = batch_sizes.iter().sum();
+    let g4 = 4 * hh;
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut buf = |len: usize| -> Vec<f32> { (0..len).map(|_| rng.gen_range(-0.1..0.1)).collect() };
+    let big = buf(n * g4.max(2 * hh).max(emb));
+    let w = buf(g4 * (2 * hh).max(emb));
+    let mut out = vec![0f32; n * g4.max(2 * hh).max(emb)];
+    let mut dw = vec![0f32; g4 * (2 * hh).max(emb)];
+    let start = Instant::now();
+    let mut flops = 0.0;
+    for k in 0..layers {
+        let inp = if k == 0 { emb } else { 2 * hh };
+        for reverse in [false, true] {
+            // forward: xproj [N, 4H] = X [N, in] · W_ihᵀ (transposed copy, row-major)
+            let rm = Strides::row_major;
+            gemm_batched(1, n, g4, inp, &big, rm(n, inp), &w, rm(inp, g4), 0.0, &mut out, rm(n, g4));
+            // backward of that matmul: dX = dZ · (W_ihᵀ)ᵀ, dW_ihᵀ = Xᵀ · dZ
+            let bt = Strides { row: 1, col: g4, ..rm(inp, g4) };
+            gemm_batched(1, n, inp, g4, &big, rm(n, g4), &w, bt, 0.0, &mut out, rm(n, inp));
+            gemm_batched(
+                1,
+                inp,
+                g4,
+                n,
+                &big,
+                Strides::transposed(n, inp),
+                &big,
+                rm(n, g4),
+                0.0,
+                &mut dw,
+                rm(inp, g4),
+            );
+            // recurrence: forward z[0..p] += h_prev · W_hhᵀ; backward dh_prev = dz · W_hh, dW_hh += dzᵀ · h_prev
+            flops += 3.0 * 2.0 * (n * g4 * inp) as f64;
+            let steps = batch_sizes.len();
+            for s in 1..steps {
+                let p = if reverse { batch_sizes[steps - s] } else { batch_sizes[s] };
+                flops += 3.0 * 2.0 * (p * g4 * hh) as f64;
+                gemm_batched(1, p, g4, hh, &big, rm(p, hh), &w, rm(hh, g4), 1.0, &mut out, rm(p, g4));
+                gemm_batched(1, p, hh, g4, &big, rm(p, g4), &w, rm(g4, hh), 0.0, &mut out, rm(p, hh));
+                gemm_batched(
+                    1,
+                    g4,
+                    hh,
+                    p,
+                    &big,
+                    Strides::transposed(p, g4),
+                    &big,
+                    rm(p, hh),
+                    1.0,
+                    &mut dw,
+                    rm(g4, hh),
+                );
+            }
+        }
+    }
+    std::hint::black_box((&out, &dw));
+    (start.elapsed().as_secs_f64(), flops)
+}
+
+fn main() {
+    let a = args();
+    let cfg = BiLstmConfig {
+        vocab: a.vocab,
+        embedding_dim: a.emb,
+        hidden: a.hidden,
+        layers: a.layers,
+        bidirectional: true,
+        pad_index: 1,
+        output_dim: 1,
+        dropout: 0.5,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut model = BiLstmClassifier::<f32>::new(cfg, &mut rng);
+    model.set_training(true);
+    println!(
+        "BiLSTM step: batch {}, emb {}, hidden {}, {} layers, bidirectional, lengths {}–{}, f32, {} params",
+        a.batch,
+        a.emb,
+        a.hidden,
+        a.layers,
+        a.min_len,
+        a.max_len,
+        model.named_parameters().iter().map(|(_, p)| p.numel()).sum::<usize>()
+    );
+
+    let mut total = (0.0, 0.0, 0usize);
+    let mut last_batch_sizes = Vec::new();
+    for step in 0..a.steps {
+        let lengths: Vec<usize> = (0..a.batch).map(|_| rng.gen_range(a.min_len..=a.max_len)).collect();
+        let t = *lengths.iter().max().expect("non-empty batch");
+        let mut text = vec![1usize; a.batch * t];
+        for (i, &len) in lengths.iter().enumerate() {
+            for tok in &mut text[i * t..i * t + len] {
+                *tok = rng.gen_range(2..a.vocab);
+            }
+        }
+        let labels: Vec<f32> = (0..a.batch).map(|_| if rng.gen() { 1.0 } else { 0.0 }).collect();
+        let labels = Tensor::from_vec(labels, &[a.batch, 1]);
+
+        let t0 = Instant::now();
+        let out = model.forward(&text, &[a.batch, t], &lengths);
+        let loss = out.logits.binary_cross_entropy_with_logits(&labels);
+        let t1 = Instant::now();
+        loss.backward();
+        let t2 = Instant::now();
+        drop(out);
+        model.zero_grad();
+        let (f, b) = ((t1 - t0).as_secs_f64(), (t2 - t1).as_secs_f64());
+        let tokens: usize = lengths.iter().sum();
+        println!(
+            "step {step}: forward {:.0} ms, backward {:.0} ms, total {:.0} ms, {tokens} tokens, loss {:.4}",
+            f * 1e3,
+            b * 1e3,
+            (f + b) * 1e3,
+            loss.item()
+        );
+        total = (total.0 + f, total.1 + b, total.2 + tokens);
+        let mut sorted = lengths.clone();
+        sorted.sort_by(|x, y| y.cmp(x));
+        last_batch_sizes = (0..t).map(|s| sorted.iter().filter(|&&l| l > s).count()).collect();
+    }
+    let steps = a.steps as f64;
+    let step_s = (total.0 + total.1) / steps;
+    let tok_per_s = total.2 as f64 / (total.0 + total.1);
+    let epoch_tokens = 17_500.0 * 230.0;
+    println!(
+        "mean: {:.0} ms/step (forward {:.0}, backward {:.0}), {:.0} tokens/s",
+        step_s * 1e3,
+        total.0 / steps * 1e3,
+        total.1 / steps * 1e3,
+        tok_per_s
+    );
+    println!(
+        "implied epoch (17,500 reviews × ~230 tokens = {:.2} M tokens): {:.0} s = {:.1} min",
+        epoch_tokens / 1e6,
+        epoch_tokens / tok_per_s,
+        epoch_tokens / tok_per_s / 60.0
+    );
+    let (g, flops) = replay_gemms(&last_batch_sizes, a.emb, a.hidden, a.layers);
+    let last_tokens: usize = last_batch_sizes.iter().sum();
+    let last_step = step_s * last_tokens as f64 / (total.2 as f64 / steps); // mean step, scaled to the last batch
+    println!(
+        "GEMM (the last step's LSTM products replayed alone): {:.1} GFLOP in {:.0} ms = {:.2} GFLOP/s, \
+         ≈ {:.0}% of the step; the rest ≈ {:.0} ms",
+        flops / 1e9,
+        g * 1e3,
+        flops / g / 1e9,
+        100.0 * g / last_step,
+        (last_step - g).max(0.0) * 1e3
+    );
+    println!(
+        "GEMM work per token: {:.1} MFLOP; at 100 GFLOP/s the GEMMs of an epoch would take {:.0} s",
+        flops / last_tokens as f64 / 1e6,
+        flops / last_tokens as f64 * epoch_tokens / 100e9
+    );
+}

@@ -1,0 +1,668 @@
+//! The LSTM cell, fused, and the LSTM recurrence over a packed batch.
+//!
+//! # The cell
+//! With the pre-activation gates `z = x·W_ihᵀ + b_ih + h_prev·W_hhᵀ + b_hh`, a row
+//! `[4H]` split in PyTorch's order `z = [z_i | z_f | z_g | z_o]`:
+//!
+//! ```text
+//! i = σ(z_i)   f = σ(z_f)   g = tanh(z_g)   o = σ(z_o)
+//! c = f⊙c_prev + i⊙g
+//! h = o⊙tanh(c)
+//! ```
+//!
+//! Backward, given dL/dh = dh and dL/dc = dc (the gradient reaching c directly,
+//! e.g. from the next step):
+//!
+//! ```text
+//! dc_tot  = dc + dh⊙o⊙(1 − tanh²c)
+//! dz_i    = dc_tot⊙g⊙i(1 − i)
+//! dz_f    = dc_tot⊙c_prev⊙f(1 − f)
+//! dz_g    = dc_tot⊙i⊙(1 − g²)
+//! dz_o    = dh⊙tanh(c)⊙o(1 − o)
+//! dc_prev = dc_tot⊙f
+//! ```
+//!
+//! The forward saves the activated gates `[i|f|g|o]` (in place of the
+//! pre-activations) and `tanh(c)`; with `c_prev` that is all backward needs.
+//!
+//! A missing previous state is zero: `c_prev` may hold fewer rows than the batch
+//! (`p ≤ rows`), and rows `p..rows` start from c_prev = 0. This is how a packed
+//! batch's reverse direction starts the sequences that join the batch at a step.
+//!
+//! # Packed recurrence
+//! [`sequence_forward`] / [`sequence_backward`] run the cell over a packed batch
+//! (PyTorch's `PackedSequence` layout): sequences sorted by length, descending;
+//! step `t` holds the `batch_sizes[t]` sequences still running, as rows
+//! `offset_t..offset_t + batch_sizes[t]` of `[N, ·]` buffers, `N = Σ batch_sizes`.
+//! The input projection for every step is computed beforehand by one GEMM; per
+//! step only `h_prev·W_hhᵀ` (on the active rows) and the cell remain.
+
+use crate::activation::sigmoid;
+use crate::gemm::{gemm_batched, Strides};
+use crate::Float;
+
+/// Fused cell forward for `rows = gates.len() / 4H` rows, one pass per row.
+///
+/// `gates` `[rows, 4H]`: in, the pre-activations; out, the activations
+/// `[i|f|g|o]`. `c_prev` `[p, H]` with `p ≤ rows` (missing rows are zero).
+/// Writes `c`, `tanh_c` and `h`, each `[rows, H]`.
+pub fn cell_forward<T: Float>(
+    gates: &mut [T],
+    c_prev: &[T],
+    hidden: usize,
+    c: &mut [T],
+    tanh_c: &mut [T],
+    h: &mut [T],
+) {
+    let hh = hidden;
+    if hh == 0 {
+        return;
+    }
+    let rows = gates.len() / (4 * hh);
+    assert_eq!(gates.len(), rows * 4 * hh, "lstm cell: gates must be [rows, 4H]");
+    assert!(c.len() == rows * hh && tanh_c.len() == rows * hh && h.len() == rows * hh);
+    assert!(c_prev.len().is_multiple_of(hh) && c_prev.len() <= rows * hh, "lstm cell: c_prev must be [p ≤ rows, H]");
+    let p = c_prev.len() / hh;
+    if let (Some(g32), Some(cp32)) = (crate::as_f32_mut(gates), crate::as_f32(c_prev)) {
+        let (c32, t32, h32) = (
+            crate::as_f32_mut(c).expect("same type"),
+            crate::as_f32_mut(tanh_c).expect("same type"),
+            crate::as_f32_mut(h).expect("same type"),
+        );
+        for r in 0..rows {
+            let cp = if r < p { Some(&cp32[r * hh..(r + 1) * hh]) } else { None };
+            cell_row_f32(
+                &mut g32[r * 4 * hh..(r + 1) * 4 * hh],
+                cp,
+                &mut c32[r * hh..],
+                &mut t32[r * hh..],
+                &mut h32[r * hh..],
+                hh,
+            );
+        }
+        return;
+    }
+    for r in 0..rows {
+        let z = &mut gates[r * 4 * hh..(r + 1) * 4 * hh];
+        let (zi, rest) = z.split_at_mut(hh);
+        let (zf, rest) = rest.split_at_mut(hh);
+        let (zg, zo) = rest.split_at_mut(hh);
+        for j in 0..hh {
+            let i = sigmoid(zi[j]);
+            let f = sigmoid(zf[j]);
+            let g = zg[j].tanh();
+            let o = sigmoid(zo[j]);
+            let cp = if r < p { c_prev[r * hh + j] } else { T::ZERO };
+            let cv = f * cp + i * g;
+            let tc = cv.tanh();
+            (zi[j], zf[j], zg[j], zo[j]) = (i, f, g, o);
+            c[r * hh + j] = cv;
+            tanh_c[r * hh + j] = tc;
+            h[r * hh + j] = o * tc;
+        }
+    }
+}
+
+/// One row of the f32 cell, with the vectorisable [`fast::sigmoid`] / [`fast::tanh`].
+#[inline]
+fn cell_row_f32(
+    z: &mut [f32],
+    c_prev: Option<&[f32]>,
+    c: &mut [f32],
+    tc: &mut [f32],
+    h: &mut [f32],
+    hh: usize,
+) {
+    let (zi, rest) = z.split_at_mut(hh);
+    let (zf, rest) = rest.split_at_mut(hh);
+    let (zg, zo) = rest.split_at_mut(hh);
+    let (c, tc, h) = (&mut c[..hh], &mut tc[..hh], &mut h[..hh]);
+    for j in 0..hh {
+        zi[j] = fast::sigmoid(zi[j]);
+        zf[j] = fast::sigmoid(zf[j]);
+        zg[j] = fast::tanh(zg[j]);
+        zo[j] = fast::sigmoid(zo[j]);
+    }
+    match c_prev {
+        Some(cp) => {
+            for j in 0..hh {
+                c[j] = zf[j] * cp[j] + zi[j] * zg[j];
+            }
+        }
+        None => {
+            for j in 0..hh {
+                c[j] = zi[j] * zg[j];
+            }
+        }
+    }
+    for j in 0..hh {
+        tc[j] = fast::tanh(c[j]);
+        h[j] = zo[j] * tc[j];
+    }
+}
+
+/// Fused cell backward (see the module doc for the math).
+///
+/// `act` `[rows, 4H]`: the activations the forward saved; `c_prev` `[p, H]` (rows
+/// `p..` were zero); `tanh_c`, `dh`, `dc` `[rows, H]`. Writes `d_gates` `[rows, 4H]`
+/// (dL/d pre-activations) and `dc_prev` `[p, H]`.
+#[allow(clippy::too_many_arguments)]
+pub fn cell_backward<T: Float>(
+    act: &[T],
+    c_prev: &[T],
+    tanh_c: &[T],
+    dh: &[T],
+    dc: &[T],
+    hidden: usize,
+    d_gates: &mut [T],
+    dc_prev: &mut [T],
+) {
+    let hh = hidden;
+    if hh == 0 {
+        return;
+    }
+    let rows = act.len() / (4 * hh);
+    assert!(
+        act.len() == rows * 4 * hh && d_gates.len() == rows * 4 * hh,
+        "lstm cell: gates must be [rows, 4H]"
+    );
+    assert!(tanh_c.len() == rows * hh && dh.len() == rows * hh && dc.len() == rows * hh);
+    assert!(
+        c_prev.len() <= rows * hh && dc_prev.len() == c_prev.len(),
+        "lstm cell: c_prev must be [p ≤ rows, H]"
+    );
+    let p = c_prev.len() / hh;
+    let one = T::ONE;
+    for r in 0..rows {
+        let a = &act[r * 4 * hh..(r + 1) * 4 * hh];
+        let (ai, af, ag, ao) = (&a[..hh], &a[hh..2 * hh], &a[2 * hh..3 * hh], &a[3 * hh..]);
+        let dz = &mut d_gates[r * 4 * hh..(r + 1) * 4 * hh];
+        let (dzi, rest) = dz.split_at_mut(hh);
+        let (dzf, rest) = rest.split_at_mut(hh);
+        let (dzg, dzo) = rest.split_at_mut(hh);
+        let (tc, dhr, dcr) =
+            (&tanh_c[r * hh..(r + 1) * hh], &dh[r * hh..(r + 1) * hh], &dc[r * hh..(r + 1) * hh]);
+        let has_prev = r < p;
+        for j in 0..hh {
+            let (i, f, g, o, t) = (ai[j], af[j], ag[j], ao[j], tc[j]);
+            let dct = dcr[j] + dhr[j] * o * (one - t * t);
+            let cp = if has_prev { c_prev[r * hh + j] } else { T::ZERO };
+            dzi[j] = dct * g * i * (one - i);
+            dzf[j] = dct * cp * f * (one - f);
+            dzg[j] = dct * i * (one - g * g);
+            dzo[j] = dhr[j] * t * o * (one - o);
+            if has_prev {
+                dc_prev[r * hh + j] = dct * f;
+            }
+        }
+    }
+}
+
+/// What [`cell_forward_reference`] returns: activations `[rows, 4H]`, c, tanh c, h.
+pub type CellForward<T> = (Vec<T>, Vec<T>, Vec<T>, Vec<T>);
+
+/// The textbook cell, one formula per line on whole gate blocks, allocating.
+/// The reference [`cell_forward`] is tested against. `c_prev` is `[rows, H]`.
+pub fn cell_forward_reference<T: Float>(
+    pre: &[T],
+    c_prev: &[T],
+    rows: usize,
+    hidden: usize,
+) -> CellForward<T> {
+    let hh = hidden;
+    let gate = |k: usize, f: fn(T) -> T| -> Vec<T> {
+        (0..rows).flat_map(|r| (0..hh).map(move |j| f(pre[r * 4 * hh + k * hh + j]))).collect()
+    };
+    let i = gate(0, sigmoid);
+    let f = gate(1, sigmoid);
+    let g = gate(2, T::tanh);
+    let o = gate(3, sigmoid);
+    let c: Vec<T> = (0..rows * hh).map(|e| f[e] * c_prev[e] + i[e] * g[e]).collect();
+    let tc: Vec<T> = c.iter().map(|v| v.tanh()).collect();
+    let h: Vec<T> = (0..rows * hh).map(|e| o[e] * tc[e]).collect();
+    let mut act = vec![T::ZERO; rows * 4 * hh];
+    for r in 0..rows {
+        for (k, src) in [&i, &f, &g, &o].into_iter().enumerate() {
+            act[r * 4 * hh + k * hh..r * 4 * hh + (k + 1) * hh].copy_from_slice(&src[r * hh..(r + 1) * hh]);
+        }
+    }
+    (act, c, tc, h)
+}
+
+/// The textbook backward: from the pre-activations, recomputing everything.
+/// Returns (d pre-activations `[rows, 4H]`, dc_prev `[rows, H]`).
+pub fn cell_backward_reference<T: Float>(
+    pre: &[T],
+    c_prev: &[T],
+    dh: &[T],
+    dc: &[T],
+    rows: usize,
+    hidden: usize,
+) -> (Vec<T>, Vec<T>) {
+    let (act, _c, tc, _h) = cell_forward_reference(pre, c_prev, rows, hidden);
+    let hh = hidden;
+    let one = T::ONE;
+    let mut dz = vec![T::ZERO; rows * 4 * hh];
+    let mut dcp = vec![T::ZERO; rows * hh];
+    for r in 0..rows {
+        for j in 0..hh {
+            let at = |k: usize| act[r * 4 * hh + k * hh + j];
+            let (i, f, g, o) = (at(0), at(1), at(2), at(3));
+            let e = r * hh + j;
+            // h = o·tanh(c): dL/do = dh·tanh c, dL/dc += dh·o·(1 − tanh²c)
+            let d_o = dh[e] * tc[e];
+            let d_c = dc[e] + dh[e] * o * (one - tc[e] * tc[e]);
+            // c = f·c_prev + i·g
+            let (d_i, d_f, d_g) = (d_c * g, d_c * c_prev[e], d_c * i);
+            dcp[e] = d_c * f;
+            dz[r * 4 * hh + j] = d_i * i * (one - i);
+            dz[r * 4 * hh + hh + j] = d_f * f * (one - f);
+            dz[r * 4 * hh + 2 * hh + j] = d_g * (one - g * g);
+            dz[r * 4 * hh + 3 * hh + j] = d_o * o * (one - o);
+        }
+    }
+    (dz, dcp)
+}
+
+/// Start row of each step's block in the packed layout (`offsets[t] = Σ_{s<t} batch_sizes[s]`).
+pub fn packed_offsets(batch_sizes: &[usize]) -> Vec<usize> {
+    let mut acc = 0;
+    batch_sizes
+        .iter()
+        .map(|&b| {
+            let o = acc;
+            acc += b;
+            o
+        })
+        .collect()
+}
+
+/// Checks a packed layout: non-increasing, non-zero batch sizes. Returns (N, B).
+pub fn check_batch_sizes(batch_sizes: &[usize]) -> (usize, usize) {
+    assert!(
+        batch_sizes.windows(2).all(|w| w[0] >= w[1]) && batch_sizes.iter().all(|&b| b > 0),
+        "lstm: batch_sizes {batch_sizes:?} must be non-zero and non-increasing (sequences sorted by length)"
+    );
+    (batch_sizes.iter().sum(), batch_sizes.first().copied().unwrap_or(0))
+}
+
+/// The time steps in processing order.
+fn steps(n_steps: usize, reverse: bool) -> Vec<usize> {
+    if reverse {
+        (0..n_steps).rev().collect()
+    } else {
+        (0..n_steps).collect()
+    }
+}
+
+/// `w` `[rows, cols]` row-major → its transpose `[cols, rows]`.
+fn transpose<T: Float>(w: &[T], rows: usize, cols: usize) -> Vec<T> {
+    let mut t = vec![T::ZERO; w.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = w[r * cols + c];
+        }
+    }
+    t
+}
+
+/// Rows `a` (read) and `b` (written) of a buffer of `width`-wide rows; the ranges must not overlap.
+fn read_write<T>(buf: &mut [T], a: (usize, usize), b: (usize, usize), width: usize) -> (&[T], &mut [T]) {
+    let (a0, a1, b0, b1) = (a.0 * width, (a.0 + a.1) * width, b.0 * width, (b.0 + b.1) * width);
+    if a1 <= b0 {
+        let (lo, hi) = buf.split_at_mut(b0);
+        (&lo[a0..a1], &mut hi[..b1 - b0])
+    } else {
+        assert!(b1 <= a0, "overlapping blocks");
+        let (lo, hi) = buf.split_at_mut(a0);
+        (&hi[..a1 - a0], &mut lo[b0..b1])
+    }
+}
+
+/// LSTM recurrence over a packed batch, zero initial state.
+///
+/// `gates` `[N, 4H]`: in, each step's input projection `x_t·W_ihᵀ + b_ih + b_hh`;
+/// out, the activations (saved for backward). `w_hh` `[4H, H]` (PyTorch's layout).
+/// With `reverse` the steps run from the last to the first; each sequence then
+/// starts (from zero) at its own last step.
+/// Writes `h`, `c`, `tanh_c` `[N, H]` per step, and the final states `h_n`, `c_n`
+/// `[B, H]` (each sequence's state after its last processed step).
+#[allow(clippy::too_many_arguments)]
+pub fn sequence_forward<T: Float>(
+    gates: &mut [T],
+    w_hh: &[T],
+    batch_sizes: &[usize],
+    hidden: usize,
+    reverse: bool,
+    h: &mut [T],
+    c: &mut [T],
+    tanh_c: &mut [T],
+    h_n: &mut [T],
+    c_n: &mut [T],
+) {
+    let (n, b) = check_batch_sizes(batch_sizes);
+    let (hh, g4) = (hidden, 4 * hidden);
+    assert!(gates.len() == n * g4 && w_hh.len() == g4 * hh);
+    assert!(h.len() == n * hh && c.len() == n * hh && tanh_c.len() == n * hh);
+    assert!(h_n.len() == b * hh && c_n.len() == b * hh);
+    let w_t = transpose(w_hh, g4, hh); // W_hhᵀ [H, 4H]: contiguous rows for the GEMM
+    let offs = packed_offsets(batch_sizes);
+    let order = steps(batch_sizes.len(), reverse);
+    for (k, &t) in order.iter().enumerate() {
+        let (bt, off) = (batch_sizes[t], offs[t]);
+        let z = &mut gates[off * g4..(off + bt) * g4];
+        let prev = k.checked_sub(1).map(|k| order[k]);
+        let p = prev.map_or(0, |tp| batch_sizes[tp].min(bt));
+        let prev_off = prev.map_or(0, |tp| offs[tp]);
+        if p > 0 {
+            // z[0..p] += h_prev · W_hhᵀ  (rows p.. start from h_prev = 0)
+            let h_prev = &h[prev_off * hh..(prev_off + p) * hh];
+            let sr = Strides::row_major(p, g4);
+            gemm_batched(
+                1,
+                p,
+                g4,
+                hh,
+                h_prev,
+                Strides::row_major(p, hh),
+                &w_t,
+                Strides::row_major(hh, g4),
+                T::ONE,
+                &mut z[..p * g4],
+                sr,
+            );
+        }
+        let (c_prev, c_cur) = read_write(c, (prev_off, p), (off, bt), hh);
+        let (tc, hc) = (&mut tanh_c[off * hh..(off + bt) * hh], &mut h[off * hh..(off + bt) * hh]);
+        cell_forward(z, c_prev, hh, c_cur, tc, hc);
+        // Rows not running at the next step end here: their final state.
+        let next_b = order.get(k + 1).map_or(0, |&tn| batch_sizes[tn].min(bt));
+        h_n[next_b * hh..bt * hh].copy_from_slice(&hc[next_b * hh..]);
+        c_n[next_b * hh..bt * hh].copy_from_slice(&c_cur[next_b * hh..]);
+    }
+}
+
+/// Backward of [`sequence_forward`] (backpropagation through time).
+///
+/// Takes what the forward saved (`act` = the activated gates, `c`, `tanh_c`, `h`),
+/// the output gradients `d_h` `[N, H]` and `d_h_n`, `d_c_n` `[B, H]`; writes
+/// `d_gates` `[N, 4H]` (dL/d input projection) and adds dL/dW_hh to `d_w_hh`
+/// `[4H, H]` when given:  dW_hh = Σ_t dz_tᵀ · h_prev,t.
+#[allow(clippy::too_many_arguments)]
+pub fn sequence_backward<T: Float>(
+    act: &[T],
+    w_hh: &[T],
+    batch_sizes: &[usize],
+    hidden: usize,
+    reverse: bool,
+    h: &[T],
+    c: &[T],
+    tanh_c: &[T],
+    d_h: &[T],
+    d_h_n: &[T],
+    d_c_n: &[T],
+    d_gates: &mut [T],
+    mut d_w_hh: Option<&mut [T]>,
+) {
+    let (n, b) = check_batch_sizes(batch_sizes);
+    let (hh, g4) = (hidden, 4 * hidden);
+    assert!(act.len() == n * g4 && d_gates.len() == n * g4 && w_hh.len() == g4 * hh);
+    assert!(h.len() == n * hh && c.len() == n * hh && tanh_c.len() == n * hh && d_h.len() == n * hh);
+    assert!(d_h_n.len() == b * hh && d_c_n.len() == b * hh);
+    let offs = packed_offsets(batch_sizes);
+    let order = steps(batch_sizes.len(), reverse);
+    // Gradients flowing into each running sequence's (h, c) from later steps; a
+    // sequence's first backward step (its last forward step) starts from d h_n, d c_n.
+    let mut carry_h = d_h_n.to_vec();
+    let mut carry_c = d_c_n.to_vec();
+    let mut dh = vec![T::ZERO; b * hh];
+    let mut dc_prev = vec![T::ZERO; b * hh];
+    for (k, &t) in order.iter().enumerate().rev() {
+        let (bt, off) = (batch_sizes[t], offs[t]);
+        let prev = k.checked_sub(1).map(|k| order[k]);
+        let p = prev.map_or(0, |tp| batch_sizes[tp].min(bt));
+        let prev_off = prev.map_or(0, |tp| offs[tp]);
+        for ((d, &g), &ch) in dh[..bt * hh].iter_mut().zip(&d_h[off * hh..(off + bt) * hh]).zip(&carry_h) {
+            *d = g + ch;
+        }
+        let dz = &mut d_gates[off * g4..(off + bt) * g4];
+        cell_backward(
+            &act[off * g4..(off + bt) * g4],
+            &c[prev_off * hh..(prev_off + p) * hh],
+            &tanh_c[off * hh..(off + bt) * hh],
+            &dh[..bt * hh],
+            &carry_c[..bt * hh],
+            hh,
+            dz,
+            &mut dc_prev[..p * hh],
+        );
+        if p == 0 {
+            continue;
+        }
+        carry_c[..p * hh].copy_from_slice(&dc_prev[..p * hh]);
+        // d h_prev = dz[0..p] · W_hh
+        let dz = &dz[..p * g4];
+        gemm_batched(
+            1,
+            p,
+            hh,
+            g4,
+            dz,
+            Strides::row_major(p, g4),
+            w_hh,
+            Strides::row_major(g4, hh),
+            T::ZERO,
+            &mut carry_h[..p * hh],
+            Strides::row_major(p, hh),
+        );
+        if let Some(dw) = d_w_hh.as_deref_mut() {
+            // dW_hh += dz[0..p]ᵀ · h_prev
+            let h_prev = &h[prev_off * hh..(prev_off + p) * hh];
+            gemm_batched(
+                1,
+                g4,
+                hh,
+                p,
+                dz,
+                Strides::transposed(p, g4),
+                h_prev,
+                Strides::row_major(p, hh),
+                T::ONE,
+                dw,
+                Strides::row_major(g4, hh),
+            );
+        }
+    }
+}
+
+/// Vectorisable f32 σ and tanh (Cephes-style `expf` and `tanhf`, branch-free), a few
+/// ulp from the libm versions. The f32 cell uses them; f64 uses libm.
+pub mod fast {
+    /// e^x for x in about [−87, 88] (clamped), relative error ~1e-7.
+    #[inline(always)]
+    pub fn exp(x: f32) -> f32 {
+        let x = x.clamp(-87.0, 88.0);
+        // n = round(x·log2 e), r = x − n·ln 2 (ln 2 split in two for precision)
+        const MAGIC: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
+        let t = x * std::f32::consts::LOG2_E + MAGIC;
+        let nf = t - MAGIC;
+        let n = t.to_bits() as i32 - 0x4B40_0000; // the integer in t's low mantissa bits
+        let r = x - nf * 0.693_359_4 - nf * -2.121_944_4e-4;
+        let r2 = r * r;
+        let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
+            + 1.666_666_5e-1)
+            * r
+            + 0.5;
+        let y = p * r2 + r + 1.0;
+        y * f32::from_bits(((n + 127) as u32) << 23)
+    }
+
+    /// σ(x) = 1/(1 + e^{−x}).
+    #[inline(always)]
+    pub fn sigmoid(x: f32) -> f32 {
+        1.0 / (1.0 + exp(-x))
+    }
+
+    /// tanh x: a polynomial for |x| < 0.625, else 1 − 2/(e^{2|x|} + 1) with the sign of x.
+    #[inline(always)]
+    pub fn tanh(x: f32) -> f32 {
+        let a = x.abs();
+        let z = x * x;
+        let small = ((((-5.704_988_7e-3 * z + 2.063_909e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1)
+            * z
+            - 3.333_328e-1)
+            * z
+            * x
+            + x;
+        let big = 1.0 - 2.0 / (exp(2.0 * a) + 1.0);
+        let big = if x < 0.0 { -big } else { big };
+        if a < 0.625 {
+            small
+        } else {
+            big
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn rand_vec(n: usize, scale: f64, rng: &mut impl Rng) -> Vec<f64> {
+        (0..n).map(|_| rng.gen_range(-scale..scale)).collect()
+    }
+
+    fn max_diff<T: Float>(a: &[T], b: &[T]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).map(|(x, y)| (x.to_f64() - y.to_f64()).abs()).fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn fused_cell_matches_reference_f64() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+        for &(rows, hh) in &[(1, 1), (3, 5), (7, 16)] {
+            let pre = rand_vec(rows * 4 * hh, 4.0, &mut rng);
+            let cp = rand_vec(rows * hh, 2.0, &mut rng);
+            let (act_r, c_r, tc_r, h_r) = cell_forward_reference(&pre, &cp, rows, hh);
+            let mut act = pre.clone();
+            let (mut c, mut tc, mut h) = (vec![0.0; rows * hh], vec![0.0; rows * hh], vec![0.0; rows * hh]);
+            cell_forward(&mut act, &cp, hh, &mut c, &mut tc, &mut h);
+            assert!(max_diff(&act, &act_r) < 1e-15);
+            assert!(max_diff(&c, &c_r) < 1e-15 && max_diff(&tc, &tc_r) < 1e-15 && max_diff(&h, &h_r) < 1e-15);
+
+            let dh = rand_vec(rows * hh, 1.0, &mut rng);
+            let dc = rand_vec(rows * hh, 1.0, &mut rng);
+            let (dz_r, dcp_r) = cell_backward_reference(&pre, &cp, &dh, &dc, rows, hh);
+            let (mut dz, mut dcp) = (vec![0.0; rows * 4 * hh], vec![0.0; rows * hh]);
+            cell_backward(&act, &cp, &tc, &dh, &dc, hh, &mut dz, &mut dcp);
+            assert!(max_diff(&dz, &dz_r) < 1e-14 && max_diff(&dcp, &dcp_r) < 1e-14);
+        }
+    }
+
+    #[test]
+    fn missing_prev_rows_are_zero_state() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2);
+        let (rows, hh, p) = (4, 3, 2);
+        let pre = rand_vec(rows * 4 * hh, 3.0, &mut rng);
+        let mut cp = rand_vec(rows * hh, 2.0, &mut rng);
+        cp[p * hh..].fill(0.0);
+        let (mut a1, mut a2) = (pre.clone(), pre.clone());
+        let z = || vec![0.0; rows * hh];
+        let (mut c1, mut t1, mut h1, mut c2, mut t2, mut h2) = (z(), z(), z(), z(), z(), z());
+        cell_forward(&mut a1, &cp, hh, &mut c1, &mut t1, &mut h1);
+        cell_forward(&mut a2, &cp[..p * hh], hh, &mut c2, &mut t2, &mut h2);
+        assert_eq!((c1, h1), (c2, h2));
+        let (dh, dc) = (rand_vec(rows * hh, 1.0, &mut rng), rand_vec(rows * hh, 1.0, &mut rng));
+        let (mut dz1, mut dz2, mut dcp1, mut dcp2) =
+            (vec![0.0; rows * 4 * hh], vec![0.0; rows * 4 * hh], z(), vec![0.0; p * hh]);
+        cell_backward(&a1, &cp, &t1, &dh, &dc, hh, &mut dz1, &mut dcp1);
+        cell_backward(&a2, &cp[..p * hh], &t2, &dh, &dc, hh, &mut dz2, &mut dcp2);
+        assert_eq!(dz1, dz2);
+        assert_eq!(&dcp1[..p * hh], &dcp2[..]);
+    }
+
+    #[test]
+    fn f32_cell_close_to_f64_reference() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let (rows, hh) = (5, 33);
+        let pre = rand_vec(rows * 4 * hh, 12.0, &mut rng);
+        let cp = rand_vec(rows * hh, 3.0, &mut rng);
+        let (act_r, c_r, _tc, h_r) = cell_forward_reference(&pre, &cp, rows, hh);
+        let mut act: Vec<f32> = pre.iter().map(|&v| v as f32).collect();
+        let cp32: Vec<f32> = cp.iter().map(|&v| v as f32).collect();
+        let (mut c, mut tc, mut h) = (vec![0f32; rows * hh], vec![0f32; rows * hh], vec![0f32; rows * hh]);
+        cell_forward(&mut act, &cp32, hh, &mut c, &mut tc, &mut h);
+        let act_r: Vec<f32> = act_r.iter().map(|&v| v as f32).collect();
+        assert!(max_diff(&act, &act_r) < 1e-6, "{}", max_diff(&act, &act_r));
+        let (c_r, h_r): (Vec<f32>, Vec<f32>) =
+            (c_r.iter().map(|&v| v as f32).collect(), h_r.iter().map(|&v| v as f32).collect());
+        assert!(max_diff(&c, &c_r) < 2e-6 && max_diff(&h, &h_r) < 2e-6);
+    }
+
+    #[test]
+    fn fast_exp_sigmoid_tanh_accuracy() {
+        let mut worst = (0f64, 0f64, 0f64);
+        for k in -200_000..=200_000 {
+            let x = k as f32 * 1e-4 * 4.0; // [-80, 80]
+            let e = (x as f64).exp();
+            let re = ((fast::exp(x) as f64) - e).abs() / e;
+            let s = 1.0 / (1.0 + (-(x as f64)).exp());
+            let rs = ((fast::sigmoid(x) as f64) - s).abs() / s;
+            let t = (x as f64).tanh();
+            let rt = if t == 0.0 {
+                (fast::tanh(x) as f64).abs()
+            } else {
+                ((fast::tanh(x) as f64) - t).abs() / t.abs()
+            };
+            worst = (worst.0.max(re), worst.1.max(rs), worst.2.max(rt));
+        }
+        assert!(worst.0 < 4e-7 && worst.1 < 4e-7 && worst.2 < 4e-7, "{worst:?}");
+    }
+
+    /// The packed recurrence against the cell stepped by hand, per sequence.
+    #[test]
+    fn sequence_matches_per_sequence_loop() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let hh = 3;
+        let lens = [4usize, 4, 2, 1];
+        let batch_sizes: Vec<usize> = (0..4).map(|t| lens.iter().filter(|&&l| l > t).count()).collect();
+        let (n, b) = check_batch_sizes(&batch_sizes);
+        let offs = packed_offsets(&batch_sizes);
+        let xproj = rand_vec(n * 4 * hh, 2.0, &mut rng);
+        let w = rand_vec(4 * hh * hh, 1.0, &mut rng);
+        for reverse in [false, true] {
+            let mut act = xproj.clone();
+            let z = |k| vec![0.0; k * hh];
+            let (mut h, mut c, mut tc, mut hn, mut cn) = (z(n), z(n), z(n), z(b), z(b));
+            sequence_forward(
+                &mut act,
+                &w,
+                &batch_sizes,
+                hh,
+                reverse,
+                &mut h,
+                &mut c,
+                &mut tc,
+                &mut hn,
+                &mut cn,
+            );
+            for (j, &len) in lens.iter().enumerate() {
+                let (mut hs, mut cs) = (vec![0.0; hh], vec![0.0; hh]);
+                let ts: Vec<usize> = if reverse { (0..len).rev().collect() } else { (0..len).collect() };
+                for t in ts {
+                    let row = offs[t] + j;
+                    let mut pre = xproj[row * 4 * hh..(row + 1) * 4 * hh].to_vec();
+                    for (q, v) in pre.iter_mut().enumerate() {
+                        *v += (0..hh).map(|m| w[q * hh + m] * hs[m]).sum::<f64>();
+                    }
+                    let (_, c1, _, h1) = cell_forward_reference(&pre, &cs, 1, hh);
+                    (hs, cs) = (h1, c1);
+                    assert!(max_diff(&hs, &h[row * hh..(row + 1) * hh]) < 1e-14);
+                }
+                assert!(max_diff(&hs, &hn[j * hh..(j + 1) * hh]) < 1e-14);
+                assert!(max_diff(&cs, &cn[j * hh..(j + 1) * hh]) < 1e-14);
+            }
+        }
+    }
+}
