@@ -107,6 +107,11 @@ impl<T: Float> Module<T> for BiLstmClassifier<T> {
         self.dropout.training = training;
         self.rnn.set_training(training);
     }
+
+    fn visit_dropout(&self, f: &mut dyn FnMut(&Dropout)) {
+        f(&self.dropout);
+        self.rnn.visit_dropout(f);
+    }
 }
 
 #[cfg(test)]

@@ -222,6 +222,10 @@ impl<T: Float> Module<T> for Lstm<T> {
     fn set_training(&mut self, training: bool) {
         self.dropout.training = training;
     }
+
+    fn visit_dropout(&self, f: &mut dyn FnMut(&Dropout)) {
+        f(&self.dropout);
+    }
 }
 
 /// The same LSTM built step by step from plain tape ops (narrow, matmul, add,

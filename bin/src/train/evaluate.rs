@@ -68,3 +68,41 @@ pub fn predict(task: &Task, texts: &[String]) -> Vec<f32> {
     });
     out
 }
+
+/// Rebuilds the model saved in a checkpoint folder (eval mode).
+pub fn load_checkpoint_task(dir: &std::path::Path) -> anyhow::Result<(Task, super::checkpoint::RunState)> {
+    let dir = super::checkpoint::resolve(dir)?;
+    let run = super::checkpoint::read_run(&dir)?;
+    let mut rng = crate::data::seed::rng(0, crate::data::seed::Purpose::ModelInit, 0);
+    let mut task = super::task::task_from_assets(&run.spec, &dir, &mut rng)?;
+    super::load_weights(&task, &dir.join(super::checkpoint::MODEL_FILE))?;
+    task.set_training(false);
+    Ok((task, run))
+}
+
+/// `finetune-imdb eval`: accuracy of a checkpoint on a data set's test split (or
+/// on a folder with pos/ and neg/).
+pub fn eval_checkpoint(args: &crate::cli::EvalArgs) -> anyhow::Result<EvalResult> {
+    if let Some(t) = args.threads {
+        tapegrad_kernels::threads::set_num_threads(t);
+    }
+    let (task, run) = load_checkpoint_task(&args.checkpoint)?;
+    let (reviews, stats) = crate::data::imdb::read_split(&args.data, crate::data::imdb::Split::Test)?;
+    if stats.lossy_utf8 > 0 {
+        eprintln!("warning: {} reviews in {} were decoded lossily (invalid UTF-8)", stats.lossy_utf8, args.data.display());
+    }
+    let reviews = match args.limit_test {
+        Some(n) => crate::data::split::take_limit(reviews, n, run.args.seed ^ 1),
+        None => reviews,
+    };
+    let data = Encoded::new(&task, &reviews);
+    let batch = args.batch_size.or(run.args.batch_size).unwrap_or(64);
+    let max_len = run.args.max_len.or(if run.spec.kind == "bert" { Some(256) } else { None });
+    Ok(evaluate(&task, &data, batch, max_len))
+}
+
+/// `finetune-imdb predict`: P(positive) of each text.
+pub fn predict_checkpoint(args: &crate::cli::PredictArgs) -> anyhow::Result<Vec<f32>> {
+    let (task, _) = load_checkpoint_task(&args.checkpoint)?;
+    Ok(predict(&task, &args.texts))
+}
