@@ -61,7 +61,10 @@ pub fn cell_forward<T: Float>(
     let rows = gates.len() / (4 * hh);
     assert_eq!(gates.len(), rows * 4 * hh, "lstm cell: gates must be [rows, 4H]");
     assert!(c.len() == rows * hh && tanh_c.len() == rows * hh && h.len() == rows * hh);
-    assert!(c_prev.len().is_multiple_of(hh) && c_prev.len() <= rows * hh, "lstm cell: c_prev must be [p ≤ rows, H]");
+    assert!(
+        c_prev.len().is_multiple_of(hh) && c_prev.len() <= rows * hh,
+        "lstm cell: c_prev must be [p ≤ rows, H]"
+    );
     let p = c_prev.len() / hh;
     if let (Some(g32), Some(cp32)) = (crate::as_f32_mut(gates), crate::as_f32(c_prev)) {
         let (c32, t32, h32) = (
@@ -508,8 +511,7 @@ pub mod fast {
     pub fn tanh(x: f32) -> f32 {
         let a = x.abs();
         let z = x * x;
-        let small = ((((-5.704_988_7e-3 * z + 2.063_909e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1)
-            * z
+        let small = ((((-5.704_988_7e-3 * z + 2.063_909e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1) * z
             - 3.333_328e-1)
             * z
             * x
