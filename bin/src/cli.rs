@@ -5,7 +5,11 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
-#[command(name = "finetune-imdb", version, about = "Fine-tune a BiLSTM (GloVe) or MiniLM (BERT) on IMDB sentiment")]
+#[command(
+    name = "finetune-imdb",
+    version,
+    about = "Fine-tune a BiLSTM (GloVe) or MiniLM (BERT) on IMDB sentiment"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

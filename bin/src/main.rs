@@ -28,7 +28,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             // Ctrl-C: finish the step, save a checkpoint, exit cleanly.
             let stop = Arc::new(AtomicBool::new(false));
             let flag = stop.clone();
-            ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+            ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+                .context("installing the Ctrl-C handler")?;
             let outcome = train::train(*args, stop)?;
             match outcome.test_accuracy {
                 Some(acc) => println!("test_accuracy={acc:.4} reviews={}", outcome.test_reviews),

@@ -54,7 +54,9 @@ pub fn write_atomically(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> 
     write(&tmp)?;
     for entry in fs::read_dir(&tmp)? {
         let path = entry?.path();
-        fs::File::open(&path).and_then(|f| f.sync_all()).with_context(|| format!("syncing {}", path.display()))?;
+        fs::File::open(&path)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("syncing {}", path.display()))?;
     }
     let _ = fs::remove_dir_all(&old);
     if dir.exists() {

@@ -13,7 +13,10 @@ pub struct Encoded {
 
 impl Encoded {
     pub fn new(task: &Task, reviews: &[Review]) -> Encoded {
-        Encoded { ids: reviews.iter().map(|r| task.encode(&r.text)).collect(), labels: reviews.iter().map(|r| r.label).collect() }
+        Encoded {
+            ids: reviews.iter().map(|r| task.encode(&r.text)).collect(),
+            labels: reviews.iter().map(|r| r.label).collect(),
+        }
     }
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -36,7 +39,8 @@ pub fn evaluate(task: &Task, data: &Encoded, batch_size: usize, max_len: Option<
     if data.is_empty() {
         return EvalResult { loss: f64::NAN, accuracy: f64::NAN, count: 0 };
     }
-    let cfg = BatchConfig { batch_size, max_len, pad_id: task.pad_id(), shuffle: false, ..BatchConfig::default() };
+    let cfg =
+        BatchConfig { batch_size, max_len, pad_id: task.pad_id(), shuffle: false, ..BatchConfig::default() };
     let batcher = Batcher::new(&data.ids, &data.labels, cfg).expect("batch size is at least 1");
     let (mut loss_sum, mut correct) = (0.0, 0usize);
     no_grad(|| {
@@ -89,7 +93,11 @@ pub fn eval_checkpoint(args: &crate::cli::EvalArgs) -> anyhow::Result<EvalResult
     let (task, run) = load_checkpoint_task(&args.checkpoint)?;
     let (reviews, stats) = crate::data::imdb::read_split(&args.data, crate::data::imdb::Split::Test)?;
     if stats.lossy_utf8 > 0 {
-        eprintln!("warning: {} reviews in {} were decoded lossily (invalid UTF-8)", stats.lossy_utf8, args.data.display());
+        eprintln!(
+            "warning: {} reviews in {} were decoded lossily (invalid UTF-8)",
+            stats.lossy_utf8,
+            args.data.display()
+        );
     }
     let reviews = match args.limit_test {
         Some(n) => crate::data::split::take_limit(reviews, n, run.args.seed ^ 1),

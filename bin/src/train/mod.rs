@@ -23,8 +23,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use task::{ModelSpec, Task};
 use tapegrad_optim::{clip_grad_norm, Adam, AdamConfig, LinearWarmup, LrSchedule, Optimizer, ParamGroup};
+use task::{ModelSpec, Task};
 
 /// How a training run ended.
 #[derive(Debug)]
@@ -74,7 +74,8 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
             let dir = checkpoint::resolve(dir)?;
             let run = checkpoint::read_run(&dir)?;
             let mut a = run.args.clone();
-            (a.out, a.quiet, a.max_steps, a.threads) = (args.out.clone(), args.quiet, args.max_steps, args.threads);
+            (a.out, a.quiet, a.max_steps, a.threads) =
+                (args.out.clone(), args.quiet, args.max_steps, args.threads);
             (a, Some((dir, run)))
         }
         None => (args, None),
@@ -153,13 +154,20 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
     let config = if args.model == ModelKind::Bert { AdamConfig::adamw(r.lr) } else { AdamConfig::new(r.lr) };
     let mut opt = Adam::with_groups(groups, config.weight_decay(r.weight_decay));
     let total_steps = per_epoch * r.epochs as u64;
-    let schedule = LinearWarmup { warmup: (r.warmup * total_steps as f64).round() as u64, total: total_steps };
+    let schedule =
+        LinearWarmup { warmup: (r.warmup * total_steps as f64).round() as u64, total: total_steps };
 
     let mut run = match resumed {
         Some((dir, run)) => {
             let state = tapegrad_optim::read_optim_state(dir.join(OPTIMIZER_FILE))?;
             opt.load_state(&state)?;
-            say(format!("resuming {} at epoch {}, batch {} (step {})", dir.display(), run.epoch + 1, run.next_batch, run.step));
+            say(format!(
+                "resuming {} at epoch {}, batch {} (step {})",
+                dir.display(),
+                run.epoch + 1,
+                run.next_batch,
+                run.step
+            ));
             run
         }
         None => RunState {
@@ -240,7 +248,11 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
                 run.epoch_seconds = secs;
                 bar.abandon();
                 save(&last_dir, &task, &opt, &run)?;
-                say(format!("stopped after step {}; saved {} (continue with --resume)", run.step, last_dir.display()));
+                say(format!(
+                    "stopped after step {}; saved {} (continue with --resume)",
+                    run.step,
+                    last_dir.display()
+                ));
                 interrupted = true;
                 break 'epochs;
             }
@@ -263,7 +275,13 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
         log.append(&m)?;
         say(format!(
             "epoch {}: train loss {:.4} acc {:.4} | valid loss {:.4} acc {:.4} | {:.0}s, {:.0} reviews/s",
-            m.epoch, m.train_loss, m.train_accuracy, m.valid_loss, m.valid_accuracy, m.seconds, m.reviews_per_second
+            m.epoch,
+            m.train_loss,
+            m.train_accuracy,
+            m.valid_loss,
+            m.valid_accuracy,
+            m.seconds,
+            m.reviews_per_second
         ));
         run.history.push(m);
         std::fs::write(args.out.join("curves.svg"), curves_svg(&run.history))?;
@@ -278,7 +296,10 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
             run.epochs_without_improvement += 1;
         }
         if args.patience.is_some_and(|p| run.epochs_without_improvement >= p) {
-            say(format!("early stop: no better validation loss for {} epochs", run.epochs_without_improvement));
+            say(format!(
+                "early stop: no better validation loss for {} epochs",
+                run.epochs_without_improvement
+            ));
             run.finished = true;
         }
         if improved {
@@ -338,8 +359,16 @@ fn build_task(
                 layers: args.layers,
                 dropout: args.dropout,
             };
-            let task =
-                Task::bilstm(vocab, dim, args.hidden, args.layers, args.dropout, vectors, args.freeze_embeddings, rng);
+            let task = Task::bilstm(
+                vocab,
+                dim,
+                args.hidden,
+                args.layers,
+                args.dropout,
+                vectors,
+                args.freeze_embeddings,
+                rng,
+            );
             Ok((task, spec))
         }
         ModelKind::Bert => bail!("--model bert: not available in this build yet"),

@@ -43,7 +43,10 @@ impl Task {
         };
         let mut model = BiLstmClassifier::new(config, rng);
         if let Some(w) = pretrained {
-            model = model.with_pretrained_embeddings(Tensor::param(w, &[vocab.len(), embedding_dim]), freeze_embeddings);
+            model = model.with_pretrained_embeddings(
+                Tensor::param(w, &[vocab.len(), embedding_dim]),
+                freeze_embeddings,
+            );
         }
         Task::Bilstm { model, vocab }
     }
@@ -146,8 +149,18 @@ pub fn task_from_assets(spec: &ModelSpec, dir: &Path, rng: &mut impl Rng) -> Res
     match spec.kind.as_str() {
         "bilstm" => {
             let path = dir.join("vocab.json");
-            let vocab = Vocab::load(&path).with_context(|| format!("reading the vocabulary {}", path.display()))?;
-            Ok(Task::bilstm(vocab, spec.embedding_dim, spec.hidden, spec.layers, spec.dropout, None, false, rng))
+            let vocab =
+                Vocab::load(&path).with_context(|| format!("reading the vocabulary {}", path.display()))?;
+            Ok(Task::bilstm(
+                vocab,
+                spec.embedding_dim,
+                spec.hidden,
+                spec.layers,
+                spec.dropout,
+                None,
+                false,
+                rng,
+            ))
         }
         other => bail!("{}: unknown model kind `{other}`", dir.display()),
     }

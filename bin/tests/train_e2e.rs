@@ -1,0 +1,311 @@
+//! End to end: `finetune-imdb train`, `eval`, `predict`, resume and its errors,
+//! on a small learnable aclImdb-format set generated here, plus a short run on a
+//! slice of the real archive.
+
+mod data_common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_finetune-imdb");
+
+/// A learnable set: positive reviews use positive words, negative ones negative
+/// words, both padded with neutral filler of varying length.
+fn synthetic_imdb(root: &Path, per_class: usize) -> PathBuf {
+    let pos = ["great", "wonderful", "loved", "excellent", "moving"];
+    let neg = ["awful", "boring", "hated", "terrible", "dull"];
+    let filler = ["the", "movie", "film", "plot", "actor", "scene", "story", "and", "was", "it"];
+    let dir = root.join("aclImdb");
+    for split in ["train", "test"] {
+        for (label, words) in [("pos", &pos), ("neg", &neg)] {
+            let d = dir.join(split).join(label);
+            fs::create_dir_all(&d).unwrap();
+            for i in 0..per_class {
+                let mut text = Vec::new();
+                for j in 0..(5 + (i * 7 + j_offset(split)) % 20) {
+                    text.push(filler[(i * 3 + j) % filler.len()]);
+                    if j % 4 == 0 {
+                        text.push(words[(i + j) % words.len()]);
+                    }
+                }
+                fs::write(
+                    d.join(format!("{i}_{}.txt", if label == "pos" { 9 } else { 2 })),
+                    text.join(" ") + ".<br />",
+                )
+                .unwrap();
+            }
+        }
+    }
+    dir
+}
+
+fn j_offset(split: &str) -> usize {
+    if split == "train" {
+        0
+    } else {
+        3
+    }
+}
+
+/// GloVe-format vectors for the synthetic words (dimension 4).
+fn tiny_glove(root: &Path) -> PathBuf {
+    let words = ["the", "movie", "great", "awful", "film", "boring", "loved", "."];
+    let text: String = words
+        .iter()
+        .enumerate()
+        .map(|(i, w)| format!("{w} {} {} {} {}\n", i as f32 * 0.1, 0.5 - i as f32 * 0.05, 0.2, -0.3))
+        .collect();
+    let p = root.join("glove.tiny.4d.txt");
+    fs::write(&p, text).unwrap();
+    p
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).env("TAPEGRAD_NUM_THREADS", "1").output().expect("run finetune-imdb")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// The machine-readable last line: `test_accuracy=<f> reviews=<n>`.
+fn last_line_accuracy(o: &Output) -> (f64, usize) {
+    let out = stdout(o);
+    let last = out.lines().last().unwrap_or_else(|| panic!("no output; stderr: {}", stderr(o)));
+    let mut acc = None;
+    let mut n = None;
+    for kv in last.split_whitespace() {
+        match kv.split_once('=') {
+            Some(("test_accuracy", v)) => acc = v.parse().ok(),
+            Some(("reviews", v)) => n = v.parse().ok(),
+            _ => {}
+        }
+    }
+    (acc.expect("test_accuracy=…"), n.expect("reviews=…"))
+}
+
+fn train_args<'a>(data: &'a str, glove: &'a str, out: &'a str, cache: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--data",
+        data,
+        "--embeddings",
+        glove,
+        "--out",
+        out,
+        "--cache",
+        cache,
+        "--hidden",
+        "8",
+        "--layers",
+        "1",
+        "--batch-size",
+        "16",
+        "--epochs",
+        "3",
+        "--lr",
+        "0.02",
+        "--dropout",
+        "0.1",
+        "--seed",
+        "7",
+        "--quiet",
+    ]
+}
+
+#[test]
+fn trains_evaluates_predicts_and_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synthetic_imdb(tmp.path(), 60);
+    let glove = tiny_glove(tmp.path());
+    let (data, glove) = (data.to_str().unwrap(), glove.to_str().unwrap());
+    let cache = tmp.path().join("cache");
+    let cache = cache.to_str().unwrap();
+
+    // An uninterrupted run learns the task.
+    let full = tmp.path().join("full");
+    let o = run(&train_args(data, glove, full.to_str().unwrap(), cache));
+    assert!(o.status.success(), "train failed: {}", stderr(&o));
+    let (acc, n) = last_line_accuracy(&o);
+    assert_eq!(n, 120);
+    assert!(acc > 0.75, "the synthetic task is learnable (chance is 0.5), got accuracy {acc}");
+    let metrics = fs::read_to_string(full.join("metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 3, "one metrics line per epoch");
+    assert!(fs::read_to_string(full.join("curves.svg")).unwrap().contains("<polyline"));
+    for f in ["model.safetensors", "optimizer.safetensors", "run.json", "vocab.json"] {
+        assert!(full.join("best").join(f).exists(), "best/{f}");
+    }
+
+    // eval and predict read the checkpoint.
+    let best = full.join("best");
+    let o = run(&["eval", "--checkpoint", best.to_str().unwrap(), "--data", data]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(last_line_accuracy(&o).1, 120);
+    let o =
+        run(&["predict", "--checkpoint", best.to_str().unwrap(), "great loved film", "awful boring film"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let probs: Vec<f64> =
+        stdout(&o).lines().map(|l| l.split('\t').next().unwrap().parse().unwrap()).collect();
+    assert!(probs[0] > 0.5 && probs[1] < 0.5, "{probs:?}");
+
+    // Interrupted mid-epoch (what Ctrl-C does: finish the step, save), then
+    // resumed: the same weights and optimizer state as the uninterrupted run.
+    let part = tmp.path().join("part");
+    let mut args = train_args(data, glove, part.to_str().unwrap(), cache);
+    args.extend(["--max-steps", "9"]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("interrupted=true"));
+    let last = part.join("last");
+    let o = run(&[
+        "train",
+        "--data",
+        data,
+        "--resume",
+        last.to_str().unwrap(),
+        "--out",
+        part.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "resume failed: {}", stderr(&o));
+    assert_eq!(last_line_accuracy(&o).0, acc);
+    for f in ["model.safetensors", "optimizer.safetensors"] {
+        let (a, b) =
+            (fs::read(full.join("last").join(f)).unwrap(), fs::read(part.join("last").join(f)).unwrap());
+        assert!(a == b, "{f} differs between the resumed and the uninterrupted run");
+    }
+}
+
+#[test]
+fn errors_name_the_path() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let out = out.to_str().unwrap();
+    // missing data
+    let o = run(&["train", "--data", "/nonexistent/aclImdb", "--out", out, "--quiet"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("/nonexistent/aclImdb"), "{}", stderr(&o));
+    // a folder without pos/neg
+    let empty = tmp.path().join("empty");
+    fs::create_dir_all(empty.join("train")).unwrap();
+    let o = run(&["train", "--data", empty.to_str().unwrap(), "--out", out, "--quiet"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("empty"), "{}", stderr(&o));
+    // GloVe lines of different dimensions
+    let data = synthetic_imdb(tmp.path(), 4);
+    let bad = tmp.path().join("bad.txt");
+    fs::write(&bad, "the 0.1 0.2 0.3\nmovie 0.1 0.2\n").unwrap();
+    let cache = tmp.path().join("cache");
+    let o = run(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--embeddings",
+        bad.to_str().unwrap(),
+        "--out",
+        out,
+        "--cache",
+        cache.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(!o.status.success());
+    let e = stderr(&o);
+    assert!(e.contains("bad.txt:2") && e.contains("dimensions"), "{e}");
+    // --device cuda is refused clearly
+    let o = run(&["train", "--data", data.to_str().unwrap(), "--device", "cuda", "--out", out, "--quiet"]);
+    assert!(!o.status.success() && stderr(&o).contains("cuda"));
+    // not a checkpoint
+    let o = run(&["eval", "--checkpoint", tmp.path().to_str().unwrap(), "--data", data.to_str().unwrap()]);
+    assert!(!o.status.success() && stderr(&o).contains("not a checkpoint"), "{}", stderr(&o));
+}
+
+#[test]
+fn invalid_utf8_is_decoded_and_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synthetic_imdb(tmp.path(), 6);
+    fs::write(data.join("train/pos/99_9.txt"), b"great \xff\xfe movie").unwrap();
+    let out = tmp.path().join("out");
+    let o = run(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--hidden",
+        "4",
+        "--layers",
+        "1",
+        "--epochs",
+        "1",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("1 of") && stderr(&o).contains("lossily"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_diverging_loss_stops_and_names_the_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = synthetic_imdb(tmp.path(), 20);
+    let out = tmp.path().join("out");
+    let o = run(&[
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--hidden",
+        "4",
+        "--layers",
+        "1",
+        "--epochs",
+        "3",
+        "--lr",
+        "1e38",
+        "--quiet",
+    ]);
+    assert!(!o.status.success(), "a loss of inf/NaN must stop the run");
+    let e = stderr(&o);
+    assert!(e.contains("the loss became") && e.contains("at step"), "{e}");
+}
+
+#[test]
+fn short_run_on_the_real_archive() {
+    let Some(archive) =
+        data_common::shared_data("imdb/aclImdb_labeled.tar.gz", "short_run_on_the_real_archive")
+    else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = run(&[
+        "train",
+        "--data",
+        archive.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--hidden",
+        "8",
+        "--layers",
+        "1",
+        "--max-vocab",
+        "2000",
+        "--limit-train",
+        "200",
+        "--limit-test",
+        "100",
+        "--epochs",
+        "1",
+        "--max-len",
+        "64",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (acc, n) = last_line_accuracy(&o);
+    assert_eq!(n, 100);
+    assert!((0.0..=1.0).contains(&acc));
+}
