@@ -10,6 +10,7 @@ mod loss;
 mod matmul;
 mod norm;
 mod reduce;
+mod set_data;
 mod shape;
 mod softmax;
 mod unary;
