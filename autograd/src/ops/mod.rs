@@ -11,6 +11,7 @@ mod lstm_cell;
 mod matmul;
 mod norm;
 mod reduce;
+mod set_data;
 mod shape;
 mod softmax;
 mod unary;

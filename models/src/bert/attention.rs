@@ -1,0 +1,135 @@
+//! Multi-head self-attention and its output block.
+
+use super::{BertConfig, Init};
+use crate::layers::{Dropout, LayerNorm, Linear};
+use crate::module::{join, Module};
+use rand::Rng;
+use tapegrad_autograd::{Float, Tensor};
+
+/// The additive attention mask `[B, 1, 1, T]`: 0 where `attention_mask` is 1 and
+/// the dtype's lowest value where it is 0, as transformers builds it
+/// (`torch.finfo(dtype).min`), so masked keys get probability 0 (exactly, after
+/// exp) while a fully masked row stays finite.
+pub fn additive_mask<T: Float>(attention_mask: &[usize], shape: [usize; 2]) -> Tensor<T> {
+    let [b, t] = shape;
+    assert_eq!(attention_mask.len(), b * t, "attention mask: {} values for [{b}, {t}]", attention_mask.len());
+    let lowest = T::from_f64(if T::DTYPE == "F32" { f32::MIN as f64 } else { f64::MIN });
+    let v = attention_mask.iter().map(|&m| if m == 0 { lowest } else { T::ZERO }).collect();
+    Tensor::from_vec(v, &[b, 1, 1, t])
+}
+
+/// `attention.self`: query, key, value projections and scaled dot-product attention.
+pub struct BertSelfAttention<T: Float = f32> {
+    pub query: Linear<T>,
+    pub key: Linear<T>,
+    pub value: Linear<T>,
+    pub num_heads: usize,
+    pub head_dim: usize,
+    pub dropout: Dropout,
+}
+
+impl<T: Float> BertSelfAttention<T> {
+    pub fn new(c: &BertConfig, init: &mut Init<impl Rng>, seed: u64) -> Self {
+        let h = c.hidden_size;
+        BertSelfAttention {
+            query: init.linear(h, h),
+            key: init.linear(h, h),
+            value: init.linear(h, h),
+            num_heads: c.num_attention_heads,
+            head_dim: c.head_dim(),
+            dropout: Dropout::new(c.attention_probs_dropout_prob, seed),
+        }
+    }
+
+    /// `[B, T, H]` → `[B, nh, T, d]`.
+    fn heads(&self, x: &Tensor<T>) -> Tensor<T> {
+        let (b, t) = (x.shape()[0], x.shape()[1]);
+        x.reshape(&[b, t, self.num_heads, self.head_dim]).permute(&[0, 2, 1, 3])
+    }
+
+    /// x `[B, T, H]`, mask `[B, 1, 1, T]` (additive) → context `[B, T, H]`:
+    ///   S = Q·Kᵀ/√d + mask,  P = dropout(softmax(S)),  C = P·V  (per head),
+    /// with the heads joined back into H = nh·d.
+    pub fn forward(&self, x: &Tensor<T>, mask: &Tensor<T>) -> Tensor<T> {
+        let (b, t, h) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+        let q = self.heads(&self.query.forward(x));
+        let k = self.heads(&self.key.forward(x));
+        let v = self.heads(&self.value.forward(x));
+        let scale = T::from_f64(1.0 / (self.head_dim as f64).sqrt());
+        let scores = q.matmul(&k.transpose(-1, -2)).mul_scalar(scale).add(mask);
+        let probs = self.dropout.forward(&scores.softmax(-1));
+        probs.matmul(&v).permute(&[0, 2, 1, 3]).reshape(&[b, t, h])
+    }
+}
+
+impl<T: Float> Module<T> for BertSelfAttention<T> {
+    fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor<T>)) {
+        self.query.visit_params(&join(prefix, "query"), f);
+        self.key.visit_params(&join(prefix, "key"), f);
+        self.value.visit_params(&join(prefix, "value"), f);
+    }
+    fn set_training(&mut self, training: bool) {
+        self.dropout.training = training;
+    }
+}
+
+/// The block after attention or the feed-forward: LayerNorm(residual + dropout(dense(x))).
+/// transformers calls it `attention.output` (`BertSelfOutput`) and `output` (`BertOutput`).
+pub struct BertResidualOutput<T: Float = f32> {
+    pub dense: Linear<T>,
+    pub layer_norm: LayerNorm<T>,
+    pub dropout: Dropout,
+}
+
+impl<T: Float> BertResidualOutput<T> {
+    pub fn new(c: &BertConfig, in_features: usize, init: &mut Init<impl Rng>, seed: u64) -> Self {
+        BertResidualOutput {
+            dense: init.linear(in_features, c.hidden_size),
+            layer_norm: LayerNorm::new(c.hidden_size, c.layer_norm_eps),
+            dropout: Dropout::new(c.hidden_dropout_prob, seed),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor<T>, residual: &Tensor<T>) -> Tensor<T> {
+        self.layer_norm.forward(&self.dropout.forward(&self.dense.forward(x)).add(residual))
+    }
+}
+
+impl<T: Float> Module<T> for BertResidualOutput<T> {
+    fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor<T>)) {
+        self.dense.visit_params(&join(prefix, "dense"), f);
+        self.layer_norm.visit_params(&join(prefix, "LayerNorm"), f);
+    }
+    fn set_training(&mut self, training: bool) {
+        self.dropout.training = training;
+    }
+}
+
+/// `attention`: self-attention, then its residual output block.
+pub struct BertAttention<T: Float = f32> {
+    pub self_attention: BertSelfAttention<T>,
+    pub output: BertResidualOutput<T>,
+}
+
+impl<T: Float> BertAttention<T> {
+    pub fn new(c: &BertConfig, init: &mut Init<impl Rng>, seed: u64) -> Self {
+        BertAttention {
+            self_attention: BertSelfAttention::new(c, init, seed),
+            output: BertResidualOutput::new(c, c.hidden_size, init, seed.wrapping_add(1)),
+        }
+    }
+    pub fn forward(&self, x: &Tensor<T>, mask: &Tensor<T>) -> Tensor<T> {
+        self.output.forward(&self.self_attention.forward(x, mask), x)
+    }
+}
+
+impl<T: Float> Module<T> for BertAttention<T> {
+    fn visit_params(&self, prefix: &str, f: &mut dyn FnMut(&str, &Tensor<T>)) {
+        self.self_attention.visit_params(&join(prefix, "self"), f);
+        self.output.visit_params(&join(prefix, "output"), f);
+    }
+    fn set_training(&mut self, training: bool) {
+        self.self_attention.set_training(training);
+        self.output.set_training(training);
+    }
+}
