@@ -472,7 +472,7 @@ pub fn save<T: Float>(
     }
     let mut json = serde_json::to_vec(&Value::Object(header)).expect("a JSON map serialises");
     // Pad with spaces so the data section starts 8-byte aligned (zero-copy views).
-    while (8 + json.len()) % 8 != 0 {
+    while !(8 + json.len()).is_multiple_of(8) {
         json.push(b' ');
     }
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));

@@ -60,3 +60,6 @@ impl<R: Rng> Init<'_, R> {
         Linear::from_weights(w, Some(Tensor::zeros(&[out_features]).requires_grad(true)))
     }
 }
+
+#[cfg(test)]
+mod tests;
