@@ -39,6 +39,9 @@ impl MetricsLog {
     }
 }
 
+/// Reads one number of an epoch (a series of the plot).
+type Series = fn(&EpochMetrics) -> f64;
+
 /// Train and validation loss (left) and accuracy (right) per epoch, as an SVG.
 pub fn curves_svg(epochs: &[EpochMetrics]) -> String {
     let (w, h, pad) = (900.0, 360.0, 50.0);
@@ -47,7 +50,7 @@ pub fn curves_svg(epochs: &[EpochMetrics]) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
          <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
     );
-    let panels: [(&str, fn(&EpochMetrics) -> f64, fn(&EpochMetrics) -> f64); 2] = [
+    let panels: [(&str, Series, Series); 2] = [
         ("loss", |e| e.train_loss, |e| e.valid_loss),
         ("accuracy", |e| e.train_accuracy, |e| e.valid_accuracy),
     ];

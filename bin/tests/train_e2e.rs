@@ -309,3 +309,72 @@ fn short_run_on_the_real_archive() {
     assert_eq!(n, 100);
     assert!((0.0..=1.0).contains(&acc));
 }
+
+/// MiniLM from `../shared/models`: a few steps of fine-tuning on the real archive,
+/// then `eval` and `predict` from the checkpoint, which is a transformers folder.
+#[test]
+fn bert_fine_tunes_from_the_pretrained_folder() {
+    let Some(archive) = data_common::shared_data("imdb/aclImdb_labeled.tar.gz", "bert_fine_tunes") else {
+        return;
+    };
+    let model = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/models/all-MiniLM-L6-v2"));
+    if !model.exists() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but {} is missing", model.display());
+        eprintln!("SKIPPED: bert_fine_tunes_from_the_pretrained_folder: {} not found", model.display());
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let o = run(&[
+        "train",
+        "--model",
+        "bert",
+        "--pretrained",
+        model.to_str().unwrap(),
+        "--data",
+        archive.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--limit-train",
+        "12",
+        "--limit-test",
+        "4",
+        "--max-len",
+        "24",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "1",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(last_line_accuracy(&o).1, 4);
+    let best = out.join("best");
+    for f in ["model.safetensors", "config.json", "tokenizer.json", "optimizer.safetensors", "run.json"] {
+        assert!(best.join(f).exists(), "best/{f}");
+    }
+    let o = run(&["predict", "--checkpoint", best.to_str().unwrap(), "A fine film."]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let p: f64 = stdout(&o).split('\t').next().unwrap().trim().parse().unwrap();
+    assert!((0.0..=1.0).contains(&p));
+    // a pretrained folder without its weights is named in the error
+    let broken = tmp.path().join("broken");
+    fs::create_dir_all(&broken).unwrap();
+    fs::copy(model.join("config.json"), broken.join("config.json")).unwrap();
+    let o = run(&[
+        "train",
+        "--model",
+        "bert",
+        "--pretrained",
+        broken.to_str().unwrap(),
+        "--data",
+        archive.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--limit-train",
+        "4",
+        "--quiet",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("model.safetensors"), "{}", stderr(&o));
+}

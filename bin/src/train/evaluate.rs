@@ -12,11 +12,9 @@ pub struct Encoded {
 }
 
 impl Encoded {
-    pub fn new(task: &Task, reviews: &[Review]) -> Encoded {
-        Encoded {
-            ids: reviews.iter().map(|r| task.encode(&r.text)).collect(),
-            labels: reviews.iter().map(|r| r.label).collect(),
-        }
+    pub fn new(task: &Task, reviews: &[Review]) -> anyhow::Result<Encoded> {
+        let texts: Vec<&str> = reviews.iter().map(|r| r.text.as_str()).collect();
+        Ok(Encoded { ids: task.encode_all(&texts)?, labels: reviews.iter().map(|r| r.label).collect() })
     }
     pub fn len(&self) -> usize {
         self.labels.len()
@@ -35,42 +33,50 @@ pub struct EvalResult {
 }
 
 /// Loss and accuracy of `task` (in eval mode) over `data`, in length-sorted batches.
-pub fn evaluate(task: &Task, data: &Encoded, batch_size: usize, max_len: Option<usize>) -> EvalResult {
+pub fn evaluate(
+    task: &Task,
+    data: &Encoded,
+    batch_size: usize,
+    max_len: Option<usize>,
+) -> anyhow::Result<EvalResult> {
     if data.is_empty() {
-        return EvalResult { loss: f64::NAN, accuracy: f64::NAN, count: 0 };
+        return Ok(EvalResult { loss: f64::NAN, accuracy: f64::NAN, count: 0 });
     }
     let cfg =
         BatchConfig { batch_size, max_len, pad_id: task.pad_id(), shuffle: false, ..BatchConfig::default() };
     let batcher = Batcher::new(&data.ids, &data.labels, cfg).expect("batch size is at least 1");
     let (mut loss_sum, mut correct) = (0.0, 0usize);
-    no_grad(|| {
+    no_grad(|| -> anyhow::Result<()> {
         for batch in batcher.batches(0) {
-            let logits = task.logits(&batch);
-            loss_sum += task.loss(&logits, &batch.labels).item() as f64 * batch.batch_size as f64;
+            let logits = task.logits(&batch)?;
+            loss_sum += task.loss(&logits, &batch.labels)?.item() as f64 * batch.batch_size as f64;
             let probs = task.positive_probability(&logits);
             correct += probs.iter().zip(&batch.labels).filter(|(p, &y)| (**p > 0.5) == (y == 1)).count();
         }
-    });
+        Ok(())
+    })?;
     let n = data.len();
-    EvalResult { loss: loss_sum / n as f64, accuracy: correct as f64 / n as f64, count: n }
+    Ok(EvalResult { loss: loss_sum / n as f64, accuracy: correct as f64 / n as f64, count: n })
 }
 
 /// P(positive) for each text.
-pub fn predict(task: &Task, texts: &[String]) -> Vec<f32> {
-    let ids: Vec<Vec<u32>> = texts.iter().map(|t| task.encode(t)).collect();
+pub fn predict(task: &Task, texts: &[String]) -> anyhow::Result<Vec<f32>> {
+    let refs: Vec<&str> = texts.iter().map(|t| t.as_str()).collect();
+    let ids = task.encode_all(&refs)?;
     let labels = vec![0u8; ids.len()];
     let cfg = BatchConfig { batch_size: 32, pad_id: task.pad_id(), shuffle: false, ..BatchConfig::default() };
     let batcher = Batcher::new(&ids, &labels, cfg).expect("batch size is at least 1");
     let mut out = vec![0f32; texts.len()];
-    no_grad(|| {
+    no_grad(|| -> anyhow::Result<()> {
         for batch in batcher.batches(0) {
-            let probs = task.positive_probability(&task.logits(&batch));
+            let probs = task.positive_probability(&task.logits(&batch)?);
             for (p, &i) in probs.iter().zip(&batch.indices) {
                 out[i] = *p;
             }
         }
-    });
-    out
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// Rebuilds the model saved in a checkpoint folder (eval mode).
@@ -78,8 +84,7 @@ pub fn load_checkpoint_task(dir: &std::path::Path) -> anyhow::Result<(Task, supe
     let dir = super::checkpoint::resolve(dir)?;
     let run = super::checkpoint::read_run(&dir)?;
     let mut rng = crate::data::seed::rng(0, crate::data::seed::Purpose::ModelInit, 0);
-    let mut task = super::task::task_from_assets(&run.spec, &dir, &mut rng)?;
-    super::load_weights(&task, &dir.join(super::checkpoint::MODEL_FILE))?;
+    let mut task = super::task::load_task(&run.spec, &dir, &mut rng)?;
     task.set_training(false);
     Ok((task, run))
 }
@@ -103,14 +108,13 @@ pub fn eval_checkpoint(args: &crate::cli::EvalArgs) -> anyhow::Result<EvalResult
         Some(n) => crate::data::split::take_limit(reviews, n, run.args.seed ^ 1),
         None => reviews,
     };
-    let data = Encoded::new(&task, &reviews);
+    let data = Encoded::new(&task, &reviews)?;
     let batch = args.batch_size.or(run.args.batch_size).unwrap_or(64);
-    let max_len = run.args.max_len.or(if run.spec.kind == "bert" { Some(256) } else { None });
-    Ok(evaluate(&task, &data, batch, max_len))
+    evaluate(&task, &data, batch, task.batch_max_len(run.args.max_len))
 }
 
 /// `finetune-imdb predict`: P(positive) of each text.
 pub fn predict_checkpoint(args: &crate::cli::PredictArgs) -> anyhow::Result<Vec<f32>> {
     let (task, _) = load_checkpoint_task(&args.checkpoint)?;
-    Ok(predict(&task, &args.texts))
+    predict(&task, &args.texts)
 }

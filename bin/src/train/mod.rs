@@ -123,8 +123,7 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
     let mut init_rng = seed::rng(args.seed, Purpose::ModelInit, 0);
     let (mut task, spec) = match &resumed {
         Some((dir, run)) => {
-            let mut task = task::task_from_assets(&run.spec, dir, &mut init_rng)?;
-            load_weights(&task, &dir.join(MODEL_FILE))?;
+            let mut task = task::load_task(&run.spec, dir, &mut init_rng)?;
             task.set_training(true);
             (task, run.spec.clone())
         }
@@ -134,11 +133,14 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
         task.module().freeze("embedding", true);
     }
 
+    let t0 = Instant::now();
     let encode = |reviews: &[Review]| Encoded::new(&task, reviews);
-    let (train, valid, test) = (encode(&train_reviews), encode(&valid_reviews), encode(&test_reviews));
+    let (train, valid, test) = (encode(&train_reviews)?, encode(&valid_reviews)?, encode(&test_reviews)?);
+    say(format!("tokenized in {:.1}s", t0.elapsed().as_secs_f64()));
+    let max_len = task.batch_max_len(r.max_len);
     let batch_cfg = |shuffle| BatchConfig {
         batch_size: r.batch_size,
-        max_len: r.max_len,
+        max_len,
         pad_id: task.pad_id(),
         seed: args.seed,
         shuffle,
@@ -193,10 +195,9 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
     let (last_dir, best_dir) = (args.out.join("last"), args.out.join("best"));
     let save = |dir: &Path, task: &Task, opt: &Adam<f32>, run: &RunState| -> Result<()> {
         checkpoint::write_atomically(dir, |tmp| {
-            tapegrad_optim::save_checkpoint(tmp.join(MODEL_FILE), &task.module().named_parameters(), None)?;
+            task.save_model(tmp)?;
             tapegrad_optim::save_checkpoint::<f32>(tmp.join(OPTIMIZER_FILE), &[], Some(&opt.state()))?;
-            checkpoint::write_json(&tmp.join(RUN_FILE), run)?;
-            task.save_assets(tmp)
+            checkpoint::write_json(&tmp.join(RUN_FILE), run)
         })
     };
 
@@ -207,8 +208,8 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
         let t_epoch = Instant::now();
         for batch in batcher.batches_from(run.epoch as u64, run.next_batch) {
             task.reseed_dropout(seed::rng(args.seed, Purpose::Dropout, run.step).next_u64_seed());
-            let logits = task.logits(&batch);
-            let loss = task.loss(&logits, &batch.labels); // L = (1/N) Σᵢ lᵢ over the batch
+            let logits = task.logits(&batch)?;
+            let loss = task.loss(&logits, &batch.labels)?; // L = (1/N) Σᵢ lᵢ over the batch
             let l = loss.item() as f64;
             if !l.is_finite() {
                 bail!(
@@ -262,7 +263,7 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
         // End of epoch: validate, log, keep the best, maybe stop early.
         let seconds = run.epoch_seconds + t_epoch.elapsed().as_secs_f64();
         task.set_training(false);
-        let v = evaluate(&task, &valid, r.batch_size, r.max_len);
+        let v = evaluate(&task, &valid, r.batch_size, max_len)?;
         let m = EpochMetrics {
             epoch: run.epoch + 1,
             train_loss: run.epoch_loss_sum / run.epoch_seen.max(1) as f64,
@@ -316,7 +317,7 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
         load_weights(&task, &best_dir.join(MODEL_FILE))?;
     }
     task.set_training(false);
-    let t = evaluate(&task, &test, r.batch_size, r.max_len);
+    let t = evaluate(&task, &test, r.batch_size, max_len)?;
     if !args.quiet {
         eprintln!("\n{}", summary_table(&run.history));
         eprintln!("test: loss {:.4}, accuracy {:.4} on {} reviews", t.loss, t.accuracy, t.count);
@@ -358,20 +359,29 @@ fn build_task(
                 hidden: args.hidden,
                 layers: args.layers,
                 dropout: args.dropout,
+                max_len: None,
             };
-            let task = Task::bilstm(
-                vocab,
-                dim,
-                args.hidden,
-                args.layers,
-                args.dropout,
-                vectors,
-                args.freeze_embeddings,
-                rng,
-            );
+            let task = Task::bilstm(vocab, &spec, vectors, args.freeze_embeddings, rng);
             Ok((task, spec))
         }
-        ModelKind::Bert => bail!("--model bert: not available in this build yet"),
+        ModelKind::Bert => {
+            let Some(dir) = &args.pretrained else {
+                bail!("--model bert needs --pretrained DIR (a folder with config.json, model.safetensors, tokenizer.json)");
+            };
+            let max_len = args.max_len.unwrap_or(256);
+            let t = Instant::now();
+            let task = Task::bert(dir, max_len, args.seed)?;
+            say(format!("pretrained: {} loaded in {:.0} ms", dir.display(), t.elapsed().as_secs_f64() * 1e3));
+            let spec = ModelSpec {
+                kind: "bert".into(),
+                embedding_dim: 0,
+                hidden: 0,
+                layers: 0,
+                dropout: 0.0,
+                max_len: Some(max_len),
+            };
+            Ok((task, spec))
+        }
     }
 }
 

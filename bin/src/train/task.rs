@@ -8,85 +8,146 @@ use crate::data::batch::Batch;
 use crate::data::tokenize::{Vocab, PAD_ID};
 use anyhow::{bail, Context, Result};
 use rand::Rng;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tapegrad_autograd::Tensor;
+use tapegrad_models::bert::{BertForSequenceClassification, BertInput};
 use tapegrad_models::bilstm::{BiLstmClassifier, BiLstmConfig};
 use tapegrad_models::layers::Dropout;
+use tapegrad_models::tokenizer::Tokenizer;
 use tapegrad_models::Module;
 
 /// A model being fine-tuned, with what it needs to read text.
 pub enum Task {
-    Bilstm { model: BiLstmClassifier, vocab: Vocab },
+    Bilstm {
+        model: Box<BiLstmClassifier>,
+        vocab: Vocab,
+    },
+    /// `assets`: the folder whose tokenizer files a checkpoint copies.
+    Bert {
+        model: Box<BertForSequenceClassification>,
+        tokenizer: Box<Tokenizer>,
+        assets: PathBuf,
+    },
 }
 
+/// Tokenizer files copied into a BERT checkpoint (those that exist).
+const BERT_ASSETS: [&str; 4] =
+    ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"];
+
 impl Task {
-    /// The tutorial's classifier over `vocab`, embeddings from `pretrained` `[V, E]` if given.
+    /// The tutorial's classifier over `vocab`, shaped by `spec`, with embeddings
+    /// from `pretrained` `[V, E]` if given.
     pub fn bilstm(
         vocab: Vocab,
-        embedding_dim: usize,
-        hidden: usize,
-        layers: usize,
-        dropout: f64,
+        spec: &ModelSpec,
         pretrained: Option<Vec<f32>>,
         freeze_embeddings: bool,
         rng: &mut impl Rng,
     ) -> Task {
         let config = BiLstmConfig {
             vocab: vocab.len(),
-            embedding_dim,
-            hidden,
-            layers,
+            embedding_dim: spec.embedding_dim,
+            hidden: spec.hidden,
+            layers: spec.layers,
             bidirectional: true,
             pad_index: PAD_ID as usize,
             output_dim: 1,
-            dropout,
+            dropout: spec.dropout,
         };
         let mut model = BiLstmClassifier::new(config, rng);
         if let Some(w) = pretrained {
-            model = model.with_pretrained_embeddings(
-                Tensor::param(w, &[vocab.len(), embedding_dim]),
-                freeze_embeddings,
-            );
+            let table = Tensor::param(w, &[vocab.len(), spec.embedding_dim]);
+            model = model.with_pretrained_embeddings(table, freeze_embeddings);
         }
-        Task::Bilstm { model, vocab }
+        Task::Bilstm { model: Box::new(model), vocab }
+    }
+
+    /// A pretrained BERT-family model from `dir` (config.json, model.safetensors,
+    /// tokenizer.json) with a 2-class head; reviews truncated to `max_len` tokens.
+    pub fn bert(dir: &Path, max_len: usize, seed: u64) -> Result<Task> {
+        let model = BertForSequenceClassification::from_pretrained(dir, 2, seed)
+            .with_context(|| format!("loading the pretrained model in {}", dir.display()))?;
+        let tokenizer = Tokenizer::from_dir(dir, max_len)
+            .with_context(|| format!("loading the tokenizer in {}", dir.display()))?;
+        Ok(Task::Bert { model: Box::new(model), tokenizer: Box::new(tokenizer), assets: dir.to_path_buf() })
     }
 
     pub fn kind(&self) -> &'static str {
         match self {
             Task::Bilstm { .. } => "bilstm",
+            Task::Bert { .. } => "bert",
         }
     }
 
-    /// Token ids of a review (not yet truncated or padded).
-    pub fn encode(&self, text: &str) -> Vec<u32> {
+    /// Token ids of each text (BERT's with `[CLS]`…`[SEP]`, truncated by its
+    /// tokenizer; the BiLSTM's untruncated).
+    pub fn encode_all(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
         match self {
-            Task::Bilstm { vocab, .. } => vocab.encode_text(text),
+            Task::Bilstm { vocab, .. } => Ok(texts.iter().map(|t| vocab.encode_text(t)).collect()),
+            Task::Bert { tokenizer, .. } => {
+                let mut out = Vec::with_capacity(texts.len());
+                for chunk in texts.chunks(256) {
+                    let enc = tokenizer.encode_batch(chunk).context("tokenizing reviews")?;
+                    let t = enc.shape[1];
+                    for r in 0..enc.shape[0] {
+                        let row = r * t..(r + 1) * t;
+                        let len = enc.attention_mask[row.clone()].iter().filter(|&&m| m != 0).count();
+                        out.push(enc.input_ids[row][..len].iter().map(|&i| i as u32).collect());
+                    }
+                }
+                Ok(out)
+            }
         }
     }
 
     pub fn pad_id(&self) -> u32 {
         match self {
             Task::Bilstm { .. } => PAD_ID,
+            Task::Bert { tokenizer, .. } => tokenizer.pad_id() as u32,
+        }
+    }
+
+    /// Whether batches may truncate: BERT's tokenizer already truncated (keeping
+    /// `[SEP]` last), so its batches must not cut again.
+    pub fn batch_max_len(&self, max_len: Option<usize>) -> Option<usize> {
+        match self {
+            Task::Bilstm { .. } => max_len,
+            Task::Bert { .. } => None,
         }
     }
 
     /// Logits of a batch: `[B]` (BiLSTM) or `[B, 2]` (BERT).
-    pub fn logits(&self, batch: &Batch) -> Tensor {
+    pub fn logits(&self, batch: &Batch) -> Result<Tensor> {
         let ids: Vec<usize> = batch.ids.iter().map(|&i| i as usize).collect();
-        let shape = [batch.batch_size, batch.max_len];
+        let (b, t) = (batch.batch_size, batch.max_len);
         match self {
             Task::Bilstm { model, .. } => {
-                model.forward(&ids, &shape, &batch.lengths).logits.reshape(&[batch.batch_size])
+                Ok(model.forward(&ids, &[b, t], &batch.lengths).logits.reshape(&[b]))
+            }
+            Task::Bert { model, .. } => {
+                // attention mask: 1 on each review's tokens, 0 on padding
+                let mask = (0..b * t).map(|k| usize::from(k % t < batch.lengths[k / t])).collect();
+                let input = BertInput {
+                    input_ids: ids,
+                    attention_mask: mask,
+                    token_type_ids: vec![0; b * t],
+                    shape: [b, t],
+                };
+                Ok(model.forward(&input)?.logits)
             }
         }
     }
 
     /// The mean loss over the batch, L = (1/N) Σᵢ l(zᵢ, yᵢ).
-    pub fn loss(&self, logits: &Tensor, labels: &[u8]) -> Tensor {
+    pub fn loss(&self, logits: &Tensor, labels: &[u8]) -> Result<Tensor> {
         match self {
             Task::Bilstm { .. } => {
                 let y = Tensor::from_vec(labels.iter().map(|&l| l as f32).collect(), &[labels.len()]);
-                logits.binary_cross_entropy_with_logits(&y)
+                Ok(logits.binary_cross_entropy_with_logits(&y))
+            }
+            Task::Bert { model, .. } => {
+                let y: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
+                Ok(model.loss(logits, &y)?)
             }
         }
     }
@@ -95,18 +156,21 @@ impl Task {
     pub fn positive_probability(&self, logits: &Tensor) -> Vec<f32> {
         match self {
             Task::Bilstm { .. } => logits.sigmoid().to_vec(),
+            Task::Bert { .. } => logits.softmax(-1).narrow(1, 1, 1).to_vec(),
         }
     }
 
     pub fn module(&self) -> &dyn Module {
         match self {
-            Task::Bilstm { model, .. } => model,
+            Task::Bilstm { model, .. } => model.as_ref(),
+            Task::Bert { model, .. } => model.as_ref(),
         }
     }
 
     pub fn set_training(&mut self, training: bool) {
         match self {
             Task::Bilstm { model, .. } => model.set_training(training),
+            Task::Bert { model, .. } => model.set_training(training),
         }
     }
 
@@ -124,11 +188,26 @@ impl Task {
         name.ends_with("bias") || name.contains("LayerNorm") || name.contains("layer_norm")
     }
 
-    /// Writes what the model needs besides its weights (vocabulary, tokenizer).
-    pub fn save_assets(&self, dir: &Path) -> Result<()> {
+    /// Writes the weights and what the model needs to read text into `dir`:
+    /// BiLSTM weights under PyTorch's names plus `vocab.json`; BERT as a folder
+    /// transformers loads (`model.safetensors`, `config.json`, tokenizer files).
+    pub fn save_model(&self, dir: &Path) -> Result<()> {
         match self {
             Task::Bilstm { vocab, .. } => {
+                let params = self.module().named_parameters();
+                tapegrad_optim::save_checkpoint(dir.join(super::checkpoint::MODEL_FILE), &params, None)?;
                 vocab.save(&dir.join("vocab.json")).with_context(|| format!("writing {}", dir.display()))
+            }
+            Task::Bert { model, assets, .. } => {
+                model.save_pretrained(dir)?;
+                for f in BERT_ASSETS {
+                    let src = assets.join(f);
+                    if src.exists() {
+                        std::fs::copy(&src, dir.join(f))
+                            .with_context(|| format!("copying {}", src.display()))?;
+                    }
+                }
+                Ok(())
             }
         }
     }
@@ -142,26 +221,26 @@ pub struct ModelSpec {
     pub hidden: usize,
     pub layers: usize,
     pub dropout: f64,
+    /// BERT's tokenizer truncation.
+    #[serde(default)]
+    pub max_len: Option<usize>,
 }
 
-/// Rebuilds a model from a checkpoint folder's spec and assets (weights loaded after).
-pub fn task_from_assets(spec: &ModelSpec, dir: &Path, rng: &mut impl Rng) -> Result<Task> {
+/// Rebuilds a model, weights included, from a checkpoint folder written by
+/// [`Task::save_model`].
+pub fn load_task(spec: &ModelSpec, dir: &Path, rng: &mut impl Rng) -> Result<Task> {
     match spec.kind.as_str() {
         "bilstm" => {
             let path = dir.join("vocab.json");
             let vocab =
                 Vocab::load(&path).with_context(|| format!("reading the vocabulary {}", path.display()))?;
-            Ok(Task::bilstm(
-                vocab,
-                spec.embedding_dim,
-                spec.hidden,
-                spec.layers,
-                spec.dropout,
-                None,
-                false,
-                rng,
-            ))
+            let task = Task::bilstm(vocab, spec, None, false, rng);
+            let weights = dir.join(super::checkpoint::MODEL_FILE);
+            tapegrad_optim::load_checkpoint::<f32>(&weights, &task.module().named_parameters(), None)
+                .with_context(|| format!("loading weights from {}", weights.display()))?;
+            Ok(task)
         }
+        "bert" => Task::bert(dir, spec.max_len.unwrap_or(256), 0),
         other => bail!("{}: unknown model kind `{other}`", dir.display()),
     }
 }

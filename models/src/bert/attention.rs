@@ -71,6 +71,10 @@ impl<T: Float> Module<T> for BertSelfAttention<T> {
     fn set_training(&mut self, training: bool) {
         self.dropout.training = training;
     }
+
+    fn visit_dropout(&self, f: &mut dyn FnMut(&Dropout)) {
+        f(&self.dropout);
+    }
 }
 
 /// The block after attention or the feed-forward: LayerNorm(residual + dropout(dense(x))).
@@ -103,6 +107,10 @@ impl<T: Float> Module<T> for BertResidualOutput<T> {
     fn set_training(&mut self, training: bool) {
         self.dropout.training = training;
     }
+
+    fn visit_dropout(&self, f: &mut dyn FnMut(&Dropout)) {
+        f(&self.dropout);
+    }
 }
 
 /// `attention`: self-attention, then its residual output block.
@@ -131,5 +139,10 @@ impl<T: Float> Module<T> for BertAttention<T> {
     fn set_training(&mut self, training: bool) {
         self.self_attention.set_training(training);
         self.output.set_training(training);
+    }
+
+    fn visit_dropout(&self, f: &mut dyn FnMut(&Dropout)) {
+        self.self_attention.visit_dropout(f);
+        self.output.visit_dropout(f);
     }
 }

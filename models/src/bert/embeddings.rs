@@ -59,4 +59,8 @@ impl<T: Float> Module<T> for BertEmbeddings<T> {
     fn set_training(&mut self, training: bool) {
         self.dropout.training = training;
     }
+
+    fn visit_dropout(&self, f: &mut dyn FnMut(&Dropout)) {
+        f(&self.dropout);
+    }
 }

@@ -2,6 +2,7 @@
 
 use super::attention::{BertAttention, BertResidualOutput};
 use super::{Activation, BertConfig, Init};
+use crate::layers::Dropout;
 use crate::layers::Linear;
 use crate::module::{join, Module};
 use rand::Rng;
@@ -58,6 +59,11 @@ impl<T: Float> Module<T> for BertLayer<T> {
         self.attention.set_training(training);
         self.output.set_training(training);
     }
+
+    fn visit_dropout(&self, f: &mut dyn FnMut(&Dropout)) {
+        self.attention.visit_dropout(f);
+        self.output.visit_dropout(f);
+    }
 }
 
 /// The stack of layers (`encoder.layer.{i}`).
@@ -84,5 +90,9 @@ impl<T: Float> Module<T> for BertEncoder<T> {
     }
     fn set_training(&mut self, training: bool) {
         self.layers.iter_mut().for_each(|l| l.set_training(training));
+    }
+
+    fn visit_dropout(&self, f: &mut dyn FnMut(&Dropout)) {
+        self.layers.iter().for_each(|l| l.visit_dropout(f));
     }
 }

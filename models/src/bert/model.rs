@@ -103,6 +103,11 @@ impl<T: Float> Module<T> for BertModel<T> {
         self.embeddings.set_training(training);
         self.encoder.set_training(training);
     }
+
+    fn visit_dropout(&self, f: &mut dyn FnMut(&Dropout)) {
+        self.embeddings.visit_dropout(f);
+        self.encoder.visit_dropout(f);
+    }
 }
 
 /// Logits and the intermediate states a parity check compares.
@@ -240,5 +245,10 @@ impl<T: Float> Module<T> for BertForSequenceClassification<T> {
     fn set_training(&mut self, training: bool) {
         self.bert.set_training(training);
         self.dropout.training = training;
+    }
+
+    fn visit_dropout(&self, f: &mut dyn FnMut(&Dropout)) {
+        self.bert.visit_dropout(f);
+        f(&self.dropout);
     }
 }
