@@ -39,6 +39,7 @@
 
 use crate::activation::sigmoid;
 use crate::gemm::{gemm_batched, Strides};
+use crate::vecmath;
 use crate::Float;
 
 /// Fused cell forward for `rows = gates.len() / 4H` rows, one pass per row.
@@ -66,7 +67,9 @@ pub fn cell_forward<T: Float>(
         "lstm cell: c_prev must be [p ≤ rows, H]"
     );
     let p = c_prev.len() / hh;
-    if let (Some(g32), Some(cp32)) = (crate::as_f32_mut(gates), crate::as_f32(c_prev)) {
+    if let (true, Some(g32), Some(cp32)) =
+        (crate::elementwise::simd_available(), crate::as_f32_mut(gates), crate::as_f32(c_prev))
+    {
         let (c32, t32, h32) = (
             crate::as_f32_mut(c).expect("same type"),
             crate::as_f32_mut(tanh_c).expect("same type"),
@@ -74,14 +77,17 @@ pub fn cell_forward<T: Float>(
         );
         for r in 0..rows {
             let cp = if r < p { Some(&cp32[r * hh..(r + 1) * hh]) } else { None };
-            cell_row_f32(
-                &mut g32[r * 4 * hh..(r + 1) * 4 * hh],
-                cp,
-                &mut c32[r * hh..],
-                &mut t32[r * hh..],
-                &mut h32[r * hh..],
-                hh,
-            );
+            // SAFETY: AVX2 and FMA are present (checked above).
+            unsafe {
+                cell_row_f32(
+                    &mut g32[r * 4 * hh..(r + 1) * 4 * hh],
+                    cp,
+                    &mut c32[r * hh..],
+                    &mut t32[r * hh..],
+                    &mut h32[r * hh..],
+                    hh,
+                )
+            };
         }
         return;
     }
@@ -106,9 +112,10 @@ pub fn cell_forward<T: Float>(
     }
 }
 
-/// One row of the f32 cell, with the vectorisable [`fast::sigmoid`] / [`fast::tanh`].
-#[inline]
-fn cell_row_f32(
+/// One row of the f32 cell, with the vectorisable [`vecmath::sigmoid`] / [`vecmath::tanh`]
+/// (tested in `vecmath`), compiled for AVX2+FMA.
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx2,fma"))]
+unsafe fn cell_row_f32(
     z: &mut [f32],
     c_prev: Option<&[f32]>,
     c: &mut [f32],
@@ -121,10 +128,10 @@ fn cell_row_f32(
     let (zg, zo) = rest.split_at_mut(hh);
     let (c, tc, h) = (&mut c[..hh], &mut tc[..hh], &mut h[..hh]);
     for j in 0..hh {
-        zi[j] = fast::sigmoid(zi[j]);
-        zf[j] = fast::sigmoid(zf[j]);
-        zg[j] = fast::tanh(zg[j]);
-        zo[j] = fast::sigmoid(zo[j]);
+        zi[j] = vecmath::sigmoid(zi[j]);
+        zf[j] = vecmath::sigmoid(zf[j]);
+        zg[j] = vecmath::tanh(zg[j]);
+        zo[j] = vecmath::sigmoid(zo[j]);
     }
     match c_prev {
         Some(cp) => {
@@ -139,7 +146,7 @@ fn cell_row_f32(
         }
     }
     for j in 0..hh {
-        tc[j] = fast::tanh(c[j]);
+        tc[j] = vecmath::tanh(c[j]);
         h[j] = zo[j] * tc[j];
     }
 }
@@ -478,54 +485,6 @@ pub fn sequence_backward<T: Float>(
     }
 }
 
-/// Vectorisable f32 σ and tanh (Cephes-style `expf` and `tanhf`, branch-free), a few
-/// ulp from the libm versions. The f32 cell uses them; f64 uses libm.
-pub mod fast {
-    /// e^x for x in about [−87, 88] (clamped), relative error ~1e-7.
-    #[inline(always)]
-    pub fn exp(x: f32) -> f32 {
-        let x = x.clamp(-87.0, 88.0);
-        // n = round(x·log2 e), r = x − n·ln 2 (ln 2 split in two for precision)
-        const MAGIC: f32 = 12_582_912.0; // 1.5·2²³: adding it rounds to an integer
-        let t = x * std::f32::consts::LOG2_E + MAGIC;
-        let nf = t - MAGIC;
-        let n = t.to_bits() as i32 - 0x4B40_0000; // the integer in t's low mantissa bits
-        let r = x - nf * 0.693_359_4 - nf * -2.121_944_4e-4;
-        let r2 = r * r;
-        let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-            + 1.666_666_5e-1)
-            * r
-            + 0.5;
-        let y = p * r2 + r + 1.0;
-        y * f32::from_bits(((n + 127) as u32) << 23)
-    }
-
-    /// σ(x) = 1/(1 + e^{−x}).
-    #[inline(always)]
-    pub fn sigmoid(x: f32) -> f32 {
-        1.0 / (1.0 + exp(-x))
-    }
-
-    /// tanh x: a polynomial for |x| < 0.625, else 1 − 2/(e^{2|x|} + 1) with the sign of x.
-    #[inline(always)]
-    pub fn tanh(x: f32) -> f32 {
-        let a = x.abs();
-        let z = x * x;
-        let small = ((((-5.704_988_7e-3 * z + 2.063_909e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1) * z
-            - 3.333_328e-1)
-            * z
-            * x
-            + x;
-        let big = 1.0 - 2.0 / (exp(2.0 * a) + 1.0);
-        let big = if x < 0.0 { -big } else { big };
-        if a < 0.625 {
-            small
-        } else {
-            big
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,26 +559,6 @@ mod tests {
         let (c_r, h_r): (Vec<f32>, Vec<f32>) =
             (c_r.iter().map(|&v| v as f32).collect(), h_r.iter().map(|&v| v as f32).collect());
         assert!(max_diff(&c, &c_r) < 2e-6 && max_diff(&h, &h_r) < 2e-6);
-    }
-
-    #[test]
-    fn fast_exp_sigmoid_tanh_accuracy() {
-        let mut worst = (0f64, 0f64, 0f64);
-        for k in -200_000..=200_000 {
-            let x = k as f32 * 1e-4 * 4.0; // [-80, 80]
-            let e = (x as f64).exp();
-            let re = ((fast::exp(x) as f64) - e).abs() / e;
-            let s = 1.0 / (1.0 + (-(x as f64)).exp());
-            let rs = ((fast::sigmoid(x) as f64) - s).abs() / s;
-            let t = (x as f64).tanh();
-            let rt = if t == 0.0 {
-                (fast::tanh(x) as f64).abs()
-            } else {
-                ((fast::tanh(x) as f64) - t).abs() / t.abs()
-            };
-            worst = (worst.0.max(re), worst.1.max(rs), worst.2.max(rt));
-        }
-        assert!(worst.0 < 4e-7 && worst.1 < 4e-7 && worst.2 < 4e-7, "{worst:?}");
     }
 
     /// The packed recurrence against the cell stepped by hand, per sequence.
