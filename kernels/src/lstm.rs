@@ -412,7 +412,7 @@ pub fn sequence_backward<T: Float>(
     d_h_n: &[T],
     d_c_n: &[T],
     d_gates: &mut [T],
-    mut d_w_hh: Option<&mut [T]>,
+    d_w_hh: Option<&mut [T]>,
 ) {
     let (n, b) = check_batch_sizes(batch_sizes);
     let (hh, g4) = (hidden, 4 * hidden);
@@ -465,23 +465,30 @@ pub fn sequence_backward<T: Float>(
             &mut carry_h[..p * hh],
             Strides::row_major(p, hh),
         );
-        if let Some(dw) = d_w_hh.as_deref_mut() {
-            // dW_hh += dz[0..p]ᵀ · h_prev
-            let h_prev = &h[prev_off * hh..(prev_off + p) * hh];
-            gemm_batched(
-                1,
-                g4,
-                hh,
-                p,
-                dz,
-                Strides::transposed(p, g4),
-                h_prev,
-                Strides::row_major(p, hh),
-                T::ONE,
-                dw,
-                Strides::row_major(g4, hh),
-            );
+    }
+    if let Some(dw) = d_w_hh {
+        // dW_hh += Σ_t dz_tᵀ · h_prev(t), as ONE product over all steps: row i of
+        // `h_prev` is the previous step's h of the sequence in packed row i (zero
+        // where a sequence starts), so dW_hh += d_gatesᵀ [4H, N] · h_prev [N, H].
+        let mut h_prev = vec![T::ZERO; n * hh];
+        for (k, &t) in order.iter().enumerate().skip(1) {
+            let tp = order[k - 1];
+            let p = batch_sizes[tp].min(batch_sizes[t]);
+            h_prev[offs[t] * hh..(offs[t] + p) * hh].copy_from_slice(&h[offs[tp] * hh..(offs[tp] + p) * hh]);
         }
+        gemm_batched(
+            1,
+            g4,
+            hh,
+            n,
+            d_gates,
+            Strides::transposed(n, g4),
+            &h_prev,
+            Strides::row_major(n, hh),
+            T::ONE,
+            dw,
+            Strides::row_major(g4, hh),
+        );
     }
 }
 
