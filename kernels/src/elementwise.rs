@@ -6,7 +6,11 @@
 //! turns into 8-wide vector code.
 
 use crate::activation as act;
+use crate::threads::{par_ranges, SharedMut};
 use crate::{as_f32, as_f32_mut, vecmath, Float};
+
+/// Below this many elements a kernel stays on the calling thread.
+pub const PAR_MIN: usize = 1 << 15;
 
 /// The activations with a vectorized kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,8 +31,11 @@ pub fn unary_forward<T: Float>(op: Unary, x: &[T], y: &mut [T]) {
     assert_eq!(x.len(), y.len(), "unary_forward: x and y differ in length");
     if let (Some(x), Some(y)) = (as_f32(x), as_f32_mut(y)) {
         if simd_available() {
-            // SAFETY: AVX2 and FMA are present (checked just above).
-            unsafe { avx2::forward(op, x, y) };
+            let y = SharedMut::new(y);
+            par_ranges(x.len(), PAR_MIN, 8, |r| {
+                // SAFETY: AVX2 and FMA are present (checked above); ranges are disjoint.
+                unsafe { avx2::forward(op, &x[r.clone()], y.range(r)) }
+            });
             return;
         }
     }
@@ -42,8 +49,11 @@ pub fn unary_backward<T: Float>(op: Unary, x: &[T], y: &[T], g: &[T], dx: &mut [
     assert!(y.len() == n && g.len() == n && dx.len() == n, "unary_backward: buffers differ in length");
     if let (Some(x), Some(y), Some(g), Some(dx)) = (as_f32(x), as_f32(y), as_f32(g), as_f32_mut(dx)) {
         if simd_available() {
-            // SAFETY: AVX2 and FMA are present (checked just above).
-            unsafe { avx2::backward(op, x, y, g, dx) };
+            let dx = SharedMut::new(dx);
+            par_ranges(n, PAR_MIN, 8, |r| {
+                // SAFETY: AVX2 and FMA are present (checked above); ranges are disjoint.
+                unsafe { avx2::backward(op, &x[r.clone()], &y[r.clone()], &g[r.clone()], dx.range(r)) }
+            });
             return;
         }
     }
@@ -172,7 +182,8 @@ mod tests {
     #[test]
     fn fast_matches_reference() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        for n in [1usize, 7, 8, 15, 17, 33, 255, 257, 1000] {
+        // 100_003: above PAR_MIN, so the threaded split is checked too
+        for n in [1usize, 7, 8, 15, 17, 33, 255, 257, 1000, 100_003] {
             let x: Vec<f32> = (0..n).map(|_| rng.gen_range(-9.0..9.0)).collect();
             let g: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
             let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();

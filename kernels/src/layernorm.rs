@@ -1,6 +1,7 @@
 //! Layer normalisation over the last dimension of `[rows, n]`.
 
-use crate::elementwise::simd_available;
+use crate::elementwise::{simd_available, PAR_MIN};
+use crate::threads::{par_ranges, SharedMut};
 use crate::{as_f32, as_f32_mut, Float};
 
 /// y = (x − μ)·rstd·w + b per row, rstd = 1/√(σ² + eps) (biased variance).
@@ -23,11 +24,19 @@ pub fn layer_norm_forward<T: Float>(
         (simd_available() && n > 0, as_f32(x), as_f32_mut(y), w.and_then(as_f32), b.and_then(as_f32))
     {
         let (mf, rf) = (as_f32_mut(mean).expect("T is f32"), as_f32_mut(rstd).expect("T is f32"));
-        for r in 0..rows {
-            let (xr, yr) = (&xf[r * n..(r + 1) * n], &mut yf[r * n..(r + 1) * n]);
-            // SAFETY: AVX2 and FMA are present (checked above).
-            (mf[r], rf[r]) = unsafe { fast::forward_row(xr, wf, bf, eps.to_f64() as f32, yr) };
-        }
+        let (yf, mf, rf) = (SharedMut::new(yf), SharedMut::new(mf), SharedMut::new(rf));
+        let eps = eps.to_f64() as f32;
+        // rows split between threads
+        par_ranges(rows, PAR_MIN.div_ceil(n), 1, |rs| {
+            for r in rs {
+                // SAFETY: AVX2 and FMA are present (checked above); rows are disjoint.
+                unsafe {
+                    let stats =
+                        fast::forward_row(&xf[r * n..(r + 1) * n], wf, bf, eps, yf.range(r * n..(r + 1) * n));
+                    (mf.range(r..r + 1)[0], rf.range(r..r + 1)[0]) = stats;
+                }
+            }
+        });
         return;
     }
     layer_norm_forward_reference(x, rows, n, w, b, eps, y, mean, rstd);
@@ -156,7 +165,8 @@ mod tests {
     fn fast_forward_matches_reference() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
         for n in [1usize, 7, 8, 17, 384, 385] {
-            let rows = 4;
+            // enough rows at n = 385 to take the threaded split
+            let rows = if n == 385 { 100 } else { 4 };
             let x: Vec<f32> = (0..rows * n).map(|_| rng.gen_range(-3.0..5.0)).collect();
             let w: Vec<f32> = (0..n).map(|_| rng.gen_range(0.5..1.5)).collect();
             let b: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();

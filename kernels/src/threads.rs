@@ -170,3 +170,46 @@ mod tests {
         assert_eq!(hits.load(Ordering::Relaxed), 3);
     }
 }
+
+/// Runs `f` over `0..len` split into contiguous ranges, one per thread, each at
+/// least `min_per_part` long (so small inputs stay on the calling thread). Range
+/// boundaries are multiples of `align`.
+pub fn par_ranges(len: usize, min_per_part: usize, align: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
+    let parts = num_threads().min(len / min_per_part.max(1)).max(1);
+    if parts == 1 {
+        f(0..len);
+        return;
+    }
+    let align = align.max(1);
+    let chunk = len.div_ceil(parts).div_ceil(align) * align;
+    run_parts(parts, |i| {
+        let (start, end) = ((i * chunk).min(len), ((i + 1) * chunk).min(len));
+        if start < end {
+            f(start..end);
+        }
+    });
+}
+
+/// A buffer shared by the parts of [`par_ranges`], each part touching its own range.
+#[derive(Clone, Copy)]
+pub struct SharedMut<T>(*mut T, usize);
+
+// SAFETY: parts only touch disjoint ranges (the contract of `SharedMut::range`).
+unsafe impl<T: Send> Send for SharedMut<T> {}
+unsafe impl<T: Send> Sync for SharedMut<T> {}
+
+impl<T> SharedMut<T> {
+    pub fn new(s: &mut [T]) -> Self {
+        SharedMut(s.as_mut_ptr(), s.len())
+    }
+    /// The elements `r` of the buffer.
+    ///
+    /// # Safety
+    /// No two live slices from the same `SharedMut` may overlap, and the buffer
+    /// must outlive them (both hold when each `par_ranges` part takes its own range).
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn range(&self, r: std::ops::Range<usize>) -> &mut [T] {
+        assert!(r.start <= r.end && r.end <= self.1, "SharedMut: range out of bounds");
+        std::slice::from_raw_parts_mut(self.0.add(r.start), r.end - r.start)
+    }
+}
