@@ -127,6 +127,8 @@ fn replay_gemms(batch_sizes: &[usize], emb: usize, hh: usize, layers: usize) -> 
 }
 
 fn main() {
+    // as finetune-imdb does: reuse freed tensor memory instead of re-faulting pages
+    tapegrad::autograd::alloc::retain_freed_memory();
     let a = args();
     let cfg = BiLstmConfig {
         vocab: a.vocab,

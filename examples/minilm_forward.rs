@@ -19,6 +19,8 @@ Some scenes drag a little in the middle, and one or two characters felt underwri
 director's eye for detail more than makes up for it. I would happily watch it again. ";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // as finetune-imdb does: reuse freed tensor memory instead of re-faulting pages
+    tapegrad::autograd::alloc::retain_freed_memory();
     let mut args = std::env::args().skip(1);
     let dir = args.next().map(PathBuf::from).unwrap_or_else(|| {
         PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/models/all-MiniLM-L6-v2"))

@@ -9,6 +9,7 @@
 //! assert_eq!(w.grad().unwrap().to_vec(), vec![3.0, 4.0]); // dL/dw = x
 //! ```
 
+pub mod alloc;
 pub mod gradcheck;
 mod ops;
 pub mod storage;

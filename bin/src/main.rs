@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 fn main() -> ExitCode {
+    tapegrad_autograd::alloc::retain_freed_memory();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
