@@ -18,7 +18,7 @@ use rand::Rng;
 use tapegrad_autograd::{Float, Tensor};
 
 /// The classifier's shape (the fixture's `config` metadata has the same fields).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BiLstmConfig {
     pub vocab: usize,
     pub embedding_dim: usize,
@@ -93,6 +93,19 @@ impl<T: Float> BiLstmClassifier<T> {
             h_n: out.h_n,
             c_n: out.c_n,
         }
+    }
+}
+
+impl<T: Float> BiLstmClassifier<T> {
+    /// Writes the weights under PyTorch's names to a safetensors file, atomically,
+    /// with this configuration as JSON under the metadata key `config`.
+    pub fn save(
+        &self,
+        path: impl AsRef<std::path::Path>,
+    ) -> Result<(), crate::safetensors_io::SafetensorsError> {
+        let config = serde_json::to_string(&self.config).expect("a config serialises");
+        let meta = std::collections::BTreeMap::from([("config".to_string(), config)]);
+        crate::safetensors_io::save(path, &self.named_parameters(), &meta)
     }
 }
 
@@ -194,5 +207,21 @@ mod tests {
         assert_eq!(a, m.forward(&text, &[2, 5], &[3, 5]).logits.to_vec());
         m.set_training(true);
         assert_ne!(a, m.forward(&text, &[2, 5], &[3, 5]).logits.to_vec());
+    }
+
+    /// A checkpoint has PyTorch's names, the same numbers, and the config in its metadata.
+    #[test]
+    fn save_writes_names_values_and_config() {
+        let m = BiLstmClassifier::<f32>::new(config(), &mut ChaCha8Rng::seed_from_u64(3));
+        let path = std::env::temp_dir().join(format!("tapegrad-bilstm-{}.safetensors", std::process::id()));
+        m.save(&path).unwrap();
+        let file = crate::safetensors_io::SafeTensorsFile::open(&path).unwrap();
+        let back: BiLstmConfig = serde_json::from_str(&file.metadata()["config"]).unwrap();
+        assert_eq!(back, config());
+        for (name, p) in m.named_parameters() {
+            assert_eq!(file.tensor::<f32>(&name).unwrap().to_vec(), p.to_vec(), "{name}");
+        }
+        assert!(file.names().any(|n| n == "rnn.weight_hh_l1_reverse"));
+        std::fs::remove_file(path).ok();
     }
 }

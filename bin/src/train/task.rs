@@ -193,9 +193,8 @@ impl Task {
     /// transformers loads (`model.safetensors`, `config.json`, tokenizer files).
     pub fn save_model(&self, dir: &Path) -> Result<()> {
         match self {
-            Task::Bilstm { vocab, .. } => {
-                let params = self.module().named_parameters();
-                tapegrad_optim::save_checkpoint(dir.join(super::checkpoint::MODEL_FILE), &params, None)?;
+            Task::Bilstm { model, vocab } => {
+                model.save(dir.join(super::checkpoint::MODEL_FILE))?;
                 vocab.save(&dir.join("vocab.json")).with_context(|| format!("writing {}", dir.display()))
             }
             Task::Bert { model, assets, .. } => {
