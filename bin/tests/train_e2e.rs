@@ -218,6 +218,9 @@ fn errors_name_the_path() {
     // --device cuda is refused clearly
     let o = run(&["train", "--data", data.to_str().unwrap(), "--device", "cuda", "--out", out, "--quiet"]);
     assert!(!o.status.success() && stderr(&o).contains("cuda"));
+    // a batch size of 0 is an error, not a panic
+    let o = run(&["train", "--data", data.to_str().unwrap(), "--batch-size", "0", "--out", out, "--quiet"]);
+    assert!(!o.status.success() && stderr(&o).contains("batch_size"), "{}", stderr(&o));
     // not a checkpoint
     let o = run(&["eval", "--checkpoint", tmp.path().to_str().unwrap(), "--data", data.to_str().unwrap()]);
     assert!(!o.status.success() && stderr(&o).contains("not a checkpoint"), "{}", stderr(&o));

@@ -44,7 +44,7 @@ pub fn evaluate(
     }
     let cfg =
         BatchConfig { batch_size, max_len, pad_id: task.pad_id(), shuffle: false, ..BatchConfig::default() };
-    let batcher = Batcher::new(&data.ids, &data.labels, cfg).expect("batch size is at least 1");
+    let batcher = Batcher::new(&data.ids, &data.labels, cfg)?;
     let (mut loss_sum, mut correct) = (0.0, 0usize);
     no_grad(|| -> anyhow::Result<()> {
         for batch in batcher.batches(0) {
@@ -65,7 +65,7 @@ pub fn predict(task: &Task, texts: &[String]) -> anyhow::Result<Vec<f32>> {
     let ids = task.encode_all(&refs)?;
     let labels = vec![0u8; ids.len()];
     let cfg = BatchConfig { batch_size: 32, pad_id: task.pad_id(), shuffle: false, ..BatchConfig::default() };
-    let batcher = Batcher::new(&ids, &labels, cfg).expect("batch size is at least 1");
+    let batcher = Batcher::new(&ids, &labels, cfg)?;
     let mut out = vec![0f32; texts.len()];
     no_grad(|| -> anyhow::Result<()> {
         for batch in batcher.batches(0) {

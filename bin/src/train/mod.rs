@@ -207,7 +207,11 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
         task.set_training(true);
         let t_epoch = Instant::now();
         for batch in batcher.batches_from(run.epoch as u64, run.next_batch) {
-            task.reseed_dropout(seed::rng(args.seed, Purpose::Dropout, run.step).next_u64_seed());
+            task.reseed_dropout(rand::RngCore::next_u64(&mut seed::rng(
+                args.seed,
+                Purpose::Dropout,
+                run.step,
+            )));
             let logits = task.logits(&batch)?;
             let loss = task.loss(&logits, &batch.labels)?; // L = (1/N) Σᵢ lᵢ over the batch
             let l = loss.item() as f64;
@@ -403,14 +407,4 @@ fn progress_bar(len: u64, pos: u64, epoch: usize, epochs: usize, quiet: bool) ->
     .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar
-}
-
-/// A `u64` seed drawn from a generator.
-trait NextSeed {
-    fn next_u64_seed(self) -> u64;
-}
-impl NextSeed for rand_chacha::ChaCha8Rng {
-    fn next_u64_seed(mut self) -> u64 {
-        rand::RngCore::next_u64(&mut self)
-    }
 }
