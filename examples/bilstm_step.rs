@@ -2,15 +2,9 @@
 //! BiLSTM classifier at IMDB scale: batch 64, embedding 50, hidden 256, 2 layers,
 //! bidirectional, random lengths 200–260 (a bucketed batch), dropout 0.5, f32.
 //!
-//! Reports ms/step, tokens/s and the implied epoch time for 17,500 reviews of ~230
-//! tokens, and splits the time into GEMM and the rest by replaying the step's GEMM
-//! calls (same shapes and strides) in isolation.
-//!
-//! Measured with the naive reference GEMM (2 shared cores, one step, 14,800 tokens):
-//! forward 33 s + backward 132 s = 165 s/step, 90 tokens/s, ≈ 12.4 h per epoch;
-//! the LSTM's GEMMs (195 GFLOP/step, 13.2 MFLOP/token) replayed alone take about the
-//! whole step (1.15 GFLOP/s): everything else is a few percent (perf at smaller sizes: ~3%).
-//! An epoch in 6 minutes needs ≈ 150 GFLOP/s sustained on these shapes.
+//! Reports ms/step, tokens/s, the implied epoch time for 17,500 reviews of ~230
+//! tokens, and the step's arithmetic rate (13.2 MFLOP per token, nearly all of it in
+//! GEMMs). An epoch in 6 minutes needs ≈ 150 GFLOP/s sustained on these shapes.
 //!
 //! Run: `cargo run --release --example bilstm_step [-- --steps N --batch B --hidden H
 //! --emb E --layers L --min-len A --max-len Z --vocab V]`
@@ -19,7 +13,6 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
 use tapegrad::autograd::Tensor;
-use tapegrad::kernels::gemm::{gemm_batched, Strides};
 use tapegrad::models::{BiLstmClassifier, BiLstmConfig, Module};
 
 struct Args {
@@ -63,67 +56,26 @@ fn args() -> Args {
     a
 }
 
-/// Replays the GEMMs of one step of the packed BiLSTM (forward and backward, both
-/// directions, every layer) with the strides the ops use; returns (seconds, FLOPs).
-fn replay_gemms(batch_sizes: &[usize], emb: usize, hh: usize, layers: usize) -> (f64, f64) {
+/// The multiply-add work of one training step of the packed BiLSTM (forward and backward,
+/// both directions, every layer), in FLOPs: per direction and layer the input projection
+/// `[N, in]·[in, 4H]` and per step `h_prev·W_hhᵀ` on the running rows, each done three
+/// times (forward, dL/dinput, dL/dweight).
+fn step_flops(batch_sizes: &[usize], emb: usize, hh: usize, layers: usize) -> f64 {
     let n: usize = batch_sizes.iter().sum();
     let g4 = 4 * hh;
-    let mut rng = ChaCha8Rng::seed_from_u64(1);
-    let mut buf = |len: usize| -> Vec<f32> { (0..len).map(|_| rng.gen_range(-0.1..0.1)).collect() };
-    let big = buf(n * g4.max(2 * hh).max(emb));
-    let w = buf(g4 * (2 * hh).max(emb));
-    let mut out = vec![0f32; n * g4.max(2 * hh).max(emb)];
-    let mut dw = vec![0f32; g4 * (2 * hh).max(emb)];
-    let start = Instant::now();
     let mut flops = 0.0;
     for k in 0..layers {
         let inp = if k == 0 { emb } else { 2 * hh };
         for reverse in [false, true] {
-            // forward: xproj [N, 4H] = X [N, in] · W_ihᵀ (transposed copy, row-major)
-            let rm = Strides::row_major;
-            gemm_batched(1, n, g4, inp, &big, rm(n, inp), &w, rm(inp, g4), 0.0, &mut out, rm(n, g4));
-            // backward of that matmul: dX = dZ · (W_ihᵀ)ᵀ, dW_ihᵀ = Xᵀ · dZ
-            let bt = Strides { row: 1, col: g4, ..rm(inp, g4) };
-            gemm_batched(1, n, inp, g4, &big, rm(n, g4), &w, bt, 0.0, &mut out, rm(n, inp));
-            gemm_batched(
-                1,
-                inp,
-                g4,
-                n,
-                &big,
-                Strides::transposed(n, inp),
-                &big,
-                rm(n, g4),
-                0.0,
-                &mut dw,
-                rm(inp, g4),
-            );
-            // recurrence: forward z[0..p] += h_prev · W_hhᵀ; backward dh_prev = dz · W_hh, dW_hh += dzᵀ · h_prev
             flops += 3.0 * 2.0 * (n * g4 * inp) as f64;
             let steps = batch_sizes.len();
             for s in 1..steps {
                 let p = if reverse { batch_sizes[steps - s] } else { batch_sizes[s] };
                 flops += 3.0 * 2.0 * (p * g4 * hh) as f64;
-                gemm_batched(1, p, g4, hh, &big, rm(p, hh), &w, rm(hh, g4), 1.0, &mut out, rm(p, g4));
-                gemm_batched(1, p, hh, g4, &big, rm(p, g4), &w, rm(g4, hh), 0.0, &mut out, rm(p, hh));
-                gemm_batched(
-                    1,
-                    g4,
-                    hh,
-                    p,
-                    &big,
-                    Strides::transposed(p, g4),
-                    &big,
-                    rm(p, hh),
-                    1.0,
-                    &mut dw,
-                    rm(g4, hh),
-                );
             }
         }
     }
-    std::hint::black_box((&out, &dw));
-    (start.elapsed().as_secs_f64(), flops)
+    flops
 }
 
 fn main() {
@@ -207,21 +159,12 @@ fn main() {
         epoch_tokens / tok_per_s,
         epoch_tokens / tok_per_s / 60.0
     );
-    let (g, flops) = replay_gemms(&last_batch_sizes, a.emb, a.hidden, a.layers);
+    let flops = step_flops(&last_batch_sizes, a.emb, a.hidden, a.layers);
     let last_tokens: usize = last_batch_sizes.iter().sum();
-    let last_step = step_s * last_tokens as f64 / (total.2 as f64 / steps); // mean step, scaled to the last batch
     println!(
-        "GEMM (the last step's LSTM products replayed alone): {:.1} GFLOP in {:.0} ms = {:.2} GFLOP/s, \
-         ≈ {:.0}% of the step; the rest ≈ {:.0} ms",
-        flops / 1e9,
-        g * 1e3,
-        flops / g / 1e9,
-        100.0 * g / last_step,
-        (last_step - g).max(0.0) * 1e3
-    );
-    println!(
-        "GEMM work per token: {:.1} MFLOP; at 100 GFLOP/s the GEMMs of an epoch would take {:.0} s",
+        "arithmetic: {:.1} MFLOP per token ({:.1} GFLOP in the last step); the mean step runs at {:.1} GFLOP/s",
         flops / last_tokens as f64 / 1e6,
-        flops / last_tokens as f64 * epoch_tokens / 100e9
+        flops / 1e9,
+        flops / last_tokens as f64 * tok_per_s / 1e9
     );
 }

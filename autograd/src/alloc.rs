@@ -14,10 +14,9 @@ pub fn retain_freed_memory() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: mallopt only changes allocator parameters; both are documented
-        // options taking an int.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_MAX, 0) == 1 && libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX) == 1
-        }
+        // options taking an int. A trim threshold of -1 disables trimming completely
+        // (mallopt(3)); i32::MAX would not: a training step's heap top passes 2 GiB.
+        unsafe { libc::mallopt(libc::M_MMAP_MAX, 0) == 1 && libc::mallopt(libc::M_TRIM_THRESHOLD, -1) == 1 }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     {

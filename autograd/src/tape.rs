@@ -135,7 +135,7 @@ impl<T: Float> Tensor<T> {
         );
         let mut slot = self.0.grad.borrow_mut();
         match slot.as_mut() {
-            None => *slot = Some(g.to_vec()),
+            None => *slot = Some(g.into_vec()), // the fresh gradient's buffer, not a copy
             Some(acc) => acc.iter_mut().zip(g.data().iter()).for_each(|(a, &b)| *a += b),
         }
     }

@@ -119,6 +119,19 @@ impl<T: Float> Tensor<T> {
         self.data().to_vec()
     }
 
+    /// The numbers as an owned `Vec`, taken without a copy when this handle is the
+    /// only one to the tensor and its buffer (the common case for a fresh gradient).
+    pub fn into_vec(self) -> Vec<T> {
+        match Rc::try_unwrap(self.0) {
+            Ok(node) => match Rc::try_unwrap(node.data.into_inner()) {
+                Ok(crate::storage::Storage::Owned(v)) => v,
+                Ok(s) => s.as_slice().to_vec(),
+                Err(shared) => shared.as_slice().to_vec(),
+            },
+            Err(node) => Tensor(node).to_vec(),
+        }
+    }
+
     /// The single value of a one-element tensor.
     pub fn item(&self) -> T {
         assert_eq!(self.numel(), 1, "item() needs a one-element tensor, shape is {:?}", self.shape());

@@ -145,8 +145,13 @@ fn trains_evaluates_predicts_and_resumes_exactly() {
     let o = run(&["eval", "--checkpoint", best.to_str().unwrap(), "--data", data]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(last_line_accuracy(&o).1, 120);
-    let o =
-        run(&["predict", "--checkpoint", best.to_str().unwrap(), "great loved film", "awful boring film"]);
+    let o = run(&[
+        "predict",
+        "--checkpoint",
+        best.to_str().unwrap(),
+        "the movie was great and the story was wonderful, loved it",
+        "the movie was awful and the plot was boring, hated it",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let probs: Vec<f64> =
         stdout(&o).lines().map(|l| l.split('\t').next().unwrap().parse().unwrap()).collect();

@@ -15,6 +15,7 @@ pub mod index;
 pub mod layernorm;
 pub mod loss;
 pub mod lstm;
+pub mod permute;
 pub mod sgemm;
 pub mod softmax;
 pub mod threads;

@@ -98,6 +98,20 @@ pub fn run_parts<F: Fn(usize) + Sync>(parts: usize, f: F) {
     });
 }
 
+/// Runs `a` on the calling thread and `b` on a pool worker at the same time (one after the
+/// other when only one thread is allowed); returns when both are done.
+pub fn join<A: FnOnce() + Send, B: FnOnce() + Send>(a: A, b: B) {
+    if num_threads() < 2 {
+        a();
+        b();
+        return;
+    }
+    pool(2).in_place_scope(|s| {
+        s.spawn(|_| b());
+        a();
+    });
+}
+
 thread_local! {
     static FTZ_SET: Cell<bool> = const { Cell::new(false) };
 }

@@ -97,57 +97,110 @@ impl<T: Float> Tensor<T> {
         batch_sizes: &[usize],
         reverse: bool,
     ) -> (Tensor<T>, Tensor<T>, Tensor<T>) {
+        let mut out = Tensor::lstm_packed_dirs(&[(self, w_hh, reverse)], batch_sizes);
+        out.pop().expect("one direction")
+    }
+
+    /// Several directions of an LSTM layer over the same packed batch as ONE op:
+    /// `dirs[d] = (xproj_d [N, 4H], w_hh_d [4H, H], reverse_d)`, each as in
+    /// [`Tensor::lstm_packed`]. A bidirectional layer's two directions are independent,
+    /// so forward and backward run them at the same time, one per core
+    /// ([`k::sequences_forward`], [`k::sequences_backward`]). Returns `(h, h_n, c_n)`
+    /// per direction; the math per direction is that of `lstm_packed`.
+    pub fn lstm_packed_dirs(
+        dirs: &[(&Tensor<T>, &Tensor<T>, bool)],
+        batch_sizes: &[usize],
+    ) -> Vec<(Tensor<T>, Tensor<T>, Tensor<T>)> {
         let (n, b) = k::check_batch_sizes(batch_sizes);
-        assert!(
-            w_hh.rank() == 2 && w_hh.shape()[0] == 4 * w_hh.shape()[1],
-            "lstm_packed: w_hh must be [4H, H], got {:?}",
-            w_hh.shape()
-        );
-        let hh = w_hh.shape()[1];
-        assert_eq!(
-            self.shape(),
-            &[n, 4 * hh],
-            "lstm_packed: input projections must be [N = Σ batch_sizes, 4H]"
-        );
-        let mut act = self.to_vec();
-        let (mut c, mut tc) = (vec![T::ZERO; n * hh], vec![T::ZERO; n * hh]);
-        // One output buffer: [h (N rows) | h_n (B rows) | c_n (B rows)] × H.
-        let mut out = vec![T::ZERO; (n + 2 * b) * hh];
-        let (h, rest) = out.split_at_mut(n * hh);
-        let (h_n, c_n) = rest.split_at_mut(b * hh);
-        let wv = w_hh.detach();
-        k::sequence_forward(&mut act, &wv.data(), batch_sizes, hh, reverse, h, &mut c, &mut tc, h_n, c_n);
-        let value = Tensor::from_vec(out, &[n + 2 * b, hh]);
-        let saved_h = value.clone(); // the h rows of the output: captured, not copied
-        let (x, w, bs) = (self.clone(), w_hh.clone(), batch_sizes.to_vec());
-        let all = Tensor::from_op("lstm_packed", value, &[self, w_hh], move |g| {
-            let gd = g.data();
-            let (d_h, rest) = gd.split_at(n * hh);
-            let (d_h_n, d_c_n) = rest.split_at(b * hh);
-            let mut dz = vec![T::ZERO; n * 4 * hh];
-            let mut dw = w.tracks_grad().then(|| vec![T::ZERO; 4 * hh * hh]);
-            let sh = saved_h.data();
-            k::sequence_backward(
-                &act,
-                &wv.data(),
-                &bs,
-                hh,
-                reverse,
-                &sh[..n * hh],
-                &c,
-                &tc,
-                d_h,
-                d_h_n,
-                d_c_n,
-                &mut dz,
-                dw.as_deref_mut(),
+        assert!(!dirs.is_empty(), "lstm_packed: no direction given");
+        let hh = dirs[0].1.shape().get(1).copied().unwrap_or(0);
+        for (d, (x, w, _)) in dirs.iter().enumerate() {
+            assert!(
+                w.rank() == 2 && w.shape() == [4 * hh, hh],
+                "lstm_packed: direction {d}: w_hh must be [4H, H] with H = {hh}, got {:?}",
+                w.shape()
             );
-            x.accumulate_grad(|| Tensor::from_vec(dz, &[n, 4 * hh]));
-            if let Some(dw) = dw {
-                w.accumulate_grad(|| Tensor::from_vec(dw, &[4 * hh, hh]));
+            assert_eq!(
+                x.shape(),
+                &[n, 4 * hh],
+                "lstm_packed: direction {d}: input projections must be [N = Σ batch_sizes, 4H]"
+            );
+        }
+        let nd = dirs.len();
+        // Saved per direction: the activated gates [N, 4H], c and tanh(c) [N, H].
+        let mut acts: Vec<Vec<T>> = dirs.iter().map(|(x, _, _)| x.to_vec()).collect();
+        let mut cs = vec![vec![T::ZERO; n * hh]; nd];
+        let mut tcs = vec![vec![T::ZERO; n * hh]; nd];
+        // One output buffer; per direction a block [h (N rows) | h_n (B rows) | c_n (B rows)] × H.
+        let block = (n + 2 * b) * hh;
+        let mut out = vec![T::ZERO; nd * block];
+        let wvs: Vec<Tensor<T>> = dirs.iter().map(|(_, w, _)| w.detach()).collect();
+        let reverse: Vec<bool> = dirs.iter().map(|d| d.2).collect();
+        {
+            let wds: Vec<_> = wvs.iter().map(|w| w.data()).collect();
+            let mut bufs = Vec::with_capacity(nd);
+            let iter = acts.iter_mut().zip(&mut cs).zip(&mut tcs).zip(out.chunks_mut(block));
+            for (d, (((gates, c), tanh_c), o)) in iter.enumerate() {
+                let (h, rest) = o.split_at_mut(n * hh);
+                let (h_n, c_n) = rest.split_at_mut(b * hh);
+                bufs.push(k::ForwardDir {
+                    gates,
+                    w_hh: &wds[d],
+                    reverse: reverse[d],
+                    h,
+                    c,
+                    tanh_c,
+                    h_n,
+                    c_n,
+                });
+            }
+            k::sequences_forward(bufs, batch_sizes, hh);
+        }
+        let value = Tensor::from_vec(out, &[nd * (n + 2 * b), hh]);
+        let saved = value.clone(); // the h rows of the output: captured, not copied
+        let inputs: Vec<&Tensor<T>> = dirs.iter().flat_map(|(x, w, _)| [*x, *w]).collect();
+        let xs: Vec<Tensor<T>> = dirs.iter().map(|(x, _, _)| (*x).clone()).collect();
+        let ws: Vec<Tensor<T>> = dirs.iter().map(|(_, w, _)| (*w).clone()).collect();
+        let bs = batch_sizes.to_vec();
+        let all = Tensor::from_op("lstm_packed", value, &inputs, move |g| {
+            let (gd, sh) = (g.data(), saved.data());
+            let wds: Vec<_> = wvs.iter().map(|w| w.data()).collect();
+            let mut dzs = vec![vec![T::ZERO; n * 4 * hh]; nd];
+            let mut dws: Vec<Option<Vec<T>>> =
+                ws.iter().map(|w| w.tracks_grad().then(|| vec![T::ZERO; 4 * hh * hh])).collect();
+            let mut bufs = Vec::with_capacity(nd);
+            for (d, (dz, dw)) in dzs.iter_mut().zip(&mut dws).enumerate() {
+                let gb = &gd[d * block..(d + 1) * block];
+                let (d_h, rest) = gb.split_at(n * hh);
+                let (d_h_n, d_c_n) = rest.split_at(b * hh);
+                bufs.push(k::BackwardDir {
+                    act: &acts[d],
+                    w_hh: &wds[d],
+                    reverse: reverse[d],
+                    h: &sh[d * block..d * block + n * hh],
+                    c: &cs[d],
+                    tanh_c: &tcs[d],
+                    d_h,
+                    d_h_n,
+                    d_c_n,
+                    d_gates: dz,
+                    d_w_hh: dw.as_deref_mut(),
+                });
+            }
+            k::sequences_backward(bufs, &bs, hh);
+            for ((x, w), (dz, dw)) in xs.iter().zip(&ws).zip(dzs.into_iter().zip(dws)) {
+                x.accumulate_grad(|| Tensor::from_vec(dz, &[n, 4 * hh]));
+                if let Some(dw) = dw {
+                    w.accumulate_grad(|| Tensor::from_vec(dw, &[4 * hh, hh]));
+                }
             }
         });
-        (all.narrow(0, 0, n), all.narrow(0, n, b), all.narrow(0, n + b, b))
+        (0..nd)
+            .map(|d| {
+                let o = d * (n + 2 * b);
+                (all.narrow(0, o, n), all.narrow(0, o + n, b), all.narrow(0, o + n + b, b))
+            })
+            .collect()
     }
 }
 

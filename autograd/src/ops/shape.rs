@@ -37,31 +37,8 @@ impl<T: Float> Tensor<T> {
             "permute: {perm:?} is not a permutation of the {r} dims of {:?}",
             self.shape()
         );
-        let in_shape = self.shape();
-        let out_shape: Vec<usize> = perm.iter().map(|&p| in_shape[p]).collect();
-        // input strides, read in output order
-        let mut in_strides = vec![1usize; r];
-        for i in (0..r.saturating_sub(1)).rev() {
-            in_strides[i] = in_strides[i + 1] * in_shape[i + 1];
-        }
-        let strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
-        let src = self.data();
-        let mut out = Vec::with_capacity(self.numel());
-        let mut idx = vec![0usize; r];
-        let mut off = 0usize;
-        for _ in 0..self.numel() {
-            out.push(src[off]);
-            for d in (0..r).rev() {
-                idx[d] += 1;
-                off += strides[d];
-                if idx[d] < out_shape[d] {
-                    break;
-                }
-                off -= strides[d] * out_shape[d];
-                idx[d] = 0;
-            }
-        }
-        drop(src);
+        let out_shape: Vec<usize> = perm.iter().map(|&p| self.shape()[p]).collect();
+        let out = tapegrad_kernels::permute::permute(&self.data(), self.shape(), perm);
         let mut inverse = vec![0; r];
         perm.iter().enumerate().for_each(|(i, &p)| inverse[p] = i);
         let x = self.clone();

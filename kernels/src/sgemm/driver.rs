@@ -34,7 +34,7 @@ pub(crate) trait Kernel {
 }
 
 /// The largest MR*NR of any kernel (sizes the stack tile for edges).
-const MAX_TILE: usize = 12 * 32;
+pub(crate) const MAX_TILE: usize = 12 * 32;
 
 /// A reusable, 64-byte-aligned scratch buffer.
 #[derive(Default)]
@@ -182,7 +182,15 @@ unsafe fn blocked<K: Kernel>(
 }
 
 /// Adds an `mr x nr` corner of a computed tile into C.
-unsafe fn merge_tile(mr: usize, nr: usize, tmp: &[f32], ldt: usize, c: *mut f32, rsc: usize, beta: f32) {
+pub(crate) unsafe fn merge_tile(
+    mr: usize,
+    nr: usize,
+    tmp: &[f32],
+    ldt: usize,
+    c: *mut f32,
+    rsc: usize,
+    beta: f32,
+) {
     for i in 0..mr {
         let row = c.add(i * rsc);
         let t = &tmp[i * ldt..i * ldt + nr];
@@ -202,7 +210,14 @@ unsafe fn merge_tile(mr: usize, nr: usize, tmp: &[f32], ldt: usize, c: *mut f32,
 /// Packs an `mc x kc` block of A into MR-row micro-panels: panel `r`, depth `p`, row `i` goes to
 /// `out[r*MR*kc + p*MR + i]`; rows past `mc` are zero.
 #[inline(always)]
-unsafe fn pack_a<K: Kernel>(mc: usize, kc: usize, a: *const f32, rsa: usize, csa: usize, out: *mut f32) {
+pub(crate) unsafe fn pack_a<K: Kernel>(
+    mc: usize,
+    kc: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    out: *mut f32,
+) {
     let mr_full = K::MR;
     for ir in (0..mc).step_by(mr_full) {
         let mr = mr_full.min(mc - ir);
@@ -238,7 +253,14 @@ unsafe fn pack_a<K: Kernel>(mc: usize, kc: usize, a: *const f32, rsa: usize, csa
 /// Packs a `kc x nc` block of B into NR-column micro-panels: panel `s`, depth `p`, column `j` goes
 /// to `out[s*NR*kc + p*NR + j]`; columns past `nc` are zero.
 #[inline(always)]
-unsafe fn pack_b<K: Kernel>(kc: usize, nc: usize, b: *const f32, rsb: usize, csb: usize, out: *mut f32) {
+pub(crate) unsafe fn pack_b<K: Kernel>(
+    kc: usize,
+    nc: usize,
+    b: *const f32,
+    rsb: usize,
+    csb: usize,
+    out: *mut f32,
+) {
     let nr_full = K::NR;
     let full = nc / nr_full;
     if csb == 1 {

@@ -12,10 +12,12 @@
 mod avx2;
 mod avx512;
 mod driver;
+mod prepacked;
 pub mod reference;
 #[cfg(test)]
 mod tests;
 
+pub use prepacked::{sgemm_prepacked, PackedB};
 pub use reference::{gemm_reference, sgemm_reference_f64};
 
 use crate::threads;
@@ -36,7 +38,7 @@ pub(crate) enum Isa {
 }
 
 /// The portable fallback: the same geometry as the AVX2 kernel.
-type Portable = Generic<6, 16, 144, 256, 4080>;
+pub(crate) type Portable = Generic<6, 16, 144, 256, 4080>;
 
 fn detect() -> Isa {
     #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]

@@ -1,0 +1,462 @@
+//! The LSTM recurrence over a packed batch, forward and backward (through time).
+//!
+//! Layout (PyTorch's `PackedSequence`): sequences sorted by length, descending; step `t`
+//! holds the `batch_sizes[t]` sequences still running, as rows `offset_t..offset_t +
+//! batch_sizes[t]` of `[N, ·]` buffers, `N = Σ batch_sizes`.
+//!
+//! Per step the only product is `h_{t−1}·W_hhᵀ` on at most B (≤ 64) rows, and going back
+//! `dz_t·W_hh`: small GEMMs against the same weight, hundreds of times. So in f32 the
+//! weight is packed once per sequence ([`PackedB`]) and each step multiplies on one
+//! thread; the two directions of a bidirectional layer run at the same time, one per
+//! core ([`sequences_forward`], [`sequences_backward`]), with no synchronisation per step.
+
+use super::{cell_backward, cell_forward};
+use crate::gemm::{gemm_batched, Strides};
+use crate::sgemm::{sgemm_prepacked, PackedB};
+use crate::{as_f32, as_f32_mut, threads, Float};
+
+/// One direction's buffers for [`sequences_forward`] (shapes in its doc).
+pub struct ForwardDir<'a, T> {
+    /// `[N, 4H]`: in, each step's input projection `x_t·W_ihᵀ + b_ih + b_hh`; out, the
+    /// activated gates (saved for backward).
+    pub gates: &'a mut [T],
+    /// `[4H, H]` (PyTorch's layout).
+    pub w_hh: &'a [T],
+    /// Run from the last step to the first.
+    pub reverse: bool,
+    /// `[N, H]` each.
+    pub h: &'a mut [T],
+    pub c: &'a mut [T],
+    pub tanh_c: &'a mut [T],
+    /// `[B, H]` each: the state after each sequence's last processed step.
+    pub h_n: &'a mut [T],
+    pub c_n: &'a mut [T],
+}
+
+/// One direction's buffers for [`sequences_backward`].
+pub struct BackwardDir<'a, T> {
+    /// What the forward saved: activated gates `[N, 4H]`, `h`, `c`, `tanh_c` `[N, H]`.
+    pub act: &'a [T],
+    pub w_hh: &'a [T],
+    pub reverse: bool,
+    pub h: &'a [T],
+    pub c: &'a [T],
+    pub tanh_c: &'a [T],
+    /// Output gradients: `d_h` `[N, H]`, `d_h_n`, `d_c_n` `[B, H]`.
+    pub d_h: &'a [T],
+    pub d_h_n: &'a [T],
+    pub d_c_n: &'a [T],
+    /// Written: dL/d input projections `[N, 4H]`.
+    pub d_gates: &'a mut [T],
+    /// Accumulated into when given: dL/dW_hh `[4H, H]`.
+    pub d_w_hh: Option<&'a mut [T]>,
+}
+
+/// Start row of each step's block in the packed layout (`offsets[t] = Σ_{s<t} batch_sizes[s]`).
+pub fn packed_offsets(batch_sizes: &[usize]) -> Vec<usize> {
+    let mut acc = 0;
+    batch_sizes
+        .iter()
+        .map(|&b| {
+            let o = acc;
+            acc += b;
+            o
+        })
+        .collect()
+}
+
+/// Checks a packed layout: non-increasing, non-zero batch sizes. Returns (N, B).
+pub fn check_batch_sizes(batch_sizes: &[usize]) -> (usize, usize) {
+    assert!(
+        batch_sizes.windows(2).all(|w| w[0] >= w[1]) && batch_sizes.iter().all(|&b| b > 0),
+        "lstm: batch_sizes {batch_sizes:?} must be non-zero and non-increasing (sequences sorted by length)"
+    );
+    (batch_sizes.iter().sum(), batch_sizes.first().copied().unwrap_or(0))
+}
+
+/// The time steps in processing order.
+fn steps(n_steps: usize, reverse: bool) -> Vec<usize> {
+    if reverse {
+        (0..n_steps).rev().collect()
+    } else {
+        (0..n_steps).collect()
+    }
+}
+
+/// Rows `a` (read) and `b` (written) of a buffer of `width`-wide rows; the ranges must not overlap.
+fn read_write<T>(buf: &mut [T], a: (usize, usize), b: (usize, usize), width: usize) -> (&[T], &mut [T]) {
+    let (a0, a1, b0, b1) = (a.0 * width, (a.0 + a.1) * width, b.0 * width, (b.0 + b.1) * width);
+    if a1 <= b0 {
+        let (lo, hi) = buf.split_at_mut(b0);
+        (&lo[a0..a1], &mut hi[..b1 - b0])
+    } else {
+        assert!(b1 <= a0, "overlapping blocks");
+        let (lo, hi) = buf.split_at_mut(a0);
+        (&hi[..a1 - a0], &mut lo[b0..b1])
+    }
+}
+
+/// The recurrent weight as the steps multiply it: `B(p, j) = w[p*rs + j*cs]`, `k x n`.
+/// In f32 with `prepack`, packed once and multiplied on the calling thread; otherwise each
+/// step calls the general GEMM (which packs B again and may use the pool).
+struct StepWeight<'a, T> {
+    w: &'a [T],
+    k: usize,
+    n: usize,
+    rs: usize,
+    cs: usize,
+    packed: Option<PackedB>,
+}
+
+impl<'a, T: Float> StepWeight<'a, T> {
+    fn new(w: &'a [T], k: usize, n: usize, rs: usize, cs: usize, prepack: bool) -> Self {
+        let packed = if prepack { as_f32(w).map(|w| PackedB::new(k, n, w, rs, cs)) } else { None };
+        StepWeight { w, k, n, rs, cs, packed }
+    }
+
+    /// `c [m, n] = beta·c + a [m, k] · B`, `beta` 0 or 1.
+    fn mul(&self, m: usize, a: &[T], beta: T, c: &mut [T]) {
+        let (k, n) = (self.k, self.n);
+        if let (Some(pb), Some(a), Some(c)) = (&self.packed, as_f32(a), as_f32_mut(&mut *c)) {
+            sgemm_prepacked(m, a, k, 1, pb, beta.to_f64() as f32, c, n);
+            return;
+        }
+        let bs = Strides { batch: 0, row: self.rs, col: self.cs };
+        gemm_batched(1, m, n, k, a, Strides::row_major(m, k), self.w, bs, beta, c, Strides::row_major(m, n));
+    }
+}
+
+/// Whether each direction should prepack its weight and run single-threaded: when the
+/// directions run in parallel, or when only one thread is allowed anyway.
+fn prepack(parallel_dirs: bool) -> bool {
+    parallel_dirs || threads::num_threads() == 1
+}
+
+/// LSTM recurrence over a packed batch, zero initial state, for one direction.
+///
+/// Per step: z_t = xproj_t + h_{t−1}·W_hhᵀ on the running rows, then the fused cell.
+/// With `reverse` the steps run from the last to the first; each sequence then starts
+/// (from zero) at its own last step. See [`ForwardDir`] for the buffers.
+#[allow(clippy::too_many_arguments)]
+pub fn sequence_forward<T: Float>(
+    gates: &mut [T],
+    w_hh: &[T],
+    batch_sizes: &[usize],
+    hidden: usize,
+    reverse: bool,
+    h: &mut [T],
+    c: &mut [T],
+    tanh_c: &mut [T],
+    h_n: &mut [T],
+    c_n: &mut [T],
+) {
+    let dir = ForwardDir { gates, w_hh, reverse, h, c, tanh_c, h_n, c_n };
+    forward_one(dir, batch_sizes, hidden, prepack(false));
+}
+
+/// [`sequence_forward`] for several directions over the same packed batch; two directions
+/// (a bidirectional layer) run concurrently, one per thread.
+pub fn sequences_forward<T: Float>(dirs: Vec<ForwardDir<'_, T>>, batch_sizes: &[usize], hidden: usize) {
+    let parallel = dirs.len() == 2 && threads::num_threads() > 1;
+    let mut dirs = dirs.into_iter();
+    match (dirs.next(), dirs.next(), dirs.next()) {
+        (Some(a), Some(b), None) if parallel => threads::join(
+            || forward_one(a, batch_sizes, hidden, true),
+            || forward_one(b, batch_sizes, hidden, true),
+        ),
+        (a, b, c) => {
+            for d in [a, b, c].into_iter().flatten().chain(dirs) {
+                forward_one(d, batch_sizes, hidden, prepack(false));
+            }
+        }
+    }
+}
+
+fn forward_one<T: Float>(d: ForwardDir<'_, T>, batch_sizes: &[usize], hidden: usize, prepack: bool) {
+    threads::ensure_ftz();
+    let (n, b) = check_batch_sizes(batch_sizes);
+    let (hh, g4) = (hidden, 4 * hidden);
+    let ForwardDir { gates, w_hh, reverse, h, c, tanh_c, h_n, c_n } = d;
+    assert!(gates.len() == n * g4 && w_hh.len() == g4 * hh);
+    assert!(h.len() == n * hh && c.len() == n * hh && tanh_c.len() == n * hh);
+    assert!(h_n.len() == b * hh && c_n.len() == b * hh);
+    // B = W_hhᵀ [H, 4H]: B(p, j) = w_hh[j*H + p].
+    let w = StepWeight::new(w_hh, hh, g4, 1, hh, prepack);
+    let offs = packed_offsets(batch_sizes);
+    let order = steps(batch_sizes.len(), reverse);
+    for (k, &t) in order.iter().enumerate() {
+        let (bt, off) = (batch_sizes[t], offs[t]);
+        let z = &mut gates[off * g4..(off + bt) * g4];
+        let prev = k.checked_sub(1).map(|k| order[k]);
+        let p = prev.map_or(0, |tp| batch_sizes[tp].min(bt));
+        let prev_off = prev.map_or(0, |tp| offs[tp]);
+        if p > 0 {
+            // z[0..p] += h_prev · W_hhᵀ  (rows p.. start from h_prev = 0)
+            w.mul(p, &h[prev_off * hh..(prev_off + p) * hh], T::ONE, &mut z[..p * g4]);
+        }
+        let (c_prev, c_cur) = read_write(c, (prev_off, p), (off, bt), hh);
+        let (tc, hc) = (&mut tanh_c[off * hh..(off + bt) * hh], &mut h[off * hh..(off + bt) * hh]);
+        cell_forward(z, c_prev, hh, c_cur, tc, hc);
+        // Rows not running at the next step end here: their final state.
+        let next_b = order.get(k + 1).map_or(0, |&tn| batch_sizes[tn].min(bt));
+        h_n[next_b * hh..bt * hh].copy_from_slice(&hc[next_b * hh..]);
+        c_n[next_b * hh..bt * hh].copy_from_slice(&c_cur[next_b * hh..]);
+    }
+}
+
+/// Backward of [`sequence_forward`] (backpropagation through time), for one direction.
+///
+/// Writes `d_gates` (dL/d input projection) and adds dL/dW_hh to `d_w_hh` when given:
+///   dL/dxproj_t = dz_t,   dL/dh_{t−1} = dz_t·W_hh,   dW_hh = Σ_t dz_tᵀ · h_{t−1}.
+#[allow(clippy::too_many_arguments)]
+pub fn sequence_backward<T: Float>(
+    act: &[T],
+    w_hh: &[T],
+    batch_sizes: &[usize],
+    hidden: usize,
+    reverse: bool,
+    h: &[T],
+    c: &[T],
+    tanh_c: &[T],
+    d_h: &[T],
+    d_h_n: &[T],
+    d_c_n: &[T],
+    d_gates: &mut [T],
+    d_w_hh: Option<&mut [T]>,
+) {
+    let dir = BackwardDir { act, w_hh, reverse, h, c, tanh_c, d_h, d_h_n, d_c_n, d_gates, d_w_hh };
+    backward_one(dir, batch_sizes, hidden, prepack(false));
+}
+
+/// [`sequence_backward`] for several directions; two run concurrently, one per thread.
+pub fn sequences_backward<T: Float>(dirs: Vec<BackwardDir<'_, T>>, batch_sizes: &[usize], hidden: usize) {
+    let parallel = dirs.len() == 2 && threads::num_threads() > 1;
+    let mut dirs = dirs.into_iter();
+    match (dirs.next(), dirs.next(), dirs.next()) {
+        (Some(a), Some(b), None) if parallel => threads::join(
+            || backward_one(a, batch_sizes, hidden, true),
+            || backward_one(b, batch_sizes, hidden, true),
+        ),
+        (a, b, c) => {
+            for d in [a, b, c].into_iter().flatten().chain(dirs) {
+                backward_one(d, batch_sizes, hidden, prepack(false));
+            }
+        }
+    }
+}
+
+fn backward_one<T: Float>(d: BackwardDir<'_, T>, batch_sizes: &[usize], hidden: usize, prepack: bool) {
+    threads::ensure_ftz();
+    let (n, b) = check_batch_sizes(batch_sizes);
+    let (hh, g4) = (hidden, 4 * hidden);
+    let BackwardDir { act, w_hh, reverse, h, c, tanh_c, d_h, d_h_n, d_c_n, d_gates, d_w_hh } = d;
+    assert!(act.len() == n * g4 && d_gates.len() == n * g4 && w_hh.len() == g4 * hh);
+    assert!(h.len() == n * hh && c.len() == n * hh && tanh_c.len() == n * hh && d_h.len() == n * hh);
+    assert!(d_h_n.len() == b * hh && d_c_n.len() == b * hh);
+    // B = W_hh [4H, H], row-major.
+    let w = StepWeight::new(w_hh, g4, hh, hh, 1, prepack);
+    let offs = packed_offsets(batch_sizes);
+    let order = steps(batch_sizes.len(), reverse);
+    // Gradients flowing into each running sequence's (h, c) from later steps; a
+    // sequence's first backward step (its last forward step) starts from d h_n, d c_n.
+    let mut carry_h = d_h_n.to_vec();
+    let mut carry_c = d_c_n.to_vec();
+    let mut dh = vec![T::ZERO; b * hh];
+    let mut dc_prev = vec![T::ZERO; b * hh];
+    for (k, &t) in order.iter().enumerate().rev() {
+        let (bt, off) = (batch_sizes[t], offs[t]);
+        let prev = k.checked_sub(1).map(|k| order[k]);
+        let p = prev.map_or(0, |tp| batch_sizes[tp].min(bt));
+        let prev_off = prev.map_or(0, |tp| offs[tp]);
+        // dL/dh_t = the output's gradient + what step t+1 sent back
+        for ((d, &g), &ch) in dh[..bt * hh].iter_mut().zip(&d_h[off * hh..(off + bt) * hh]).zip(&carry_h) {
+            *d = g + ch;
+        }
+        let dz = &mut d_gates[off * g4..(off + bt) * g4];
+        cell_backward(
+            &act[off * g4..(off + bt) * g4],
+            &c[prev_off * hh..(prev_off + p) * hh],
+            &tanh_c[off * hh..(off + bt) * hh],
+            &dh[..bt * hh],
+            &carry_c[..bt * hh],
+            hh,
+            dz,
+            &mut dc_prev[..p * hh],
+        );
+        if p == 0 {
+            continue;
+        }
+        carry_c[..p * hh].copy_from_slice(&dc_prev[..p * hh]);
+        // d h_prev = dz[0..p] · W_hh
+        w.mul(p, &dz[..p * g4], T::ZERO, &mut carry_h[..p * hh]);
+    }
+    if let Some(dw) = d_w_hh {
+        // dW_hh += Σ_t dz_tᵀ · h_prev(t), as ONE product over all steps: row i of
+        // `h_prev` is the previous step's h of the sequence in packed row i (zero
+        // where a sequence starts), so dW_hh += d_gatesᵀ [4H, N] · h_prev [N, H].
+        let mut h_prev = vec![T::ZERO; n * hh];
+        for (k, &t) in order.iter().enumerate().skip(1) {
+            let tp = order[k - 1];
+            let p = batch_sizes[tp].min(batch_sizes[t]);
+            h_prev[offs[t] * hh..(offs[t] + p) * hh].copy_from_slice(&h[offs[tp] * hh..(offs[tp] + p) * hh]);
+        }
+        gemm_batched(
+            1,
+            g4,
+            hh,
+            n,
+            d_gates,
+            Strides::transposed(n, g4),
+            &h_prev,
+            Strides::row_major(n, hh),
+            T::ONE,
+            dw,
+            Strides::row_major(g4, hh),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::cell_forward_reference;
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn rand_vec(n: usize, scale: f64, rng: &mut impl Rng) -> Vec<f64> {
+        (0..n).map(|_| rng.gen_range(-scale..scale)).collect()
+    }
+
+    fn max_diff<T: Float>(a: &[T], b: &[T]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        a.iter().zip(b).map(|(x, y)| (x.to_f64() - y.to_f64()).abs()).fold(0.0, f64::max)
+    }
+
+    /// The packed recurrence against the cell stepped by hand, per sequence.
+    #[test]
+    fn sequence_matches_per_sequence_loop() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        let hh = 3;
+        let lens = [4usize, 4, 2, 1];
+        let batch_sizes: Vec<usize> = (0..4).map(|t| lens.iter().filter(|&&l| l > t).count()).collect();
+        let (n, b) = check_batch_sizes(&batch_sizes);
+        let offs = packed_offsets(&batch_sizes);
+        let xproj = rand_vec(n * 4 * hh, 2.0, &mut rng);
+        let w = rand_vec(4 * hh * hh, 1.0, &mut rng);
+        for reverse in [false, true] {
+            let mut act = xproj.clone();
+            let z = |k| vec![0.0; k * hh];
+            let (mut h, mut c, mut tc, mut hn, mut cn) = (z(n), z(n), z(n), z(b), z(b));
+            sequence_forward(
+                &mut act,
+                &w,
+                &batch_sizes,
+                hh,
+                reverse,
+                &mut h,
+                &mut c,
+                &mut tc,
+                &mut hn,
+                &mut cn,
+            );
+            for (j, &len) in lens.iter().enumerate() {
+                let (mut hs, mut cs) = (vec![0.0; hh], vec![0.0; hh]);
+                let ts: Vec<usize> = if reverse { (0..len).rev().collect() } else { (0..len).collect() };
+                for t in ts {
+                    let row = offs[t] + j;
+                    let mut pre = xproj[row * 4 * hh..(row + 1) * 4 * hh].to_vec();
+                    for (q, v) in pre.iter_mut().enumerate() {
+                        *v += (0..hh).map(|m| w[q * hh + m] * hs[m]).sum::<f64>();
+                    }
+                    let (_, c1, _, h1) = cell_forward_reference(&pre, &cs, 1, hh);
+                    (hs, cs) = (h1, c1);
+                    assert!(max_diff(&hs, &h[row * hh..(row + 1) * hh]) < 1e-14);
+                }
+                assert!(max_diff(&hs, &hn[j * hh..(j + 1) * hh]) < 1e-14);
+                assert!(max_diff(&cs, &cn[j * hh..(j + 1) * hh]) < 1e-14);
+            }
+        }
+    }
+
+    /// Both directions through `sequences_*` (prepacked f32, run concurrently) against each
+    /// direction alone through the general path, forward and backward.
+    #[test]
+    fn parallel_prepacked_directions_match_one_by_one() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let hh = 19;
+        let lens = [9usize, 7, 7, 3, 1];
+        let bs: Vec<usize> = (0..9).map(|t| lens.iter().filter(|&&l| l > t).count()).collect();
+        let (n, b) = check_batch_sizes(&bs);
+        let f = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<f32>>();
+        let xs = [f(rand_vec(n * 4 * hh, 2.0, &mut rng)), f(rand_vec(n * 4 * hh, 2.0, &mut rng))];
+        let ws = [f(rand_vec(4 * hh * hh, 0.5, &mut rng)), f(rand_vec(4 * hh * hh, 0.5, &mut rng))];
+        let d_h = f(rand_vec(n * hh, 1.0, &mut rng));
+        let (dhn, dcn) = (f(rand_vec(b * hh, 1.0, &mut rng)), f(rand_vec(b * hh, 1.0, &mut rng)));
+        type Saved = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
+        let new_saved = |x: &Vec<f32>| -> Saved {
+            let z = |k| vec![0f32; k * hh];
+            (x.clone(), z(n), z(n), z(n), z(b), z(b))
+        };
+        let (mut s0, mut s1) = (new_saved(&xs[0]), new_saved(&xs[1]));
+        fn fwd<'a>(s: &'a mut Saved, w: &'a [f32], reverse: bool) -> ForwardDir<'a, f32> {
+            let (gates, h, c, tanh_c, h_n, c_n) =
+                (&mut s.0, &mut s.1, &mut s.2, &mut s.3, &mut s.4, &mut s.5);
+            ForwardDir { gates, w_hh: w, reverse, h, c, tanh_c, h_n, c_n }
+        }
+        sequences_forward(vec![fwd(&mut s0, &ws[0], false), fwd(&mut s1, &ws[1], true)], &bs, hh);
+        let mut back = Vec::new();
+        let mut grads = [
+            (vec![0f32; n * 4 * hh], vec![0f32; 4 * hh * hh]),
+            (vec![0f32; n * 4 * hh], vec![0f32; 4 * hh * hh]),
+        ];
+        {
+            let [g0, g1] = &mut grads;
+            for ((s, w), (g, r)) in [&s0, &s1].into_iter().zip(&ws).zip([(g0, false), (g1, true)]) {
+                back.push(BackwardDir {
+                    act: &s.0,
+                    w_hh: w,
+                    reverse: r,
+                    h: &s.1,
+                    c: &s.2,
+                    tanh_c: &s.3,
+                    d_h: &d_h,
+                    d_h_n: &dhn,
+                    d_c_n: &dcn,
+                    d_gates: &mut g.0,
+                    d_w_hh: Some(&mut g.1),
+                });
+            }
+        }
+        sequences_backward(back, &bs, hh);
+        for (d, reverse) in [(0, false), (1, true)] {
+            let mut one = new_saved(&xs[d]);
+            let (a, hs, cs, ts, hn, cn) =
+                (&mut one.0, &mut one.1, &mut one.2, &mut one.3, &mut one.4, &mut one.5);
+            let bufs =
+                ForwardDir { gates: a, w_hh: &ws[d], reverse, h: hs, c: cs, tanh_c: ts, h_n: hn, c_n: cn };
+            forward_one(bufs, &bs, hh, false);
+            let s = if d == 0 { &s0 } else { &s1 };
+            assert!(
+                max_diff(&one.1, &s.1) < 1e-5
+                    && max_diff(&one.4, &s.4) < 1e-5
+                    && max_diff(&one.5, &s.5) < 1e-5
+            );
+            let (mut dz, mut dw) = (vec![0f32; n * 4 * hh], vec![0f32; 4 * hh * hh]);
+            let bufs = BackwardDir {
+                act: &one.0,
+                w_hh: &ws[d],
+                reverse,
+                h: &one.1,
+                c: &one.2,
+                tanh_c: &one.3,
+                d_h: &d_h,
+                d_h_n: &dhn,
+                d_c_n: &dcn,
+                d_gates: &mut dz,
+                d_w_hh: Some(&mut dw),
+            };
+            backward_one(bufs, &bs, hh, false);
+            assert!(max_diff(&dz, &grads[d].0) < 1e-4, "dz {}", max_diff(&dz, &grads[d].0));
+            assert!(max_diff(&dw, &grads[d].1) < 1e-3, "dW {}", max_diff(&dw, &grads[d].1));
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! GEMM against a B operand packed once and reused: `C = beta*C + A*B` where B is a
+//! [`PackedB`].
+//!
+//! A recurrent network multiplies the same weight matrix at every time step
+//! (`z_t += h_{t-1}·W_hhᵀ`, and `dh_{t-1} = dz_t·W_hh` going back). Packing that
+//! 1 MB operand into micro-panels costs as much as a quarter of such a small product
+//! (M ≤ 64 rows), so it is packed once per sequence here and every step only packs
+//! its small A block. The product runs on the calling thread (callers parallelise over
+//! independent sequences/directions instead of splitting each small step).
+//!
+//! Layout of the packed B (k x n): depth blocks of `KC` rows, one after another; inside a
+//! block, the `ceil(n/NR)` micro-panels of `kc x NR` floats exactly as the driver packs
+//! them (zero-padded past `n`). Block `q` starts at `q * KC * panels * NR`.
+
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+use super::avx2::Avx2;
+#[cfg(target_arch = "x86_64")]
+use super::avx512::Avx512;
+use super::driver::{merge_tile, pack_a, pack_b, Kernel, MAX_TILE};
+use super::{isa, Isa, Portable};
+use crate::threads;
+
+/// A `k x n` matrix B packed for the micro-kernel of the CPU it was made on.
+pub struct PackedB {
+    k: usize,
+    n: usize,
+    isa: Isa,
+    /// Owned buffer, over-allocated so that `off` aligns the data to 64 bytes.
+    buf: Vec<f32>,
+    off: usize,
+}
+
+impl PackedB {
+    /// Packs B, where `B(p, j) = b[p*rsb + j*csb]` (any strides: `W` and `Wᵀ` both work).
+    ///
+    /// # Panics
+    /// If `b` is too short for the shape and strides.
+    pub fn new(k: usize, n: usize, b: &[f32], rsb: usize, csb: usize) -> PackedB {
+        let ext = super::extent(k, n, rsb, csb, "B");
+        assert!(b.len() >= ext, "sgemm_prepacked: B needs {ext} elements, got {}", b.len());
+        let isa = isa();
+        let len = match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => packed_len::<Avx512>(k, n),
+            #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+            Isa::Avx2 => packed_len::<Avx2>(k, n),
+            _ => packed_len::<Portable>(k, n),
+        };
+        let mut buf = vec![0.0f32; len + 16];
+        let off = buf.as_ptr().align_offset(64);
+        let out = buf[off..].as_mut_ptr();
+        // SAFETY: `b` covers the extent (checked above); `out` holds `len` floats.
+        unsafe {
+            match isa {
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => pack_all::<Avx512>(k, n, b.as_ptr(), rsb, csb, out),
+                #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+                Isa::Avx2 => pack_all::<Avx2>(k, n, b.as_ptr(), rsb, csb, out),
+                _ => pack_all::<Portable>(k, n, b.as_ptr(), rsb, csb, out),
+            }
+        }
+        PackedB { k, n, isa, buf, off }
+    }
+
+    /// Rows (depth) of B.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Columns of B.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    fn data(&self) -> *const f32 {
+        self.buf[self.off..].as_ptr()
+    }
+}
+
+fn packed_len<K: Kernel>(k: usize, n: usize) -> usize {
+    k * n.div_ceil(K::NR) * K::NR
+}
+
+/// Packs all of B, depth block after depth block.
+unsafe fn pack_all<K: Kernel>(k: usize, n: usize, b: *const f32, rsb: usize, csb: usize, out: *mut f32) {
+    let width = n.div_ceil(K::NR) * K::NR;
+    for pc in (0..k).step_by(K::KC) {
+        let kc = K::KC.min(k - pc);
+        pack_b::<K>(kc, n, b.add(pc * rsb), rsb, csb, out.add(pc * width));
+    }
+}
+
+/// `C[i*rsc + j] = beta * C[i*rsc + j] + sum_p A(i,p) * B(p,j)` for `i < m`, `j < b.n()`,
+/// with `A(i,p) = a[i*rsa + p*csa]` and B packed beforehand; on the calling thread.
+///
+/// # Panics
+/// If a slice is too short for its shape and strides, or C's rows overlap.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_prepacked(
+    m: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &PackedB,
+    beta: f32,
+    c: &mut [f32],
+    rsc: usize,
+) {
+    let (n, k) = (b.n, b.k);
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(m == 1 || rsc >= n, "sgemm_prepacked: C rows overlap (rsc {rsc} < n {n})");
+    let (ea, ec) = (super::extent(m, k, rsa, csa, "A"), super::extent(m, n, rsc, 1, "C"));
+    assert!(a.len() >= ea, "sgemm_prepacked: A needs {ea} elements, got {}", a.len());
+    assert!(c.len() >= ec, "sgemm_prepacked: C needs {ec} elements, got {}", c.len());
+    if k == 0 {
+        for i in 0..m {
+            for v in &mut c[i * rsc..i * rsc + n] {
+                *v = if beta == 0.0 { 0.0 } else { beta * *v };
+            }
+        }
+        return;
+    }
+    threads::ensure_ftz();
+    assert_eq!(b.isa, isa(), "sgemm_prepacked: B was packed for another kernel");
+    let (ap, bp, cp) = (a.as_ptr(), b.data(), c.as_mut_ptr());
+    // SAFETY: extents checked above; C is a distinct &mut slice; the ISA matches the CPU's.
+    unsafe {
+        match b.isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => run_avx512(m, n, k, ap, rsa, csa, bp, beta, cp, rsc),
+            #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+            Isa::Avx2 => run_avx2(m, n, k, ap, rsa, csa, bp, beta, cp, rsc),
+            _ => run::<Portable>(m, n, k, ap, rsa, csa, bp, beta, cp, rsc),
+        }
+    }
+}
+
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_avx2(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    beta: f32,
+    c: *mut f32,
+    rsc: usize,
+) {
+    run::<Avx2>(m, n, k, a, rsa, csa, b, beta, c, rsc)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_avx512(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    beta: f32,
+    c: *mut f32,
+    rsc: usize,
+) {
+    run::<Avx512>(m, n, k, a, rsa, csa, b, beta, c, rsc)
+}
+
+thread_local! {
+    /// This thread's A-block buffer (64-byte aligned on use).
+    static ABUF: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The driver's loop nest without the B packing: `pc` over K by KC, `ic` over M by MC (pack
+/// the A block), `jr` over the packed B panels, `ir` over the A micro-panels.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn run<K: Kernel>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    beta: f32,
+    c: *mut f32,
+    rsc: usize,
+) {
+    let mut abuf = ABUF.with(|cell| cell.take());
+    let need = K::MC.min(m.div_ceil(K::MR) * K::MR) * K::KC.min(k) + 16;
+    if abuf.len() < need {
+        abuf = vec![0.0; need];
+    }
+    let ap_base = abuf.as_mut_ptr();
+    let ablock = ap_base.add(ap_base.align_offset(64));
+    let width = n.div_ceil(K::NR) * K::NR;
+    let mut tmp = [0.0f32; MAX_TILE];
+    for pc in (0..k).step_by(K::KC) {
+        let kc = K::KC.min(k - pc);
+        let beta_eff = if pc == 0 { beta } else { 1.0 };
+        let bblock = b.add(pc * width);
+        for ic in (0..m).step_by(K::MC) {
+            let mc = K::MC.min(m - ic);
+            pack_a::<K>(mc, kc, a.add(ic * rsa + pc * csa), rsa, csa, ablock);
+            for jr in (0..n).step_by(K::NR) {
+                let nr = K::NR.min(n - jr);
+                let bp = bblock.add(jr * kc);
+                for ir in (0..mc).step_by(K::MR) {
+                    let mr = K::MR.min(mc - ir);
+                    let ap = ablock.add(ir * kc);
+                    let cp = c.add((ic + ir) * rsc + jr);
+                    if mr == K::MR && nr == K::NR {
+                        K::tile(kc, ap, bp, cp, rsc, beta_eff);
+                    } else {
+                        K::tile(kc, ap, bp, tmp.as_mut_ptr(), K::NR, 0.0);
+                        merge_tile(mr, nr, &tmp, K::NR, cp, rsc, beta_eff);
+                    }
+                }
+            }
+        }
+    }
+    ABUF.with(|cell| cell.set(abuf));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sgemm::sgemm_reference_f64;
+    use rand::{Rng, SeedableRng};
+
+    #[test]
+    fn prepacked_matches_reference_on_odd_shapes() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for &(m, n, k) in
+            &[(1, 1, 1), (7, 15, 17), (64, 1024, 256), (33, 255, 257), (13, 17, 1024), (150, 40, 9)]
+        {
+            for &(trans_b, beta) in &[(false, 0.0f32), (true, 1.0), (false, 0.5)] {
+                let a: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0..1.0)).collect();
+                let b: Vec<f32> = (0..k * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+                let c0: Vec<f32> = (0..m * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+                let (rsb, csb) = if trans_b { (1, k) } else { (n, 1) };
+                let pb = PackedB::new(k, n, &b, rsb, csb);
+                let mut c = c0.clone();
+                sgemm_prepacked(m, &a, k, 1, &pb, beta, &mut c, n);
+                let mut want = c0.clone();
+                sgemm_reference_f64(m, n, k, &a, k, 1, &b, rsb, csb, beta, &mut want, n);
+                for (i, (&got, &w)) in c.iter().zip(&want).enumerate() {
+                    let tol = 1e-5 * (k as f32).sqrt() * (1.0 + w.abs());
+                    assert!(
+                        (got - w).abs() <= tol,
+                        "m {m} n {n} k {k} transB {trans_b} beta {beta}: C[{i}] = {got}, want {w}"
+                    );
+                }
+            }
+        }
+    }
+}
