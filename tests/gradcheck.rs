@@ -285,6 +285,20 @@ table! {
             Tensor::concat(&[&out, &h_n, &c_n], 0)
         }))
     };
+    lstm_packed_dirs: 1 => |s, r| {
+        // both directions as one op (run concurrently), each with its own input and weight
+        let h = r.gen_range(1..=3);
+        let mut lengths: Vec<usize> = (0..s[0]).map(|_| r.gen_range(1..=4)).collect();
+        lengths.sort_by(|a, b| b.cmp(a));
+        let batch_sizes: Vec<usize> = (0..lengths[0]).map(|t| lengths.iter().filter(|&&l| l > t).count()).collect();
+        let n: usize = lengths.iter().sum();
+        let inputs = vec![x(&[n, 4 * h], r), x(&[4 * h, h], r), x(&[n, 4 * h], r), x(&[4 * h, h], r)];
+        (inputs, Box::new(move |t| {
+            let outs = Tensor::lstm_packed_dirs(&[(&t[0], &t[1], false), (&t[2], &t[3], true)], &batch_sizes);
+            let all: Vec<&T64> = outs.iter().flat_map(|(o, hn, cn)| [o, hn, cn]).collect();
+            Tensor::concat(&all, 0)
+        }))
+    };
     lstm_layer: 1 => |s, r| {
         // the whole 2-layer BiLSTM over an unsorted padded batch: input and every weight
         let (b, tmax, inp, h) = (s[0], 3, 2, 2);
