@@ -134,6 +134,15 @@ table! {
         let (b, m, k, n) = (s[0] + 1, r.gen_range(1..=4), r.gen_range(1..=4), r.gen_range(1..=4));
         (vec![x(&[m, k], r), x(&[b, k, n], r)], Box::new(|t| t[0].matmul(&t[1])))
     };
+    linear: 1 => |s, r| {
+        // x [s0, 2, in] · Wᵀ + b
+        let (inp, out) = (r.gen_range(1..=5), r.gen_range(1..=5));
+        (vec![x(&[s[0], 2, inp], r), x(&[out, inp], r), x(&[out], r)], Box::new(|t| t[0].linear(&t[1], Some(&t[2]))))
+    };
+    linear_no_bias: 1 => |s, r| {
+        let (inp, out) = (r.gen_range(1..=5), r.gen_range(1..=5));
+        (vec![x(&[s[0], inp], r), x(&[out, inp], r)], Box::new(|t| t[0].linear(&t[1], None)))
+    };
     sum: 1 => |s, r| unary(s, r, x, |a| a.sum());
     sum_dims: 2 => |s, r| {
         let d = random_dim(s, r);

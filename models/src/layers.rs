@@ -34,11 +34,7 @@ impl<T: Float> Linear<T> {
 
     /// x `[..., in]` → `[..., out]`.
     pub fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
-        let y = x.matmul(&self.weight.transpose(0, 1));
-        match &self.bias {
-            Some(b) => y.add(b),
-            None => y,
-        }
+        x.linear(&self.weight, self.bias.as_ref())
     }
 }
 

@@ -178,10 +178,8 @@ impl<T: Float> Lstm<T> {
         let mut input = x.reshape(&[b * max_t, inp]).index_select(0, &pk.gather_index(max_t));
         let (mut hs, mut cs) = (Vec::new(), Vec::new());
         for (k, layer) in self.layers.iter().enumerate() {
-            let xprojs: Vec<Tensor<T>> = layer
-                .iter()
-                .map(|w| input.matmul(&w.weight_ih.transpose(0, 1)).add(&w.bias_ih.add(&w.bias_hh)))
-                .collect();
+            let xprojs: Vec<Tensor<T>> =
+                layer.iter().map(|w| input.linear(&w.weight_ih, Some(&w.bias_ih.add(&w.bias_hh)))).collect();
             // Both directions in one op: they run concurrently, one per core.
             let dirs: Vec<_> =
                 xprojs.iter().zip(layer).enumerate().map(|(d, (x, w))| (x, &w.weight_hh, d == 1)).collect();

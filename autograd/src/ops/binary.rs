@@ -13,6 +13,11 @@ impl<T: Float> Tensor<T> {
         let shape = broadcast_shape(self.shape(), rhs.shape()).unwrap_or_else(|| {
             panic!("{op}: shapes {:?} and {:?} do not broadcast", self.shape(), rhs.shape())
         });
+        if self.shape() == rhs.shape() {
+            // same shape: one pass, written once (no zero fill first)
+            let out: Vec<T> = self.data().iter().zip(rhs.data().iter()).map(|(&x, &y)| f(x, y)).collect();
+            return Tensor::from_vec(out, &shape);
+        }
         let mut out = vec![T::ZERO; crate::numel(&shape)];
         zip_broadcast(&self.data(), self.shape(), &rhs.data(), rhs.shape(), &shape, &mut out, f);
         Tensor::from_vec(out, &shape)

@@ -6,6 +6,7 @@
 mod binary;
 mod dropout;
 mod index;
+mod linear;
 mod loss;
 mod lstm_cell;
 mod matmul;
