@@ -41,10 +41,11 @@ impl<T: Float> BertSelfAttention<T> {
         }
     }
 
-    /// `[B, T, H]` → `[B, nh, T, d]`.
-    fn heads(&self, x: &Tensor<T>) -> Tensor<T> {
+    /// `[B, T, H]` → `[B, nh, T, d]`, or with `transposed` `[B, nh, d, T]` (in one copy).
+    fn heads(&self, x: &Tensor<T>, transposed: bool) -> Tensor<T> {
         let (b, t) = (x.shape()[0], x.shape()[1]);
-        x.reshape(&[b, t, self.num_heads, self.head_dim]).permute(&[0, 2, 1, 3])
+        let perm: &[usize] = if transposed { &[0, 2, 3, 1] } else { &[0, 2, 1, 3] };
+        x.reshape(&[b, t, self.num_heads, self.head_dim]).permute(perm)
     }
 
     /// x `[B, T, H]`, mask `[B, 1, 1, T]` (additive) → context `[B, T, H]`:
@@ -52,11 +53,13 @@ impl<T: Float> BertSelfAttention<T> {
     /// with the heads joined back into H = nh·d.
     pub fn forward(&self, x: &Tensor<T>, mask: &Tensor<T>) -> Tensor<T> {
         let (b, t, h) = (x.shape()[0], x.shape()[1], x.shape()[2]);
-        let q = self.heads(&self.query.forward(x));
-        let k = self.heads(&self.key.forward(x));
-        let v = self.heads(&self.value.forward(x));
+        // Q/√d rather than (Q·Kᵀ)/√d: the same product, scaled on [B, T, H] instead of
+        // on the T-times larger scores.
         let scale = T::from_f64(1.0 / (self.head_dim as f64).sqrt());
-        let scores = q.matmul(&k.transpose(-1, -2)).mul_scalar(scale).add(mask);
+        let q = self.heads(&self.query.forward(x).mul_scalar(scale), false);
+        let k_t = self.heads(&self.key.forward(x), true);
+        let v = self.heads(&self.value.forward(x), false);
+        let scores = q.matmul(&k_t).add(mask);
         let probs = self.dropout.forward(&scores.softmax(-1));
         probs.matmul(&v).permute(&[0, 2, 1, 3]).reshape(&[b, t, h])
     }
