@@ -31,6 +31,32 @@ pub(crate) trait Kernel {
     /// `a` holds `k*MR` floats, `b` holds `k*NR` floats (64-byte aligned), `c` addresses an
     /// MR x NR tile with row stride `rsc`, and the CPU supports the kernel's features.
     unsafe fn tile(k: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, beta: f32);
+
+    /// Packs one full MR-row micro-panel of a row-major A (column stride 1, row stride `rsa`):
+    /// `out[p*MR + i] = a[i*rsa + p]` for `p < kc`, `i < MR`. This is a transpose; kernels may
+    /// override it with a vectorised one (the default makes MR sequential scalar streams).
+    ///
+    /// # Safety
+    /// `a` addresses MR rows of `kc` floats with row stride `rsa`; `out` holds `kc*MR` floats;
+    /// the CPU supports the kernel's features.
+    #[inline(always)]
+    unsafe fn pack_a_rows(kc: usize, a: *const f32, rsa: usize, out: *mut f32) {
+        pack_a_rows_scalar(Self::MR, kc, a, rsa, out);
+    }
+}
+
+/// The portable row-major A panel packing (see [`Kernel::pack_a_rows`]), `mr` rows.
+///
+/// # Safety
+/// As [`Kernel::pack_a_rows`].
+#[inline(always)]
+pub(crate) unsafe fn pack_a_rows_scalar(mr: usize, kc: usize, a: *const f32, rsa: usize, out: *mut f32) {
+    for i in 0..mr {
+        let s = a.add(i * rsa);
+        for p in 0..kc {
+            *out.add(p * mr + i) = *s.add(p);
+        }
+    }
 }
 
 /// The largest MR*NR of any kernel (sizes the stack tile for edges).
@@ -209,13 +235,8 @@ unsafe fn pack_a<K: Kernel>(mc: usize, kc: usize, a: *const f32, rsa: usize, csa
         let dst = out.add(ir * kc);
         let src = a.add(ir * rsa);
         if mr == mr_full && csa == 1 {
-            // Row-major A: MR sequential streams.
-            for i in 0..mr_full {
-                let s = src.add(i * rsa);
-                for p in 0..kc {
-                    *dst.add(p * mr_full + i) = *s.add(p);
-                }
-            }
+            // Row-major A: a transpose of MR rows (the kernel may vectorise it).
+            K::pack_a_rows(kc, src, rsa, dst);
         } else if mr == mr_full && rsa == 1 {
             // Column-major A (transposed): MR contiguous floats per depth step.
             for p in 0..kc {

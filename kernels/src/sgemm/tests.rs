@@ -208,6 +208,30 @@ fn larger_than_blocks() {
 }
 
 #[test]
+fn kernel_a_packing_matches_scalar() {
+    // Each kernel's (possibly vectorised) row-major A panel packing against the scalar one, on
+    // depths around its 8-step blocks and a padded row stride.
+    fn check_kernel<K: Kernel>() {
+        let mut rng = StdRng::seed_from_u64(9);
+        for kc in [1usize, 7, 8, 15, 17, 33, 255, 257] {
+            let rsa = kc + 3;
+            let a = rand_vec(&mut rng, K::MR * rsa);
+            let (mut got, mut want) = (vec![f32::NAN; K::MR * kc], vec![0.0; K::MR * kc]);
+            // SAFETY: `a` holds MR rows of stride rsa >= kc; the outputs hold MR*kc floats.
+            unsafe {
+                K::pack_a_rows(kc, a.as_ptr(), rsa, got.as_mut_ptr());
+                driver::pack_a_rows_scalar(K::MR, kc, a.as_ptr(), rsa, want.as_mut_ptr());
+            }
+            assert_eq!(got, want, "kc={kc}");
+        }
+    }
+    if isa() != Isa::Generic {
+        check_kernel::<avx2::Avx2>();
+    }
+    check_kernel::<Generic<6, 16, 144, 256, 4080>>();
+}
+
+#[test]
 fn k_zero_scales_c() {
     let mut c = vec![f32::NAN; 6];
     sgemm(2, 3, 0, &[], 0, 1, &[], 3, 1, 0.0, &mut c, 3);
