@@ -9,7 +9,7 @@ use std::arch::x86::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::driver::{gemm_seq, pack_a_rows_scalar, Kernel};
+use super::driver::{gemm_seq, gemm_team, pack_a_rows_scalar, Kernel, Team};
 
 /// Blocking: a 16 KB B micro-panel (KC x NR) in the 32 KB L1, a 144 KB A block (MC x KC) in
 /// the 512 KB L2, a 4 MB B block (KC x NC) in L3. (Other MC/KC/NC choices measured no better
@@ -72,6 +72,31 @@ pub(crate) unsafe fn gemm_seq_avx2(
     rsc: usize,
 ) {
     gemm_seq::<Avx2>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc)
+}
+
+/// One thread's part of a team product (see [`gemm_team`]), compiled with AVX2+FMA.
+///
+/// # Safety
+/// As [`gemm_team`]; the CPU must support AVX2 and FMA.
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_team_avx2(
+    team: &Team,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    rsb: usize,
+    csb: usize,
+    beta: f32,
+    c: *mut f32,
+    rsc: usize,
+) {
+    gemm_team::<Avx2>(team, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc)
 }
 
 /// # Safety

@@ -8,8 +8,12 @@
 //! Packing copies any strides (so transposes cost nothing extra) into the micro-kernel's order,
 //! padding partial panels with zeros; a partial C tile is computed into a stack tile and then
 //! merged into C element by element.
+//!
+//! Threads: [`gemm_team`] runs the same nest on several threads that split M and share each
+//! packed B block (each packs a share of its panels), as BLIS does; [`gemm_seq`] is one thread.
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A register-blocked micro-kernel and the cache blocking that suits it.
 pub(crate) trait Kernel {
@@ -176,35 +180,173 @@ unsafe fn blocked<K: Kernel>(
     abuf: *mut f32,
     bbuf: *mut f32,
 ) {
-    let mut tmp = [0.0f32; MAX_TILE];
-    debug_assert!(K::MR * K::NR <= MAX_TILE);
     for jc in (0..n).step_by(K::NC) {
         let nc = K::NC.min(n - jc);
         for pc in (0..k).step_by(K::KC) {
             let kc = K::KC.min(k - pc);
             let beta_eff = if pc == 0 { beta } else { 1.0 };
             pack_b::<K>(kc, nc, b.add(pc * rsb + jc * csb), rsb, csb, bbuf);
-            for ic in (0..m).step_by(K::MC) {
-                let mc = K::MC.min(m - ic);
-                pack_a::<K>(mc, kc, a.add(ic * rsa + pc * csa), rsa, csa, abuf);
-                for jr in (0..nc).step_by(K::NR) {
-                    let nr = K::NR.min(nc - jr);
-                    let bp = bbuf.add(jr * kc);
-                    for ir in (0..mc).step_by(K::MR) {
-                        let mr = K::MR.min(mc - ir);
-                        let ap = abuf.add(ir * kc);
-                        let cp = c.add((ic + ir) * rsc + jc + jr);
-                        if mr == K::MR && nr == K::NR {
-                            K::tile(kc, ap, bp, cp, rsc, beta_eff);
-                        } else {
-                            K::tile(kc, ap, bp, tmp.as_mut_ptr(), K::NR, 0.0);
-                            merge_tile(mr, nr, &tmp, K::NR, cp, rsc, beta_eff);
-                        }
-                    }
+            macro_block::<K>(m, nc, kc, a.add(pc * csa), rsa, csa, bbuf, beta_eff, c.add(jc), rsc, abuf);
+        }
+    }
+}
+
+/// The three inner loops for one packed KC x NC block of B: `ic` over the `m` rows of A (`a`
+/// points at depth `pc`) by MC, packing each A block into `abuf`, then `jr` and `ir` over its
+/// micro-tiles (`c` points at column `jc`).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn macro_block<K: Kernel>(
+    m: usize,
+    nc: usize,
+    kc: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    bbuf: *const f32,
+    beta: f32,
+    c: *mut f32,
+    rsc: usize,
+    abuf: *mut f32,
+) {
+    let mut tmp = [0.0f32; MAX_TILE];
+    debug_assert!(K::MR * K::NR <= MAX_TILE);
+    for ic in (0..m).step_by(K::MC) {
+        let mc = K::MC.min(m - ic);
+        pack_a::<K>(mc, kc, a.add(ic * rsa), rsa, csa, abuf);
+        for jr in (0..nc).step_by(K::NR) {
+            let nr = K::NR.min(nc - jr);
+            let bp = bbuf.add(jr * kc);
+            for ir in (0..mc).step_by(K::MR) {
+                let mr = K::MR.min(mc - ir);
+                let ap = abuf.add(ir * kc);
+                let cp = c.add((ic + ir) * rsc + jr);
+                if mr == K::MR && nr == K::NR {
+                    K::tile(kc, ap, bp, cp, rsc, beta);
+                } else {
+                    K::tile(kc, ap, bp, tmp.as_mut_ptr(), K::NR, 0.0);
+                    merge_tile(mr, nr, &tmp, K::NR, cp, rsc, beta);
                 }
             }
         }
     }
+}
+
+/// A barrier for the threads of one product: spins briefly (a block of a large product takes
+/// about as long on every thread), then yields the core (on a busy machine the thread we wait
+/// for may need it).
+pub(crate) struct SpinBarrier {
+    parts: usize,
+    arrived: AtomicUsize,
+    generation: AtomicUsize,
+}
+
+impl SpinBarrier {
+    pub(crate) fn new(parts: usize) -> Self {
+        SpinBarrier { parts, arrived: AtomicUsize::new(0), generation: AtomicUsize::new(0) }
+    }
+
+    /// Returns once all `parts` threads have called `wait` (as many times as this one).
+    pub(crate) fn wait(&self) {
+        // The generation cannot move on before this thread arrives, so `g` is the current one.
+        let g = self.generation.load(Ordering::Acquire);
+        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.parts {
+            self.arrived.store(0, Ordering::Relaxed);
+            self.generation.fetch_add(1, Ordering::Release);
+        } else {
+            let mut spins = 0u32;
+            while self.generation.load(Ordering::Acquire) == g {
+                if spins < 4096 {
+                    std::hint::spin_loop();
+                    spins += 1;
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+}
+
+/// One thread's place in a product computed by a team that shares each packed B block.
+pub(crate) struct Team<'a> {
+    /// This thread's index, `0..parts`.
+    pub tid: usize,
+    pub parts: usize,
+    pub barrier: &'a SpinBarrier,
+    /// The shared B block: [`team_b_len`] floats, 64-byte aligned.
+    pub bbuf: *mut f32,
+}
+
+/// Floats in the shared packed B block of an `n`-column, depth-`k` product.
+pub(crate) fn team_b_len<K: Kernel>(n: usize, k: usize) -> usize {
+    K::KC.min(k) * K::NC.min(n.div_ceil(K::NR) * K::NR)
+}
+
+/// This thread's part of a product split over M by a team (BLIS-style): for each KC x NC block
+/// of B, every thread packs a `1/parts` share of its NR panels into the one shared buffer
+/// (which stays in the shared L3, so B is packed once in all rather than once per thread),
+/// waits for the others, then multiplies its own rows of A against the whole block, and waits
+/// again before the buffer is refilled. Rows are shared out in MR units.
+///
+/// # Safety
+/// As [`gemm_seq`]; every thread of the team calls this with the same arguments (bar `tid`)
+/// and all of them run concurrently (the barrier waits for each).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) unsafe fn gemm_team<K: Kernel>(
+    team: &Team,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    rsb: usize,
+    csb: usize,
+    beta: f32,
+    c: *mut f32,
+    rsc: usize,
+) {
+    let (tid, parts) = (team.tid, team.parts);
+    let units = m.div_ceil(K::MR);
+    let lo = (units * tid / parts * K::MR).min(m);
+    let hi = (units * (tid + 1) / parts * K::MR).min(m);
+    let mut bufs = BUFS.with(|cell| cell.take());
+    let abuf = bufs.a.get(K::MC.min((hi - lo).div_ceil(K::MR) * K::MR).max(K::MR) * K::KC.min(k));
+    for jc in (0..n).step_by(K::NC) {
+        let nc = K::NC.min(n - jc);
+        for pc in (0..k).step_by(K::KC) {
+            let kc = K::KC.min(k - pc);
+            let beta_eff = if pc == 0 { beta } else { 1.0 };
+            let panels = nc.div_ceil(K::NR);
+            let (p0, p1) = (panels * tid / parts, panels * (tid + 1) / parts);
+            if p1 > p0 {
+                let cols = (p1 * K::NR).min(nc) - p0 * K::NR;
+                let src = b.add(pc * rsb + (jc + p0 * K::NR) * csb);
+                pack_b::<K>(kc, cols, src, rsb, csb, team.bbuf.add(p0 * K::NR * kc));
+            }
+            team.barrier.wait();
+            if hi > lo {
+                let (a, c) = (a.add(lo * rsa + pc * csa), c.add(lo * rsc + jc));
+                macro_block::<K>(hi - lo, nc, kc, a, rsa, csa, team.bbuf, beta_eff, c, rsc, abuf);
+            }
+            team.barrier.wait();
+        }
+    }
+    BUFS.with(|cell| cell.set(bufs));
+}
+
+/// Runs `f` with a 64-byte-aligned buffer of `len` floats kept for reuse by the calling thread
+/// (the shared B block of the products it leads).
+pub(crate) fn with_team_b<R>(len: usize, f: impl FnOnce(*mut f32) -> R) -> R {
+    thread_local! {
+        static TEAM_B: Cell<Scratch> = const { Cell::new(Scratch { buf: Vec::new() }) };
+    }
+    let mut scratch = TEAM_B.with(|cell| cell.take());
+    let r = f(scratch.get(len));
+    TEAM_B.with(|cell| cell.set(scratch));
+    r
 }
 
 /// Adds an `mr x nr` corner of a computed tile into C.

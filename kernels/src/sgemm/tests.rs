@@ -1,6 +1,6 @@
 //! Fast GEMM against the f64 reference over shapes, layouts, betas, kernels and thread counts.
 
-use super::driver::{gemm_seq, Generic, Kernel};
+use super::driver::{gemm_seq, gemm_team, team_b_len, with_team_b, Generic, Kernel, SpinBarrier, Team};
 use super::*;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -42,6 +42,11 @@ enum Imp {
     Tiny,
     /// Generic kernel with the AVX-512 geometry (12 x 32) and small blocks.
     Wide,
+    /// A team of this many threads sharing packed B blocks, with the Tiny geometry (threads
+    /// often get no rows or no B panels) ...
+    TeamTiny(usize),
+    /// ... or with the CPU's kernel (never gated by the product's size, unlike `Isa`).
+    TeamIsa(Isa, usize),
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -81,7 +86,66 @@ fn run_imp(
             sgemm_with(Isa::Generic, 1, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc);
         }
     }
+    /// Runs a team of `parts` threads (`run` is one thread's part) after checking the bounds.
+    #[allow(clippy::too_many_arguments)]
+    fn team<F>(
+        parts: usize,
+        len: usize,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        rsa: usize,
+        csa: usize,
+        b: &[f32],
+        rsb: usize,
+        csb: usize,
+        beta: f32,
+        c: &mut [f32],
+        rsc: usize,
+        run: F,
+    ) where
+        F: Fn(&Team, *const f32, *const f32, *mut f32) + Sync,
+    {
+        check(m, n, k, a.len(), rsa, csa, b.len(), rsb, csb, c.len(), rsc, 1, 0, 0, 0);
+        if m == 0 || n == 0 || k == 0 {
+            return sgemm_with(Isa::Generic, 1, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc);
+        }
+        let barrier = SpinBarrier::new(parts);
+        let (ap, bp, cp) = (ConstPtr(a.as_ptr()), ConstPtr(b.as_ptr()), MutPtr(c.as_mut_ptr()));
+        with_team_b(len, |bbuf| {
+            let bbuf = MutPtr(bbuf);
+            threads::run_parts(parts, |tid| {
+                run(&Team { tid, parts, barrier: &barrier, bbuf: bbuf.get() }, ap.get(), bp.get(), cp.get())
+            });
+        });
+    }
+    type TinyK = Generic<4, 8, 8, 5, 16>;
     match imp {
+        // SAFETY (both team arms): `team` checks the bounds before any thread runs the kernel.
+        Imp::TeamTiny(t) => team(
+            t,
+            team_b_len::<TinyK>(n, k),
+            m,
+            n,
+            k,
+            a,
+            rsa,
+            csa,
+            b,
+            rsb,
+            csb,
+            beta,
+            c,
+            rsc,
+            |tm, a, b, c| unsafe { gemm_team::<TinyK>(tm, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc) },
+        ),
+        Imp::TeamIsa(isa, t) => {
+            let len = team_b_len::<avx512::Avx512>(n, k).max(team_b_len::<avx2::Avx2>(n, k));
+            team(t, len, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc, |tm, a, b, c| unsafe {
+                team_part(isa, tm, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc)
+            })
+        }
         Imp::Isa(isa, t) => sgemm_with(isa, t, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
         // SAFETY: `direct` checks the bounds before running the kernel.
         Imp::Tiny => unsafe {
@@ -95,10 +159,12 @@ fn run_imp(
 
 /// The implementations this CPU can run.
 fn imps() -> Vec<Imp> {
-    let mut v = vec![Imp::Isa(Isa::Generic, 1), Imp::Tiny, Imp::Wide];
+    let mut v = vec![Imp::Isa(Isa::Generic, 1), Imp::Tiny, Imp::Wide, Imp::TeamTiny(3)];
     if isa() != Isa::Generic {
         v.push(Imp::Isa(isa(), 1));
         v.push(Imp::Isa(isa(), 2));
+        v.push(Imp::TeamIsa(isa(), 2));
+        v.push(Imp::TeamIsa(isa(), 3));
     }
     if isa() == Isa::Avx512 {
         v.push(Imp::Isa(Isa::Avx2, 2));
@@ -229,6 +295,36 @@ fn kernel_a_packing_matches_scalar() {
         check_kernel::<avx2::Avx2>();
     }
     check_kernel::<Generic<6, 16, 144, 256, 4080>>();
+}
+
+#[test]
+fn team_odd_sizes() {
+    // Shared-B teams on the odd sizes around the kernels' MR/NR, with 2 and 3 threads.
+    let mut rng = StdRng::seed_from_u64(10);
+    let sizes = [1usize, 7, 15, 17, 33, 255, 257];
+    let mut teams = vec![Imp::TeamTiny(2), Imp::TeamTiny(3)];
+    if isa() != Isa::Generic {
+        teams.extend([Imp::TeamIsa(isa(), 2), Imp::TeamIsa(isa(), 3)]);
+    }
+    for imp in teams {
+        for (x, &m) in sizes.iter().enumerate() {
+            for (y, &n) in sizes.iter().enumerate() {
+                let k = sizes[(x + 2 * y) % sizes.len()];
+                let (la, lb) = (LAYOUTS[(x + y) % 4], LAYOUTS[(2 * x + y) % 4]);
+                case(&mut rng, imp, m, n, k, la, lb, [0.0, 1.0, 0.5][(x + y) % 3], x % 3);
+            }
+        }
+    }
+}
+
+#[test]
+fn threaded_product_inside_a_pool_worker() {
+    // From a pool worker the product must not use a team (its barrier could wait on a part
+    // queued behind itself): it falls back to independent parts, and finishes.
+    let mut rng = StdRng::seed_from_u64(11);
+    threads::pool(2).install(|| {
+        case(&mut rng, Imp::Isa(isa(), 2), 257, 255, 300, Layout::Row(0), Layout::Row(0), 0.0, 1);
+    });
 }
 
 #[test]
