@@ -10,7 +10,7 @@
 //! merged into C element by element.
 //!
 //! Threads: [`gemm_team`] runs the same nest on several threads that split M and share each
-//! packed B block (each packs a share of its panels), as BLIS does; [`gemm_seq`] is one thread.
+//! packed B block (packing its panels together), as BLIS does; [`gemm_seq`] is one thread.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -232,38 +232,41 @@ unsafe fn macro_block<K: Kernel>(
     }
 }
 
-/// A barrier for the threads of one product: spins briefly (a block of a large product takes
-/// about as long on every thread), then yields the core (on a busy machine the thread we wait
-/// for may need it).
-pub(crate) struct SpinBarrier {
-    parts: usize,
-    arrived: AtomicUsize,
-    generation: AtomicUsize,
+/// Spins briefly, then yields the core, until `done()`: a team's threads usually wait on each
+/// other for microseconds, but on a busy machine the thread waited for may need this core.
+#[inline(always)]
+fn wait_until(done: impl Fn() -> bool) {
+    let mut spins = 0u32;
+    while !done() {
+        if spins < 4096 {
+            std::hint::spin_loop();
+            spins += 1;
+        } else {
+            std::thread::yield_now();
+        }
+    }
 }
 
-impl SpinBarrier {
-    pub(crate) fn new(parts: usize) -> Self {
-        SpinBarrier { parts, arrived: AtomicUsize::new(0), generation: AtomicUsize::new(0) }
-    }
+/// NR panels packed per claim in a team: small enough to share a block's packing out evenly,
+/// large enough that the row-major copy reads a few hundred contiguous bytes per row.
+const TEAM_CHUNK: usize = 4;
 
-    /// Returns once all `parts` threads have called `wait` (as many times as this one).
-    pub(crate) fn wait(&self) {
-        // The generation cannot move on before this thread arrives, so `g` is the current one.
-        let g = self.generation.load(Ordering::Acquire);
-        if self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.parts {
-            self.arrived.store(0, Ordering::Relaxed);
-            self.generation.fetch_add(1, Ordering::Release);
-        } else {
-            let mut spins = 0u32;
-            while self.generation.load(Ordering::Acquire) == g {
-                if spins < 4096 {
-                    std::hint::spin_loop();
-                    spins += 1;
-                } else {
-                    std::thread::yield_now();
-                }
-            }
-        }
+/// The counters a team of threads coordinates through. All are cumulative over the product's
+/// B blocks, so they never need resetting.
+pub(crate) struct TeamState {
+    parts: usize,
+    /// Chunks of B panels claimed for packing.
+    claimed: AtomicUsize,
+    /// Chunks packed.
+    packed: AtomicUsize,
+    /// Per buffer: the blocks it has held that threads are done with, summed over threads.
+    finished: [AtomicUsize; 2],
+}
+
+impl TeamState {
+    pub(crate) fn new(parts: usize) -> Self {
+        let z = || AtomicUsize::new(0);
+        TeamState { parts, claimed: z(), packed: z(), finished: [z(), z()] }
     }
 }
 
@@ -271,26 +274,35 @@ impl SpinBarrier {
 pub(crate) struct Team<'a> {
     /// This thread's index, `0..parts`.
     pub tid: usize,
-    pub parts: usize,
-    pub barrier: &'a SpinBarrier,
-    /// The shared B block: [`team_b_len`] floats, 64-byte aligned.
+    pub state: &'a TeamState,
+    /// Two B block buffers, [`team_b_len`] floats in all, 64-byte aligned.
     pub bbuf: *mut f32,
 }
 
-/// Floats in the shared packed B block of an `n`-column, depth-`k` product.
-pub(crate) fn team_b_len<K: Kernel>(n: usize, k: usize) -> usize {
-    K::KC.min(k) * K::NC.min(n.div_ceil(K::NR) * K::NR)
+/// Floats in one packed B block of an `n`-column, depth-`k` product, rounded up to whole
+/// 64-byte lines.
+fn team_block_len<K: Kernel>(n: usize, k: usize) -> usize {
+    (K::KC.min(k) * K::NC.min(n.div_ceil(K::NR) * K::NR)).div_ceil(16) * 16
 }
 
-/// This thread's part of a product split over M by a team (BLIS-style): for each KC x NC block
-/// of B, every thread packs a `1/parts` share of its NR panels into the one shared buffer
-/// (which stays in the shared L3, so B is packed once in all rather than once per thread),
-/// waits for the others, then multiplies its own rows of A against the whole block, and waits
-/// again before the buffer is refilled. Rows are shared out in MR units.
+/// Floats in a team's B buffers (two blocks) for an `n`-column, depth-`k` product.
+pub(crate) fn team_b_len<K: Kernel>(n: usize, k: usize) -> usize {
+    2 * team_block_len::<K>(n, k)
+}
+
+/// This thread's part of a product split over M by a team (BLIS-style), so that B is packed
+/// once in all rather than once per thread, into buffers the threads share (in the shared L3).
+///
+/// Each KC x NC block of B is packed by whichever threads are there: they claim chunks of its
+/// NR panels from a shared counter, so a thread that starts late (a pool worker still waking
+/// up) costs the others nothing but the packing of its share. A thread then waits only until
+/// the whole block is packed, and multiplies its own rows of A (shared out in MR units)
+/// against it. Blocks alternate between two buffers, so packing block `b` waits only for every
+/// thread to be done with block `b - 2`, never for the block just before.
 ///
 /// # Safety
-/// As [`gemm_seq`]; every thread of the team calls this with the same arguments (bar `tid`)
-/// and all of them run concurrently (the barrier waits for each).
+/// As [`gemm_seq`]; every thread of the team calls this with the same arguments (bar `tid`),
+/// `team.bbuf` holds [`team_b_len`] floats, and all `parts` threads run concurrently.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(crate) unsafe fn gemm_team<K: Kernel>(
@@ -308,30 +320,55 @@ pub(crate) unsafe fn gemm_team<K: Kernel>(
     c: *mut f32,
     rsc: usize,
 ) {
-    let (tid, parts) = (team.tid, team.parts);
+    let (tid, st) = (team.tid, team.state);
+    let parts = st.parts;
     let units = m.div_ceil(K::MR);
     let lo = (units * tid / parts * K::MR).min(m);
     let hi = (units * (tid + 1) / parts * K::MR).min(m);
     let mut bufs = BUFS.with(|cell| cell.take());
     let abuf = bufs.a.get(K::MC.min((hi - lo).div_ceil(K::MR) * K::MR).max(K::MR) * K::KC.min(k));
+    let block_len = team_block_len::<K>(n, k);
+    // Chunks in the blocks before this one, and this block's index.
+    let (mut base, mut blk) = (0, 0);
     for jc in (0..n).step_by(K::NC) {
         let nc = K::NC.min(n - jc);
         for pc in (0..k).step_by(K::KC) {
             let kc = K::KC.min(k - pc);
             let beta_eff = if pc == 0 { beta } else { 1.0 };
+            let bbuf = team.bbuf.add(blk % 2 * block_len);
             let panels = nc.div_ceil(K::NR);
-            let (p0, p1) = (panels * tid / parts, panels * (tid + 1) / parts);
-            if p1 > p0 {
-                let cols = (p1 * K::NR).min(nc) - p0 * K::NR;
-                let src = b.add(pc * rsb + (jc + p0 * K::NR) * csb);
-                pack_b::<K>(kc, cols, src, rsb, csb, team.bbuf.add(p0 * K::NR * kc));
+            let chunks = panels.div_ceil(TEAM_CHUNK);
+            // This buffer held blocks blk - 2, blk - 4, ...: wait until every thread is done
+            // with them. (No thread counts block blk in before the buffer is packed, and that
+            // waits for this, so the sum reaches its target only when all threads are done.)
+            wait_until(|| st.finished[blk % 2].load(Ordering::Acquire) >= parts * (blk / 2));
+            loop {
+                let cur = st.claimed.load(Ordering::Relaxed);
+                if cur >= base + chunks {
+                    break;
+                }
+                if st
+                    .claimed
+                    .compare_exchange_weak(cur, cur + 1, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    let p0 = (cur - base) * TEAM_CHUNK;
+                    let cols = ((p0 + TEAM_CHUNK) * K::NR).min(nc) - p0 * K::NR;
+                    let src = b.add(pc * rsb + (jc + p0 * K::NR) * csb);
+                    pack_b::<K>(kc, cols, src, rsb, csb, bbuf.add(p0 * K::NR * kc));
+                    // Release: a thread that sees the count also sees the packed panels.
+                    st.packed.fetch_add(1, Ordering::Release);
+                }
             }
-            team.barrier.wait();
+            wait_until(|| st.packed.load(Ordering::Acquire) >= base + chunks);
             if hi > lo {
                 let (a, c) = (a.add(lo * rsa + pc * csa), c.add(lo * rsc + jc));
-                macro_block::<K>(hi - lo, nc, kc, a, rsa, csa, team.bbuf, beta_eff, c, rsc, abuf);
+                macro_block::<K>(hi - lo, nc, kc, a, rsa, csa, bbuf, beta_eff, c, rsc, abuf);
             }
-            team.barrier.wait();
+            // Release: our reads of this block happen before anyone repacks its buffer.
+            st.finished[blk % 2].fetch_add(1, Ordering::Release);
+            base += chunks;
+            blk += 1;
         }
     }
     BUFS.with(|cell| cell.set(bufs));

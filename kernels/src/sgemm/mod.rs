@@ -21,7 +21,7 @@ mod tests;
 pub use reference::{gemm_reference, sgemm_reference_f64};
 
 use crate::threads;
-use driver::{gemm_seq, gemm_team, team_b_len, with_team_b, Generic, Kernel, SpinBarrier, Team};
+use driver::{gemm_seq, gemm_team, team_b_len, with_team_b, Generic, Kernel, Team, TeamState};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
@@ -402,24 +402,24 @@ unsafe fn gemm_par(
     let units = len.div_ceil(unit);
     let parts = nthreads.min(flops / PAR_MIN_FLOPS_PER_THREAD).min(units).max(1);
     let (ap, bp, cp) = (ConstPtr(a), ConstPtr(b), MutPtr(c));
-    // Split over M by a team that packs each B block once, together, into a buffer they share
-    // (see `driver::gemm_team`). Not from inside a pool worker: the team waits at barriers for
-    // each of its threads, and a worker's own queued part could then never start.
+    // Split over M by a team that packs each B block once, together, into buffers they share
+    // (see `driver::gemm_team`). Not from inside a pool worker: the team waits for each of its
+    // threads to finish a block, and a worker's own queued part could then never start.
     if parts > 1 && split_m && rayon::current_thread_index().is_none() {
         let len = match isa {
             Isa::Avx512 => team_b_len::<avx512::Avx512>(n, k),
             Isa::Avx2 => team_b_len::<avx2::Avx2>(n, k),
             Isa::Generic => team_b_len::<Portable>(n, k),
         };
-        let barrier = SpinBarrier::new(parts);
+        let state = TeamState::new(parts);
         with_team_b(len, |bbuf| {
             let bbuf = MutPtr(bbuf);
             threads::run_parts(parts, |tid| {
-                let team = Team { tid, parts, barrier: &barrier, bbuf: bbuf.get() };
+                let team = Team { tid, state: &state, bbuf: bbuf.get() };
                 let (a, b, c) = (ap.get(), bp.get(), cp.get());
-                // SAFETY: each thread writes its own rows of C and its own panels of the shared
-                // B block; the barrier orders the packing before any reads of the block and
-                // the reads before the next packing.
+                // SAFETY: each thread writes its own rows of C and the B panels it claimed;
+                // the team's counters order the packing of a block before its reads, and the
+                // reads before the buffer is packed again.
                 unsafe { team_part(isa, &team, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc) };
             });
         });

@@ -1,6 +1,6 @@
 //! Fast GEMM against the f64 reference over shapes, layouts, betas, kernels and thread counts.
 
-use super::driver::{gemm_seq, gemm_team, team_b_len, with_team_b, Generic, Kernel, SpinBarrier, Team};
+use super::driver::{gemm_seq, gemm_team, team_b_len, with_team_b, Generic, Kernel, Team, TeamState};
 use super::*;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -43,8 +43,9 @@ enum Imp {
     /// Generic kernel with the AVX-512 geometry (12 x 32) and small blocks.
     Wide,
     /// A team of this many threads sharing packed B blocks, with the Tiny geometry (threads
-    /// often get no rows or no B panels) ...
-    TeamTiny(usize),
+    /// often get no rows or no B panels; many blocks cycle through the two buffers), and
+    /// maybe one thread (this index) starting late ...
+    TeamTiny(usize, Option<usize>),
     /// ... or with the CPU's kernel (never gated by the product's size, unlike `Isa`).
     TeamIsa(Isa, usize),
 }
@@ -111,19 +112,19 @@ fn run_imp(
         if m == 0 || n == 0 || k == 0 {
             return sgemm_with(Isa::Generic, 1, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc);
         }
-        let barrier = SpinBarrier::new(parts);
+        let state = TeamState::new(parts);
         let (ap, bp, cp) = (ConstPtr(a.as_ptr()), ConstPtr(b.as_ptr()), MutPtr(c.as_mut_ptr()));
         with_team_b(len, |bbuf| {
             let bbuf = MutPtr(bbuf);
             threads::run_parts(parts, |tid| {
-                run(&Team { tid, parts, barrier: &barrier, bbuf: bbuf.get() }, ap.get(), bp.get(), cp.get())
+                run(&Team { tid, state: &state, bbuf: bbuf.get() }, ap.get(), bp.get(), cp.get())
             });
         });
     }
     type TinyK = Generic<4, 8, 8, 5, 16>;
     match imp {
         // SAFETY (both team arms): `team` checks the bounds before any thread runs the kernel.
-        Imp::TeamTiny(t) => team(
+        Imp::TeamTiny(t, late) => team(
             t,
             team_b_len::<TinyK>(n, k),
             m,
@@ -138,7 +139,12 @@ fn run_imp(
             beta,
             c,
             rsc,
-            |tm, a, b, c| unsafe { gemm_team::<TinyK>(tm, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc) },
+            |tm, a, b, c| {
+                if late == Some(tm.tid) {
+                    std::thread::sleep(std::time::Duration::from_micros(300));
+                }
+                unsafe { gemm_team::<TinyK>(tm, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc) }
+            },
         ),
         Imp::TeamIsa(isa, t) => {
             let len = team_b_len::<avx512::Avx512>(n, k).max(team_b_len::<avx2::Avx2>(n, k));
@@ -159,7 +165,7 @@ fn run_imp(
 
 /// The implementations this CPU can run.
 fn imps() -> Vec<Imp> {
-    let mut v = vec![Imp::Isa(Isa::Generic, 1), Imp::Tiny, Imp::Wide, Imp::TeamTiny(3)];
+    let mut v = vec![Imp::Isa(Isa::Generic, 1), Imp::Tiny, Imp::Wide, Imp::TeamTiny(3, None)];
     if isa() != Isa::Generic {
         v.push(Imp::Isa(isa(), 1));
         v.push(Imp::Isa(isa(), 2));
@@ -302,7 +308,7 @@ fn team_odd_sizes() {
     // Shared-B teams on the odd sizes around the kernels' MR/NR, with 2 and 3 threads.
     let mut rng = StdRng::seed_from_u64(10);
     let sizes = [1usize, 7, 15, 17, 33, 255, 257];
-    let mut teams = vec![Imp::TeamTiny(2), Imp::TeamTiny(3)];
+    let mut teams = vec![Imp::TeamTiny(2, None), Imp::TeamTiny(3, Some(0)), Imp::TeamTiny(3, Some(2))];
     if isa() != Isa::Generic {
         teams.extend([Imp::TeamIsa(isa(), 2), Imp::TeamIsa(isa(), 3)]);
     }
@@ -319,7 +325,7 @@ fn team_odd_sizes() {
 
 #[test]
 fn threaded_product_inside_a_pool_worker() {
-    // From a pool worker the product must not use a team (its barrier could wait on a part
+    // From a pool worker the product must not use a team (it could wait on a part
     // queued behind itself): it falls back to independent parts, and finishes.
     let mut rng = StdRng::seed_from_u64(11);
     threads::pool(2).install(|| {
