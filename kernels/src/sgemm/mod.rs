@@ -29,6 +29,12 @@ use std::sync::OnceLock;
 /// microseconds, which a small product cannot repay.
 const PAR_MIN_FLOPS_PER_THREAD: usize = 1 << 21;
 
+/// Products split over M share their packed B blocks (a team) from this many flops up. Below
+/// it the threads pack B each for themselves: that costs only microseconds, and measured
+/// faster than coordinating (e.g. 256x256x64 on 2 threads, ~110 vs ~100 GFLOP/s), while a
+/// 512^3 product gains ~5% from the team.
+const TEAM_MIN_FLOPS: usize = 1 << 26;
+
 /// The micro-kernel family in use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Isa {
@@ -405,7 +411,7 @@ unsafe fn gemm_par(
     // Split over M by a team that packs each B block once, together, into buffers they share
     // (see `driver::gemm_team`). Not from inside a pool worker: the team waits for each of its
     // threads to finish a block, and a worker's own queued part could then never start.
-    if parts > 1 && split_m && rayon::current_thread_index().is_none() {
+    if parts > 1 && split_m && flops >= TEAM_MIN_FLOPS && rayon::current_thread_index().is_none() {
         let len = match isa {
             Isa::Avx512 => team_b_len::<avx512::Avx512>(n, k),
             Isa::Avx2 => team_b_len::<avx2::Avx2>(n, k),

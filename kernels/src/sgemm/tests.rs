@@ -273,6 +273,8 @@ fn larger_than_blocks() {
         case(&mut rng, imp, 64, 257, 256, Layout::Row(0), Layout::Col(0), 0.0, 1);
     }
     for imp in fast {
+        // Large enough (2*m*n*k >= TEAM_MIN_FLOPS) for 2 threads to form a team.
+        case(&mut rng, imp, 430, 200, 400, Layout::Row(0), Layout::Col(0), 0.5, 1);
         // Crosses NC (4080) with a thin product.
         case(&mut rng, imp, 7, 4100, 3, Layout::Row(0), Layout::Row(0), 1.0, 0);
         case(&mut rng, imp, 3, 4100, 5, Layout::Row(0), Layout::Col(0), 0.0, 0);
