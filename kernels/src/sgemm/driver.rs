@@ -217,7 +217,16 @@ unsafe fn macro_block<K: Kernel>(
         for jr in (0..nc).step_by(K::NR) {
             let nr = K::NR.min(nc - jr);
             let bp = bbuf.add(jr * kc);
-            for ir in (0..mc).step_by(K::MR) {
+            // While this micro-panel's tiles run, prefetch the next B micro-panel (KC x NR,
+            // 16 KB for AVX2), a slice per tile. The B block is meant to sit in L3, but at
+            // 2048^2 and up the streams of A and C push it out, and each new micro-panel then
+            // stalled its first tiles on memory (+4-6% at 2048^3, 1 thread).
+            let next_len = if jr + K::NR < nc { kc * K::NR } else { 0 };
+            let slice = next_len.div_ceil(mc.div_ceil(K::MR));
+            let next_b = bbuf.add((jr + K::NR).min(nc) * kc);
+            for (t, ir) in (0..mc).step_by(K::MR).enumerate() {
+                let start = (t * slice).min(next_len);
+                prefetch_l2(next_b.wrapping_add(start), (next_len - start).min(slice));
                 let mr = K::MR.min(mc - ir);
                 let ap = abuf.add(ir * kc);
                 let cp = c.add((ic + ir) * rsc + jr);
@@ -230,6 +239,25 @@ unsafe fn macro_block<K: Kernel>(
             }
         }
     }
+}
+
+/// Hints the CPU to fetch the `len` floats at `p` into L2 (a no-op off x86). Prefetches never
+/// fault, so `p` need not be dereferenceable.
+#[inline(always)]
+fn prefetch_l2(p: *const f32, len: usize) {
+    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+    {
+        #[cfg(target_arch = "x86")]
+        use std::arch::x86::{_mm_prefetch, _MM_HINT_T1};
+        #[cfg(target_arch = "x86_64")]
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
+        for off in (0..len).step_by(16) {
+            // SAFETY: a prefetch is only a hint; it reads nothing and cannot fault.
+            unsafe { _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(off) as *const i8) };
+        }
+    }
+    #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+    let _ = (p, len);
 }
 
 /// Spins briefly, then yields the core, until `done()`: a team's threads usually wait on each
