@@ -218,10 +218,12 @@ unsafe fn macro_block<K: Kernel>(
             let nr = K::NR.min(nc - jr);
             let bp = bbuf.add(jr * kc);
             // While this micro-panel's tiles run, prefetch the next B micro-panel (KC x NR,
-            // 16 KB for AVX2), a slice per tile. The B block is meant to sit in L3, but at
-            // 2048^2 and up the streams of A and C push it out, and each new micro-panel then
-            // stalled its first tiles on memory (+4-6% at 2048^3, 1 thread).
-            let next_len = if jr + K::NR < nc { kc * K::NR } else { 0 };
+            // 16 KB for AVX2), a slice per tile. The B block is meant to sit in L3, but when
+            // A is tall (2048 rows) its stream and C's push the block out, and each new
+            // micro-panel then stalled its first tiles on memory (+4-6% at 2048^3, 1 thread).
+            // With few rows the block stays cached and the prefetches only cost (64x1024x256:
+            // -1.3%), hence the threshold.
+            let next_len = if jr + K::NR < nc && m >= 4 * K::MC { kc * K::NR } else { 0 };
             let slice = next_len.div_ceil(mc.div_ceil(K::MR));
             let next_b = bbuf.add((jr + K::NR).min(nc) * kc);
             for (t, ir) in (0..mc).step_by(K::MR).enumerate() {
