@@ -9,7 +9,8 @@ use std::arch::x86::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::driver::{gemm_seq, gemm_team, pack_a_rows_scalar, Kernel, Team};
+use super::driver::{gemm_seq, pack_a_rows_scalar, Kernel};
+use super::team::{gemm_team, Team};
 
 /// Blocking: a 16 KB B micro-panel (KC x NR) in the 32 KB L1, a 144 KB A block (MC x KC) in
 /// the 512 KB L2, a 4 MB B block (KC x NC) in L3. (Other MC/KC/NC choices measured no better

@@ -4,7 +4,8 @@
 //! Per depth step: two aligned loads of the packed B row (32 floats), twelve broadcasts of the
 //! packed A column, 24 FMAs. 24 accumulators + 2 B registers + 1 broadcast = 27 of 32 zmm.
 
-use super::driver::{gemm_seq, gemm_team, Kernel, Team};
+use super::driver::{gemm_seq, Kernel};
+use super::team::{gemm_team, Team};
 
 pub(crate) struct Avx512;
 

@@ -15,15 +15,17 @@ mod avx2;
 mod avx512;
 mod driver;
 pub mod reference;
+mod team;
 #[cfg(test)]
 mod tests;
 
 pub use reference::{gemm_reference, sgemm_reference_f64};
 
 use crate::threads;
-use driver::{gemm_seq, gemm_team, team_b_len, with_team_b, Generic, Kernel, Team, TeamState};
+use driver::{gemm_seq, Generic, Kernel};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
+use team::{gemm_team, team_b_len, with_team_b, Team, TeamState};
 
 /// Products below this many flops (per thread) stay on one thread: waking a pool worker costs
 /// microseconds, which a small product cannot repay.
@@ -409,7 +411,7 @@ unsafe fn gemm_par(
     let parts = nthreads.min(flops / PAR_MIN_FLOPS_PER_THREAD).min(units).max(1);
     let (ap, bp, cp) = (ConstPtr(a), ConstPtr(b), MutPtr(c));
     // Split over M by a team that packs each B block once, together, into buffers they share
-    // (see `driver::gemm_team`). Not from inside a pool worker: the team waits for each of its
+    // (see `team::gemm_team`). Not from inside a pool worker: the team waits for each of its
     // threads to finish a block, and a worker's own queued part could then never start.
     if parts > 1 && split_m && flops >= TEAM_MIN_FLOPS && rayon::current_thread_index().is_none() {
         let len = match isa {

@@ -1,6 +1,7 @@
 //! Fast GEMM against the f64 reference over shapes, layouts, betas, kernels and thread counts.
 
-use super::driver::{gemm_seq, gemm_team, team_b_len, with_team_b, Generic, Kernel, Team, TeamState};
+use super::driver::{gemm_seq, Generic, Kernel};
+use super::team::{gemm_team, team_b_len, with_team_b, Team, TeamState};
 use super::*;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
