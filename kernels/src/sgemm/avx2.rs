@@ -9,7 +9,8 @@ use std::arch::x86::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::driver::{gemm_seq, Kernel};
+use super::driver::{gemm_seq, pack_a_rows_scalar, Kernel};
+use super::team::{gemm_team, Team};
 
 /// Blocking: a 16 KB B micro-panel (KC x NR) in the 32 KB L1, a 144 KB A block (MC x KC) in
 /// the 512 KB L2, a 4 MB B block (KC x NC) in L3. (Other MC/KC/NC choices measured no better
@@ -33,6 +34,18 @@ impl Kernel for Avx2 {
         {
             let _ = (k, a, b, c, rsc, beta);
             unreachable!("the AVX2 kernel is only selected on x86")
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn pack_a_rows(kc: usize, a: *const f32, rsa: usize, out: *mut f32) {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        {
+            pack_a_6rows(kc, a, rsa, out)
+        }
+        #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+        {
+            super::driver::pack_a_rows_scalar(6, kc, a, rsa, out)
         }
     }
 }
@@ -60,6 +73,31 @@ pub(crate) unsafe fn gemm_seq_avx2(
     rsc: usize,
 ) {
     gemm_seq::<Avx2>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc)
+}
+
+/// One thread's part of a team product (see [`gemm_team`]), compiled with AVX2+FMA.
+///
+/// # Safety
+/// As [`gemm_team`]; the CPU must support AVX2 and FMA.
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_team_avx2(
+    team: &Team,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    b: *const f32,
+    rsb: usize,
+    csb: usize,
+    beta: f32,
+    c: *mut f32,
+    rsc: usize,
+) {
+    gemm_team::<Avx2>(team, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc)
 }
 
 /// # Safety
@@ -165,4 +203,58 @@ unsafe fn kernel_6x16(k: usize, mut a: *const f32, mut b: *const f32, c: *mut f3
     store_row!(3, c30, c31);
     store_row!(4, c40, c41);
     store_row!(5, c50, c51);
+}
+
+/// Packs 6 rows of a row-major A into the kernel's order (`out[p*6 + i] = a[i*rsa + p]`), eight
+/// depth steps at a time: six 8-float row loads are transposed in registers (the first two
+/// stages of the classic 8x8 unpack/shuffle transpose, rows 6 and 7 being absent) and written
+/// as eight 4-float + 2-float stores, instead of 48 scalar loads and stores.
+///
+/// # Safety
+/// As [`Kernel::pack_a_rows`]; the CPU must support AVX2.
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn pack_a_6rows(kc: usize, a: *const f32, rsa: usize, out: *mut f32) {
+    let rows = [a, a.add(rsa), a.add(2 * rsa), a.add(3 * rsa), a.add(4 * rsa), a.add(5 * rsa)];
+    let full = kc / 8 * 8;
+    for p in (0..full).step_by(8) {
+        let r: [__m256; 6] = std::array::from_fn(|i| _mm256_loadu_ps(rows[i].add(p)));
+        // Pairs of rows interleaved: t0 = r0[0] r1[0] r0[1] r1[1] | r0[4] r1[4] r0[5] r1[5], ...
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        // Rows 0-3 of depth steps (0|4), (1|5), (2|6), (3|7) in the two 128-bit lanes.
+        let u = [
+            _mm256_shuffle_ps::<0x44>(t0, t2),
+            _mm256_shuffle_ps::<0xEE>(t0, t2),
+            _mm256_shuffle_ps::<0x44>(t1, t3),
+            _mm256_shuffle_ps::<0xEE>(t1, t3),
+        ];
+        let d = out.add(p * 6);
+        for (pair, v) in [(0, t4), (1, t5)] {
+            // v holds rows 4-5 of steps 2*pair, 2*pair + 1 (low lane) and 4 + those (high lane).
+            let (vlo, vhi) = (_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+            for (half, v45) in [(0, vlo), (1, vhi)] {
+                let ul = &u[2 * pair..2 * pair + 2];
+                let (x0, x1) = if half == 0 {
+                    (_mm256_castps256_ps128(ul[0]), _mm256_castps256_ps128(ul[1]))
+                } else {
+                    (_mm256_extractf128_ps::<1>(ul[0]), _mm256_extractf128_ps::<1>(ul[1]))
+                };
+                let step = 4 * half + 2 * pair;
+                let d0 = d.add(step * 6);
+                _mm_storeu_ps(d0, x0);
+                _mm_store_sd(d0.add(4) as *mut f64, _mm_castps_pd(v45));
+                let d1 = d0.add(6);
+                _mm_storeu_ps(d1, x1);
+                _mm_storeh_pd(d1.add(4) as *mut f64, _mm_castps_pd(v45));
+            }
+        }
+    }
+    if full < kc {
+        pack_a_rows_scalar(6, kc - full, a.add(full), rsa, out.add(full * 6));
+    }
 }

@@ -1,6 +1,7 @@
 //! Fast GEMM against the f64 reference over shapes, layouts, betas, kernels and thread counts.
 
 use super::driver::{gemm_seq, Generic, Kernel};
+use super::team::{gemm_team, team_b_len, with_team_b, Team, TeamState};
 use super::*;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -42,6 +43,12 @@ enum Imp {
     Tiny,
     /// Generic kernel with the AVX-512 geometry (12 x 32) and small blocks.
     Wide,
+    /// A team of this many threads sharing packed B blocks, with the Tiny geometry (threads
+    /// often get no rows or no B panels; many blocks cycle through the two buffers), and
+    /// maybe one thread (this index) starting late ...
+    TeamTiny(usize, Option<usize>),
+    /// ... or with the CPU's kernel (never gated by the product's size, unlike `Isa`).
+    TeamIsa(Isa, usize),
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -81,7 +88,71 @@ fn run_imp(
             sgemm_with(Isa::Generic, 1, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc);
         }
     }
+    /// Runs a team of `parts` threads (`run` is one thread's part) after checking the bounds.
+    #[allow(clippy::too_many_arguments)]
+    fn team<F>(
+        parts: usize,
+        len: usize,
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &[f32],
+        rsa: usize,
+        csa: usize,
+        b: &[f32],
+        rsb: usize,
+        csb: usize,
+        beta: f32,
+        c: &mut [f32],
+        rsc: usize,
+        run: F,
+    ) where
+        F: Fn(&Team, *const f32, *const f32, *mut f32) + Sync,
+    {
+        check(m, n, k, a.len(), rsa, csa, b.len(), rsb, csb, c.len(), rsc, 1, 0, 0, 0);
+        if m == 0 || n == 0 || k == 0 {
+            return sgemm_with(Isa::Generic, 1, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc);
+        }
+        let state = TeamState::new(parts);
+        let (ap, bp, cp) = (ConstPtr(a.as_ptr()), ConstPtr(b.as_ptr()), MutPtr(c.as_mut_ptr()));
+        with_team_b(len, |bbuf| {
+            let bbuf = MutPtr(bbuf);
+            threads::run_parts(parts, |tid| {
+                run(&Team { tid, state: &state, bbuf: bbuf.get() }, ap.get(), bp.get(), cp.get())
+            });
+        });
+    }
+    type TinyK = Generic<4, 8, 8, 5, 16>;
     match imp {
+        // SAFETY (both team arms): `team` checks the bounds before any thread runs the kernel.
+        Imp::TeamTiny(t, late) => team(
+            t,
+            team_b_len::<TinyK>(n, k),
+            m,
+            n,
+            k,
+            a,
+            rsa,
+            csa,
+            b,
+            rsb,
+            csb,
+            beta,
+            c,
+            rsc,
+            |tm, a, b, c| {
+                if late == Some(tm.tid) {
+                    std::thread::sleep(std::time::Duration::from_micros(300));
+                }
+                unsafe { gemm_team::<TinyK>(tm, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc) }
+            },
+        ),
+        Imp::TeamIsa(isa, t) => {
+            let len = team_b_len::<avx512::Avx512>(n, k).max(team_b_len::<avx2::Avx2>(n, k));
+            team(t, len, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc, |tm, a, b, c| unsafe {
+                team_part(isa, tm, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc)
+            })
+        }
         Imp::Isa(isa, t) => sgemm_with(isa, t, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
         // SAFETY: `direct` checks the bounds before running the kernel.
         Imp::Tiny => unsafe {
@@ -95,10 +166,12 @@ fn run_imp(
 
 /// The implementations this CPU can run.
 fn imps() -> Vec<Imp> {
-    let mut v = vec![Imp::Isa(Isa::Generic, 1), Imp::Tiny, Imp::Wide];
+    let mut v = vec![Imp::Isa(Isa::Generic, 1), Imp::Tiny, Imp::Wide, Imp::TeamTiny(3, None)];
     if isa() != Isa::Generic {
         v.push(Imp::Isa(isa(), 1));
         v.push(Imp::Isa(isa(), 2));
+        v.push(Imp::TeamIsa(isa(), 2));
+        v.push(Imp::TeamIsa(isa(), 3));
     }
     if isa() == Isa::Avx512 {
         v.push(Imp::Isa(Isa::Avx2, 2));
@@ -201,10 +274,66 @@ fn larger_than_blocks() {
         case(&mut rng, imp, 64, 257, 256, Layout::Row(0), Layout::Col(0), 0.0, 1);
     }
     for imp in fast {
+        // Large enough (2*m*n*k >= TEAM_MIN_FLOPS) for 2 threads to form a team.
+        case(&mut rng, imp, 430, 200, 400, Layout::Row(0), Layout::Col(0), 0.5, 1);
         // Crosses NC (4080) with a thin product.
         case(&mut rng, imp, 7, 4100, 3, Layout::Row(0), Layout::Row(0), 1.0, 0);
         case(&mut rng, imp, 3, 4100, 5, Layout::Row(0), Layout::Col(0), 0.0, 0);
     }
+}
+
+#[test]
+fn kernel_a_packing_matches_scalar() {
+    // Each kernel's (possibly vectorised) row-major A panel packing against the scalar one, on
+    // depths around its 8-step blocks and a padded row stride.
+    fn check_kernel<K: Kernel>() {
+        let mut rng = StdRng::seed_from_u64(9);
+        for kc in [1usize, 7, 8, 15, 17, 33, 255, 257] {
+            let rsa = kc + 3;
+            let a = rand_vec(&mut rng, K::MR * rsa);
+            let (mut got, mut want) = (vec![f32::NAN; K::MR * kc], vec![0.0; K::MR * kc]);
+            // SAFETY: `a` holds MR rows of stride rsa >= kc; the outputs hold MR*kc floats.
+            unsafe {
+                K::pack_a_rows(kc, a.as_ptr(), rsa, got.as_mut_ptr());
+                driver::pack_a_rows_scalar(K::MR, kc, a.as_ptr(), rsa, want.as_mut_ptr());
+            }
+            assert_eq!(got, want, "kc={kc}");
+        }
+    }
+    if isa() != Isa::Generic {
+        check_kernel::<avx2::Avx2>();
+    }
+    check_kernel::<Generic<6, 16, 144, 256, 4080>>();
+}
+
+#[test]
+fn team_odd_sizes() {
+    // Shared-B teams on the odd sizes around the kernels' MR/NR, with 2 and 3 threads.
+    let mut rng = StdRng::seed_from_u64(10);
+    let sizes = [1usize, 7, 15, 17, 33, 255, 257];
+    let mut teams = vec![Imp::TeamTiny(2, None), Imp::TeamTiny(3, Some(0)), Imp::TeamTiny(3, Some(2))];
+    if isa() != Isa::Generic {
+        teams.extend([Imp::TeamIsa(isa(), 2), Imp::TeamIsa(isa(), 3)]);
+    }
+    for imp in teams {
+        for (x, &m) in sizes.iter().enumerate() {
+            for (y, &n) in sizes.iter().enumerate() {
+                let k = sizes[(x + 2 * y) % sizes.len()];
+                let (la, lb) = (LAYOUTS[(x + y) % 4], LAYOUTS[(2 * x + y) % 4]);
+                case(&mut rng, imp, m, n, k, la, lb, [0.0, 1.0, 0.5][(x + y) % 3], x % 3);
+            }
+        }
+    }
+}
+
+#[test]
+fn threaded_product_inside_a_pool_worker() {
+    // From a pool worker the product must not use a team (it could wait on a part
+    // queued behind itself): it falls back to independent parts, and finishes.
+    let mut rng = StdRng::seed_from_u64(11);
+    threads::pool(2).install(|| {
+        case(&mut rng, Imp::Isa(isa(), 2), 257, 255, 300, Layout::Row(0), Layout::Row(0), 0.0, 1);
+    });
 }
 
 #[test]
