@@ -163,7 +163,8 @@ mod fast {
         let c = x.len();
         let (e, d) = (&mut e[..c], &mut d[..c]);
         let max = rows::max(x);
-        let k = scale / rows::exp_sum_into(x, max, e);
+        // the exp pass also prefetches this row of d, which the last pass updates
+        let k = scale / rows::exp_sum_into(x, max, e, d.as_ptr());
         (0..c).for_each(|j| d[j] = e[j].mul_add(k, d[j])); // vectorized by the compiler
         d[t] -= scale;
     }

@@ -159,9 +159,29 @@ pub(crate) mod fast {
         a.iter().chain(&x[n8..]).fold(f32::NEG_INFINITY, |a, &b| a.max(b))
     }
 
+    /// Row kernels read a row twice: its max from memory, then the exp pass from
+    /// cache, which is compute-bound. While at element i of the exp pass, this asks
+    /// for the line at i of the next row (rows are contiguous: n floats further), so
+    /// the next max pass finds its row in cache and memory runs beside the exps.
+    /// One prefetch per 64-byte line; past the buffer's end (last row) prefetches
+    /// are hints that never fault, and the pointer is only formed, not read.
+    #[inline(always)]
+    unsafe fn prefetch_next_row(p: *const f32, n: usize, i: usize) {
+        prefetch(p.wrapping_add(n), i)
+    }
+
+    /// Prefetches the line holding `p[i]` when i is a multiple of 16 floats (64
+    /// bytes); nothing for a null `p`.
+    #[inline(always)]
+    unsafe fn prefetch(p: *const f32, i: usize) {
+        if i.is_multiple_of(16) && !p.is_null() {
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(i) as *const i8);
+        }
+    }
+
     /// Σ e^{x − m} over a row; with `e`, also stores each e^{x − m} there.
     #[inline(always)]
-    unsafe fn sum_exp_impl(x: &[f32], m: f32, e: Option<&mut [f32]>) -> f32 {
+    unsafe fn sum_exp_impl(x: &[f32], m: f32, e: Option<&mut [f32]>, also: *const f32) -> f32 {
         let n = x.len();
         let n8 = n / 8 * 8;
         let (p, mv) = (x.as_ptr(), _mm256_set1_ps(m));
@@ -172,6 +192,8 @@ pub(crate) mod fast {
                 let e = &mut e[..n];
                 let q = e.as_mut_ptr();
                 for i in (0..n8).step_by(8) {
+                    prefetch_next_row(p, n, i);
+                    prefetch(also, i);
                     let v = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), mv));
                     _mm256_storeu_ps(q.add(i), v);
                     s = _mm256_add_ps(s, v);
@@ -183,6 +205,7 @@ pub(crate) mod fast {
             }
             None => {
                 for i in (0..n8).step_by(8) {
+                    prefetch_next_row(p, n, i);
                     s = _mm256_add_ps(s, exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), mv)));
                 }
                 tail = x[n8..].iter().map(|&v| vecmath::exp(v - m)).sum();
@@ -194,13 +217,14 @@ pub(crate) mod fast {
     /// Σ e^{x − m} over a row.
     #[target_feature(enable = "avx2,fma")]
     pub(crate) unsafe fn sum_exp(x: &[f32], m: f32) -> f32 {
-        sum_exp_impl(x, m, None)
+        sum_exp_impl(x, m, None, std::ptr::null())
     }
 
-    /// e = e^{x − m} (e at least as long as x); returns Σ e.
+    /// e = e^{x − m} (e at least as long as x); returns Σ e. Prefetches the row
+    /// at `also` (null: none) along the way, for a pass that follows.
     #[target_feature(enable = "avx2,fma")]
-    pub(crate) unsafe fn exp_sum_into(x: &[f32], m: f32, e: &mut [f32]) -> f32 {
-        sum_exp_impl(x, m, Some(e))
+    pub(crate) unsafe fn exp_sum_into(x: &[f32], m: f32, e: &mut [f32], also: *const f32) -> f32 {
+        sum_exp_impl(x, m, Some(e), also)
     }
 
     /// Σ a·b over a row (b at least as long as a).
@@ -235,8 +259,17 @@ pub(crate) mod fast {
         let (y, g) = (&y[..n], &g[..n]);
         // plain loops: the compiler vectorizes these itself
         if log {
+            // pass 1 reads g from memory; pass 2 (exp-bound) prefetches the next row's g
             let gsum = sum(g);
-            (0..n).for_each(|j| dx[j] += g[j] - vecmath::exp(y[j]) * gsum);
+            let n8 = n / 8 * 8;
+            let (py, pg, pd, gs) = (y.as_ptr(), g.as_ptr(), dx.as_mut_ptr(), _mm256_set1_ps(gsum));
+            for i in (0..n8).step_by(8) {
+                prefetch_next_row(pg, n, i);
+                let d = _mm256_add_ps(_mm256_loadu_ps(pd.add(i)), _mm256_loadu_ps(pg.add(i)));
+                let v = _mm256_fnmadd_ps(exp8(_mm256_loadu_ps(py.add(i))), gs, d);
+                _mm256_storeu_ps(pd.add(i), v);
+            }
+            (n8..n).for_each(|j| dx[j] += g[j] - vecmath::exp(y[j]) * gsum);
         } else {
             let dot = dot(g, y);
             (0..n).for_each(|j| dx[j] += y[j] * (g[j] - dot));
@@ -247,7 +280,7 @@ pub(crate) mod fast {
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn softmax_row(x: &[f32], y: &mut [f32], log: bool) {
         let max = max(x);
-        let sum = exp_sum_into(x, max, y);
+        let sum = exp_sum_into(x, max, y, std::ptr::null());
         if log {
             let shift = max + sum.ln();
             y.iter_mut().zip(x).for_each(|(y, &x)| *y = x - shift);
@@ -272,7 +305,7 @@ pub(crate) mod fast {
     pub(crate) unsafe fn sum_exp(_: &[f32], _: f32) -> f32 {
         unreachable!("simd_available() is false off x86_64")
     }
-    pub(crate) unsafe fn exp_sum_into(_: &[f32], _: f32, _: &mut [f32]) -> f32 {
+    pub(crate) unsafe fn exp_sum_into(_: &[f32], _: f32, _: &mut [f32], _: *const f32) -> f32 {
         unreachable!("simd_available() is false off x86_64")
     }
 }
