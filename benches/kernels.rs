@@ -2,14 +2,16 @@
 //!
 //! Each group moves the same bytes (read x, write y) over an array far larger
 //! than L2, so the ratio kernel/memcpy says how close a kernel gets to the memory
-//! bandwidth. Throughput is reported in bytes/s.
+//! bandwidth. Throughput is reported in bytes/s: the bytes a kernel reads plus the
+//! bytes it writes (a `+=` output counts twice), memcpy's being 2 × 16 MiB.
 //!
 //! `cargo bench --bench kernels`
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use tapegrad::kernels::elementwise::{unary_backward, unary_forward, Unary};
-use tapegrad::kernels::layernorm::layer_norm_forward;
-use tapegrad::kernels::softmax::softmax_forward;
+use tapegrad::kernels::layernorm::{layer_norm_backward, layer_norm_forward};
+use tapegrad::kernels::loss::{cross_entropy_backward, cross_entropy_forward};
+use tapegrad::kernels::softmax::{softmax_backward, softmax_forward};
 
 /// 16 MiB of f32 in, 16 MiB out.
 const N: usize = 4 << 20;
@@ -58,6 +60,39 @@ fn softmax(c: &mut Criterion) {
             b.iter(|| softmax_forward(black_box(&x), N / n, n, 1, &mut y, false))
         });
     }
+    // backward reads y, g and updates dx (read + write): twice the bytes of memcpy
+    let (gr, mut dx) = (data(N), vec![0f32; N]);
+    g.throughput(Throughput::Bytes(2 * bytes));
+    for (name, log) in [("softmax", false), ("log_softmax", true)] {
+        softmax_forward(&x, N / 1024, 1024, 1, &mut y, log);
+        g.bench_function(BenchmarkId::new(format!("backward/{name}"), 1024), |b| {
+            b.iter(|| softmax_backward(black_box(&y), &gr, N / 1024, 1024, 1, &mut dx, log))
+        });
+    }
+    g.finish();
+}
+
+fn cross_entropy(c: &mut Criterion) {
+    memcpy(c, "cross_entropy", (2 * N * 4) as u64);
+    let mut g = c.benchmark_group("cross_entropy");
+    g.sample_size(20);
+    let x = data(N);
+    let mut d = vec![0f32; N];
+    // 1024 classes, and BERT's vocabulary as the classes of a language-model head
+    for classes in [1024usize, 30522] {
+        let rows = N / classes;
+        let (x, d) = (&x[..rows * classes], &mut d[..rows * classes]);
+        let targets: Vec<usize> = (0..rows).map(|i| (i * 7919) % classes).collect();
+        // forward reads the logits; backward reads them and updates dlogits
+        g.throughput(Throughput::Bytes((rows * classes * 4) as u64));
+        g.bench_function(BenchmarkId::new("forward", classes), |b| {
+            b.iter(|| cross_entropy_forward(black_box(x), rows, classes, &targets, None))
+        });
+        g.throughput(Throughput::Bytes((3 * rows * classes * 4) as u64));
+        g.bench_function(BenchmarkId::new("backward", classes), |b| {
+            b.iter(|| cross_entropy_backward(black_box(x), rows, classes, &targets, None, 1e-3, d))
+        });
+    }
     g.finish();
 }
 
@@ -84,8 +119,28 @@ fn layernorm(c: &mut Criterion) {
             )
         })
     });
+    // backward reads x, g and updates dx (read + write): twice the bytes of memcpy;
+    // dw and db (n each) are noise beside them
+    let (gr, mut dx, mut dw, mut db) = (data(N), vec![0f32; N], vec![0f32; n], vec![0f32; n]);
+    g.throughput(Throughput::Bytes(2 * bytes));
+    g.bench_function(BenchmarkId::new("backward", n), |b| {
+        b.iter(|| {
+            layer_norm_backward(
+                black_box(&x),
+                &gr,
+                N / n,
+                n,
+                Some(&w),
+                &mean,
+                &rstd,
+                Some(&mut dx),
+                Some(&mut dw),
+                Some(&mut db),
+            )
+        })
+    });
     g.finish();
 }
 
-criterion_group!(benches, elementwise, softmax, layernorm);
+criterion_group!(benches, elementwise, softmax, cross_entropy, layernorm);
 criterion_main!(benches);

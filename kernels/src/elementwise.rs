@@ -12,6 +12,24 @@ use crate::{as_f32, as_f32_mut, vecmath, Float};
 /// Below this many elements a kernel stays on the calling thread.
 pub const PAR_MIN: usize = 1 << 15;
 
+/// How many parts a kernel over `rows` rows of `n` elements splits into: one per
+/// thread, each at least [`PAR_MIN`] elements (so small inputs stay on the caller).
+pub(crate) fn row_parts(rows: usize, n: usize) -> usize {
+    crate::threads::num_threads().min(rows.saturating_mul(n) / PAR_MIN).clamp(1, rows.max(1))
+}
+
+/// Runs `f(part, rows)` for `parts` contiguous ranges of `0..rows` (as from
+/// [`row_parts`]), part 0 on the calling thread. Parts that need to reduce (sum
+/// into a shared output) write their partial result to slot `part` of a buffer and
+/// the caller adds the slots in part order, so results do not depend on timing.
+pub(crate) fn for_row_parts(rows: usize, parts: usize, f: impl Fn(usize, std::ops::Range<usize>) + Sync) {
+    let chunk = rows.div_ceil(parts.max(1));
+    crate::threads::run_parts(parts, |i| {
+        let (start, end) = ((i * chunk).min(rows), ((i + 1) * chunk).min(rows));
+        f(i, start..end)
+    });
+}
+
 /// The activations with a vectorized kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unary {
