@@ -19,6 +19,7 @@ use anyhow::{bail, Context, Result};
 use checkpoint::{RunState, MODEL_FILE, OPTIMIZER_FILE, RUN_FILE};
 use evaluate::{evaluate, Encoded};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -201,6 +202,8 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
         })
     };
 
+    let plain_progress = !args.quiet && !std::io::stderr().is_terminal();
+    let plain_every = (per_epoch / 20).max(1);
     let mut interrupted = false;
     'epochs: while run.epoch < r.epochs && !run.finished {
         let bar = progress_bar(per_epoch, run.next_batch as u64, run.epoch + 1, r.epochs, args.quiet);
@@ -248,6 +251,20 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
                 run.epoch_seen as f64 / secs.max(1e-9)
             ));
             bar.inc(1);
+            if plain_progress
+                && (run.next_batch as u64 % plain_every == 0 || run.next_batch as u64 == per_epoch)
+            {
+                // No terminal to draw the bar on (a log file, nohup): a line every ~5 %.
+                let left = secs / run.next_batch.max(1) as f64 * (per_epoch as f64 - run.next_batch as f64);
+                eprintln!(
+                    "epoch {}/{}: batch {}/{per_epoch}, {}, ETA {:.0}s",
+                    run.epoch + 1,
+                    r.epochs,
+                    run.next_batch,
+                    bar.message(),
+                    left.max(0.0)
+                );
+            }
             let hit_max = args.max_steps.is_some_and(|m| run.step >= m);
             if stop.load(Ordering::SeqCst) || hit_max {
                 run.epoch_seconds = secs;
