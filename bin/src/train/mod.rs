@@ -252,7 +252,7 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
             ));
             bar.inc(1);
             if plain_progress
-                && (run.next_batch as u64 % plain_every == 0 || run.next_batch as u64 == per_epoch)
+                && ((run.next_batch as u64).is_multiple_of(plain_every) || run.next_batch as u64 == per_epoch)
             {
                 // No terminal to draw the bar on (a log file, nohup): a line every ~5 %.
                 let left = secs / run.next_batch.max(1) as f64 * (per_epoch as f64 - run.next_batch as f64);
