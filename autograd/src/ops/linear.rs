@@ -15,6 +15,7 @@
 //! separate add).
 
 use crate::Tensor;
+use tapegrad_kernels::broadcast::sum_to;
 use tapegrad_kernels::gemm::{gemm_batched, Strides};
 use tapegrad_kernels::Float;
 
@@ -106,11 +107,7 @@ impl<T: Float> Tensor<T> {
             if let Some(b) = &b {
                 b.accumulate_grad(|| {
                     let mut db = vec![T::ZERO; out];
-                    for row in gd.chunks_exact(out) {
-                        for (d, &v) in db.iter_mut().zip(row) {
-                            *d += v;
-                        }
-                    }
+                    sum_to(&gd, &[rows, out], &[out], &mut db);
                     Tensor::from_vec(db, &[out])
                 });
             }

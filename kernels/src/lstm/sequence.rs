@@ -126,10 +126,11 @@ impl<'a, T: Float> StepWeight<'a, T> {
     }
 }
 
-/// Whether each direction should prepack its weight and run single-threaded: when the
-/// directions run in parallel, or when only one thread is allowed anyway.
-fn prepack(parallel_dirs: bool) -> bool {
-    parallel_dirs || threads::num_threads() == 1
+/// Whether a direction run on its own should prepack its weight and multiply on one
+/// thread: only when one thread is all it may use anyway (otherwise each step's product is
+/// split over the pool). Directions run in parallel always prepack.
+fn prepack_alone() -> bool {
+    threads::num_threads() == 1
 }
 
 /// LSTM recurrence over a packed batch, zero initial state, for one direction.
@@ -151,24 +152,24 @@ pub fn sequence_forward<T: Float>(
     c_n: &mut [T],
 ) {
     let dir = ForwardDir { gates, w_hh, reverse, h, c, tanh_c, h_n, c_n };
-    forward_one(dir, batch_sizes, hidden, prepack(false));
+    forward_one(dir, batch_sizes, hidden, prepack_alone());
 }
 
 /// [`sequence_forward`] for several directions over the same packed batch; two directions
 /// (a bidirectional layer) run concurrently, one per thread.
 pub fn sequences_forward<T: Float>(dirs: Vec<ForwardDir<'_, T>>, batch_sizes: &[usize], hidden: usize) {
-    let parallel = dirs.len() == 2 && threads::num_threads() > 1;
-    let mut dirs = dirs.into_iter();
-    match (dirs.next(), dirs.next(), dirs.next()) {
-        (Some(a), Some(b), None) if parallel => threads::join(
-            || forward_one(a, batch_sizes, hidden, true),
-            || forward_one(b, batch_sizes, hidden, true),
-        ),
-        (a, b, c) => {
-            for d in [a, b, c].into_iter().flatten().chain(dirs) {
-                forward_one(d, batch_sizes, hidden, prepack(false));
-            }
-        }
+    for_each_dir(dirs, |d, prepack| forward_one(d, batch_sizes, hidden, prepack));
+}
+
+/// Runs `run(dir, prepack)` for every direction: two at the same time, one per thread, each
+/// with its weight prepacked; otherwise one after another.
+fn for_each_dir<D: Send>(dirs: Vec<D>, run: impl Fn(D, bool) + Sync) {
+    if dirs.len() == 2 && threads::num_threads() > 1 {
+        let mut dirs = dirs.into_iter();
+        let (a, b) = (dirs.next().expect("two"), dirs.next().expect("two"));
+        threads::join(|| run(a, true), || run(b, true));
+    } else {
+        dirs.into_iter().for_each(|d| run(d, prepack_alone()));
     }
 }
 
@@ -225,24 +226,12 @@ pub fn sequence_backward<T: Float>(
     d_w_hh: Option<&mut [T]>,
 ) {
     let dir = BackwardDir { act, w_hh, reverse, h, c, tanh_c, d_h, d_h_n, d_c_n, d_gates, d_w_hh };
-    backward_one(dir, batch_sizes, hidden, prepack(false));
+    backward_one(dir, batch_sizes, hidden, prepack_alone());
 }
 
 /// [`sequence_backward`] for several directions; two run concurrently, one per thread.
 pub fn sequences_backward<T: Float>(dirs: Vec<BackwardDir<'_, T>>, batch_sizes: &[usize], hidden: usize) {
-    let parallel = dirs.len() == 2 && threads::num_threads() > 1;
-    let mut dirs = dirs.into_iter();
-    match (dirs.next(), dirs.next(), dirs.next()) {
-        (Some(a), Some(b), None) if parallel => threads::join(
-            || backward_one(a, batch_sizes, hidden, true),
-            || backward_one(b, batch_sizes, hidden, true),
-        ),
-        (a, b, c) => {
-            for d in [a, b, c].into_iter().flatten().chain(dirs) {
-                backward_one(d, batch_sizes, hidden, prepack(false));
-            }
-        }
-    }
+    for_each_dir(dirs, |d, prepack| backward_one(d, batch_sizes, hidden, prepack));
 }
 
 fn backward_one<T: Float>(d: BackwardDir<'_, T>, batch_sizes: &[usize], hidden: usize, prepack: bool) {

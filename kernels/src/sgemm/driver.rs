@@ -63,7 +63,7 @@ pub(crate) unsafe fn pack_a_rows_scalar(mr: usize, kc: usize, a: *const f32, rsa
 }
 
 /// The largest MR*NR of any kernel (sizes the stack tile for edges).
-pub(crate) const MAX_TILE: usize = 12 * 32;
+const MAX_TILE: usize = 12 * 32;
 
 /// A reusable, 64-byte-aligned scratch buffer.
 #[derive(Default)]
@@ -262,15 +262,7 @@ fn prefetch_l2(p: *const f32, len: usize) {
 }
 
 /// Adds an `mr x nr` corner of a computed tile into C.
-pub(crate) unsafe fn merge_tile(
-    mr: usize,
-    nr: usize,
-    tmp: &[f32],
-    ldt: usize,
-    c: *mut f32,
-    rsc: usize,
-    beta: f32,
-) {
+unsafe fn merge_tile(mr: usize, nr: usize, tmp: &[f32], ldt: usize, c: *mut f32, rsc: usize, beta: f32) {
     for i in 0..mr {
         let row = c.add(i * rsc);
         let t = &tmp[i * ldt..i * ldt + nr];
@@ -290,14 +282,7 @@ pub(crate) unsafe fn merge_tile(
 /// Packs an `mc x kc` block of A into MR-row micro-panels: panel `r`, depth `p`, row `i` goes to
 /// `out[r*MR*kc + p*MR + i]`; rows past `mc` are zero.
 #[inline(always)]
-pub(crate) unsafe fn pack_a<K: Kernel>(
-    mc: usize,
-    kc: usize,
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    out: *mut f32,
-) {
+unsafe fn pack_a<K: Kernel>(mc: usize, kc: usize, a: *const f32, rsa: usize, csa: usize, out: *mut f32) {
     let mr_full = K::MR;
     for ir in (0..mc).step_by(mr_full) {
         let mr = mr_full.min(mc - ir);

@@ -16,7 +16,7 @@
 use super::avx2::Avx2;
 #[cfg(target_arch = "x86_64")]
 use super::avx512::Avx512;
-use super::driver::{merge_tile, pack_a, pack_b, Kernel, MAX_TILE};
+use super::driver::{macro_block, pack_b, Kernel, BUFS};
 use super::{isa, Isa, Portable};
 use crate::threads;
 
@@ -173,13 +173,8 @@ unsafe fn run_avx512(
     run::<Avx512>(m, n, k, a, rsa, csa, b, beta, c, rsc)
 }
 
-thread_local! {
-    /// This thread's A-block buffer (64-byte aligned on use).
-    static ABUF: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
-}
-
-/// The driver's loop nest without the B packing: `pc` over K by KC, `ic` over M by MC (pack
-/// the A block), `jr` over the packed B panels, `ir` over the A micro-panels.
+/// The driver's loop nest without the B packing: `pc` over K by KC, each depth block of the
+/// packed B handed to [`macro_block`] (which packs A's blocks into this thread's buffer).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 unsafe fn run<K: Kernel>(
@@ -194,40 +189,15 @@ unsafe fn run<K: Kernel>(
     c: *mut f32,
     rsc: usize,
 ) {
-    let mut abuf = ABUF.with(|cell| cell.take());
-    let need = K::MC.min(m.div_ceil(K::MR) * K::MR) * K::KC.min(k) + 16;
-    if abuf.len() < need {
-        abuf = vec![0.0; need];
-    }
-    let ap_base = abuf.as_mut_ptr();
-    let ablock = ap_base.add(ap_base.align_offset(64));
+    let mut bufs = BUFS.with(|cell| cell.take());
+    let abuf = bufs.a.get(K::MC.min(m.div_ceil(K::MR) * K::MR) * K::KC.min(k));
     let width = n.div_ceil(K::NR) * K::NR;
-    let mut tmp = [0.0f32; MAX_TILE];
     for pc in (0..k).step_by(K::KC) {
         let kc = K::KC.min(k - pc);
         let beta_eff = if pc == 0 { beta } else { 1.0 };
-        let bblock = b.add(pc * width);
-        for ic in (0..m).step_by(K::MC) {
-            let mc = K::MC.min(m - ic);
-            pack_a::<K>(mc, kc, a.add(ic * rsa + pc * csa), rsa, csa, ablock);
-            for jr in (0..n).step_by(K::NR) {
-                let nr = K::NR.min(n - jr);
-                let bp = bblock.add(jr * kc);
-                for ir in (0..mc).step_by(K::MR) {
-                    let mr = K::MR.min(mc - ir);
-                    let ap = ablock.add(ir * kc);
-                    let cp = c.add((ic + ir) * rsc + jr);
-                    if mr == K::MR && nr == K::NR {
-                        K::tile(kc, ap, bp, cp, rsc, beta_eff);
-                    } else {
-                        K::tile(kc, ap, bp, tmp.as_mut_ptr(), K::NR, 0.0);
-                        merge_tile(mr, nr, &tmp, K::NR, cp, rsc, beta_eff);
-                    }
-                }
-            }
-        }
+        macro_block::<K>(m, n, kc, a.add(pc * csa), rsa, csa, b.add(pc * width), beta_eff, c, rsc, abuf);
     }
-    ABUF.with(|cell| cell.set(abuf));
+    BUFS.with(|cell| cell.set(bufs));
 }
 
 #[cfg(test)]
