@@ -51,14 +51,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let labels: Vec<usize> = (0..batch).map(|i| i % 2).collect();
     println!("batch: {:?} tokens", x.shape);
 
+    // Evaluation forwards: the first also pages in the weights and grows the heap.
     model.set_training(false);
-    let t0 = Instant::now();
-    let logits = no_grad(|| model.forward(&x).map(|o| o.logits))?;
-    let fwd = t0.elapsed();
-    println!("forward (no_grad): {:.3} s   logits[0] = {:?}", fwd.as_secs_f64(), &logits.to_vec()[..2]);
+    for i in 0..steps.max(2) {
+        tapegrad::autograd::profile::reset();
+        let t0 = Instant::now();
+        let logits = no_grad(|| model.forward(&x).map(|o| o.logits))?;
+        let fwd = t0.elapsed();
+        println!(
+            "forward {i} (no_grad): {:.3} s   logits[0] = {:?}",
+            fwd.as_secs_f64(),
+            &logits.to_vec()[..2]
+        );
+        if tapegrad::autograd::profile::is_enabled() {
+            print!("{}", tapegrad::autograd::profile::report());
+        }
+    }
 
     // Training steps: the first one also grows the heap; later ones reuse freed memory.
     model.set_training(true);
+    tapegrad::autograd::profile::reset();
     for step in 0..steps {
         let t0 = Instant::now();
         let out = model.forward(&x)?;
@@ -75,6 +87,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         drop(out);
         model.zero_grad();
+        if tapegrad::autograd::profile::is_enabled() {
+            // TAPEGRAD_PROFILE=1: where this step went, per op
+            print!("{}", tapegrad::autograd::profile::report());
+            tapegrad::autograd::profile::reset();
+        }
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ use proptest::test_runner::{Config, TestRunner};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tapegrad::autograd::{gradcheck, GradcheckOptions, Tensor};
+use tapegrad::autograd::{gradcheck, DropoutMask, GradcheckOptions, Tensor};
 use tapegrad::models::layers::Dropout;
 use tapegrad::models::lstm::{Lstm, LstmWeights};
 
@@ -307,6 +307,20 @@ table! {
             let all: Vec<&T64> = outs.iter().flat_map(|(o, hn, cn)| [o, hn, cn]).collect();
             Tensor::concat(&all, 0)
         }))
+    };
+    attention: 1 => |s, r| {
+        // q, k, v [B, T, nh·d] with padded keys; the mask is a constant
+        let (t, heads, d) = (r.gen_range(1..=4), r.gen_range(1..=2), r.gen_range(1..=3));
+        let shape = [s[0], t, heads * d];
+        let mask = Tensor::from_vec((0..s[0] * t).map(|i| if i % t == t - 1 && t > 1 { -1e9 } else { 0.0 }).collect(), &[s[0], t]);
+        (vec![x(&shape, r), x(&shape, r), x(&shape, r)], Box::new(move |t| t[0].attention(&t[1], &t[2], heads, Some(&mask), None)))
+    };
+    attention_dropout: 1 => |s, r| {
+        // the same with dropout: the mask comes from the seed, so it is fixed across evaluations
+        let (t, heads, d) = (r.gen_range(1..=4), r.gen_range(1..=2), r.gen_range(1..=3));
+        let shape = [s[0], t, heads * d];
+        let dm = DropoutMask { p: 0.3, seed: r.gen() };
+        (vec![x(&shape, r), x(&shape, r), x(&shape, r)], Box::new(move |t| t[0].attention(&t[1], &t[2], heads, None, Some(dm))))
     };
     lstm_layer: 1 => |s, r| {
         // the whole 2-layer BiLSTM over an unsorted padded batch: input and every weight

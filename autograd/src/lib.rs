@@ -12,11 +12,13 @@
 pub mod alloc;
 pub mod gradcheck;
 mod ops;
+pub mod profile;
 pub mod storage;
 pub mod tape;
 mod tensor;
 
 pub use gradcheck::{gradcheck, GradcheckError, GradcheckOptions};
+pub use ops::attention::DropoutMask;
 pub use storage::Device;
 pub use tape::{is_grad_enabled, no_grad, NoGradGuard};
 pub use tapegrad_kernels::Float;

@@ -106,6 +106,7 @@ impl<T: Float> Tensor<T> {
         inputs: &[&Tensor<T>],
         backward: impl FnOnce(&Tensor<T>) + 'static,
     ) -> Tensor<T> {
+        crate::profile::forward_done(name);
         if !is_grad_enabled() || !inputs.iter().any(|t| t.tracks_grad()) {
             return value;
         }
@@ -175,6 +176,6 @@ pub(crate) fn backward<T: Float>(root: &Tensor<T>, seed: Vec<T>) {
         let Some(g) = t.0.grad.borrow_mut().take() else { continue };
         let g = Tensor::from_vec(g, t.shape());
         drop(op.inputs);
-        (op.backward)(&g);
+        crate::profile::time_backward(t.0.op_name, || (op.backward)(&g));
     }
 }

@@ -7,6 +7,7 @@
 //! shared worker pool and the flush-to-zero (FTZ/DAZ) control.
 
 pub mod activation;
+pub mod attention;
 pub mod broadcast;
 pub mod elementwise;
 pub mod float;

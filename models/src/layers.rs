@@ -130,6 +130,12 @@ impl Dropout {
     pub fn forward<T: Float>(&self, x: &Tensor<T>) -> Tensor<T> {
         x.dropout(self.p, self.training, &mut *self.rng.borrow_mut())
     }
+    /// For ops that draw their own mask (fused attention): in training with p > 0,
+    /// p and a fresh seed from this layer's stream; otherwise None (no dropout).
+    pub fn mask_seed(&self) -> Option<tapegrad_autograd::DropoutMask> {
+        (self.training && self.p > 0.0)
+            .then(|| tapegrad_autograd::DropoutMask { p: self.p, seed: self.rng.borrow_mut().gen() })
+    }
     /// Restarts the mask stream from `seed`.
     pub fn reseed(&self, seed: u64) {
         *self.rng.borrow_mut() = ChaCha8Rng::seed_from_u64(seed);

@@ -3,6 +3,7 @@
 //! the doc comment. Backward closures run with recording off, so they are free to
 //! use tensor ops on the incoming gradient `g` = dL/d(output).
 
+pub(crate) mod attention;
 mod binary;
 mod dropout;
 mod index;

@@ -41,27 +41,13 @@ impl<T: Float> BertSelfAttention<T> {
         }
     }
 
-    /// `[B, T, H]` → `[B, nh, T, d]`, or with `transposed` `[B, nh, d, T]` (in one copy).
-    fn heads(&self, x: &Tensor<T>, transposed: bool) -> Tensor<T> {
-        let (b, t) = (x.shape()[0], x.shape()[1]);
-        let perm: &[usize] = if transposed { &[0, 2, 3, 1] } else { &[0, 2, 1, 3] };
-        x.reshape(&[b, t, self.num_heads, self.head_dim]).permute(perm)
-    }
-
     /// x `[B, T, H]`, mask `[B, 1, 1, T]` (additive) → context `[B, T, H]`:
     ///   S = Q·Kᵀ/√d + mask,  P = dropout(softmax(S)),  C = P·V  (per head),
-    /// with the heads joined back into H = nh·d.
+    /// with the heads side by side in H = nh·d. One fused op
+    /// ([`Tensor::attention`]) computes it from Q, K, V in their `[B, T, H]` layout.
     pub fn forward(&self, x: &Tensor<T>, mask: &Tensor<T>) -> Tensor<T> {
-        let (b, t, h) = (x.shape()[0], x.shape()[1], x.shape()[2]);
-        // Q/√d rather than (Q·Kᵀ)/√d: the same product, scaled on [B, T, H] instead of
-        // on the T-times larger scores.
-        let scale = T::from_f64(1.0 / (self.head_dim as f64).sqrt());
-        let q = self.heads(&self.query.forward(x).mul_scalar(scale), false);
-        let k_t = self.heads(&self.key.forward(x), true);
-        let v = self.heads(&self.value.forward(x), false);
-        let scores = q.matmul(&k_t).add(mask);
-        let probs = self.dropout.forward(&scores.softmax(-1));
-        probs.matmul(&v).permute(&[0, 2, 1, 3]).reshape(&[b, t, h])
+        let (q, k, v) = (self.query.forward(x), self.key.forward(x), self.value.forward(x));
+        q.attention(&k, &v, self.num_heads, Some(mask), self.dropout.mask_seed())
     }
 }
 

@@ -1,0 +1,183 @@
+//! Multi-head scaled dot-product attention as one op (forward and backward fused;
+//! the kernels and the math are in `tapegrad_kernels::attention`).
+
+use crate::tape::is_grad_enabled;
+use crate::Tensor;
+pub use tapegrad_kernels::attention::DropoutMask;
+use tapegrad_kernels::attention::{attention_backward, attention_forward, AttentionShape};
+use tapegrad_kernels::Float;
+
+impl<T: Float> Tensor<T> {
+    /// Attention of the queries `self` over keys `k` and values `v`, all `[B, T, nh·d]`
+    /// with the `heads` heads side by side (as the Q, K, V projections produce them),
+    /// → `[B, T, nh·d]`. Per batch item and head, with scale = 1/√d:
+    ///
+    ///   S = scale·Q·Kᵀ + mask,  P = softmax(S) (rows),  P' = dropout(P),  O = P'·V
+    ///
+    /// `key_mask` (B·T values, e.g. `[B, T]` or `[B, 1, 1, T]`) is added to every row of
+    /// S: 0 for a real key, a very negative number for padding; it gets no gradient.
+    /// `dropout` zeroes entries of P with probability p (mask drawn from its seed) and
+    /// scales the rest by 1/(1−p). The gradients, with M the keep mask:
+    ///
+    ///   dV = P'ᵀ·dO,  dP = (dO·Vᵀ) ⊙ M/(1−p),  dS = P ⊙ (dP − rowsum(dP ⊙ P)),
+    ///   dQ = scale·dS·K,  dK = scale·dSᵀ·Q.
+    ///
+    /// It equals `softmax(Q_h·K_hᵀ/√d + mask)·V_h` per head built from matmul, add,
+    /// softmax and permute (tested), without the permutes and without writing S.
+    pub fn attention(
+        &self,
+        k: &Tensor<T>,
+        v: &Tensor<T>,
+        heads: usize,
+        key_mask: Option<&Tensor<T>>,
+        dropout: Option<DropoutMask>,
+    ) -> Tensor<T> {
+        let shape = self.shape().to_vec();
+        assert!(
+            shape.len() == 3 && k.shape() == &shape[..] && v.shape() == &shape[..],
+            "attention: q, k, v must share one [B, T, H] shape, got {:?}, {:?}, {:?}",
+            shape,
+            k.shape(),
+            v.shape()
+        );
+        assert!(
+            heads > 0 && shape[2].is_multiple_of(heads),
+            "attention: hidden size {} does not split into {heads} heads",
+            shape[2]
+        );
+        let s = AttentionShape { batch: shape[0], seq: shape[1], heads, head_dim: shape[2] / heads };
+        if let Some(m) = key_mask {
+            assert!(
+                m.numel() == s.batch * s.seq,
+                "attention: key mask {:?} must hold B·T = {} values",
+                m.shape(),
+                s.batch * s.seq
+            );
+        }
+        if let Some(dm) = dropout {
+            assert!((0.0..=1.0).contains(&dm.p), "attention: dropout p = {} is not a probability", dm.p);
+        }
+        let dropout = dropout.filter(|dm| dm.p > 0.0);
+        let mask = key_mask.map(|m| m.detach());
+        let recording = is_grad_enabled() && [self, k, v].iter().any(|t| t.tracks_grad());
+
+        // forward; P (B·nh·T·T) is kept only when a backward will need it
+        let mut o = vec![T::ZERO; s.numel()];
+        let mut probs = if recording { vec![T::ZERO; s.probs_numel()] } else { Vec::new() };
+        {
+            let mask_data = mask.as_ref().map(|m| m.data());
+            attention_forward(
+                s,
+                &self.data(),
+                &k.data(),
+                &v.data(),
+                mask_data.as_deref(),
+                dropout,
+                &mut o,
+                recording.then_some(&mut probs[..]),
+            );
+        }
+
+        let (qt, kt, vt) = (self.clone(), k.clone(), v.clone());
+        let (qv, kv, vv) = (self.detach(), k.detach(), v.detach()); // values as of the forward
+        Tensor::from_op("attention", Tensor::from_vec(o, &shape), &[self, k, v], move |g| {
+            let n = s.numel();
+            let (mut dq, mut dk, mut dv) = (vec![T::ZERO; n], vec![T::ZERO; n], vec![T::ZERO; n]);
+            attention_backward(
+                s,
+                &qv.data(),
+                &kv.data(),
+                &vv.data(),
+                &probs,
+                dropout,
+                &g.data(),
+                &mut dq,
+                &mut dk,
+                &mut dv,
+            );
+            qt.accumulate_grad(|| Tensor::from_vec(dq, &shape));
+            kt.accumulate_grad(|| Tensor::from_vec(dk, &shape));
+            vt.accumulate_grad(|| Tensor::from_vec(dv, &shape));
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DropoutMask;
+    use crate::Tensor;
+    use rand::{Rng, SeedableRng};
+
+    fn rand_tensor(shape: &[usize], rng: &mut impl Rng, grad: bool) -> Tensor<f64> {
+        let n = shape.iter().product();
+        let v = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        if grad {
+            Tensor::param(v, shape)
+        } else {
+            Tensor::from_vec(v, shape)
+        }
+    }
+
+    /// The slow twin: the same attention from matmul, add, softmax and permute.
+    fn composed(
+        q: &Tensor<f64>,
+        k: &Tensor<f64>,
+        v: &Tensor<f64>,
+        heads: usize,
+        mask: &Tensor<f64>,
+    ) -> Tensor<f64> {
+        let (b, t, h) = (q.shape()[0], q.shape()[1], q.shape()[2]);
+        let d = h / heads;
+        let split = |x: &Tensor<f64>| x.reshape(&[b, t, heads, d]).permute(&[0, 2, 1, 3]);
+        let scores = split(q).matmul(&split(k).permute(&[0, 1, 3, 2])).mul_scalar(1.0 / (d as f64).sqrt());
+        let probs = scores.add(&mask.reshape(&[b, 1, 1, t])).softmax(-1);
+        probs.matmul(&split(v)).permute(&[0, 2, 1, 3]).reshape(&[b, t, h])
+    }
+
+    #[test]
+    fn fused_equals_its_slow_twin_forward_and_backward() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let (b, t, heads, d) = (2, 9, 3, 4);
+        let mask_v: Vec<f64> =
+            (0..b * t).map(|i| if i == 7 || i == 8 || i == 17 { -1e9 } else { 0.0 }).collect();
+        let mask = Tensor::from_vec(mask_v, &[b, t]);
+        let (q, k, v) = (
+            rand_tensor(&[b, t, heads * d], &mut rng, true),
+            rand_tensor(&[b, t, heads * d], &mut rng, true),
+            rand_tensor(&[b, t, heads * d], &mut rng, true),
+        );
+        let w = rand_tensor(&[b, t, heads * d], &mut rng, false); // L = Σ w ⊙ O
+        let fused = q.attention(&k, &v, heads, Some(&mask), None);
+        fused.mul(&w).sum().backward();
+        let grads: Vec<Vec<f64>> = [&q, &k, &v].iter().map(|x| x.grad().unwrap().to_vec()).collect();
+        for x in [&q, &k, &v] {
+            x.zero_grad();
+        }
+        let slow = composed(&q, &k, &v, heads, &mask);
+        slow.mul(&w).sum().backward();
+        let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
+        assert!(close(&fused.to_vec(), &slow.to_vec()), "forward differs");
+        for (name, (x, g)) in ["q", "k", "v"].iter().zip([&q, &k, &v].iter().zip(&grads)) {
+            assert!(close(g, &x.grad().unwrap().to_vec()), "d{name} differs from the composed ops'");
+        }
+    }
+
+    #[test]
+    fn dropout_is_reproducible_from_its_seed_and_off_in_no_grad_is_the_same_value() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        let shape = [2, 16, 8];
+        let (q, k, v) = (
+            rand_tensor(&shape, &mut rng, true),
+            rand_tensor(&shape, &mut rng, false),
+            rand_tensor(&shape, &mut rng, false),
+        );
+        let dm = Some(DropoutMask { p: 0.4, seed: 99 });
+        let a = q.attention(&k, &v, 2, None, dm).to_vec();
+        let b = crate::no_grad(|| q.attention(&k, &v, 2, None, dm)).to_vec();
+        assert_eq!(a, b, "the same seed must give the same mask, with or without the tape");
+        let c = q.attention(&k, &v, 2, None, Some(DropoutMask { p: 0.4, seed: 100 })).to_vec();
+        assert_ne!(a, c, "another seed must give another mask");
+        let p0 = q.attention(&k, &v, 2, None, Some(DropoutMask { p: 0.0, seed: 1 })).to_vec();
+        assert_eq!(p0, q.attention(&k, &v, 2, None, None).to_vec(), "p = 0 is no dropout");
+    }
+}
