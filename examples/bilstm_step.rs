@@ -120,6 +120,7 @@ fn main() {
         let labels: Vec<f32> = (0..a.batch).map(|_| if rng.gen() { 1.0 } else { 0.0 }).collect();
         let labels = Tensor::from_vec(labels, &[a.batch, 1]);
 
+        tapegrad::autograd::profile::reset();
         let t0 = Instant::now();
         let out = model.forward(&text, &[a.batch, t], &lengths);
         let loss = out.logits.binary_cross_entropy_with_logits(&labels);
@@ -137,6 +138,10 @@ fn main() {
             (f + b) * 1e3,
             loss.item()
         );
+        if tapegrad::autograd::profile::is_enabled() {
+            // TAPEGRAD_PROFILE=1: where this step went, per op
+            print!("{}", tapegrad::autograd::profile::report());
+        }
         total = (total.0 + f, total.1 + b, total.2 + tokens);
         let mut sorted = lengths.clone();
         sorted.sort_by(|x, y| y.cmp(x));

@@ -197,6 +197,9 @@ fn attention_forward_with<T: Float>(
     if let Some(p) = &probs {
         check(s, &[("probs", p.len(), s.probs_numel())]);
     }
+    if n == 0 {
+        return; // no tokens, or heads of size 0: nothing to attend
+    }
     let scale = T::from_f64(1.0 / (d as f64).sqrt());
     let (o, probs) = (SharedMut::new(o), probs.map(SharedMut::new));
     // scratch: S (T,T), P (T,T) unless saved, P' row factors, dropout bits, O_head (T,d)
@@ -277,6 +280,9 @@ fn attention_backward_with<T: Float>(
     check(s, &[("q", q.len(), n), ("k", k.len(), n), ("v", v.len(), n), ("dO", do_.len(), n)]);
     check(s, &[("dq", dq.len(), n), ("dk", dk.len(), n), ("dv", dv.len(), n)]);
     check(s, &[("probs", probs.len(), s.probs_numel())]);
+    if n == 0 {
+        return;
+    }
     let scale = T::from_f64(1.0 / (d as f64).sqrt());
     let (dq, dk, dv) = (SharedMut::new(dq), SharedMut::new(dk), SharedMut::new(dv));
     // scratch: dP' (T,T), P' (T,T), dS (T,T), dropout factors and bits (T), a head's gradient (T,d)
@@ -330,7 +336,7 @@ fn attention_backward_with<T: Float>(
 fn reference_factors<T: Float>(s: AttentionShape, dropout: Option<DropoutMask>) -> Vec<T> {
     let t = s.seq;
     let mut f = vec![T::ONE; s.probs_numel()];
-    if let Some(dm) = dropout {
+    if let Some(dm) = dropout.filter(|_| t > 0) {
         let mut bits = vec![0u32; t];
         for (pair, fp) in f.chunks_exact_mut(t * t).enumerate() {
             let mut rng = dm.rng(pair);
@@ -446,7 +452,9 @@ mod tests {
     /// with and without padding and dropout, on 1 and 2 threads.
     fn check_against_reference<T: Float>(tol: f64) {
         let mut rng = rand::thread_rng();
-        for (batch, seq, heads, head_dim) in [(1, 1, 1, 1), (2, 7, 3, 5), (3, 17, 2, 8), (2, 33, 4, 16)] {
+        for (batch, seq, heads, head_dim) in
+            [(2, 0, 2, 3), (1, 1, 1, 1), (2, 7, 3, 5), (3, 17, 2, 8), (2, 33, 4, 16)]
+        {
             let s = AttentionShape { batch, seq, heads, head_dim };
             let n = s.numel();
             let (q, k, v, g) = (

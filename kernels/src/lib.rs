@@ -9,6 +9,7 @@
 pub mod activation;
 pub mod attention;
 pub mod broadcast;
+pub mod dropout;
 pub mod elementwise;
 pub mod float;
 pub mod gemm;

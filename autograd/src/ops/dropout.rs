@@ -2,6 +2,7 @@
 
 use crate::Tensor;
 use rand::Rng;
+use tapegrad_kernels::dropout::{dropout_backward, dropout_forward};
 use tapegrad_kernels::Float;
 
 impl<T: Float> Tensor<T> {
@@ -9,22 +10,26 @@ impl<T: Float> Tensor<T> {
     /// and the survivors are scaled by 1/(1−p), so the expectation is unchanged;
     /// in evaluation (`training == false`) it is the identity.
     /// With the mask m ∈ {0, 1}: y = x·m/(1−p), dL/dx = g·m/(1−p).
+    ///
+    /// The mask comes from one u64 drawn from `rng` (the kernel expands it, in
+    /// parallel, into one random u32 per element) and is kept as bytes for the backward.
     pub fn dropout(&self, p: f64, training: bool, rng: &mut impl Rng) -> Tensor<T> {
         assert!((0.0..=1.0).contains(&p), "dropout: p = {p} is not a probability");
         if !training || p == 0.0 {
             return self.clone();
         }
-        let scale = if p < 1.0 { T::from_f64(1.0 / (1.0 - p)) } else { T::ZERO };
-        // One random u32 per element, dropped when below p·2³² (probability p, to 2⁻³²);
-        // filled in bulk, which the generator vectorises. The mask already holds the
-        // scale: m/(1−p) ∈ {0, 1/(1−p)}.
-        let threshold = (p * 4_294_967_296.0) as u64;
-        let mut bits = vec![0u32; self.numel()];
-        rng.fill(&mut bits[..]);
-        let mask: Vec<T> =
-            bits.iter().map(|&u| if (u as u64) < threshold { T::ZERO } else { scale }).collect();
-        let mask = Tensor::from_vec(mask, self.shape());
-        self.mul(&mask)
+        let seed: u64 = rng.gen();
+        let n = self.numel();
+        let (mut y, mut keep) = (vec![T::ZERO; n], vec![0u8; n]);
+        dropout_forward(&self.data(), p, seed, &mut y, &mut keep);
+        let x = self.clone();
+        Tensor::from_op("dropout", Tensor::from_vec(y, self.shape()), &[self], move |g| {
+            x.accumulate_grad(|| {
+                let mut dx = vec![T::ZERO; n];
+                dropout_backward(&g.data(), &keep, p, &mut dx);
+                Tensor::from_vec(dx, x.shape())
+            });
+        })
     }
 }
 
@@ -49,5 +54,18 @@ mod tests {
         }
         assert!(x.dropout(1.0, true, &mut rng).to_vec().iter().all(|&v| v == 0.0));
         assert_eq!(x.dropout(0.5, false, &mut rng).to_vec(), x.to_vec());
+    }
+
+    #[test]
+    fn gradient_is_the_same_mask_scaled() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
+        let x = Tensor::<f64>::param(vec![2.0; 5000], &[5000]);
+        let y = x.dropout(0.3, true, &mut rng);
+        y.sum().backward();
+        let (y, g) = (y.to_vec(), x.grad().unwrap().to_vec());
+        for i in 0..5000 {
+            // y = 2·m/(1−p), dL/dx = m/(1−p)
+            assert!((g[i] - y[i] / 2.0).abs() < 1e-12, "element {i}: y {} grad {}", y[i], g[i]);
+        }
     }
 }
