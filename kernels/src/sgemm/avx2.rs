@@ -9,7 +9,7 @@ use std::arch::x86::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::driver::{gemm_seq, pack_a_rows_scalar, Kernel};
+use super::driver::{gemm_seq, pack_a_rows_scalar, Gemm, Kernel};
 use super::team::{gemm_team, Team};
 
 /// Blocking: a 16 KB B micro-panel (KC x NR) in the 32 KB L1, a 144 KB A block (MC x KC) in
@@ -57,22 +57,8 @@ impl Kernel for Avx2 {
 /// As [`gemm_seq`]; the CPU must support AVX2 and FMA.
 #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn gemm_seq_avx2(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    b: *const f32,
-    rsb: usize,
-    csb: usize,
-    beta: f32,
-    c: *mut f32,
-    rsc: usize,
-) {
-    gemm_seq::<Avx2>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc)
+pub(crate) unsafe fn gemm_seq_avx2(g: Gemm) {
+    gemm_seq::<Avx2>(g)
 }
 
 /// One thread's part of a team product (see [`gemm_team`]), compiled with AVX2+FMA.
@@ -81,23 +67,8 @@ pub(crate) unsafe fn gemm_seq_avx2(
 /// As [`gemm_team`]; the CPU must support AVX2 and FMA.
 #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn gemm_team_avx2(
-    team: &Team,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    b: *const f32,
-    rsb: usize,
-    csb: usize,
-    beta: f32,
-    c: *mut f32,
-    rsc: usize,
-) {
-    gemm_team::<Avx2>(team, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc)
+pub(crate) unsafe fn gemm_team_avx2(team: &Team, g: Gemm) {
+    gemm_team::<Avx2>(team, g)
 }
 
 /// # Safety

@@ -4,7 +4,7 @@
 //! Per depth step: two aligned loads of the packed B row (32 floats), twelve broadcasts of the
 //! packed A column, 24 FMAs. 24 accumulators + 2 B registers + 1 broadcast = 27 of 32 zmm.
 
-use super::driver::{gemm_seq, Kernel};
+use super::driver::{gemm_seq, Gemm, Kernel};
 use super::team::{gemm_team, Team};
 
 pub(crate) struct Avx512;
@@ -46,47 +46,18 @@ pub(crate) fn supported() -> bool {
 ///
 /// # Safety
 /// As [`gemm_team`]; the CPU must support AVX-512F.
-#[allow(clippy::too_many_arguments)]
 #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f,avx2,fma"))]
-pub(crate) unsafe fn gemm_team_avx512(
-    team: &Team,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    b: *const f32,
-    rsb: usize,
-    csb: usize,
-    beta: f32,
-    c: *mut f32,
-    rsc: usize,
-) {
-    gemm_team::<Avx512>(team, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc)
+pub(crate) unsafe fn gemm_team_avx512(team: &Team, g: Gemm) {
+    gemm_team::<Avx512>(team, g)
 }
 
 /// The whole blocked product compiled with AVX-512F (packing included, micro-kernel inlined).
 ///
 /// # Safety
 /// As [`gemm_seq`]; the CPU must support AVX-512F.
-#[allow(clippy::too_many_arguments)]
 #[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f,avx2,fma"))]
-pub(crate) unsafe fn gemm_seq_avx512(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    b: *const f32,
-    rsb: usize,
-    csb: usize,
-    beta: f32,
-    c: *mut f32,
-    rsc: usize,
-) {
-    gemm_seq::<Avx512>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc)
+pub(crate) unsafe fn gemm_seq_avx512(g: Gemm) {
+    gemm_seq::<Avx512>(g)
 }
 
 /// # Safety

@@ -118,6 +118,57 @@ pub(super) struct PackBufs {
     b: Scratch,
 }
 
+/// One product on raw pointers, as every layer of the GEMM passes it down:
+/// `C (m×n, rows rsc apart) = beta·C + A·B` with `A(i,p) = a[i·rsa + p·csa]` and
+/// `B(p,j) = b[p·rsb + j·csb]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Gemm {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub a: *const f32,
+    pub rsa: usize,
+    pub csa: usize,
+    pub b: *const f32,
+    pub rsb: usize,
+    pub csb: usize,
+    pub beta: f32,
+    pub c: *mut f32,
+    pub rsc: usize,
+}
+
+// SAFETY: a `Gemm` is shared by the threads of one product, which only read A and B and write
+// disjoint parts of C, while the buffers it points into are borrowed by the caller (the
+// parallel scope ends before the product returns).
+unsafe impl Send for Gemm {}
+unsafe impl Sync for Gemm {}
+
+impl Gemm {
+    /// Rows `lo..hi` of the product: those rows of A and of C.
+    ///
+    /// # Safety
+    /// `lo <= hi <= m`.
+    pub(crate) unsafe fn rows(self, lo: usize, hi: usize) -> Gemm {
+        Gemm { m: hi - lo, a: self.a.add(lo * self.rsa), c: self.c.add(lo * self.rsc), ..self }
+    }
+
+    /// Columns `lo..hi` of the product: those columns of B and of C.
+    ///
+    /// # Safety
+    /// `lo <= hi <= n`.
+    pub(crate) unsafe fn cols(self, lo: usize, hi: usize) -> Gemm {
+        Gemm { n: hi - lo, b: self.b.add(lo * self.csb), c: self.c.add(lo), ..self }
+    }
+
+    /// The same shapes and strides with A, B and C moved by these many elements (a batch item).
+    ///
+    /// # Safety
+    /// The moved operands are in bounds.
+    pub(crate) unsafe fn offset(self, da: usize, db: usize, dc: usize) -> Gemm {
+        Gemm { a: self.a.add(da), b: self.b.add(db), c: self.c.add(dc), ..self }
+    }
+}
+
 thread_local! {
     pub(super) static BUFS: Cell<PackBufs> = const {
         Cell::new(PackBufs {
@@ -132,22 +183,9 @@ thread_local! {
 /// # Safety
 /// All elements addressed by the shapes and strides are in bounds; C does not overlap A or B;
 /// the CPU supports `K`'s features.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(crate) unsafe fn gemm_seq<K: Kernel>(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    b: *const f32,
-    rsb: usize,
-    csb: usize,
-    beta: f32,
-    c: *mut f32,
-    rsc: usize,
-) {
+pub(crate) unsafe fn gemm_seq<K: Kernel>(g: Gemm) {
+    let Gemm { m, n, k, .. } = g;
     debug_assert!(m > 0 && n > 0 && k > 0);
     // Take this thread's buffers out for the duration (no closure around the hot path, so that
     // everything inlines into the caller's target-feature context), and put them back after.
@@ -157,28 +195,13 @@ pub(crate) unsafe fn gemm_seq<K: Kernel>(
     let nc_max = K::NC.min(n.div_ceil(K::NR) * K::NR);
     let abuf = bufs.a.get(mc_max * kc_max);
     let bbuf = bufs.b.get(nc_max * kc_max);
-    blocked::<K>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc, abuf, bbuf);
+    blocked::<K>(g, abuf, bbuf);
     BUFS.with(|cell| cell.set(bufs));
 }
 
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn blocked<K: Kernel>(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    b: *const f32,
-    rsb: usize,
-    csb: usize,
-    beta: f32,
-    c: *mut f32,
-    rsc: usize,
-    abuf: *mut f32,
-    bbuf: *mut f32,
-) {
+unsafe fn blocked<K: Kernel>(g: Gemm, abuf: *mut f32, bbuf: *mut f32) {
+    let Gemm { m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc } = g;
     for jc in (0..n).step_by(K::NC) {
         let nc = K::NC.min(n - jc);
         for pc in (0..k).step_by(K::KC) {

@@ -24,7 +24,7 @@ pub use prepacked::{sgemm_prepacked, PackedB};
 pub use reference::{gemm_reference, sgemm_reference_f64};
 
 use crate::threads;
-use driver::{gemm_seq, Generic, Kernel};
+use driver::{gemm_seq, Gemm, Generic, Kernel};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use team::{gemm_team, team_b_len, with_team_b, Team, TeamState};
@@ -141,22 +141,9 @@ pub(crate) fn sgemm_with(
     threads::ensure_ftz();
     // SAFETY: `check` proved every addressed element in bounds; C is a distinct &mut slice.
     unsafe {
-        gemm_par(
-            isa,
-            nthreads,
-            m,
-            n,
-            k,
-            a.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            rsb,
-            csb,
-            beta,
-            c.as_mut_ptr(),
-            rsc,
-        );
+        let g =
+            Gemm { m, n, k, a: a.as_ptr(), rsa, csa, b: b.as_ptr(), rsb, csb, beta, c: c.as_mut_ptr(), rsc };
+        gemm_par(isa, nthreads, g);
     }
 }
 
@@ -208,21 +195,13 @@ pub fn sgemm_batched(
     );
 }
 
-#[derive(Clone, Copy)]
-struct ConstPtr(*const f32);
+/// A team's shared B buffer, handed to its threads.
 #[derive(Clone, Copy)]
 struct MutPtr(*mut f32);
-// SAFETY: the pointers are only dereferenced on disjoint (C) or read-only (A, B) regions while
-// the borrowed slices they came from are alive (the parallel scope ends before we return).
-unsafe impl Send for ConstPtr {}
-unsafe impl Sync for ConstPtr {}
+// SAFETY: the team's counters order every write to the buffer before the reads of it, and the
+// buffer outlives the parallel scope.
 unsafe impl Send for MutPtr {}
 unsafe impl Sync for MutPtr {}
-impl ConstPtr {
-    fn get(self) -> *const f32 {
-        self.0
-    }
-}
 impl MutPtr {
     fn get(self) -> *mut f32 {
         self.0
@@ -260,7 +239,7 @@ pub(crate) fn sgemm_batched_with(
     let disjoint = batch == 1 || stride_c >= c_extent;
     let flops = 2 * batch * m * n * k;
     let par = nthreads.min(flops / PAR_MIN_FLOPS_PER_THREAD).min(batch);
-    let (ap, bp, cp) = (ConstPtr(a.as_ptr()), ConstPtr(b.as_ptr()), MutPtr(c.as_mut_ptr()));
+    let g = Gemm { m, n, k, a: a.as_ptr(), rsa, csa, b: b.as_ptr(), rsb, csb, beta, c: c.as_mut_ptr(), rsc };
     if disjoint && par > 1 && batch >= nthreads {
         // One product per task, handed out dynamically so uneven batches balance.
         let next = AtomicUsize::new(0);
@@ -271,46 +250,12 @@ pub(crate) fn sgemm_batched_with(
             }
             // SAFETY: `check` covered every batch item; C items are disjoint (stride_c >=
             // extent), so each is written by exactly one task.
-            unsafe {
-                gemm_par(
-                    isa,
-                    1,
-                    m,
-                    n,
-                    k,
-                    ap.get().add(i * stride_a),
-                    rsa,
-                    csa,
-                    bp.get().add(i * stride_b),
-                    rsb,
-                    csb,
-                    beta,
-                    cp.get().add(i * stride_c),
-                    rsc,
-                );
-            }
+            unsafe { gemm_par(isa, 1, g.offset(i * stride_a, i * stride_b, i * stride_c)) };
         });
     } else {
         for i in 0..batch {
             // SAFETY: as above; items run one after another.
-            unsafe {
-                gemm_par(
-                    isa,
-                    nthreads,
-                    m,
-                    n,
-                    k,
-                    ap.get().add(i * stride_a),
-                    rsa,
-                    csa,
-                    bp.get().add(i * stride_b),
-                    rsb,
-                    csb,
-                    beta,
-                    cp.get().add(i * stride_c),
-                    rsc,
-                );
-            }
+            unsafe { gemm_par(isa, nthreads, g.offset(i * stride_a, i * stride_b, i * stride_c)) };
         }
     }
 }
@@ -369,23 +314,8 @@ fn check(
 ///
 /// # Safety
 /// Every addressed element is in bounds; C does not overlap A or B and its rows do not overlap.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_par(
-    isa: Isa,
-    nthreads: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    b: *const f32,
-    rsb: usize,
-    csb: usize,
-    beta: f32,
-    c: *mut f32,
-    rsc: usize,
-) {
+unsafe fn gemm_par(isa: Isa, nthreads: usize, g: Gemm) {
+    let Gemm { m, n, k, c, rsc, beta, .. } = g;
     if m == 0 || n == 0 {
         return;
     }
@@ -411,7 +341,6 @@ unsafe fn gemm_par(
     let (len, unit) = if split_m { (m, mr) } else { (n, nr) };
     let units = len.div_ceil(unit);
     let parts = nthreads.min(flops / PAR_MIN_FLOPS_PER_THREAD).min(units).max(1);
-    let (ap, bp, cp) = (ConstPtr(a), ConstPtr(b), MutPtr(c));
     // Split over M by a team that packs each B block once, together, into buffers they share
     // (see `team::gemm_team`). Not from inside a pool worker: the team waits for each of its
     // threads to finish a block, and a worker's own queued part could then never start.
@@ -426,11 +355,10 @@ unsafe fn gemm_par(
             let bbuf = MutPtr(bbuf);
             threads::run_parts(parts, |tid| {
                 let team = Team { tid, state: &state, bbuf: bbuf.get() };
-                let (a, b, c) = (ap.get(), bp.get(), cp.get());
                 // SAFETY: each thread writes its own rows of C and the B panels it claimed;
                 // the team's counters order the packing of a block before its reads, and the
                 // reads before the buffer is packed again.
-                unsafe { team_part(isa, &team, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc) };
+                unsafe { team_part(isa, &team, g) };
             });
         });
         return;
@@ -441,14 +369,13 @@ unsafe fn gemm_par(
         if lo >= hi {
             return;
         }
-        let (a, b, c) = (ap.get(), bp.get(), cp.get());
         // SAFETY: each part covers a disjoint range of C's rows (or columns) and reads inside
         // the caller-checked A and B.
         unsafe {
             if split_m {
-                seq(isa, hi - lo, n, k, a.add(lo * rsa), rsa, csa, b, rsb, csb, beta, c.add(lo * rsc), rsc);
+                seq(isa, g.rows(lo, hi));
             } else {
-                seq(isa, m, hi - lo, k, a, rsa, csa, b.add(lo * csb), rsb, csb, beta, c.add(lo), rsc);
+                seq(isa, g.cols(lo, hi));
             }
         }
     };
@@ -460,52 +387,21 @@ unsafe fn gemm_par(
 }
 
 /// Runs one thread's part of a team product with the chosen kernel.
-#[allow(clippy::too_many_arguments)]
-unsafe fn team_part(
-    isa: Isa,
-    team: &Team,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    b: *const f32,
-    rsb: usize,
-    csb: usize,
-    beta: f32,
-    c: *mut f32,
-    rsc: usize,
-) {
+unsafe fn team_part(isa: Isa, team: &Team, g: Gemm) {
     threads::ensure_ftz();
     match isa {
-        Isa::Avx512 => avx512::gemm_team_avx512(team, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
-        Isa::Avx2 => avx2::gemm_team_avx2(team, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
-        Isa::Generic => gemm_team::<Portable>(team, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
+        Isa::Avx512 => avx512::gemm_team_avx512(team, g),
+        Isa::Avx2 => avx2::gemm_team_avx2(team, g),
+        Isa::Generic => gemm_team::<Portable>(team, g),
     }
 }
 
 /// Runs the sequential blocked product with the chosen kernel.
-#[allow(clippy::too_many_arguments)]
-unsafe fn seq(
-    isa: Isa,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    b: *const f32,
-    rsb: usize,
-    csb: usize,
-    beta: f32,
-    c: *mut f32,
-    rsc: usize,
-) {
+unsafe fn seq(isa: Isa, g: Gemm) {
     threads::ensure_ftz();
     match isa {
-        Isa::Avx512 => avx512::gemm_seq_avx512(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
-        Isa::Avx2 => avx2::gemm_seq_avx2(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
-        Isa::Generic => gemm_seq::<Portable>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
+        Isa::Avx512 => avx512::gemm_seq_avx512(g),
+        Isa::Avx2 => avx2::gemm_seq_avx2(g),
+        Isa::Generic => gemm_seq::<Portable>(g),
     }
 }

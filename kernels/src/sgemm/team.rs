@@ -4,7 +4,7 @@
 //! KC x NC block of B once, into buffers the threads share (they stay in the shared L3), and
 //! then each thread runs the inner loops of [`super::driver`] for its own rows of A.
 
-use super::driver::{macro_block, pack_b, Kernel, Scratch, BUFS};
+use super::driver::{macro_block, pack_b, Gemm, Kernel, Scratch, BUFS};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -80,23 +80,9 @@ pub(crate) fn team_b_len<K: Kernel>(n: usize, k: usize) -> usize {
 /// As [`super::driver::gemm_seq`]; every thread of the team calls this with the same
 /// arguments (bar `tid`), `team.bbuf` holds [`team_b_len`] floats, and all `parts` threads run
 /// concurrently.
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub(crate) unsafe fn gemm_team<K: Kernel>(
-    team: &Team,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    b: *const f32,
-    rsb: usize,
-    csb: usize,
-    beta: f32,
-    c: *mut f32,
-    rsc: usize,
-) {
+pub(crate) unsafe fn gemm_team<K: Kernel>(team: &Team, g: Gemm) {
+    let Gemm { m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc } = g;
     let (tid, st) = (team.tid, team.state);
     let parts = st.parts;
     let units = m.div_ceil(K::MR);

@@ -83,7 +83,20 @@ fn run_imp(
     ) {
         check(m, n, k, a.len(), rsa, csa, b.len(), rsb, csb, c.len(), rsc, 1, 0, 0, 0);
         if m > 0 && n > 0 && k > 0 {
-            gemm_seq::<K>(m, n, k, a.as_ptr(), rsa, csa, b.as_ptr(), rsb, csb, beta, c.as_mut_ptr(), rsc);
+            gemm_seq::<K>(Gemm {
+                m,
+                n,
+                k,
+                a: a.as_ptr(),
+                rsa,
+                csa,
+                b: b.as_ptr(),
+                rsb,
+                csb,
+                beta,
+                c: c.as_mut_ptr(),
+                rsc,
+            });
         } else {
             sgemm_with(Isa::Generic, 1, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc);
         }
@@ -107,50 +120,35 @@ fn run_imp(
         rsc: usize,
         run: F,
     ) where
-        F: Fn(&Team, *const f32, *const f32, *mut f32) + Sync,
+        F: Fn(&Team, Gemm) + Sync,
     {
         check(m, n, k, a.len(), rsa, csa, b.len(), rsb, csb, c.len(), rsc, 1, 0, 0, 0);
         if m == 0 || n == 0 || k == 0 {
             return sgemm_with(Isa::Generic, 1, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc);
         }
         let state = TeamState::new(parts);
-        let (ap, bp, cp) = (ConstPtr(a.as_ptr()), ConstPtr(b.as_ptr()), MutPtr(c.as_mut_ptr()));
+        let g =
+            Gemm { m, n, k, a: a.as_ptr(), rsa, csa, b: b.as_ptr(), rsb, csb, beta, c: c.as_mut_ptr(), rsc };
         with_team_b(len, |bbuf| {
             let bbuf = MutPtr(bbuf);
-            threads::run_parts(parts, |tid| {
-                run(&Team { tid, state: &state, bbuf: bbuf.get() }, ap.get(), bp.get(), cp.get())
-            });
+            threads::run_parts(parts, |tid| run(&Team { tid, state: &state, bbuf: bbuf.get() }, g));
         });
     }
     type TinyK = Generic<4, 8, 8, 5, 16>;
     match imp {
         // SAFETY (both team arms): `team` checks the bounds before any thread runs the kernel.
-        Imp::TeamTiny(t, late) => team(
-            t,
-            team_b_len::<TinyK>(n, k),
-            m,
-            n,
-            k,
-            a,
-            rsa,
-            csa,
-            b,
-            rsb,
-            csb,
-            beta,
-            c,
-            rsc,
-            |tm, a, b, c| {
+        Imp::TeamTiny(t, late) => {
+            team(t, team_b_len::<TinyK>(n, k), m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc, |tm, g| {
                 if late == Some(tm.tid) {
                     std::thread::sleep(std::time::Duration::from_micros(300));
                 }
-                unsafe { gemm_team::<TinyK>(tm, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc) }
-            },
-        ),
+                unsafe { gemm_team::<TinyK>(tm, g) }
+            })
+        }
         Imp::TeamIsa(isa, t) => {
             let len = team_b_len::<avx512::Avx512>(n, k).max(team_b_len::<avx2::Avx2>(n, k));
-            team(t, len, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc, |tm, a, b, c| unsafe {
-                team_part(isa, tm, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc)
+            team(t, len, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc, |tm, g| unsafe {
+                team_part(isa, tm, g)
             })
         }
         Imp::Isa(isa, t) => sgemm_with(isa, t, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
