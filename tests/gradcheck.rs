@@ -190,6 +190,14 @@ table! {
         let len = r.gen_range(1..=n - start);
         (vec![x(s, r)], Box::new(move |t| t[0].narrow(d, start, len)))
     };
+    // two overlapping slices of one input: the second adds into the gradient the first began
+    narrow_overlapping: 1 => |s, r| {
+        let d = random_dim(s, r);
+        let n = s[d as usize];
+        let (a, b) = (r.gen_range(0..n), r.gen_range(0..n));
+        let (la, lb) = (r.gen_range(1..=n - a), r.gen_range(1..=n - b));
+        (vec![x(s, r)], Box::new(move |t| Tensor::concat(&[&t[0].narrow(d, a, la), &t[0].narrow(d, b, lb)], d)))
+    };
     concat: 1 => |s, r| {
         let d = random_dim(s, r);
         let mut s2 = s.to_vec();

@@ -140,6 +140,18 @@ impl<T: Float> Tensor<T> {
             Some(acc) => acc.iter_mut().zip(g.data().iter()).for_each(|(a, &b)| *a += b),
         }
     }
+
+    /// dL/d(self) += (whatever `add` adds), in place: `add` receives the gradient
+    /// accumulated so far (zeros if there is none yet). For ops whose gradient covers only
+    /// part of their input (`narrow`): they add into their slice instead of building a
+    /// full-size gradient tensor that is mostly zeros just to add it.
+    pub fn accumulate_grad_in_place(&self, add: impl FnOnce(&mut [T])) {
+        if !self.tracks_grad() {
+            return;
+        }
+        let mut slot = self.0.grad.borrow_mut();
+        add(slot.get_or_insert_with(|| vec![T::ZERO; self.numel()]));
+    }
 }
 
 /// Reverse pass from `root` seeded with dL/d(root) = `seed`.

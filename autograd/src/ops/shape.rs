@@ -55,8 +55,8 @@ impl<T: Float> Tensor<T> {
         self.permute(&perm)
     }
 
-    /// Elements `start..start+len` along dim `d`. Backward writes g into that slice
-    /// of a zero gradient.
+    /// Elements `start..start+len` along dim `d`. Backward: dx = g on that slice, 0
+    /// elsewhere, so g is added into that slice of the input's gradient (in place).
     pub fn narrow(&self, d: isize, start: usize, len: usize) -> Tensor<T> {
         let d = dim(d, self.rank(), "narrow");
         let (outer, n, inner) = split_at_dim(self.shape(), d);
@@ -76,12 +76,12 @@ impl<T: Float> Tensor<T> {
         shape[d] = len;
         let x = self.clone();
         Tensor::from_op("narrow", Tensor::from_vec(out, &shape), &[self], move |g| {
-            x.accumulate_grad(|| {
-                let mut dx = vec![T::ZERO; x.numel()];
+            // dx[.., start..start+len, ..] += g; the rest of dx gets nothing
+            x.accumulate_grad_in_place(|dx| {
                 for (o, gs) in g.data().chunks(len * inner).enumerate() {
-                    dx[(o * n + start) * inner..(o * n + start + len) * inner].copy_from_slice(gs);
+                    let dst = &mut dx[(o * n + start) * inner..(o * n + start + len) * inner];
+                    dst.iter_mut().zip(gs).for_each(|(d, &g)| *d += g);
                 }
-                Tensor::from_vec(dx, x.shape())
             });
         })
     }
