@@ -67,79 +67,26 @@ fn main() {
         }
     });
     println!("cell_forward [{m},{g4}] (+copy): {:.1} us/step", t / steps as f64 * 1e6);
-    // a whole bidirectional layer forward, 250 steps of 64
+    // a whole bidirectional layer, 250 steps of 64
     let bs = vec![64usize; 250];
     let n: usize = bs.iter().sum();
-    let mk = |k: usize| vec![0f32; k];
     let x: Vec<f32> = (0..n * g4).map(|i| ((i * 13) % 100) as f32 * 0.02 - 1.0).collect();
-    let (mut g0, mut g1) = (x.clone(), x.clone());
-    let (mut h0, mut c0, mut t0, mut hn0, mut cn0) =
-        (mk(n * hh), mk(n * hh), mk(n * hh), mk(m * hh), mk(m * hh));
-    let (mut h1, mut c1, mut t1, mut hn1, mut cn1) =
-        (mk(n * hh), mk(n * hh), mk(n * hh), mk(m * hh), mk(m * hh));
+    let mut dirs = [Dir::new(n, m, hh), Dir::new(n, m, hh)];
     let t = best(3, || {
-        g0.copy_from_slice(&x);
-        g1.copy_from_slice(&x);
-        let dirs = vec![
-            ForwardDir {
-                gates: &mut g0,
-                w_hh: &w,
-                reverse: false,
-                h: &mut h0,
-                c: &mut c0,
-                tanh_c: &mut t0,
-                h_n: &mut hn0,
-                c_n: &mut cn0,
-            },
-            ForwardDir {
-                gates: &mut g1,
-                w_hh: &w,
-                reverse: true,
-                h: &mut h1,
-                c: &mut c1,
-                tanh_c: &mut t1,
-                h_n: &mut hn1,
-                c_n: &mut cn1,
-            },
-        ];
-        sequences_forward(dirs, &bs, hh);
+        let [d0, d1] = &mut dirs;
+        sequences_forward(vec![d0.forward(&x, &w, false), d1.forward(&x, &w, true)], &bs, hh);
     });
     let f = 2.0 * 2.0 * (n * hh * g4) as f64;
     println!("sequences_forward bidirectional, 250 x 64: {:.1} ms, {:.1} GFLOP/s", t * 1e3, f / t / 1e9);
     let d_h: Vec<f32> = (0..n * hh).map(|i| ((i * 17) % 100) as f32 * 1e-3 - 0.05).collect();
     let dn = vec![0f32; m * hh];
-    let (mut dz0, mut dz1) = (mk(n * g4), mk(n * g4));
-    let (mut dw0, mut dw1) = (mk(g4 * hh), mk(g4 * hh));
     let t = best(3, || {
-        let dirs = vec![
-            BackwardDir {
-                act: &g0,
-                w_hh: &w,
-                reverse: false,
-                h: &h0,
-                c: &c0,
-                tanh_c: &t0,
-                d_h: &d_h,
-                d_h_n: &dn,
-                d_c_n: &dn,
-                d_gates: &mut dz0,
-                d_w_hh: Some(&mut dw0),
-            },
-            BackwardDir {
-                act: &g1,
-                w_hh: &w,
-                reverse: true,
-                h: &h1,
-                c: &c1,
-                tanh_c: &t1,
-                d_h: &d_h,
-                d_h_n: &dn,
-                d_c_n: &dn,
-                d_gates: &mut dz1,
-                d_w_hh: Some(&mut dw1),
-            },
-        ];
-        sequences_backward(dirs, &bs, hh);
+        let [d0, d1] = &mut dirs;
+        sequences_backward(
+            vec![d0.backward(&w, false, &d_h, &dn), d1.backward(&w, true, &d_h, &dn)],
+            &bs,
+            hh,
+        );
     });
     println!(
         "sequences_backward bidirectional, 250 x 64: {:.1} ms, {:.1} GFLOP/s",
@@ -147,23 +94,76 @@ fn main() {
         2.0 * f / t / 1e9
     );
     threads::set_num_threads(1);
-    let t = best(3, || {
-        g0.copy_from_slice(&x);
-        let dirs = vec![ForwardDir {
-            gates: &mut g0,
-            w_hh: &w,
-            reverse: false,
-            h: &mut h0,
-            c: &mut c0,
-            tanh_c: &mut t0,
-            h_n: &mut hn0,
-            c_n: &mut cn0,
-        }];
-        sequences_forward(dirs, &bs, hh);
-    });
+    let t = best(3, || sequences_forward(vec![dirs[0].forward(&x, &w, false)], &bs, hh));
     println!(
         "sequences_forward one direction, 1 thread: {:.1} ms, {:.1} GFLOP/s",
         t * 1e3,
         f / 2.0 / t / 1e9
     );
+}
+
+/// One direction's buffers: what the forward saves and what the backward writes.
+struct Dir {
+    gates: Vec<f32>,
+    h: Vec<f32>,
+    c: Vec<f32>,
+    tanh_c: Vec<f32>,
+    h_n: Vec<f32>,
+    c_n: Vec<f32>,
+    d_gates: Vec<f32>,
+    d_w: Vec<f32>,
+}
+
+impl Dir {
+    fn new(n: usize, b: usize, hh: usize) -> Dir {
+        let z = |k: usize| vec![0f32; k];
+        Dir {
+            gates: z(n * 4 * hh),
+            h: z(n * hh),
+            c: z(n * hh),
+            tanh_c: z(n * hh),
+            h_n: z(b * hh),
+            c_n: z(b * hh),
+            d_gates: z(n * 4 * hh),
+            d_w: z(4 * hh * hh),
+        }
+    }
+
+    /// The forward's buffers, the gates reset to the input projections `x`.
+    fn forward<'a>(&'a mut self, x: &[f32], w_hh: &'a [f32], reverse: bool) -> ForwardDir<'a, f32> {
+        self.gates.copy_from_slice(x);
+        ForwardDir {
+            gates: &mut self.gates,
+            w_hh,
+            reverse,
+            h: &mut self.h,
+            c: &mut self.c,
+            tanh_c: &mut self.tanh_c,
+            h_n: &mut self.h_n,
+            c_n: &mut self.c_n,
+        }
+    }
+
+    /// The backward's buffers, after [`Dir::forward`] ran.
+    fn backward<'a>(
+        &'a mut self,
+        w_hh: &'a [f32],
+        reverse: bool,
+        d_h: &'a [f32],
+        d_n: &'a [f32],
+    ) -> BackwardDir<'a, f32> {
+        BackwardDir {
+            act: &self.gates,
+            w_hh,
+            reverse,
+            h: &self.h,
+            c: &self.c,
+            tanh_c: &self.tanh_c,
+            d_h,
+            d_h_n: d_n,
+            d_c_n: d_n,
+            d_gates: &mut self.d_gates,
+            d_w_hh: Some(&mut self.d_w),
+        }
+    }
 }
