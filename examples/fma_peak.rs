@@ -8,6 +8,11 @@
 //! Run: `cargo run --release --example fma_peak [-- --seconds S]` (x86_64 with AVX2 + FMA).
 //! Each figure is the best of five runs, each thread running ~S/5 s (default S = 1).
 
+fn usage(msg: &str) -> ! {
+    eprintln!("error: {msg}\nusage: fma_peak [--seconds S]");
+    std::process::exit(2);
+}
+
 fn main() {
     #[cfg(target_arch = "x86_64")]
     {
@@ -15,13 +20,15 @@ fn main() {
             eprintln!("fma_peak: this CPU has no AVX2 + FMA");
             std::process::exit(2);
         }
-        let mut secs = 1.0f64;
         let argv: Vec<String> = std::env::args().skip(1).collect();
-        if let [flag, v] = argv.as_slice() {
-            if flag == "--seconds" {
-                secs = v.parse().unwrap_or_else(|_| panic!("--seconds: `{v}` is not a number"));
-            }
-        }
+        let secs = match argv.as_slice() {
+            [] => 1.0,
+            [flag, v] if flag == "--seconds" => match v.parse::<f64>() {
+                Ok(s) if s > 0.0 => s,
+                _ => usage(&format!("--seconds: `{v}` is not a positive number")),
+            },
+            _ => usage("unknown arguments"),
+        };
         x86::run(secs);
     }
     #[cfg(not(target_arch = "x86_64"))]
