@@ -30,8 +30,12 @@ pub(crate) fn for_row_parts(rows: usize, parts: usize, f: impl Fn(usize, std::op
     });
 }
 
-/// The activations with a vectorized kernel.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Every elementwise function of one tensor: y = f(x), dx = g · f'(x).
+///
+/// The activations have a vectorized f32 kernel; the rest (and every f64 call) run
+/// the scalar reference, which the compiler vectorizes for the simple ones. The GPU
+/// runs the same list (`kernels/cuda/elementwise.cu`, op codes from [`Unary::code`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Unary {
     Exp,
     Tanh,
@@ -41,6 +45,50 @@ pub enum Unary {
     Gelu,
     /// GELU, tanh approximation.
     GeluTanh,
+    Neg,
+    Log,
+    Sqrt,
+    /// x + c
+    AddScalar(f64),
+    /// c · x
+    MulScalar(f64),
+    /// xᶜ
+    PowScalar(f64),
+}
+
+impl Unary {
+    /// True for the activations with a vectorized f32 kernel.
+    pub fn vectorized(self) -> bool {
+        matches!(
+            self,
+            Unary::Exp | Unary::Tanh | Unary::Sigmoid | Unary::Relu | Unary::Gelu | Unary::GeluTanh
+        )
+    }
+
+    /// (op code, scalar) as the GPU kernels take them; the codes are the `UNARY_*`
+    /// constants of `kernels/cuda/elementwise.cu`.
+    pub fn code(self) -> (u32, f64) {
+        match self {
+            Unary::Exp => (0, 0.0),
+            Unary::Tanh => (1, 0.0),
+            Unary::Sigmoid => (2, 0.0),
+            Unary::Relu => (3, 0.0),
+            Unary::Gelu => (4, 0.0),
+            Unary::GeluTanh => (5, 0.0),
+            Unary::Neg => (6, 0.0),
+            Unary::Log => (7, 0.0),
+            Unary::Sqrt => (8, 0.0),
+            Unary::AddScalar(c) => (9, c),
+            Unary::MulScalar(c) => (10, c),
+            Unary::PowScalar(p) => (11, p),
+        }
+    }
+
+    /// Every variant (scalars filled with the given value), for tests.
+    pub fn all(c: f64) -> [Unary; 12] {
+        use Unary::*;
+        [Exp, Tanh, Sigmoid, Relu, Gelu, GeluTanh, Neg, Log, Sqrt, AddScalar(c), MulScalar(c), PowScalar(c)]
+    }
 }
 
 /// y = f(x).
@@ -48,7 +96,7 @@ pub fn unary_forward<T: Float>(op: Unary, x: &[T], y: &mut [T]) {
     crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
     assert_eq!(x.len(), y.len(), "unary_forward: x and y differ in length");
     if let (Some(x), Some(y)) = (as_f32(x), as_f32_mut(y)) {
-        if simd_available() {
+        if simd_available() && op.vectorized() {
             let y = SharedMut::new(y);
             par_ranges(x.len(), PAR_MIN, 8, |r| {
                 // SAFETY: AVX2 and FMA are present (checked above); ranges are disjoint.
@@ -66,7 +114,7 @@ pub fn unary_backward<T: Float>(op: Unary, x: &[T], y: &[T], g: &[T], dx: &mut [
     let n = x.len();
     assert!(y.len() == n && g.len() == n && dx.len() == n, "unary_backward: buffers differ in length");
     if let (Some(x), Some(y), Some(g), Some(dx)) = (as_f32(x), as_f32(y), as_f32(g), as_f32_mut(dx)) {
-        if simd_available() {
+        if simd_available() && op.vectorized() {
             let dx = SharedMut::new(dx);
             par_ranges(n, PAR_MIN, 8, |r| {
                 // SAFETY: AVX2 and FMA are present (checked above); ranges are disjoint.
@@ -92,26 +140,45 @@ pub fn simd_available() -> bool {
 
 /// The scalar reference every vector kernel is tested against.
 pub fn unary_forward_reference<T: Float>(op: Unary, x: &[T], y: &mut [T]) {
-    let f: fn(T) -> T = match op {
-        Unary::Exp => |x| x.exp(),
-        Unary::Tanh => |x| x.tanh(),
-        Unary::Sigmoid => act::sigmoid,
-        Unary::Relu => |x| x.max(T::ZERO),
-        Unary::Gelu => act::gelu_erf,
-        Unary::GeluTanh => act::gelu_tanh,
-    };
-    y.iter_mut().zip(x).for_each(|(y, &x)| *y = f(x));
+    let it = y.iter_mut().zip(x);
+    match op {
+        Unary::Exp => it.for_each(|(y, &x)| *y = x.exp()),
+        Unary::Tanh => it.for_each(|(y, &x)| *y = x.tanh()),
+        Unary::Sigmoid => it.for_each(|(y, &x)| *y = act::sigmoid(x)),
+        Unary::Relu => it.for_each(|(y, &x)| *y = x.max(T::ZERO)),
+        Unary::Gelu => it.for_each(|(y, &x)| *y = act::gelu_erf(x)),
+        Unary::GeluTanh => it.for_each(|(y, &x)| *y = act::gelu_tanh(x)),
+        Unary::Neg => it.for_each(|(y, &x)| *y = -x),
+        Unary::Log => it.for_each(|(y, &x)| *y = x.ln()),
+        Unary::Sqrt => it.for_each(|(y, &x)| *y = x.sqrt()),
+        Unary::AddScalar(c) => it.for_each(|(y, &x)| *y = x + T::from_f64(c)),
+        Unary::MulScalar(c) => it.for_each(|(y, &x)| *y = T::from_f64(c) * x),
+        Unary::PowScalar(p) => it.for_each(|(y, &x)| *y = x.powf(T::from_f64(p))),
+    }
 }
 
 /// Scalar reference of [`unary_backward`].
 pub fn unary_backward_reference<T: Float>(op: Unary, x: &[T], y: &[T], g: &[T], dx: &mut [T]) {
-    let d: fn(T, T) -> T = match op {
-        Unary::Exp => |_, y| y,                    // d eˣ = eˣ
-        Unary::Tanh => |_, y| T::ONE - y * y,      // d tanh = 1 − tanh²
-        Unary::Sigmoid => |_, y| y * (T::ONE - y), // d σ = σ(1 − σ)
-        Unary::Relu => |x, _| if x > T::ZERO { T::ONE } else { T::ZERO },
-        Unary::Gelu => |x, _| act::gelu_erf_grad(x), // Φ(x) + xφ(x)
-        Unary::GeluTanh => |x, _| act::gelu_tanh_grad(x),
+    let two = T::from_f64(2.0);
+    let d = |x: T, y: T| match op {
+        Unary::Exp => y,                    // d eˣ = eˣ
+        Unary::Tanh => T::ONE - y * y,      // d tanh = 1 − tanh²
+        Unary::Sigmoid => y * (T::ONE - y), // d σ = σ(1 − σ)
+        Unary::Relu => {
+            if x > T::ZERO {
+                T::ONE
+            } else {
+                T::ZERO
+            }
+        }
+        Unary::Gelu => act::gelu_erf_grad(x), // Φ(x) + xφ(x)
+        Unary::GeluTanh => act::gelu_tanh_grad(x),
+        Unary::Neg => -T::ONE,
+        Unary::Log => T::ONE / x,          // d ln x = 1/x
+        Unary::Sqrt => T::ONE / (two * y), // d √x = 1/(2√x)
+        Unary::AddScalar(_) => T::ONE,
+        Unary::MulScalar(c) => T::from_f64(c),
+        Unary::PowScalar(p) => T::from_f64(p) * x.powf(T::from_f64(p - 1.0)), // d xᵖ = p·xᵖ⁻¹
     };
     for i in 0..x.len() {
         dx[i] = g[i] * d(x[i], y[i]);
@@ -158,6 +225,7 @@ mod avx2 {
             Unary::Relu => it.for_each(|(y, &x)| *y = x.max(0.0)),
             Unary::Gelu => it.for_each(|(y, &x)| *y = gelu(x)),
             Unary::GeluTanh => it.for_each(|(y, &x)| *y = gelu_tanh(x)),
+            _ => unreachable!("{op:?} has no vector kernel (Unary::vectorized)"),
         }
     }
 
@@ -172,6 +240,7 @@ mod avx2 {
             Unary::Relu => (0..n).for_each(|i| dx[i] = if x[i] > 0.0 { g[i] } else { 0.0 }),
             Unary::Gelu => (0..n).for_each(|i| dx[i] = g[i] * gelu_grad(x[i])),
             Unary::GeluTanh => (0..n).for_each(|i| dx[i] = g[i] * gelu_tanh_grad(x[i])),
+            _ => unreachable!("{op:?} has no vector kernel (Unary::vectorized)"),
         }
     }
 }

@@ -11,7 +11,8 @@ use std::ops::{Add, AddAssign, Div, DivAssign, Mul, MulAssign, Neg, Sub, SubAssi
 
 /// A real floating-point element: `f32` or `f64`.
 pub trait Float:
-    Copy
+    crate::gpu::DeviceRepr
+    + Copy
     + Default
     + Debug
     + Display

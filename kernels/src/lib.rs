@@ -13,6 +13,7 @@ pub mod dropout;
 pub mod elementwise;
 pub mod float;
 pub mod gemm;
+pub mod gpu;
 pub mod index;
 pub mod layernorm;
 pub mod loss;
