@@ -177,7 +177,7 @@ pub fn cvt(d: Ty, s: Ty, v: u64, rnd: Rnd, int_rnd: bool, sat: bool, ftz: bool) 
                 x = ftz32(x);
             }
             if int_rnd {
-                x = round_int(x, rnd, x < 0.0);
+                x = round_int(x, rnd, false);
             }
             if sat {
                 x = saturate(x);
@@ -205,7 +205,7 @@ pub fn cvt(d: Ty, s: Ty, v: u64, rnd: Rnd, int_rnd: bool, sat: bool, ftz: bool) 
             if x.is_nan() {
                 return 0;
             }
-            let r = round_int(x, rnd, x < 0.0);
+            let r = round_int(x, rnd, false);
             // Float → integer always saturates to the destination's range.
             let (lo, hi) = int_range(d);
             let c = r.clamp(lo as f64, hi as f64) as i128;
