@@ -1,0 +1,297 @@
+//! A simulated GPU: an interpreter for the PTX nvcc 13 emits for tapegrad's kernels.
+//!
+//! `SimGpu` holds global memory and loaded modules. `load_module` parses and decodes PTX
+//! once (an unsupported instruction is an error naming it and its line); `launch` runs a
+//! grid, its blocks spread over host threads, each block's threads interpreted with
+//! CUDA's meeting rules (warp shuffles and votes with their member masks, block
+//! barriers) and checked: out-of-bounds and misaligned accesses, barriers some threads
+//! skip, masks naming exited threads, deadlocks and shared-memory races are errors that
+//! name the kernel, block, thread and PTX line.
+//!
+//! ```no_run
+//! use tapegrad_ptx_sim::{Arg, LaunchDims, SimGpu};
+//! let gpu = SimGpu::new();
+//! gpu.load_module("m", &std::fs::read_to_string("k.ptx").unwrap()).unwrap();
+//! let x = gpu.alloc(1024 * 4).unwrap();
+//! let dims = LaunchDims { grid: [4, 1, 1], block: [256, 1, 1], shared_bytes: 0 };
+//! gpu.launch("m", "scale", dims, &[Arg::Ptr(x), Arg::F32(2.0), Arg::U32(1024)]).unwrap();
+//! ```
+
+mod alu;
+mod check;
+mod decode;
+mod exec;
+mod float;
+mod inst;
+mod memory;
+mod parse;
+mod warp;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use decode::Kernel;
+use exec::{Block, Launch};
+use memory::{Global, Snapshot};
+
+/// An error with a complete human message.
+pub struct SimError {
+    msg: String,
+}
+
+impl SimError {
+    pub(crate) fn new(msg: String) -> SimError {
+        SimError { msg }
+    }
+    pub fn message(&self) -> &str {
+        &self.msg
+    }
+}
+
+impl std::fmt::Display for SimError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::fmt::Debug for SimError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl std::error::Error for SimError {}
+
+#[derive(Clone, Copy, Debug)]
+pub struct LaunchDims {
+    pub grid: [u32; 3],
+    pub block: [u32; 3],
+    /// Dynamic shared memory (`.extern .shared`) per block, in bytes.
+    pub shared_bytes: u32,
+}
+
+/// A kernel argument, in `.param` order.
+#[derive(Clone, Copy, Debug)]
+pub enum Arg {
+    Ptr(u64),
+    U32(u32),
+    I32(i32),
+    U64(u64),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+}
+
+impl Arg {
+    fn bytes(&self) -> Vec<u8> {
+        match *self {
+            Arg::Ptr(v) | Arg::U64(v) => v.to_le_bytes().to_vec(),
+            Arg::I64(v) => v.to_le_bytes().to_vec(),
+            Arg::F64(v) => v.to_le_bytes().to_vec(),
+            Arg::U32(v) => v.to_le_bytes().to_vec(),
+            Arg::I32(v) => v.to_le_bytes().to_vec(),
+            Arg::F32(v) => v.to_le_bytes().to_vec(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LaunchStats {
+    /// Instructions executed, summed over threads (a guarded-off instruction counts).
+    pub thread_instructions: u64,
+}
+
+/// The simulated device: global memory and loaded modules. `Send + Sync`.
+pub struct SimGpu {
+    global: Global,
+    modules: RwLock<HashMap<String, Arc<Vec<Kernel>>>>,
+    host_threads: usize,
+}
+
+impl Default for SimGpu {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The most threads a block may have, as on every CUDA GPU since sm_20.
+const MAX_BLOCK_THREADS: u32 = 1024;
+/// The most shared memory a block may use (sm_80: 163 KiB).
+const MAX_SHARED: usize = 163 * 1024;
+
+impl SimGpu {
+    /// Blocks run on `std::thread::available_parallelism()` host threads.
+    pub fn new() -> SimGpu {
+        SimGpu::with_host_threads(std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    pub fn with_host_threads(n: usize) -> SimGpu {
+        SimGpu { global: Global::default(), modules: RwLock::default(), host_threads: n.max(1) }
+    }
+
+    /// A device address, 256-byte aligned; allocations are separated by unmapped gaps
+    /// and zero-filled.
+    pub fn alloc(&self, bytes: usize) -> Result<u64, SimError> {
+        self.global.alloc(bytes)
+    }
+
+    pub fn free(&self, ptr: u64) -> Result<(), SimError> {
+        self.global.free(ptr)
+    }
+
+    pub fn write(&self, dst: u64, src: &[u8]) -> Result<(), SimError> {
+        let (b, off) = self.global.find(dst, src.len(), "write to device")?;
+        b.write_bytes(off, src);
+        Ok(())
+    }
+
+    pub fn read(&self, src: u64, dst: &mut [u8]) -> Result<(), SimError> {
+        let (b, off) = self.global.find(src, dst.len(), "read from device")?;
+        b.read_bytes(off, dst);
+        Ok(())
+    }
+
+    pub fn copy(&self, dst: u64, src: u64, bytes: usize) -> Result<(), SimError> {
+        let mut tmp = vec![0u8; bytes];
+        self.read(src, &mut tmp)?;
+        self.write(dst, &tmp)
+    }
+
+    pub fn memset(&self, dst: u64, value: u8, bytes: usize) -> Result<(), SimError> {
+        self.write(dst, &vec![value; bytes])
+    }
+
+    /// Parses and decodes `ptx` once under `name` (replacing a module of that name).
+    pub fn load_module(&self, name: &str, ptx: &str) -> Result<(), SimError> {
+        let wrap = |e: SimError| SimError::new(format!("module `{name}`: {e}"));
+        let m = parse::parse(ptx).map_err(wrap)?;
+        let kernels = decode::decode_module(&m).map_err(wrap)?;
+        self.modules.write().expect("modules lock").insert(name.to_string(), Arc::new(kernels));
+        Ok(())
+    }
+
+    pub fn has_module(&self, name: &str) -> bool {
+        self.modules.read().expect("modules lock").contains_key(name)
+    }
+
+    /// The `.entry` names of a module (empty if it is not loaded).
+    pub fn entries(&self, module: &str) -> Vec<String> {
+        let mods = self.modules.read().expect("modules lock");
+        mods.get(module).map_or(Vec::new(), |ks| ks.iter().map(|k| k.name.clone()).collect())
+    }
+
+    /// The byte sizes of an entry's `.param`s, in order.
+    pub fn params(&self, module: &str, entry: &str) -> Option<Vec<usize>> {
+        let mods = self.modules.read().expect("modules lock");
+        let k = mods.get(module)?.iter().find(|k| k.name == entry)?;
+        Some(k.params.iter().map(|p| p.1).collect())
+    }
+
+    /// Runs `entry` of `module` over the grid and waits for it.
+    pub fn launch(&self, module: &str, entry: &str, dims: LaunchDims, args: &[Arg]) -> Result<LaunchStats, SimError> {
+        let kernels = self
+            .modules
+            .read()
+            .expect("modules lock")
+            .get(module)
+            .cloned()
+            .ok_or_else(|| SimError::new(format!("launch of `{entry}`: module `{module}` is not loaded")))?;
+        let k = kernels
+            .iter()
+            .find(|k| k.name == entry)
+            .ok_or_else(|| SimError::new(format!("launch: module `{module}` has no entry `{entry}`")))?;
+        let params = pack_params(k, args)?;
+        check_dims(k, dims)?;
+        let shared_bytes = k.dyn_shared_off.max(k.static_shared) + dims.shared_bytes as usize;
+        if shared_bytes > MAX_SHARED {
+            return Err(SimError::new(format!(
+                "launch of `{entry}`: {shared_bytes} bytes of shared memory per block exceed the {MAX_SHARED}-byte limit"
+            )));
+        }
+        let mem = Snapshot::new(&self.global);
+        let launch = Launch {
+            kernel: k,
+            mem: &mem,
+            global: &self.global,
+            params: &params,
+            grid: dims.grid,
+            block: dims.block,
+            shared_bytes,
+        };
+        let g = dims.grid;
+        let nblocks = g[0] as usize * g[1] as usize * g[2] as usize;
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let count = AtomicU64::new(0);
+        let first_err: Mutex<Option<(usize, SimError)>> = Mutex::new(None);
+        let worker = || {
+            while !failed.load(Ordering::Relaxed) {
+                let b = next.fetch_add(1, Ordering::Relaxed);
+                if b >= nblocks {
+                    break;
+                }
+                let ctaid = [(b % g[0] as usize) as u32, ((b / g[0] as usize) % g[1] as usize) as u32, (b / (g[0] as usize * g[1] as usize)) as u32];
+                let mut blk = Block::new(&launch, ctaid);
+                let r = blk.run();
+                count.fetch_add(blk.count, Ordering::Relaxed);
+                if let Err(e) = r {
+                    failed.store(true, Ordering::Relaxed);
+                    let mut fe = first_err.lock().expect("error lock");
+                    if fe.as_ref().is_none_or(|(i, _)| b < *i) {
+                        *fe = Some((b, e));
+                    }
+                }
+            }
+        };
+        let threads = self.host_threads.min(nblocks);
+        if threads <= 1 {
+            worker();
+        } else {
+            std::thread::scope(|s| {
+                for _ in 0..threads {
+                    s.spawn(worker);
+                }
+            });
+        }
+        if let Some((_, e)) = first_err.into_inner().expect("error lock") {
+            return Err(e);
+        }
+        Ok(LaunchStats { thread_instructions: count.load(Ordering::Relaxed) })
+    }
+}
+
+fn pack_params(k: &Kernel, args: &[Arg]) -> Result<Vec<u8>, SimError> {
+    if args.len() != k.params.len() {
+        return Err(SimError::new(format!(
+            "launch of `{}`: {} arguments given, the entry has {} parameters",
+            k.name,
+            args.len(),
+            k.params.len()
+        )));
+    }
+    let mut buf = vec![0u8; k.param_bytes];
+    for (i, (a, &(off, size))) in args.iter().zip(&k.params).enumerate() {
+        let b = a.bytes();
+        if b.len() != size {
+            return Err(SimError::new(format!(
+                "launch of `{}`: parameter {i} is {size} bytes, but argument {a:?} is {} bytes",
+                k.name,
+                b.len()
+            )));
+        }
+        buf[off..off + size].copy_from_slice(&b);
+    }
+    Ok(buf)
+}
+
+fn check_dims(k: &Kernel, d: LaunchDims) -> Result<(), SimError> {
+    let threads = d.block.iter().map(|&x| x as u64).product::<u64>();
+    if d.grid.contains(&0) || d.block.contains(&0) || threads > MAX_BLOCK_THREADS as u64 || d.block[2] > 64 {
+        return Err(SimError::new(format!(
+            "launch of `{}`: invalid launch dimensions grid {:?} block {:?} (block at most {MAX_BLOCK_THREADS} threads, z at most 64)",
+            k.name, d.grid, d.block
+        )));
+    }
+    Ok(())
+}

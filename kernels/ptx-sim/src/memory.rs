@@ -1,0 +1,154 @@
+//! Global memory: allocations at 256-byte-aligned addresses with unmapped gaps between
+//! them (so an access past one buffer never lands in another), stored as atomic 32-bit
+//! words so blocks running on several host threads can share them: plain accesses are
+//! relaxed loads/stores, 32-bit atomics are native, 64-bit atomics take a striped lock.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, RwLock};
+
+use crate::SimError;
+
+/// Where the first allocation goes; addresses below are the shared and local windows.
+pub const GLOBAL_BASE: u64 = 0x1_0000_0000;
+/// Generic addresses of shared memory (`cvta.shared`): this window plus the offset.
+pub const SHARED_WINDOW: u64 = 0x2000_0000;
+/// Generic addresses of local memory (`cvta.local`).
+pub const LOCAL_WINDOW: u64 = 0x1000_0000;
+const GAP: u64 = 64 * 1024;
+
+pub struct Buffer {
+    pub base: u64,
+    pub len: usize,
+    pub words: Box<[AtomicU32]>,
+}
+
+#[derive(Default)]
+pub struct Global {
+    pub bufs: RwLock<BTreeMap<u64, Arc<Buffer>>>,
+    next: Mutex<u64>,
+    locks: [Mutex<()>; 16],
+}
+
+impl Global {
+    pub fn alloc(&self, bytes: usize) -> Result<u64, SimError> {
+        let mut next = self.next.lock().expect("allocator lock");
+        if *next == 0 {
+            *next = GLOBAL_BASE;
+        }
+        let base = *next;
+        let words = (0..bytes.div_ceil(4)).map(|_| AtomicU32::new(0)).collect();
+        *next = (base + bytes as u64 + GAP).div_ceil(256) * 256;
+        let b = Arc::new(Buffer { base, len: bytes, words });
+        self.bufs.write().expect("memory lock").insert(base, b);
+        Ok(base)
+    }
+
+    pub fn free(&self, ptr: u64) -> Result<(), SimError> {
+        match self.bufs.write().expect("memory lock").remove(&ptr) {
+            Some(_) => Ok(()),
+            None => Err(SimError::new(format!("free of {ptr:#x}, which is not the start of a live allocation"))),
+        }
+    }
+
+    /// The buffer holding `[addr, addr+len)` entirely, or an error naming the nearest one.
+    pub fn find(&self, addr: u64, len: usize, what: &str) -> Result<(Arc<Buffer>, usize), SimError> {
+        let bufs = self.bufs.read().expect("memory lock");
+        let b = bufs.range(..=addr).next_back().map(|(_, b)| b.clone());
+        find_in(b.as_deref(), addr, len).map_err(|m| SimError::new(format!("{what}: {m}")))?;
+        let b = b.expect("checked");
+        let off = (addr - b.base) as usize;
+        Ok((b, off))
+    }
+
+    pub fn lock64(&self, addr: u64) -> std::sync::MutexGuard<'_, ()> {
+        self.locks[(addr >> 3) as usize % 16].lock().expect("atomic lock")
+    }
+}
+
+/// Checks that `[addr, addr+len)` lies in `b`; the message names the buffer.
+pub fn find_in(b: Option<&Buffer>, addr: u64, len: usize) -> Result<(), String> {
+    match b {
+        Some(b) if addr + len as u64 <= b.base + b.len as u64 => Ok(()),
+        Some(b) if addr < b.base + b.len as u64 + GAP => Err(format!(
+            "{len} bytes at {addr:#x} run {} bytes past the end of buffer {:#x} ({} bytes)",
+            addr + len as u64 - (b.base + b.len as u64),
+            b.base,
+            b.len
+        )),
+        _ => Err(format!("{len} bytes at {addr:#x} are in no allocated buffer")),
+    }
+}
+
+impl Buffer {
+    #[inline(always)]
+    pub fn load(&self, off: usize, size: usize) -> u64 {
+        let w = off / 4;
+        match size {
+            4 => self.words[w].load(Relaxed) as u64,
+            8 => self.words[w].load(Relaxed) as u64 | (self.words[w + 1].load(Relaxed) as u64) << 32,
+            _ => {
+                let sh = (off % 4) * 8;
+                let v = (self.words[w].load(Relaxed) >> sh) as u64;
+                v & ((1u64 << (size * 8)) - 1)
+            }
+        }
+    }
+
+    #[inline(always)]
+    pub fn store(&self, off: usize, size: usize, v: u64) {
+        let w = off / 4;
+        match size {
+            4 => self.words[w].store(v as u32, Relaxed),
+            8 => {
+                self.words[w].store(v as u32, Relaxed);
+                self.words[w + 1].store((v >> 32) as u32, Relaxed);
+            }
+            _ => {
+                // Sub-word: clear then set our bytes; neighbours' bytes are untouched.
+                let sh = (off % 4) * 8;
+                let m = (((1u64 << (size * 8)) - 1) as u32) << sh;
+                self.words[w].fetch_and(!m, Relaxed);
+                self.words[w].fetch_or(((v as u32) << sh) & m, Relaxed);
+            }
+        }
+    }
+
+    pub fn read_bytes(&self, off: usize, dst: &mut [u8]) {
+        for (i, d) in dst.iter_mut().enumerate() {
+            *d = self.load(off + i, 1) as u8;
+        }
+    }
+
+    pub fn write_bytes(&self, off: usize, src: &[u8]) {
+        for (i, s) in src.iter().enumerate() {
+            self.store(off + i, 1, *s as u64);
+        }
+    }
+}
+
+/// The buffers of a launch, sorted by base, for lookups without locking.
+pub struct Snapshot {
+    pub bufs: Vec<Arc<Buffer>>,
+}
+
+impl Snapshot {
+    pub fn new(g: &Global) -> Snapshot {
+        Snapshot { bufs: g.bufs.read().expect("memory lock").values().cloned().collect() }
+    }
+
+    /// Index of the buffer holding `[addr, addr+len)`, trying `hint` first.
+    #[inline(always)]
+    pub fn lookup(&self, addr: u64, len: usize, hint: &mut usize) -> Result<usize, String> {
+        if let Some(b) = self.bufs.get(*hint) {
+            if addr >= b.base && addr + len as u64 <= b.base + b.len as u64 {
+                return Ok(*hint);
+            }
+        }
+        let i = self.bufs.partition_point(|b| b.base <= addr);
+        let b = i.checked_sub(1).map(|i| &*self.bufs[i]);
+        find_in(b, addr, len)?;
+        *hint = i - 1;
+        Ok(i - 1)
+    }
+}

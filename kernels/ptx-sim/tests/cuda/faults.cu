@@ -1,0 +1,43 @@
+// Planted faults: each kernel has one bug the simulator must catch.
+
+// Writes one element past the end of `out` (n elements) from the last thread.
+extern "C" __global__ void oob_write(float* out, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i <= n) out[i] = 1.0f;
+}
+
+// Threads with odd index return before the barrier the others wait at.
+extern "C" __global__ void barrier_skip(float* out) {
+    __shared__ float s[256];
+    if (threadIdx.x & 1) return;
+    s[threadIdx.x] = threadIdx.x;
+    __syncthreads();
+    out[threadIdx.x] = s[(threadIdx.x + 2) % blockDim.x];
+}
+
+// Only the low 16 lanes take the branch, but the shuffle names the whole warp.
+extern "C" __global__ void shuffle_wrong_mask(const float* x, float* out) {
+    float v = x[threadIdx.x];
+    if (threadIdx.x % 32 < 16) v += __shfl_down_sync(0xffffffffu, v, 1);
+    out[threadIdx.x] = v;
+}
+
+// Every thread writes s[0] with no barrier or atomic between the writes.
+extern "C" __global__ void shared_race(float* out) {
+    __shared__ float s[1];
+    s[0] = threadIdx.x;
+    __syncthreads();
+    out[threadIdx.x] = s[0];
+}
+
+// Reads a neighbour's shared slot without a barrier after the writes (read/write race).
+extern "C" __global__ void shared_missing_barrier(float* out) {
+    __shared__ float s[128];
+    s[threadIdx.x] = threadIdx.x;
+    out[threadIdx.x] = s[(threadIdx.x + 64) % 128];
+}
+
+// Misaligned 4-byte load from a byte offset.
+extern "C" __global__ void misaligned(const char* p, float* out) {
+    out[threadIdx.x] = *reinterpret_cast<const float*>(p + 1 + threadIdx.x * 4);
+}

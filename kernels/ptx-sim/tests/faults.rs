@@ -1,0 +1,73 @@
+//! Planted faults (tests/cuda/faults.cu): each is caught with a message naming it.
+mod common;
+use common::*;
+use tapegrad_ptx_sim::{Arg, SimGpu};
+
+fn fault(gpu: &SimGpu, entry: &str, grid: u32, block: u32, args: &[Arg]) -> String {
+    gpu.launch("faults", entry, dims(grid, block, 0), args).expect_err("the planted fault must be caught").to_string()
+}
+
+#[test]
+fn out_of_bounds_write_names_buffer_thread_and_line() {
+    let gpu = gpu_with("faults");
+    let out = zeros::<f32>(&gpu, 100);
+    let e = fault(&gpu, "oob_write", 4, 32, &[Arg::Ptr(out), Arg::I32(100)]);
+    assert!(e.contains("kernel `oob_write`"), "{e}");
+    assert!(e.contains("thread (4,0,0) of block (3,0,0)"), "{e}");
+    assert!(e.contains("`st.global.u32` at line"), "{e}");
+    assert!(e.contains(&format!("past the end of buffer {out:#x} (400 bytes)")), "{e}");
+}
+
+#[test]
+fn barrier_skipped_by_some_threads() {
+    let gpu = gpu_with("faults");
+    let out = zeros::<f32>(&gpu, 64);
+    let e = fault(&gpu, "barrier_skip", 1, 64, &[Arg::Ptr(out)]);
+    assert!(e.contains("kernel `barrier_skip`: block (0,0,0): `bar.sync` at line"), "{e}");
+    assert!(e.contains("threads 0, 2, 4") && e.contains("exited without reaching it"), "{e}");
+}
+
+#[test]
+fn shuffle_mask_naming_threads_that_never_arrive() {
+    let gpu = gpu_with("faults");
+    let x = upload(&gpu, &[1.0f32; 32]);
+    let out = zeros::<f32>(&gpu, 32);
+    let e = fault(&gpu, "shuffle_wrong_mask", 1, 32, &[Arg::Ptr(x), Arg::Ptr(out)]);
+    assert!(e.contains("kernel `shuffle_wrong_mask`: block (0,0,0), warp 0: `shfl.sync.down.b32` at line"), "{e}");
+    assert!(e.contains("member mask 0xffffffff names lanes 16-31 which exited without reaching it"), "{e}");
+}
+
+#[test]
+fn shared_memory_write_write_race() {
+    let gpu = gpu_with("faults");
+    let out = zeros::<f32>(&gpu, 64);
+    let e = fault(&gpu, "shared_race", 1, 64, &[Arg::Ptr(out)]);
+    assert!(e.contains("kernel `shared_race`") && e.contains("shared-memory race at shared offset 0x0"), "{e}");
+    assert!(e.contains("thread 32 (warp 1) writes it after thread 31 (warp 0) wrote it"), "{e}");
+}
+
+#[test]
+fn shared_memory_read_without_barrier() {
+    let gpu = gpu_with("faults");
+    let out = zeros::<f32>(&gpu, 128);
+    let e = fault(&gpu, "shared_missing_barrier", 1, 128, &[Arg::Ptr(out)]);
+    assert!(e.contains("shared-memory race") && e.contains("with no barrier between"), "{e}");
+}
+
+#[test]
+fn misaligned_load() {
+    let gpu = gpu_with("faults");
+    let p = zeros::<u32>(&gpu, 64);
+    let out = zeros::<f32>(&gpu, 32);
+    let e = fault(&gpu, "misaligned", 1, 32, &[Arg::Ptr(p), Arg::Ptr(out)]);
+    assert!(e.contains("misaligned 4-byte load at address") && e.contains("`ld.global.f32` at line"), "{e}");
+}
+
+#[test]
+fn argument_mismatch_names_entry_and_parameter() {
+    let gpu = gpu_with("faults");
+    let e = gpu.launch("faults", "oob_write", dims(1, 1, 0), &[Arg::Ptr(0)]).unwrap_err().to_string();
+    assert!(e.contains("`oob_write`: 1 arguments given, the entry has 2 parameters"), "{e}");
+    let e = gpu.launch("faults", "oob_write", dims(1, 1, 0), &[Arg::Ptr(0), Arg::U64(3)]).unwrap_err().to_string();
+    assert!(e.contains("`oob_write`: parameter 1 is 4 bytes"), "{e}");
+}
