@@ -124,11 +124,27 @@ impl<'a> Block<'a> {
         let k = self.l.kernel;
         format!(
             "kernel `{}`: thread ({},{},{}) of block ({},{},{}): `{}` at line {}",
-            k.name, c.tid[0], c.tid[1], c.tid[2], c.ctaid[0], c.ctaid[1], c.ctaid[2], k.opcodes[pc], k.insts[pc].line
+            k.name,
+            c.tid[0],
+            c.tid[1],
+            c.tid[2],
+            c.ctaid[0],
+            c.ctaid[1],
+            c.ctaid[2],
+            k.opcodes[pc],
+            k.insts[pc].line
         )
     }
 
-    fn resolve(&mut self, t: usize, pc: usize, space: Space, addr: u64, size: usize, write: bool) -> Result<Loc, SimError> {
+    fn resolve(
+        &mut self,
+        t: usize,
+        pc: usize,
+        space: Space,
+        addr: u64,
+        size: usize,
+        write: bool,
+    ) -> Result<Loc, SimError> {
         let err = |b: &Self, m: String| SimError::new(format!("{}: {m}", b.at(t, pc)));
         let kind = if write { "store" } else { "load" };
         if addr % size as u64 != 0 {
@@ -138,7 +154,9 @@ impl<'a> Block<'a> {
             Space::Generic if (SHARED_WINDOW..SHARED_WINDOW + self.shared.len() as u64).contains(&addr) => {
                 return self.resolve(t, pc, Space::Shared, addr - SHARED_WINDOW, size, write);
             }
-            Space::Generic if (LOCAL_WINDOW..LOCAL_WINDOW + self.l.kernel.local_bytes as u64).contains(&addr) => {
+            Space::Generic
+                if (LOCAL_WINDOW..LOCAL_WINDOW + self.l.kernel.local_bytes as u64).contains(&addr) =>
+            {
                 return self.resolve(t, pc, Space::Local, addr - LOCAL_WINDOW, size, write);
             }
             Space::Generic => Space::Global,
@@ -163,7 +181,9 @@ impl<'a> Block<'a> {
         Ok(match self.resolve(t, pc, space, addr, size, false)? {
             Loc::Global(i, off) => self.l.mem.bufs[i].load(off, size),
             Loc::Shared(off) => {
-                self.shadow.access(t, off, size, false).map_err(|m| SimError::new(format!("{}: {m}", self.at(t, pc))))?;
+                self.shadow
+                    .access(t, off, size, false)
+                    .map_err(|m| SimError::new(format!("{}: {m}", self.at(t, pc))))?;
                 le_load(&self.shared[off..off + size])
             }
             Loc::Local(off) => le_load(&self.local[off..off + size]),
@@ -171,11 +191,21 @@ impl<'a> Block<'a> {
         })
     }
 
-    fn store(&mut self, t: usize, pc: usize, space: Space, addr: u64, size: usize, v: u64) -> Result<(), SimError> {
+    fn store(
+        &mut self,
+        t: usize,
+        pc: usize,
+        space: Space,
+        addr: u64,
+        size: usize,
+        v: u64,
+    ) -> Result<(), SimError> {
         match self.resolve(t, pc, space, addr, size, true)? {
             Loc::Global(i, off) => self.l.mem.bufs[i].store(off, size, v),
             Loc::Shared(off) => {
-                self.shadow.access(t, off, size, true).map_err(|m| SimError::new(format!("{}: {m}", self.at(t, pc))))?;
+                self.shadow
+                    .access(t, off, size, true)
+                    .map_err(|m| SimError::new(format!("{}: {m}", self.at(t, pc))))?;
                 self.shared[off..off + size].copy_from_slice(&v.to_le_bytes()[..size]);
             }
             Loc::Local(off) => self.local[off..off + size].copy_from_slice(&v.to_le_bytes()[..size]),
@@ -184,16 +214,28 @@ impl<'a> Block<'a> {
         Ok(())
     }
 
-    fn atomic(&mut self, t: usize, pc: usize, space: Space, op: AtomOp, ty: Ty, addr: u64, b: u64, c: u64) -> Result<u64, SimError> {
+    fn atomic(
+        &mut self,
+        t: usize,
+        pc: usize,
+        space: Space,
+        op: AtomOp,
+        ty: Ty,
+        addr: u64,
+        b: u64,
+        c: u64,
+    ) -> Result<u64, SimError> {
         let size = ty.bytes();
         Ok(match self.resolve(t, pc, space, addr, size, true)? {
             Loc::Global(i, off) => {
                 let buf = &self.l.mem.bufs[i];
                 if size == 4 {
                     let w = &buf.words[off / 4];
-                    let r = w.fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |o| {
-                        Some(atom_new(op, ty, o as u64, b, c) as u32)
-                    });
+                    let r = w.fetch_update(
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                        |o| Some(atom_new(op, ty, o as u64, b, c) as u32),
+                    );
                     r.unwrap_or_else(|o| o) as u64
                 } else {
                     let _g = self.l.global.lock64(addr);
@@ -214,7 +256,12 @@ impl<'a> Block<'a> {
                 self.local[off..off + size].copy_from_slice(&new.to_le_bytes()[..size]);
                 old
             }
-            _ => return Err(SimError::new(format!("{}: atomic on this state space is not supported", self.at(t, pc)))),
+            _ => {
+                return Err(SimError::new(format!(
+                    "{}: atomic on this state space is not supported",
+                    self.at(t, pc)
+                )))
+            }
         })
     }
 
@@ -315,7 +362,10 @@ impl<'a> Block<'a> {
                     let size = ty.bytes();
                     let base = rd(r, i.addr, c).wrapping_add(i.off as u64);
                     if nv > 1 && base % (size * nv as usize) as u64 != 0 {
-                        break Err(SimError::new(format!("{}: misaligned vector load at {base:#x}", self.at(t, pc))));
+                        break Err(SimError::new(format!(
+                            "{}: misaligned vector load at {base:#x}",
+                            self.at(t, pc)
+                        )));
                     }
                     for k in 0..nv as usize {
                         match self.load(t, pc, space, base + (k * size) as u64, size) {
@@ -328,7 +378,10 @@ impl<'a> Block<'a> {
                     let size = ty.bytes();
                     let base = rd(r, i.addr, c).wrapping_add(i.off as u64);
                     if nv > 1 && base % (size * nv as usize) as u64 != 0 {
-                        break Err(SimError::new(format!("{}: misaligned vector store at {base:#x}", self.at(t, pc))));
+                        break Err(SimError::new(format!(
+                            "{}: misaligned vector store at {base:#x}",
+                            self.at(t, pc)
+                        )));
                     }
                     for k in 0..nv as usize {
                         let v = mask(ty, rd(r, i.a[k], c));

@@ -118,7 +118,13 @@ fn f64_to_small(x: f64, eb: u32, mb: u32, rnd: Rnd) -> u16 {
     }
     let e = (a.log2().floor() as i32).max(1 - bias);
     // log2 can be off by one at powers of two: fix the binade.
-    let e = if a < (2.0f64).powi(e) && e > 1 - bias { e - 1 } else if a >= (2.0f64).powi(e + 1) { e + 1 } else { e };
+    let e = if a < (2.0f64).powi(e) && e > 1 - bias {
+        e - 1
+    } else if a >= (2.0f64).powi(e + 1) {
+        e + 1
+    } else {
+        e
+    };
     let ulp = (2.0f64).powi(e - mb as i32);
     let r = round_int(a / ulp, rnd, sign != 0) * ulp;
     if r > max_finite {
@@ -139,7 +145,13 @@ fn f64_to_small(x: f64, eb: u32, mb: u32, rnd: Rnd) -> u16 {
         return sign | (r / (2.0f64).powi(1 - bias - mb as i32)) as u16;
     }
     let e = r.log2().floor() as i32;
-    let e = if r < (2.0f64).powi(e) { e - 1 } else if r >= (2.0f64).powi(e + 1) { e + 1 } else { e };
+    let e = if r < (2.0f64).powi(e) {
+        e - 1
+    } else if r >= (2.0f64).powi(e + 1) {
+        e + 1
+    } else {
+        e
+    };
     let m = (r / (2.0f64).powi(e) - 1.0) * (2.0f64).powi(mb as i32);
     sign | (((e + bias) as u16) << mb) | m as u16
 }
@@ -280,7 +292,10 @@ mod tests {
         assert_eq!(cvt(Ty::S32, Ty::F32, v, Rnd::Z, true, false, false) as u32 as i32, -2);
         assert_eq!(cvt(Ty::S32, Ty::F32, v, Rnd::M, true, false, false) as u32 as i32, -3);
         assert_eq!(cvt(Ty::U32, Ty::F32, v, Rnd::P, true, false, false), 0);
-        assert_eq!(cvt(Ty::S32, Ty::F32, (1e20f32).to_bits() as u64, Rnd::N, true, false, false), 0x7fff_ffff);
+        assert_eq!(
+            cvt(Ty::S32, Ty::F32, (1e20f32).to_bits() as u64, Rnd::N, true, false, false),
+            0x7fff_ffff
+        );
         assert_eq!(cvt(Ty::S64, Ty::S32, 0xffff_fffe, Rnd::Default, false, false, false), (-2i64) as u64);
         assert_eq!(cvt(Ty::U8, Ty::S32, 300, Rnd::Default, false, true, false), 255);
     }

@@ -83,7 +83,8 @@ impl Block<'_> {
                     self.nthreads
                 )));
             }
-            let exited: Vec<usize> = lanes.iter().copied().filter(|l| self.state[lo + l] == State::Exited).collect();
+            let exited: Vec<usize> =
+                lanes.iter().copied().filter(|l| self.state[lo + l] == State::Exited).collect();
             if !exited.is_empty() {
                 return Err(SimError::new(format!(
                     "{}, warp {w}: {}: member mask {mask:#010x} names lanes {} which exited without reaching it",
@@ -92,9 +93,11 @@ impl Block<'_> {
                     ranges(&exited)
                 )));
             }
-            let ready = lanes
-                .iter()
-                .all(|l| self.state[lo + l] == State::Sync && self.pc[lo + l] as usize == pc && self.mask_of(lo + l) == mask);
+            let ready = lanes.iter().all(|l| {
+                self.state[lo + l] == State::Sync
+                    && self.pc[lo + l] as usize == pc
+                    && self.mask_of(lo + l) == mask
+            });
             if ready {
                 self.collective(pc, lo, &lanes);
                 progress = true;
@@ -164,7 +167,8 @@ impl Block<'_> {
     fn barrier_or_deadlock(&mut self) -> Result<(), SimError> {
         let insts = &self.l.kernel.insts;
         let live: Vec<usize> = (0..self.nthreads).filter(|&t| self.state[t] != State::Exited).collect();
-        let at_bar = live.iter().all(|&t| self.state[t] == State::Sync && insts[self.pc[t] as usize].op == Op::Bar);
+        let at_bar =
+            live.iter().all(|&t| self.state[t] == State::Sync && insts[self.pc[t] as usize].op == Op::Bar);
         if at_bar {
             let exited: Vec<usize> = (0..self.nthreads).filter(|&t| self.state[t] == State::Exited).collect();
             if !exited.is_empty() {
@@ -193,8 +197,10 @@ impl Block<'_> {
                 None => groups.push((pc, vec![t])),
             }
         }
-        let waits: Vec<String> =
-            groups.iter().map(|(pc, ts)| format!("threads {} wait at {}", ranges(ts), self.inst_name(*pc))).collect();
+        let waits: Vec<String> = groups
+            .iter()
+            .map(|(pc, ts)| format!("threads {} wait at {}", ranges(ts), self.inst_name(*pc)))
+            .collect();
         Err(SimError::new(format!(
             "{}: deadlock: no thread can proceed: {}",
             self.block_name(),

@@ -20,6 +20,7 @@ pub mod elementwise;
 pub mod launch;
 pub mod launcher;
 pub mod ptx;
+pub mod sim;
 
 pub use buffer::{DeviceRepr, GpuBuffer, GpuContext};
 pub use launcher::{DevPtr, GpuError, Kernel, KernelArg, LaunchDims, Launcher};
@@ -68,13 +69,18 @@ pub fn cuda_context(ordinal: usize) -> Result<Arc<GpuContext>, GpuError> {
     }
 }
 
-/// The devices the GPU tests run on here: the first CUDA device when there is one
-/// (and the simulated GPU, once it is wired in). Prints which ran and which not.
+/// The simulated GPU (the PTX interpreter) as a device of its own.
+pub fn sim_context() -> Arc<GpuContext> {
+    GpuContext::new(Box::new(sim::SimLauncher::new()))
+}
+
+/// The devices the GPU tests run on here: the simulated GPU always, and the first
+/// CUDA device when there is one (says so when there is none).
 pub fn test_contexts() -> Vec<Arc<GpuContext>> {
-    let mut out = Vec::new();
+    let mut out = vec![sim_context()];
     match cuda_context(0) {
         Ok(ctx) => out.push(ctx),
-        Err(e) => eprintln!("GPU tests: no real GPU here ({e})"),
+        Err(e) => eprintln!("GPU tests: no real GPU here ({e}); running on the simulated GPU only"),
     }
     out
 }
