@@ -13,6 +13,7 @@
 //! Everything above the trait is shared by both launchers.
 
 pub mod allocator;
+pub mod broadcast;
 pub mod buffer;
 #[cfg(feature = "cuda")]
 pub mod cuda;
@@ -20,6 +21,7 @@ pub mod elementwise;
 pub mod launch;
 pub mod launcher;
 pub mod ptx;
+pub mod reduce;
 
 pub use buffer::{DeviceRepr, GpuBuffer, GpuContext};
 pub use launcher::{DevPtr, GpuError, Kernel, KernelArg, LaunchDims, Launcher};
@@ -29,7 +31,11 @@ use std::sync::Arc;
 
 /// Every family: (PTX module, the entry points its launchers use). The tests check
 /// that each exists in the module and that no module has an entry left out here.
-pub const FAMILIES: &[(&str, &[&str])] = &[("elementwise", elementwise::ENTRIES)];
+pub const FAMILIES: &[(&str, &[&str])] = &[
+    ("broadcast", broadcast::ENTRIES),
+    ("elementwise", elementwise::ENTRIES),
+    ("reduce", reduce::ENTRIES),
+];
 
 /// The f32 or f64 name of an entry point, for element type `T`.
 pub fn pick<T: Float>(f32_entry: &'static str, f64_entry: &'static str) -> &'static str {
