@@ -130,7 +130,8 @@ pub enum Binary {
 }
 
 impl Binary {
-    pub const ALL: [Binary; 6] = [Binary::Add, Binary::Sub, Binary::Mul, Binary::Div, Binary::Max, Binary::Min];
+    pub const ALL: [Binary; 6] =
+        [Binary::Add, Binary::Sub, Binary::Mul, Binary::Div, Binary::Max, Binary::Min];
 
     /// f(x, y).
     #[inline(always)]

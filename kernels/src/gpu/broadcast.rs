@@ -70,7 +70,8 @@ pub fn expand<T: Float>(
     }
     let sx = broadcast_strides(x_shape, out_shape);
     let walk = Strided::simplify(out_shape, [&sx]);
-    let mut args = walk.params().ok_or_else(|| too_many_dims(k, format!("expand {x_shape:?} → {out_shape:?}")))?;
+    let mut args =
+        walk.params().ok_or_else(|| too_many_dims(k, format!("expand {x_shape:?} → {out_shape:?}")))?;
     args.extend([x.arg(), out.arg(), count(n)]);
     out.context().launch(k, launch::linear(n), &args)
 }
@@ -119,7 +120,8 @@ pub fn sum_to<T: Float>(
     let mut args = kept.params().ok_or_else(|| too_many_dims(k, shapes()))?;
     args.extend(red.params().ok_or_else(|| too_many_dims(k, shapes()))?);
     args.extend([x.arg(), out.arg(), count(n), count(rn)]);
-    let dims = if by_thread { launch::linear(n) } else { launch::rows(n, if rn >= 1024 { 256 } else { 128 }) };
+    let dims =
+        if by_thread { launch::linear(n) } else { launch::rows(n, if rn >= 1024 { 256 } else { 128 }) };
     out.context().launch(k, dims, &args)
 }
 
@@ -154,7 +156,8 @@ mod tests {
                 let shape = broadcast_shape(sa, sb).unwrap();
                 let n: usize = shape.iter().product();
                 let (a, b) = (data(sa.iter().product(), 0.0), data(sb.iter().product(), 3.0));
-                let (ga, gb) = (GpuBuffer::from_host(&ctx, &a).unwrap(), GpuBuffer::from_host(&ctx, &b).unwrap());
+                let (ga, gb) =
+                    (GpuBuffer::from_host(&ctx, &a).unwrap(), GpuBuffer::from_host(&ctx, &b).unwrap());
                 let mut out = GpuBuffer::<f64>::uninit(&ctx, n).unwrap();
                 for op in Binary::ALL {
                     let mut want = vec![0.0; n];
@@ -166,8 +169,10 @@ mod tests {
                     let b32: Vec<f32> = b.iter().map(|&v| v as f32).collect();
                     let mut want32 = vec![0f32; n];
                     crate::broadcast::binary(op, &a32, sa, &b32, sb, &shape, &mut want32);
-                    let (ga32, gb32) =
-                        (GpuBuffer::from_host(&ctx, &a32).unwrap(), GpuBuffer::from_host(&ctx, &b32).unwrap());
+                    let (ga32, gb32) = (
+                        GpuBuffer::from_host(&ctx, &a32).unwrap(),
+                        GpuBuffer::from_host(&ctx, &b32).unwrap(),
+                    );
                     let mut out32 = GpuBuffer::<f32>::uninit(&ctx, n).unwrap();
                     binary(op, &ga32, sa, &gb32, sb, &shape, &mut out32).unwrap();
                     assert_eq!(out32.to_host().unwrap(), want32, "f32 {op:?} {sa:?} {sb:?}");
@@ -186,16 +191,39 @@ mod tests {
                     sum_to(&gbig, &shape, s, &mut got).unwrap();
                     let bound = 1e-12 * (n as f64 / v.len().max(1) as f64 + 1.0);
                     for (i, (g, w)) in got.to_host().unwrap().iter().zip(&want).enumerate() {
-                        assert!((g - w).abs() <= bound * (1.0 + w.abs()), "sum_to {shape:?} → {s:?} at {i}: {g} vs {w}");
+                        assert!(
+                            (g - w).abs() <= bound * (1.0 + w.abs()),
+                            "sum_to {shape:?} → {s:?} at {i}: {g} vs {w}"
+                        );
                     }
                 }
             }
         }
     }
 
+    /// Every launch's arguments fit its entry's `.param` list (f32 and f64, each kernel).
+    #[test]
+    fn launches_fit_the_ptx() {
+        fn all<T: Float>() {
+            let ctx = crate::gpu::param_check::context();
+            let a = GpuBuffer::<T>::zeros(&ctx, 15).unwrap();
+            let b = GpuBuffer::<T>::zeros(&ctx, 4).unwrap();
+            let mut out = GpuBuffer::<T>::zeros(&ctx, 60).unwrap();
+            binary(Binary::Div, &a, &[3, 1, 5], &b, &[4, 1], &[3, 4, 5], &mut out).unwrap();
+            expand(&b, &[4, 1], &[3, 4, 5], &mut out).unwrap();
+            let mut small = GpuBuffer::<T>::zeros(&ctx, 4).unwrap();
+            sum_to(&out, &[3, 4, 5], &[4, 1], &mut small).unwrap(); // one thread per output
+            let big = GpuBuffer::<T>::zeros(&ctx, 4 * 1000).unwrap();
+            sum_to(&big, &[1000, 4], &[4], &mut small).unwrap(); // one block per output
+        }
+        all::<f32>();
+        all::<f64>();
+    }
+
     #[test]
     fn too_many_dims_is_an_error() {
-        for ctx in test_contexts() {
+        {
+            let ctx = crate::gpu::param_check::context();
             let shape = [2usize; 7];
             let mut out = GpuBuffer::<f32>::zeros(&ctx, 128).unwrap();
             // x (1,2,1,2,1,2,1) → alternating broadcast dims never merge

@@ -47,10 +47,18 @@ fn sum_or_mean<T: Float>(
     let mean = KernelArg::U32(mean as u32);
     if inner == 1 {
         let args = [x.arg(), out.arg(), count(outer), count(n), mean];
-        out.context().launch(kernel::<T>("sum_rows_f32", "sum_rows_f64"), launch::rows(outer, row_threads(n)), &args)
+        out.context().launch(
+            kernel::<T>("sum_rows_f32", "sum_rows_f64"),
+            launch::rows(outer, row_threads(n)),
+            &args,
+        )
     } else {
         let args = [x.arg(), out.arg(), count(outer), count(n), count(inner), mean];
-        out.context().launch(kernel::<T>("sum_cols_f32", "sum_cols_f64"), launch::linear(outer * inner), &args)
+        out.context().launch(
+            kernel::<T>("sum_cols_f32", "sum_cols_f64"),
+            launch::linear(outer * inner),
+            &args,
+        )
     }
 }
 
@@ -96,10 +104,18 @@ pub fn max_dim<T: Float>(
     }
     if inner == 1 {
         let args = [x.arg(), out.arg(), argmax.arg(), count(outer), count(n)];
-        out.context().launch(kernel::<T>("max_rows_f32", "max_rows_f64"), launch::rows(outer, row_threads(n)), &args)
+        out.context().launch(
+            kernel::<T>("max_rows_f32", "max_rows_f64"),
+            launch::rows(outer, row_threads(n)),
+            &args,
+        )
     } else {
         let args = [x.arg(), out.arg(), argmax.arg(), count(outer), count(n), count(inner)];
-        out.context().launch(kernel::<T>("max_cols_f32", "max_cols_f64"), launch::linear(outer * inner), &args)
+        out.context().launch(
+            kernel::<T>("max_cols_f32", "max_cols_f64"),
+            launch::linear(outer * inner),
+            &args,
+        )
     }
 }
 
@@ -134,12 +150,33 @@ mod tests {
     const SHAPES: &[(usize, usize, usize)] =
         &[(1, 1, 1), (3, 7, 1), (5, 3000, 1), (2, 300, 1), (4, 5, 3), (3, 33, 17), (1, 9, 1000)];
 
+    /// Every launch's arguments fit its entry's `.param` list (f32 and f64, each kernel).
+    #[test]
+    fn launches_fit_the_ptx() {
+        fn all<T: Float>() {
+            let ctx = crate::gpu::param_check::context();
+            let x = GpuBuffer::<T>::zeros(&ctx, 60).unwrap();
+            let mut dx = GpuBuffer::<T>::zeros(&ctx, 60).unwrap();
+            let mut out = GpuBuffer::<T>::zeros(&ctx, 20).unwrap();
+            let mut arg = GpuBuffer::<i64>::zeros(&ctx, 20).unwrap();
+            for (outer, n, inner) in [(20, 3, 1), (4, 3, 5)] {
+                sum_dim(&x, outer, n, inner, &mut out).unwrap();
+                mean_dim(&x, outer, n, inner, &mut out).unwrap();
+                max_dim(&x, outer, n, inner, &mut out, &mut arg).unwrap();
+                max_dim_backward(&out, outer, n, inner, &arg, &mut dx).unwrap();
+            }
+        }
+        all::<f32>();
+        all::<f64>();
+    }
+
     #[test]
     fn sum_mean_max_match_cpu() {
         for ctx in test_contexts() {
             for &(outer, n, inner) in SHAPES {
                 // repeated values (ties: the first index wins) and a NaN in one column
-                let mut x: Vec<f64> = (0..outer * n * inner).map(|i| ((i * 7919) % 23) as f64 * 0.37 - 3.0).collect();
+                let mut x: Vec<f64> =
+                    (0..outer * n * inner).map(|i| ((i * 7919) % 23) as f64 * 0.37 - 3.0).collect();
                 if x.len() > 5 {
                     x[5] = f64::NAN;
                 }
@@ -156,8 +193,14 @@ mod tests {
                         sum_dim(&gx, outer, n, inner, &mut out).unwrap();
                     }
                     for (i, (g, w)) in out.to_host().unwrap().iter().zip(&want).enumerate() {
-                        let ok = (g.is_nan() && w.is_nan()) || (g - w).abs() <= 1e-12 * (n as f64) * (1.0 + w.abs());
-                        assert!(ok, "{} ({outer},{n},{inner}) at {i}: {g} vs {w} on {}", ["sum", "mean"][mean as usize], ctx.name());
+                        let ok = (g.is_nan() && w.is_nan())
+                            || (g - w).abs() <= 1e-12 * (n as f64) * (1.0 + w.abs());
+                        assert!(
+                            ok,
+                            "{} ({outer},{n},{inner}) at {i}: {g} vs {w} on {}",
+                            ["sum", "mean"][mean as usize],
+                            ctx.name()
+                        );
                     }
                 }
                 let (mut want, mut want_arg) = (vec![0.0; m], vec![0usize; m]);
@@ -167,13 +210,17 @@ mod tests {
                 let got_arg: Vec<usize> = arg.to_host().unwrap().iter().map(|&j| j as usize).collect();
                 assert_eq!(got_arg, want_arg, "argmax ({outer},{n},{inner})");
                 let got = out.to_host().unwrap();
-                assert!(got.iter().zip(&want).all(|(g, w)| g == w || (g.is_nan() && w.is_nan())), "max values");
+                assert!(
+                    got.iter().zip(&want).all(|(g, w)| g == w || (g.is_nan() && w.is_nan())),
+                    "max values"
+                );
                 // backward: accumulates into a non-zero dx
                 let g: Vec<f64> = (0..m).map(|i| i as f64 + 0.5).collect();
                 let mut dx: Vec<f64> = (0..x.len()).map(|i| (i % 3) as f64).collect();
                 let mut gdx = GpuBuffer::from_host(&ctx, &dx).unwrap();
                 cpu::max_dim_backward(&g, outer, n, inner, &want_arg, &mut dx);
-                max_dim_backward(&GpuBuffer::from_host(&ctx, &g).unwrap(), outer, n, inner, &arg, &mut gdx).unwrap();
+                max_dim_backward(&GpuBuffer::from_host(&ctx, &g).unwrap(), outer, n, inner, &arg, &mut gdx)
+                    .unwrap();
                 assert_eq!(gdx.to_host().unwrap(), dx, "max backward ({outer},{n},{inner})");
                 // f32: sums within f32 rounding, max exact
                 let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
@@ -182,7 +229,8 @@ mod tests {
                 let mut out32 = GpuBuffer::<f32>::uninit(&ctx, m).unwrap();
                 sum_dim(&GpuBuffer::from_host(&ctx, &x32).unwrap(), outer, n, inner, &mut out32).unwrap();
                 for (g, w) in out32.to_host().unwrap().iter().zip(&want32) {
-                    let ok = (g.is_nan() && w.is_nan()) || (g - w).abs() <= 1e-6 * (n as f32) * (1.0 + w.abs());
+                    let ok =
+                        (g.is_nan() && w.is_nan()) || (g - w).abs() <= 1e-6 * (n as f32) * (1.0 + w.abs());
                     assert!(ok, "f32 sum ({outer},{n},{inner}): {g} vs {w}");
                 }
             }
