@@ -17,10 +17,6 @@
 //       reduction over the block (sum_to_block) when the preimage is long.
 #include "common.cuh"
 
-#define RANK 6
-#define SHAPE6(p) u64 p##0, u64 p##1, u64 p##2, u64 p##3, u64 p##4, u64 p##5
-#define ARR6(p) {p##0, p##1, p##2, p##3, p##4, p##5}
-
 // The Binary op codes: Binary::code() on the Rust side.
 enum { BIN_ADD = 0, BIN_SUB, BIN_MUL, BIN_DIV, BIN_MAX, BIN_MIN };
 
@@ -32,20 +28,6 @@ template <typename T> __device__ __forceinline__ T binary_f(u32 op, T x, T y) {
     case BIN_DIV: return x / y;
     case BIN_MAX: return t_max(x, y);         // NaN loses, as Rust's f64::max
     default: return (y < x || x != x) ? y : x; // BIN_MIN, NaN loses
-    }
-}
-
-// The offsets into two operands of output element i (coords of i in d, dotted with
-// each operand's strides). Dims of size 1 cost one division each; fine at RANK 6.
-__device__ __forceinline__ void offsets2(u64 i, const u64* d, const u64* sa, const u64* sb, u64& oa, u64& ob) {
-    oa = 0;
-    ob = 0;
-#pragma unroll
-    for (int k = RANK - 1; k >= 0; --k) {
-        const u64 c = i % d[k];
-        i /= d[k];
-        oa += c * sa[k];
-        ob += c * sb[k];
     }
 }
 

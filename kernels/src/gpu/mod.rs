@@ -18,10 +18,12 @@ pub mod buffer;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod elementwise;
+pub mod index;
 pub mod launch;
 pub mod launcher;
 #[cfg(test)]
 pub(crate) mod param_check;
+pub mod permute;
 pub mod ptx;
 pub mod reduce;
 
@@ -33,8 +35,13 @@ use std::sync::Arc;
 
 /// Every family: (PTX module, the entry points its launchers use). The tests check
 /// that each exists in the module and that no module has an entry left out here.
-pub const FAMILIES: &[(&str, &[&str])] =
-    &[("broadcast", broadcast::ENTRIES), ("elementwise", elementwise::ENTRIES), ("reduce", reduce::ENTRIES)];
+pub const FAMILIES: &[(&str, &[&str])] = &[
+    ("broadcast", broadcast::ENTRIES),
+    ("elementwise", elementwise::ENTRIES),
+    ("index", index::ENTRIES),
+    ("permute", permute::ENTRIES),
+    ("reduce", reduce::ENTRIES),
+];
 
 /// The f32 or f64 name of an entry point, for element type `T`.
 pub fn pick<T: Float>(f32_entry: &'static str, f64_entry: &'static str) -> &'static str {
