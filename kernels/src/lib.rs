@@ -20,6 +20,7 @@ pub mod loss;
 pub mod lstm;
 pub mod permute;
 pub mod reduce;
+pub mod select;
 pub mod sgemm;
 pub mod softmax;
 pub mod threads;

@@ -22,6 +22,18 @@ pub fn rows(rows: usize, threads: u32) -> LaunchDims {
     LaunchDims::linear(blocks as u32, threads)
 }
 
+/// Threads per block for a row kernel over rows of `n` elements: a warp for short rows,
+/// up to 256 for long ones (always a multiple of 32, as `block_sum` needs).
+pub fn row_threads(n: usize) -> u32 {
+    if n >= 2048 {
+        256
+    } else if n >= 256 {
+        128
+    } else {
+        32
+    }
+}
+
 /// The most dims a strided kernel takes (`RANK` in `broadcast.cu`, `permute.cu`).
 pub const RANK: usize = 6;
 

@@ -21,11 +21,13 @@ pub mod elementwise;
 pub mod index;
 pub mod launch;
 pub mod launcher;
+pub mod loss;
 #[cfg(test)]
 pub(crate) mod param_check;
 pub mod permute;
 pub mod ptx;
 pub mod reduce;
+pub mod select;
 
 pub use buffer::{DeviceRepr, GpuBuffer, GpuContext};
 pub use launcher::{DevPtr, GpuError, Kernel, KernelArg, LaunchDims, Launcher};
@@ -39,8 +41,10 @@ pub const FAMILIES: &[(&str, &[&str])] = &[
     ("broadcast", broadcast::ENTRIES),
     ("elementwise", elementwise::ENTRIES),
     ("index", index::ENTRIES),
+    ("loss", loss::ENTRIES),
     ("permute", permute::ENTRIES),
     ("reduce", reduce::ENTRIES),
+    ("select", select::ENTRIES),
 ];
 
 /// The f32 or f64 name of an entry point, for element type `T`.

@@ -75,14 +75,17 @@ impl Launcher for ParamCheck {
             return fail(format!("no entry in {}.ptx", kernel.module));
         };
         let given: Vec<&str> = args.iter().map(arg_type).collect();
-        // PTX spells a signed 32-bit parameter .u32 as often as .s32
+        // nvcc declares signed integer parameters .u32/.u64 too
         let same = params.len() == given.len()
-            && params.iter().zip(&given).all(|(p, g)| p == g || (*p == "u32" && *g == "s32"));
+            && params
+                .iter()
+                .zip(&given)
+                .all(|(p, g)| p == g || (*p == "u32" && *g == "s32") || (*p == "u64" && *g == "s64"));
         if !same {
             return fail(format!("PTX takes {params:?}, the launcher passes {given:?}"));
         }
         let threads = dims.block.iter().product::<u32>();
-        if dims.block[0] % 32 != 0 || threads > 1024 || dims.grid.contains(&0) {
+        if !dims.block[0].is_multiple_of(32) || threads > 1024 || dims.grid.contains(&0) {
             return fail(format!("bad launch geometry {dims:?}"));
         }
         Ok(())

@@ -23,17 +23,6 @@ fn kernel<T: Float>(f32_entry: &'static str, f64_entry: &'static str) -> Kernel 
     Kernel { module: "reduce", entry: pick::<T>(f32_entry, f64_entry) }
 }
 
-/// Threads per block of the row kernels: enough for the row, at most 256.
-fn row_threads(n: usize) -> u32 {
-    if n >= 2048 {
-        256
-    } else if n >= 256 {
-        128
-    } else {
-        32
-    }
-}
-
 fn sum_or_mean<T: Float>(
     x: &GpuBuffer<T>,
     (outer, n, inner): (usize, usize, usize),
@@ -49,7 +38,7 @@ fn sum_or_mean<T: Float>(
         let args = [x.arg(), out.arg(), count(outer), count(n), mean];
         out.context().launch(
             kernel::<T>("sum_rows_f32", "sum_rows_f64"),
-            launch::rows(outer, row_threads(n)),
+            launch::rows(outer, launch::row_threads(n)),
             &args,
         )
     } else {
@@ -106,7 +95,7 @@ pub fn max_dim<T: Float>(
         let args = [x.arg(), out.arg(), argmax.arg(), count(outer), count(n)];
         out.context().launch(
             kernel::<T>("max_rows_f32", "max_rows_f64"),
-            launch::rows(outer, row_threads(n)),
+            launch::rows(outer, launch::row_threads(n)),
             &args,
         )
     } else {
