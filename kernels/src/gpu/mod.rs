@@ -17,6 +17,7 @@ pub mod broadcast;
 pub mod buffer;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod dropout;
 pub mod elementwise;
 pub mod index;
 pub mod launch;
@@ -39,6 +40,7 @@ use std::sync::Arc;
 /// that each exists in the module and that no module has an entry left out here.
 pub const FAMILIES: &[(&str, &[&str])] = &[
     ("broadcast", broadcast::ENTRIES),
+    ("dropout", dropout::ENTRIES),
     ("elementwise", elementwise::ENTRIES),
     ("index", index::ENTRIES),
     ("loss", loss::ENTRIES),
