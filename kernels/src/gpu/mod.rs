@@ -13,13 +13,22 @@
 //! Everything above the trait is shared by both launchers.
 
 pub mod allocator;
+pub mod broadcast;
 pub mod buffer;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod dropout;
 pub mod elementwise;
+pub mod index;
 pub mod launch;
 pub mod launcher;
+pub mod loss;
+#[cfg(test)]
+pub(crate) mod param_check;
+pub mod permute;
 pub mod ptx;
+pub mod reduce;
+pub mod select;
 pub mod sim;
 
 pub use buffer::{DeviceRepr, GpuBuffer, GpuContext};
@@ -30,7 +39,16 @@ use std::sync::Arc;
 
 /// Every family: (PTX module, the entry points its launchers use). The tests check
 /// that each exists in the module and that no module has an entry left out here.
-pub const FAMILIES: &[(&str, &[&str])] = &[("elementwise", elementwise::ENTRIES)];
+pub const FAMILIES: &[(&str, &[&str])] = &[
+    ("broadcast", broadcast::ENTRIES),
+    ("dropout", dropout::ENTRIES),
+    ("elementwise", elementwise::ENTRIES),
+    ("index", index::ENTRIES),
+    ("loss", loss::ENTRIES),
+    ("permute", permute::ENTRIES),
+    ("reduce", reduce::ENTRIES),
+    ("select", select::ENTRIES),
+];
 
 /// The f32 or f64 name of an entry point, for element type `T`.
 pub fn pick<T: Float>(f32_entry: &'static str, f64_entry: &'static str) -> &'static str {
