@@ -17,6 +17,7 @@ pub mod buffer;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod elementwise;
+pub mod gemm;
 pub mod launch;
 pub mod launcher;
 pub mod ptx;
@@ -29,7 +30,7 @@ use std::sync::Arc;
 
 /// Every family: (PTX module, the entry points its launchers use). The tests check
 /// that each exists in the module and that no module has an entry left out here.
-pub const FAMILIES: &[(&str, &[&str])] = &[("elementwise", elementwise::ENTRIES)];
+pub const FAMILIES: &[(&str, &[&str])] = &[("elementwise", elementwise::ENTRIES), ("gemm", gemm::ENTRIES)];
 
 /// The f32 or f64 name of an entry point, for element type `T`.
 pub fn pick<T: Float>(f32_entry: &'static str, f64_entry: &'static str) -> &'static str {
