@@ -20,7 +20,9 @@ pub mod elementwise;
 pub mod gemm;
 pub mod launch;
 pub mod launcher;
+pub mod layernorm;
 pub mod ptx;
+pub mod softmax;
 
 pub use buffer::{DeviceRepr, GpuBuffer, GpuContext};
 pub use launcher::{DevPtr, GpuError, Kernel, KernelArg, LaunchDims, Launcher};
@@ -30,7 +32,12 @@ use std::sync::Arc;
 
 /// Every family: (PTX module, the entry points its launchers use). The tests check
 /// that each exists in the module and that no module has an entry left out here.
-pub const FAMILIES: &[(&str, &[&str])] = &[("elementwise", elementwise::ENTRIES), ("gemm", gemm::ENTRIES)];
+pub const FAMILIES: &[(&str, &[&str])] = &[
+    ("elementwise", elementwise::ENTRIES),
+    ("gemm", gemm::ENTRIES),
+    ("layernorm", layernorm::ENTRIES),
+    ("softmax", softmax::ENTRIES),
+];
 
 /// The f32 or f64 name of an entry point, for element type `T`.
 pub fn pick<T: Float>(f32_entry: &'static str, f64_entry: &'static str) -> &'static str {
