@@ -13,6 +13,7 @@
 //! Everything above the trait is shared by both launchers.
 
 pub mod allocator;
+pub mod attention;
 pub mod buffer;
 #[cfg(feature = "cuda")]
 pub mod cuda;
@@ -33,6 +34,7 @@ use std::sync::Arc;
 /// Every family: (PTX module, the entry points its launchers use). The tests check
 /// that each exists in the module and that no module has an entry left out here.
 pub const FAMILIES: &[(&str, &[&str])] = &[
+    ("attention", attention::ENTRIES),
     ("elementwise", elementwise::ENTRIES),
     ("gemm", gemm::ENTRIES),
     ("layernorm", layernorm::ENTRIES),
