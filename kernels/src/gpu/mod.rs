@@ -22,6 +22,7 @@ pub mod gemm;
 pub mod launch;
 pub mod launcher;
 pub mod layernorm;
+pub mod lstm;
 pub mod ptx;
 pub mod softmax;
 
