@@ -13,16 +13,20 @@
 //! Everything above the trait is shared by both launchers.
 
 pub mod allocator;
+pub mod attention;
 pub mod broadcast;
 pub mod buffer;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod dropout;
 pub mod elementwise;
+pub mod gemm;
 pub mod index;
 pub mod launch;
 pub mod launcher;
+pub mod layernorm;
 pub mod loss;
+pub mod lstm;
 #[cfg(test)]
 pub(crate) mod param_check;
 pub mod permute;
@@ -30,6 +34,7 @@ pub mod ptx;
 pub mod reduce;
 pub mod select;
 pub mod sim;
+pub mod softmax;
 
 pub use buffer::{DeviceRepr, GpuBuffer, GpuContext};
 pub use launcher::{DevPtr, GpuError, Kernel, KernelArg, LaunchDims, Launcher};
@@ -40,14 +45,19 @@ use std::sync::Arc;
 /// Every family: (PTX module, the entry points its launchers use). The tests check
 /// that each exists in the module and that no module has an entry left out here.
 pub const FAMILIES: &[(&str, &[&str])] = &[
+    ("attention", attention::ENTRIES),
     ("broadcast", broadcast::ENTRIES),
     ("dropout", dropout::ENTRIES),
     ("elementwise", elementwise::ENTRIES),
+    ("gemm", gemm::ENTRIES),
     ("index", index::ENTRIES),
+    ("layernorm", layernorm::ENTRIES),
     ("loss", loss::ENTRIES),
+    ("lstm", lstm::ENTRIES),
     ("permute", permute::ENTRIES),
     ("reduce", reduce::ENTRIES),
     ("select", select::ENTRIES),
+    ("softmax", softmax::ENTRIES),
 ];
 
 /// The f32 or f64 name of an entry point, for element type `T`.

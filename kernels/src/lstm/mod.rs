@@ -276,6 +276,38 @@ pub fn cell_backward_reference<T: Float>(
     (dz, dcp)
 }
 
+/// The cell op's single output: `hc` `[rows, 2H]` = `[h | c]` per row, from `h` and
+/// `c` `[rows, H]`.
+pub fn interleave_hc<T: Float>(h: &[T], c: &[T], hidden: usize, hc: &mut [T]) {
+    assert!(h.len() == c.len() && hc.len() == 2 * h.len(), "interleave_hc: h, c [rows, H] and hc [rows, 2H]");
+    if hidden == 0 {
+        return;
+    }
+    for ((out, hr), cr) in
+        hc.chunks_exact_mut(2 * hidden).zip(h.chunks_exact(hidden)).zip(c.chunks_exact(hidden))
+    {
+        out[..hidden].copy_from_slice(hr);
+        out[hidden..].copy_from_slice(cr);
+    }
+}
+
+/// The adjoint of [`interleave_hc`]: `g_hc` `[rows, 2H]` split into `dh` and `dc` `[rows, H]`.
+pub fn split_hc<T: Float>(g_hc: &[T], hidden: usize, dh: &mut [T], dc: &mut [T]) {
+    assert!(
+        dh.len() == dc.len() && g_hc.len() == 2 * dh.len(),
+        "split_hc: g_hc [rows, 2H] and dh, dc [rows, H]"
+    );
+    if hidden == 0 {
+        return;
+    }
+    for ((g, dhr), dcr) in
+        g_hc.chunks_exact(2 * hidden).zip(dh.chunks_exact_mut(hidden)).zip(dc.chunks_exact_mut(hidden))
+    {
+        dhr.copy_from_slice(&g[..hidden]);
+        dcr.copy_from_slice(&g[hidden..]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,6 +342,17 @@ mod tests {
             cell_backward(&act, &cp, &tc, &dh, &dc, hh, &mut dz, &mut dcp);
             assert!(max_diff(&dz, &dz_r) < 1e-14 && max_diff(&dcp, &dcp_r) < 1e-14);
         }
+    }
+
+    #[test]
+    fn interleave_and_split_are_inverse() {
+        let (h, c) = (vec![1.0, 2.0, 3.0, 4.0], vec![5.0, 6.0, 7.0, 8.0]);
+        let mut hc = vec![0.0; 8];
+        interleave_hc(&h, &c, 2, &mut hc);
+        assert_eq!(hc, [1.0, 2.0, 5.0, 6.0, 3.0, 4.0, 7.0, 8.0]);
+        let (mut dh, mut dc) = (vec![0.0; 4], vec![0.0; 4]);
+        split_hc(&hc, 2, &mut dh, &mut dc);
+        assert_eq!((dh, dc), (h, c));
     }
 
     #[test]

@@ -1,0 +1,126 @@
+// Strided, batched matrix products (the GPU side of kernels/src/gemm.rs).
+//
+//   C_b = beta·C_b + A_b·B_b      for b in 0..batch
+//   A_b (m,k): A(i,p) = a[b·sa_batch + i·sa_row + p·sa_col]
+//   B_b (k,n): B(p,j) = b[b·sb_batch + p·sb_row + j·sb_col]
+//   C_b (m,n): C(i,j) = c[b·sc_batch + i·sc_row + j]          (row-major rows)
+//
+// Transposes are only strides (NN, NT, TN, TT all run here); a batch stride of 0
+// broadcasts one matrix. beta == 0 overwrites C without reading it (NaN there is
+// ignored), as the CPU's gemm_batched does.
+//
+//   gemm_naive_T: one thread per C element, the k loop in order: the reference.
+//   gemm_tiled_T: 64×64 C tiles per 16×16-thread block, each thread a 4×4 register
+//                 block; A and B tiles of depth 16 staged in shared memory. The tile
+//                 loads put consecutive threads on the operand's unit-stride side
+//                 (row-major or transposed), so they coalesce either way.
+//
+// Every index is bounds-checked (zero-filled tiles), and the grid loops over tiles
+// and batch items, so any sizes and any grid are correct. No atomics: each C element
+// has one owner.
+#include "common.cuh"
+
+struct GemmStrides {
+    u64 batch, row, col;
+};
+
+template <typename T>
+__device__ void gemm_naive(T beta, const T* a, const T* b, T* c, u64 batch, u64 m, u64 n, u64 k,
+                           GemmStrides sa, GemmStrides sb, u64 sc_batch, u64 sc_row) {
+    const u64 mn = m * n;
+    GRID_STRIDE(e, batch * mn) {
+        const u64 bi = e / mn, i = (e % mn) / n, j = e % n;
+        const T* ab = a + bi * sa.batch + i * sa.row;
+        const T* bb = b + bi * sb.batch + j * sb.col;
+        T acc = T(0);
+        for (u64 p = 0; p < k; p++) acc += ab[p * sa.col] * bb[p * sb.row];
+        T* cij = c + bi * sc_batch + i * sc_row + j;
+        *cij = beta == T(0) ? acc : beta * *cij + acc;
+    }
+}
+
+#define TILE_M 64
+#define TILE_N 64
+#define TILE_K 16
+#define THREADS_X 16 // threads along n; each owns columns tx + 16·q, q < 4
+#define THREADS_Y 16 // threads along m; each owns rows ty + 16·r, r < 4
+
+// Loads the (rows × TILE_K) block at (r0, p0) of X(r, p) = x[r·rs + p·cs] into
+// s[p][r] (zero outside rows × k). Consecutive threads walk the unit-stride side.
+template <typename T, int ROWS>
+__device__ __forceinline__ void load_tile(T (*s)[ROWS], const T* x, u64 rs, u64 cs, u64 rows, u64 k,
+                                          u64 r0, u64 p0, int tid) {
+    const bool along_p = cs == 1 && rs != 1;
+    for (int e = tid; e < ROWS * TILE_K; e += THREADS_X * THREADS_Y) {
+        const int rr = along_p ? e / TILE_K : e % ROWS;
+        const int pp = along_p ? e % TILE_K : e / ROWS;
+        const u64 r = r0 + rr, p = p0 + pp;
+        s[pp][rr] = (r < rows && p < k) ? x[r * rs + p * cs] : T(0);
+    }
+}
+
+template <typename T>
+__device__ void gemm_tiled(T beta, const T* a, const T* b, T* c, u64 batch, u64 m, u64 n, u64 k,
+                           GemmStrides sa, GemmStrides sb, u64 sc_batch, u64 sc_row) {
+    __shared__ T As[TILE_K][TILE_M]; // As[p][i] = A(i0 + i, p0 + p)
+    __shared__ T Bs[TILE_K][TILE_N]; // Bs[p][j] = B(p0 + p, j0 + j)
+    const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * THREADS_X + tx;
+    const u64 tiles_n = (n + TILE_N - 1) / TILE_N, tiles_m = (m + TILE_M - 1) / TILE_M;
+    for (u64 bi = blockIdx.z; bi < batch; bi += gridDim.z)
+        for (u64 tm = blockIdx.y; tm < tiles_m; tm += gridDim.y)
+            for (u64 tn = blockIdx.x; tn < tiles_n; tn += gridDim.x) {
+                const u64 i0 = tm * TILE_M, j0 = tn * TILE_N;
+                const T* ab = a + bi * sa.batch;
+                const T* bb = b + bi * sb.batch;
+                T acc[4][4];
+                for (int r = 0; r < 4; r++)
+                    for (int q = 0; q < 4; q++) acc[r][q] = T(0);
+                for (u64 p0 = 0; p0 < k; p0 += TILE_K) {
+                    // A(i, p) rows i, B read as Bᵀ(j, p) = B(p, j): rows j
+                    load_tile<T, TILE_M>(As, ab, sa.row, sa.col, m, k, i0, p0, tid);
+                    load_tile<T, TILE_N>(Bs, bb, sb.col, sb.row, n, k, j0, p0, tid);
+                    __syncthreads();
+#pragma unroll
+                    for (int p = 0; p < TILE_K; p++) {
+                        T av[4], bv[4];
+#pragma unroll
+                        for (int r = 0; r < 4; r++) av[r] = As[p][ty + THREADS_Y * r];
+#pragma unroll
+                        for (int q = 0; q < 4; q++) bv[q] = Bs[p][tx + THREADS_X * q];
+#pragma unroll
+                        for (int r = 0; r < 4; r++)
+#pragma unroll
+                            for (int q = 0; q < 4; q++) acc[r][q] += av[r] * bv[q];
+                    }
+                    __syncthreads(); // the tiles are overwritten next round
+                }
+                T* cb = c + bi * sc_batch;
+                for (int r = 0; r < 4; r++) {
+                    const u64 i = i0 + ty + THREADS_Y * r;
+                    if (i >= m) continue;
+                    for (int q = 0; q < 4; q++) {
+                        const u64 j = j0 + tx + THREADS_X * q;
+                        if (j >= n) continue;
+                        T* cij = cb + i * sc_row + j;
+                        *cij = beta == T(0) ? acc[r][q] : beta * *cij + acc[r][q];
+                    }
+                }
+            }
+}
+
+#define GEMM(T, S)                                                                                        \
+    extern "C" __global__ void gemm_naive_##S(T beta, const T* a, const T* b, T* c, u64 batch, u64 m,     \
+                                              u64 n, u64 k, u64 sa_batch, u64 sa_row, u64 sa_col,         \
+                                              u64 sb_batch, u64 sb_row, u64 sb_col, u64 sc_batch,         \
+                                              u64 sc_row) {                                               \
+        gemm_naive<T>(beta, a, b, c, batch, m, n, k, GemmStrides{sa_batch, sa_row, sa_col},               \
+                      GemmStrides{sb_batch, sb_row, sb_col}, sc_batch, sc_row);                           \
+    }                                                                                                     \
+    extern "C" __global__ void __launch_bounds__(256)                                                     \
+        gemm_tiled_##S(T beta, const T* a, const T* b, T* c, u64 batch, u64 m, u64 n, u64 k,              \
+                       u64 sa_batch, u64 sa_row, u64 sa_col, u64 sb_batch, u64 sb_row, u64 sb_col,        \
+                       u64 sc_batch, u64 sc_row) {                                                        \
+        gemm_tiled<T>(beta, a, b, c, batch, m, n, k, GemmStrides{sa_batch, sa_row, sa_col},               \
+                      GemmStrides{sb_batch, sb_row, sb_col}, sc_batch, sc_row);                           \
+    }
+FOR_F32_F64(GEMM)

@@ -1,0 +1,250 @@
+//! Strided, batched matrix products on the GPU (`kernels/cuda/gemm.cu`); the CPU twin
+//! is `kernels/src/gemm.rs`, whose [`Strides`] describe the operands here too.
+//!
+//! `C_b = beta·C_b + A_b·B_b`: [`gemm_batched`] takes exactly the CPU's arguments and
+//! runs the tiled kernel; [`gemm`] is the same product on operands that start at an
+//! element offset of their buffers (a step's rows of a packed LSTM batch);
+//! [`gemm_batched_naive`] runs the one-thread-per-element reference kernel the tiled
+//! one is tested against.
+
+use super::{count, launch, pick, scalar, GpuBuffer, GpuError, Kernel, KernelArg};
+use crate::gemm::Strides;
+use crate::Float;
+
+pub const ENTRIES: &[&str] = &["gemm_naive_f32", "gemm_naive_f64", "gemm_tiled_f32", "gemm_tiled_f64"];
+
+/// One product's operands: `C (m,n) = beta·C + A (m,k) · B (k,n)` for `batch` items,
+/// each operand starting `*_offset` elements into its buffer.
+pub struct Gemm<'a, T: Float> {
+    pub batch: usize,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub a: &'a GpuBuffer<T>,
+    pub a_offset: usize,
+    pub sa: Strides,
+    pub b: &'a GpuBuffer<T>,
+    pub b_offset: usize,
+    pub sb: Strides,
+    pub beta: T,
+    pub c: &'a mut GpuBuffer<T>,
+    pub c_offset: usize,
+    pub sc: Strides,
+}
+
+/// `C_b (m×n, row-major, rows sc.row apart) = beta·C_b + A_b·B_b` for `b in 0..batch`,
+/// the CPU's `gemm_batched` with device buffers. `beta == 0` overwrites C.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_batched<T: Float>(
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &GpuBuffer<T>,
+    sa: Strides,
+    b: &GpuBuffer<T>,
+    sb: Strides,
+    beta: T,
+    c: &mut GpuBuffer<T>,
+    sc: Strides,
+) -> Result<(), GpuError> {
+    let g = Gemm { batch, m, n, k, a, a_offset: 0, sa, b, b_offset: 0, sb, beta, c, c_offset: 0, sc };
+    gemm(g)
+}
+
+/// [`gemm_batched`] on operands at element offsets of their buffers.
+pub fn gemm<T: Float>(g: Gemm<'_, T>) -> Result<(), GpuError> {
+    run(g, "gemm_tiled_f32", "gemm_tiled_f64")
+}
+
+/// The reference: one thread per element of C, the k loop in order.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_batched_naive<T: Float>(
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &GpuBuffer<T>,
+    sa: Strides,
+    b: &GpuBuffer<T>,
+    sb: Strides,
+    beta: T,
+    c: &mut GpuBuffer<T>,
+    sc: Strides,
+) -> Result<(), GpuError> {
+    let g = Gemm { batch, m, n, k, a, a_offset: 0, sa, b, b_offset: 0, sb, beta, c, c_offset: 0, sc };
+    run(g, "gemm_naive_f32", "gemm_naive_f64")
+}
+
+fn run<T: Float>(g: Gemm<'_, T>, f32_entry: &'static str, f64_entry: &'static str) -> Result<(), GpuError> {
+    let Gemm { batch, m, n, k, a, a_offset, sa, b, b_offset, sb, beta, c, c_offset, sc } = g;
+    assert!(sc.col == 1, "gemm: C must be row-major (column stride 1)");
+    check_len("A", a.len(), a_offset, batch, m, k, sa);
+    check_len("B", b.len(), b_offset, batch, k, n, sb);
+    check_len("C", c.len(), c_offset, batch, m, n, sc);
+    if batch > 1 {
+        assert!(sc.batch != 0, "gemm: C cannot be broadcast over the batch");
+    }
+    if batch == 0 || m == 0 || n == 0 {
+        return Ok(());
+    }
+    let naive = f32_entry.starts_with("gemm_naive");
+    let dims = if naive { launch::linear(batch * m * n) } else { launch::gemm_tiles(batch, m, n) };
+    let kernel = Kernel { module: "gemm", entry: pick::<T>(f32_entry, f64_entry) };
+    let at =
+        |buf: &GpuBuffer<T>, off: usize| KernelArg::Ptr(buf.ptr() + (off * std::mem::size_of::<T>()) as u64);
+    let args = [
+        scalar::<T>(beta.to_f64()),
+        at(a, a_offset),
+        at(b, b_offset),
+        at(c, c_offset),
+        count(batch),
+        count(m),
+        count(n),
+        count(k),
+        count(sa.batch),
+        count(sa.row),
+        count(sa.col),
+        count(sb.batch),
+        count(sb.row),
+        count(sb.col),
+        count(sc.batch),
+        count(sc.row),
+    ];
+    a.context().launch(kernel, dims, &args)
+}
+
+fn check_len(name: &str, len: usize, offset: usize, batch: usize, rows: usize, cols: usize, s: Strides) {
+    if batch == 0 || rows == 0 || cols == 0 {
+        return;
+    }
+    let last = offset + (batch - 1) * s.batch + (rows - 1) * s.row + (cols - 1) * s.col;
+    assert!(
+        last < len,
+        "gemm: operand {name} ({batch}×{rows}×{cols} at offset {offset}, strides {s:?}) needs {} elements, has {len}",
+        last + 1
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::test_contexts;
+
+    fn values(len: usize, seed: f64) -> Vec<f64> {
+        (0..len)
+            .map(|i| {
+                ((i as f64 * 0.731 + seed).sin() * 1.7).round_ties_even() * 0.25 + (i as f64 * seed).cos()
+            })
+            .collect()
+    }
+
+    /// NN, NT, TN and TT layouts, a broadcast operand, beta 0 and 1, odd sizes, f64 and f32:
+    /// the tiled kernel and the naive kernel against the CPU's `gemm_batched`.
+    #[test]
+    fn tiled_and_naive_match_cpu() {
+        for ctx in test_contexts() {
+            for &(batch, m, n, k) in
+                &[(1, 1, 1, 1), (3, 5, 7, 3), (2, 67, 33, 19), (1, 130, 65, 70), (2, 3, 70, 0)]
+            {
+                for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                    for (beta, bcast) in [(0.0, false), (1.0, true)] {
+                        let sa = if ta { Strides::transposed(k, m) } else { Strides::row_major(m, k) };
+                        let sb = if tb { Strides::transposed(n, k) } else { Strides::row_major(k, n) };
+                        let sb = if bcast { sb.broadcast() } else { sb };
+                        let sc = Strides::row_major(m, n);
+                        let (la, lb) = (batch * m * k, if bcast { k * n } else { batch * k * n });
+                        let (a, b, c0) =
+                            (values(la, 0.3), values(lb.max(1), 1.1), values(batch * m * n, 2.9));
+                        let mut want = c0.clone();
+                        crate::gemm::gemm_batched(batch, m, n, k, &a, sa, &b, sb, beta, &mut want, sc);
+                        let what =
+                            format!("{batch}×{m}×{n}×{k} ta {ta} tb {tb} beta {beta} on {}", ctx.name());
+                        let (ab, bb) = (
+                            GpuBuffer::from_host(&ctx, &a).unwrap(),
+                            GpuBuffer::from_host(&ctx, &b).unwrap(),
+                        );
+                        for naive in [false, true] {
+                            let mut cb = GpuBuffer::from_host(&ctx, &c0).unwrap();
+                            let f = if naive { gemm_batched_naive::<f64> } else { gemm_batched::<f64> };
+                            f(batch, m, n, k, &ab, sa, &bb, sb, beta, &mut cb, sc).unwrap();
+                            for (i, (g, w)) in cb.to_host().unwrap().iter().zip(&want).enumerate() {
+                                assert!(
+                                    (g - w).abs() <= 1e-12 * (1.0 + w.abs()),
+                                    "f64 naive {naive} {what} at {i}: {g} vs {w}"
+                                );
+                            }
+                        }
+                        // f32: the tiled kernel against the naive one (same inputs, sums of k
+                        // products each rounded: within k·2⁻²³ of the magnitudes' sum)
+                        let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+                        let (ab, bb) = (
+                            GpuBuffer::from_host(&ctx, &f(&a)).unwrap(),
+                            GpuBuffer::from_host(&ctx, &f(&b)).unwrap(),
+                        );
+                        let mut tiled = GpuBuffer::from_host(&ctx, &f(&c0)).unwrap();
+                        let mut naive = GpuBuffer::from_host(&ctx, &f(&c0)).unwrap();
+                        gemm_batched(batch, m, n, k, &ab, sa, &bb, sb, beta as f32, &mut tiled, sc).unwrap();
+                        gemm_batched_naive(batch, m, n, k, &ab, sa, &bb, sb, beta as f32, &mut naive, sc)
+                            .unwrap();
+                        let tol = 4.0 * (k as f64 + 2.0) * f32::EPSILON as f64 * 4.0;
+                        for (i, ((t, nv), w)) in tiled
+                            .to_host()
+                            .unwrap()
+                            .iter()
+                            .zip(naive.to_host().unwrap())
+                            .zip(&want)
+                            .enumerate()
+                        {
+                            assert!(
+                                ((*t as f64) - nv as f64).abs() <= tol * (1.0 + w.abs()),
+                                "f32 {what} at {i}"
+                            );
+                            assert!(
+                                ((*t as f64) - w).abs() <= tol * (1.0 + w.abs()),
+                                "f32 vs f64 {what} at {i}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Operands at offsets (rows of a bigger buffer), and beta = 0 ignoring NaN in C.
+    #[test]
+    fn offsets_and_beta_zero_overwrites_nan() {
+        for ctx in test_contexts() {
+            let (m, n, k) = (5, 6, 7);
+            let a = values(3 + m * k, 0.7);
+            let b = values(2 + k * n, 1.9);
+            let mut want = vec![0.0; m * n];
+            let (sa, sb, sc) = (Strides::row_major(m, k), Strides::row_major(k, n), Strides::row_major(m, n));
+            crate::gemm::gemm_batched(1, m, n, k, &a[3..], sa, &b[2..], sb, 0.0, &mut want, sc);
+            let (ab, bb) = (GpuBuffer::from_host(&ctx, &a).unwrap(), GpuBuffer::from_host(&ctx, &b).unwrap());
+            let mut cb = GpuBuffer::from_host(&ctx, &vec![f64::NAN; 4 + m * n]).unwrap();
+            let g = Gemm {
+                batch: 1,
+                m,
+                n,
+                k,
+                a: &ab,
+                a_offset: 3,
+                sa,
+                b: &bb,
+                b_offset: 2,
+                sb,
+                beta: 0.0,
+                c: &mut cb,
+                c_offset: 4,
+                sc,
+            };
+            gemm(g).unwrap();
+            let got = cb.to_host().unwrap();
+            assert!(got[..4].iter().all(|v| v.is_nan()), "wrote before the offset");
+            for (i, (g, w)) in got[4..].iter().zip(&want).enumerate() {
+                assert!((g - w).abs() <= 1e-12 * (1.0 + w.abs()), "at {i}: {g} vs {w}");
+            }
+        }
+    }
+}

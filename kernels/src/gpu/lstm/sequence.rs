@@ -1,0 +1,360 @@
+//! The LSTM recurrence over a packed batch on the GPU; the CPU twin (layout and math)
+//! is `kernels/src/lstm/sequence.rs`, with the same arguments and structs.
+//!
+//! Per step one product through the tiled GEMM on the step's rows (`h_{t−1}·W_hhᵀ`
+//! forward, `dz_t·W_hh` backward) and one cell launch; directions run one after the
+//! other (one stream). `batch_sizes` stays on the host: it decides the launches.
+
+use super::{at, CellBwd, CellFwd};
+use crate::gemm::Strides;
+use crate::gpu::gemm::{gemm, Gemm};
+use crate::gpu::{GpuBuffer, GpuError};
+use crate::lstm::{check_batch_sizes, packed_offsets};
+use crate::Float;
+
+/// One direction's buffers for [`sequences_forward`] (shapes as the CPU's `ForwardDir`).
+pub struct ForwardDir<'a, T: Float> {
+    /// `[N, 4H]`: in, each step's input projection; out, the activated gates.
+    pub gates: &'a mut GpuBuffer<T>,
+    /// `[4H, H]` (PyTorch's layout).
+    pub w_hh: &'a GpuBuffer<T>,
+    /// Run from the last step to the first.
+    pub reverse: bool,
+    /// `[N, H]` each.
+    pub h: &'a mut GpuBuffer<T>,
+    pub c: &'a mut GpuBuffer<T>,
+    pub tanh_c: &'a mut GpuBuffer<T>,
+    /// `[B, H]` each: the state after each sequence's last processed step.
+    pub h_n: &'a mut GpuBuffer<T>,
+    pub c_n: &'a mut GpuBuffer<T>,
+}
+
+/// One direction's buffers for [`sequences_backward`] (as the CPU's `BackwardDir`).
+pub struct BackwardDir<'a, T: Float> {
+    pub act: &'a GpuBuffer<T>,
+    pub w_hh: &'a GpuBuffer<T>,
+    pub reverse: bool,
+    pub h: &'a GpuBuffer<T>,
+    pub c: &'a GpuBuffer<T>,
+    pub tanh_c: &'a GpuBuffer<T>,
+    pub d_h: &'a GpuBuffer<T>,
+    pub d_h_n: &'a GpuBuffer<T>,
+    pub d_c_n: &'a GpuBuffer<T>,
+    /// Written: dL/d input projections `[N, 4H]`.
+    pub d_gates: &'a mut GpuBuffer<T>,
+    /// Accumulated into when given: dL/dW_hh `[4H, H]`.
+    pub d_w_hh: Option<&'a mut GpuBuffer<T>>,
+}
+
+fn steps(n_steps: usize, reverse: bool) -> Vec<usize> {
+    if reverse {
+        (0..n_steps).rev().collect()
+    } else {
+        (0..n_steps).collect()
+    }
+}
+
+/// LSTM recurrence over a packed batch, zero initial state, one direction (the CPU's
+/// `sequence_forward`).
+#[allow(clippy::too_many_arguments)]
+pub fn sequence_forward<T: Float>(
+    gates: &mut GpuBuffer<T>,
+    w_hh: &GpuBuffer<T>,
+    batch_sizes: &[usize],
+    hidden: usize,
+    reverse: bool,
+    h: &mut GpuBuffer<T>,
+    c: &mut GpuBuffer<T>,
+    tanh_c: &mut GpuBuffer<T>,
+    h_n: &mut GpuBuffer<T>,
+    c_n: &mut GpuBuffer<T>,
+) -> Result<(), GpuError> {
+    forward_one(ForwardDir { gates, w_hh, reverse, h, c, tanh_c, h_n, c_n }, batch_sizes, hidden)
+}
+
+/// [`sequence_forward`] for several directions over the same packed batch, in turn.
+pub fn sequences_forward<T: Float>(
+    dirs: Vec<ForwardDir<'_, T>>,
+    batch_sizes: &[usize],
+    hidden: usize,
+) -> Result<(), GpuError> {
+    dirs.into_iter().try_for_each(|d| forward_one(d, batch_sizes, hidden))
+}
+
+fn forward_one<T: Float>(d: ForwardDir<'_, T>, batch_sizes: &[usize], hidden: usize) -> Result<(), GpuError> {
+    let (n, b) = check_batch_sizes(batch_sizes);
+    let (hh, g4) = (hidden, 4 * hidden);
+    let ForwardDir { gates, w_hh, reverse, h, c, tanh_c, h_n, c_n } = d;
+    assert!(gates.len() == n * g4 && w_hh.len() == g4 * hh);
+    assert!(h.len() == n * hh && c.len() == n * hh && tanh_c.len() == n * hh);
+    assert!(h_n.len() == b * hh && c_n.len() == b * hh);
+    if n == 0 || hh == 0 {
+        return Ok(());
+    }
+    let offs = packed_offsets(batch_sizes);
+    let order = steps(batch_sizes.len(), reverse);
+    for (k, &t) in order.iter().enumerate() {
+        let (bt, off) = (batch_sizes[t], offs[t]);
+        let prev = k.checked_sub(1).map(|k| order[k]);
+        let p = prev.map_or(0, |tp| batch_sizes[tp].min(bt));
+        let prev_off = prev.map_or(0, |tp| offs[tp]);
+        if p > 0 {
+            // z[0..p] += h_prev · W_hhᵀ, W_hhᵀ (H, 4H): B(p, j) = w_hh[j·H + p]
+            gemm(Gemm {
+                batch: 1,
+                m: p,
+                n: g4,
+                k: hh,
+                a: h,
+                a_offset: prev_off * hh,
+                sa: Strides::row_major(p, hh),
+                b: w_hh,
+                b_offset: 0,
+                sb: Strides { batch: 0, row: 1, col: hh },
+                beta: T::ONE,
+                c: gates,
+                c_offset: off * g4,
+                sc: Strides::row_major(p, g4),
+            })?;
+        }
+        CellFwd {
+            gates: at(gates, off * g4),
+            c_prev: at(c, prev_off * hh),
+            c: at(c, off * hh),
+            tanh_c: at(tanh_c, off * hh),
+            h: at(h, off * hh),
+            rows: bt,
+            p,
+            hidden: hh,
+        }
+        .launch(w_hh)?;
+        // Rows not running at the next step end here: their final state.
+        let next_b = order.get(k + 1).map_or(0, |&tn| batch_sizes[tn].min(bt));
+        let len = (bt - next_b) * hh;
+        h_n.copy_from(next_b * hh, h, (off + next_b) * hh, len)?;
+        c_n.copy_from(next_b * hh, c, (off + next_b) * hh, len)?;
+    }
+    Ok(())
+}
+
+/// Backward of [`sequence_forward`] (backpropagation through time), one direction:
+/// writes `d_gates`, adds dL/dW_hh to `d_w_hh` when given (the CPU's `sequence_backward`).
+#[allow(clippy::too_many_arguments)]
+pub fn sequence_backward<T: Float>(
+    act: &GpuBuffer<T>,
+    w_hh: &GpuBuffer<T>,
+    batch_sizes: &[usize],
+    hidden: usize,
+    reverse: bool,
+    h: &GpuBuffer<T>,
+    c: &GpuBuffer<T>,
+    tanh_c: &GpuBuffer<T>,
+    d_h: &GpuBuffer<T>,
+    d_h_n: &GpuBuffer<T>,
+    d_c_n: &GpuBuffer<T>,
+    d_gates: &mut GpuBuffer<T>,
+    d_w_hh: Option<&mut GpuBuffer<T>>,
+) -> Result<(), GpuError> {
+    let dir = BackwardDir { act, w_hh, reverse, h, c, tanh_c, d_h, d_h_n, d_c_n, d_gates, d_w_hh };
+    backward_one(dir, batch_sizes, hidden)
+}
+
+/// [`sequence_backward`] for several directions, in turn.
+pub fn sequences_backward<T: Float>(
+    dirs: Vec<BackwardDir<'_, T>>,
+    batch_sizes: &[usize],
+    hidden: usize,
+) -> Result<(), GpuError> {
+    dirs.into_iter().try_for_each(|d| backward_one(d, batch_sizes, hidden))
+}
+
+fn backward_one<T: Float>(
+    d: BackwardDir<'_, T>,
+    batch_sizes: &[usize],
+    hidden: usize,
+) -> Result<(), GpuError> {
+    let (n, b) = check_batch_sizes(batch_sizes);
+    let (hh, g4) = (hidden, 4 * hidden);
+    let BackwardDir { act, w_hh, reverse, h, c, tanh_c, d_h, d_h_n, d_c_n, d_gates, d_w_hh } = d;
+    assert!(act.len() == n * g4 && d_gates.len() == n * g4 && w_hh.len() == g4 * hh);
+    assert!(h.len() == n * hh && c.len() == n * hh && tanh_c.len() == n * hh && d_h.len() == n * hh);
+    assert!(d_h_n.len() == b * hh && d_c_n.len() == b * hh);
+    if n == 0 || hh == 0 {
+        return Ok(());
+    }
+    let offs = packed_offsets(batch_sizes);
+    let order = steps(batch_sizes.len(), reverse);
+    // Gradients flowing into each running sequence's (h, c) from later steps.
+    let mut carry_h = d_h_n.try_clone()?;
+    let carry_c = d_c_n.try_clone()?; // written by the cell kernels (device memory)
+    for (k, &t) in order.iter().enumerate().rev() {
+        let (bt, off) = (batch_sizes[t], offs[t]);
+        let prev = k.checked_sub(1).map(|k| order[k]);
+        let p = prev.map_or(0, |tp| batch_sizes[tp].min(bt));
+        let prev_off = prev.map_or(0, |tp| offs[tp]);
+        // dL/dh_t = d_h + carry_h (summed in the cell); dc_prev written over carry_c[..p]
+        CellBwd {
+            act: at(act, off * g4),
+            c_prev: at(c, prev_off * hh),
+            tanh_c: at(tanh_c, off * hh),
+            dh: at(d_h, off * hh),
+            dh_add: carry_h.arg(),
+            dc: carry_c.arg(),
+            d_gates: at(d_gates, off * g4),
+            dc_prev: carry_c.arg(),
+            rows: bt,
+            p,
+            hidden: hh,
+        }
+        .launch(w_hh)?;
+        if p == 0 {
+            continue;
+        }
+        // d h_prev = dz[0..p] · W_hh
+        gemm(Gemm {
+            batch: 1,
+            m: p,
+            n: hh,
+            k: g4,
+            a: d_gates,
+            a_offset: off * g4,
+            sa: Strides::row_major(p, g4),
+            b: w_hh,
+            b_offset: 0,
+            sb: Strides::row_major(g4, hh).broadcast(),
+            beta: T::ZERO,
+            c: &mut carry_h,
+            c_offset: 0,
+            sc: Strides::row_major(p, hh),
+        })?;
+    }
+    if let Some(dw) = d_w_hh {
+        // dW_hh += d_gatesᵀ [4H, N] · h_prev [N, H], h_prev row i = the previous step's h
+        // of the sequence in packed row i (zero where a sequence starts).
+        let mut h_prev = GpuBuffer::<T>::zeros(h.context(), n * hh)?;
+        for (k, &t) in order.iter().enumerate().skip(1) {
+            let tp = order[k - 1];
+            let p = batch_sizes[tp].min(batch_sizes[t]);
+            h_prev.copy_from(offs[t] * hh, h, offs[tp] * hh, p * hh)?;
+        }
+        let (a, b) = (&*d_gates, &h_prev);
+        let (sa, sb, sc) =
+            (Strides::transposed(n, g4), Strides::row_major(n, hh), Strides::row_major(g4, hh));
+        let g = Gemm {
+            batch: 1,
+            m: g4,
+            n: hh,
+            k: n,
+            a,
+            a_offset: 0,
+            sa,
+            b,
+            b_offset: 0,
+            sb,
+            beta: T::ONE,
+            c: dw,
+            c_offset: 0,
+            sc,
+        };
+        gemm(g)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{close, values};
+    use super::*;
+    use crate::gpu::test_contexts;
+    use crate::lstm as cpu;
+
+    /// Both directions, forward and backward with dW_hh, against the CPU recurrence on a
+    /// ragged packed batch; f64 to 1e-12, f32 within rounding.
+    #[test]
+    fn sequence_matches_cpu() {
+        for ctx in test_contexts() {
+            let hh = 5;
+            let lens = [6usize, 4, 4, 1];
+            let bs: Vec<usize> = (0..6).map(|t| lens.iter().filter(|&&l| l > t).count()).collect();
+            let (n, b) = check_batch_sizes(&bs);
+            let xproj = values(n * 4 * hh, 0.3, 2.0);
+            let w = values(4 * hh * hh, 1.7, 0.6);
+            let d_h = values(n * hh, 2.1, 1.0);
+            let (dhn, dcn) = (values(b * hh, 0.8, 1.0), values(b * hh, 1.4, 1.0));
+            for reverse in [false, true] {
+                let what = format!("reverse {reverse} on {}", ctx.name());
+                let z = |k: usize| vec![0.0; k];
+                let mut act = xproj.clone();
+                let (mut h, mut c, mut tc, mut hn, mut cn) =
+                    (z(n * hh), z(n * hh), z(n * hh), z(b * hh), z(b * hh));
+                cpu::sequence_forward(
+                    &mut act, &w, &bs, hh, reverse, &mut h, &mut c, &mut tc, &mut hn, &mut cn,
+                );
+                let (mut dz, mut dw) = (z(n * 4 * hh), vec![0.5; 4 * hh * hh]);
+                cpu::sequence_backward(
+                    &act,
+                    &w,
+                    &bs,
+                    hh,
+                    reverse,
+                    &h,
+                    &c,
+                    &tc,
+                    &d_h,
+                    &dhn,
+                    &dcn,
+                    &mut dz,
+                    Some(&mut dw),
+                );
+                let up = |v: &[f64]| GpuBuffer::from_host(&ctx, v).unwrap();
+                let (mut gb, wb) = (up(&xproj), up(&w));
+                let mut o: Vec<GpuBuffer<f64>> = [n, n, n, b, b].iter().map(|&r| up(&z(r * hh))).collect();
+                let [hb, cb, tcb, hnb, cnb] = &mut o[..] else { unreachable!() };
+                sequence_forward(&mut gb, &wb, &bs, hh, reverse, hb, cb, tcb, hnb, cnb).unwrap();
+                for (name, got, want) in
+                    [("act", &gb, &act), ("h", hb, &h), ("c", cb, &c), ("h_n", hnb, &hn), ("c_n", cnb, &cn)]
+                {
+                    close(&got.to_host().unwrap(), want, 1e-12, &format!("{name} {what}"));
+                }
+                let (dhb, dhnb, dcnb) = (up(&d_h), up(&dhn), up(&dcn));
+                let (mut dzb, mut dwb) = (up(&z(n * 4 * hh)), up(&vec![0.5; 4 * hh * hh]));
+                let dir = BackwardDir {
+                    act: &gb,
+                    w_hh: &wb,
+                    reverse,
+                    h: hb,
+                    c: cb,
+                    tanh_c: tcb,
+                    d_h: &dhb,
+                    d_h_n: &dhnb,
+                    d_c_n: &dcnb,
+                    d_gates: &mut dzb,
+                    d_w_hh: Some(&mut dwb),
+                };
+                sequences_backward(vec![dir], &bs, hh).unwrap();
+                close(&dzb.to_host().unwrap(), &dz, 1e-12, &format!("d_gates {what}"));
+                close(&dwb.to_host().unwrap(), &dw, 1e-12, &format!("d_w_hh {what}"));
+                // f32: h within rounding of the f64 recurrence
+                let f = |v: &[f64]| {
+                    GpuBuffer::from_host(&ctx, &v.iter().map(|&x| x as f32).collect::<Vec<_>>()).unwrap()
+                };
+                let (mut gb, wb) = (f(&xproj), f(&w));
+                let mut o: Vec<GpuBuffer<f32>> = [n, n, n, b, b].iter().map(|&r| f(&z(r * hh))).collect();
+                let [hb, cb, tcb, hnb, cnb] = &mut o[..] else { unreachable!() };
+                let dir = ForwardDir {
+                    gates: &mut gb,
+                    w_hh: &wb,
+                    reverse,
+                    h: hb,
+                    c: cb,
+                    tanh_c: tcb,
+                    h_n: hnb,
+                    c_n: cnb,
+                };
+                sequences_forward(vec![dir], &bs, hh).unwrap();
+                let h32: Vec<f64> = hb.to_host().unwrap().iter().map(|&x| x as f64).collect();
+                close(&h32, &h, 1e-5, &format!("f32 h {what}"));
+            }
+        }
+    }
+}
