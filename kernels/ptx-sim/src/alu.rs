@@ -2,7 +2,7 @@
 //! semantics: integer widths and signedness, `.hi/.wide`, float rounding, `.ftz`, `.sat`,
 //! comparisons, bit manipulation and atomic read-modify-write.
 
-use crate::float::{ftz32, mask, round32, saturate, to_f64, from_f64, f64_to_f32};
+use crate::float::{f64_to_f32, from_f64, ftz32, mask, round32, saturate, to_f64};
 use crate::inst::*;
 
 /// Integer binary op on operands already extended to the type (`Ty::ext`).
@@ -101,10 +101,12 @@ pub fn int_un(op: IUn, ty: Ty, a: u64) -> u64 {
 }
 
 /// Float binary/ternary op (`c` only for fma/mad).
-pub fn float_op(op: FOp, ty: Ty, rnd: Rnd, ftz: bool, sat: bool, a: u64, b: u64, c: u64) -> u64 {
+pub fn float_op(m: FloatMode, a: u64, b: u64, c: u64) -> u64 {
+    let FloatMode { op, ty, rnd, ftz, sat } = m;
     let near = matches!(rnd, Rnd::Default | Rnd::N);
     if ty == Ty::F32 {
-        let (mut x, mut y, mut z) = (f32::from_bits(a as u32), f32::from_bits(b as u32), f32::from_bits(c as u32));
+        let (mut x, mut y, mut z) =
+            (f32::from_bits(a as u32), f32::from_bits(b as u32), f32::from_bits(c as u32));
         if ftz {
             x = ftz32(x as f64) as f32;
             y = ftz32(y as f64) as f32;
@@ -349,7 +351,15 @@ pub fn prmt(a: u64, b: u64, c: u64) -> u64 {
     for i in 0..4 {
         let sel = (c >> (4 * i)) & 0xf;
         let byte = (bytes >> ((sel & 7) * 8)) & 0xff;
-        let byte = if sel & 8 != 0 { if byte & 0x80 != 0 { 0xff } else { 0 } } else { byte };
+        let byte = if sel & 8 != 0 {
+            if byte & 0x80 != 0 {
+                0xff
+            } else {
+                0
+            }
+        } else {
+            byte
+        };
         d |= byte << (8 * i);
     }
     d
@@ -439,14 +449,24 @@ mod tests {
     #[test]
     fn fma_is_fused() {
         let (a, b, c) = (1.0f32 + f32::EPSILON, 1.0f32 - f32::EPSILON, -1.0f32);
-        let r = float_op(FOp::Fma, Ty::F32, Rnd::N, false, false, a.to_bits() as u64, b.to_bits() as u64, c.to_bits() as u64);
+        let r = float_op(
+            FloatMode { op: FOp::Fma, ty: Ty::F32, rnd: Rnd::N, ftz: false, sat: false },
+            a.to_bits() as u64,
+            b.to_bits() as u64,
+            c.to_bits() as u64,
+        );
         assert_eq!(f32::from_bits(r as u32), a.mul_add(b, c));
         assert_ne!(f32::from_bits(r as u32), a * b + c);
     }
 
     #[test]
     fn copysign_takes_the_sign_of_the_first_operand() {
-        let r = float_op(FOp::Copysign, Ty::F32, Rnd::Default, false, false, (-1.0f32).to_bits() as u64, 2.0f32.to_bits() as u64, 0);
+        let r = float_op(
+            FloatMode { op: FOp::Copysign, ty: Ty::F32, rnd: Rnd::Default, ftz: false, sat: false },
+            (-1.0f32).to_bits() as u64,
+            2.0f32.to_bits() as u64,
+            0,
+        );
         assert_eq!(f32::from_bits(r as u32), -2.0);
     }
 }

@@ -253,7 +253,9 @@ impl Decoder<'_> {
                     Some(Name::Shared(o)) => Opnd::Imm(o),
                     Some(Name::Local(o)) | Some(Name::Param(o)) => Opnd::Imm(o),
                     None if self.is_dyn_shared(n) => Opnd::Imm(DYN_SHARED_MARK),
-                    None if n.starts_with('%') => return Err(self.err(line, format!("unknown register `{n}`"))),
+                    None if n.starts_with('%') => {
+                        return Err(self.err(line, format!("unknown register `{n}`")))
+                    }
                     None => return Err(self.err(line, format!("unknown name `{n}`"))),
                 }
             }
@@ -276,7 +278,9 @@ impl Decoder<'_> {
             Operand::Addr(None, off) => Ok((Opnd::Imm(0), *off, None)),
             Operand::Addr(Some(n), off) => match self.lookup(n) {
                 Some(Name::Reg(r)) => Ok((Opnd::Reg(r), *off, None)),
-                Some(s @ (Name::Shared(o) | Name::Local(o) | Name::Param(o))) => Ok((Opnd::Imm(o), *off, Some(s))),
+                Some(s @ (Name::Shared(o) | Name::Local(o) | Name::Param(o))) => {
+                    Ok((Opnd::Imm(o), *off, Some(s)))
+                }
                 None if self.is_dyn_shared(n) => Ok((Opnd::Imm(DYN_SHARED_MARK), *off, None)),
                 None => Err(self.err(line, format!("unknown name `{n}` in address"))),
             },
@@ -328,8 +332,12 @@ impl Decoder<'_> {
         let base = parts[0];
         let op = match base {
             "mov" => match (&ops.first(), &ops.get(1)) {
-                (Some(Operand::Vector(v)), _) => Op::Unpack { n: v.len() as u8, bits: (ty.bits() / v.len() as u32) as u8 },
-                (_, Some(Operand::Vector(v))) => Op::Pack { n: v.len() as u8, bits: (ty.bits() / v.len() as u32) as u8 },
+                (Some(Operand::Vector(v)), _) => {
+                    Op::Unpack { n: v.len() as u8, bits: (ty.bits() / v.len() as u32) as u8 }
+                }
+                (_, Some(Operand::Vector(v))) => {
+                    Op::Pack { n: v.len() as u8, bits: (ty.bits() / v.len() as u32) as u8 }
+                }
                 _ => Op::Mov(ty),
             },
             "add" | "sub" | "mul" | "div" | "rem" | "min" | "max" | "and" | "or" | "xor" | "shl" | "shr"
@@ -357,7 +365,7 @@ impl Decoder<'_> {
                 if has("NaN") || has("xorsign") || has("abs") || parts.iter().any(|p| p.ends_with("x2")) {
                     return Err(unsupported());
                 }
-                Op::Float { op: fop, ty, rnd, ftz, sat }
+                Op::Float(FloatMode { op: fop, ty, rnd, ftz, sat })
             }
             "mul" | "mad" if has("wide") => {
                 if base == "mul" {
@@ -432,7 +440,8 @@ impl Decoder<'_> {
                     None
                 };
                 let two = ops.len() == if comb.is_some() { 5 } else { 4 };
-                let neg_c = comb.is_some() && matches!(ops.last(), Some(Operand::Name(n)) if n.starts_with('!'));
+                let neg_c =
+                    comb.is_some() && matches!(ops.last(), Some(Operand::Name(n)) if n.starts_with('!'));
                 Op::Setp { cmp, ty, comb, neg_c, two, ftz }
             }
             "selp" => Op::Selp(ty),
@@ -448,7 +457,7 @@ impl Decoder<'_> {
                 if has("relu") || has("satfinite") {
                     return Err(unsupported());
                 }
-                Op::Cvt { d: tys[0], s: tys[1], rnd, int_rnd, sat, ftz }
+                Op::Cvt(CvtMode { d: tys[0], s: tys[1], rnd, int_rnd, sat, ftz })
             }
             "cvta" => {
                 let space = space_of(&parts).ok_or_else(unsupported)?;
@@ -536,7 +545,9 @@ impl Decoder<'_> {
     fn operands(&mut self, op: Op, it: &InstText, ty: Ty) -> Result<Option<String>, SimError> {
         let (ops, line) = (&it.operands, it.line);
         let kname = self.kernel;
-        let bad = || SimError::new(format!("line {line}: kernel `{kname}`: `{}`: wrong operands {:?}", it.opcode, ops));
+        let bad = || {
+            SimError::new(format!("line {line}: kernel `{kname}`: `{}`: wrong operands {:?}", it.opcode, ops))
+        };
         let mut inst = *self.push(op, it)?;
         self.insts.pop();
         self.opcodes.pop();
@@ -557,7 +568,8 @@ impl Decoder<'_> {
             Op::WarpSync => inst.a[0] = self.src(ops.first().ok_or_else(bad)?, Ty::B32, line)?,
             Op::Ld { space, n, ty, .. } | Op::St { space, n, ty, .. } => {
                 let is_ld = matches!(op, Op::Ld { .. });
-                let (vals, at) = if is_ld { (&ops[0], &ops.get(1)) } else { (ops.get(1).ok_or_else(bad)?, &ops.first()) };
+                let (vals, at) =
+                    if is_ld { (&ops[0], &ops.get(1)) } else { (ops.get(1).ok_or_else(bad)?, &ops.first()) };
                 let (b, off, sym) = self.addr(at.ok_or_else(bad)?, line)?;
                 inst.addr = b;
                 inst.off = off;
@@ -566,7 +578,10 @@ impl Decoder<'_> {
                     inst.op = if is_ld { Op::Ld { space: s, ty, n } } else { Op::St { space: s, ty, n } };
                 }
                 let names: Vec<Operand> = match vals {
-                    Operand::Vector(v) => v.iter().map(|s| if s == "_" { Operand::Sink } else { Operand::Name(s.clone()) }).collect(),
+                    Operand::Vector(v) => v
+                        .iter()
+                        .map(|s| if s == "_" { Operand::Sink } else { Operand::Name(s.clone()) })
+                        .collect(),
                     o => vec![o.clone()],
                 };
                 if names.len() != n as usize {
@@ -611,8 +626,8 @@ impl Decoder<'_> {
             }
             Op::Setp { two, comb, .. } => {
                 let nd = if two { 2 } else { 1 };
-                for k in 0..nd {
-                    inst.d[k] = self.dst(&ops[k], line)?;
+                for (k, o) in ops.iter().take(nd).enumerate() {
+                    inst.d[k] = self.dst(o, line)?;
                 }
                 inst.a[0] = self.src(ops.get(nd).ok_or_else(bad)?, ty, line)?;
                 inst.a[1] = self.src(ops.get(nd + 1).ok_or_else(bad)?, ty, line)?;
@@ -640,7 +655,7 @@ impl Decoder<'_> {
                 }
                 inst.d[0] = self.dst(&ops[0], line)?;
                 let sty = match op {
-                    Op::Cvt { s, .. } => s,
+                    Op::Cvt(m) => m.s,
                     Op::Selp(t) => t,
                     _ => ty,
                 };
@@ -676,12 +691,10 @@ impl Decoder<'_> {
             }
         }
         let name = callee.ok_or_else(|| self.err(line, "call without a target".into()))?;
-        let f = self
-            .module
-            .functions
-            .iter()
-            .find(|f| f.name == name && f.body.is_some())
-            .ok_or_else(|| self.err(line, format!("call to `{name}`, which has no body in this module")))?;
+        let f =
+            self.module.functions.iter().find(|f| f.name == name && f.body.is_some()).ok_or_else(|| {
+                self.err(line, format!("call to `{name}`, which has no body in this module"))
+            })?;
         if self.call_depth.contains(&name) {
             return Err(self.err(line, format!("recursive call to `{name}` is not supported")));
         }
@@ -690,7 +703,9 @@ impl Decoder<'_> {
         }
         let mut frame = HashMap::new();
         for (decl, actual) in f.rets.iter().zip(&rets).chain(f.params.iter().zip(&args)) {
-            let n = self.lookup(actual).ok_or_else(|| self.err(line, format!("unknown call argument `{actual}`")))?;
+            let n = self
+                .lookup(actual)
+                .ok_or_else(|| self.err(line, format!("unknown call argument `{actual}`")))?;
             frame.insert(decl.name.clone(), n);
         }
         let saved = std::mem::replace(&mut self.scopes, vec![frame]);

@@ -124,21 +124,39 @@ impl<'a> Block<'a> {
         let k = self.l.kernel;
         format!(
             "kernel `{}`: thread ({},{},{}) of block ({},{},{}): `{}` at line {}",
-            k.name, c.tid[0], c.tid[1], c.tid[2], c.ctaid[0], c.ctaid[1], c.ctaid[2], k.opcodes[pc], k.insts[pc].line
+            k.name,
+            c.tid[0],
+            c.tid[1],
+            c.tid[2],
+            c.ctaid[0],
+            c.ctaid[1],
+            c.ctaid[2],
+            k.opcodes[pc],
+            k.insts[pc].line
         )
     }
 
-    fn resolve(&mut self, t: usize, pc: usize, space: Space, addr: u64, size: usize, write: bool) -> Result<Loc, SimError> {
+    fn resolve(
+        &mut self,
+        t: usize,
+        pc: usize,
+        space: Space,
+        addr: u64,
+        size: usize,
+        write: bool,
+    ) -> Result<Loc, SimError> {
         let err = |b: &Self, m: String| SimError::new(format!("{}: {m}", b.at(t, pc)));
         let kind = if write { "store" } else { "load" };
-        if addr % size as u64 != 0 {
+        if !addr.is_multiple_of(size as u64) {
             return Err(err(self, format!("misaligned {size}-byte {kind} at address {addr:#x}")));
         }
         let space = match space {
             Space::Generic if (SHARED_WINDOW..SHARED_WINDOW + self.shared.len() as u64).contains(&addr) => {
                 return self.resolve(t, pc, Space::Shared, addr - SHARED_WINDOW, size, write);
             }
-            Space::Generic if (LOCAL_WINDOW..LOCAL_WINDOW + self.l.kernel.local_bytes as u64).contains(&addr) => {
+            Space::Generic
+                if (LOCAL_WINDOW..LOCAL_WINDOW + self.l.kernel.local_bytes as u64).contains(&addr) =>
+            {
                 return self.resolve(t, pc, Space::Local, addr - LOCAL_WINDOW, size, write);
             }
             Space::Generic => Space::Global,
@@ -163,7 +181,9 @@ impl<'a> Block<'a> {
         Ok(match self.resolve(t, pc, space, addr, size, false)? {
             Loc::Global(i, off) => self.l.mem.bufs[i].load(off, size),
             Loc::Shared(off) => {
-                self.shadow.access(t, off, size, false).map_err(|m| SimError::new(format!("{}: {m}", self.at(t, pc))))?;
+                self.shadow
+                    .access(t, off, size, false)
+                    .map_err(|m| SimError::new(format!("{}: {m}", self.at(t, pc))))?;
                 le_load(&self.shared[off..off + size])
             }
             Loc::Local(off) => le_load(&self.local[off..off + size]),
@@ -171,11 +191,21 @@ impl<'a> Block<'a> {
         })
     }
 
-    fn store(&mut self, t: usize, pc: usize, space: Space, addr: u64, size: usize, v: u64) -> Result<(), SimError> {
+    fn store(
+        &mut self,
+        t: usize,
+        pc: usize,
+        space: Space,
+        addr: u64,
+        size: usize,
+        v: u64,
+    ) -> Result<(), SimError> {
         match self.resolve(t, pc, space, addr, size, true)? {
             Loc::Global(i, off) => self.l.mem.bufs[i].store(off, size, v),
             Loc::Shared(off) => {
-                self.shadow.access(t, off, size, true).map_err(|m| SimError::new(format!("{}: {m}", self.at(t, pc))))?;
+                self.shadow
+                    .access(t, off, size, true)
+                    .map_err(|m| SimError::new(format!("{}: {m}", self.at(t, pc))))?;
                 self.shared[off..off + size].copy_from_slice(&v.to_le_bytes()[..size]);
             }
             Loc::Local(off) => self.local[off..off + size].copy_from_slice(&v.to_le_bytes()[..size]),
@@ -184,16 +214,22 @@ impl<'a> Block<'a> {
         Ok(())
     }
 
-    fn atomic(&mut self, t: usize, pc: usize, space: Space, op: AtomOp, ty: Ty, addr: u64, b: u64, c: u64) -> Result<u64, SimError> {
+    /// `atom`/`red` at instruction `pc` on `addr` with operands `b` (and `c` for cas).
+    fn atomic(&mut self, t: usize, pc: usize, addr: u64, b: u64, c: u64) -> Result<u64, SimError> {
+        let Op::Atom { space, op, ty, .. } = self.l.kernel.insts[pc].op else {
+            unreachable!("atomic on a non-atom")
+        };
         let size = ty.bytes();
         Ok(match self.resolve(t, pc, space, addr, size, true)? {
             Loc::Global(i, off) => {
                 let buf = &self.l.mem.bufs[i];
                 if size == 4 {
                     let w = &buf.words[off / 4];
-                    let r = w.fetch_update(std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed, |o| {
-                        Some(atom_new(op, ty, o as u64, b, c) as u32)
-                    });
+                    let r = w.fetch_update(
+                        std::sync::atomic::Ordering::Relaxed,
+                        std::sync::atomic::Ordering::Relaxed,
+                        |o| Some(atom_new(op, ty, o as u64, b, c) as u32),
+                    );
                     r.unwrap_or_else(|o| o) as u64
                 } else {
                     let _g = self.l.global.lock64(addr);
@@ -214,7 +250,12 @@ impl<'a> Block<'a> {
                 self.local[off..off + size].copy_from_slice(&new.to_le_bytes()[..size]);
                 old
             }
-            _ => return Err(SimError::new(format!("{}: atomic on this state space is not supported", self.at(t, pc)))),
+            _ => {
+                return Err(SimError::new(format!(
+                    "{}: atomic on this state space is not supported",
+                    self.at(t, pc)
+                )))
+            }
         })
     }
 
@@ -276,8 +317,8 @@ impl<'a> Block<'a> {
                     let p = mul_wide(ty, ty.ext(a0), ty.ext(rd(r, i.a[1], c)));
                     r[d0] = mask(wide(ty), p.wrapping_add(rd(r, i.a[2], c)));
                 }
-                Op::Float { op, ty, rnd, ftz, sat } => {
-                    r[d0] = float_op(op, ty, rnd, ftz, sat, a0, rd(r, i.a[1], c), rd(r, i.a[2], c));
+                Op::Float(m) => {
+                    r[d0] = float_op(m, a0, rd(r, i.a[1], c), rd(r, i.a[2], c));
                 }
                 Op::FloatUn { op, ty, ftz } => r[d0] = float_un(op, ty, ftz, a0),
                 Op::Setp { cmp, ty, comb, neg_c, two, ftz } => {
@@ -296,7 +337,7 @@ impl<'a> Block<'a> {
                 }
                 Op::Selp(ty) => r[d0] = mask(ty, if rd(r, i.a[2], c) != 0 { a0 } else { rd(r, i.a[1], c) }),
                 Op::Pred(op) => r[d0] = bool_op(op, a0 != 0, rd(r, i.a[1], c) != 0) as u64,
-                Op::Cvt { d, s, rnd, int_rnd, sat, ftz } => r[d0] = cvt(d, s, a0, rnd, int_rnd, sat, ftz),
+                Op::Cvt(m) => r[d0] = cvt(m, a0),
                 Op::Cvta { to, space } => {
                     let w = match space {
                         Space::Shared => SHARED_WINDOW,
@@ -314,8 +355,11 @@ impl<'a> Block<'a> {
                 Op::Ld { space, ty, n: nv } => {
                     let size = ty.bytes();
                     let base = rd(r, i.addr, c).wrapping_add(i.off as u64);
-                    if nv > 1 && base % (size * nv as usize) as u64 != 0 {
-                        break Err(SimError::new(format!("{}: misaligned vector load at {base:#x}", self.at(t, pc))));
+                    if nv > 1 && !base.is_multiple_of((size * nv as usize) as u64) {
+                        break Err(SimError::new(format!(
+                            "{}: misaligned vector load at {base:#x}",
+                            self.at(t, pc)
+                        )));
                     }
                     for k in 0..nv as usize {
                         match self.load(t, pc, space, base + (k * size) as u64, size) {
@@ -327,8 +371,11 @@ impl<'a> Block<'a> {
                 Op::St { space, ty, n: nv } => {
                     let size = ty.bytes();
                     let base = rd(r, i.addr, c).wrapping_add(i.off as u64);
-                    if nv > 1 && base % (size * nv as usize) as u64 != 0 {
-                        break Err(SimError::new(format!("{}: misaligned vector store at {base:#x}", self.at(t, pc))));
+                    if nv > 1 && !base.is_multiple_of((size * nv as usize) as u64) {
+                        break Err(SimError::new(format!(
+                            "{}: misaligned vector store at {base:#x}",
+                            self.at(t, pc)
+                        )));
                     }
                     for k in 0..nv as usize {
                         let v = mask(ty, rd(r, i.a[k], c));
@@ -337,9 +384,9 @@ impl<'a> Block<'a> {
                         }
                     }
                 }
-                Op::Atom { space, op, ty, ret } => {
+                Op::Atom { ty, ret, .. } => {
                     let addr = rd(r, i.addr, c).wrapping_add(i.off as u64);
-                    match self.atomic(t, pc, space, op, ty, addr, a0, rd(r, i.a[1], c)) {
+                    match self.atomic(t, pc, addr, a0, rd(r, i.a[1], c)) {
                         Ok(old) if ret => r[d0] = ty.ext(old),
                         Ok(_) => {}
                         Err(e) => return self.fail(t, pc, n, e),
@@ -353,9 +400,8 @@ impl<'a> Block<'a> {
                     self.state[t] = State::Exited;
                     break Ok(());
                 }
-                Op::Activemask => r[d0] = self.active_mask(t),
                 Op::Nop => {}
-                Op::Bar | Op::WarpSync | Op::Shfl(_) | Op::Vote(_) => {
+                Op::Bar | Op::WarpSync | Op::Shfl(_) | Op::Vote(_) | Op::Activemask => {
                     // Counted when the meeting completes.
                     n -= 1;
                     self.state[t] = State::Sync;
@@ -374,18 +420,6 @@ impl<'a> Block<'a> {
         self.pc[t] = pc as u32;
         self.count += n;
         Err(e)
-    }
-
-    /// Threads of `t`'s warp that have not exited (our model of `activemask`).
-    fn active_mask(&self, t: usize) -> u64 {
-        let w0 = t / 32 * 32;
-        let mut m = 0u64;
-        for l in 0..32 {
-            if w0 + l < self.nthreads && self.state[w0 + l] != State::Exited {
-                m |= 1 << l;
-            }
-        }
-        m
     }
 }
 

@@ -241,36 +241,99 @@ pub enum TestOp {
     Subnormal,
 }
 
+/// A float arithmetic instruction's operation and modifiers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FloatMode {
+    pub op: FOp,
+    pub ty: Ty,
+    pub rnd: Rnd,
+    pub ftz: bool,
+    pub sat: bool,
+}
+
+/// `cvt`'s types and modifiers; `int_rnd` marks `.rni/.rzi/.rmi/.rpi`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct CvtMode {
+    pub d: Ty,
+    pub s: Ty,
+    pub rnd: Rnd,
+    pub int_rnd: bool,
+    pub sat: bool,
+    pub ftz: bool,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Op {
     Mov(Ty),
     /// `mov.bN d, {a, b, ..}`: concatenates `n` parts of `bits` each, lowest first.
-    Pack { n: u8, bits: u8 },
+    Pack {
+        n: u8,
+        bits: u8,
+    },
     /// `mov.bN {d0, d1, ..}, a`: splits.
-    Unpack { n: u8, bits: u8 },
-    Int { op: IOp, ty: Ty },
-    IntUn { op: IUn, ty: Ty },
+    Unpack {
+        n: u8,
+        bits: u8,
+    },
+    Int {
+        op: IOp,
+        ty: Ty,
+    },
+    IntUn {
+        op: IUn,
+        ty: Ty,
+    },
     /// `.wide` multiply: sources of type `ty`, destination twice as wide.
     MulWide(Ty),
     MadLo(Ty),
     MadHi(Ty),
     MadWide(Ty),
-    Float { op: FOp, ty: Ty, rnd: Rnd, ftz: bool, sat: bool },
-    FloatUn { op: FUn, ty: Ty, ftz: bool },
-    Setp { cmp: Cmp, ty: Ty, comb: Option<BoolOp>, neg_c: bool, two: bool, ftz: bool },
+    Float(FloatMode),
+    FloatUn {
+        op: FUn,
+        ty: Ty,
+        ftz: bool,
+    },
+    Setp {
+        cmp: Cmp,
+        ty: Ty,
+        comb: Option<BoolOp>,
+        neg_c: bool,
+        two: bool,
+        ftz: bool,
+    },
     Selp(Ty),
     Pred(BoolOp),
-    Cvt { d: Ty, s: Ty, rnd: Rnd, int_rnd: bool, sat: bool, ftz: bool },
-    Cvta { to: bool, space: Space },
-    Shf { left: bool, clamp: bool },
+    Cvt(CvtMode),
+    Cvta {
+        to: bool,
+        space: Space,
+    },
+    Shf {
+        left: bool,
+        clamp: bool,
+    },
     Bfe(Ty),
     Bfi(Ty),
     Prmt,
     Lop3,
     Testp(TestOp, Ty),
-    Ld { space: Space, ty: Ty, n: u8 },
-    St { space: Space, ty: Ty, n: u8 },
-    Atom { space: Space, op: AtomOp, ty: Ty, ret: bool },
+    Ld {
+        space: Space,
+        ty: Ty,
+        n: u8,
+    },
+    St {
+        space: Space,
+        ty: Ty,
+        n: u8,
+    },
+    Atom {
+        space: Space,
+        op: AtomOp,
+        ty: Ty,
+        ret: bool,
+    },
     Bra,
     Exit,
     Bar,

@@ -189,14 +189,17 @@ impl SimGpu {
     }
 
     /// Runs `entry` of `module` over the grid and waits for it.
-    pub fn launch(&self, module: &str, entry: &str, dims: LaunchDims, args: &[Arg]) -> Result<LaunchStats, SimError> {
-        let kernels = self
-            .modules
-            .read()
-            .expect("modules lock")
-            .get(module)
-            .cloned()
-            .ok_or_else(|| SimError::new(format!("launch of `{entry}`: module `{module}` is not loaded")))?;
+    pub fn launch(
+        &self,
+        module: &str,
+        entry: &str,
+        dims: LaunchDims,
+        args: &[Arg],
+    ) -> Result<LaunchStats, SimError> {
+        let kernels =
+            self.modules.read().expect("modules lock").get(module).cloned().ok_or_else(|| {
+                SimError::new(format!("launch of `{entry}`: module `{module}` is not loaded"))
+            })?;
         let k = kernels
             .iter()
             .find(|k| k.name == entry)
@@ -231,7 +234,11 @@ impl SimGpu {
                 if b >= nblocks {
                     break;
                 }
-                let ctaid = [(b % g[0] as usize) as u32, ((b / g[0] as usize) % g[1] as usize) as u32, (b / (g[0] as usize * g[1] as usize)) as u32];
+                let ctaid = [
+                    (b % g[0] as usize) as u32,
+                    ((b / g[0] as usize) % g[1] as usize) as u32,
+                    (b / (g[0] as usize * g[1] as usize)) as u32,
+                ];
                 let mut blk = Block::new(&launch, ctaid);
                 let r = blk.run();
                 count.fetch_add(blk.count, Ordering::Relaxed);

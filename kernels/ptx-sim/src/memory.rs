@@ -47,7 +47,9 @@ impl Global {
     pub fn free(&self, ptr: u64) -> Result<(), SimError> {
         match self.bufs.write().expect("memory lock").remove(&ptr) {
             Some(_) => Ok(()),
-            None => Err(SimError::new(format!("free of {ptr:#x}, which is not the start of a live allocation"))),
+            None => {
+                Err(SimError::new(format!("free of {ptr:#x}, which is not the start of a live allocation")))
+            }
         }
     }
 

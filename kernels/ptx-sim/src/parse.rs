@@ -117,7 +117,9 @@ pub enum Operand {
 pub enum Stmt {
     Open,
     Close,
-    Reg { names: Vec<String> },
+    Reg {
+        names: Vec<String>,
+    },
     /// `.shared`/`.local`/`.param` variable; `len` is the array length (1 for scalars,
     /// 0 for `[]`).
     Var(VarDecl),
@@ -395,7 +397,12 @@ impl Lexer {
         }
     }
 
-    fn inst(&mut self, guard: Option<(String, bool)>, opcode: String, line: u32) -> Result<InstText, SimError> {
+    fn inst(
+        &mut self,
+        guard: Option<(String, bool)>,
+        opcode: String,
+        line: u32,
+    ) -> Result<InstText, SimError> {
         let mut operands = Vec::new();
         while !self.peek_punct(';') {
             operands.push(self.operand()?);
@@ -466,4 +473,3 @@ impl Lexer {
         })
     }
 }
-

@@ -1,4 +1,5 @@
-//! Scheduling one block: every ready thread runs until it meets others; a warp-level
+//! Scheduling one block: every ready thread runs until it meets others; `activemask`
+//! waits until the rest of its warp has stopped and returns the lanes that reached it; a warp-level
 //! meeting (`shfl.sync`, `vote.sync`, `bar.warp.sync`) completes when every thread its
 //! member mask names waits at the same instruction with the same mask; `bar.sync`
 //! completes when every thread of the block waits at a barrier. A mask that names an
@@ -63,7 +64,19 @@ impl Block<'_> {
             if self.state[t] != State::Sync || insts[self.pc[t] as usize].op == Op::Bar {
                 continue;
             }
-            let (pc, mask) = (self.pc[t] as usize, self.mask_of(t));
+            let pc = self.pc[t] as usize;
+            if insts[pc].op == Op::Activemask {
+                // The threads of the warp converged here: every other live thread has
+                // stopped (at a meeting) or exited, so the group is those at this pc.
+                let lanes: Vec<usize> = (lo..hi)
+                    .filter(|&u| self.state[u] == State::Sync && self.pc[u] as usize == pc)
+                    .map(|u| u - lo)
+                    .collect();
+                self.collective(pc, lo, &lanes);
+                progress = true;
+                continue;
+            }
+            let mask = self.mask_of(t);
             if mask & (1 << (t - lo)) == 0 {
                 return Err(SimError::new(format!(
                     "{}, warp {w}: {}: lane {} executes it with member mask {mask:#010x}, which does not include itself",
@@ -83,7 +96,8 @@ impl Block<'_> {
                     self.nthreads
                 )));
             }
-            let exited: Vec<usize> = lanes.iter().copied().filter(|l| self.state[lo + l] == State::Exited).collect();
+            let exited: Vec<usize> =
+                lanes.iter().copied().filter(|l| self.state[lo + l] == State::Exited).collect();
             if !exited.is_empty() {
                 return Err(SimError::new(format!(
                     "{}, warp {w}: {}: member mask {mask:#010x} names lanes {} which exited without reaching it",
@@ -92,9 +106,11 @@ impl Block<'_> {
                     ranges(&exited)
                 )));
             }
-            let ready = lanes
-                .iter()
-                .all(|l| self.state[lo + l] == State::Sync && self.pc[lo + l] as usize == pc && self.mask_of(lo + l) == mask);
+            let ready = lanes.iter().all(|l| {
+                self.state[lo + l] == State::Sync
+                    && self.pc[lo + l] as usize == pc
+                    && self.mask_of(lo + l) == mask
+            });
             if ready {
                 self.collective(pc, lo, &lanes);
                 progress = true;
@@ -143,6 +159,10 @@ impl Block<'_> {
                 };
                 out.extend(lanes.iter().map(|&l| (lo + l, v, 0)));
             }
+            Op::Activemask => {
+                let m = lanes.iter().fold(0u64, |m, l| m | 1 << l);
+                out.extend(lanes.iter().map(|&l| (lo + l, m, 0)));
+            }
             _ => out.extend(lanes.iter().map(|&l| (lo + l, 0, 0))),
         }
         for (t, v, p) in out {
@@ -164,7 +184,8 @@ impl Block<'_> {
     fn barrier_or_deadlock(&mut self) -> Result<(), SimError> {
         let insts = &self.l.kernel.insts;
         let live: Vec<usize> = (0..self.nthreads).filter(|&t| self.state[t] != State::Exited).collect();
-        let at_bar = live.iter().all(|&t| self.state[t] == State::Sync && insts[self.pc[t] as usize].op == Op::Bar);
+        let at_bar =
+            live.iter().all(|&t| self.state[t] == State::Sync && insts[self.pc[t] as usize].op == Op::Bar);
         if at_bar {
             let exited: Vec<usize> = (0..self.nthreads).filter(|&t| self.state[t] == State::Exited).collect();
             if !exited.is_empty() {
@@ -193,8 +214,10 @@ impl Block<'_> {
                 None => groups.push((pc, vec![t])),
             }
         }
-        let waits: Vec<String> =
-            groups.iter().map(|(pc, ts)| format!("threads {} wait at {}", ranges(ts), self.inst_name(*pc))).collect();
+        let waits: Vec<String> = groups
+            .iter()
+            .map(|(pc, ts)| format!("threads {} wait at {}", ranges(ts), self.inst_name(*pc)))
+            .collect();
         Err(SimError::new(format!(
             "{}: deadlock: no thread can proceed: {}",
             self.block_name(),

@@ -4,7 +4,9 @@ use common::*;
 use tapegrad_ptx_sim::{Arg, SimGpu};
 
 fn fault(gpu: &SimGpu, entry: &str, grid: u32, block: u32, args: &[Arg]) -> String {
-    gpu.launch("faults", entry, dims(grid, block, 0), args).expect_err("the planted fault must be caught").to_string()
+    gpu.launch("faults", entry, dims(grid, block, 0), args)
+        .expect_err("the planted fault must be caught")
+        .to_string()
 }
 
 #[test]
@@ -33,7 +35,10 @@ fn shuffle_mask_naming_threads_that_never_arrive() {
     let x = upload(&gpu, &[1.0f32; 32]);
     let out = zeros::<f32>(&gpu, 32);
     let e = fault(&gpu, "shuffle_wrong_mask", 1, 32, &[Arg::Ptr(x), Arg::Ptr(out)]);
-    assert!(e.contains("kernel `shuffle_wrong_mask`: block (0,0,0), warp 0: `shfl.sync.down.b32` at line"), "{e}");
+    assert!(
+        e.contains("kernel `shuffle_wrong_mask`: block (0,0,0), warp 0: `shfl.sync.down.b32` at line"),
+        "{e}"
+    );
     assert!(e.contains("member mask 0xffffffff names lanes 16-31 which exited without reaching it"), "{e}");
 }
 
@@ -42,7 +47,10 @@ fn shared_memory_write_write_race() {
     let gpu = gpu_with("faults");
     let out = zeros::<f32>(&gpu, 64);
     let e = fault(&gpu, "shared_race", 1, 64, &[Arg::Ptr(out)]);
-    assert!(e.contains("kernel `shared_race`") && e.contains("shared-memory race at shared offset 0x0"), "{e}");
+    assert!(
+        e.contains("kernel `shared_race`") && e.contains("shared-memory race at shared offset 0x0"),
+        "{e}"
+    );
     assert!(e.contains("thread 32 (warp 1) writes it after thread 31 (warp 0) wrote it"), "{e}");
 }
 
@@ -68,6 +76,9 @@ fn argument_mismatch_names_entry_and_parameter() {
     let gpu = gpu_with("faults");
     let e = gpu.launch("faults", "oob_write", dims(1, 1, 0), &[Arg::Ptr(0)]).unwrap_err().to_string();
     assert!(e.contains("`oob_write`: 1 arguments given, the entry has 2 parameters"), "{e}");
-    let e = gpu.launch("faults", "oob_write", dims(1, 1, 0), &[Arg::Ptr(0), Arg::U64(3)]).unwrap_err().to_string();
+    let e = gpu
+        .launch("faults", "oob_write", dims(1, 1, 0), &[Arg::Ptr(0), Arg::U64(3)])
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("`oob_write`: parameter 1 is 4 bytes"), "{e}");
 }

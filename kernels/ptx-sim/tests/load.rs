@@ -21,7 +21,10 @@ fn unsupported_instruction_is_named_with_its_line() {
 #[test]
 fn unknown_register_and_label_are_errors() {
     let base = ".version 9.0\n.target sm_80\n.address_size 64\n.visible .entry k()\n{\n.reg .b32 %r<3>;\n";
-    let e = SimGpu::new().load_module("m", &format!("{base}add.s32 %r1, %r9, 1;\nret;\n}}\n")).unwrap_err().to_string();
+    let e = SimGpu::new()
+        .load_module("m", &format!("{base}add.s32 %r1, %r9, 1;\nret;\n}}\n"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("unknown register `%r9`") && e.contains("line 7"), "{e}");
     let e = SimGpu::new().load_module("m", &format!("{base}bra $L_nowhere;\n}}\n")).unwrap_err().to_string();
     assert!(e.contains("unknown label `$L_nowhere`"), "{e}");
