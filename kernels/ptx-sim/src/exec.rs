@@ -41,6 +41,7 @@ pub struct Block<'a> {
     pub state: Vec<State>,
     pub hint: usize,
     pub count: u64,
+    pub trace: Option<crate::trace::Tracer>,
 }
 
 enum Loc {
@@ -103,6 +104,7 @@ impl<'a> Block<'a> {
             state: vec![State::Ready; n],
             hint: 0,
             count: 0,
+            trace: None,
         }
     }
 
@@ -280,6 +282,9 @@ impl<'a> Block<'a> {
                 break Ok(());
             };
             n += 1;
+            if let Some(tr) = &mut self.trace {
+                tr.paths[t].push(pc as u32);
+            }
             if i.guard != NO_GUARD && (r[i.guard as usize] != 0) == i.guard_neg {
                 pc += 1;
                 continue;

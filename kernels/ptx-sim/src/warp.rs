@@ -23,6 +23,9 @@ impl Block<'_> {
                         progress = true;
                     }
                 }
+                if self.trace.is_some() {
+                    self.trace_warp(w);
+                }
                 progress |= self.meet_warp(w)?;
             }
             if !progress {
@@ -72,6 +75,9 @@ impl Block<'_> {
                     .filter(|&u| self.state[u] == State::Sync && self.pc[u] as usize == pc)
                     .map(|u| u - lo)
                     .collect();
+                if self.trace.is_some() {
+                    self.trace_meeting(&format!("warp {w}: lanes"), pc, &ranges(&lanes));
+                }
                 self.collective(pc, lo, &lanes);
                 progress = true;
                 continue;
@@ -112,6 +118,9 @@ impl Block<'_> {
                     && self.mask_of(lo + l) == mask
             });
             if ready {
+                if self.trace.is_some() {
+                    self.trace_meeting(&format!("warp {w}: lanes"), pc, &ranges(&lanes));
+                }
                 self.collective(pc, lo, &lanes);
                 progress = true;
             }
@@ -197,12 +206,17 @@ impl Block<'_> {
                     ranges(&exited)
                 )));
             }
-            for t in live {
+            for &t in &live {
                 self.pc[t] += 1;
                 self.state[t] = State::Ready;
                 self.count += 1;
             }
             self.shadow.barrier();
+            if self.trace.is_some() {
+                let what = format!("block ({},{},{}): threads", self.ctaid[0], self.ctaid[1], self.ctaid[2]);
+                self.trace_meeting(&what, self.pc[live[0]] as usize - 1, &ranges(&live));
+                self.trace_shared();
+            }
             return Ok(());
         }
         // Group the waiting threads by instruction for the message.

@@ -100,3 +100,23 @@ fn results_do_not_depend_on_the_host_thread_count() {
         assert_eq!(runs[0], runs[1]);
     }
 }
+
+#[test]
+fn trace_shows_divergence_meetings_and_shared_memory() {
+    let gpu = gpu_with("teach");
+    let x: Vec<f32> = (0..50).map(|i| i as f32).collect();
+    let (px, out) = (upload(&gpu, &x), zeros::<f32>(&gpu, 1));
+    let (stats, t) = gpu
+        .launch_traced("teach", "block_sum", dims(1, 64, 0), &[Arg::Ptr(px), Arg::Ptr(out), Arg::I32(50)])
+        .unwrap();
+    assert!(t.contains("warp 1: lanes took 2 different paths (divergence)"), "{t}");
+    assert!(t.contains("warp 1, lanes 18-31 (threads 50-63):"), "{t}");
+    assert!(t.contains("block (0,0,0): threads 0-63 meet at line 84 `bar.sync` and continue"), "{t}");
+    // Warp 0's partial, 0+1+...+31 = 496, is in shared memory after the barrier.
+    assert!(t.contains(&format!("[  0] {:#010x}", 496f32.to_bits())), "{t}");
+    assert_eq!(download::<f32>(&gpu, out, 1)[0], 1225.0);
+    let plain = gpu
+        .launch("teach", "block_sum", dims(1, 64, 0), &[Arg::Ptr(px), Arg::Ptr(out), Arg::I32(50)])
+        .unwrap();
+    assert_eq!(stats.thread_instructions, plain.thread_instructions);
+}
