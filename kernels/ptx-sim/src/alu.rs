@@ -101,7 +101,8 @@ pub fn int_un(op: IUn, ty: Ty, a: u64) -> u64 {
 }
 
 /// Float binary/ternary op (`c` only for fma/mad).
-pub fn float_op(op: FOp, ty: Ty, rnd: Rnd, ftz: bool, sat: bool, a: u64, b: u64, c: u64) -> u64 {
+pub fn float_op(m: FloatMode, a: u64, b: u64, c: u64) -> u64 {
+    let FloatMode { op, ty, rnd, ftz, sat } = m;
     let near = matches!(rnd, Rnd::Default | Rnd::N);
     if ty == Ty::F32 {
         let (mut x, mut y, mut z) =
@@ -449,11 +450,7 @@ mod tests {
     fn fma_is_fused() {
         let (a, b, c) = (1.0f32 + f32::EPSILON, 1.0f32 - f32::EPSILON, -1.0f32);
         let r = float_op(
-            FOp::Fma,
-            Ty::F32,
-            Rnd::N,
-            false,
-            false,
+            FloatMode { op: FOp::Fma, ty: Ty::F32, rnd: Rnd::N, ftz: false, sat: false },
             a.to_bits() as u64,
             b.to_bits() as u64,
             c.to_bits() as u64,
@@ -465,11 +462,7 @@ mod tests {
     #[test]
     fn copysign_takes_the_sign_of_the_first_operand() {
         let r = float_op(
-            FOp::Copysign,
-            Ty::F32,
-            Rnd::Default,
-            false,
-            false,
+            FloatMode { op: FOp::Copysign, ty: Ty::F32, rnd: Rnd::Default, ftz: false, sat: false },
             (-1.0f32).to_bits() as u64,
             2.0f32.to_bits() as u64,
             0,

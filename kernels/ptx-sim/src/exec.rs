@@ -41,6 +41,7 @@ pub struct Block<'a> {
     pub state: Vec<State>,
     pub hint: usize,
     pub count: u64,
+    pub trace: Option<crate::trace::Tracer>,
 }
 
 enum Loc {
@@ -103,6 +104,7 @@ impl<'a> Block<'a> {
             state: vec![State::Ready; n],
             hint: 0,
             count: 0,
+            trace: None,
         }
     }
 
@@ -147,7 +149,7 @@ impl<'a> Block<'a> {
     ) -> Result<Loc, SimError> {
         let err = |b: &Self, m: String| SimError::new(format!("{}: {m}", b.at(t, pc)));
         let kind = if write { "store" } else { "load" };
-        if addr % size as u64 != 0 {
+        if !addr.is_multiple_of(size as u64) {
             return Err(err(self, format!("misaligned {size}-byte {kind} at address {addr:#x}")));
         }
         let space = match space {
@@ -214,17 +216,11 @@ impl<'a> Block<'a> {
         Ok(())
     }
 
-    fn atomic(
-        &mut self,
-        t: usize,
-        pc: usize,
-        space: Space,
-        op: AtomOp,
-        ty: Ty,
-        addr: u64,
-        b: u64,
-        c: u64,
-    ) -> Result<u64, SimError> {
+    /// `atom`/`red` at instruction `pc` on `addr` with operands `b` (and `c` for cas).
+    fn atomic(&mut self, t: usize, pc: usize, addr: u64, b: u64, c: u64) -> Result<u64, SimError> {
+        let Op::Atom { space, op, ty, .. } = self.l.kernel.insts[pc].op else {
+            unreachable!("atomic on a non-atom")
+        };
         let size = ty.bytes();
         Ok(match self.resolve(t, pc, space, addr, size, true)? {
             Loc::Global(i, off) => {
@@ -286,6 +282,9 @@ impl<'a> Block<'a> {
                 break Ok(());
             };
             n += 1;
+            if let Some(tr) = &mut self.trace {
+                tr.paths[t].push(pc as u32);
+            }
             if i.guard != NO_GUARD && (r[i.guard as usize] != 0) == i.guard_neg {
                 pc += 1;
                 continue;
@@ -323,8 +322,8 @@ impl<'a> Block<'a> {
                     let p = mul_wide(ty, ty.ext(a0), ty.ext(rd(r, i.a[1], c)));
                     r[d0] = mask(wide(ty), p.wrapping_add(rd(r, i.a[2], c)));
                 }
-                Op::Float { op, ty, rnd, ftz, sat } => {
-                    r[d0] = float_op(op, ty, rnd, ftz, sat, a0, rd(r, i.a[1], c), rd(r, i.a[2], c));
+                Op::Float(m) => {
+                    r[d0] = float_op(m, a0, rd(r, i.a[1], c), rd(r, i.a[2], c));
                 }
                 Op::FloatUn { op, ty, ftz } => r[d0] = float_un(op, ty, ftz, a0),
                 Op::Setp { cmp, ty, comb, neg_c, two, ftz } => {
@@ -343,7 +342,7 @@ impl<'a> Block<'a> {
                 }
                 Op::Selp(ty) => r[d0] = mask(ty, if rd(r, i.a[2], c) != 0 { a0 } else { rd(r, i.a[1], c) }),
                 Op::Pred(op) => r[d0] = bool_op(op, a0 != 0, rd(r, i.a[1], c) != 0) as u64,
-                Op::Cvt { d, s, rnd, int_rnd, sat, ftz } => r[d0] = cvt(d, s, a0, rnd, int_rnd, sat, ftz),
+                Op::Cvt(m) => r[d0] = cvt(m, a0),
                 Op::Cvta { to, space } => {
                     let w = match space {
                         Space::Shared => SHARED_WINDOW,
@@ -361,7 +360,7 @@ impl<'a> Block<'a> {
                 Op::Ld { space, ty, n: nv } => {
                     let size = ty.bytes();
                     let base = rd(r, i.addr, c).wrapping_add(i.off as u64);
-                    if nv > 1 && base % (size * nv as usize) as u64 != 0 {
+                    if nv > 1 && !base.is_multiple_of((size * nv as usize) as u64) {
                         break Err(SimError::new(format!(
                             "{}: misaligned vector load at {base:#x}",
                             self.at(t, pc)
@@ -377,7 +376,7 @@ impl<'a> Block<'a> {
                 Op::St { space, ty, n: nv } => {
                     let size = ty.bytes();
                     let base = rd(r, i.addr, c).wrapping_add(i.off as u64);
-                    if nv > 1 && base % (size * nv as usize) as u64 != 0 {
+                    if nv > 1 && !base.is_multiple_of((size * nv as usize) as u64) {
                         break Err(SimError::new(format!(
                             "{}: misaligned vector store at {base:#x}",
                             self.at(t, pc)
@@ -390,9 +389,9 @@ impl<'a> Block<'a> {
                         }
                     }
                 }
-                Op::Atom { space, op, ty, ret } => {
+                Op::Atom { ty, ret, .. } => {
                     let addr = rd(r, i.addr, c).wrapping_add(i.off as u64);
-                    match self.atomic(t, pc, space, op, ty, addr, a0, rd(r, i.a[1], c)) {
+                    match self.atomic(t, pc, addr, a0, rd(r, i.a[1], c)) {
                         Ok(old) if ret => r[d0] = ty.ext(old),
                         Ok(_) => {}
                         Err(e) => return self.fail(t, pc, n, e),
@@ -406,9 +405,8 @@ impl<'a> Block<'a> {
                     self.state[t] = State::Exited;
                     break Ok(());
                 }
-                Op::Activemask => r[d0] = self.active_mask(t),
                 Op::Nop => {}
-                Op::Bar | Op::WarpSync | Op::Shfl(_) | Op::Vote(_) => {
+                Op::Bar | Op::WarpSync | Op::Shfl(_) | Op::Vote(_) | Op::Activemask => {
                     // Counted when the meeting completes.
                     n -= 1;
                     self.state[t] = State::Sync;
@@ -427,18 +425,6 @@ impl<'a> Block<'a> {
         self.pc[t] = pc as u32;
         self.count += n;
         Err(e)
-    }
-
-    /// Threads of `t`'s warp that have not exited (our model of `activemask`).
-    fn active_mask(&self, t: usize) -> u64 {
-        let w0 = t / 32 * 32;
-        let mut m = 0u64;
-        for l in 0..32 {
-            if w0 + l < self.nthreads && self.state[w0 + l] != State::Exited {
-                m |= 1 << l;
-            }
-        }
-        m
     }
 }
 

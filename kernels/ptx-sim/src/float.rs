@@ -1,7 +1,7 @@
 //! Float semantics: f16/bf16 encodings, rounding modes, flush-to-zero, saturation,
 //! PTX `cvt`. Values travel as f64 between the narrow formats (exact for f16/bf16/f32).
 
-use crate::inst::{Rnd, Ty};
+use crate::inst::{CvtMode, Rnd, Ty};
 
 /// Decodes a register value of a float type to f64 (exact).
 #[inline(always)]
@@ -176,7 +176,8 @@ pub fn saturate(x: f64) -> f64 {
 }
 
 /// `cvt.d.s` with PTX semantics. `int_rnd` marks the `.rni/.rzi/.rmi/.rpi` forms.
-pub fn cvt(d: Ty, s: Ty, v: u64, rnd: Rnd, int_rnd: bool, sat: bool, ftz: bool) -> u64 {
+pub fn cvt(m: CvtMode, v: u64) -> u64 {
+    let CvtMode { d, s, rnd, int_rnd, sat, ftz } = m;
     match (d.is_float(), s.is_float()) {
         (false, false) => {
             let x = s.ext(v);
@@ -288,15 +289,45 @@ mod tests {
     #[test]
     fn cvt_float_to_int_modes_and_saturation() {
         let v = (-2.5f32).to_bits() as u64;
-        assert_eq!(cvt(Ty::S32, Ty::F32, v, Rnd::N, true, false, false) as u32 as i32, -2);
-        assert_eq!(cvt(Ty::S32, Ty::F32, v, Rnd::Z, true, false, false) as u32 as i32, -2);
-        assert_eq!(cvt(Ty::S32, Ty::F32, v, Rnd::M, true, false, false) as u32 as i32, -3);
-        assert_eq!(cvt(Ty::U32, Ty::F32, v, Rnd::P, true, false, false), 0);
         assert_eq!(
-            cvt(Ty::S32, Ty::F32, (1e20f32).to_bits() as u64, Rnd::N, true, false, false),
+            cvt(CvtMode { d: Ty::S32, s: Ty::F32, rnd: Rnd::N, int_rnd: true, sat: false, ftz: false }, v)
+                as u32 as i32,
+            -2
+        );
+        assert_eq!(
+            cvt(CvtMode { d: Ty::S32, s: Ty::F32, rnd: Rnd::Z, int_rnd: true, sat: false, ftz: false }, v)
+                as u32 as i32,
+            -2
+        );
+        assert_eq!(
+            cvt(CvtMode { d: Ty::S32, s: Ty::F32, rnd: Rnd::M, int_rnd: true, sat: false, ftz: false }, v)
+                as u32 as i32,
+            -3
+        );
+        assert_eq!(
+            cvt(CvtMode { d: Ty::U32, s: Ty::F32, rnd: Rnd::P, int_rnd: true, sat: false, ftz: false }, v),
+            0
+        );
+        assert_eq!(
+            cvt(
+                CvtMode { d: Ty::S32, s: Ty::F32, rnd: Rnd::N, int_rnd: true, sat: false, ftz: false },
+                (1e20f32).to_bits() as u64
+            ),
             0x7fff_ffff
         );
-        assert_eq!(cvt(Ty::S64, Ty::S32, 0xffff_fffe, Rnd::Default, false, false, false), (-2i64) as u64);
-        assert_eq!(cvt(Ty::U8, Ty::S32, 300, Rnd::Default, false, true, false), 255);
+        assert_eq!(
+            cvt(
+                CvtMode { d: Ty::S64, s: Ty::S32, rnd: Rnd::Default, int_rnd: false, sat: false, ftz: false },
+                0xffff_fffe
+            ),
+            (-2i64) as u64
+        );
+        assert_eq!(
+            cvt(
+                CvtMode { d: Ty::U8, s: Ty::S32, rnd: Rnd::Default, int_rnd: false, sat: true, ftz: false },
+                300
+            ),
+            255
+        );
     }
 }

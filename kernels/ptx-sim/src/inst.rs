@@ -241,6 +241,27 @@ pub enum TestOp {
     Subnormal,
 }
 
+/// A float arithmetic instruction's operation and modifiers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FloatMode {
+    pub op: FOp,
+    pub ty: Ty,
+    pub rnd: Rnd,
+    pub ftz: bool,
+    pub sat: bool,
+}
+
+/// `cvt`'s types and modifiers; `int_rnd` marks `.rni/.rzi/.rmi/.rpi`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct CvtMode {
+    pub d: Ty,
+    pub s: Ty,
+    pub rnd: Rnd,
+    pub int_rnd: bool,
+    pub sat: bool,
+    pub ftz: bool,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Op {
     Mov(Ty),
@@ -267,13 +288,7 @@ pub enum Op {
     MadLo(Ty),
     MadHi(Ty),
     MadWide(Ty),
-    Float {
-        op: FOp,
-        ty: Ty,
-        rnd: Rnd,
-        ftz: bool,
-        sat: bool,
-    },
+    Float(FloatMode),
     FloatUn {
         op: FUn,
         ty: Ty,
@@ -289,14 +304,7 @@ pub enum Op {
     },
     Selp(Ty),
     Pred(BoolOp),
-    Cvt {
-        d: Ty,
-        s: Ty,
-        rnd: Rnd,
-        int_rnd: bool,
-        sat: bool,
-        ftz: bool,
-    },
+    Cvt(CvtMode),
     Cvta {
         to: bool,
         space: Space,

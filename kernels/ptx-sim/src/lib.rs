@@ -25,6 +25,7 @@ mod float;
 mod inst;
 mod memory;
 mod parse;
+mod trace;
 mod warp;
 
 use std::collections::HashMap;
@@ -102,10 +103,16 @@ pub struct LaunchStats {
     pub thread_instructions: u64,
 }
 
+/// A decoded module, with its source lines for traces.
+struct Loaded {
+    kernels: Vec<Kernel>,
+    source: Arc<Vec<String>>,
+}
+
 /// The simulated device: global memory and loaded modules. `Send + Sync`.
 pub struct SimGpu {
     global: Global,
-    modules: RwLock<HashMap<String, Arc<Vec<Kernel>>>>,
+    modules: RwLock<HashMap<String, Arc<Loaded>>>,
     host_threads: usize,
 }
 
@@ -167,7 +174,11 @@ impl SimGpu {
         let wrap = |e: SimError| SimError::new(format!("module `{name}`: {e}"));
         let m = parse::parse(ptx).map_err(wrap)?;
         let kernels = decode::decode_module(&m).map_err(wrap)?;
-        self.modules.write().expect("modules lock").insert(name.to_string(), Arc::new(kernels));
+        let source = Arc::new(ptx.lines().map(str::to_string).collect());
+        self.modules
+            .write()
+            .expect("modules lock")
+            .insert(name.to_string(), Arc::new(Loaded { kernels, source }));
         Ok(())
     }
 
@@ -178,13 +189,13 @@ impl SimGpu {
     /// The `.entry` names of a module (empty if it is not loaded).
     pub fn entries(&self, module: &str) -> Vec<String> {
         let mods = self.modules.read().expect("modules lock");
-        mods.get(module).map_or(Vec::new(), |ks| ks.iter().map(|k| k.name.clone()).collect())
+        mods.get(module).map_or(Vec::new(), |m| m.kernels.iter().map(|k| k.name.clone()).collect())
     }
 
     /// The byte sizes of an entry's `.param`s, in order.
     pub fn params(&self, module: &str, entry: &str) -> Option<Vec<usize>> {
         let mods = self.modules.read().expect("modules lock");
-        let k = mods.get(module)?.iter().find(|k| k.name == entry)?;
+        let k = mods.get(module)?.kernels.iter().find(|k| k.name == entry)?;
         Some(k.params.iter().map(|p| p.1).collect())
     }
 
@@ -196,33 +207,105 @@ impl SimGpu {
         dims: LaunchDims,
         args: &[Arg],
     ) -> Result<LaunchStats, SimError> {
-        let kernels =
+        let (m, params) = self.prepare(module, entry, dims, args)?;
+        let k = m.kernels.iter().find(|k| k.name == entry).expect("prepared");
+        let mem = Snapshot::new(&self.global);
+        let launch = self.launch_state(k, &mem, &params, dims);
+        self.run_grid(&launch, None)
+    }
+
+    /// Like `launch`, blocks one after another on this thread, returning with the stats a
+    /// readable trace: per warp the instructions each group of lanes ran (divergent
+    /// paths apart), the meetings, and shared memory after each barrier. For small
+    /// launches (teaching, debugging).
+    pub fn launch_traced(
+        &self,
+        module: &str,
+        entry: &str,
+        dims: LaunchDims,
+        args: &[Arg],
+    ) -> Result<(LaunchStats, String), SimError> {
+        let (m, params) = self.prepare(module, entry, dims, args)?;
+        let k = m.kernels.iter().find(|k| k.name == entry).expect("prepared");
+        let mem = Snapshot::new(&self.global);
+        let launch = self.launch_state(k, &mem, &params, dims);
+        let mut out = String::new();
+        let stats = self.run_grid(&launch, Some((&m.source, &mut out)))?;
+        Ok((stats, out))
+    }
+
+    /// Finds the entry and checks arguments and dimensions before any work.
+    fn prepare(
+        &self,
+        module: &str,
+        entry: &str,
+        dims: LaunchDims,
+        args: &[Arg],
+    ) -> Result<(Arc<Loaded>, Vec<u8>), SimError> {
+        let m =
             self.modules.read().expect("modules lock").get(module).cloned().ok_or_else(|| {
                 SimError::new(format!("launch of `{entry}`: module `{module}` is not loaded"))
             })?;
-        let k = kernels
+        let k = m
+            .kernels
             .iter()
             .find(|k| k.name == entry)
             .ok_or_else(|| SimError::new(format!("launch: module `{module}` has no entry `{entry}`")))?;
         let params = pack_params(k, args)?;
         check_dims(k, dims)?;
-        let shared_bytes = k.dyn_shared_off.max(k.static_shared) + dims.shared_bytes as usize;
+        let shared_bytes = shared_size(k, dims);
         if shared_bytes > MAX_SHARED {
             return Err(SimError::new(format!(
                 "launch of `{entry}`: {shared_bytes} bytes of shared memory per block exceed the {MAX_SHARED}-byte limit"
             )));
         }
-        let mem = Snapshot::new(&self.global);
-        let launch = Launch {
+        Ok((m.clone(), params))
+    }
+
+    fn launch_state<'a>(
+        &'a self,
+        k: &'a Kernel,
+        mem: &'a Snapshot,
+        params: &'a [u8],
+        dims: LaunchDims,
+    ) -> Launch<'a> {
+        Launch {
             kernel: k,
-            mem: &mem,
+            mem,
             global: &self.global,
-            params: &params,
+            params,
             grid: dims.grid,
             block: dims.block,
-            shared_bytes,
-        };
-        let g = dims.grid;
+            shared_bytes: shared_size(k, dims),
+        }
+    }
+
+    /// Runs every block of the grid: on the host threads, or serially with a trace.
+    fn run_grid(
+        &self,
+        launch: &Launch<'_>,
+        trace: Option<(&Arc<Vec<String>>, &mut String)>,
+    ) -> Result<LaunchStats, SimError> {
+        if let Some((source, out)) = trace {
+            let g = launch.grid;
+            let mut stats = LaunchStats::default();
+            for b in 0..g[0] as usize * g[1] as usize * g[2] as usize {
+                let mut blk = Block::new(launch, block_index(g, b));
+                blk.trace = Some(trace::Tracer {
+                    paths: vec![Vec::new(); blk.nthreads],
+                    out: String::new(),
+                    source: source.clone(),
+                });
+                let r = blk.run();
+                let tr = blk.trace.take().expect("tracer");
+                let c = blk.ctaid;
+                out.push_str(&format!("=== block ({},{},{}) ===\n{}", c[0], c[1], c[2], tr.out));
+                stats.thread_instructions += blk.count;
+                r?;
+            }
+            return Ok(stats);
+        }
+        let g = launch.grid;
         let nblocks = g[0] as usize * g[1] as usize * g[2] as usize;
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
@@ -234,12 +317,7 @@ impl SimGpu {
                 if b >= nblocks {
                     break;
                 }
-                let ctaid = [
-                    (b % g[0] as usize) as u32,
-                    ((b / g[0] as usize) % g[1] as usize) as u32,
-                    (b / (g[0] as usize * g[1] as usize)) as u32,
-                ];
-                let mut blk = Block::new(&launch, ctaid);
+                let mut blk = Block::new(launch, block_index(g, b));
                 let r = blk.run();
                 count.fetch_add(blk.count, Ordering::Relaxed);
                 if let Err(e) = r {
@@ -266,6 +344,20 @@ impl SimGpu {
         }
         Ok(LaunchStats { thread_instructions: count.load(Ordering::Relaxed) })
     }
+}
+
+/// Static shared memory, then the dynamic part (aligned) if the launch asks for one.
+fn shared_size(k: &Kernel, dims: LaunchDims) -> usize {
+    match dims.shared_bytes {
+        0 => k.static_shared,
+        d => k.dyn_shared_off + d as usize,
+    }
+}
+
+/// The (x, y, z) index of the `b`-th block, x fastest.
+fn block_index(g: [u32; 3], b: usize) -> [u32; 3] {
+    let (gx, gy) = (g[0] as usize, g[1] as usize);
+    [(b % gx) as u32, ((b / gx) % gy) as u32, (b / (gx * gy)) as u32]
 }
 
 fn pack_params(k: &Kernel, args: &[Arg]) -> Result<Vec<u8>, SimError> {

@@ -1,4 +1,5 @@
-//! Scheduling one block: every ready thread runs until it meets others; a warp-level
+//! Scheduling one block: every ready thread runs until it meets others; `activemask`
+//! waits until the rest of its warp has stopped and returns the lanes that reached it; a warp-level
 //! meeting (`shfl.sync`, `vote.sync`, `bar.warp.sync`) completes when every thread its
 //! member mask names waits at the same instruction with the same mask; `bar.sync`
 //! completes when every thread of the block waits at a barrier. A mask that names an
@@ -21,6 +22,9 @@ impl Block<'_> {
                         self.run_thread(t)?;
                         progress = true;
                     }
+                }
+                if self.trace.is_some() {
+                    self.trace_warp(w);
                 }
                 progress |= self.meet_warp(w)?;
             }
@@ -63,7 +67,22 @@ impl Block<'_> {
             if self.state[t] != State::Sync || insts[self.pc[t] as usize].op == Op::Bar {
                 continue;
             }
-            let (pc, mask) = (self.pc[t] as usize, self.mask_of(t));
+            let pc = self.pc[t] as usize;
+            if insts[pc].op == Op::Activemask {
+                // The threads of the warp converged here: every other live thread has
+                // stopped (at a meeting) or exited, so the group is those at this pc.
+                let lanes: Vec<usize> = (lo..hi)
+                    .filter(|&u| self.state[u] == State::Sync && self.pc[u] as usize == pc)
+                    .map(|u| u - lo)
+                    .collect();
+                if self.trace.is_some() {
+                    self.trace_meeting(&format!("warp {w}: lanes"), pc, &ranges(&lanes));
+                }
+                self.collective(pc, lo, &lanes);
+                progress = true;
+                continue;
+            }
+            let mask = self.mask_of(t);
             if mask & (1 << (t - lo)) == 0 {
                 return Err(SimError::new(format!(
                     "{}, warp {w}: {}: lane {} executes it with member mask {mask:#010x}, which does not include itself",
@@ -99,6 +118,9 @@ impl Block<'_> {
                     && self.mask_of(lo + l) == mask
             });
             if ready {
+                if self.trace.is_some() {
+                    self.trace_meeting(&format!("warp {w}: lanes"), pc, &ranges(&lanes));
+                }
                 self.collective(pc, lo, &lanes);
                 progress = true;
             }
@@ -146,6 +168,10 @@ impl Block<'_> {
                 };
                 out.extend(lanes.iter().map(|&l| (lo + l, v, 0)));
             }
+            Op::Activemask => {
+                let m = lanes.iter().fold(0u64, |m, l| m | 1 << l);
+                out.extend(lanes.iter().map(|&l| (lo + l, m, 0)));
+            }
             _ => out.extend(lanes.iter().map(|&l| (lo + l, 0, 0))),
         }
         for (t, v, p) in out {
@@ -180,12 +206,17 @@ impl Block<'_> {
                     ranges(&exited)
                 )));
             }
-            for t in live {
+            for &t in &live {
                 self.pc[t] += 1;
                 self.state[t] = State::Ready;
                 self.count += 1;
             }
             self.shadow.barrier();
+            if self.trace.is_some() {
+                let what = format!("block ({},{},{}): threads", self.ctaid[0], self.ctaid[1], self.ctaid[2]);
+                self.trace_meeting(&what, self.pc[live[0]] as usize - 1, &ranges(&live));
+                self.trace_shared();
+            }
             return Ok(());
         }
         // Group the waiting threads by instruction for the message.

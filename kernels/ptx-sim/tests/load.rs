@@ -4,7 +4,7 @@ use tapegrad_ptx_sim::SimGpu;
 
 #[test]
 fn every_committed_module_loads() {
-    for m in ["elementwise", "index", "reduce", "sgemm", "chacha", "faults"] {
+    for m in ["elementwise", "index", "reduce", "sgemm", "chacha", "faults", "teach", "handwritten"] {
         let gpu = common::gpu_with(m);
         assert!(gpu.has_module(m));
         assert!(!gpu.entries(m).is_empty(), "{m} has no entries");
