@@ -14,6 +14,7 @@ pub mod elementwise;
 pub mod float;
 pub mod gemm;
 pub mod index;
+pub mod isa;
 pub mod layernorm;
 pub mod loss;
 pub mod lstm;
