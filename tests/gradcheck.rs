@@ -133,14 +133,20 @@ const F32_SHAPES: [&[usize]; 3] = [&[70_001], &[257, 263], &[41, 43, 47]];
 
 /// f32's unit roundoff, 2⁻²⁴.
 const U: f64 = f32::EPSILON as f64 / 2.0;
-/// The f32 fast path's gradients may differ from f64's on the same inputs by this many units
-/// of roundoff, relative to the largest f64 gradient of that input: sums over k terms round to
-/// ~√k·u with random signs (products of k ≤ 200; reductions over up to 70,002 elements, √k ≈
-/// 265), the vector exp/tanh/erf are within 4e-7 (≈7u) of exact, and a row chains a few such
-/// ops. Measured on every row: at most 97u (layer norm over one row of 70,002), 32u for the
-/// broadcast reductions, ≤ 9u elsewhere. 1024u = 6.1e-5 leaves 10× room; a kernel that is wrong
-/// (a lane, an edge tile, a threaded part, a 1% slip in a derivative) is off by far more.
+/// The f32 fast path's gradients may differ from f64's on the same inputs by
+/// `(F32_TOL_U + F32_TOL_FANIN_U·√fanin)·u` relative to the largest f64 gradient of that input,
+/// where fanin = output elements per input element (how many terms each element's gradient
+/// sums over when the input is broadcast). Sums over k terms round to ~√k·u of the terms' scale
+/// with random signs, the vector exp/tanh/erf are within 4e-7 (≈7u) of exact, and a row chains
+/// a few such ops; a broadcast input's gradient is a sum that can cancel to well below its
+/// terms, hence the √fanin part. Measured on every input of every row: at most 243u for the
+/// unbroadcast ones (the BiLSTM's biases, 97u layer norm over one row of 70,002, ≤ 20u the
+/// others) and 1610u for `div_broadcast`'s [1]-shaped denominator (fanin 70,001: allowed 5264u).
+/// A kernel that is wrong (a lane, an edge tile, a threaded part, a 1% slip in a derivative:
+/// ~170,000u) is off by far more.
 const F32_TOL_U: f64 = 1024.0;
+/// See [`F32_TOL_U`].
+const F32_TOL_FANIN_U: f64 = 16.0;
 
 /// Runs one row in f32 on [`F32_SHAPES`] and compares its backward with the f64 backward of
 /// the same row on the same inputs (the f32 values, widened), for every input.
@@ -176,10 +182,12 @@ fn run_f32(build32: Build<f32>, build64: Build<f64>, min_rank: usize) {
                 .map(|(&p, &q)| (p as f64 - q).abs())
                 .enumerate()
                 .fold((0f64, 0), |(m, at), (e, d)| if d > m { (d, e) } else { (m, at) });
+            let fanin = (out32.numel() / a.numel()).max(1) as f64;
+            let allowed_u = F32_TOL_U + F32_TOL_FANIN_U * fanin.sqrt();
             assert!(
-                worst <= F32_TOL_U * U * scale,
+                worst <= allowed_u * U * scale,
                 "shape {shape:?} seed {seed} input {i}: f32 gradient [{at}] = {} vs f64 {} \
-                 (off by {:.0}u of the largest gradient {scale:.3e}; allowed {F32_TOL_U}u)",
+                 (off by {:.0}u of the largest gradient {scale:.3e}; allowed {allowed_u:.0}u)",
                 g32[at],
                 g64[at],
                 worst / (U * scale)
