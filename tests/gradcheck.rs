@@ -9,7 +9,7 @@
 //! with the f64 backward on the same inputs (see [`run_f32`]).
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -111,9 +111,18 @@ fn binary<T: Float>(
 }
 
 /// Checks one row on `cases` random shapes of rank 1..=3 (dims 1..=4). A failure names the
-/// shape and the seed that reproduce it (proptest also shrinks to the smallest failing shape).
+/// shape and the seed that reproduce it (proptest shrinks to the smallest failing case), and is
+/// persisted next to this file so later runs try it first.
 fn run(build: Build<f64>, min_rank: usize) {
-    let mut runner = TestRunner::new(Config { cases: 24, failure_persistence: None, ..Config::default() });
+    // a failing case is saved in tests/gradcheck.proptest-regressions and replayed first
+    let persist = FileFailurePersistence::SourceParallel("proptest-regressions");
+    let config = Config {
+        cases: 24,
+        source_file: Some(file!()),
+        failure_persistence: Some(Box::new(persist)),
+        ..Config::default()
+    };
+    let mut runner = TestRunner::new(config);
     let strategy = (prop::collection::vec(1usize..=4, min_rank..=3), any::<u64>());
     runner
         .run(&strategy, |(shape, seed)| {
