@@ -164,8 +164,9 @@ impl Checker {
         if err.is_nan() || err > tol {
             self.failures.push(format!("{name}: max error {err:.3e} of its largest value > {tol:.1e}"));
         }
-        if !(err / tol <= self.worst.0) {
-            self.worst = (err / tol, name.to_string());
+        let ratio = err / tol;
+        if ratio.is_nan() || ratio > self.worst.0 {
+            self.worst = (ratio, name.to_string());
         }
     }
     /// Prints the worst ratio (past the test harness's capture) and fails on any failure.

@@ -183,10 +183,8 @@ fn works_in_f32() {
     w.mul(&w).sum().backward(); // g = 2w = [2, 4]
     opt.step();
     // step 1 of AdamW (λ = 0.01): m̂ = g, v̂ = g², so θ ← θ(1 − ηλ) − η·g/(|g| + ε)
-    let want = [
-        1.0 * (1.0 - 1e-3 * 0.01) - 1e-3 * 2.0 / (2.0 + 1e-8),
-        2.0 * (1.0 - 1e-5) - 1e-3 * 4.0 / (4.0 + 1e-8),
-    ];
+    let want =
+        [(1.0 - 1e-3 * 0.01) - 1e-3 * 2.0 / (2.0 + 1e-8), 2.0 * (1.0 - 1e-5) - 1e-3 * 4.0 / (4.0 + 1e-8)];
     let got = w.to_vec();
     assert_eq!(got.len(), 2);
     for (g, w) in got.iter().zip(want) {
