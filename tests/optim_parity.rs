@@ -13,6 +13,7 @@
 use safetensors::SafeTensors;
 use serde_json::Value;
 use std::collections::HashMap;
+use std::io::Write;
 use std::path::PathBuf;
 use tapegrad::autograd::{Float, Tensor};
 use tapegrad::optim::schedule::{ConstantSchedule, CosineWarmup, LinearWarmup, LrSchedule};
@@ -46,7 +47,12 @@ fn load() -> Option<Fixture> {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!("{}: {e} (fixtures are required when CI=true)", path.display());
             }
-            println!("SKIPPED: {} not readable ({e}); set TAPEGRAD_FIXTURES", path.display());
+            // straight to stderr, past libtest's capture of print!/eprint!, so the skip shows
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: {} not readable ({e}); set TAPEGRAD_FIXTURES",
+                path.display()
+            );
             return None;
         }
     };
@@ -176,7 +182,11 @@ fn replay<T: Float>(fx: &Fixture, name: &str, spec: &Spec) -> (f64, f64) {
     (worst, worst_rel)
 }
 
-fn trajectories<T: Float>(tol: f64) {
+/// `tol` bounds the error relative to max(1, |ref|); `rel_tol` the error relative to |ref| for
+/// values above 1e-3 (small parameters, whose absolute error `tol` would let be wholly wrong).
+/// Measured (relative): f64 ≤ 3.4e-6 (the fixture's f32 storage of gradients and starting
+/// values, carried through the steps), f32 ≤ 1.1e-5; the bounds are 3× and 9× that.
+fn trajectories<T: Float>(tol: f64, rel_tol: f64) {
     let Some(fx) = load() else { return };
     let names = fx.names("trajectory.");
     assert!(!names.is_empty(), "no trajectory.* tensors");
@@ -193,18 +203,21 @@ fn trajectories<T: Float>(tol: f64) {
         if worst > tol || worst.is_nan() {
             failures.push(format!("{name}: {worst:.3e} > {tol:e}"));
         }
+        if worst_rel > rel_tol || worst_rel.is_nan() {
+            failures.push(format!("{name}: relative {worst_rel:.3e} > {rel_tol:e}"));
+        }
     }
     assert!(failures.is_empty(), "trajectories off: {failures:?}");
 }
 
 #[test]
 fn trajectories_match_pytorch_f64() {
-    trajectories::<f64>(1e-6);
+    trajectories::<f64>(1e-6, 1e-5);
 }
 
 #[test]
 fn trajectories_match_pytorch_f32() {
-    trajectories::<f32>(1e-5);
+    trajectories::<f32>(1e-5, 1e-4);
 }
 
 #[test]

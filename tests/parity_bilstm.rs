@@ -17,6 +17,7 @@
 
 use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
+use std::io::Write;
 use std::path::PathBuf;
 use tapegrad::autograd::{Float, Tensor};
 use tapegrad::models::{BiLstmClassifier, BiLstmConfig, Module};
@@ -34,7 +35,8 @@ fn fixture_bytes() -> Option<Vec<u8>> {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!("fixture {} not found ({e}) and CI=true", path.display());
             }
-            println!("SKIPPED: {} not found ({e})", path.display());
+            // straight to stderr, past libtest's capture of print!/eprint!, so the skip shows
+            let _ = writeln!(std::io::stderr(), "SKIPPED: {} not found ({e})", path.display());
             None
         }
     }

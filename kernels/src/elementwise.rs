@@ -6,6 +6,7 @@
 //! turns into 8-wide vector code.
 
 use crate::activation as act;
+use crate::isa::{self, Family, Isa};
 use crate::threads::{par_ranges, SharedMut};
 use crate::{as_f32, as_f32_mut, vecmath, Float};
 
@@ -95,8 +96,8 @@ impl Unary {
 pub fn unary_forward<T: Float>(op: Unary, x: &[T], y: &mut [T]) {
     crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
     assert_eq!(x.len(), y.len(), "unary_forward: x and y differ in length");
-    if let (Some(x), Some(y)) = (as_f32(x), as_f32_mut(y)) {
-        if simd_available() && op.vectorized() {
+    if simd_path::<T>(Family::Elementwise, op.vectorized()) {
+        if let (Some(x), Some(y)) = (as_f32(x), as_f32_mut(y)) {
             let y = SharedMut::new(y);
             par_ranges(x.len(), PAR_MIN, 8, |r| {
                 // SAFETY: AVX2 and FMA are present (checked above); ranges are disjoint.
@@ -113,8 +114,8 @@ pub fn unary_backward<T: Float>(op: Unary, x: &[T], y: &[T], g: &[T], dx: &mut [
     crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
     let n = x.len();
     assert!(y.len() == n && g.len() == n && dx.len() == n, "unary_backward: buffers differ in length");
-    if let (Some(x), Some(y), Some(g), Some(dx)) = (as_f32(x), as_f32(y), as_f32(g), as_f32_mut(dx)) {
-        if simd_available() && op.vectorized() {
+    if simd_path::<T>(Family::Elementwise, op.vectorized()) {
+        if let (Some(x), Some(y), Some(g), Some(dx)) = (as_f32(x), as_f32(y), as_f32(g), as_f32_mut(dx)) {
             let dx = SharedMut::new(dx);
             par_ranges(n, PAR_MIN, 8, |r| {
                 // SAFETY: AVX2 and FMA are present (checked above); ranges are disjoint.
@@ -126,16 +127,22 @@ pub fn unary_backward<T: Float>(op: Unary, x: &[T], y: &[T], g: &[T], dx: &mut [
     unary_backward_reference(op, x, y, g, dx);
 }
 
-/// True when the f32 vector kernels can run.
+/// True when the f32 vector kernels run now: AVX2 and FMA are present and the active path
+/// ([`isa::active`], which [`isa::force`] sets) is AVX2 or wider.
 pub fn simd_available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    cfg!(target_arch = "x86_64") && isa::active() >= Isa::Avx2
+}
+
+/// Whether a call on `T` to `family` takes its AVX2 kernel (`T` is f32, the call is
+/// `eligible` for the vector kernel, and [`simd_available`]); records the path of f32 calls
+/// ([`isa::note`]).
+pub(crate) fn simd_path<T: Float>(family: Family, eligible: bool) -> bool {
+    let is_f32 = as_f32::<T>(&[]).is_some();
+    let simd = is_f32 && eligible && simd_available();
+    if is_f32 {
+        isa::note(family, if simd { Isa::Avx2 } else { Isa::Portable });
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    simd
 }
 
 /// The scalar reference every vector kernel is tested against.

@@ -1,6 +1,7 @@
 //! Layer normalisation over the last dimension of `[rows, n]`.
 
-use crate::elementwise::{for_row_parts, row_parts, simd_available, PAR_MIN};
+use crate::elementwise::{for_row_parts, row_parts, simd_path, PAR_MIN};
+use crate::isa::Family;
 use crate::threads::{par_ranges, SharedMut};
 use crate::{as_f32, as_f32_mut, Float};
 
@@ -20,9 +21,13 @@ pub fn layer_norm_forward<T: Float>(
 ) {
     crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
     assert!(x.len() == rows * n && y.len() == x.len() && mean.len() == rows && rstd.len() == rows);
-    if let (true, Some(xf), Some(yf), Some(wf), Some(bf)) =
-        (simd_available() && n > 0, as_f32(x), as_f32_mut(y), w.and_then(as_f32), b.and_then(as_f32))
-    {
+    if let (true, Some(xf), Some(yf), Some(wf), Some(bf)) = (
+        simd_path::<T>(Family::LayerNorm, n > 0 && w.is_some() && b.is_some()),
+        as_f32(x),
+        as_f32_mut(y),
+        w.and_then(as_f32),
+        b.and_then(as_f32),
+    ) {
         let (mf, rf) = (as_f32_mut(mean).expect("T is f32"), as_f32_mut(rstd).expect("T is f32"));
         let (yf, mf, rf) = (SharedMut::new(yf), SharedMut::new(mf), SharedMut::new(rf));
         let eps = eps.to_f64() as f32;
@@ -95,9 +100,13 @@ pub fn layer_norm_backward<T: Float>(
     assert!(x.len() == rows * n && g.len() == x.len() && mean.len() == rows && rstd.len() == rows);
     assert!(w.is_none_or(|w| w.len() == n) && dx.as_ref().is_none_or(|d| d.len() == x.len()));
     assert!(dw.as_ref().is_none_or(|d| d.len() == n) && db.as_ref().is_none_or(|d| d.len() == n));
-    if let (true, Some(xf), Some(gf), Some(mf), Some(rf)) =
-        (simd_available() && n > 0 && rows > 0, as_f32(x), as_f32(g), as_f32(mean), as_f32(rstd))
-    {
+    if let (true, Some(xf), Some(gf), Some(mf), Some(rf)) = (
+        simd_path::<T>(Family::LayerNorm, n > 0 && rows > 0),
+        as_f32(x),
+        as_f32(g),
+        as_f32(mean),
+        as_f32(rstd),
+    ) {
         let ones;
         let wf = match w {
             Some(w) => as_f32(w).expect("T is f32"),

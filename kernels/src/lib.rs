@@ -15,6 +15,7 @@ pub mod float;
 pub mod gemm;
 pub mod gpu;
 pub mod index;
+pub mod isa;
 pub mod layernorm;
 pub mod loss;
 pub mod lstm;

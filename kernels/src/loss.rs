@@ -8,7 +8,8 @@
 //! split between threads; the scalar references stay beside them.
 
 use crate::activation::sigmoid;
-use crate::elementwise::{for_row_parts, row_parts, simd_available};
+use crate::elementwise::{for_row_parts, row_parts, simd_path};
+use crate::isa::Family;
 use crate::softmax::fast as rows;
 use crate::threads::SharedMut;
 use crate::{as_f32, as_f32_mut, Float};
@@ -27,7 +28,7 @@ pub fn cross_entropy_forward<T: Float>(
 ) -> (T, usize) {
     crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
     assert!(logits.len() == n * c && targets.len() == n, "cross_entropy_forward: bad buffer sizes");
-    if let (true, Some(x)) = (simd_available() && c > 0, as_f32(logits)) {
+    if let (true, Some(x)) = (simd_path::<T>(Family::Loss, c > 0), as_f32(logits)) {
         let parts = row_parts(n, c);
         let mut sums = vec![(0f64, 0usize); parts];
         let slots = SharedMut::new(&mut sums);
@@ -100,7 +101,9 @@ pub fn cross_entropy_backward<T: Float>(
         logits.len() == n * c && targets.len() == n && dlogits.len() == logits.len(),
         "cross_entropy_backward: bad buffer sizes"
     );
-    if let (true, Some(x), Some(d)) = (simd_available() && c > 0, as_f32(logits), as_f32_mut(dlogits)) {
+    if let (true, Some(x), Some(d)) =
+        (simd_path::<T>(Family::Loss, c > 0), as_f32(logits), as_f32_mut(dlogits))
+    {
         let scale = scale.to_f64() as f32;
         let d = SharedMut::new(d);
         for_row_parts(n, row_parts(n, c), |_, rs| {

@@ -1,6 +1,7 @@
 //! Softmax and log-softmax along one dimension of a `[outer, n, inner]` view.
 
-use crate::elementwise::{simd_available, PAR_MIN};
+use crate::elementwise::{simd_path, PAR_MIN};
+use crate::isa::Family;
 use crate::threads::{par_ranges, SharedMut};
 use crate::{as_f32, as_f32_mut, Float};
 
@@ -11,7 +12,7 @@ use crate::{as_f32, as_f32_mut, Float};
 pub fn softmax_forward<T: Float>(x: &[T], outer: usize, n: usize, inner: usize, y: &mut [T], log: bool) {
     crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
     assert!(x.len() == outer * n * inner && y.len() == x.len(), "softmax_forward: bad buffer sizes");
-    if inner == 1 && n > 0 && simd_available() {
+    if simd_path::<T>(Family::Softmax, inner == 1 && n > 0) {
         if let (Some(x), Some(y)) = (as_f32(x), as_f32_mut(y)) {
             let y = SharedMut::new(y);
             // rows split between threads
@@ -86,7 +87,7 @@ pub fn softmax_backward<T: Float>(
     crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
     let len = outer * n * inner;
     assert!(y.len() == len && g.len() == len && dx.len() == len, "softmax_backward: bad buffer sizes");
-    if inner == 1 && n > 0 && simd_available() {
+    if simd_path::<T>(Family::Softmax, inner == 1 && n > 0) {
         if let (Some(y), Some(g), Some(dx)) = (as_f32(y), as_f32(g), as_f32_mut(dx)) {
             let dx = SharedMut::new(dx);
             par_ranges(outer, PAR_MIN.div_ceil(n), 1, |rows| {
@@ -134,7 +135,7 @@ pub fn softmax_backward_reference<T: Float>(
 /// Row kernels in AVX2 intrinsics: 8 lanes at a time, the tail (n mod 8) in scalar
 /// code. Reductions keep 8 partial sums, added in lane order at the end.
 ///
-/// SAFETY (for every function here): the callers check `simd_available()` first, so
+/// SAFETY (for every function here): the callers check `simd_path()` (AVX2 and FMA present) first, so
 /// AVX2 and FMA are present; the vector loops load and store 8 floats at offsets
 /// i < n8 = n − n mod 8 of slices at least n long, so every access is in bounds.
 #[cfg(target_arch = "x86_64")]

@@ -172,16 +172,21 @@ mod tests {
         .unwrap();
     }
 
+    /// Every part runs exactly once, part 0 on the calling thread and the others on pool
+    /// workers. (That the thread count setting takes effect is checked in its own process,
+    /// `tests/thread_setting.rs`, since it is process-wide.)
     #[test]
-    fn thread_count_settable() {
-        assert!(num_threads() >= 1);
-        let p = pool(2);
-        assert!(p.current_num_threads() >= 2);
-        let hits = AtomicUsize::new(0);
-        run_parts(3, |_| {
-            hits.fetch_add(1, Ordering::Relaxed);
+    fn run_parts_runs_each_part_once() {
+        let hits: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+        let caller = std::thread::current().id();
+        let on_caller = Mutex::new(vec![false; 3]);
+        run_parts(3, |i| {
+            hits[i].fetch_add(1, Ordering::Relaxed);
+            on_caller.lock().unwrap()[i] = std::thread::current().id() == caller;
         });
-        assert_eq!(hits.load(Ordering::Relaxed), 3);
+        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+        assert_eq!(*on_caller.lock().unwrap(), [true, false, false]);
+        assert!(pool(2).current_num_threads() >= 3, "the pool grows to the parts asked for, never shrinks");
     }
 }
 

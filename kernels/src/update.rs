@@ -4,7 +4,8 @@
 //! path); the per-step scalars (bias corrections, step size) are computed once by
 //! the caller-facing functions, in f64, and the loops only do the elementwise part.
 
-use crate::elementwise::simd_available;
+use crate::elementwise::simd_path;
+use crate::isa::Family;
 use crate::{as_f32, as_f32_mut, Float};
 
 /// Adam's hyperparameters for one step.
@@ -33,7 +34,7 @@ pub fn adam_update<T: Float>(theta: &mut [T], g: &[T], m: &mut [T], v: &mut [T],
     let n = theta.len();
     assert!(g.len() == n && m.len() == n && v.len() == n, "adam_update: buffers differ in length");
     let c = AdamCoefs::new(s);
-    if simd_available() {
+    if simd_path::<T>(Family::Update, true) {
         if let (Some(t), Some(g), Some(m), Some(v)) =
             (as_f32_mut(theta), as_f32(g), as_f32_mut(m), as_f32_mut(v))
         {
@@ -62,7 +63,8 @@ pub struct AdamCoefs<T> {
 }
 
 impl AdamCoefs<f64> {
-    fn new(s: AdamStep) -> Self {
+    /// The step's scalars for [`adam_reference`].
+    pub fn new(s: AdamStep) -> Self {
         let t = s.step as i32;
         let (bc1, bc2) = (1.0 - s.beta1.powi(t), 1.0 - s.beta2.powi(t));
         AdamCoefs {

@@ -17,6 +17,7 @@ fn set_grad(p: &Tensor<f64>, g: &[f64]) {
 }
 
 fn close(a: &[f64], b: &[f64]) {
+    assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}: lengths differ");
     for (x, y) in a.iter().zip(b) {
         assert!((x - y).abs() < 1e-12, "{a:?} vs {b:?}");
     }
@@ -179,7 +180,15 @@ fn works_in_f32() {
     let w = Tensor::<f32>::param(vec![1.0, 2.0], &[2]);
     let mut opt: Box<dyn Optimizer> =
         Box::new(Adam::new(vec![("w".into(), w.clone())], AdamConfig::adamw(1e-3)));
-    w.mul(&w).sum().backward();
+    w.mul(&w).sum().backward(); // g = 2w = [2, 4]
     opt.step();
-    assert!(w.to_vec()[0] < 1.0);
+    // step 1 of AdamW (λ = 0.01): m̂ = g, v̂ = g², so θ ← θ(1 − ηλ) − η·g/(|g| + ε)
+    let want =
+        [(1.0 - 1e-3 * 0.01) - 1e-3 * 2.0 / (2.0 + 1e-8), 2.0 * (1.0 - 1e-5) - 1e-3 * 4.0 / (4.0 + 1e-8)];
+    let got = w.to_vec();
+    assert_eq!(got.len(), 2);
+    for (g, w) in got.iter().zip(want) {
+        // f32 rounding of θ (ulp 1.2e-7 at 1, 2.4e-7 at 2) and of the step
+        assert!((*g as f64 - w).abs() <= 3e-7, "{got:?} vs {want:?}");
+    }
 }

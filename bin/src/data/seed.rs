@@ -79,7 +79,13 @@ mod tests {
         let a: Vec<u32> = (0..8).map(|_| rng(7, Purpose::Limit, 3).gen()).collect();
         let mut r = rng(7, Purpose::Limit, 3);
         let b: Vec<u32> = (0..8).map(|_| r.gen()).collect();
-        assert_eq!(a[0], b[0]);
+        // `a` drew each value from a fresh generator: all eight are the stream's first value
+        assert!(a.iter().all(|&v| v == b[0]), "a fresh rng for one triple must start the same stream");
+        // one generator's stream: the same eight values from a second generator, not all equal
+        let mut r2 = rng(7, Purpose::Limit, 3);
+        let c: Vec<u32> = (0..8).map(|_| r2.gen()).collect();
+        assert_eq!(b, c, "the same triple must give the same stream");
+        assert!(b.windows(2).any(|w| w[0] != w[1]), "the stream must not repeat one value");
         let x: u64 = rng(7, Purpose::Limit, 4).gen();
         let y: u64 = rng(7, Purpose::EpochShuffle, 3).gen();
         let z: u64 = rng(8, Purpose::Limit, 3).gen();

@@ -15,7 +15,11 @@ pub fn shared_data(rel: &str, test: &str) -> Option<PathBuf> {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("CI=true but {} is missing (needed by {test})", path.display());
     }
-    eprintln!("SKIPPED: {test}: {} not found", path.display());
+    // straight to stderr, past libtest's capture of print!/eprint!, so the skip shows in the run
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stderr(),
+        format_args!("SKIPPED: {test}: {} not found\n", path.display()),
+    );
     None
 }
 

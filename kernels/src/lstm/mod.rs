@@ -69,9 +69,11 @@ pub fn cell_forward<T: Float>(
         "lstm cell: c_prev must be [p ≤ rows, H]"
     );
     let p = c_prev.len() / hh;
-    if let (true, Some(g32), Some(cp32)) =
-        (crate::elementwise::simd_available(), crate::as_f32_mut(gates), crate::as_f32(c_prev))
-    {
+    if let (true, Some(g32), Some(cp32)) = (
+        crate::elementwise::simd_path::<T>(crate::isa::Family::Lstm, true),
+        crate::as_f32_mut(gates),
+        crate::as_f32(c_prev),
+    ) {
         let (c32, t32, h32) = (
             crate::as_f32_mut(c).expect("same type"),
             crate::as_f32_mut(tanh_c).expect("same type"),

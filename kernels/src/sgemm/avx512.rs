@@ -1,5 +1,5 @@
 //! AVX-512F micro-kernel: a 12 x 32 C tile in 24 zmm accumulators (selected at run time on CPUs
-//! that have AVX-512F; set `TAPEGRAD_NO_AVX512=1` to use the AVX2 kernel instead).
+//! that have AVX-512F; set `TAPEGRAD_NO_AVX512=1` to use the AVX2 kernel instead; see `crate::isa`).
 //!
 //! Per depth step: two aligned loads of the packed B row (32 floats), twelve broadcasts of the
 //! packed A column, 24 FMAs. 24 accumulators + 2 B registers + 1 broadcast = 27 of 32 zmm.
@@ -27,18 +27,6 @@ impl Kernel for Avx512 {
             let _ = (k, a, b, c, rsc, beta);
             unreachable!("the AVX-512 kernel is only selected on x86_64")
         }
-    }
-}
-
-/// Whether this CPU can run the AVX-512 kernel.
-pub(crate) fn supported() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
     }
 }
 

@@ -23,10 +23,11 @@ mod tests;
 pub use prepacked::{sgemm_prepacked, PackedB};
 pub use reference::{gemm_reference, sgemm_reference_f64};
 
+use crate::isa::Family;
+pub(crate) use crate::isa::Isa;
 use crate::threads;
 use driver::{gemm_seq, Gemm, Generic, Kernel};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::OnceLock;
 use team::{gemm_team, team_b_len, with_team_b, Team, TeamState};
 
 /// Products below this many flops (per thread) stay on one thread: waking a pool worker costs
@@ -39,42 +40,21 @@ const PAR_MIN_FLOPS_PER_THREAD: usize = 1 << 21;
 /// 512^3 product gains ~5% from the team.
 const TEAM_MIN_FLOPS: usize = 1 << 26;
 
-/// The micro-kernel family in use.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Isa {
-    Avx512,
-    Avx2,
-    Generic,
-}
-
 /// The portable fallback: the same geometry as the AVX2 kernel.
 pub(crate) type Portable = Generic<6, 16, 144, 256, 4080>;
 
-fn detect() -> Isa {
-    #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-    {
-        if std::env::var_os("TAPEGRAD_NO_AVX512").is_none() && avx512::supported() {
-            return Isa::Avx512;
-        }
-        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-            return Isa::Avx2;
-        }
-    }
-    Isa::Generic
-}
-
-/// The kernel family this CPU uses (detected once).
+/// The micro-kernel family in use now ([`crate::isa::active`]: the CPU's best, or the one
+/// [`crate::isa::force`] set).
 pub(crate) fn isa() -> Isa {
-    static ISA: OnceLock<Isa> = OnceLock::new();
-    *ISA.get_or_init(detect)
+    crate::isa::active()
 }
 
-/// The name of the micro-kernel in use ("avx512", "avx2" or "generic").
+/// The name of the micro-kernel in use ("avx512 12x32", "avx2+fma 6x16" or "portable 6x16").
 pub fn kernel_name() -> &'static str {
     match isa() {
         Isa::Avx512 => "avx512 12x32",
         Isa::Avx2 => "avx2+fma 6x16",
-        Isa::Generic => "generic 6x16",
+        Isa::Portable => "portable 6x16",
     }
 }
 
@@ -139,6 +119,7 @@ pub(crate) fn sgemm_with(
 ) {
     check(m, n, k, a.len(), rsa, csa, b.len(), rsb, csb, c.len(), rsc, 1, 0, 0, 0);
     threads::ensure_ftz();
+    crate::isa::note(Family::Sgemm, isa);
     // SAFETY: `check` proved every addressed element in bounds; C is a distinct &mut slice.
     unsafe {
         let g =
@@ -235,6 +216,7 @@ pub(crate) fn sgemm_batched_with(
     }
     check(m, n, k, a.len(), rsa, csa, b.len(), rsb, csb, c.len(), rsc, batch, stride_a, stride_b, stride_c);
     threads::ensure_ftz();
+    crate::isa::note(Family::Sgemm, isa);
     let c_extent = extent(m, n, rsc, 1, "C");
     let disjoint = batch == 1 || stride_c >= c_extent;
     let flops = 2 * batch * m * n * k;
@@ -333,7 +315,7 @@ unsafe fn gemm_par(isa: Isa, nthreads: usize, g: Gemm) {
     let (mr, nr) = match isa {
         Isa::Avx512 => (avx512::Avx512::MR, avx512::Avx512::NR),
         Isa::Avx2 => (avx2::Avx2::MR, avx2::Avx2::NR),
-        Isa::Generic => (Portable::MR, Portable::NR),
+        Isa::Portable => (Portable::MR, Portable::NR),
     };
     let flops = 2 * m * n * k;
     // Split the larger of M and N: the other operand is the one every part packs for itself.
@@ -348,7 +330,7 @@ unsafe fn gemm_par(isa: Isa, nthreads: usize, g: Gemm) {
         let len = match isa {
             Isa::Avx512 => team_b_len::<avx512::Avx512>(n, k),
             Isa::Avx2 => team_b_len::<avx2::Avx2>(n, k),
-            Isa::Generic => team_b_len::<Portable>(n, k),
+            Isa::Portable => team_b_len::<Portable>(n, k),
         };
         let state = TeamState::new(parts);
         with_team_b(len, |bbuf| {
@@ -392,7 +374,7 @@ unsafe fn team_part(isa: Isa, team: &Team, g: Gemm) {
     match isa {
         Isa::Avx512 => avx512::gemm_team_avx512(team, g),
         Isa::Avx2 => avx2::gemm_team_avx2(team, g),
-        Isa::Generic => gemm_team::<Portable>(team, g),
+        Isa::Portable => gemm_team::<Portable>(team, g),
     }
 }
 
@@ -402,6 +384,6 @@ unsafe fn seq(isa: Isa, g: Gemm) {
     match isa {
         Isa::Avx512 => avx512::gemm_seq_avx512(g),
         Isa::Avx2 => avx2::gemm_seq_avx2(g),
-        Isa::Generic => gemm_seq::<Portable>(g),
+        Isa::Portable => gemm_seq::<Portable>(g),
     }
 }

@@ -20,7 +20,8 @@ use super::driver::{macro_block, pack_b, Kernel, BUFS};
 use super::{isa, Isa, Portable};
 use crate::threads;
 
-/// A `k x n` matrix B packed for the micro-kernel of the CPU it was made on.
+/// A `k x n` matrix B packed for the micro-kernel that was active when it was made (the
+/// CPU's best, or the one [`crate::isa::force`] set); products with it run that kernel.
 pub struct PackedB {
     k: usize,
     n: usize,
@@ -36,9 +37,14 @@ impl PackedB {
     /// # Panics
     /// If `b` is too short for the shape and strides.
     pub fn new(k: usize, n: usize, b: &[f32], rsb: usize, csb: usize) -> PackedB {
+        PackedB::with_isa(isa(), k, n, b, rsb, csb)
+    }
+
+    /// [`PackedB::new`] for an explicit kernel family (which the CPU must support).
+    pub(crate) fn with_isa(isa: Isa, k: usize, n: usize, b: &[f32], rsb: usize, csb: usize) -> PackedB {
         let ext = super::extent(k, n, rsb, csb, "B");
         assert!(b.len() >= ext, "sgemm_prepacked: B needs {ext} elements, got {}", b.len());
-        let isa = isa();
+        assert!(crate::isa::cpu_supports(isa), "sgemm_prepacked: this CPU cannot run {isa:?}");
         let len = match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => packed_len::<Avx512>(k, n),
@@ -123,9 +129,10 @@ pub fn sgemm_prepacked(
         return;
     }
     threads::ensure_ftz();
-    assert_eq!(b.isa, isa(), "sgemm_prepacked: B was packed for another kernel");
+    crate::isa::note(crate::isa::Family::Prepacked, b.isa);
     let (ap, bp, cp) = (a.as_ptr(), b.data(), c.as_mut_ptr());
-    // SAFETY: extents checked above; C is a distinct &mut slice; the ISA matches the CPU's.
+    // SAFETY: extents checked above; C is a distinct &mut slice; the CPU supports b.isa
+    // (checked when B was packed).
     unsafe {
         match b.isa {
             #[cfg(target_arch = "x86_64")]
@@ -217,17 +224,20 @@ mod tests {
                 let b: Vec<f32> = (0..k * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
                 let c0: Vec<f32> = (0..m * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
                 let (rsb, csb) = if trans_b { (1, k) } else { (n, 1) };
-                let pb = PackedB::new(k, n, &b, rsb, csb);
-                let mut c = c0.clone();
-                sgemm_prepacked(m, &a, k, 1, &pb, beta, &mut c, n);
                 let mut want = c0.clone();
                 sgemm_reference_f64(m, n, k, &a, k, 1, &b, rsb, csb, beta, &mut want, n);
-                for (i, (&got, &w)) in c.iter().zip(&want).enumerate() {
-                    let tol = 1e-5 * (k as f32).sqrt() * (1.0 + w.abs());
-                    assert!(
-                        (got - w).abs() <= tol,
-                        "m {m} n {n} k {k} transB {trans_b} beta {beta}: C[{i}] = {got}, want {w}"
-                    );
+                // every kernel this CPU runs, whichever the CPU would pick
+                for isa in Isa::ALL.into_iter().filter(|&i| crate::isa::cpu_supports(i)) {
+                    let pb = PackedB::with_isa(isa, k, n, &b, rsb, csb);
+                    let mut c = c0.clone();
+                    sgemm_prepacked(m, &a, k, 1, &pb, beta, &mut c, n);
+                    for (i, (&got, &w)) in c.iter().zip(&want).enumerate() {
+                        let tol = 1e-5 * (k as f32).sqrt() * (1.0 + w.abs());
+                        assert!(
+                            (got - w).abs() <= tol,
+                            "{isa:?} m {m} n {n} k {k} transB {trans_b} beta {beta}: C[{i}] = {got}, want {w}"
+                        );
+                    }
                 }
             }
         }

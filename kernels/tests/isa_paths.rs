@@ -1,0 +1,339 @@
+//! Every instruction-set path this CPU can run, forced in turn ([`isa::force`]), for every
+//! kernel family: each family's f32 kernels against their scalar references (computed in f64 on
+//! the same inputs), on sizes that take the threaded splits. The family must record a call on
+//! exactly the path it has for the forced one ([`isa::hits`]), so a switch that a family ignores
+//! fails here.
+//!
+//! Its own binary, with its own `main` (`harness = false`): forcing is process-wide, and the
+//! report below is printed, not captured. One line per family says which paths ran and which
+//! this CPU cannot run (not a failure); a path the CPU supports that did not run, or ran wrong,
+//! fails the run (exit code 1).
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use tapegrad_kernels::attention::{self as att, AttentionShape, DropoutMask};
+use tapegrad_kernels::elementwise::{self as ew, Unary};
+use tapegrad_kernels::isa::{self, Family, Isa};
+use tapegrad_kernels::sgemm::{self, PackedB};
+use tapegrad_kernels::update::{self, AdamCoefs, AdamStep};
+use tapegrad_kernels::{layernorm as ln, loss, lstm, softmax};
+
+fn rand_vec(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n).map(|_| rng.gen_range(-scale..scale)).collect()
+}
+
+fn widen(x: &[f32]) -> Vec<f64> {
+    x.iter().map(|&v| v as f64).collect()
+}
+
+/// Asserts |got − want| ≤ tol·(1 + |want|) elementwise (lengths equal).
+fn close(what: &str, got: &[f32], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!((g as f64 - w).abs() <= tol * (1.0 + w.abs()), "{what}[{i}] = {g}, want {w}");
+    }
+}
+
+/// f32 rounding over a k-term dot product: √k · 2⁻²⁴ grows to this with k ≤ 1024 and
+/// operands in [−1, 1] (the products' magnitudes are ~√k, so the relative bound holds).
+const GEMM_TOL: f64 = 5e-5;
+/// The vector exp/tanh/erf are within 4e-7 relative; chained through a row (softmax, layer
+/// norm, cross-entropy over up to 1024 terms) the sums add √n·2⁻²⁴.
+const VEC_TOL: f64 = 1e-5;
+
+fn check_sgemm(rng: &mut StdRng) {
+    // 300³ (54 Mflop): split over both threads; 600x600x200 reaches the shared-B team
+    for (m, n, k) in [(7, 33, 5), (300, 300, 300), (600, 600, 200)] {
+        let (a, b) = (rand_vec(rng, m * k, 1.0), rand_vec(rng, k * n, 1.0));
+        let mut c = vec![0f32; m * n];
+        sgemm::sgemm(m, n, k, &a, k, 1, &b, 1, k, 0.0, &mut c, n); // B transposed (NT)
+        let mut want = vec![0f32; m * n];
+        sgemm::sgemm_reference_f64(m, n, k, &a, k, 1, &b, 1, k, 0.0, &mut want, n);
+        close(&format!("sgemm {m}x{n}x{k}"), &c, &widen(&want), GEMM_TOL);
+    }
+    // batched, parallel over the batch
+    let (batch, m, n, k) = (4, 96, 100, 64);
+    let (a, b) = (rand_vec(rng, batch * m * k, 1.0), rand_vec(rng, k * n, 1.0));
+    let mut c = vec![0f32; batch * m * n];
+    sgemm::sgemm_batched(batch, m, n, k, &a, m * k, k, 1, &b, 0, n, 1, 0.0, &mut c, m * n, n);
+    for i in 0..batch {
+        let mut want = vec![0f32; m * n];
+        sgemm::sgemm_reference_f64(m, n, k, &a[i * m * k..], k, 1, &b, n, 1, 0.0, &mut want, n);
+        close("sgemm_batched", &c[i * m * n..(i + 1) * m * n], &widen(&want), GEMM_TOL);
+    }
+}
+
+fn check_prepacked(rng: &mut StdRng) {
+    // the LSTM's recurrent product: 64 rows against a packed 256 x 1024 weight, and odd edges
+    for (m, n, k) in [(64, 1024, 256), (13, 17, 300)] {
+        let (a, b, c0) = (rand_vec(rng, m * k, 1.0), rand_vec(rng, k * n, 1.0), rand_vec(rng, m * n, 1.0));
+        let pb = PackedB::new(k, n, &b, 1, k);
+        let mut c = c0.clone();
+        sgemm::sgemm_prepacked(m, &a, k, 1, &pb, 1.0, &mut c, n);
+        let mut want = c0;
+        sgemm::sgemm_reference_f64(m, n, k, &a, k, 1, &b, 1, k, 1.0, &mut want, n);
+        close(&format!("prepacked {m}x{n}x{k}"), &c, &widen(&want), GEMM_TOL);
+    }
+}
+
+fn check_elementwise(rng: &mut StdRng) {
+    let n = 100_003; // above PAR_MIN: split over the threads; not a multiple of 8
+    let (x, g) = (rand_vec(rng, n, 9.0), rand_vec(rng, n, 1.0));
+    for op in [Unary::Exp, Unary::Tanh, Unary::Sigmoid, Unary::Relu, Unary::Gelu, Unary::GeluTanh] {
+        let (mut y, mut dx) = (vec![0f32; n], vec![0f32; n]);
+        ew::unary_forward(op, &x, &mut y);
+        ew::unary_backward(op, &x, &y, &g, &mut dx);
+        let (x64, g64) = (widen(&x), widen(&g));
+        let (mut y64, mut dx64) = (vec![0f64; n], vec![0f64; n]);
+        ew::unary_forward_reference(op, &x64, &mut y64);
+        ew::unary_backward_reference(op, &x64, &y64, &g64, &mut dx64);
+        close(&format!("{op:?} forward"), &y, &y64, VEC_TOL);
+        close(&format!("{op:?} backward"), &dx, &dx64, VEC_TOL);
+    }
+}
+
+fn check_softmax(rng: &mut StdRng) {
+    let (rows, n) = (130, 1021); // 133k elements: split over the threads
+    let (x, g) = (rand_vec(rng, rows * n, 8.0), rand_vec(rng, rows * n, 1.0));
+    for log in [false, true] {
+        let (mut y, mut dx) = (vec![0f32; rows * n], vec![0f32; rows * n]);
+        softmax::softmax_forward(&x, rows, n, 1, &mut y, log);
+        softmax::softmax_backward(&y, &g, rows, n, 1, &mut dx, log);
+        let (mut y64, mut dx64) = (vec![0f64; rows * n], vec![0f64; rows * n]);
+        softmax::softmax_forward_reference(&widen(&x), rows, n, 1, &mut y64, log);
+        softmax::softmax_backward_reference(&y64, &widen(&g), rows, n, 1, &mut dx64, log);
+        close(&format!("softmax log={log}"), &y, &y64, VEC_TOL);
+        close(&format!("softmax backward log={log}"), &dx, &dx64, VEC_TOL);
+    }
+}
+
+fn check_layernorm(rng: &mut StdRng) {
+    let (rows, n) = (200, 384);
+    let (x, g) = (rand_vec(rng, rows * n, 3.0), rand_vec(rng, rows * n, 1.0));
+    let (w, b) = (rand_vec(rng, n, 2.0), rand_vec(rng, n, 1.0));
+    let (mut y, mut mean, mut rstd) = (vec![0f32; rows * n], vec![0f32; rows], vec![0f32; rows]);
+    ln::layer_norm_forward(&x, rows, n, Some(&w), Some(&b), 1e-5, &mut y, &mut mean, &mut rstd);
+    let (mut dx, mut dw, mut db) = (vec![0f32; rows * n], vec![0f32; n], vec![0f32; n]);
+    ln::layer_norm_backward(
+        &x,
+        &g,
+        rows,
+        n,
+        Some(&w),
+        &mean,
+        &rstd,
+        Some(&mut dx),
+        Some(&mut dw),
+        Some(&mut db),
+    );
+    let (x64, w64, g64) = (widen(&x), widen(&w), widen(&g));
+    let (mut y64, mut m64, mut r64) = (vec![0f64; rows * n], vec![0f64; rows], vec![0f64; rows]);
+    ln::layer_norm_forward_reference(
+        &x64,
+        rows,
+        n,
+        Some(&w64),
+        Some(&widen(&b)),
+        1e-5,
+        &mut y64,
+        &mut m64,
+        &mut r64,
+    );
+    let (mut dx64, mut dw64, mut db64) = (vec![0f64; rows * n], vec![0f64; n], vec![0f64; n]);
+    ln::layer_norm_backward_reference(
+        &x64,
+        &g64,
+        rows,
+        n,
+        Some(&w64),
+        &m64,
+        &r64,
+        Some(&mut dx64),
+        Some(&mut dw64),
+        Some(&mut db64),
+    );
+    close("layer norm y", &y, &y64, VEC_TOL);
+    close("layer norm dx", &dx, &dx64, VEC_TOL);
+    close("layer norm dw", &dw, &dw64, VEC_TOL * 10.0); // sums of 200 rows
+    close("layer norm db", &db, &db64, VEC_TOL * 10.0);
+}
+
+fn check_loss(rng: &mut StdRng) {
+    let (n, c) = (64, 1024);
+    let x = rand_vec(rng, n * c, 6.0);
+    let t: Vec<usize> = (0..n).map(|_| rng.gen_range(0..c)).collect();
+    let (l, count) = loss::cross_entropy_forward(&x, n, c, &t, Some(t[3]));
+    let (l64, count64) = loss::cross_entropy_forward_reference(&widen(&x), n, c, &t, Some(t[3]));
+    assert_eq!(count, count64, "cross-entropy: counted rows");
+    close("cross-entropy", &[l], &[l64], VEC_TOL);
+    let (mut d, mut d64) = (vec![0f32; n * c], vec![0f64; n * c]);
+    loss::cross_entropy_backward(&x, n, c, &t, Some(t[3]), 1.0 / n as f32, &mut d);
+    loss::cross_entropy_backward_reference(&widen(&x), n, c, &t, Some(t[3]), 1.0 / n as f64, &mut d64);
+    close("cross-entropy backward", &d, &d64, VEC_TOL);
+}
+
+fn check_lstm(rng: &mut StdRng) {
+    let (rows, h, p) = (37, 100, 30); // 30 of 37 rows have a previous cell state
+    let pre = rand_vec(rng, rows * 4 * h, 4.0);
+    let c_prev = rand_vec(rng, p * h, 2.0);
+    let (mut act, mut c, mut tc, mut hh) =
+        (pre.clone(), vec![0f32; rows * h], vec![0f32; rows * h], vec![0f32; rows * h]);
+    lstm::cell_forward(&mut act, &c_prev, h, &mut c, &mut tc, &mut hh);
+    let mut cp64 = widen(&c_prev);
+    cp64.resize(rows * h, 0.0);
+    let (act64, c64, tc64, h64) = lstm::cell_forward_reference(&widen(&pre), &cp64, rows, h);
+    close("lstm act", &act, &act64, VEC_TOL);
+    close("lstm c", &c, &c64, VEC_TOL);
+    close("lstm tanh c", &tc, &tc64, VEC_TOL);
+    close("lstm h", &hh, &h64, VEC_TOL);
+}
+
+fn check_update(rng: &mut StdRng) {
+    let n = 10_007;
+    let (theta0, g) = (rand_vec(rng, n, 1.0), rand_vec(rng, n, 1.0));
+    let (m0, v0) =
+        (rand_vec(rng, n, 0.1), rand_vec(rng, n, 0.01).iter().map(|v| v.abs()).collect::<Vec<_>>());
+    let s = AdamStep {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.01,
+        decoupled: true,
+        step: 3,
+    };
+    let (mut theta, mut m, mut v) = (theta0.clone(), m0.clone(), v0.clone());
+    update::adam_update(&mut theta, &g, &mut m, &mut v, s);
+    // the reference in f32 with the same coefficients: the fast kernel does the same operations
+    let (mut theta_r, mut m_r, mut v_r) = (theta0, m0, v0);
+    update::adam_reference(&mut theta_r, &g, &mut m_r, &mut v_r, AdamCoefs::new(s));
+    for (what, got, want) in [("theta", &theta, &theta_r), ("m", &m, &m_r), ("v", &v, &v_r)] {
+        let same = got.iter().zip(want.iter()).all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "adam {what}: not bit-identical to the reference");
+    }
+}
+
+fn check_attention(rng: &mut StdRng) {
+    let s = AttentionShape { batch: 2, seq: 33, heads: 4, head_dim: 16 };
+    let n = s.numel();
+    let (q, k, v, g) =
+        (rand_vec(rng, n, 1.5), rand_vec(rng, n, 1.5), rand_vec(rng, n, 1.5), rand_vec(rng, n, 1.0));
+    let mask: Vec<f32> = (0..s.batch * s.seq).map(|i| if i % s.seq >= 25 { -1e30 } else { 0.0 }).collect();
+    let dropout = Some(DropoutMask { p: 0.2, seed: 3 });
+    let (mut o, mut p) = (vec![0f32; n], vec![0f32; s.probs_numel()]);
+    att::attention_forward(s, &q, &k, &v, Some(&mask), dropout, &mut o, Some(&mut p));
+    let (mut dq, mut dk, mut dv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+    att::attention_backward(s, &q, &k, &v, &p, dropout, &g, &mut dq, &mut dk, &mut dv);
+    let (q64, k64, v64) = (widen(&q), widen(&k), widen(&v));
+    let mut o64 = vec![0f64; n];
+    let p64 = att::attention_forward_reference(s, &q64, &k64, &v64, Some(&widen(&mask)), dropout, &mut o64);
+    let (mut dq64, mut dk64, mut dv64) = (vec![0f64; n], vec![0f64; n], vec![0f64; n]);
+    att::attention_backward_reference(
+        s,
+        &q64,
+        &k64,
+        &v64,
+        &p64,
+        dropout,
+        &widen(&g),
+        &mut dq64,
+        &mut dk64,
+        &mut dv64,
+    );
+    close("attention o", &o, &o64, VEC_TOL);
+    close("attention P", &p, &p64, VEC_TOL);
+    close("attention dq", &dq, &dq64, VEC_TOL);
+    close("attention dk", &dk, &dk64, VEC_TOL);
+    close("attention dv", &dv, &dv64, VEC_TOL);
+}
+
+fn check(family: Family) -> fn(&mut StdRng) {
+    match family {
+        Family::Sgemm => check_sgemm,
+        Family::Prepacked => check_prepacked,
+        Family::Elementwise => check_elementwise,
+        Family::Softmax => check_softmax,
+        Family::LayerNorm => check_layernorm,
+        Family::Loss => check_loss,
+        Family::Lstm => check_lstm,
+        Family::Update => check_update,
+        Family::Attention => check_attention,
+    }
+}
+
+/// What happened to one family on one path.
+enum Outcome {
+    Ran,
+    NotSupported,
+    Failed(String),
+}
+
+fn run_one(family: Family, forced: Isa) -> Outcome {
+    let want = family.path_for(forced);
+    let _guard = isa::force(forced);
+    let before: Vec<usize> = Isa::ALL.iter().map(|&i| isa::hits(family, i)).collect();
+    let mut rng = StdRng::seed_from_u64(0x15a + family as u64);
+    if let Err(e) = catch_unwind(AssertUnwindSafe(|| check(family)(&mut rng))) {
+        let msg =
+            e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()));
+        return Outcome::Failed(format!("{} wrong: {}", want.name(), msg.unwrap_or_default()));
+    }
+    let took: Vec<Isa> =
+        Isa::ALL.iter().zip(&before).filter(|(i, b)| isa::hits(family, **i) > **b).map(|(&i, _)| i).collect();
+    if took != [want] {
+        let names: Vec<&str> = took.iter().map(|i| i.name()).collect();
+        return Outcome::Failed(format!(
+            "forced {} should run its {} path, ran {names:?}",
+            forced.name(),
+            want.name()
+        ));
+    }
+    Outcome::Ran
+}
+
+fn main() {
+    // `cargo test -- --list` lists this binary as one test; filters do not narrow it (every
+    // path the CPU supports always runs)
+    if std::env::args().any(|a| a == "--list") {
+        println!("isa_paths: test");
+        return;
+    }
+    // a failing check's message is reported in its family's line below
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut failed = false;
+    println!(
+        "ISA paths (CPU best: {}, in use by default: {})",
+        best_supported().name(),
+        isa::detected().name()
+    );
+    for family in Family::ALL {
+        let (mut ran, mut unsupported, mut errors) = (vec![], vec![], vec![]);
+        for &path in family.paths() {
+            // force the path itself (a family's own paths are what the forced ISA selects)
+            let outcome = if isa::cpu_supports(path) { run_one(family, path) } else { Outcome::NotSupported };
+            match outcome {
+                Outcome::Ran => ran.push(path.name()),
+                Outcome::NotSupported => unsupported.push(path.name()),
+                Outcome::Failed(e) => errors.push(e),
+            }
+        }
+        let mut line = format!("isa paths  {:<12} ran: {}", family.name(), ran.join(", "));
+        if !unsupported.is_empty() {
+            line += &format!("; not supported by this CPU: {}", unsupported.join(", "));
+        }
+        for e in &errors {
+            line += &format!("; FAILED: {e}");
+        }
+        failed |= !errors.is_empty();
+        println!("{line}");
+    }
+    if failed {
+        eprintln!("isa_paths: a path this CPU supports failed or did not run");
+        std::process::exit(1);
+    }
+}
+
+fn best_supported() -> Isa {
+    Isa::ALL.into_iter().find(|&i| isa::cpu_supports(i)).unwrap_or(Isa::Portable)
+}
