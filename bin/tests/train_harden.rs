@@ -448,3 +448,29 @@ fn bert_checkpoints_carry_the_tokenizer_and_need_their_head() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("classifier"), "{}", stderr(&o));
 }
+
+/// The BiLSTM trains at the tutorial's constant rate by default; `--schedule`
+/// offers linear and cosine decay ("faithful to the tutorial").
+#[test]
+fn the_schedule_is_constant_by_default_and_selectable() {
+    let f = Fixture::new(20);
+    let lrs = |schedule: &[&str]| -> Vec<f64> {
+        let out = f.path(&format!("out{}", schedule.concat()));
+        let mut extra = vec!["--epochs", "2"];
+        extra.extend(schedule);
+        let o = run(&f.train(&out, &extra));
+        assert!(o.status.success(), "{}", stderr(&o));
+        fs::read_to_string(out.join("steps.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["lr"].as_f64().unwrap())
+            .collect()
+    };
+    let constant = lrs(&[]);
+    assert_eq!(constant.len(), 6);
+    assert!(constant.iter().all(|&lr| lr == 0.02), "{constant:?}");
+    let linear = lrs(&["--schedule", "linear"]);
+    assert!(linear.windows(2).all(|w| w[1] < w[0]) && linear[0] == 0.02, "{linear:?}");
+    let cosine = lrs(&["--schedule", "cosine"]);
+    assert!(cosine.windows(2).all(|w| w[1] < w[0]) && cosine[1] > linear[1], "{cosine:?}");
+}
