@@ -43,14 +43,26 @@ pub enum DeviceKind {
     Cuda,
 }
 
+/// How the learning rate moves over a run (a multiplier of `--lr` per step).
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScheduleKind {
+    /// The same rate throughout (after `--warmup`, if any): the tutorial's Adam 1e-3.
+    Constant,
+    /// Linear warmup, then linear decay to 0 at the last step (transformers' default).
+    Linear,
+    /// Linear warmup, then a half cosine down to 0 at the last step.
+    Cosine,
+}
+
 #[derive(Args, Debug, Clone, Serialize, Deserialize)]
 pub struct TrainArgs {
     /// Which model to fine-tune.
     #[arg(long, value_enum, default_value = "bilstm")]
     pub model: ModelKind,
-    /// aclImdb directory or .tar.gz archive.
+    /// aclImdb directory or .tar.gz archive [required, except with --resume: the run's own].
     #[arg(long)]
-    pub data: PathBuf,
+    pub data: Option<PathBuf>,
     /// GloVe vectors (.txt or .txt.gz) for the BiLSTM's embedding.
     #[arg(long)]
     pub embeddings: Option<PathBuf>,
@@ -75,9 +87,14 @@ pub struct TrainArgs {
     /// Weight decay [default: 0 for bilstm, 0.01 for bert; never on biases and LayerNorm].
     #[arg(long)]
     pub weight_decay: Option<f64>,
-    /// Warmup as a fraction of all steps (linear warmup, then linear decay) [default: 0 bilstm, 0.1 bert].
+    /// Warmup as a fraction of all steps, in [0, 1) [default: 0 bilstm, 0.1 bert].
     #[arg(long)]
     pub warmup: Option<f64>,
+    /// Learning-rate schedule after the warmup [default: constant for bilstm (the
+    /// tutorial's), linear for bert].
+    #[arg(long, value_enum)]
+    #[serde(default)]
+    pub schedule: Option<ScheduleKind>,
     /// Clip gradients to this global norm [default: none for bilstm, 1.0 for bert].
     #[arg(long)]
     pub clip: Option<f64>,
@@ -87,7 +104,7 @@ pub struct TrainArgs {
     /// BiLSTM layers.
     #[arg(long, default_value_t = 2)]
     pub layers: usize,
-    /// Dropout probability (BiLSTM; BERT uses its config's).
+    /// Dropout probability, in [0, 1) (BiLSTM; BERT uses its config's).
     #[arg(long, default_value_t = 0.5)]
     pub dropout: f64,
     /// Largest vocabulary (without <unk> and <pad>).
@@ -96,13 +113,15 @@ pub struct TrainArgs {
     /// Smallest count for a word to enter the vocabulary.
     #[arg(long, default_value_t = 1)]
     pub min_freq: usize,
-    /// Truncate reviews to this many tokens [default: none for bilstm, 256 for bert].
+    /// Truncate reviews to this many tokens [default: 256 for both, as the newer tutorial;
+    /// at most the pretrained config's max_position_embeddings for bert].
     #[arg(long)]
     pub max_len: Option<usize>,
     /// Keep the pretrained word embeddings fixed.
     #[arg(long)]
     pub freeze_embeddings: bool,
-    /// Fraction of train held out for validation.
+    /// Fraction of train held out for validation, in [0, 0.5); 0 trains without validation
+    /// (then `best/` is the last epoch).
     #[arg(long, default_value_t = 0.1)]
     pub valid_fraction: f64,
     /// Train on only this many reviews (a seeded subset) for quick runs.
@@ -123,14 +142,31 @@ pub struct TrainArgs {
     #[arg(long)]
     pub patience: Option<usize>,
     /// Continue the run saved in this checkpoint folder (weights, optimizer, data position).
+    /// Flags that shape the run may be repeated only with the same value.
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Replace the run already in --out (its checkpoints, metrics and curves).
+    #[arg(long)]
+    #[serde(default)]
+    pub overwrite: bool,
     /// Stop after this many optimizer steps in total (for tests and quick looks).
     #[arg(long)]
     pub max_steps: Option<u64>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// The flags given on the command line (clap's ids), as opposed to defaults; filled
+    /// by `main` so that validation can tell `--hidden 256` from no `--hidden`.
+    #[arg(skip)]
+    #[serde(skip)]
+    pub given: Vec<String>,
+}
+
+impl TrainArgs {
+    /// Whether `--<id>` (clap's id: the field name) was given on the command line.
+    pub fn was_given(&self, id: &str) -> bool {
+        self.given.iter().any(|g| g == id)
+    }
 }
 
 #[derive(Args, Debug, Clone)]

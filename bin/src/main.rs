@@ -1,23 +1,33 @@
 //! `finetune-imdb`: fine-tune a BiLSTM (GloVe) or MiniLM (BERT) on IMDB.
 //!
 //! The last line of `train` and `eval` is machine-readable:
-//! `test_accuracy=<fraction> reviews=<count>`.
+//! `test_accuracy=<fraction> reviews=<count>`. Exit codes: 0 done, 1 error,
+//! 2 bad command line (clap), 130 interrupted by Ctrl-C.
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 use finetune_imdb::cli::{Cli, Command, DownloadWhat};
 use finetune_imdb::data::download::{download_imdb, download_minilm, DownloadOptions};
-use finetune_imdb::train;
+use finetune_imdb::train::{self, Interrupt};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 fn main() -> ExitCode {
     tapegrad_autograd::alloc::retain_freed_memory();
-    match run(Cli::parse()) {
+    let matches = Cli::command().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let (Command::Train(args), Some(m)) = (&mut cli.command, matches.subcommand_matches("train")) {
+        args.given = m
+            .ids()
+            .filter(|id| m.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+            .map(|id| id.to_string())
+            .collect();
+    }
+    match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", train::describe_error(&e));
             ExitCode::FAILURE
         }
     }
@@ -26,17 +36,17 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Train(args) => {
-            // Ctrl-C: finish the step, save a checkpoint, exit cleanly.
-            let stop = Arc::new(AtomicBool::new(false));
-            let flag = stop.clone();
-            ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
-                .context("installing the Ctrl-C handler")?;
-            let outcome = train::train(*args, stop)?;
+            // Ctrl-C: the first stops the run at the next safe point (after the step,
+            // saving `last/`; at once while loading); a second exits at once.
+            let interrupt = Arc::new(Interrupt::default());
+            let handler = interrupt.clone();
+            ctrlc::set_handler(move || handler.ctrl_c()).context("installing the Ctrl-C handler")?;
+            let outcome = train::train(*args, interrupt)?;
             match outcome.test_accuracy {
                 Some(acc) => println!("test_accuracy={acc:.4} reviews={}", outcome.test_reviews),
                 None => println!("interrupted=true"),
             }
-            Ok(ExitCode::SUCCESS)
+            Ok(if outcome.ctrl_c { ExitCode::from(Interrupt::EXIT_CODE) } else { ExitCode::SUCCESS })
         }
         Command::Eval(args) => {
             let r = train::evaluate::eval_checkpoint(&args)?;

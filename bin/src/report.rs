@@ -6,19 +6,58 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-/// One epoch's numbers.
+mod curves;
+pub use curves::curves_svg;
+
+/// One epoch's numbers. Without a validation set the `valid_*` fields are absent.
 #[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
 pub struct EpochMetrics {
     pub epoch: usize,
+    /// Optimizer steps taken when the epoch ended.
+    #[serde(default)]
+    pub step: u64,
     pub train_loss: f64,
     pub train_accuracy: f64,
-    pub valid_loss: f64,
-    pub valid_accuracy: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_loss: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_accuracy: Option<f64>,
     pub seconds: f64,
     pub reviews_per_second: f64,
 }
 
-/// Appends one JSON object per line to `path` (created if missing).
+/// One optimizer step's numbers (a line of `steps.jsonl`).
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
+pub struct StepMetrics {
+    /// 1-based: the step's number after it was taken.
+    pub step: u64,
+    pub epoch: usize,
+    /// The batch's mean loss and accuracy.
+    pub loss: f64,
+    pub accuracy: f64,
+    /// The learning rate the step used.
+    pub lr: f64,
+}
+
+/// `metrics.jsonl`, one line per epoch, and `steps.jsonl`, one line per step.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const STEPS_FILE: &str = "steps.jsonl";
+pub const CURVES_FILE: &str = "curves.svg";
+
+/// Writes `records` as JSON lines to `path`, replacing it atomically, so that the
+/// file always holds exactly the run's records (a resumed run: no repeated lines).
+pub fn write_json_lines<T: Serialize>(path: &Path, records: &[T]) -> std::io::Result<()> {
+    tapegrad_fsio::write_file(path, |w| {
+        for r in records {
+            serde_json::to_writer(&mut *w, r).map_err(std::io::Error::other)?;
+            writeln!(w)?;
+        }
+        Ok(())
+    })
+}
+
+/// Appends one JSON object per line to `path` (created if missing); for the live
+/// `steps.jsonl`, which [`write_json_lines`] rewrites from the checkpoint on resume.
 pub struct MetricsLog {
     path: PathBuf,
 }
@@ -39,101 +78,18 @@ impl MetricsLog {
     }
 }
 
-/// Reads one number of an epoch (a series of the plot).
-type Series = fn(&EpochMetrics) -> f64;
-
-/// Train and validation loss (left) and accuracy (right) per epoch, as an SVG.
-pub fn curves_svg(epochs: &[EpochMetrics]) -> String {
-    let (w, h, pad) = (900.0, 360.0, 50.0);
-    let panel_w = (w - 3.0 * pad) / 2.0;
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n\
-         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-    );
-    let panels: [(&str, Series, Series); 2] = [
-        ("loss", |e| e.train_loss, |e| e.valid_loss),
-        ("accuracy", |e| e.train_accuracy, |e| e.valid_accuracy),
-    ];
-    for (p, (title, train, valid)) in panels.iter().enumerate() {
-        let x0 = pad + p as f64 * (panel_w + pad);
-        let (y0, ph) = (pad, h - 2.0 * pad);
-        let values: Vec<f64> =
-            epochs.iter().flat_map(|e| [train(e), valid(e)]).filter(|v| v.is_finite()).collect();
-        let (mut lo, mut hi) = values.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-        if values.is_empty() {
-            (lo, hi) = (0.0, 1.0);
-        }
-        if hi - lo < 1e-9 {
-            (lo, hi) = (lo - 0.5, hi + 0.5);
-        }
-        let n = epochs.len().max(2) as f64 - 1.0;
-        let px = |i: usize| x0 + panel_w * i as f64 / n;
-        let py = |v: f64| y0 + ph * (1.0 - (v - lo) / (hi - lo));
-        let _ = writeln!(
-            svg,
-            "<rect x=\"{x0}\" y=\"{y0}\" width=\"{panel_w}\" height=\"{ph}\" fill=\"none\" stroke=\"#999\"/>\n\
-             <text x=\"{}\" y=\"{}\" text-anchor=\"middle\" font-size=\"14\">{title}</text>\n\
-             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{hi:.3}</text>\n\
-             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{lo:.3}</text>\n\
-             <text x=\"{}\" y=\"{}\" text-anchor=\"middle\">epoch</text>",
-            x0 + panel_w / 2.0,
-            y0 - 10.0,
-            x0 - 4.0,
-            y0 + 4.0,
-            x0 - 4.0,
-            y0 + ph,
-            x0 + panel_w / 2.0,
-            y0 + ph + 30.0
-        );
-        for (series, color, f) in [("train", "#1f77b4", train), ("valid", "#d62728", valid)] {
-            let pts: Vec<String> =
-                epochs.iter().enumerate().map(|(i, e)| format!("{:.1},{:.1}", px(i), py(f(e)))).collect();
-            let _ = writeln!(
-                svg,
-                "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>",
-                pts.join(" ")
-            );
-            for (i, e) in epochs.iter().enumerate() {
-                let _ = writeln!(
-                    svg,
-                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{color}\"/>",
-                    px(i),
-                    py(f(e))
-                );
-            }
-            let ly = y0 + 16.0 + if series == "train" { 0.0 } else { 16.0 };
-            let _ = writeln!(
-                svg,
-                "<text x=\"{}\" y=\"{ly}\" fill=\"{color}\">{series}</text>",
-                x0 + panel_w - 50.0
-            );
-        }
-        for (i, e) in epochs.iter().enumerate() {
-            let _ = writeln!(
-                svg,
-                "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
-                px(i),
-                y0 + ph + 15.0,
-                e.epoch
-            );
-        }
-    }
-    svg.push_str("</svg>\n");
-    svg
-}
-
 /// A plain-text table of the epochs.
 pub fn summary_table(epochs: &[EpochMetrics]) -> String {
     let mut s = String::from("epoch  train_loss  train_acc  valid_loss  valid_acc  seconds  reviews/s\n");
     for e in epochs {
         let _ = writeln!(
             s,
-            "{:>5}  {:>10.4}  {:>9.4}  {:>10.4}  {:>9.4}  {:>7.1}  {:>9.1}",
+            "{:>5}  {:>10.4}  {:>9.4}  {:>10}  {:>9}  {:>7.1}  {:>9.1}",
             e.epoch,
             e.train_loss,
             e.train_accuracy,
-            e.valid_loss,
-            e.valid_accuracy,
+            e.valid_loss.map_or("-".into(), |v| format!("{v:.4}")),
+            e.valid_accuracy.map_or("-".into(), |v| format!("{v:.4}")),
             e.seconds,
             e.reviews_per_second
         );
@@ -149,39 +105,63 @@ mod tests {
         (1..=3)
             .map(|i| EpochMetrics {
                 epoch: i,
+                step: 10 * i as u64,
                 train_loss: 0.7 / i as f64,
                 train_accuracy: 0.5 + 0.1 * i as f64,
-                valid_loss: 0.75 / i as f64,
-                valid_accuracy: 0.5 + 0.09 * i as f64,
+                valid_loss: Some(0.75 / i as f64),
+                valid_accuracy: Some(0.5 + 0.09 * i as f64),
                 seconds: 10.0,
                 reviews_per_second: 100.0,
             })
             .collect()
     }
 
-    #[test]
-    fn svg_has_both_panels_and_all_points() {
-        let svg = curves_svg(&epochs());
-        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        assert_eq!(svg.matches("<polyline").count(), 4);
-        assert_eq!(svg.matches("<circle").count(), 12);
-        assert!(svg.contains(">loss<") && svg.contains(">accuracy<"));
-        // a single epoch and a NaN loss still draw
-        let mut one = epochs()[..1].to_vec();
-        one[0].valid_loss = f64::NAN;
-        assert!(curves_svg(&one).contains("<polyline"));
+    fn steps() -> Vec<StepMetrics> {
+        (1..=30)
+            .map(|s| StepMetrics {
+                step: s,
+                epoch: 1 + (s as usize - 1) / 10,
+                loss: 0.7 / (1.0 + s as f64 / 10.0),
+                accuracy: 0.5,
+                lr: 1e-3,
+            })
+            .collect()
     }
 
     #[test]
-    fn metrics_append_as_json_lines() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = MetricsLog::new(&dir.path().join("metrics.jsonl"));
-        for e in epochs() {
-            log.append(&e).unwrap();
+    fn svg_draws_steps_smoothed_and_validation_points() {
+        let svg = curves_svg(&epochs(), &steps());
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        // per panel: raw steps (faint) and their moving average
+        assert_eq!(svg.matches("<polyline").count(), 4);
+        // per panel: 3 validation points and one legend marker
+        assert_eq!(svg.matches("<circle").count(), 8);
+        assert!(svg.contains(">loss<") && svg.contains(">accuracy<") && svg.contains(">optimizer step<"));
+        // round x ticks over 30 steps
+        for tick in [">0<", ">10<", ">20<", ">30<"] {
+            assert!(svg.contains(tick), "x tick {tick}");
         }
-        let text = std::fs::read_to_string(log.path()).unwrap();
+        // a single epoch without validation and without step records still draws
+        let mut one = epochs()[..1].to_vec();
+        one[0].valid_loss = None;
+        one[0].valid_accuracy = None;
+        let svg = curves_svg(&one, &[]);
+        assert!(svg.contains("<polyline") && svg.contains("epoch mean"));
+    }
+
+    #[test]
+    fn json_lines_are_rewritten_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.jsonl");
+        write_json_lines(&path, &epochs()).unwrap();
+        write_json_lines(&path, &epochs()[..2]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
         let back: Vec<EpochMetrics> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(back, epochs());
-        assert_eq!(summary_table(&back).lines().count(), 4);
+        assert_eq!(back, epochs()[..2]);
+        assert!(!text.contains("null"));
+        assert_eq!(summary_table(&back).lines().count(), 3);
+        let log = MetricsLog::new(&path);
+        log.append(&epochs()[2]).unwrap();
+        assert_eq!(std::fs::read_to_string(log.path()).unwrap().lines().count(), 3);
     }
 }

@@ -475,11 +475,7 @@ pub fn save<T: Float>(
     while !(8 + json.len()).is_multiple_of(8) {
         json.push(b' ');
     }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut w = std::io::BufWriter::new(File::create(&tmp)?);
+    tapegrad_fsio::write_file(path, |w| {
         w.write_all(&(json.len() as u64).to_le_bytes())?;
         w.write_all(&json)?;
         for (_, t) in tensors {
@@ -491,17 +487,7 @@ pub fn save<T: Float>(
                 }
             }
         }
-        let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // Make the rename itself durable (best effort: not every platform opens dirs).
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
         Ok(())
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io(e)
     })
+    .map_err(io)
 }

@@ -18,7 +18,6 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 use tapegrad_autograd::{Float, Tensor};
 
@@ -201,33 +200,7 @@ pub fn save_checkpoint<T: Float>(
     }
     let bytes = safetensors::serialize(views, &Some(metadata))
         .map_err(|e| StateError::Format { path: shown.clone(), msg: e.to_string() })?;
-    write_atomic(path, &bytes).map_err(|source| StateError::Io { path: shown, source })
-}
-
-/// Temporary file in the same folder, fsync, rename over `path`, fsync the folder.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-        return result;
-    }
-    // Make the rename itself durable (best effort: not every platform opens folders).
-    if let Ok(d) = fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    tapegrad_fsio::write_bytes(path, &bytes).map_err(|source| StateError::Io { path: shown, source })
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, StateError> {

@@ -154,52 +154,47 @@ pub fn download_file(
         indicatif::ProgressBar::hidden()
     };
 
-    // Dropping `tmp` on any error path deletes it.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{name}."))
-        .suffix(".part")
-        .tempfile_in(&dir)
-        .map_err(io_err(&dir))?;
-    let mut reader = response.into_reader();
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
+    // Streamed into a temporary file that replaces `dest` only when the size and
+    // checksum are right; a failure deletes it. `failure` carries why.
+    let mut failure = None;
     let mut got: u64 = 0;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                bar.abandon();
-                return Err(DownloadError::Transport {
-                    url: url.to_owned(),
-                    message: format!("after {got} bytes: {e}"),
-                });
-            }
-        };
-        tmp.write_all(&buf[..n]).map_err(io_err(tmp.path()))?;
-        hasher.update(&buf[..n]);
-        got += n as u64;
-        bar.inc(n as u64);
-    }
-    bar.finish();
-    if let Some(expected) = content_length {
-        if got != expected {
-            return Err(DownloadError::SizeMismatch { url: url.to_owned(), expected, got });
+    let written = tapegrad_fsio::write_file(dest, |w| {
+        let mut reader = response.into_reader();
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    bar.abandon();
+                    let message = format!("after {got} bytes: {e}");
+                    failure = Some(DownloadError::Transport { url: url.to_owned(), message });
+                    return Err(io::Error::other("download failed"));
+                }
+            };
+            w.write_all(&buf[..n])?;
+            hasher.update(&buf[..n]);
+            got += n as u64;
+            bar.inc(n as u64);
         }
-    }
-    let actual = hex(&hasher.finalize());
-    if let Some(expected) = expected_sha {
-        if actual != expected {
-            return Err(DownloadError::ChecksumMismatch { url: url.to_owned(), expected, actual });
+        bar.finish();
+        if let Some(expected) = content_length.filter(|&n| n != got) {
+            failure = Some(DownloadError::SizeMismatch { url: url.to_owned(), expected, got });
+            return Err(io::Error::other("size mismatch"));
         }
+        let actual = hex(&hasher.finalize());
+        if let Some(expected) = expected_sha.filter(|e| *e != actual) {
+            failure = Some(DownloadError::ChecksumMismatch { url: url.to_owned(), expected, actual });
+            return Err(io::Error::other("checksum mismatch"));
+        }
+        Ok(())
+    });
+    if let Some(f) = failure {
+        return Err(f);
     }
-    tmp.as_file_mut().flush().map_err(io_err(tmp.path()))?;
-    tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
-    tmp.persist(dest).map_err(|e| DownloadError::Io { path: dest.to_owned(), source: e.error })?;
-    if let Ok(d) = fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
+    written.map_err(|e| DownloadError::Io { path: dest.to_owned(), source: e })?;
     Ok(Fetched::Downloaded(got))
 }
 

@@ -270,13 +270,9 @@ impl Glove {
         Ok((Self::open_cache(&cache)?.glove, CacheStatus::Built))
     }
 
-    /// Write this table as a safetensors file, atomically (temp file in the
-    /// same folder, fsync, rename). `stamp` identifies the source version.
+    /// Write this table as a safetensors file, atomically ([`tapegrad_fsio::write_bytes`]).
+    /// `stamp` identifies the source version.
     pub fn write_cache(&self, path: &Path, stamp: Option<&str>) -> Result<(), GloveError> {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
         let bytes: Vec<u8> = self.vectors().iter().flat_map(|x| x.to_le_bytes()).collect();
         let view = TensorView::new(Dtype::F32, vec![self.words.len(), self.dim], &bytes)
             .map_err(|e| bad_cache(path, e))?;
@@ -286,20 +282,9 @@ impl Glove {
         if let Some(s) = stamp {
             meta.insert("source".to_owned(), s.to_owned());
         }
-        let tmp = tempfile::Builder::new()
-            .prefix(".glove-cache-")
-            .suffix(".tmp")
-            .tempfile_in(dir)
-            .map_err(io_err(dir))?;
-        safetensors::tensor::serialize_to_file([("vectors", view)], &Some(meta), tmp.path())
+        let bytes = safetensors::tensor::serialize([("vectors", view)], &Some(meta))
             .map_err(|e| bad_cache(path, e))?;
-        tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
-        tmp.persist(path).map_err(|e| GloveError::Io { path: path.to_owned(), source: e.error })?;
-        // Make the rename durable too (best effort: not every platform can
-        // open a directory).
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
-        }
+        tapegrad_fsio::write_bytes(path, &bytes).map_err(io_err(path))?;
         Ok(())
     }
 

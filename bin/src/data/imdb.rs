@@ -241,7 +241,8 @@ pub fn read_split(path: &Path, split: Split) -> Result<(Vec<Review>, ReadStats),
 
 /// Whether `dir` directly has `pos/` and `neg/` subfolders.
 pub fn is_labeled_dir(dir: &Path) -> bool {
-    dir.join("pos").is_dir() && dir.join("neg").is_dir()
+    // Either one: a folder with only `pos/` is a labeled folder missing `neg/`.
+    dir.join("pos").is_dir() || dir.join("neg").is_dir()
 }
 
 /// Read a folder that directly holds `pos/` and `neg/` subfolders of `.txt`

@@ -39,32 +39,57 @@ pub fn evaluate(
     batch_size: usize,
     max_len: Option<usize>,
 ) -> anyhow::Result<EvalResult> {
+    let never = || false;
+    Ok(evaluate_until(task, data, batch_size, max_len, &never)?.expect("never stopped"))
+}
+
+/// [`evaluate`], asking `stop` before each batch: `None` when it said stop.
+pub fn evaluate_until(
+    task: &Task,
+    data: &Encoded,
+    batch_size: usize,
+    max_len: Option<usize>,
+    stop: &dyn Fn() -> bool,
+) -> anyhow::Result<Option<EvalResult>> {
     if data.is_empty() {
-        return Ok(EvalResult { loss: f64::NAN, accuracy: f64::NAN, count: 0 });
+        return Ok(Some(EvalResult { loss: f64::NAN, accuracy: f64::NAN, count: 0 }));
     }
     let cfg =
         BatchConfig { batch_size, max_len, pad_id: task.pad_id(), shuffle: false, ..BatchConfig::default() };
     let batcher = Batcher::new(&data.ids, &data.labels, cfg)?;
     let (mut loss_sum, mut correct) = (0.0, 0usize);
-    no_grad(|| -> anyhow::Result<()> {
+    let finished = no_grad(|| -> anyhow::Result<bool> {
         for batch in batcher.batches(0) {
+            if stop() {
+                return Ok(false);
+            }
             let logits = task.logits(&batch)?;
             loss_sum += task.loss(&logits, &batch.labels)?.item() as f64 * batch.batch_size as f64;
             let probs = task.positive_probability(&logits);
             correct += probs.iter().zip(&batch.labels).filter(|(p, &y)| (**p > 0.5) == (y == 1)).count();
         }
-        Ok(())
+        Ok(true)
     })?;
     let n = data.len();
-    Ok(EvalResult { loss: loss_sum / n as f64, accuracy: correct as f64 / n as f64, count: n })
+    Ok(finished.then(|| EvalResult {
+        loss: loss_sum / n as f64,
+        accuracy: correct as f64 / n as f64,
+        count: n,
+    }))
 }
 
 /// P(positive) for each text.
-pub fn predict(task: &Task, texts: &[String]) -> anyhow::Result<Vec<f32>> {
+pub fn predict(task: &Task, texts: &[String], max_len: Option<usize>) -> anyhow::Result<Vec<f32>> {
     let refs: Vec<&str> = texts.iter().map(|t| t.as_str()).collect();
     let ids = task.encode_all(&refs)?;
     let labels = vec![0u8; ids.len()];
-    let cfg = BatchConfig { batch_size: 32, pad_id: task.pad_id(), shuffle: false, ..BatchConfig::default() };
+    let cfg = BatchConfig {
+        batch_size: 32,
+        max_len: task.batch_max_len(max_len),
+        pad_id: task.pad_id(),
+        shuffle: false,
+        ..BatchConfig::default()
+    };
     let batcher = Batcher::new(&ids, &labels, cfg)?;
     let mut out = vec![0f32; texts.len()];
     no_grad(|| -> anyhow::Result<()> {
@@ -110,11 +135,13 @@ pub fn eval_checkpoint(args: &crate::cli::EvalArgs) -> anyhow::Result<EvalResult
     };
     let data = Encoded::new(&task, &reviews)?;
     let batch = args.batch_size.or(run.args.batch_size).unwrap_or(64);
-    evaluate(&task, &data, batch, task.batch_max_len(run.args.max_len))
+    // Older BiLSTM checkpoints stored no cap; the default protects memory all the same.
+    let max_len = run.args.max_len.or(Some(super::validate::BILSTM_MAX_LEN));
+    evaluate(&task, &data, batch, task.batch_max_len(max_len))
 }
 
 /// `finetune-imdb predict`: P(positive) of each text.
 pub fn predict_checkpoint(args: &crate::cli::PredictArgs) -> anyhow::Result<Vec<f32>> {
-    let (task, _) = load_checkpoint_task(&args.checkpoint)?;
-    predict(&task, &args.texts)
+    let (task, run) = load_checkpoint_task(&args.checkpoint)?;
+    predict(&task, &args.texts, run.args.max_len.or(Some(super::validate::BILSTM_MAX_LEN)))
 }

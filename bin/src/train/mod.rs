@@ -5,26 +5,36 @@
 
 pub mod checkpoint;
 pub mod evaluate;
+mod interrupt;
+pub mod run_dir;
 pub mod task;
+pub mod validate;
 
-use crate::cli::{DeviceKind, ModelKind, TrainArgs};
+use crate::cli::{DeviceKind, ModelKind, ScheduleKind, TrainArgs};
 use crate::data::batch::{BatchConfig, Batcher};
 use crate::data::glove::Glove;
 use crate::data::imdb::{read_imdb, Review, Split};
 use crate::data::seed::{self, Purpose};
 use crate::data::split::{take_limit, train_valid_split, SplitOptions};
 use crate::data::tokenize::{Vocab, VocabOptions};
-use crate::report::{curves_svg, summary_table, EpochMetrics, MetricsLog};
+use crate::report::{
+    curves_svg, summary_table, write_json_lines, EpochMetrics, MetricsLog, StepMetrics, CURVES_FILE,
+    METRICS_FILE, STEPS_FILE,
+};
 use anyhow::{bail, Context, Result};
-use checkpoint::{RunState, MODEL_FILE, OPTIMIZER_FILE, RUN_FILE};
-use evaluate::{evaluate, Encoded};
+use checkpoint::{Best, RunState, MODEL_FILE, OPTIMIZER_FILE, RUN_FILE};
+use evaluate::{evaluate_until, Encoded, EvalResult};
 use indicatif::{ProgressBar, ProgressStyle};
+use interrupt::pause_point;
+pub use interrupt::Interrupt;
 use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use tapegrad_optim::{clip_grad_norm, Adam, AdamConfig, LinearWarmup, LrSchedule, Optimizer, ParamGroup};
+use tapegrad_optim::{
+    clip_grad_norm, Adam, AdamConfig, ConstantSchedule, CosineWarmup, LinearWarmup, LrSchedule, Optimizer,
+    ParamGroup,
+};
 use task::{ModelSpec, Task};
 
 /// How a training run ended.
@@ -35,6 +45,14 @@ pub struct Outcome {
     pub test_reviews: usize,
     /// Stopped early by Ctrl-C or `--max-steps` (a `last` checkpoint was saved).
     pub interrupted: bool,
+    /// Stopped by Ctrl-C (exit code 130).
+    pub ctrl_c: bool,
+}
+
+impl Outcome {
+    fn stopped(ctrl_c: bool) -> Self {
+        Outcome { test_accuracy: None, test_reviews: 0, interrupted: true, ctrl_c }
+    }
 }
 
 /// Defaults that differ between the two models.
@@ -44,8 +62,9 @@ struct Recipe {
     lr: f64,
     weight_decay: f64,
     warmup: f64,
+    schedule: ScheduleKind,
     clip: Option<f64>,
-    max_len: Option<usize>,
+    max_len: usize,
 }
 
 fn recipe(a: &TrainArgs) -> Recipe {
@@ -56,50 +75,137 @@ fn recipe(a: &TrainArgs) -> Recipe {
         lr: a.lr.unwrap_or(if bert { 3e-5 } else { 1e-3 }),
         weight_decay: a.weight_decay.unwrap_or(if bert { 0.01 } else { 0.0 }),
         warmup: a.warmup.unwrap_or(if bert { 0.1 } else { 0.0 }),
+        schedule: a.schedule.unwrap_or(if bert { ScheduleKind::Linear } else { ScheduleKind::Constant }),
         clip: a.clip.or(if bert { Some(1.0) } else { None }),
-        max_len: a.max_len.or(if bert { Some(256) } else { None }),
+        max_len: a.max_len.unwrap_or(if bert { 256 } else { validate::BILSTM_MAX_LEN }),
     }
 }
 
-/// Runs `train` as the command line asked; `stop` is raised by Ctrl-C.
-pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
-    if args.device == DeviceKind::Cuda {
+/// The arguments with every model-dependent default written in, as a checkpoint
+/// stores them (so that a resume compares values, not "given or not").
+fn with_defaults(mut a: TrainArgs) -> TrainArgs {
+    let r = recipe(&a);
+    a.epochs = Some(r.epochs);
+    a.batch_size = Some(r.batch_size);
+    a.lr = Some(r.lr);
+    a.weight_decay = Some(r.weight_decay);
+    a.warmup = Some(r.warmup);
+    a.schedule = Some(r.schedule);
+    a.clip = r.clip;
+    a.max_len = Some(r.max_len);
+    a
+}
+
+/// The learning-rate multiplier of step `step` (0-based).
+fn lr_factor(kind: ScheduleKind, warmup: u64, total: u64, step: u64) -> f64 {
+    match kind {
+        ScheduleKind::Constant if step < warmup => step as f64 / warmup as f64,
+        ScheduleKind::Constant => ConstantSchedule.lr_factor(step),
+        ScheduleKind::Linear => LinearWarmup { warmup, total }.lr_factor(step),
+        ScheduleKind::Cosine => CosineWarmup::new(warmup, total).lr_factor(step),
+    }
+}
+
+/// An error's chain as one line, each cause once: `{:#}` repeats an OS error that
+/// a message already quotes (`reading x: No such file…: No such file…`).
+pub fn describe_error(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
+/// Runs `train` as the command line asked; `interrupt` is raised by Ctrl-C.
+pub fn train(given: TrainArgs, interrupt: Arc<Interrupt>) -> Result<Outcome> {
+    if given.device == DeviceKind::Cuda {
         bail!("--device cuda: this build has no CUDA backend yet; use --device cpu");
     }
-    if let Some(t) = args.threads {
-        tapegrad_kernels::threads::set_num_threads(t);
+    // Until the training loop, nothing is worth saving: Ctrl-C exits at once.
+    interrupt.exit_at_once(true);
+    // Stale temporaries first: a checkpoint only left as `.last.old` is put back.
+    if given.out.exists() {
+        run_dir::recover(&given.out)?;
     }
     // A resumed run continues with the arguments it was started with.
-    let (args, resumed) = match &args.resume {
+    let (args, resumed) = match &given.resume {
         Some(dir) => {
             let dir = checkpoint::resolve(dir)?;
             let run = checkpoint::read_run(&dir)?;
+            validate::check_resume_flags(&given, &run)?;
             let mut a = run.args.clone();
-            (a.out, a.quiet, a.max_steps, a.threads) =
-                (args.out.clone(), args.quiet, args.max_steps, args.threads);
+            (a.out, a.cache, a.quiet, a.max_steps, a.threads, a.overwrite) = (
+                given.out.clone(),
+                given.cache.clone(),
+                given.quiet,
+                given.max_steps,
+                given.threads,
+                given.overwrite,
+            );
+            a.data = given.data.clone().or(a.data);
+            if let Some(d) = a.data.as_ref().filter(|d| !d.exists()) {
+                bail!("--data {}: no such file or folder", d.display());
+            }
+            if a.threads == Some(0) || a.max_steps == Some(0) {
+                bail!("--threads and --max-steps must be at least 1");
+            }
             (a, Some((dir, run)))
         }
-        None => (args, None),
+        None => {
+            let a = with_defaults(given.clone());
+            validate::check_args(&a, bert_positions(&a)?)?;
+            (a, None)
+        }
     };
+    let data_path = args.data.clone().context("--data is required")?;
+    if let Some(t) = args.threads {
+        tapegrad_kernels::threads::set_num_threads(t);
+    }
     let r = recipe(&args);
     let say = |msg: String| {
         if !args.quiet {
             eprintln!("{msg}");
         }
     };
+    if args.model == ModelKind::Bilstm && args.embeddings.is_none() && resumed.is_none() {
+        eprintln!("warning: no --embeddings: the BiLSTM starts from random 100-d word vectors, not GloVe");
+    }
+
+    // The run folder: one run, no stale temporaries.
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let run_id = resumed.as_ref().map_or_else(run_dir::new_run_id, |(_, run)| run.run_id.clone());
+    run_dir::claim(&args.out, resumed.as_ref().map(|_| run_id.as_str()), args.overwrite)?;
 
     // The data: train (minus a validation split) and test.
     let t0 = Instant::now();
-    let data = read_imdb(&args.data, &[Split::Train, Split::Test])?;
+    pause_point("loading");
+    let data = read_imdb(&data_path, &[Split::Train, Split::Test])?;
     if data.train.is_empty() {
-        bail!("{}: no training reviews (expected train/pos and train/neg)", args.data.display());
+        bail!("{}: no training reviews (expected train/pos and train/neg)", data_path.display());
+    }
+    let fingerprint = validate::fingerprint(&data);
+    if let Some((_, run)) = resumed.as_ref().filter(|(_, run)| !run.data_fingerprint.is_empty()) {
+        if run.data_fingerprint != fingerprint {
+            bail!(
+                "{}: not the data set this run started on (fingerprint {} there, {} here)",
+                data_path.display(),
+                &run.data_fingerprint[..12],
+                &fingerprint[..12]
+            );
+        }
     }
     if data.stats.lossy_utf8 > 0 {
         eprintln!(
             "warning: {} of {} reviews in {} were not valid UTF-8 and were decoded lossily",
             data.stats.lossy_utf8,
             data.stats.files,
-            args.data.display()
+            data_path.display()
         );
     }
     let train_all = match args.limit_train {
@@ -112,6 +218,7 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
         Some(n) => take_limit(data.test, n, args.seed ^ 1),
         None => data.test,
     };
+    validate::check_sizes(&args, train_reviews.len(), valid_reviews.len(), test_reviews.len())?;
     say(format!(
         "data: {} train, {} validation, {} test reviews ({:.1}s)",
         train_reviews.len(),
@@ -138,7 +245,7 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
     let encode = |reviews: &[Review]| Encoded::new(&task, reviews);
     let (train, valid, test) = (encode(&train_reviews)?, encode(&valid_reviews)?, encode(&test_reviews)?);
     say(format!("tokenized in {:.1}s", t0.elapsed().as_secs_f64()));
-    let max_len = task.batch_max_len(r.max_len);
+    let max_len = task.batch_max_len(Some(r.max_len));
     let batch_cfg = |shuffle| BatchConfig {
         batch_size: r.batch_size,
         max_len,
@@ -157,8 +264,7 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
     let config = if args.model == ModelKind::Bert { AdamConfig::adamw(r.lr) } else { AdamConfig::new(r.lr) };
     let mut opt = Adam::with_groups(groups, config.weight_decay(r.weight_decay));
     let total_steps = per_epoch * r.epochs as u64;
-    let schedule =
-        LinearWarmup { warmup: (r.warmup * total_steps as f64).round() as u64, total: total_steps };
+    let warmup = (r.warmup * total_steps as f64).round() as u64;
 
     let mut run = match resumed {
         Some((dir, run)) => {
@@ -173,43 +279,41 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
             ));
             run
         }
-        None => RunState {
-            args: args.clone(),
-            spec,
-            epoch: 0,
-            next_batch: 0,
-            step: 0,
-            total_steps,
-            best_valid_loss: f64::INFINITY,
-            epochs_without_improvement: 0,
-            epoch_loss_sum: 0.0,
-            epoch_correct: 0,
-            epoch_seen: 0,
-            epoch_seconds: 0.0,
-            history: Vec::new(),
-            finished: false,
-        },
+        None => RunState::new(run_id, args.clone(), spec, fingerprint, total_steps),
     };
 
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let log = MetricsLog::new(&args.out.join("metrics.jsonl"));
+    // The folder's logs are the run's: rewritten from the checkpoint (a resume
+    // after a crash drops the lines of steps that were not saved).
+    let file = |name: &str| args.out.join(name);
+    write_json_lines(&file(METRICS_FILE), &run.history).context("writing metrics.jsonl")?;
+    write_json_lines(&file(STEPS_FILE), &run.steps).context("writing steps.jsonl")?;
+    let step_log = MetricsLog::new(&file(STEPS_FILE));
     let (last_dir, best_dir) = (args.out.join("last"), args.out.join("best"));
     let save = |dir: &Path, task: &Task, opt: &Adam<f32>, run: &RunState| -> Result<()> {
         checkpoint::write_atomically(dir, |tmp| {
             task.save_model(tmp)?;
+            pause_point("save");
             tapegrad_optim::save_checkpoint::<f32>(tmp.join(OPTIMIZER_FILE), &[], Some(&opt.state()))?;
             checkpoint::write_json(&tmp.join(RUN_FILE), run)
         })
     };
+    let stopped = |run: &RunState, what: &str| {
+        say(format!(
+            "stopped {what} (step {}); saved {} (continue with --resume)",
+            run.step,
+            last_dir.display()
+        ))
+    };
 
     let plain_progress = !args.quiet && !std::io::stderr().is_terminal();
     let plain_every = (per_epoch / 20).max(1);
-    let mut interrupted = false;
-    'epochs: while run.epoch < r.epochs && !run.finished {
+    interrupt.exit_at_once(false);
+    while run.epoch < r.epochs && !run.finished {
         let bar = progress_bar(per_epoch, run.next_batch as u64, run.epoch + 1, r.epochs, args.quiet);
         task.set_training(true);
         let t_epoch = Instant::now();
         for batch in batcher.batches_from(run.epoch as u64, run.next_batch) {
+            pause_point("step");
             task.reseed_dropout(rand::RngCore::next_u64(&mut seed::rng(
                 args.seed,
                 Purpose::Dropout,
@@ -220,19 +324,19 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
             let l = loss.item() as f64;
             if !l.is_finite() {
                 bail!(
-                    "the loss became {l} at step {} (epoch {}, batch {}); stopped without saving — \
-                     the last good checkpoint is {}",
+                    "the loss became {l} at step {} (epoch {}, batch {}); stopped without saving; {}",
                     run.step + 1,
                     run.epoch + 1,
                     run.next_batch + 1,
-                    last_dir.display()
+                    saved_note(&last_dir)
                 );
             }
             loss.backward(); // ∇L(θ) into every parameter's grad
             if let Some(c) = r.clip {
                 clip_grad_norm(opt.trainable_params().iter(), c);
             }
-            opt.set_lr_factor(schedule.lr_factor(run.step));
+            let factor = lr_factor(r.schedule, warmup, total_steps, run.step);
+            opt.set_lr_factor(factor);
             opt.step(); // θ ← θ − η·d(∇L)
             opt.zero_grad();
 
@@ -243,6 +347,15 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
             run.epoch_loss_sum += l * batch.batch_size as f64;
             run.epoch_correct += correct;
             run.epoch_seen += batch.batch_size;
+            let step = StepMetrics {
+                step: run.step,
+                epoch: run.epoch + 1,
+                loss: l,
+                accuracy: correct as f64 / batch.batch_size as f64,
+                lr: r.lr * factor,
+            };
+            step_log.append(&step).context("appending to steps.jsonl")?;
+            run.steps.push(step);
             let secs = run.epoch_seconds + t_epoch.elapsed().as_secs_f64();
             bar.set_message(format!(
                 "loss {:.4} acc {:.3} {:.0} reviews/s",
@@ -266,17 +379,12 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
                 );
             }
             let hit_max = args.max_steps.is_some_and(|m| run.step >= m);
-            if stop.load(Ordering::SeqCst) || hit_max {
+            if interrupt.requested() || hit_max {
                 run.epoch_seconds = secs;
                 bar.abandon();
                 save(&last_dir, &task, &opt, &run)?;
-                say(format!(
-                    "stopped after step {}; saved {} (continue with --resume)",
-                    run.step,
-                    last_dir.display()
-                ));
-                interrupted = true;
-                break 'epochs;
+                stopped(&run, "after a training step");
+                return Ok(Outcome::stopped(interrupt.requested()));
             }
         }
         bar.finish_and_clear();
@@ -284,39 +392,74 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
         // End of epoch: validate, log, keep the best, maybe stop early.
         let seconds = run.epoch_seconds + t_epoch.elapsed().as_secs_f64();
         task.set_training(false);
-        let v = evaluate(&task, &valid, r.batch_size, max_len)?;
+        let v = if valid.is_empty() {
+            None
+        } else {
+            let stop = || {
+                pause_point("valid-batch");
+                interrupt.requested()
+            };
+            match evaluate_until(&task, &valid, r.batch_size, max_len, &stop)? {
+                Some(v) => Some(v),
+                None => {
+                    // Saved at the end of the epoch's batches: a resume validates again.
+                    run.epoch_seconds = seconds;
+                    save(&last_dir, &task, &opt, &run)?;
+                    stopped(&run, "during validation");
+                    return Ok(Outcome::stopped(true));
+                }
+            }
+        };
+        if let Some(v) = v.filter(|v| !v.loss.is_finite()) {
+            bail!(
+                "the loss became {} on the validation set at step {} (end of epoch {}); stopped without \
+                 saving; {}",
+                v.loss,
+                run.step,
+                run.epoch + 1,
+                saved_note(&last_dir)
+            );
+        }
         let m = EpochMetrics {
             epoch: run.epoch + 1,
+            step: run.step,
             train_loss: run.epoch_loss_sum / run.epoch_seen.max(1) as f64,
             train_accuracy: run.epoch_correct as f64 / run.epoch_seen.max(1) as f64,
-            valid_loss: v.loss,
-            valid_accuracy: v.accuracy,
+            valid_loss: v.map(|v| v.loss),
+            valid_accuracy: v.map(|v| v.accuracy),
             seconds,
             reviews_per_second: run.epoch_seen as f64 / seconds.max(1e-9),
         };
-        log.append(&m)?;
         say(format!(
-            "epoch {}: train loss {:.4} acc {:.4} | valid loss {:.4} acc {:.4} | {:.0}s, {:.0} reviews/s",
+            "epoch {}: train loss {:.4} acc {:.4} | valid loss {} acc {} | {:.0}s, {:.0} reviews/s",
             m.epoch,
             m.train_loss,
             m.train_accuracy,
-            m.valid_loss,
-            m.valid_accuracy,
+            m.valid_loss.map_or("-".into(), |v| format!("{v:.4}")),
+            m.valid_accuracy.map_or("-".into(), |v| format!("{v:.4}")),
             m.seconds,
             m.reviews_per_second
         ));
         run.history.push(m);
-        std::fs::write(args.out.join("curves.svg"), curves_svg(&run.history))?;
         run.epoch += 1;
         run.next_batch = 0;
         (run.epoch_loss_sum, run.epoch_correct, run.epoch_seen, run.epoch_seconds) = (0.0, 0, 0, 0.0);
-        let improved = v.loss < run.best_valid_loss;
-        if improved {
-            run.best_valid_loss = v.loss;
-            run.epochs_without_improvement = 0;
-        } else {
-            run.epochs_without_improvement += 1;
-        }
+        let best_loss = match run.best {
+            Best::Epoch { valid_loss, .. } => Some(valid_loss),
+            Best::NoValidationYet | Best::Unvalidated { .. } => None,
+        };
+        let improved = match v {
+            None => {
+                run.best = Best::Unvalidated { epoch: run.epoch };
+                true
+            }
+            Some(v) if best_loss.is_some_and(|b| v.loss >= b) => false,
+            Some(v) => {
+                run.best = Best::Epoch { epoch: run.epoch, valid_loss: v.loss };
+                true
+            }
+        };
+        run.epochs_without_improvement = if improved { 0 } else { run.epochs_without_improvement + 1 };
         if args.patience.is_some_and(|p| run.epochs_without_improvement >= p) {
             say(format!(
                 "early stop: no better validation loss for {} epochs",
@@ -328,22 +471,53 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
             save(&best_dir, &task, &opt, &run)?;
         }
         save(&last_dir, &task, &opt, &run)?;
-    }
-    if interrupted {
-        return Ok(Outcome { test_accuracy: None, test_reviews: 0, interrupted: true });
+        write_json_lines(&file(METRICS_FILE), &run.history).context("writing metrics.jsonl")?;
+        tapegrad_fsio::write_bytes(&file(CURVES_FILE), curves_svg(&run.history, &run.steps).as_bytes())
+            .context("writing curves.svg")?;
     }
 
     // Test accuracy of the best checkpoint.
     if best_dir.join(MODEL_FILE).exists() {
-        load_weights(&task, &best_dir.join(MODEL_FILE))?;
+        task.load_weights(&best_dir.join(MODEL_FILE))?;
     }
     task.set_training(false);
-    let t = evaluate(&task, &test, r.batch_size, max_len)?;
+    let stop = || {
+        pause_point("test-batch");
+        interrupt.requested()
+    };
+    let Some(t): Option<EvalResult> = evaluate_until(&task, &test, r.batch_size, max_len, &stop)? else {
+        say(format!(
+            "stopped during the test evaluation; the training is complete: `finetune-imdb eval --checkpoint {}` \
+             or --resume {} runs the test",
+            best_dir.display(),
+            last_dir.display()
+        ));
+        return Ok(Outcome::stopped(true));
+    };
     if !args.quiet {
         eprintln!("\n{}", summary_table(&run.history));
         eprintln!("test: loss {:.4}, accuracy {:.4} on {} reviews", t.loss, t.accuracy, t.count);
     }
-    Ok(Outcome { test_accuracy: Some(t.accuracy), test_reviews: t.count, interrupted: false })
+    Ok(Outcome { test_accuracy: Some(t.accuracy), test_reviews: t.count, interrupted: false, ctrl_c: false })
+}
+
+/// Where a stopped run can continue from: the last checkpoint, if there is one.
+fn saved_note(last_dir: &Path) -> String {
+    match checkpoint::read_run(last_dir) {
+        Ok(s) => format!("the last checkpoint is {} (step {})", last_dir.display(), s.step),
+        Err(_) => "no checkpoint was saved yet".into(),
+    }
+}
+
+/// BERT's `max_position_embeddings` from `--pretrained`'s config, to check `--max-len`.
+fn bert_positions(a: &TrainArgs) -> Result<Option<usize>> {
+    match (&a.model, &a.pretrained) {
+        (ModelKind::Bert, Some(dir)) if dir.join("config.json").exists() => {
+            let c = tapegrad_models::bert::BertConfig::from_file(dir.join("config.json"))?;
+            Ok(Some(c.max_position_embeddings))
+        }
+        _ => Ok(None),
+    }
 }
 
 /// A fresh model: the BiLSTM over a vocabulary of the training split with GloVe
@@ -389,7 +563,7 @@ fn build_task(
             let Some(dir) = &args.pretrained else {
                 bail!("--model bert needs --pretrained DIR (a folder with config.json, model.safetensors, tokenizer.json)");
             };
-            let max_len = args.max_len.unwrap_or(256);
+            let max_len = recipe(args).max_len;
             let t = Instant::now();
             let task = Task::bert(dir, max_len, args.seed)?;
             say(format!("pretrained: {} loaded in {:.0} ms", dir.display(), t.elapsed().as_secs_f64() * 1e3));
@@ -404,13 +578,6 @@ fn build_task(
             Ok((task, spec))
         }
     }
-}
-
-/// Loads weights saved by a run into the task's parameters (names and shapes checked).
-pub fn load_weights(task: &Task, path: &Path) -> Result<()> {
-    let params = task.module().named_parameters();
-    tapegrad_optim::load_checkpoint::<f32>(path, &params, None)
-        .with_context(|| format!("loading weights from {}", path.display()))
 }
 
 fn progress_bar(len: u64, pos: u64, epoch: usize, epochs: usize, quiet: bool) -> ProgressBar {

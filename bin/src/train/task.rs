@@ -8,11 +8,12 @@ use crate::data::batch::Batch;
 use crate::data::tokenize::{Vocab, PAD_ID};
 use anyhow::{bail, Context, Result};
 use rand::Rng;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tapegrad_autograd::Tensor;
 use tapegrad_models::bert::{BertForSequenceClassification, BertInput};
 use tapegrad_models::bilstm::{BiLstmClassifier, BiLstmConfig};
 use tapegrad_models::layers::Dropout;
+use tapegrad_models::safetensors_io::{load_into, LoadOptions, SafeTensorsFile};
 use tapegrad_models::tokenizer::Tokenizer;
 use tapegrad_models::Module;
 
@@ -22,17 +23,22 @@ pub enum Task {
         model: Box<BiLstmClassifier>,
         vocab: Vocab,
     },
-    /// `assets`: the folder whose tokenizer files a checkpoint copies.
+    /// `assets`: the tokenizer files every checkpoint carries, read once when the
+    /// model was loaded (a checkpoint folder may be replaced while the run goes on).
     Bert {
         model: Box<BertForSequenceClassification>,
         tokenizer: Box<Tokenizer>,
-        assets: PathBuf,
+        assets: Vec<(&'static str, Vec<u8>)>,
     },
 }
 
-/// Tokenizer files copied into a BERT checkpoint (those that exist).
+/// Tokenizer files copied into a BERT checkpoint (`tokenizer.json` must exist; the
+/// others are copied when present).
 const BERT_ASSETS: [&str; 4] =
     ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"];
+
+/// The BiLSTM's vocabulary in a checkpoint: `{"itos": [...]}`.
+const VOCAB_FILE: &str = "vocab.json";
 
 impl Task {
     /// The tutorial's classifier over `vocab`, shaped by `spec`, with embeddings
@@ -69,7 +75,15 @@ impl Task {
             .with_context(|| format!("loading the pretrained model in {}", dir.display()))?;
         let tokenizer = Tokenizer::from_dir(dir, max_len)
             .with_context(|| format!("loading the tokenizer in {}", dir.display()))?;
-        Ok(Task::Bert { model: Box::new(model), tokenizer: Box::new(tokenizer), assets: dir.to_path_buf() })
+        let mut assets = Vec::new();
+        for f in BERT_ASSETS {
+            let path = dir.join(f);
+            if f == BERT_ASSETS[0] || path.exists() {
+                let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                assets.push((f, bytes));
+            }
+        }
+        Ok(Task::Bert { model: Box::new(model), tokenizer: Box::new(tokenizer), assets })
     }
 
     pub fn kind(&self) -> &'static str {
@@ -195,16 +209,14 @@ impl Task {
         match self {
             Task::Bilstm { model, vocab } => {
                 model.save(dir.join(super::checkpoint::MODEL_FILE))?;
-                vocab.save(&dir.join("vocab.json")).with_context(|| format!("writing {}", dir.display()))
+                let path = dir.join(VOCAB_FILE);
+                std::fs::write(&path, vocab.to_json()).with_context(|| format!("writing {}", path.display()))
             }
             Task::Bert { model, assets, .. } => {
                 model.save_pretrained(dir)?;
-                for f in BERT_ASSETS {
-                    let src = assets.join(f);
-                    if src.exists() {
-                        std::fs::copy(&src, dir.join(f))
-                            .with_context(|| format!("copying {}", src.display()))?;
-                    }
+                for (f, bytes) in assets {
+                    let path = dir.join(f);
+                    std::fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
                 }
                 Ok(())
             }
@@ -226,20 +238,73 @@ pub struct ModelSpec {
 }
 
 /// Rebuilds a model, weights included, from a checkpoint folder written by
-/// [`Task::save_model`].
+/// [`Task::save_model`]. Every parameter must be in the weights file, and every
+/// tensor of the file must be a parameter (BERT's head included).
 pub fn load_task(spec: &ModelSpec, dir: &Path, rng: &mut impl Rng) -> Result<Task> {
+    let weights = dir.join(super::checkpoint::MODEL_FILE);
     match spec.kind.as_str() {
         "bilstm" => {
-            let path = dir.join("vocab.json");
-            let vocab =
-                Vocab::load(&path).with_context(|| format!("reading the vocabulary {}", path.display()))?;
+            let path = dir.join(VOCAB_FILE);
+            let text =
+                std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            // JSON since this version; one word per line before.
+            let vocab = if text.trim_start().starts_with('{') {
+                Vocab::from_json(&text)
+            } else {
+                Vocab::from_words(text.lines().map(str::to_owned).collect())
+            }
+            .with_context(|| format!("{}: not a vocabulary", path.display()))?;
             let task = Task::bilstm(vocab, spec, None, false, rng);
-            let weights = dir.join(super::checkpoint::MODEL_FILE);
-            tapegrad_optim::load_checkpoint::<f32>(&weights, &task.module().named_parameters(), None)
-                .with_context(|| format!("loading weights from {}", weights.display()))?;
+            task.load_weights(&weights)?;
             Ok(task)
         }
-        "bert" => Task::bert(dir, spec.max_len.unwrap_or(256), 0),
+        "bert" => {
+            let file = open_weights(&weights)?;
+            let head: Vec<&str> = file.names().filter(|n| n.starts_with("classifier.")).collect();
+            if head.len() < 2 {
+                bail!(
+                    "{}: the classification head (classifier.weight, classifier.bias) is missing; \
+                     a checkpoint must hold the trained head, not a pretrained model",
+                    weights.display()
+                );
+            }
+            let task = Task::bert(dir, spec.max_len.unwrap_or(256), 0)?;
+            let params: std::collections::HashSet<String> =
+                task.module().named_parameters().into_iter().map(|(n, _)| n).collect();
+            let extra: Vec<&str> = file.names().filter(|n| !params.contains(*n)).collect();
+            if !extra.is_empty() {
+                bail!(
+                    "{}: tensors that are not parameters of the model: {}",
+                    weights.display(),
+                    extra.join(", ")
+                );
+            }
+            Ok(task)
+        }
         other => bail!("{}: unknown model kind `{other}`", dir.display()),
+    }
+}
+
+/// Memory-maps a weights file, with a plain message for a folder in its place.
+fn open_weights(path: &Path) -> Result<SafeTensorsFile> {
+    if path.is_dir() {
+        bail!("{}: a folder, not a weights file", path.display());
+    }
+    Ok(SafeTensorsFile::open(path)?)
+}
+
+impl Task {
+    /// Loads weights saved by a run into the parameters: every parameter must be
+    /// in the file with its shape, and every tensor of the file must be a parameter.
+    pub fn load_weights(&self, path: &Path) -> Result<()> {
+        let file = open_weights(path)?;
+        let opts = match self {
+            Task::Bilstm { .. } => LoadOptions::default(),
+            Task::Bert { .. } => {
+                LoadOptions { optional_prefix: Some("bert.".into()), ..LoadOptions::default() }
+            }
+        };
+        load_into(self.module(), &file, &opts)?;
+        Ok(())
     }
 }

@@ -210,13 +210,7 @@ impl<T: Float> BertForSequenceClassification<T> {
         meta.insert("config".to_string(), config.clone());
         safetensors_io::save(dir.join("model.safetensors"), &self.named_parameters(), &meta)?;
         let path = dir.join("config.json");
-        let tmp = dir.join(".config.json.tmp");
-        let write = || -> std::io::Result<()> {
-            std::fs::write(&tmp, config.as_bytes())?;
-            std::fs::File::open(&tmp)?.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        };
-        write().map_err(|e| BertError::Io { path, source: e })
+        tapegrad_fsio::write_bytes(&path, config.as_bytes()).map_err(|e| BertError::Io { path, source: e })
     }
 
     /// `config.json` as transformers writes it for this model.

@@ -1,0 +1,82 @@
+//! A run folder (`--out`) holds one run: its checkpoints `last/` and `best/`,
+//! `metrics.jsonl`, `steps.jsonl` and `curves.svg`. A new run refuses a folder
+//! that holds another one unless `--overwrite`; a resumed run continues in the
+//! folder of its own run (or starts a fresh folder). Temporaries left by an
+//! interrupted checkpoint write are cleaned up, and said so, at the start.
+
+use super::checkpoint::{self, RUN_FILE};
+use crate::report::{CURVES_FILE, METRICS_FILE, STEPS_FILE};
+use anyhow::{bail, Context, Result};
+use std::fs;
+use std::path::Path;
+
+/// The checkpoint folders of a run.
+pub const CHECKPOINTS: [&str; 2] = ["last", "best"];
+
+/// What a run writes into its folder (besides the checkpoints' temporaries).
+const ENTRIES: [&str; 5] = ["last", "best", METRICS_FILE, STEPS_FILE, CURVES_FILE];
+
+/// Removes half-written checkpoint temporaries and puts back a checkpoint that a
+/// crash left only under its `.old` name, printing what was done.
+pub fn recover(out: &Path) -> Result<()> {
+    for name in CHECKPOINTS {
+        let dir = out.join(name);
+        let r = tapegrad_fsio::recover_dir(&dir)
+            .with_context(|| format!("cleaning up beside {}", dir.display()))?;
+        if let Some(p) = r.removed_partial {
+            eprintln!("note: removed {}, a checkpoint write that did not finish", p.display());
+        }
+        if let Some(p) = r.removed_old {
+            eprintln!(
+                "note: removed {}, the previous copy of {name}/ left by an interrupted write",
+                p.display()
+            );
+        }
+        if let Some(p) = r.restored_from {
+            eprintln!("note: restored {} from {}, its last complete copy", dir.display(), p.display());
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure `out` holds no run but `run_id`'s (when resuming) or none at all;
+/// with `overwrite`, removes another run's files first.
+pub fn claim(out: &Path, run_id: Option<&str>, overwrite: bool) -> Result<()> {
+    let present: Vec<&str> = ENTRIES.into_iter().filter(|e| out.join(e).exists()).collect();
+    if present.is_empty() {
+        return Ok(());
+    }
+    let holder = CHECKPOINTS.iter().find_map(|c| checkpoint::read_run(&out.join(c)).ok().map(|r| r.run_id));
+    if run_id.is_some() && holder.as_deref() == run_id {
+        return Ok(());
+    }
+    if overwrite {
+        for e in &present {
+            let p = out.join(e);
+            let removed = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
+            removed.with_context(|| format!("removing {}", p.display()))?;
+        }
+        eprintln!(
+            "note: --overwrite: removed the previous run's {} from {}",
+            present.join(", "),
+            out.display()
+        );
+        return Ok(());
+    }
+    let how = if out.join("last").join(RUN_FILE).exists() {
+        format!(", or --resume {} to continue it", out.join("last").display())
+    } else {
+        String::new()
+    };
+    bail!(
+        "{} holds another run ({}); choose another --out, pass --overwrite to replace it{how}",
+        out.display(),
+        present.join(", ")
+    )
+}
+
+/// A new run's id: the time and the process, unique enough to tell runs apart.
+pub fn new_run_id() -> String {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    format!("{}-{:09}-{}", t.as_secs(), t.subsec_nanos(), std::process::id())
+}
