@@ -13,6 +13,7 @@ pub mod alloc;
 pub mod gradcheck;
 mod ops;
 pub mod profile;
+pub mod safetensors;
 pub mod storage;
 pub mod tape;
 mod tensor;

@@ -118,7 +118,11 @@ fn cache_round_trip_and_invalidation() {
     ));
     // A corrupt cache is rebuilt by load_cached, reported by from_cache.
     fs::write(&cache, b"garbage").unwrap();
-    assert!(matches!(Glove::from_cache(&cache).unwrap_err(), GloveError::BadCache { .. }));
+    let e = Glove::from_cache(&cache).unwrap_err();
+    assert!(
+        matches!(e, GloveError::CacheFile(_)) && e.to_string().contains(&*cache.to_string_lossy()),
+        "{e}"
+    );
     let (_, status) = Glove::load_cached(&src, &cache_dir, Some(3)).unwrap();
     assert_eq!(status, CacheStatus::Built);
 }

@@ -31,6 +31,28 @@ pub struct BiLstmConfig {
     pub dropout: f64,
 }
 
+impl BiLstmConfig {
+    /// The number of parameters a classifier of this shape holds (`None` if it
+    /// overflows), computed without building it: a reader can check a declared
+    /// shape against the size of the weights before allocating anything.
+    pub fn parameter_count(&self) -> Option<usize> {
+        let dirs = if self.bidirectional { 2 } else { 1 };
+        let (e, h) = (self.embedding_dim, self.hidden);
+        let gates = h.checked_mul(4)?;
+        let n = self.vocab.checked_mul(e)?;
+        // Per layer and direction: weight_ih [4H, in], weight_hh [4H, H], bias_ih
+        // and bias_hh [4H]; `in` is E for the first layer, D·H for the others.
+        let per_dir =
+            |input: usize| -> Option<usize> { gates.checked_mul(input.checked_add(h)?.checked_add(2)?) };
+        let first = per_dir(e)?.checked_mul(dirs)?;
+        let later =
+            per_dir(h.checked_mul(dirs)?)?.checked_mul(dirs)?.checked_mul(self.layers.saturating_sub(1))?;
+        let n = if self.layers == 0 { n } else { n.checked_add(first)?.checked_add(later)? };
+        // fc: [out, D·H] and [out]
+        n.checked_add(self.output_dim.checked_mul(h.checked_mul(dirs)?.checked_add(1)?)?)
+    }
+}
+
 /// What [`BiLstmClassifier::forward`] returns.
 pub struct ClassifierOutput<T: Float = f32> {
     /// `[B, output_dim]`.
@@ -188,6 +210,20 @@ mod tests {
         assert_eq!(g1, g3);
         assert!(g3[0][19 * 5..20 * 5].iter().all(|&v| v == 0.0));
         assert!(g3[0][5..10].iter().all(|&v| v == 0.0), "the padding row gets no gradient");
+    }
+
+    #[test]
+    fn parameter_count_matches_the_built_model() {
+        for (layers, bidirectional) in [(1, true), (2, true), (3, false)] {
+            let c = BiLstmConfig { layers, bidirectional, ..config() };
+            let m = BiLstmClassifier::<f32>::new(c.clone(), &mut ChaCha8Rng::seed_from_u64(1));
+            let built: usize = m.named_parameters().iter().map(|(_, p)| p.numel()).sum();
+            assert_eq!(c.parameter_count(), Some(built), "{c:?}");
+        }
+        let huge = BiLstmConfig { hidden: usize::MAX / 2, ..config() };
+        assert_eq!(huge.parameter_count(), None);
+        let many = BiLstmConfig { layers: usize::MAX, ..config() };
+        assert_eq!(many.parameter_count(), None);
     }
 
     #[test]

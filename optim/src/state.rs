@@ -9,16 +9,18 @@
 //! and the optimizer state under the prefix `optim.`, with the metadata JSON under
 //! the metadata key `optim`. It is written atomically: a temporary file in the same
 //! folder, fsync, rename, so a crash never leaves a half-written checkpoint.
-//! Loading errors name the file and the tensor; nothing panics on a bad file.
+//! Loading goes through the project's one reader
+//! ([`tapegrad_autograd::safetensors`]): errors name the file and the tensor;
+//! nothing panics on a bad file.
 
 use crate::optimizer::Optimizer;
 use safetensors::tensor::TensorView;
-use safetensors::{Dtype, SafeTensors};
+use safetensors::Dtype;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::fmt;
-use std::fs;
 use std::path::Path;
+use tapegrad_autograd::safetensors::{SafeTensorsFile, SafetensorsError};
 use tapegrad_autograd::{Float, Tensor};
 
 /// Prefix of the optimizer's tensors in a checkpoint.
@@ -33,7 +35,9 @@ pub enum StateError {
         path: String,
         source: std::io::Error,
     },
-    /// Not a readable safetensors file, or metadata that is not JSON.
+    /// Not a readable, valid safetensors file (the reader's error names the file).
+    File(SafetensorsError),
+    /// Metadata that is not JSON, or a state that cannot be serialised.
     Format {
         path: String,
         msg: String,
@@ -70,6 +74,7 @@ impl fmt::Display for StateError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StateError::Io { path, source } => write!(f, "{path}: {source}"),
+            StateError::File(e) => write!(f, "{e}"),
             StateError::Format { path, msg } => write!(f, "{path}: not a valid checkpoint: {msg}"),
             StateError::Missing { path, tensor } => write!(f, "{path}: tensor `{tensor}` is missing"),
             StateError::Shape { path, tensor, expected, found } => {
@@ -87,6 +92,7 @@ impl std::error::Error for StateError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StateError::Io { source, .. } => Some(source),
+            StateError::File(e) => e.source(),
             _ => None,
         }
     }
@@ -203,34 +209,19 @@ pub fn save_checkpoint<T: Float>(
     tapegrad_fsio::write_bytes(path, &bytes).map_err(|source| StateError::Io { path: shown, source })
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, StateError> {
-    fs::read(path).map_err(|source| StateError::Io { path: path.display().to_string(), source })
-}
-
-fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<(SafeTensors<'a>, HashMap<String, String>), StateError> {
-    let shown = path.display().to_string();
-    let format =
-        |e: safetensors::SafeTensorError| StateError::Format { path: shown.clone(), msg: e.to_string() };
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(format)?;
-    let tensors = SafeTensors::deserialize(bytes).map_err(format)?;
-    Ok((tensors, header.metadata().clone().unwrap_or_default()))
+/// Opens and validates a checkpoint with the shared reader.
+fn open(path: &Path) -> Result<SafeTensorsFile, StateError> {
+    SafeTensorsFile::open(path).map_err(StateError::File)
 }
 
 /// Reads the optimizer state (`optim.*` tensors and the `optim` metadata) of a checkpoint.
 pub fn read_optim_state(path: impl AsRef<Path>) -> Result<OptimState, StateError> {
-    let path = path.as_ref();
-    let bytes = read_file(path)?;
-    let (tensors, metadata) = parse(path, &bytes)?;
-    optim_state_from(path, &tensors, &metadata)
+    optim_state_from(&open(path.as_ref())?)
 }
 
-fn optim_state_from(
-    path: &Path,
-    tensors: &SafeTensors<'_>,
-    metadata: &HashMap<String, String>,
-) -> Result<OptimState, StateError> {
-    let shown = path.display().to_string();
-    let Some(json) = metadata.get(META_KEY) else {
+fn optim_state_from(file: &SafeTensorsFile) -> Result<OptimState, StateError> {
+    let shown = file.path().display().to_string();
+    let Some(json) = file.metadata().get(META_KEY) else {
         let msg = format!("no optimizer state (metadata key `{META_KEY}` is missing)");
         return Err(StateError::mismatch(&shown, msg));
     };
@@ -239,16 +230,15 @@ fn optim_state_from(
         msg: format!("metadata `{META_KEY}`: {e}"),
     })?;
     let mut state = OptimState { source: shown, prefix: PREFIX.into(), meta, tensors: Vec::new() };
-    for (name, view) in tensors.tensors() {
-        if let Some(short) = name.strip_prefix(PREFIX) {
-            let t = StateTensor {
-                name: short.to_string(),
-                dtype: view.dtype(),
-                shape: view.shape().to_vec(),
-                bytes: view.data().to_vec(),
-            };
-            state.tensors.push(t);
-        }
+    for name in file.names().filter(|n| n.starts_with(PREFIX)) {
+        let (info, bytes) = file.raw(name).map_err(StateError::File)?;
+        let t = StateTensor {
+            name: name[PREFIX.len()..].to_string(),
+            dtype: info.dtype,
+            shape: info.shape.clone(),
+            bytes: bytes.to_vec(),
+        };
+        state.tensors.push(t);
     }
     Ok(state)
 }
@@ -263,25 +253,24 @@ pub fn load_checkpoint<T: Float>(
 ) -> Result<(), StateError> {
     let path = path.as_ref();
     let shown = path.display().to_string();
-    let bytes = read_file(path)?;
-    let (tensors, metadata) = parse(path, &bytes)?;
+    let file = open(path)?;
     let mut values = Vec::with_capacity(weights.len());
     for (name, t) in weights {
-        let view = tensors
-            .tensor(name)
-            .map_err(|_| StateError::Missing { path: shown.clone(), tensor: name.clone() })?;
+        let Ok((info, bytes)) = file.raw(name) else {
+            return Err(StateError::Missing { path: shown.clone(), tensor: name.clone() });
+        };
         let st = StateTensor {
             name: name.clone(),
-            dtype: view.dtype(),
-            shape: view.shape().to_vec(),
-            bytes: view.data().to_vec(),
+            dtype: info.dtype,
+            shape: info.shape.clone(),
+            bytes: bytes.to_vec(),
         };
         let one =
             OptimState { source: shown.clone(), prefix: String::new(), meta: Value::Null, tensors: vec![st] };
         values.push(one.values::<T>(name, t.shape())?);
     }
     if let Some(opt) = optim {
-        opt.load_state(&optim_state_from(path, &tensors, &metadata)?)?;
+        opt.load_state(&optim_state_from(&file)?)?;
     }
     for ((_, t), v) in weights.iter().zip(values) {
         t.data_mut().copy_from_slice(&v);

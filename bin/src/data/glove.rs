@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 
 use flate2::read::MultiGzDecoder;
 use memmap2::Mmap;
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, TensorView};
+use std::sync::Arc;
+use tapegrad_models::safetensors_io::SafeTensorsFile;
 
 use super::seed::{self, Purpose};
 use super::tokenize::{Vocab, PAD_ID, UNK_ID};
@@ -39,6 +41,9 @@ pub enum GloveError {
     BadNumber { path: PathBuf, line: usize, value: String },
     #[error("{path}: no vectors")]
     Empty { path: PathBuf },
+    /// The cache is not a valid safetensors file (the error names it).
+    #[error("bad GloVe cache file: {0}")]
+    CacheFile(tapegrad_models::safetensors_io::SafetensorsError),
     #[error("{path}: bad cache file: {reason}")]
     BadCache { path: PathBuf, reason: String },
 }
@@ -48,7 +53,7 @@ enum Storage {
     /// The mapped cache file and the byte range of the `[V, D]` f32 data
     /// (little-endian, 4-byte aligned: checked when loading).
     Mapped {
-        map: Mmap,
+        map: Arc<Mmap>,
         start: usize,
         end: usize,
     },
@@ -294,13 +299,10 @@ impl Glove {
     }
 
     fn open_cache(path: &Path) -> Result<OpenedCache, GloveError> {
-        let file = File::open(path).map_err(io_err(path))?;
-        // SAFETY: the cache is only ever replaced by an atomic rename, never
-        // modified in place, so the mapped bytes do not change under us.
-        let map = unsafe { Mmap::map(&file) }.map_err(io_err(path))?;
-        let (header_len, meta) = SafeTensors::read_metadata(&map).map_err(|e| bad_cache(path, e))?;
-        let info = meta.info("vectors").ok_or_else(|| bad_cache(path, "no `vectors` tensor"))?;
-        let kv = meta.metadata().as_ref().ok_or_else(|| bad_cache(path, "no metadata"))?;
+        // The project's one safetensors reader: validated, memory-mapped.
+        let file = SafeTensorsFile::open(path).map_err(GloveError::CacheFile)?;
+        let info = file.info("vectors").ok_or_else(|| bad_cache(path, "no `vectors` tensor"))?;
+        let kv = file.metadata();
         if kv.get("format").map(String::as_str) != Some(CACHE_FORMAT) {
             return Err(bad_cache(path, "not a tapegrad GloVe cache"));
         }
@@ -314,11 +316,9 @@ impl Glove {
         if info.dtype != Dtype::F32 || rows != words.len() || dim == 0 {
             return Err(bad_cache(path, "`vectors` shape/dtype does not match the words"));
         }
-        let start = 8 + header_len + info.data_offsets.0;
-        let end = 8 + header_len + info.data_offsets.1;
-        if end != start + rows * dim * 4 || end > map.len() {
-            return Err(bad_cache(path, "truncated data"));
-        }
+        // The reader checked that the range lies in the file and fits the shape.
+        let std::ops::Range { start, end } = file.byte_range("vectors").expect("`vectors` exists");
+        let map = file.map().clone();
         let aligned = map[start..].as_ptr().align_offset(std::mem::align_of::<f32>()) == 0;
         let storage = if aligned && cfg!(target_endian = "little") {
             Storage::Mapped { map, start, end }

@@ -107,14 +107,38 @@ impl ImdbData {
 pub enum ImdbError {
     #[error("data path {path} does not exist")]
     NotFound { path: PathBuf },
-    #[error("{path}: no `{missing}` folder with .txt reviews for the {split} split (expected {split}/pos and {split}/neg, or pos/ and neg/)")]
-    MissingLabels { path: PathBuf, split: String, missing: &'static str },
+    #[error("{}", missing_labels(.path, .split.as_deref(), .missing))]
+    MissingLabels {
+        path: PathBuf,
+        /// `None` for a labeled folder (`pos/` and `neg/` directly inside `path`).
+        split: Option<String>,
+        missing: &'static str,
+    },
     #[error("cannot read {path}: {source}")]
     Read { path: PathBuf, source: io::Error },
-    #[error("corrupt archive {path}: {source}")]
-    CorruptArchive { path: PathBuf, source: io::Error },
+    #[error("corrupt archive {path} (after {reviews} reviews): {source}")]
+    CorruptArchive { path: PathBuf, reviews: usize, source: io::Error },
+    #[error(
+        "{path}: the archive ends after {reviews} reviews without its end-of-archive marker: \
+         the file is cut short (an interrupted download or copy?)"
+    )]
+    TruncatedArchive { path: PathBuf, reviews: usize },
     #[error("{path} is neither a directory nor a .tar/.tar.gz archive")]
     NotADataSet { path: PathBuf },
+}
+
+fn missing_labels(path: &Path, split: Option<&str>, missing: &str) -> String {
+    let p = path.display();
+    match split {
+        Some(split) => format!(
+            "{p}: no `{split}/{missing}` folder with .txt reviews (an aclImdb folder or archive \
+             holds {split}/pos and {split}/neg)"
+        ),
+        None => {
+            let other = if missing == "pos" { "neg" } else { "pos" };
+            format!("{p}: no `{missing}` folder with .txt reviews beside `{other}` (a labeled folder holds pos/ and neg/)")
+        }
+    }
 }
 
 /// Replace the HTML line breaks of the IMDB reviews (`<br />`, `<br/>`,
@@ -195,7 +219,9 @@ pub fn read_imdb(path: &Path, splits: &[Split]) -> Result<ImdbData, ImdbError> {
     })?;
     let mut data = ImdbData::default();
     if meta.is_dir() {
-        if is_labeled_dir(path) {
+        // Either class folder directly inside: a labeled folder (which then says
+        // which of the two is missing).
+        if path.join("pos").is_dir() || path.join("neg").is_dir() {
             let (test, stats) = read_labeled_dir(path)?;
             data.test = test;
             data.stats = stats;
@@ -209,9 +235,11 @@ pub fn read_imdb(path: &Path, splits: &[Split]) -> Result<ImdbData, ImdbError> {
         for &split in splits {
             let reviews = read_pos_neg(&root.join(split.name()), split.name(), &mut data.stats).map_err(
                 |e| match e {
-                    ImdbError::MissingLabels { missing, .. } => {
-                        ImdbError::MissingLabels { path: root.clone(), split: split.name().into(), missing }
-                    }
+                    ImdbError::MissingLabels { missing, .. } => ImdbError::MissingLabels {
+                        path: root.clone(),
+                        split: Some(split.name().into()),
+                        missing,
+                    },
                     other => other,
                 },
             )?;
@@ -264,7 +292,7 @@ fn read_pos_neg(dir: &Path, prefix: &str, stats: &mut ReadStats) -> Result<Vec<R
         let sub = dir.join(folder);
         let missing = || ImdbError::MissingLabels {
             path: dir.to_owned(),
-            split: if prefix.is_empty() { "labeled folder".into() } else { prefix.into() },
+            split: (!prefix.is_empty()).then(|| prefix.to_string()),
             missing: if folder == "pos" { "pos" } else { "neg" },
         };
         if !sub.is_dir() {
@@ -337,17 +365,40 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
+/// The stream under the tar reader: notes whether the tar reader ran into its end.
+/// A complete archive ends with an end-of-archive marker (zero blocks), which the
+/// tar reader stops at without reaching the end of the stream; one cut at an entry
+/// boundary just ends, and the tar reader takes that as the end of the archive.
+struct EndTracking<R> {
+    inner: R,
+    hit_end: bool,
+}
+
+impl<R: Read> Read for EndTracking<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hit_end |= n == 0 && !buf.is_empty();
+        Ok(n)
+    }
+}
+
 fn read_tar<R: Read>(path: &Path, reader: R, splits: &[Split]) -> Result<ImdbData, ImdbError> {
-    let corrupt = |e: io::Error| ImdbError::CorruptArchive { path: path.to_owned(), source: e };
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(EndTracking { inner: reader, hit_end: false });
     let mut data = ImdbData::default();
     let mut raw = Vec::new();
-    for entry in archive.entries().map_err(corrupt)? {
-        let mut entry = entry.map_err(corrupt)?;
+    let reviews = |d: &ImdbData| d.train.len() + d.test.len();
+    let corrupt = |d: &ImdbData, e: io::Error| ImdbError::CorruptArchive {
+        path: path.to_owned(),
+        reviews: reviews(d),
+        source: e,
+    };
+    let entries = archive.entries().map_err(|e| corrupt(&data, e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| corrupt(&data, e))?;
         if !entry.header().entry_type().is_file() {
             continue;
         }
-        let entry_path = entry.path().map_err(corrupt)?.into_owned();
+        let entry_path = entry.path().map_err(|e| corrupt(&data, e))?.into_owned();
         let comps: Vec<&str> = entry_path
             .components()
             .filter_map(|c| match c {
@@ -368,7 +419,7 @@ fn read_tar<R: Read>(path: &Path, reader: R, splits: &[Split]) -> Result<ImdbDat
             continue;
         }
         raw.clear();
-        entry.read_to_end(&mut raw).map_err(corrupt)?;
+        entry.read_to_end(&mut raw).map_err(|e| corrupt(&data, e))?;
         let id = format!("{}/{folder}/{name}", split.name());
         let review = make_review(std::mem::take(&mut raw), label, id, name, &mut data.stats);
         match split {
@@ -376,6 +427,13 @@ fn read_tar<R: Read>(path: &Path, reader: R, splits: &[Split]) -> Result<ImdbDat
             Split::Test => data.test.push(review),
         }
     }
+    let mut rest = archive.into_inner();
+    if rest.hit_end {
+        return Err(ImdbError::TruncatedArchive { path: path.to_owned(), reviews: reviews(&data) });
+    }
+    // Read what follows the marker (the tar's padding, then the gzip trailer):
+    // only at its end does the gzip decoder check the CRC and the length.
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| corrupt(&data, e))?;
     for &split in splits {
         let reviews = match split {
             Split::Train => &mut data.train,
@@ -385,7 +443,7 @@ fn read_tar<R: Read>(path: &Path, reader: R, splits: &[Split]) -> Result<ImdbDat
             if !reviews.iter().any(|r| r.label == label) {
                 return Err(ImdbError::MissingLabels {
                     path: path.to_owned(),
-                    split: split.name().into(),
+                    split: Some(split.name().into()),
                     missing,
                 });
             }

@@ -112,4 +112,18 @@ mod tests {
         v.sort_unstable();
         assert_eq!(v, (0..100).collect::<Vec<_>>());
     }
+
+    /// The seeded streams pinned to numbers: the split, limit and batch order come
+    /// from `shuffle`, the GloVe rows of unknown words from `standard_normal`.
+    #[test]
+    fn seeded_streams_are_pinned() {
+        let mut v: Vec<usize> = (0..10).collect();
+        shuffle(&mut v, &mut rng(1, Purpose::ValidSplit, 0));
+        let mut r = rng(2, Purpose::EmbeddingInit, 0);
+        let normals: Vec<f32> = (0..3).map(|_| standard_normal(&mut r)).collect();
+        let u: u64 = rng(3, Purpose::ModelInit, 0).gen();
+        assert_eq!(v, [7, 0, 3, 6, 8, 2, 5, 9, 1, 4]);
+        assert_eq!(normals, [2.9200191, 0.48520732, 1.466504]);
+        assert_eq!(u, 14462255446212711338);
+    }
 }

@@ -80,6 +80,8 @@ pub enum VocabError {
     Invalid(String),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    InFile { path: PathBuf, source: Box<VocabError> },
 }
 
 /// How to build a [`Vocab`].
@@ -257,18 +259,23 @@ impl Vocab {
         Self::from_words(v.itos)
     }
 
-    /// Save as a text file, one word per line in id order.
+    /// Save as JSON, `{"itos": ["<unk>", "<pad>", ...]}` (the words in id order).
     pub fn save(&self, path: &Path) -> Result<(), VocabError> {
-        let mut text = self.itos.join("\n");
-        text.push('\n');
-        std::fs::write(path, text).map_err(|e| VocabError::Io { path: path.to_owned(), source: e })
+        std::fs::write(path, self.to_json()).map_err(|e| VocabError::Io { path: path.to_owned(), source: e })
     }
 
-    /// Load a file written by [`Vocab::save`].
+    /// Load a file written by [`Vocab::save`]. The older format, one word per
+    /// line in id order (written before `vocab.json` became JSON), is still read:
+    /// a JSON file starts with `{`, an old one with the word `<unk>`.
     pub fn load(path: &Path) -> Result<Vocab, VocabError> {
         let text =
             std::fs::read_to_string(path).map_err(|e| VocabError::Io { path: path.to_owned(), source: e })?;
-        Self::from_words(text.lines().map(str::to_owned).collect())
+        let in_file = |e: VocabError| VocabError::InFile { path: path.to_owned(), source: Box::new(e) };
+        if text.trim_start().starts_with('{') {
+            Self::from_json(&text).map_err(in_file)
+        } else {
+            Self::from_words(text.lines().map(str::to_owned).collect()).map_err(in_file)
+        }
     }
 }
 
@@ -315,5 +322,28 @@ mod tests {
         assert!(Vocab::from_json("{\"itos\": [\"<unk>\", \"<pad>\", \"a\", \"a\"]}").is_err());
         assert!(Vocab::from_json("not json").is_err());
         assert!(Vocab::load(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn vocab_json_is_json_and_the_line_format_still_loads() {
+        let v = Vocab::build(["the film the end"], &VocabOptions::default());
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("vocab.json");
+        v.save(&p).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).expect("vocab.json is JSON");
+        assert_eq!(json["itos"][0], UNK);
+        assert_eq!(json["itos"].as_array().unwrap().len(), v.len());
+        assert_eq!(Vocab::load(&p).unwrap(), v);
+        // A vocab.json of the older format, one word per line.
+        std::fs::write(&p, "<unk>\n<pad>\nthe\nend\nfilm\n").unwrap();
+        assert_eq!(Vocab::load(&p).unwrap(), v);
+        // Errors name the file.
+        std::fs::write(&p, "{\"itos\": 3}").unwrap();
+        let e = Vocab::load(&p).unwrap_err().to_string();
+        assert!(e.contains("vocab.json") && e.contains("JSON"), "{e}");
+        std::fs::write(&p, "the\n<unk>\n").unwrap();
+        let e = Vocab::load(&p).unwrap_err().to_string();
+        assert!(e.contains("vocab.json") && e.contains("<unk>"), "{e}");
     }
 }

@@ -50,17 +50,7 @@ impl Task {
         freeze_embeddings: bool,
         rng: &mut impl Rng,
     ) -> Task {
-        let config = BiLstmConfig {
-            vocab: vocab.len(),
-            embedding_dim: spec.embedding_dim,
-            hidden: spec.hidden,
-            layers: spec.layers,
-            bidirectional: true,
-            pad_index: PAD_ID as usize,
-            output_dim: 1,
-            dropout: spec.dropout,
-        };
-        let mut model = BiLstmClassifier::new(config, rng);
+        let mut model = BiLstmClassifier::new(bilstm_config(vocab.len(), spec), rng);
         if let Some(w) = pretrained {
             let table = Tensor::param(w, &[vocab.len(), spec.embedding_dim]);
             model = model.with_pretrained_embeddings(table, freeze_embeddings);
@@ -237,6 +227,48 @@ pub struct ModelSpec {
     pub max_len: Option<usize>,
 }
 
+/// The classifier's shape for a vocabulary of `vocab` words.
+fn bilstm_config(vocab: usize, spec: &ModelSpec) -> BiLstmConfig {
+    BiLstmConfig {
+        vocab,
+        embedding_dim: spec.embedding_dim,
+        hidden: spec.hidden,
+        layers: spec.layers,
+        bidirectional: true,
+        pad_index: PAD_ID as usize,
+        output_dim: 1,
+        dropout: spec.dropout,
+    }
+}
+
+/// A checkpoint's `run.json` shape, checked before a model is built from it: sizes
+/// at least 1, a dropout probability, and no more parameters than the weights file
+/// has room for (so a damaged `run.json` cannot make us allocate without bound).
+fn check_bilstm_spec(spec: &ModelSpec, vocab: usize, weights: &Path) -> Result<()> {
+    let run_json = weights.with_file_name(super::checkpoint::RUN_FILE);
+    let (e, h, l, p) = (spec.embedding_dim, spec.hidden, spec.layers, spec.dropout);
+    if e == 0 || h == 0 || l == 0 || !(0.0..=1.0).contains(&p) {
+        bail!(
+            "{}: the model's embedding_dim {e}, hidden {h} and layers {l} must be at least 1 and its \
+             dropout {p} in [0, 1]",
+            run_json.display()
+        );
+    }
+    let file_len =
+        std::fs::metadata(weights).with_context(|| format!("reading {}", weights.display()))?.len();
+    let needed = bilstm_config(vocab, spec).parameter_count().and_then(|n| n.checked_mul(4));
+    if needed.is_none_or(|n| n as u64 > file_len) {
+        bail!(
+            "{}: the model it describes (vocabulary {vocab}, embedding_dim {e}, hidden {h}, layers {l}) \
+             needs {} bytes of weights, but {} holds {file_len}: they do not belong together",
+            run_json.display(),
+            needed.map_or("more than 2^64".into(), |n| n.to_string()),
+            weights.display()
+        );
+    }
+    Ok(())
+}
+
 /// Rebuilds a model, weights included, from a checkpoint folder written by
 /// [`Task::save_model`]. Every parameter must be in the weights file, and every
 /// tensor of the file must be a parameter (BERT's head included).
@@ -245,15 +277,9 @@ pub fn load_task(spec: &ModelSpec, dir: &Path, rng: &mut impl Rng) -> Result<Tas
     match spec.kind.as_str() {
         "bilstm" => {
             let path = dir.join(VOCAB_FILE);
-            let text =
-                std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            // JSON since this version; one word per line before.
-            let vocab = if text.trim_start().starts_with('{') {
-                Vocab::from_json(&text)
-            } else {
-                Vocab::from_words(text.lines().map(str::to_owned).collect())
-            }
-            .with_context(|| format!("{}: not a vocabulary", path.display()))?;
+            let vocab =
+                Vocab::load(&path).with_context(|| format!("reading the vocabulary {}", path.display()))?;
+            check_bilstm_spec(spec, vocab.len(), &weights)?;
             let task = Task::bilstm(vocab, spec, None, false, rng);
             task.load_weights(&weights)?;
             Ok(task)
