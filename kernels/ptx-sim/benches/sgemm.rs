@@ -1,6 +1,6 @@
 //! Interpreter speed on the tiled SGEMM test kernel: criterion's throughput is executed
 //! thread-instructions per second (`cargo bench -p tapegrad-ptx-sim`), on one host thread
-//! and on all of them.
+//! and on all of them; beside them the plain Rust loop for the same product, as the baseline.
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tapegrad_ptx_sim::{Arg, LaunchDims, SimGpu};
 
@@ -35,6 +35,21 @@ fn bench(c: &mut Criterion) {
             bch.iter(|| gpu.launch("sgemm", "sgemm_tiled", dims, &args).unwrap())
         });
     }
+    // Baseline in the same run: the plain Rust loop doing the same multiply (fused
+    // multiply-adds in the kernel's order), so the interpreter's cost reads as a ratio.
+    let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.25).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 - 2.0).collect();
+    g.bench_function("native_rust_reference", |bch| {
+        bch.iter(|| {
+            let mut c = vec![0f32; m * n];
+            for i in 0..m {
+                for j in 0..n {
+                    c[i * n + j] = (0..k).fold(0f32, |acc, p| a[i * k + p].mul_add(b[p * n + j], acc));
+                }
+            }
+            std::hint::black_box(c)
+        })
+    });
     g.finish();
 }
 

@@ -406,7 +406,7 @@ impl<'a> Block<'a> {
                     break Ok(());
                 }
                 Op::Nop => {}
-                Op::Bar | Op::WarpSync | Op::Shfl(_) | Op::Vote(_) | Op::Activemask => {
+                Op::Bar { .. } | Op::WarpSync | Op::Shfl(_) | Op::Vote(_) | Op::Activemask => {
                     // Counted when the meeting completes.
                     n -= 1;
                     self.state[t] = State::Sync;

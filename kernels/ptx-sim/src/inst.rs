@@ -336,7 +336,11 @@ pub enum Op {
     },
     Bra,
     Exit,
-    Bar,
+    /// `bar.sync`/`barrier.sync` 0; `aligned` (`bar.sync` is): every thread of the block
+    /// must execute this same instruction.
+    Bar {
+        aligned: bool,
+    },
     WarpSync,
     Shfl(ShflMode),
     Vote(VoteMode),

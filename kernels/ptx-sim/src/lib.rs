@@ -73,7 +73,7 @@ pub struct LaunchDims {
 }
 
 /// A kernel argument, in `.param` order.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Arg {
     Ptr(u64),
     U32(u32),

@@ -1,8 +1,9 @@
 //! Scheduling one block: every ready thread runs until it meets others; `activemask`
 //! waits until the rest of its warp has stopped and returns the lanes that reached it; a warp-level
 //! meeting (`shfl.sync`, `vote.sync`, `bar.warp.sync`) completes when every thread its
-//! member mask names waits at the same instruction with the same mask; `bar.sync`
-//! completes when every thread of the block waits at a barrier. A mask that names an
+//! member mask names waits at the same instruction with the same mask; a barrier
+//! completes when every live thread of the block waits at one (for the aligned `bar.sync`
+//! every thread, at the same instruction). A mask that names an
 //! exited thread, a barrier some threads exited without reaching, or threads waiting
 //! for each other at different meetings is an error naming kernel, block, instruction
 //! and threads.
@@ -64,7 +65,7 @@ impl Block<'_> {
         let insts = &self.l.kernel.insts;
         let mut progress = false;
         for t in lo..hi {
-            if self.state[t] != State::Sync || insts[self.pc[t] as usize].op == Op::Bar {
+            if self.state[t] != State::Sync || matches!(insts[self.pc[t] as usize].op, Op::Bar { .. }) {
                 continue;
             }
             let pc = self.pc[t] as usize;
@@ -188,23 +189,42 @@ impl Block<'_> {
         }
     }
 
-    /// Nothing can run: either every live thread waits at `bar.sync` (complete it, or
-    /// fail if some threads exited without reaching it) or the block is stuck.
+    /// Nothing can run: either every live thread waits at a barrier (complete it, or fail
+    /// if the barrier is aligned and some threads skipped it) or the block is stuck.
     fn barrier_or_deadlock(&mut self) -> Result<(), SimError> {
         let insts = &self.l.kernel.insts;
         let live: Vec<usize> = (0..self.nthreads).filter(|&t| self.state[t] != State::Exited).collect();
-        let at_bar =
-            live.iter().all(|&t| self.state[t] == State::Sync && insts[self.pc[t] as usize].op == Op::Bar);
+        let at_bar = live.iter().all(|&t| {
+            self.state[t] == State::Sync && matches!(insts[self.pc[t] as usize].op, Op::Bar { .. })
+        });
         if at_bar {
+            // An aligned barrier (`bar.sync`, what `__syncthreads()` compiles to) must be
+            // executed by every thread of the block at this same instruction; otherwise
+            // the PTX ISA leaves the behaviour undefined, so it is an error here. A
+            // non-aligned `barrier.sync` waits for the threads that have not exited.
+            let aligned = live.iter().find(|&&t| insts[self.pc[t] as usize].op == Op::Bar { aligned: true });
             let exited: Vec<usize> = (0..self.nthreads).filter(|&t| self.state[t] == State::Exited).collect();
-            if !exited.is_empty() {
-                return Err(SimError::new(format!(
-                    "{}: {}: threads {} wait at this barrier, but threads {} exited without reaching it",
-                    self.block_name(),
-                    self.inst_name(self.pc[live[0]] as usize),
-                    ranges(&live),
-                    ranges(&exited)
-                )));
+            if let Some(&a) = aligned {
+                if !exited.is_empty() {
+                    return Err(SimError::new(format!(
+                        "{}: {}: threads {} wait at this barrier, but threads {} exited without reaching it",
+                        self.block_name(),
+                        self.inst_name(self.pc[a] as usize),
+                        ranges(&live),
+                        ranges(&exited)
+                    )));
+                }
+                let elsewhere: Vec<usize> =
+                    live.iter().copied().filter(|&t| self.pc[t] != self.pc[a]).collect();
+                if !elsewhere.is_empty() {
+                    return Err(SimError::new(format!(
+                        "{}: {}: an aligned barrier must be reached by the whole block at one instruction, but threads {} wait at {}",
+                        self.block_name(),
+                        self.inst_name(self.pc[a] as usize),
+                        ranges(&elsewhere),
+                        self.inst_name(self.pc[elsewhere[0]] as usize)
+                    )));
+                }
             }
             for &t in &live {
                 self.pc[t] += 1;

@@ -80,6 +80,27 @@ fn barrier_zero_at_two_sites_is_one_barrier() {
 }
 
 #[test]
+fn aligned_barrier_at_two_sites_is_an_error() {
+    let gpu = gpu_with("handwritten");
+    let e = gpu
+        .launch("handwritten", "two_aligned_sites", dims(1, 64, 0), &[Arg::Ptr(0)])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("an aligned barrier must be reached by the whole block at one instruction"), "{e}");
+    assert!(e.contains("`barrier.sync` at line"), "{e}");
+}
+
+#[test]
+fn non_aligned_barrier_waits_only_for_live_threads() {
+    let gpu = gpu_with("handwritten");
+    let out = zeros::<u32>(&gpu, 64);
+    gpu.launch("handwritten", "exit_before_barrier", dims(1, 64, 0), &[Arg::Ptr(out)]).unwrap();
+    let got = download::<u32>(&gpu, out, 64);
+    let want: Vec<u32> = (0..64).map(|t| if t < 40 { 39 - t } else { 0 }).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
 fn results_do_not_depend_on_the_host_thread_count() {
     for m in ["reduce"] {
         let mut runs = Vec::new();

@@ -327,7 +327,7 @@ impl Decoder<'_> {
                 _ => return Err(bad()),
             },
             Op::Exit | Op::Nop => {}
-            Op::Bar => {
+            Op::Bar { .. } => {
                 if let Some(o) = ops.first() {
                     if !matches!(o, Operand::Int(0)) {
                         return Err(self.err(line, "only barrier 0 is supported".into()));

@@ -216,7 +216,10 @@ impl Decoder<'_> {
             }
             "ret" | "exit" => Op::Exit,
             "bar" | "barrier" if has("warp") => Op::WarpSync,
-            "bar" | "barrier" if ops.len() <= 1 && !has("arrive") && !has("red") => Op::Bar,
+            // `bar.sync` is `barrier.sync.aligned` (PTX ISA, "bar, barrier").
+            "bar" | "barrier" if ops.len() <= 1 && !has("arrive") && !has("red") => {
+                Op::Bar { aligned: base == "bar" || has("aligned") }
+            }
             "shfl" if has("sync") && ty.bits() == 32 => Op::Shfl(match () {
                 _ if has("up") => ShflMode::Up,
                 _ if has("down") => ShflMode::Down,
