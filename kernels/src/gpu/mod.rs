@@ -29,6 +29,7 @@ pub mod permute;
 pub mod ptx;
 pub mod reduce;
 pub mod select;
+pub mod update;
 
 pub use buffer::{DeviceRepr, GpuBuffer, GpuContext};
 pub use launcher::{DevPtr, GpuError, Kernel, KernelArg, LaunchDims, Launcher};
@@ -47,6 +48,7 @@ pub const FAMILIES: &[(&str, &[&str])] = &[
     ("permute", permute::ENTRIES),
     ("reduce", reduce::ENTRIES),
     ("select", select::ENTRIES),
+    ("update", update::ENTRIES),
 ];
 
 /// The f32 or f64 name of an entry point, for element type `T`.
