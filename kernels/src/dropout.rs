@@ -18,8 +18,8 @@
 //!
 //! rand 0.9/0.10 move ChaCha8Rng into other crates (`rand_chacha` 0.9, `chacha20`):
 //! if an upgrade changes the key expansion or the stream positions,
-//! `chacha8_reproduces_rand_chacha` fails, and the GPU masks follow [`chacha8_key`]
-//! and [`chacha8_block`], not the crate.
+//! `chacha8_reproduces_rand_chacha` fails; the GPU (`kernels/cuda/chacha.cuh`) computes
+//! what [`chacha8_key`] and [`chacha8_block`] compute, not what the crate does.
 
 use crate::threads::{par_ranges, SharedMut};
 use crate::Float;

@@ -3,8 +3,8 @@
 //! checked by the caller (an index out of range reads 0 and adds nothing).
 //!
 //! The backwards are deterministic without atomics: in `index_add` one thread block
-//! owns each destination row and scans the indices in order; in `scatter_add` one
-//! thread owns each destination element. Both add in the CPU's order, so their
+//! owns each destination row and finds its indices in order (one warp scans 32 at a
+//! time into a shared list); in `scatter_add` one thread owns each destination element. Both add in the CPU's order, so their
 //! results are the CPU's bits.
 
 use super::{count, launch, pick, GpuBuffer, GpuError, Kernel};
@@ -131,14 +131,16 @@ mod tests {
         (0..n).map(|i| (i as f64 * 0.37).sin() + 0.01 * i as f64).collect()
     }
 
-    /// Repeated indices (accumulation in order), odd sizes, an embedding shape.
+    /// Repeated indices (accumulation in order), odd sizes, an embedding-like shape.
     #[test]
     fn select_add_gather_scatter_match_cpu_bit_for_bit() {
         for ctx in test_contexts() {
             for (outer, len, inner) in [(1usize, 11usize, 7usize), (3, 5, 1), (2, 9, 33)] {
                 let x = values(outer * len * inner);
                 let gx = GpuBuffer::from_host(&ctx, &x).unwrap();
-                let idx: Vec<usize> = (0..13).map(|j| (j * 7 + 3) % len).collect();
+                // every other index is row 1: more matches than one round of index_add's list
+                let idx: Vec<usize> =
+                    (0..601).map(|j| if j % 2 == 0 { 1 % len } else { (j * 7 + 3) % len }).collect();
                 let gidx =
                     GpuBuffer::from_host(&ctx, &idx.iter().map(|&i| i as i64).collect::<Vec<_>>()).unwrap();
                 let m = idx.len();

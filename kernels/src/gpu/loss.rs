@@ -245,7 +245,8 @@ mod tests {
     fn losses_match_cpu() {
         for ctx in test_contexts() {
             run::<f64>(&ctx, Some(1e-12));
-            run::<f32>(&ctx, Some(1e-5));
+            // f32: the CPU references sum thousands of terms sequentially in f32
+            run::<f32>(&ctx, Some(1e-4));
         }
     }
 

@@ -35,6 +35,7 @@ pub mod reduce;
 pub mod select;
 pub mod sim;
 pub mod softmax;
+pub mod update;
 
 pub use buffer::{DeviceRepr, GpuBuffer, GpuContext};
 pub use launcher::{DevPtr, GpuError, Kernel, KernelArg, LaunchDims, Launcher};
@@ -58,6 +59,7 @@ pub const FAMILIES: &[(&str, &[&str])] = &[
     ("reduce", reduce::ENTRIES),
     ("select", select::ENTRIES),
     ("softmax", softmax::ENTRIES),
+    ("update", update::ENTRIES),
 ];
 
 /// The f32 or f64 name of an entry point, for element type `T`.
