@@ -68,3 +68,25 @@ template <typename T> __device__ __forceinline__ T block_max(T v, T* scratch, T 
 // Instantiates X(T, suffix) for f32 and f64: each family defines a macro that writes
 // its extern "C" __global__ entry points for one type, then calls FOR_F32_F64 on it.
 #define FOR_F32_F64(X) X(float, f32) X(double, f64)
+
+// Strided walks of at most RANK dims (broadcast.cu, permute.cu): a shape or stride
+// array travels as six u64 parameters, SHAPE6(d) in a parameter list and ARR6(d) to
+// gather them into an array (see Strided::params in kernels/src/gpu/launch.rs).
+#define RANK 6
+#define SHAPE6(p) u64 p##0, u64 p##1, u64 p##2, u64 p##3, u64 p##4, u64 p##5
+#define ARR6(p) {p##0, p##1, p##2, p##3, p##4, p##5}
+
+// The offsets into two operands of element i of a row-major walk over shape d: the
+// coords of i in d dotted with each operand's strides. A dim of size 1 costs one
+// division; fine at RANK 6.
+__device__ __forceinline__ void offsets2(u64 i, const u64* d, const u64* sa, const u64* sb, u64& oa, u64& ob) {
+    oa = 0;
+    ob = 0;
+#pragma unroll
+    for (int k = RANK - 1; k >= 0; --k) {
+        const u64 c = i % d[k];
+        i /= d[k];
+        oa += c * sa[k];
+        ob += c * sb[k];
+    }
+}

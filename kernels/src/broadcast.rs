@@ -115,6 +115,62 @@ pub fn zip_broadcast<T: Float>(
     });
 }
 
+/// The binary ops of two broadcast tensors, with the op codes the GPU kernels take
+/// (`kernels/cuda/broadcast.cu`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binary {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    /// The larger; a NaN loses (as `f64::max`).
+    Max,
+    /// The smaller; a NaN loses.
+    Min,
+}
+
+impl Binary {
+    pub const ALL: [Binary; 6] =
+        [Binary::Add, Binary::Sub, Binary::Mul, Binary::Div, Binary::Max, Binary::Min];
+
+    /// f(x, y).
+    #[inline(always)]
+    pub fn apply<T: Float>(self, x: T, y: T) -> T {
+        match self {
+            Binary::Add => x + y,
+            Binary::Sub => x - y,
+            Binary::Mul => x * y,
+            Binary::Div => x / y,
+            Binary::Max => x.max(y),
+            Binary::Min => {
+                if y < x || x.is_nan() {
+                    y
+                } else {
+                    x
+                }
+            }
+        }
+    }
+
+    /// The op code of the GPU kernels (`BIN_*` in `broadcast.cu`).
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+}
+
+/// `out = op(a, b)` elementwise with broadcasting; `out` has `out_shape`.
+pub fn binary<T: Float>(
+    op: Binary,
+    a: &[T],
+    a_shape: &[usize],
+    b: &[T],
+    b_shape: &[usize],
+    out_shape: &[usize],
+    out: &mut [T],
+) {
+    zip_broadcast(a, a_shape, b, b_shape, out_shape, out, |x, y| op.apply(x, y));
+}
+
 /// Copies `x` (shape `x_shape`) broadcast to `out_shape` into `out`.
 pub fn expand<T: Float>(x: &[T], x_shape: &[usize], out_shape: &[usize], out: &mut [T]) {
     let sx = broadcast_strides(x_shape, out_shape);
@@ -155,6 +211,26 @@ mod tests {
         assert_eq!(broadcast_shape(&[3, 1, 5], &[4, 1]), Some(vec![3, 4, 5]));
         assert_eq!(broadcast_shape(&[], &[2, 3]), Some(vec![2, 3]));
         assert_eq!(broadcast_shape(&[2, 3], &[3, 2]), None);
+    }
+
+    #[test]
+    fn binary_ops() {
+        let (a, b) = ([1.0, -2.0, f64::NAN], [0.5]);
+        let mut out = [0.0; 3];
+        let want: [(Binary, [f64; 3]); 6] = [
+            (Binary::Add, [1.5, -1.5, f64::NAN]),
+            (Binary::Sub, [0.5, -2.5, f64::NAN]),
+            (Binary::Mul, [0.5, -1.0, f64::NAN]),
+            (Binary::Div, [2.0, -4.0, f64::NAN]),
+            (Binary::Max, [1.0, 0.5, 0.5]),
+            (Binary::Min, [0.5, -2.0, 0.5]),
+        ];
+        for (op, w) in want {
+            binary(op, &a, &[3], &b, &[1], &[3], &mut out);
+            for i in 0..3 {
+                assert!(out[i] == w[i] || (out[i].is_nan() && w[i].is_nan()), "{op:?} at {i}: {}", out[i]);
+            }
+        }
     }
 
     #[test]

@@ -70,20 +70,5 @@ pub fn scatter_add<T: Float>(
     }
 }
 
-/// Max along the middle dim of `[outer, n, inner]`: values and the first index of the max.
-pub fn max_dim<T: Float>(x: &[T], outer: usize, n: usize, inner: usize, out: &mut [T], argmax: &mut [usize]) {
-    for o in 0..outer {
-        for i in 0..inner {
-            let mut best = 0;
-            for j in 1..n {
-                // NaN propagates as the max, like PyTorch
-                let (v, b) = (x[(o * n + j) * inner + i], x[(o * n + best) * inner + i]);
-                if v > b || (v.is_nan() && !b.is_nan()) {
-                    best = j;
-                }
-            }
-            out[o * inner + i] = x[(o * n + best) * inner + i];
-            argmax[o * inner + i] = best;
-        }
-    }
-}
+/// Max along a dim lives with the other reductions.
+pub use crate::reduce::max_dim;

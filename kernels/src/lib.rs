@@ -19,6 +19,8 @@ pub mod layernorm;
 pub mod loss;
 pub mod lstm;
 pub mod permute;
+pub mod reduce;
+pub mod select;
 pub mod sgemm;
 pub mod softmax;
 pub mod threads;

@@ -7,6 +7,7 @@
 //! f32 rows take vector kernels (max, Σ e^{…} in 8 lanes on `vecmath::exp`) and are
 //! split between threads; the scalar references stay beside them.
 
+use crate::activation::sigmoid;
 use crate::elementwise::{for_row_parts, row_parts, simd_available};
 use crate::softmax::fast as rows;
 use crate::threads::SharedMut;
@@ -153,6 +154,46 @@ pub fn cross_entropy_backward_reference<T: Float>(
     }
 }
 
+/// Binary cross-entropy on logits x against targets t ∈ [0, 1], in the stable form
+///   lᵢ = max(xᵢ, 0) − xᵢtᵢ + ln(1 + e^{−|xᵢ|}),   returns L = (1/N) Σᵢ lᵢ.      x, t (N)
+pub fn bce_with_logits_forward<T: Float>(x: &[T], t: &[T]) -> T {
+    assert_eq!(x.len(), t.len(), "bce_with_logits_forward: x and t differ in length");
+    let sum: T =
+        x.iter().zip(t).map(|(&x, &t)| x.max(T::ZERO) - x * t + (T::ONE + (-x.abs()).exp()).ln()).sum();
+    sum / T::from_f64(x.len() as f64)
+}
+
+/// The backward of [`bce_with_logits_forward`] given g = dLoss/dL (written, not added):
+///   s = g/N,   dxᵢ = s·(σ(xᵢ) − tᵢ),   dtᵢ = (−s)·xᵢ.                    x, t, dx, dt (N)
+pub fn bce_with_logits_backward<T: Float>(x: &[T], t: &[T], g: T, dx: &mut [T], dt: &mut [T]) {
+    let n = x.len();
+    assert!(t.len() == n && dx.len() == n && dt.len() == n, "bce_with_logits_backward: bad buffer sizes");
+    let s = g / T::from_f64(n as f64);
+    for i in 0..n {
+        dx[i] = s * (sigmoid(x[i]) - t[i]);
+        dt[i] = -s * x[i];
+    }
+}
+
+/// Mean squared error: lᵢ = (yᵢ − tᵢ)², returns L = (1/N) Σᵢ lᵢ.                y, t (N)
+pub fn mse_forward<T: Float>(y: &[T], t: &[T]) -> T {
+    assert_eq!(y.len(), t.len(), "mse_forward: y and t differ in length");
+    let sum: T = y.iter().zip(t).map(|(&y, &t)| (y - t) * (y - t)).sum();
+    sum / T::from_f64(y.len() as f64)
+}
+
+/// The backward of [`mse_forward`] given g = dLoss/dL (written, not added):
+///   dyᵢ = (2g/N)(yᵢ − tᵢ),   dtᵢ = −dyᵢ.                               y, t, dy, dt (N)
+pub fn mse_backward<T: Float>(y: &[T], t: &[T], g: T, dy: &mut [T], dt: &mut [T]) {
+    let n = y.len();
+    assert!(t.len() == n && dy.len() == n && dt.len() == n, "mse_backward: bad buffer sizes");
+    let s = T::from_f64(2.0) * g / T::from_f64(n as f64);
+    for i in 0..n {
+        dy[i] = s * (y[i] - t[i]);
+        dt[i] = -dy[i];
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod fast {
     use super::rows;
@@ -184,6 +225,22 @@ mod tests {
 
     /// Forward and backward on f32 (vector kernels, threaded for the widest rows)
     /// and on f64 agree with the references in f64, with and without ignored rows.
+    #[test]
+    fn bce_and_mse_match_their_formulas() {
+        // x = 0: l = ln 2 whatever t; σ(0) = ½
+        let (x, t) = ([0.0, 2.0], [1.0, 0.0]);
+        let l = bce_with_logits_forward(&x, &t);
+        let want = (2f64.ln() + 2.0 + (1.0 + (-2f64).exp()).ln()) / 2.0;
+        assert!((l - want).abs() < 1e-15, "{l} vs {want}");
+        let (mut dx, mut dt) = ([0.0; 2], [0.0; 2]);
+        bce_with_logits_backward(&x, &t, 4.0, &mut dx, &mut dt);
+        assert_eq!(dx[0], 2.0 * (0.5 - 1.0));
+        assert_eq!(dt, [-0.0, -4.0]);
+        assert_eq!(mse_forward(&[1.0, 3.0], &[0.0, 0.0]), 5.0);
+        mse_backward(&[1.0, 3.0], &[0.0, 1.0], 0.5, &mut dx, &mut dt);
+        assert_eq!((dx, dt), ([0.5, 1.0], [-0.5, -1.0]));
+    }
+
     #[test]
     fn fast_matches_reference() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(8);

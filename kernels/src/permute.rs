@@ -42,7 +42,7 @@ fn row_major_strides(shape: &[usize]) -> Vec<usize> {
 
 /// The same problem with size-1 dims dropped and input dims that stay adjacent and in
 /// order merged: returns (input shape, permutation) of the reduced problem.
-fn simplify(shape: &[usize], perm: &[usize]) -> (Vec<usize>, Vec<usize>) {
+pub(crate) fn simplify(shape: &[usize], perm: &[usize]) -> (Vec<usize>, Vec<usize>) {
     // Output-order list of input dims, without size-1 dims.
     let dims: Vec<usize> = perm.iter().copied().filter(|&p| shape[p] != 1).collect();
     // Group runs of consecutive input dims (p, p+1, …) in output order.
@@ -133,6 +133,64 @@ fn transpose_tiled<T: Copy>(src: &[T], m: usize, n: usize, out: &mut [T]) {
     }
 }
 
+/// out[o, j, i] = x[o, start + j, i] for j < len: elements `start..start+len` of the
+/// middle dim.                               x [outer, n, inner], out [outer, len, inner]
+pub fn narrow<T: Copy>(
+    x: &[T],
+    outer: usize,
+    n: usize,
+    inner: usize,
+    start: usize,
+    len: usize,
+    out: &mut [T],
+) {
+    assert!(start + len <= n && x.len() == outer * n * inner && out.len() == outer * len * inner);
+    for o in 0..outer {
+        let src = &x[(o * n + start) * inner..(o * n + start + len) * inner];
+        out[o * len * inner..(o + 1) * len * inner].copy_from_slice(src);
+    }
+}
+
+/// The backward of [`narrow`]: dx[o, start + j, i] += g[o, j, i]; the rest of dx is
+/// untouched.                                g [outer, len, inner], dx [outer, n, inner]
+pub fn narrow_backward<T: crate::Float>(
+    g: &[T],
+    outer: usize,
+    n: usize,
+    inner: usize,
+    start: usize,
+    len: usize,
+    dx: &mut [T],
+) {
+    assert!(start + len <= n && dx.len() == outer * n * inner && g.len() == outer * len * inner);
+    for o in 0..outer {
+        let dst = &mut dx[(o * n + start) * inner..(o * n + start + len) * inner];
+        let src = &g[o * len * inner..(o + 1) * len * inner];
+        dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v);
+    }
+}
+
+/// Joins `xs` along the middle dim: x_k is `[outer, sizes[k], inner]`, out is
+/// `[outer, Σ sizes, inner]` (each x_k's gradient is a [`narrow`] of out's).
+pub fn concat<T: Copy>(xs: &[&[T]], sizes: &[usize], outer: usize, inner: usize, out: &mut [T]) {
+    let total: usize = sizes.iter().sum();
+    assert!(xs.len() == sizes.len() && out.len() == outer * total * inner, "concat: bad buffer sizes");
+    let mut start = 0;
+    for (x, &n) in xs.iter().zip(sizes) {
+        assert_eq!(
+            x.len(),
+            outer * n * inner,
+            "concat: a part holds {} elements, not {outer}·{n}·{inner}",
+            x.len()
+        );
+        for o in 0..outer {
+            let dst = &mut out[(o * total + start) * inner..(o * total + start + n) * inner];
+            dst.copy_from_slice(&x[o * n * inner..(o + 1) * n * inner]);
+        }
+        start += n;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +220,24 @@ mod tests {
                 "{shape:?} {perm:?}"
             );
         }
+    }
+
+    #[test]
+    fn narrow_concat_and_back() {
+        // a [2, 3, 2], b [2, 1, 2] → ab [2, 4, 2]; narrowing ab gives a and b back
+        let a: Vec<f64> = (0..12).map(|i| i as f64).collect();
+        let b = [100.0, 101.0, 102.0, 103.0];
+        let mut ab = vec![0.0; 16];
+        concat(&[&a, &b], &[3, 1], 2, 2, &mut ab);
+        assert_eq!(ab[6..10], [100.0, 101.0, 6.0, 7.0]);
+        let (mut a2, mut b2) = (vec![0.0; 12], vec![0.0; 4]);
+        narrow(&ab, 2, 4, 2, 0, 3, &mut a2);
+        narrow(&ab, 2, 4, 2, 3, 1, &mut b2);
+        assert_eq!((a2, b2.as_slice()), (a, &b[..]));
+        let mut d = vec![1.0; 16];
+        narrow_backward(&b, 2, 4, 2, 3, 1, &mut d);
+        assert_eq!(d[6..8], [101.0, 102.0]);
+        assert_eq!(d.iter().filter(|&&v| v == 1.0).count(), 12);
     }
 
     #[test]

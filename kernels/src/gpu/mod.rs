@@ -14,16 +14,24 @@
 
 pub mod allocator;
 pub mod attention;
+pub mod broadcast;
 pub mod buffer;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod elementwise;
 pub mod gemm;
+pub mod index;
 pub mod launch;
 pub mod launcher;
 pub mod layernorm;
+pub mod loss;
 pub mod lstm;
+#[cfg(test)]
+pub(crate) mod param_check;
+pub mod permute;
 pub mod ptx;
+pub mod reduce;
+pub mod select;
 pub mod softmax;
 
 pub use buffer::{DeviceRepr, GpuBuffer, GpuContext};
@@ -36,9 +44,16 @@ use std::sync::Arc;
 /// that each exists in the module and that no module has an entry left out here.
 pub const FAMILIES: &[(&str, &[&str])] = &[
     ("attention", attention::ENTRIES),
+    ("broadcast", broadcast::ENTRIES),
     ("elementwise", elementwise::ENTRIES),
     ("gemm", gemm::ENTRIES),
+    ("index", index::ENTRIES),
     ("layernorm", layernorm::ENTRIES),
+    ("loss", loss::ENTRIES),
+    ("lstm", lstm::ENTRIES),
+    ("permute", permute::ENTRIES),
+    ("reduce", reduce::ENTRIES),
+    ("select", select::ENTRIES),
     ("softmax", softmax::ENTRIES),
 ];
 
