@@ -307,9 +307,20 @@ mod tests {
                     let (qb, kb, vb, mb) = (f(&q), f(&k), f(&v), f(&mask));
                     let mb = masked.then_some(&mb);
                     let mut ob = GpuBuffer::<f32>::uninit(&ctx, n).unwrap();
-                    attention_forward(s, &qb, &kb, &vb, mb, dropout, &mut ob, None).unwrap();
-                    let o32: Vec<f64> = ob.to_host().unwrap().iter().map(|&x| x as f64).collect();
-                    close(&o32, &o, 2e-5, &format!("f32 o {what}"));
+                    let mut pb = GpuBuffer::<f32>::uninit(&ctx, s.probs_numel()).unwrap();
+                    attention_forward(s, &qb, &kb, &vb, mb, dropout, &mut ob, Some(&mut pb)).unwrap();
+                    let back = |b: &GpuBuffer<f32>| {
+                        b.to_host().unwrap().iter().map(|&x| x as f64).collect::<Vec<f64>>()
+                    };
+                    close(&back(&ob), &o, 2e-5, &format!("f32 o {what}"));
+                    let gb = f(&g);
+                    let mut grads: Vec<GpuBuffer<f32>> =
+                        (0..3).map(|_| GpuBuffer::uninit(&ctx, n).unwrap()).collect();
+                    let [dqb, dkb, dvb] = &mut grads[..] else { unreachable!() };
+                    attention_backward(s, &qb, &kb, &vb, &pb, dropout, &gb, dqb, dkb, dvb).unwrap();
+                    close(&back(dqb), &dq, 1e-4, &format!("f32 dq {what}"));
+                    close(&back(dkb), &dk, 1e-4, &format!("f32 dk {what}"));
+                    close(&back(dvb), &dv, 1e-4, &format!("f32 dv {what}"));
                 }
             }
         }

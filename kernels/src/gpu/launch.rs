@@ -129,6 +129,14 @@ mod tests {
     }
 
     #[test]
+    fn gemm_tiles_cover_and_clamp() {
+        assert_eq!(gemm_tiles(1, 1, 1).grid, [1, 1, 1]);
+        assert_eq!(gemm_tiles(3, 65, 129).grid, [3, 2, 3]);
+        assert_eq!(gemm_tiles(100_000, 1 << 23, 64).grid, [1, 65_535, 65_535]);
+        assert_eq!(gemm_tiles(2, 0, 0).grid, [1, 1, 2]);
+    }
+
+    #[test]
     fn strided_walks_merge_and_pad() {
         // a (2,3,4) contiguous, b (1,3,4) broadcast along dim 0: the last two merge
         let s = Strided::simplify(&[2, 3, 4], [&[12, 4, 1], &[0, 4, 1]]);

@@ -212,6 +212,30 @@ mod tests {
                     layer_norm_forward(&xb, rows, n, wo, bo, 1e-5, &mut yb, &mut mb, &mut rb).unwrap();
                     let y32: Vec<f64> = yb.to_host().unwrap().iter().map(|&v| v as f64).collect();
                     close(&y32, &y, 2e-5, &format!("f32 y {what}"));
+                    // f32 backward: sums over rows and columns, each term rounded
+                    let gb = GpuBuffer::from_host(&ctx, &f(&g)).unwrap();
+                    let up32 = |v: Vec<f64>| GpuBuffer::from_host(&ctx, &f(&v)).unwrap();
+                    let (mut dxb, mut dwb, mut dbb) =
+                        (up32(vec![0.25; rows * n]), up32(vec![0.5; n]), up32(vec![-0.5; n]));
+                    layer_norm_backward(
+                        &xb,
+                        &gb,
+                        rows,
+                        n,
+                        wo,
+                        &mb,
+                        &rb,
+                        Some(&mut dxb),
+                        Some(&mut dwb),
+                        Some(&mut dbb),
+                    )
+                    .unwrap();
+                    let back = |b: &GpuBuffer<f32>| {
+                        b.to_host().unwrap().iter().map(|&v| v as f64).collect::<Vec<f64>>()
+                    };
+                    close(&back(&dxb), &dx, 1e-4, &format!("f32 dx {what}"));
+                    close(&back(&dwb), &dw, 1e-4, &format!("f32 dw {what}"));
+                    close(&back(&dbb), &db, 1e-4, &format!("f32 db {what}"));
                 }
             }
         }

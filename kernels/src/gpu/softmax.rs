@@ -119,6 +119,11 @@ mod tests {
                     softmax_forward(&xb, outer, n, inner, &mut yb, log).unwrap();
                     let y32: Vec<f64> = yb.to_host().unwrap().iter().map(|&v| v as f64).collect();
                     close(&y32, &y, 1e-5, &format!("f32 forward {what}"));
+                    let gb = GpuBuffer::from_host(&ctx, &f(&g)).unwrap();
+                    let mut dxb = GpuBuffer::from_host(&ctx, &f(&dx0)).unwrap();
+                    softmax_backward(&yb, &gb, outer, n, inner, &mut dxb, log).unwrap();
+                    let dx32: Vec<f64> = dxb.to_host().unwrap().iter().map(|&v| v as f64).collect();
+                    close(&dx32, &dx, 1e-5, &format!("f32 backward {what}"));
                 }
             }
         }

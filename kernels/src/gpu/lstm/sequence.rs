@@ -352,8 +352,30 @@ mod tests {
                     c_n: cnb,
                 };
                 sequences_forward(vec![dir], &bs, hh).unwrap();
-                let h32: Vec<f64> = hb.to_host().unwrap().iter().map(|&x| x as f64).collect();
-                close(&h32, &h, 1e-5, &format!("f32 h {what}"));
+                let back =
+                    |b: &GpuBuffer<f32>| b.to_host().unwrap().iter().map(|&x| x as f64).collect::<Vec<f64>>();
+                close(&back(hb), &h, 1e-5, &format!("f32 h {what}"));
+                let (dhb, dhnb, dcnb) = (f(&d_h), f(&dhn), f(&dcn));
+                let (mut dzb, mut dwb) = (f(&z(n * 4 * hh)), f(&vec![0.5; 4 * hh * hh]));
+                let (act, tanh_c) = (&gb, &*tcb);
+                sequence_backward(
+                    act,
+                    &wb,
+                    &bs,
+                    hh,
+                    reverse,
+                    hb,
+                    cb,
+                    tanh_c,
+                    &dhb,
+                    &dhnb,
+                    &dcnb,
+                    &mut dzb,
+                    Some(&mut dwb),
+                )
+                .unwrap();
+                close(&back(&dzb), &dz, 1e-4, &format!("f32 d_gates {what}"));
+                close(&back(&dwb), &dw, 1e-4, &format!("f32 d_w_hh {what}"));
             }
         }
     }
