@@ -249,6 +249,25 @@ mod tests {
     use crate::attention::{attention_backward_reference, attention_forward_reference};
     use crate::gpu::test_contexts;
 
+    /// The row kernels' and products' launches fit their PTX `.param` lists, with mask
+    /// and dropout, f32 and f64 (no GPU needed).
+    #[test]
+    fn launches_fit_their_entries() {
+        fn run<T: Float>() {
+            let ctx = crate::gpu::param_check::context();
+            let s = AttentionShape { batch: 2, seq: 3, heads: 2, head_dim: 4 };
+            let z = |n| GpuBuffer::<T>::zeros(&ctx, n).unwrap();
+            let (q, k, v, mask) = (z(s.numel()), z(s.numel()), z(s.numel()), z(6));
+            let (mut o, mut p) = (z(s.numel()), z(s.probs_numel()));
+            let dropout = Some(DropoutMask { p: 0.1, seed: 3 });
+            attention_forward(s, &q, &k, &v, Some(&mask), dropout, &mut o, Some(&mut p)).unwrap();
+            let (mut dq, mut dk, mut dv) = (z(s.numel()), z(s.numel()), z(s.numel()));
+            attention_backward(s, &q, &k, &v, &p, dropout, &o, &mut dq, &mut dk, &mut dv).unwrap();
+        }
+        run::<f32>();
+        run::<f64>();
+    }
+
     fn values(len: usize, seed: f64) -> Vec<f64> {
         (0..len).map(|i| (i as f64 * 0.618 + seed).sin() * 1.5).collect()
     }

@@ -126,6 +126,34 @@ mod tests {
     use crate::gpu::test_contexts;
     use crate::layernorm::{layer_norm_backward_reference, layer_norm_forward_reference};
 
+    /// Every entry's launch fits its PTX `.param` list, f32 and f64 (no GPU needed).
+    #[test]
+    fn launches_fit_their_entries() {
+        fn run<T: Float>() {
+            let ctx = crate::gpu::param_check::context();
+            let z = |n| GpuBuffer::<T>::zeros(&ctx, n).unwrap();
+            let (x, g, w, b) = (z(12), z(12), z(4), z(4));
+            let (mut y, mut mean, mut rstd) = (z(12), z(3), z(3));
+            layer_norm_forward(&x, 3, 4, Some(&w), Some(&b), T::ONE, &mut y, &mut mean, &mut rstd).unwrap();
+            let (mut dx, mut dw, mut db) = (z(12), z(4), z(4));
+            layer_norm_backward(
+                &x,
+                &g,
+                3,
+                4,
+                Some(&w),
+                &mean,
+                &rstd,
+                Some(&mut dx),
+                Some(&mut dw),
+                Some(&mut db),
+            )
+            .unwrap();
+        }
+        run::<f32>();
+        run::<f64>();
+    }
+
     fn close(got: &[f64], want: &[f64], tol: f64, what: &str) {
         assert_eq!(got.len(), want.len());
         for (i, (g, w)) in got.iter().zip(want).enumerate() {

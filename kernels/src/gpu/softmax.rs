@@ -82,6 +82,23 @@ mod tests {
     use crate::gpu::test_contexts;
     use crate::softmax::{softmax_backward_reference, softmax_forward_reference};
 
+    /// Row and column launches fit their PTX `.param` lists, f32 and f64 (no GPU needed).
+    #[test]
+    fn launches_fit_their_entries() {
+        fn run<T: Float>() {
+            let ctx = crate::gpu::param_check::context();
+            let (x, g) = (GpuBuffer::<T>::zeros(&ctx, 12).unwrap(), GpuBuffer::<T>::zeros(&ctx, 12).unwrap());
+            let (mut y, mut dx) =
+                (GpuBuffer::<T>::zeros(&ctx, 12).unwrap(), GpuBuffer::<T>::zeros(&ctx, 12).unwrap());
+            for (outer, n, inner) in [(3, 4, 1), (2, 3, 2)] {
+                softmax_forward(&x, outer, n, inner, &mut y, true).unwrap();
+                softmax_backward(&y, &g, outer, n, inner, &mut dx, false).unwrap();
+            }
+        }
+        run::<f32>();
+        run::<f64>();
+    }
+
     fn close(got: &[f64], want: &[f64], tol: f64, what: &str) {
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
             assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what} at {i}: {g} vs {w}");
