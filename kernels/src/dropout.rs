@@ -5,6 +5,21 @@
 //! its own range of the one stream: the mask depends on the seed alone, not on the
 //! thread count. The forward writes the mask as bytes for the backward
 //! (dx = g·m/(1−p)), a quarter of what a mask of floats would move.
+//!
+//! The stream, exactly (what the GPU kernel `kernels/cuda/dropout.cu` reproduces, and
+//! what [`chacha8_key`]/[`chacha8_block`] spell out and test against rand_chacha 0.3):
+//! - key: `ChaCha8Rng::seed_from_u64(seed)` fills its 32-byte key with 8 outputs of
+//!   PCG32 (rand_core 0.6: state ← state·6364136223846793005 + 11634580027462260723,
+//!   output XSH-RR), little-endian;
+//! - word w of the stream: word w mod 16 of ChaCha block ⌊w/16⌋, the block's input
+//!   state being the constants, the key, a 64-bit block counter ⌊w/16⌋ (words 12, 13)
+//!   and stream 0 (words 14, 15); 8 rounds, output = rounds(state) + state;
+//! - `set_word_pos(w)` starts at word w; `fill(&mut [u32])` reads consecutive words.
+//!
+//! rand 0.9/0.10 move ChaCha8Rng into other crates (`rand_chacha` 0.9, `chacha20`):
+//! if an upgrade changes the key expansion or the stream positions,
+//! `chacha8_reproduces_rand_chacha` fails, and the GPU masks follow [`chacha8_key`]
+//! and [`chacha8_block`], not the crate.
 
 use crate::threads::{par_ranges, SharedMut};
 use crate::Float;
@@ -66,9 +81,79 @@ pub fn dropout_forward_reference<T: Float>(x: &[T], p: f64, seed: u64, y: &mut [
     }
 }
 
+/// The ChaCha8 key `ChaCha8Rng::seed_from_u64(seed)` uses (see the module doc), as
+/// little-endian words.
+pub fn chacha8_key(seed: u64) -> [u32; 8] {
+    const MUL: u64 = 6_364_136_223_846_793_005;
+    const INC: u64 = 11_634_580_027_462_260_723;
+    let mut state = seed;
+    std::array::from_fn(|_| {
+        state = state.wrapping_mul(MUL).wrapping_add(INC);
+        let xorshifted = (((state >> 18) ^ state) >> 27) as u32;
+        xorshifted.rotate_right((state >> 59) as u32)
+    })
+}
+
+/// Words 16·block … 16·block + 15 of the ChaCha8 stream of `key` (stream 0).
+pub fn chacha8_block(key: &[u32; 8], block: u64) -> [u32; 16] {
+    let mut s = [0u32; 16];
+    s[..4].copy_from_slice(&[0x6170_7865, 0x3320_646e, 0x7962_2d32, 0x6b20_6574]); // "expand 32-byte k"
+    s[4..12].copy_from_slice(key);
+    s[12] = block as u32;
+    s[13] = (block >> 32) as u32;
+    let mut x = s;
+    let qr = |x: &mut [u32; 16], a: usize, b: usize, c: usize, d: usize| {
+        x[a] = x[a].wrapping_add(x[b]);
+        x[d] = (x[d] ^ x[a]).rotate_left(16);
+        x[c] = x[c].wrapping_add(x[d]);
+        x[b] = (x[b] ^ x[c]).rotate_left(12);
+        x[a] = x[a].wrapping_add(x[b]);
+        x[d] = (x[d] ^ x[a]).rotate_left(8);
+        x[c] = x[c].wrapping_add(x[d]);
+        x[b] = (x[b] ^ x[c]).rotate_left(7);
+    };
+    for _ in 0..4 {
+        qr(&mut x, 0, 4, 8, 12);
+        qr(&mut x, 1, 5, 9, 13);
+        qr(&mut x, 2, 6, 10, 14);
+        qr(&mut x, 3, 7, 11, 15);
+        qr(&mut x, 0, 5, 10, 15);
+        qr(&mut x, 1, 6, 11, 12);
+        qr(&mut x, 2, 7, 8, 13);
+        qr(&mut x, 3, 4, 9, 14);
+    }
+    std::array::from_fn(|i| x[i].wrapping_add(s[i]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The stream definition the GPU reproduces is rand_chacha's: key, blocks, seeks.
+    #[test]
+    fn chacha8_reproduces_rand_chacha() {
+        for seed in [0u64, 1, 42, 0xdead_beef_cafe_f00d, u64::MAX] {
+            let key = chacha8_key(seed);
+            let bytes = ChaCha8Rng::seed_from_u64(seed).get_seed();
+            let words: Vec<u32> =
+                bytes.chunks(4).map(|c| u32::from_le_bytes(c.try_into().unwrap())).collect();
+            assert_eq!(key.to_vec(), words, "key of seed {seed}");
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            for b in 0..9u64 {
+                let want: Vec<u32> = (0..16).map(|_| rng.next_u32()).collect();
+                assert_eq!(chacha8_block(&key, b).to_vec(), want, "seed {seed} block {b}");
+            }
+            // a seek to any word, far and into the high counter word
+            for w in [5u64, 16 * 1_000_003 + 7, (1u64 << 36) + 3] {
+                rng.set_word_pos(w as u128);
+                assert_eq!(
+                    rng.next_u32(),
+                    chacha8_block(&key, w / 16)[(w % 16) as usize],
+                    "seed {seed} word {w}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn threaded_mask_is_the_sequential_stream() {

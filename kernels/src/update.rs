@@ -48,21 +48,21 @@ pub fn adam_update<T: Float>(theta: &mut [T], g: &[T], m: &mut [T], v: &mut [T],
 /// The step's scalars, computed once.
 #[derive(Clone, Copy, Debug)]
 pub struct AdamCoefs<T> {
-    beta1: T,
-    beta2: T,
-    eps: T,
+    pub(crate) beta1: T,
+    pub(crate) beta2: T,
+    pub(crate) eps: T,
     /// λ of Adam's L2 term (0 for AdamW)
-    l2: T,
+    pub(crate) l2: T,
     /// 1 − ηλ of AdamW's decay (1 for Adam)
-    decay: T,
+    pub(crate) decay: T,
     /// η / (1 − β₁ᵗ)
-    step_size: T,
+    pub(crate) step_size: T,
     /// √(1 − β₂ᵗ)
-    bc2_sqrt: T,
+    pub(crate) bc2_sqrt: T,
 }
 
 impl AdamCoefs<f64> {
-    fn new(s: AdamStep) -> Self {
+    pub(crate) fn new(s: AdamStep) -> Self {
         let t = s.step as i32;
         let (bc1, bc2) = (1.0 - s.beta1.powi(t), 1.0 - s.beta2.powi(t));
         AdamCoefs {
@@ -75,7 +75,7 @@ impl AdamCoefs<f64> {
             bc2_sqrt: bc2.sqrt(),
         }
     }
-    fn to<T: Float>(self) -> AdamCoefs<T> {
+    pub(crate) fn to<T: Float>(self) -> AdamCoefs<T> {
         let f = T::from_f64;
         AdamCoefs {
             beta1: f(self.beta1),
@@ -143,6 +143,23 @@ pub fn sgd_update<T: Float>(
     }
 }
 
+/// The global L2 norm of several buffers, as `clip_grad_norm_` measures it:
+/// √(Σ_buffers Σᵢ gᵢ²), accumulated in f64.
+pub fn grad_norm<T: Float>(grads: &[&[T]]) -> f64 {
+    let sum_sq: f64 = grads.iter().map(|g| g.iter().map(|&v| v.to_f64() * v.to_f64()).sum::<f64>()).sum();
+    sum_sq.sqrt()
+}
+
+/// `clip_grad_norm_`'s rescale of one buffer, given the global norm `total`:
+///   coef = max_norm / (total + 1e−6);   g ← coef·g   only if coef < 1.
+pub fn clip_scale<T: Float>(g: &mut [T], total: f64, max_norm: f64) {
+    let coef = max_norm / (total + 1e-6);
+    if coef < 1.0 {
+        let c = T::from_f64(coef);
+        g.iter_mut().for_each(|v| *v *= c);
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod fast {
     use super::AdamCoefs;
@@ -200,6 +217,18 @@ mod tests {
                 assert_eq!((t1[i], m1[i], v1[i]), (t2[i], m2[i], v2[i]), "decoupled={decoupled} i={i}");
             }
         }
+    }
+
+    #[test]
+    fn clip_scales_only_above_the_max() {
+        let (a, b) = ([3.0f64], [0.0, 4.0]);
+        let total = grad_norm(&[&a, &b]);
+        assert_eq!(total, 5.0);
+        let mut g = [3.0, 4.0];
+        clip_scale(&mut g, total, 10.0);
+        assert_eq!(g, [3.0, 4.0]);
+        clip_scale(&mut g, total, 1.0);
+        assert!((g[0] - 0.6).abs() < 1e-6 && (g[1] - 0.8).abs() < 1e-6);
     }
 
     #[test]

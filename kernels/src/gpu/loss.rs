@@ -217,8 +217,10 @@ mod tests {
             &mut GpuBuffer<T>,
             &mut GpuBuffer<T>,
         ) -> Result<(), GpuError>;
+        type CpuFwd<T> = fn(&[T], &[T]) -> T;
         type CpuBwd<T> = fn(&[T], &[T], T, &mut [T], &mut [T]);
-        let losses: [(&str, Fwd<T>, Bwd<T>, fn(&[T], &[T]) -> T, CpuBwd<T>); 2] = [
+        type Case<T> = (&'static str, Fwd<T>, Bwd<T>, CpuFwd<T>, CpuBwd<T>);
+        let losses: [Case<T>; 2] = [
             (
                 "bce",
                 bce_with_logits_forward,

@@ -18,6 +18,7 @@ pub mod broadcast;
 pub mod buffer;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod dropout;
 pub mod elementwise;
 pub mod gemm;
 pub mod index;
@@ -33,6 +34,7 @@ pub mod ptx;
 pub mod reduce;
 pub mod select;
 pub mod softmax;
+pub mod update;
 
 pub use buffer::{DeviceRepr, GpuBuffer, GpuContext};
 pub use launcher::{DevPtr, GpuError, Kernel, KernelArg, LaunchDims, Launcher};
@@ -45,6 +47,7 @@ use std::sync::Arc;
 pub const FAMILIES: &[(&str, &[&str])] = &[
     ("attention", attention::ENTRIES),
     ("broadcast", broadcast::ENTRIES),
+    ("dropout", dropout::ENTRIES),
     ("elementwise", elementwise::ENTRIES),
     ("gemm", gemm::ENTRIES),
     ("index", index::ENTRIES),
@@ -55,6 +58,7 @@ pub const FAMILIES: &[(&str, &[&str])] = &[
     ("reduce", reduce::ENTRIES),
     ("select", select::ENTRIES),
     ("softmax", softmax::ENTRIES),
+    ("update", update::ENTRIES),
 ];
 
 /// The f32 or f64 name of an entry point, for element type `T`.
