@@ -10,10 +10,11 @@
 // ignored), as the CPU's gemm_batched does.
 //
 //   gemm_naive_T: one thread per C element, the k loop in order: the reference.
-//   gemm_tiled_T: 64×64 C tiles per 16×16-thread block, each thread a 4×4 register
-//                 block; A and B tiles of depth 16 staged in shared memory. The tile
-//                 loads put consecutive threads on the operand's unit-stride side
-//                 (row-major or transposed), so they coalesce either way.
+//   gemm_tiled_T: 64×64 C tiles per 32×8-thread block, each thread an 8×2 register
+//                 block (rows ty + 8r, columns tx + 32q); A and B tiles of depth 16
+//                 staged in shared memory. The tile loads put consecutive threads on
+//                 the operand's unit-stride side (row-major or transposed), so they
+//                 coalesce either way; a warp stores 32 consecutive columns of C.
 //
 // Every index is bounds-checked (zero-filled tiles), and the grid loops over tiles
 // and batch items, so any sizes and any grid are correct. No atomics: each C element
@@ -42,8 +43,10 @@ __device__ void gemm_naive(T beta, const T* a, const T* b, T* c, u64 batch, u64 
 #define TILE_M 64
 #define TILE_N 64
 #define TILE_K 16
-#define THREADS_X 16 // threads along n; each owns columns tx + 16·q, q < 4
-#define THREADS_Y 16 // threads along m; each owns rows ty + 16·r, r < 4
+#define THREADS_X 32                 // threads along n (a warp); each owns columns tx + 32·q
+#define THREADS_Y 8                  // threads along m; each owns rows ty + 8·r
+#define REG_N (TILE_N / THREADS_X)   // 2 columns per thread
+#define REG_M (TILE_M / THREADS_Y)   // 8 rows per thread
 
 // Loads the (rows × TILE_K) block at (r0, p0) of X(r, p) = x[r·rs + p·cs] into
 // s[p][r] (zero outside rows × k). Consecutive threads walk the unit-stride side.
@@ -72,9 +75,9 @@ __device__ void gemm_tiled(T beta, const T* a, const T* b, T* c, u64 batch, u64 
                 const u64 i0 = tm * TILE_M, j0 = tn * TILE_N;
                 const T* ab = a + bi * sa.batch;
                 const T* bb = b + bi * sb.batch;
-                T acc[4][4];
-                for (int r = 0; r < 4; r++)
-                    for (int q = 0; q < 4; q++) acc[r][q] = T(0);
+                T acc[REG_M][REG_N];
+                for (int r = 0; r < REG_M; r++)
+                    for (int q = 0; q < REG_N; q++) acc[r][q] = T(0);
                 for (u64 p0 = 0; p0 < k; p0 += TILE_K) {
                     // A(i, p) rows i, B read as Bᵀ(j, p) = B(p, j): rows j
                     load_tile<T, TILE_M>(As, ab, sa.row, sa.col, m, k, i0, p0, tid);
@@ -82,23 +85,23 @@ __device__ void gemm_tiled(T beta, const T* a, const T* b, T* c, u64 batch, u64 
                     __syncthreads();
 #pragma unroll
                     for (int p = 0; p < TILE_K; p++) {
-                        T av[4], bv[4];
+                        T av[REG_M], bv[REG_N];
 #pragma unroll
-                        for (int r = 0; r < 4; r++) av[r] = As[p][ty + THREADS_Y * r];
+                        for (int r = 0; r < REG_M; r++) av[r] = As[p][ty + THREADS_Y * r];
 #pragma unroll
-                        for (int q = 0; q < 4; q++) bv[q] = Bs[p][tx + THREADS_X * q];
+                        for (int q = 0; q < REG_N; q++) bv[q] = Bs[p][tx + THREADS_X * q];
 #pragma unroll
-                        for (int r = 0; r < 4; r++)
+                        for (int r = 0; r < REG_M; r++)
 #pragma unroll
-                            for (int q = 0; q < 4; q++) acc[r][q] += av[r] * bv[q];
+                            for (int q = 0; q < REG_N; q++) acc[r][q] += av[r] * bv[q];
                     }
                     __syncthreads(); // the tiles are overwritten next round
                 }
                 T* cb = c + bi * sc_batch;
-                for (int r = 0; r < 4; r++) {
+                for (int r = 0; r < REG_M; r++) {
                     const u64 i = i0 + ty + THREADS_Y * r;
                     if (i >= m) continue;
-                    for (int q = 0; q < 4; q++) {
+                    for (int q = 0; q < REG_N; q++) {
                         const u64 j = j0 + tx + THREADS_X * q;
                         if (j >= n) continue;
                         T* cij = cb + i * sc_row + j;

@@ -249,6 +249,25 @@ mod tests {
     use crate::attention::{attention_backward_reference, attention_forward_reference};
     use crate::gpu::test_contexts;
 
+    /// The row kernels' and products' launches fit their PTX `.param` lists, with mask
+    /// and dropout, f32 and f64 (no GPU needed).
+    #[test]
+    fn launches_fit_their_entries() {
+        fn run<T: Float>() {
+            let ctx = crate::gpu::param_check::context();
+            let s = AttentionShape { batch: 2, seq: 3, heads: 2, head_dim: 4 };
+            let z = |n| GpuBuffer::<T>::zeros(&ctx, n).unwrap();
+            let (q, k, v, mask) = (z(s.numel()), z(s.numel()), z(s.numel()), z(6));
+            let (mut o, mut p) = (z(s.numel()), z(s.probs_numel()));
+            let dropout = Some(DropoutMask { p: 0.1, seed: 3 });
+            attention_forward(s, &q, &k, &v, Some(&mask), dropout, &mut o, Some(&mut p)).unwrap();
+            let (mut dq, mut dk, mut dv) = (z(s.numel()), z(s.numel()), z(s.numel()));
+            attention_backward(s, &q, &k, &v, &p, dropout, &o, &mut dq, &mut dk, &mut dv).unwrap();
+        }
+        run::<f32>();
+        run::<f64>();
+    }
+
     fn values(len: usize, seed: f64) -> Vec<f64> {
         (0..len).map(|i| (i as f64 * 0.618 + seed).sin() * 1.5).collect()
     }
@@ -307,9 +326,20 @@ mod tests {
                     let (qb, kb, vb, mb) = (f(&q), f(&k), f(&v), f(&mask));
                     let mb = masked.then_some(&mb);
                     let mut ob = GpuBuffer::<f32>::uninit(&ctx, n).unwrap();
-                    attention_forward(s, &qb, &kb, &vb, mb, dropout, &mut ob, None).unwrap();
-                    let o32: Vec<f64> = ob.to_host().unwrap().iter().map(|&x| x as f64).collect();
-                    close(&o32, &o, 2e-5, &format!("f32 o {what}"));
+                    let mut pb = GpuBuffer::<f32>::uninit(&ctx, s.probs_numel()).unwrap();
+                    attention_forward(s, &qb, &kb, &vb, mb, dropout, &mut ob, Some(&mut pb)).unwrap();
+                    let back = |b: &GpuBuffer<f32>| {
+                        b.to_host().unwrap().iter().map(|&x| x as f64).collect::<Vec<f64>>()
+                    };
+                    close(&back(&ob), &o, 2e-5, &format!("f32 o {what}"));
+                    let gb = f(&g);
+                    let mut grads: Vec<GpuBuffer<f32>> =
+                        (0..3).map(|_| GpuBuffer::uninit(&ctx, n).unwrap()).collect();
+                    let [dqb, dkb, dvb] = &mut grads[..] else { unreachable!() };
+                    attention_backward(s, &qb, &kb, &vb, &pb, dropout, &gb, dqb, dkb, dvb).unwrap();
+                    close(&back(dqb), &dq, 1e-4, &format!("f32 dq {what}"));
+                    close(&back(dkb), &dk, 1e-4, &format!("f32 dk {what}"));
+                    close(&back(dvb), &dv, 1e-4, &format!("f32 dv {what}"));
                 }
             }
         }

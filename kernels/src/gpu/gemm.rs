@@ -131,6 +131,22 @@ mod tests {
     use super::*;
     use crate::gpu::test_contexts;
 
+    /// Both kernels' launches fit their PTX `.param` lists, f32 and f64 (no GPU needed).
+    #[test]
+    fn launches_fit_their_entries() {
+        fn run<T: Float>() {
+            let ctx = crate::gpu::param_check::context();
+            let (a, b) = (GpuBuffer::<T>::zeros(&ctx, 6).unwrap(), GpuBuffer::<T>::zeros(&ctx, 6).unwrap());
+            let mut c = GpuBuffer::<T>::zeros(&ctx, 4).unwrap();
+            let (sa, sb, sc) =
+                (Strides::row_major(2, 3), Strides::transposed(2, 3), Strides::row_major(2, 2));
+            gemm_batched(1, 2, 2, 3, &a, sa, &b, sb, T::ONE, &mut c, sc).unwrap();
+            gemm_batched_naive(1, 2, 2, 3, &a, sa, &b, sb, T::ZERO, &mut c, sc).unwrap();
+        }
+        run::<f32>();
+        run::<f64>();
+    }
+
     fn values(len: usize, seed: f64) -> Vec<f64> {
         (0..len)
             .map(|i| {

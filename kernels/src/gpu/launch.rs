@@ -25,13 +25,13 @@ pub fn rows(rows: usize, threads: u32) -> LaunchDims {
 /// Grid dimensions stop here (y and z are limited to 65,535); kernels loop beyond.
 const MAX_GRID_YZ: usize = 65_535;
 
-/// The tiled GEMM (`gemm.cu`): 16×16 threads per 64×64 tile of C, tiles of n along x,
+/// The tiled GEMM (`gemm.cu`): 32×8 threads per 64×64 tile of C, tiles of n along x,
 /// of m along y, batch items along z (each clamped; the kernel loops over the rest).
 pub fn gemm_tiles(batch: usize, m: usize, n: usize) -> LaunchDims {
     let x = n.div_ceil(64).clamp(1, i32::MAX as usize);
     let y = m.div_ceil(64).clamp(1, MAX_GRID_YZ);
     let z = batch.clamp(1, MAX_GRID_YZ);
-    LaunchDims { grid: [x as u32, y as u32, z as u32], block: [16, 16, 1], shared_bytes: 0 }
+    LaunchDims { grid: [x as u32, y as u32, z as u32], block: [32, 8, 1], shared_bytes: 0 }
 }
 
 /// Threads per block for a row kernel over rows of `n` elements: a warp for short rows,
@@ -126,6 +126,14 @@ mod tests {
         assert_eq!(linear(257).grid[0], 2);
         assert_eq!(linear(1 << 40).grid[0] as usize, MAX_BLOCKS);
         assert_eq!(linear(5).block[0], BLOCK);
+    }
+
+    #[test]
+    fn gemm_tiles_cover_and_clamp() {
+        assert_eq!(gemm_tiles(1, 1, 1).grid, [1, 1, 1]);
+        assert_eq!(gemm_tiles(3, 65, 129).grid, [3, 2, 3]);
+        assert_eq!(gemm_tiles(100_000, 1 << 23, 64).grid, [1, 65_535, 65_535]);
+        assert_eq!(gemm_tiles(2, 0, 0).grid, [1, 1, 2]);
     }
 
     #[test]

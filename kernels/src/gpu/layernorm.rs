@@ -126,6 +126,34 @@ mod tests {
     use crate::gpu::test_contexts;
     use crate::layernorm::{layer_norm_backward_reference, layer_norm_forward_reference};
 
+    /// Every entry's launch fits its PTX `.param` list, f32 and f64 (no GPU needed).
+    #[test]
+    fn launches_fit_their_entries() {
+        fn run<T: Float>() {
+            let ctx = crate::gpu::param_check::context();
+            let z = |n| GpuBuffer::<T>::zeros(&ctx, n).unwrap();
+            let (x, g, w, b) = (z(12), z(12), z(4), z(4));
+            let (mut y, mut mean, mut rstd) = (z(12), z(3), z(3));
+            layer_norm_forward(&x, 3, 4, Some(&w), Some(&b), T::ONE, &mut y, &mut mean, &mut rstd).unwrap();
+            let (mut dx, mut dw, mut db) = (z(12), z(4), z(4));
+            layer_norm_backward(
+                &x,
+                &g,
+                3,
+                4,
+                Some(&w),
+                &mean,
+                &rstd,
+                Some(&mut dx),
+                Some(&mut dw),
+                Some(&mut db),
+            )
+            .unwrap();
+        }
+        run::<f32>();
+        run::<f64>();
+    }
+
     fn close(got: &[f64], want: &[f64], tol: f64, what: &str) {
         assert_eq!(got.len(), want.len());
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
@@ -212,6 +240,30 @@ mod tests {
                     layer_norm_forward(&xb, rows, n, wo, bo, 1e-5, &mut yb, &mut mb, &mut rb).unwrap();
                     let y32: Vec<f64> = yb.to_host().unwrap().iter().map(|&v| v as f64).collect();
                     close(&y32, &y, 2e-5, &format!("f32 y {what}"));
+                    // f32 backward: sums over rows and columns, each term rounded
+                    let gb = GpuBuffer::from_host(&ctx, &f(&g)).unwrap();
+                    let up32 = |v: Vec<f64>| GpuBuffer::from_host(&ctx, &f(&v)).unwrap();
+                    let (mut dxb, mut dwb, mut dbb) =
+                        (up32(vec![0.25; rows * n]), up32(vec![0.5; n]), up32(vec![-0.5; n]));
+                    layer_norm_backward(
+                        &xb,
+                        &gb,
+                        rows,
+                        n,
+                        wo,
+                        &mb,
+                        &rb,
+                        Some(&mut dxb),
+                        Some(&mut dwb),
+                        Some(&mut dbb),
+                    )
+                    .unwrap();
+                    let back = |b: &GpuBuffer<f32>| {
+                        b.to_host().unwrap().iter().map(|&v| v as f64).collect::<Vec<f64>>()
+                    };
+                    close(&back(&dxb), &dx, 1e-4, &format!("f32 dx {what}"));
+                    close(&back(&dwb), &dw, 1e-4, &format!("f32 dw {what}"));
+                    close(&back(&dbb), &db, 1e-4, &format!("f32 db {what}"));
                 }
             }
         }

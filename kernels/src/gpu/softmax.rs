@@ -82,6 +82,23 @@ mod tests {
     use crate::gpu::test_contexts;
     use crate::softmax::{softmax_backward_reference, softmax_forward_reference};
 
+    /// Row and column launches fit their PTX `.param` lists, f32 and f64 (no GPU needed).
+    #[test]
+    fn launches_fit_their_entries() {
+        fn run<T: Float>() {
+            let ctx = crate::gpu::param_check::context();
+            let (x, g) = (GpuBuffer::<T>::zeros(&ctx, 12).unwrap(), GpuBuffer::<T>::zeros(&ctx, 12).unwrap());
+            let (mut y, mut dx) =
+                (GpuBuffer::<T>::zeros(&ctx, 12).unwrap(), GpuBuffer::<T>::zeros(&ctx, 12).unwrap());
+            for (outer, n, inner) in [(3, 4, 1), (2, 3, 2)] {
+                softmax_forward(&x, outer, n, inner, &mut y, true).unwrap();
+                softmax_backward(&y, &g, outer, n, inner, &mut dx, false).unwrap();
+            }
+        }
+        run::<f32>();
+        run::<f64>();
+    }
+
     fn close(got: &[f64], want: &[f64], tol: f64, what: &str) {
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
             assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what} at {i}: {g} vs {w}");
@@ -119,6 +136,11 @@ mod tests {
                     softmax_forward(&xb, outer, n, inner, &mut yb, log).unwrap();
                     let y32: Vec<f64> = yb.to_host().unwrap().iter().map(|&v| v as f64).collect();
                     close(&y32, &y, 1e-5, &format!("f32 forward {what}"));
+                    let gb = GpuBuffer::from_host(&ctx, &f(&g)).unwrap();
+                    let mut dxb = GpuBuffer::from_host(&ctx, &f(&dx0)).unwrap();
+                    softmax_backward(&yb, &gb, outer, n, inner, &mut dxb, log).unwrap();
+                    let dx32: Vec<f64> = dxb.to_host().unwrap().iter().map(|&v| v as f64).collect();
+                    close(&dx32, &dx, 1e-5, &format!("f32 backward {what}"));
                 }
             }
         }

@@ -199,6 +199,54 @@ mod tests {
     use crate::gpu::test_contexts;
     use crate::lstm as cpu;
 
+    /// The cell, interleave and recurrence launches fit their PTX `.param` lists, f32
+    /// and f64 (no GPU needed).
+    #[test]
+    fn launches_fit_their_entries() {
+        fn run<T: Float>() {
+            let ctx = crate::gpu::param_check::context();
+            let z = |n| GpuBuffer::<T>::zeros(&ctx, n).unwrap();
+            let (rows, hh) = (3, 2);
+            let (mut gates, c_prev) = (z(rows * 4 * hh), z(2 * hh));
+            let (mut c, mut tc, mut h) = (z(rows * hh), z(rows * hh), z(rows * hh));
+            cell_forward(&mut gates, &c_prev, hh, &mut c, &mut tc, &mut h).unwrap();
+            let (mut dz, mut dcp) = (z(rows * 4 * hh), z(2 * hh));
+            cell_backward(&gates, &c_prev, &tc, &h, &c, hh, &mut dz, &mut dcp).unwrap();
+            let mut hc = z(2 * rows * hh);
+            interleave_hc(&h, &c, hh, &mut hc).unwrap();
+            split_hc(&hc, hh, &mut h, &mut c).unwrap();
+            let bs = [2, 1];
+            let (mut gates, w) = (z(3 * 4 * hh), z(4 * hh * hh));
+            let (mut h, mut c, mut tc, mut hn, mut cn) =
+                (z(3 * hh), z(3 * hh), z(3 * hh), z(2 * hh), z(2 * hh));
+            sequence_forward(&mut gates, &w, &bs, hh, true, &mut h, &mut c, &mut tc, &mut hn, &mut cn)
+                .unwrap();
+            let (mut dz, mut dw) = (z(3 * 4 * hh), z(4 * hh * hh));
+            sequence_backward(
+                &gates,
+                &w,
+                &bs,
+                hh,
+                true,
+                &h,
+                0,
+                &c,
+                &tc,
+                &h,
+                0,
+                &hn,
+                0,
+                &cn,
+                0,
+                &mut dz,
+                Some(&mut dw),
+            )
+            .unwrap();
+        }
+        run::<f32>();
+        run::<f64>();
+    }
+
     pub(super) fn values(len: usize, seed: f64, scale: f64) -> Vec<f64> {
         (0..len).map(|i| (i as f64 * 0.7548 + seed).sin() * scale).collect()
     }

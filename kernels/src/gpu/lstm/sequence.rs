@@ -4,6 +4,12 @@
 //! Per step one product through the tiled GEMM on the step's rows (`h_{t−1}·W_hhᵀ`
 //! forward, `dz_t·W_hh` backward) and one cell launch; directions run one after the
 //! other (one stream). `batch_sizes` stays on the host: it decides the launches.
+//!
+//! The backward's inputs that the CPU caller passes as sub-slices of bigger buffers
+//! (`h`, `d_h`, `d_h_n`, `d_c_n`: regions of the op's one `[h | h_n | c_n]` output and
+//! its gradient) are whole buffers here, each followed by its element offset. The
+//! forward's outputs are separate buffers (one `&mut` each); a caller that keeps them
+//! in one block copies them there (`GpuBuffer::copy_from`, three device copies).
 
 use super::{at, CellBwd, CellFwd};
 use crate::gemm::Strides;
@@ -29,17 +35,24 @@ pub struct ForwardDir<'a, T: Float> {
     pub c_n: &'a mut GpuBuffer<T>,
 }
 
-/// One direction's buffers for [`sequences_backward`] (as the CPU's `BackwardDir`).
+/// One direction's buffers for [`sequences_backward`] (as the CPU's `BackwardDir`;
+/// `h`, `d_h`, `d_h_n`, `d_c_n` start at their `*_offset` elements).
 pub struct BackwardDir<'a, T: Float> {
     pub act: &'a GpuBuffer<T>,
     pub w_hh: &'a GpuBuffer<T>,
     pub reverse: bool,
+    /// `[N, H]` at `h_offset`.
     pub h: &'a GpuBuffer<T>,
+    pub h_offset: usize,
     pub c: &'a GpuBuffer<T>,
     pub tanh_c: &'a GpuBuffer<T>,
+    /// Output gradients: `d_h` `[N, H]`, `d_h_n`, `d_c_n` `[B, H]`, at their offsets.
     pub d_h: &'a GpuBuffer<T>,
+    pub d_h_offset: usize,
     pub d_h_n: &'a GpuBuffer<T>,
+    pub d_h_n_offset: usize,
     pub d_c_n: &'a GpuBuffer<T>,
+    pub d_c_n_offset: usize,
     /// Written: dL/d input projections `[N, 4H]`.
     pub d_gates: &'a mut GpuBuffer<T>,
     /// Accumulated into when given: dL/dW_hh `[4H, H]`.
@@ -138,7 +151,8 @@ fn forward_one<T: Float>(d: ForwardDir<'_, T>, batch_sizes: &[usize], hidden: us
 }
 
 /// Backward of [`sequence_forward`] (backpropagation through time), one direction:
-/// writes `d_gates`, adds dL/dW_hh to `d_w_hh` when given (the CPU's `sequence_backward`).
+/// writes `d_gates`, adds dL/dW_hh to `d_w_hh` when given (the CPU's `sequence_backward`,
+/// with an element offset after each buffer the CPU caller may pass as a sub-slice).
 #[allow(clippy::too_many_arguments)]
 pub fn sequence_backward<T: Float>(
     act: &GpuBuffer<T>,
@@ -147,15 +161,35 @@ pub fn sequence_backward<T: Float>(
     hidden: usize,
     reverse: bool,
     h: &GpuBuffer<T>,
+    h_offset: usize,
     c: &GpuBuffer<T>,
     tanh_c: &GpuBuffer<T>,
     d_h: &GpuBuffer<T>,
+    d_h_offset: usize,
     d_h_n: &GpuBuffer<T>,
+    d_h_n_offset: usize,
     d_c_n: &GpuBuffer<T>,
+    d_c_n_offset: usize,
     d_gates: &mut GpuBuffer<T>,
     d_w_hh: Option<&mut GpuBuffer<T>>,
 ) -> Result<(), GpuError> {
-    let dir = BackwardDir { act, w_hh, reverse, h, c, tanh_c, d_h, d_h_n, d_c_n, d_gates, d_w_hh };
+    let dir = BackwardDir {
+        act,
+        w_hh,
+        reverse,
+        h,
+        h_offset,
+        c,
+        tanh_c,
+        d_h,
+        d_h_offset,
+        d_h_n,
+        d_h_n_offset,
+        d_c_n,
+        d_c_n_offset,
+        d_gates,
+        d_w_hh,
+    };
     backward_one(dir, batch_sizes, hidden)
 }
 
@@ -175,18 +209,43 @@ fn backward_one<T: Float>(
 ) -> Result<(), GpuError> {
     let (n, b) = check_batch_sizes(batch_sizes);
     let (hh, g4) = (hidden, 4 * hidden);
-    let BackwardDir { act, w_hh, reverse, h, c, tanh_c, d_h, d_h_n, d_c_n, d_gates, d_w_hh } = d;
+    let BackwardDir {
+        act,
+        w_hh,
+        reverse,
+        h,
+        h_offset,
+        c,
+        tanh_c,
+        d_h,
+        d_h_offset,
+        d_h_n,
+        d_h_n_offset,
+        d_c_n,
+        d_c_n_offset,
+        d_gates,
+        d_w_hh,
+    } = d;
     assert!(act.len() == n * g4 && d_gates.len() == n * g4 && w_hh.len() == g4 * hh);
-    assert!(h.len() == n * hh && c.len() == n * hh && tanh_c.len() == n * hh && d_h.len() == n * hh);
-    assert!(d_h_n.len() == b * hh && d_c_n.len() == b * hh);
+    assert!(c.len() == n * hh && tanh_c.len() == n * hh);
+    assert!(
+        h_offset + n * hh <= h.len() && d_h_offset + n * hh <= d_h.len(),
+        "lstm: h or d_h too short for [N, H] at its offset"
+    );
+    assert!(
+        d_h_n_offset + b * hh <= d_h_n.len() && d_c_n_offset + b * hh <= d_c_n.len(),
+        "lstm: d_h_n or d_c_n too short for [B, H] at its offset"
+    );
     if n == 0 || hh == 0 {
         return Ok(());
     }
     let offs = packed_offsets(batch_sizes);
     let order = steps(batch_sizes.len(), reverse);
     // Gradients flowing into each running sequence's (h, c) from later steps.
-    let mut carry_h = d_h_n.try_clone()?;
-    let carry_c = d_c_n.try_clone()?; // written by the cell kernels (device memory)
+    let mut carry_h = GpuBuffer::<T>::uninit(d_h_n.context(), b * hh)?;
+    carry_h.copy_from(0, d_h_n, d_h_n_offset, b * hh)?;
+    let mut carry_c = GpuBuffer::<T>::uninit(d_c_n.context(), b * hh)?; // then written by the cell kernels
+    carry_c.copy_from(0, d_c_n, d_c_n_offset, b * hh)?;
     for (k, &t) in order.iter().enumerate().rev() {
         let (bt, off) = (batch_sizes[t], offs[t]);
         let prev = k.checked_sub(1).map(|k| order[k]);
@@ -197,7 +256,7 @@ fn backward_one<T: Float>(
             act: at(act, off * g4),
             c_prev: at(c, prev_off * hh),
             tanh_c: at(tanh_c, off * hh),
-            dh: at(d_h, off * hh),
+            dh: at(d_h, d_h_offset + off * hh),
             dh_add: carry_h.arg(),
             dc: carry_c.arg(),
             d_gates: at(d_gates, off * g4),
@@ -235,7 +294,7 @@ fn backward_one<T: Float>(
         for (k, &t) in order.iter().enumerate().skip(1) {
             let tp = order[k - 1];
             let p = batch_sizes[tp].min(batch_sizes[t]);
-            h_prev.copy_from(offs[t] * hh, h, offs[tp] * hh, p * hh)?;
+            h_prev.copy_from(offs[t] * hh, h, h_offset + offs[tp] * hh, p * hh)?;
         }
         let (a, b) = (&*d_gates, &h_prev);
         let (sa, sb, sc) =
@@ -316,18 +375,23 @@ mod tests {
                 {
                     close(&got.to_host().unwrap(), want, 1e-12, &format!("{name} {what}"));
                 }
-                let (dhb, dhnb, dcnb) = (up(&d_h), up(&dhn), up(&dcn));
+                // the output gradient as the op holds it: one [d_h | d_h_n | d_c_n] block
+                let g_all = up(&[&d_h[..], &dhn, &dcn].concat());
                 let (mut dzb, mut dwb) = (up(&z(n * 4 * hh)), up(&vec![0.5; 4 * hh * hh]));
                 let dir = BackwardDir {
                     act: &gb,
                     w_hh: &wb,
                     reverse,
                     h: hb,
+                    h_offset: 0,
                     c: cb,
                     tanh_c: tcb,
-                    d_h: &dhb,
-                    d_h_n: &dhnb,
-                    d_c_n: &dcnb,
+                    d_h: &g_all,
+                    d_h_offset: 0,
+                    d_h_n: &g_all,
+                    d_h_n_offset: n * hh,
+                    d_c_n: &g_all,
+                    d_c_n_offset: (n + b) * hh,
                     d_gates: &mut dzb,
                     d_w_hh: Some(&mut dwb),
                 };
@@ -352,8 +416,37 @@ mod tests {
                     c_n: cnb,
                 };
                 sequences_forward(vec![dir], &bs, hh).unwrap();
-                let h32: Vec<f64> = hb.to_host().unwrap().iter().map(|&x| x as f64).collect();
-                close(&h32, &h, 1e-5, &format!("f32 h {what}"));
+                let back =
+                    |b: &GpuBuffer<f32>| b.to_host().unwrap().iter().map(|&x| x as f64).collect::<Vec<f64>>();
+                close(&back(hb), &h, 1e-5, &format!("f32 h {what}"));
+                let (dhb, dhnb, dcnb) = (f(&d_h), f(&dhn), f(&dcn));
+                // h at an offset of a bigger buffer, as the op's saved output block
+                let mut h_at = f(&z(3 + n * hh));
+                h_at.copy_from(3, hb, 0, n * hh).unwrap();
+                let (mut dzb, mut dwb) = (f(&z(n * 4 * hh)), f(&vec![0.5; 4 * hh * hh]));
+                let (act, tanh_c) = (&gb, &*tcb);
+                sequence_backward(
+                    act,
+                    &wb,
+                    &bs,
+                    hh,
+                    reverse,
+                    &h_at,
+                    3,
+                    cb,
+                    tanh_c,
+                    &dhb,
+                    0,
+                    &dhnb,
+                    0,
+                    &dcnb,
+                    0,
+                    &mut dzb,
+                    Some(&mut dwb),
+                )
+                .unwrap();
+                close(&back(&dzb), &dz, 1e-4, &format!("f32 d_gates {what}"));
+                close(&back(&dwb), &dw, 1e-4, &format!("f32 d_w_hh {what}"));
             }
         }
     }
