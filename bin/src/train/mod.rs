@@ -8,6 +8,7 @@ pub mod evaluate;
 mod interrupt;
 pub mod run_dir;
 pub mod task;
+pub mod lr_find;
 pub mod validate;
 
 use crate::cli::{DeviceKind, ModelKind, ScheduleKind, TrainArgs};
