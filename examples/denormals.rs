@@ -31,7 +31,7 @@ fn run(x: &[f32]) -> f64 {
 fn set_ftz_daz(on: bool) {
     use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
     const BITS: u32 = (1 << 15) | (1 << 6); // FTZ | DAZ
-    // SAFETY: reads and writes this thread's MXCSR; only the FTZ/DAZ bits change.
+                                            // SAFETY: reads and writes this thread's MXCSR; only the FTZ/DAZ bits change.
     unsafe { _mm_setcsr(if on { _mm_getcsr() | BITS } else { _mm_getcsr() & !BITS }) };
 }
 

@@ -156,7 +156,10 @@ fn every_code_reference_in_the_guide_exists() {
 #[test]
 fn both_languages_have_the_same_chapters() {
     let names = |g: &str| -> Vec<String> {
-        markdown_files(&root().join(g)).iter().map(|p| p.file_name().unwrap().to_string_lossy().into()).collect()
+        markdown_files(&root().join(g))
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into())
+            .collect()
     };
     assert_eq!(names(GUIDES[0]), names(GUIDES[1]));
 }

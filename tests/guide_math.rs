@@ -68,7 +68,7 @@ fn binary_cross_entropy_with_logits() {
 }
 
 /// L(θ) = ½‖θ − a‖², ∇L = θ − a: a gradient we know in closed form, for the optimizers.
-fn quadratic_step(opt: &mut dyn Optimizer, theta: &Tensor<f64>, a: &[f64]) -> Vec<f64> {
+fn quadratic_step(opt: &mut dyn Optimizer<f64>, theta: &Tensor<f64>, a: &[f64]) -> Vec<f64> {
     opt.zero_grad();
     let target = Tensor::from_vec(a.to_vec(), &[a.len()]);
     let d = theta.sub(&target);
@@ -158,7 +158,8 @@ fn lstm_cell_forward_and_backward() {
     let (dh, dc) = ([0.5, -1.0], [0.25, 2.0]);
     let mut want = (vec![], vec![], vec![0.0; 4 * hsz], vec![0.0; hsz]);
     for j in 0..hsz {
-        let (i, f, g, o) = (sigmoid(z[j]), sigmoid(z[hsz + j]), z[2 * hsz + j].tanh(), sigmoid(z[3 * hsz + j]));
+        let (i, f, g, o) =
+            (sigmoid(z[j]), sigmoid(z[hsz + j]), z[2 * hsz + j].tanh(), sigmoid(z[3 * hsz + j]));
         let cj = f * cp[j] + i * g;
         let tc = cj.tanh();
         want.0.push(o * tc);
@@ -172,7 +173,10 @@ fn lstm_cell_forward_and_backward() {
     }
     close(&h.to_vec(), &want.0, 1e-12);
     close(&c.to_vec(), &want.1, 1e-12);
-    let l = h.mul(&Tensor::from_vec(dh.to_vec(), &[1, hsz])).sum().add(&c.mul(&Tensor::from_vec(dc.to_vec(), &[1, hsz])).sum());
+    let l = h
+        .mul(&Tensor::from_vec(dh.to_vec(), &[1, hsz]))
+        .sum()
+        .add(&c.mul(&Tensor::from_vec(dc.to_vec(), &[1, hsz])).sum());
     l.backward();
     close(&gates.grad().unwrap().to_vec(), &want.2, 1e-12);
     close(&c_prev.grad().unwrap().to_vec(), &want.3, 1e-12);

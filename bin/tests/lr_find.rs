@@ -83,7 +83,7 @@ fn arguments_are_checked_before_the_data_is_read() {
         (vec!["--steps", "3"], "--steps must be at least 10"),
         (vec!["--smooth", "1"], "--smooth"),
         (vec!["--diverge", "0.5"], "--diverge"),
-        (vec!["--hidden", "0"], "--hidden must be at least 1"),
+        (vec!["--max-vocab", "0"], "--max-vocab must be at least 1"),
     ] {
         let o = run(&lr_find(&fx, &out, &extra));
         assert_eq!(o.status.code(), Some(1), "{extra:?}: {}", stderr(&o));

@@ -27,7 +27,8 @@ pub fn lr_find_svg(points: &[LrPoint], suggestion: Option<usize>, model: &str) -
     // x: log10 of the rate, whole decades; y: the smoothed loss's range (raw losses clamped).
     let logs: Vec<f64> = points.iter().map(|p| p.lr.log10()).collect();
     let (lx_lo, lx_hi) = logs.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
-    let (lx_lo, lx_hi) = if points.is_empty() { (-7.0, 1.0) } else { (lx_lo.floor(), lx_hi.ceil().max(lx_lo.floor() + 1.0)) };
+    let (lx_lo, lx_hi) =
+        if points.is_empty() { (-7.0, 1.0) } else { (lx_lo.floor(), lx_hi.ceil().max(lx_lo.floor() + 1.0)) };
     let finite = points.iter().flat_map(|p| [p.smoothed]).filter(|v| v.is_finite());
     let (lo, hi) = finite.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
     let y = if lo > hi { Axis::fit(0.0, 1.0) } else { Axis::fit(lo, hi) };
@@ -75,7 +76,9 @@ pub fn lr_find_svg(points: &[LrPoint], suggestion: Option<usize>, model: &str) -
     };
     let _ = writeln!(svg, "{}", line(|p| p.loss, &format!("stroke=\"{LOSS}\" stroke-opacity=\"0.25\"")));
     let _ = writeln!(svg, "{}", line(|p| p.smoothed, &format!("stroke=\"{LOSS}\" stroke-width=\"2\"")));
-    if let Some(m) = points.iter().filter(|p| p.smoothed.is_finite()).min_by(|a, b| a.smoothed.total_cmp(&b.smoothed)) {
+    if let Some(m) =
+        points.iter().filter(|p| p.smoothed.is_finite()).min_by(|a, b| a.smoothed.total_cmp(&b.smoothed))
+    {
         let _ = writeln!(
             svg,
             "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"4\" fill=\"none\" stroke=\"{LOSS}\" stroke-width=\"2\"/>",

@@ -105,7 +105,11 @@ pub fn suggest(lrs: &[f64], smoothed: &[f64]) -> Option<usize> {
         let (a, b) = (i - k, (i + k).min(n - 1));
         (smoothed[b] - smoothed[a]) / (lrs[b].ln() - lrs[a].ln())
     };
-    (skip..min).map(|i| (i, slope(i))).filter(|&(_, d)| d < 0.0).min_by(|a, b| a.1.total_cmp(&b.1)).map(|(i, _)| i)
+    (skip..min)
+        .map(|i| (i, slope(i)))
+        .filter(|&(_, d)| d < 0.0)
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, _)| i)
 }
 
 /// Checks `lr-find`'s own flags, then `train`'s checks on the model and data flags.
@@ -113,7 +117,9 @@ fn check_args(a: &LrFindArgs) -> Result<()> {
     let mut bad: Vec<String> = NOT_FOR_LR_FIND
         .iter()
         .filter(|f| a.train.was_given(f))
-        .map(|f| format!("--{} does not apply to lr-find (see --start-lr, --end-lr, --steps)", f.replace('_', "-")))
+        .map(|f| {
+            format!("--{} does not apply to lr-find (see --start-lr, --end-lr, --steps)", f.replace('_', "-"))
+        })
         .collect();
     let rate = |v: f64| v.is_finite() && v > 0.0;
     if !rate(a.start_lr) || !rate(a.end_lr) || a.start_lr >= a.end_lr {
@@ -191,14 +197,14 @@ pub fn lr_find(a: LrFindArgs, interrupt: Arc<Interrupt>) -> Result<Found> {
     let batcher = Batcher::new(&train.ids, &train.labels, cfg)?;
 
     // The optimizer `train` would use, its rate set per step through the factor.
-    let (decay, no_decay): (Vec<_>, Vec<_>) = task
-        .module()
-        .trainable_parameters()
-        .into_iter()
-        .partition(|(n, _)| !super::task::Task::no_decay(n));
+    let (decay, no_decay): (Vec<_>, Vec<_>) =
+        task.module().trainable_parameters().into_iter().partition(|(n, _)| !super::task::Task::no_decay(n));
     let groups = vec![ParamGroup::new(decay), ParamGroup::new(no_decay).with_weight_decay(0.0)];
-    let config =
-        if args.model == ModelKind::Bert { AdamConfig::adamw(a.start_lr) } else { AdamConfig::new(a.start_lr) };
+    let config = if args.model == ModelKind::Bert {
+        AdamConfig::adamw(a.start_lr)
+    } else {
+        AdamConfig::new(a.start_lr)
+    };
     let mut opt = Adam::with_groups(groups, config.weight_decay(r.weight_decay));
 
     let n = a.steps;
@@ -240,7 +246,8 @@ pub fn lr_find(a: LrFindArgs, interrupt: Arc<Interrupt>) -> Result<Found> {
             eprintln!("lr-find: step {}/{n}, {}, {:.0}s", i + 1, bar.message(), t0.elapsed().as_secs_f64());
         }
         if s > a.diverge * best {
-            stop_reason = Some(format!("the smoothed loss {s:.4} passed {} × its minimum {best:.4}", a.diverge));
+            stop_reason =
+                Some(format!("the smoothed loss {s:.4} passed {} × its minimum {best:.4}", a.diverge));
             break;
         }
         if interrupt.requested() {
@@ -259,7 +266,8 @@ pub fn lr_find(a: LrFindArgs, interrupt: Arc<Interrupt>) -> Result<Found> {
 
     let jsonl: String =
         points.iter().map(|p| serde_json::to_string(p).map(|s| s + "\n")).collect::<Result<_, _>>()?;
-    tapegrad_fsio::write_bytes(&args.out.join(LR_FIND_JSONL), jsonl.as_bytes()).context("writing lr-find.jsonl")?;
+    tapegrad_fsio::write_bytes(&args.out.join(LR_FIND_JSONL), jsonl.as_bytes())
+        .context("writing lr-find.jsonl")?;
     let svg_path = args.out.join(LR_FIND_SVG);
     tapegrad_fsio::write_bytes(&svg_path, lr_find_svg(&points, at, task.kind()).as_bytes())
         .context("writing lr-find.svg")?;
@@ -316,8 +324,11 @@ mod tests {
         let i = suggest(&lrs, &smoothed).expect("a suggestion");
         assert!((lrs[i] / 1e-3).log10().abs() < 0.1, "suggested {} for a curve steepest at 1e-3", lrs[i]);
         // The same curve, noisy and smoothed as the command does it, still lands near 1e-3.
-        let noisy: Vec<f64> =
-            lrs.iter().enumerate().map(|(i, &lr)| loss(lr) + 0.02 * ((i * 7919) % 13) as f64 / 13.0).collect();
+        let noisy: Vec<f64> = lrs
+            .iter()
+            .enumerate()
+            .map(|(i, &lr)| loss(lr) + 0.02 * ((i * 7919) % 13) as f64 / 13.0)
+            .collect();
         let i = suggest(&lrs, &centred(&noisy, 0.9)).expect("a suggestion");
         assert!((lrs[i] / 1e-3).log10().abs() < 0.15, "suggested {} from the noisy curve", lrs[i]);
         // The moving average alone lags: its steepest point sits at a higher rate.

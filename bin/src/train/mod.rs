@@ -6,9 +6,9 @@
 pub mod checkpoint;
 pub mod evaluate;
 mod interrupt;
+pub mod lr_find;
 pub mod run_dir;
 pub mod task;
-pub mod lr_find;
 pub mod validate;
 
 use crate::cli::{DeviceKind, ModelKind, ScheduleKind, TrainArgs};
