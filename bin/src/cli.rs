@@ -110,7 +110,7 @@ pub struct TrainArgs {
     /// Dropout probability, in [0, 1) (BiLSTM; BERT uses its config's).
     #[arg(long, default_value_t = 0.5)]
     pub dropout: f64,
-    /// Largest vocabulary (without <unk> and <pad>).
+    /// Largest vocabulary (without `<unk>` and `<pad>`).
     #[arg(long, default_value_t = 25_000)]
     pub max_vocab: usize,
     /// Smallest count for a word to enter the vocabulary.
