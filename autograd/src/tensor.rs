@@ -183,7 +183,7 @@ impl<T: Float> Tensor<T> {
     }
 
     /// Reverse-mode differentiation of this scalar: seeds dL/dL = 1 and walks the
-    /// tape back. See [`tape::backward`].
+    /// tape back. See `tape::backward`.
     pub fn backward(&self) {
         assert_eq!(
             self.numel(),

@@ -1,4 +1,4 @@
-//! Command-line interface: `train`, `eval`, `predict`, `download`.
+//! Command-line interface: `train`, `lr-find`, `eval`, `predict`, `download`.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,9 @@ pub struct Cli {
 pub enum Command {
     /// Train on the train split (minus a validation split), evaluate on test.
     Train(Box<TrainArgs>),
+    /// Learning-rate range test: train a few hundred steps at an exponentially rising
+    /// rate, suggest a rate and draw loss against rate (`--out`/lr-find.svg).
+    LrFind(Box<LrFindArgs>),
     /// Evaluate a checkpoint on a data set (aclImdb dir/archive, or a folder with pos/ and neg/).
     Eval(EvalArgs),
     /// Print the probability that each text is positive.
@@ -107,7 +110,7 @@ pub struct TrainArgs {
     /// Dropout probability, in [0, 1) (BiLSTM; BERT uses its config's).
     #[arg(long, default_value_t = 0.5)]
     pub dropout: f64,
-    /// Largest vocabulary (without <unk> and <pad>).
+    /// Largest vocabulary (without `<unk>` and `<pad>`).
     #[arg(long, default_value_t = 25_000)]
     pub max_vocab: usize,
     /// Smallest count for a word to enter the vocabulary.
@@ -167,6 +170,30 @@ impl TrainArgs {
     pub fn was_given(&self, id: &str) -> bool {
         self.given.iter().any(|g| g == id)
     }
+}
+
+/// `lr-find`: the model, data and optimizer flags of `train` (those that shape a
+/// run's length or schedule do not apply), and the range of the test.
+#[derive(Args, Debug, Clone)]
+pub struct LrFindArgs {
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// The first learning rate.
+    #[arg(long, default_value_t = 1e-7)]
+    pub start_lr: f64,
+    /// The last learning rate (reached at the last step unless the loss diverges first).
+    #[arg(long, default_value_t = 10.0)]
+    pub end_lr: f64,
+    /// Steps from --start-lr to --end-lr (one batch each), at least 10.
+    #[arg(long, default_value_t = 200)]
+    pub steps: usize,
+    /// Smoothing of the recorded loss: the weight β of the exponential moving average
+    /// (bias-corrected), in [0, 1).
+    #[arg(long, default_value_t = 0.9)]
+    pub smooth: f64,
+    /// Stop when the smoothed loss exceeds this multiple of its minimum (divergence).
+    #[arg(long, default_value_t = 4.0)]
+    pub diverge: f64,
 }
 
 #[derive(Args, Debug, Clone)]

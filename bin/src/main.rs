@@ -17,12 +17,16 @@ fn main() -> ExitCode {
     tapegrad_autograd::alloc::retain_freed_memory();
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    if let (Command::Train(args), Some(m)) = (&mut cli.command, matches.subcommand_matches("train")) {
-        args.given = m
-            .ids()
+    let given = |m: &clap::ArgMatches| -> Vec<String> {
+        m.ids()
             .filter(|id| m.value_source(id.as_str()) == Some(ValueSource::CommandLine))
             .map(|id| id.to_string())
-            .collect();
+            .collect()
+    };
+    match (&mut cli.command, matches.subcommand()) {
+        (Command::Train(args), Some(("train", m))) => args.given = given(m),
+        (Command::LrFind(args), Some(("lr-find", m))) => args.train.given = given(m),
+        _ => {}
     }
     match run(cli) {
         Ok(code) => code,
@@ -47,6 +51,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 None => println!("interrupted=true"),
             }
             Ok(if outcome.ctrl_c { ExitCode::from(Interrupt::EXIT_CODE) } else { ExitCode::SUCCESS })
+        }
+        Command::LrFind(args) => {
+            let interrupt = Arc::new(Interrupt::default());
+            let handler = interrupt.clone();
+            ctrlc::set_handler(move || handler.ctrl_c()).context("installing the Ctrl-C handler")?;
+            let found = train::lr_find::lr_find(*args, interrupt)?;
+            match found.suggestion {
+                Some(lr) => println!("suggested_lr={lr:.3e} steps={}", found.steps),
+                None => println!("suggested_lr=none steps={}", found.steps),
+            }
+            Ok(if found.ctrl_c { ExitCode::from(Interrupt::EXIT_CODE) } else { ExitCode::SUCCESS })
         }
         Command::Eval(args) => {
             let r = train::evaluate::eval_checkpoint(&args)?;

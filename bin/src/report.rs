@@ -7,7 +7,9 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 mod curves;
+mod lr_curve;
 pub use curves::curves_svg;
+pub use lr_curve::lr_find_svg;
 
 /// One epoch's numbers. Without a validation set the `valid_*` fields are absent.
 #[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]

@@ -3,7 +3,7 @@
 
 use crate::Float;
 
-/// out[o, j, :] = x[o, idx[j], :] for x `[outer, len, inner]`, out `[outer, idx.len(), inner]`.
+/// `out[o, j, :] = x[o, idx[j], :]` for x `[outer, len, inner]`, out `[outer, idx.len(), inner]`.
 pub fn index_select<T: Float>(x: &[T], outer: usize, len: usize, inner: usize, idx: &[usize], out: &mut [T]) {
     let m = idx.len();
     for o in 0..outer {
@@ -14,7 +14,7 @@ pub fn index_select<T: Float>(x: &[T], outer: usize, len: usize, inner: usize, i
     }
 }
 
-/// The adjoint of [`index_select`]: dx[o, idx[j], :] += g[o, j, :]. Repeated
+/// The adjoint of [`index_select`]: `dx[o, idx[j], :] += g[o, j, :]`. Repeated
 /// indices accumulate.
 pub fn index_add<T: Float>(g: &[T], outer: usize, len: usize, inner: usize, idx: &[usize], dx: &mut [T]) {
     let m = idx.len();

@@ -1,7 +1,7 @@
 //! Fused losses on logits.
 //!
 //! Cross-entropy of a row x of C logits against class t:
-//!   l = −log softmax(x)[t] = lse(x) − x[t],   lse(x) = m + ln Σⱼ e^{xⱼ − m},  m = maxⱼ xⱼ
+//!   `l = −log softmax(x)[t] = lse(x) − x[t]`,   lse(x) = m + ln Σⱼ e^{xⱼ − m},  m = maxⱼ xⱼ
 //! (subtracting the max keeps every e^{…} ≤ 1), and
 //!   ∂l/∂xⱼ = e^{xⱼ − lse(x)} − [j = t] = softmax(x)ⱼ − onehot(t)ⱼ.
 //! f32 rows take vector kernels (max, Σ e^{…} in 8 lanes on `vecmath::exp`) and are
@@ -15,7 +15,7 @@ use crate::threads::SharedMut;
 use crate::{as_f32, as_f32_mut, Float};
 
 /// Cross-entropy of `logits [n, c]` against class `targets`, rows whose target equals
-/// `ignore_index` skipped: returns (Σ_i −log softmax(logits_i)[t_i], count of rows used).
+/// `ignore_index` skipped: returns (`Σ_i −log softmax(logits_i)[t_i]`, count of rows used).
 /// The caller divides by the count: that is the mean loss L = (1/N) Σ_i l_i.
 ///
 /// The f32 kernel sums each thread's rows in f64, then the threads' sums in order.

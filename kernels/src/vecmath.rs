@@ -59,7 +59,7 @@ pub mod x86 {
     use super::*;
     use std::arch::x86_64::*;
 
-    /// [`exp`](super::exp) of 8 lanes: the same operations in the same order, so
+    /// [`exp`] of 8 lanes: the same operations in the same order, so
     /// the same results, lane by lane.
     ///
     /// # Safety

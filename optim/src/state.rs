@@ -1,6 +1,6 @@
 //! Optimizer state in safetensors files, for runs that resume exactly.
 //!
-//! [`Optimizer::state`](crate::Optimizer::state) gives an [`OptimState`]: tensors
+//! [`Optimizer::state`] gives an [`OptimState`]: tensors
 //! named `<param>.<buffer>` (`momentum_buffer`, `exp_avg`, `exp_avg_sq`) in the
 //! parameters' own dtype, so restoring is bit for bit, plus JSON metadata with the
 //! step counts and hyperparameters.

@@ -7,9 +7,9 @@ use tapegrad_kernels::index as k;
 use tapegrad_kernels::Float;
 
 impl<T: Float> Tensor<T> {
-    /// Picks the slices `indices` along dim `d`: out[..., j, ...] = x[..., indices[j], ...].
+    /// Picks the slices `indices` along dim `d`: `out[..., j, ...] = x[..., indices[j], ...]`.
     /// With x an embedding table `[V, D]` and `d = 0` this is the embedding lookup.
-    /// Backward is a scatter-add: dx[..., indices[j], ...] += g[..., j, ...], so a
+    /// Backward is a scatter-add: `dx[..., indices[j], ...] += g[..., j, ...]`, so a
     /// row picked twice gets both contributions.
     pub fn index_select(&self, d: isize, indices: &[usize]) -> Tensor<T> {
         let d = dim(d, self.rank(), "index_select");
@@ -33,8 +33,8 @@ impl<T: Float> Tensor<T> {
 
     /// The embedding lookup with PyTorch's `padding_idx`: self is the table
     /// `[V, D]`, `ids` (any shape `ids_shape`) pick rows, out has shape
-    /// `ids_shape + [D]`: out[i, :] = W[ids[i], :].
-    /// Backward scatter-adds dW[ids[i], :] += g[i, :], except for the padding row,
+    /// `ids_shape + [D]`: `out[i, :] = W[ids[i], :]`.
+    /// Backward scatter-adds `dW[ids[i], :] += g[i, :]`, except for the padding row,
     /// which never receives a gradient.
     pub fn embedding(&self, ids: &[usize], ids_shape: &[usize], padding_idx: Option<usize>) -> Tensor<T> {
         assert_eq!(self.rank(), 2, "embedding: the table must be [V, D], got {:?}", self.shape());
@@ -121,7 +121,7 @@ impl<T: Float> Tensor<T> {
     }
 
     /// out = a where `cond` ≠ 0, else b (all three broadcast together; `cond` is a
-    /// constant). dL/da = sum_to(g·[cond], shape(a)), dL/db = sum_to(g·[¬cond], shape(b)).
+    /// constant). `dL/da = sum_to(g·[cond], shape(a))`, `dL/db = sum_to(g·[¬cond], shape(b))`.
     pub fn where_(cond: &Tensor<T>, a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
         let shape = broadcast_shape(a.shape(), b.shape())
             .and_then(|s| broadcast_shape(&s, cond.shape()))

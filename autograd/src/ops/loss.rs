@@ -9,7 +9,7 @@ use tapegrad_kernels::Float;
 impl<T: Float> Tensor<T> {
     /// Cross-entropy of class logits `[N, C]` against `targets` (class indices), fused
     /// log-softmax + negative log-likelihood:
-    ///   lᵢ = −log softmax(xᵢ)[tᵢ] = logsumexp(xᵢ) − xᵢ[tᵢ],   L = (1/N) Σᵢ lᵢ,
+    ///   `lᵢ = −log softmax(xᵢ)[tᵢ] = logsumexp(xᵢ) − xᵢ[tᵢ]`,   L = (1/N) Σᵢ lᵢ,
     /// with N the number of rows whose target is not `ignore_index`.
     ///   dL/dxᵢⱼ = (1/N)·(softmax(xᵢ)ⱼ − [j = tᵢ])   (0 for ignored rows).
     pub fn cross_entropy(&self, targets: &[usize], ignore_index: Option<usize>) -> Tensor<T> {

@@ -81,7 +81,7 @@ impl<T: Float> Tensor<T> {
     /// (x_t·W_ihᵀ + b_ih + b_hh for every step, computed beforehand in one product),
     /// `w_hh` `[4H, H]`, `batch_sizes[t]` = number of sequences running at step t
     /// (non-increasing: sequences sorted by length, descending; N = Σ batch_sizes,
-    /// B = batch_sizes[0]). Step t's rows are `offset_t..offset_t + batch_sizes[t]`.
+    /// B = `batch_sizes[0]`). Step t's rows are `offset_t..offset_t + batch_sizes[t]`.
     ///
     /// Per step: z_t = xproj_t + h_{t−1}·W_hhᵀ on the running rows, then the cell.
     /// With `reverse` the steps run from last to first, and each sequence starts from

@@ -117,15 +117,15 @@ fn moving_average(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
 }
 
 /// An axis from `lo` to `hi` with ticks every `step` (1, 2 or 5 × 10ᵏ).
-struct Axis {
-    lo: f64,
-    hi: f64,
-    step: f64,
+pub(super) struct Axis {
+    pub(super) lo: f64,
+    pub(super) hi: f64,
+    pub(super) step: f64,
 }
 
 impl Axis {
     /// Round ends and about five ticks covering [lo, hi].
-    fn fit(lo: f64, hi: f64) -> Axis {
+    pub(super) fn fit(lo: f64, hi: f64) -> Axis {
         let (lo, hi) = if hi - lo < 1e-9 { (lo - 0.5, hi + 0.5) } else { (lo, hi) };
         let raw = (hi - lo) / 5.0;
         let mag = 10f64.powf(raw.log10().floor());
@@ -134,13 +134,13 @@ impl Axis {
         Axis { lo: (lo / step).floor() * step, hi: (hi / step).ceil() * step, step }
     }
 
-    fn ticks(&self) -> Vec<f64> {
+    pub(super) fn ticks(&self) -> Vec<f64> {
         let n = ((self.hi - self.lo) / self.step).round() as usize;
         (0..=n).map(|i| self.lo + i as f64 * self.step).collect()
     }
 
     /// `v` with as many decimals as the tick step needs (plus `extra`).
-    fn label(&self, v: f64, extra: usize) -> String {
+    pub(super) fn label(&self, v: f64, extra: usize) -> String {
         let decimals = (-self.step.log10().floor()).max(0.0) as usize + extra;
         format!("{v:.decimals$}")
     }

@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod evaluate;
 mod interrupt;
+pub mod lr_find;
 pub mod run_dir;
 pub mod task;
 pub mod validate;

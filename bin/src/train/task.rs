@@ -2,7 +2,7 @@
 //! token ids into logits, which loss it trains with, and how it is saved.
 //!
 //! - BiLSTM: one logit per review, L = (1/N) Σᵢ BCE(σ(zᵢ), yᵢ)  (the tutorial's).
-//! - BERT: two logits per review, L = (1/N) Σᵢ −log softmax(zᵢ)[yᵢ].
+//! - BERT: two logits per review, `L = (1/N) Σᵢ −log softmax(zᵢ)[yᵢ]`.
 
 use crate::data::batch::Batch;
 use crate::data::tokenize::{Vocab, PAD_ID};

@@ -35,7 +35,7 @@
 //! step `t` holds the `batch_sizes[t]` sequences still running, as rows
 //! `offset_t..offset_t + batch_sizes[t]` of `[N, ·]` buffers, `N = Σ batch_sizes`.
 //! The input projection for every step is computed beforehand by one GEMM; per
-//! step only `h_prev·W_hhᵀ` (on the active rows) and the cell remain. See [`sequence`].
+//! step only `h_prev·W_hhᵀ` (on the active rows) and the cell remain. See `sequence.rs`.
 
 mod sequence;
 pub use sequence::*;

@@ -1,7 +1,7 @@
 //! Single-precision GEMM: `C = beta*C + A*B` with arbitrary strides for A and B.
 //!
 //! A BLIS/GotoBLAS-style implementation: operands are packed into cache-sized blocks
-//! (see [`driver`]) and multiplied by a register-blocked micro-kernel chosen at run time
+//! (see `driver.rs`) and multiplied by a register-blocked micro-kernel chosen at run time
 //! (AVX-512F 12x32, AVX2+FMA 6x16, or a portable auto-vectorised fallback). Large products
 //! are split over the [`crate::threads`] pool along M or N, whichever is larger. Along M, the
 //! threads form a team that packs each block of B once into a buffer they share; along N (and

@@ -34,7 +34,7 @@ impl<T: Float> BertEmbeddings<T> {
     }
 
     /// ids and token types `[B, T]` (flat) → `[B, T, H]`:
-    /// LayerNorm(W_word[id] + W_pos[t] + W_type[type]), then dropout.
+    /// `LayerNorm(W_word[id] + W_pos[t] + W_type[type])`, then dropout.
     /// Positions are 0..T (the same for every sequence), so the position rows are
     /// looked up once as `[T, H]` and broadcast over the batch.
     pub fn forward(&self, input_ids: &[usize], token_type_ids: &[usize], shape: [usize; 2]) -> Tensor<T> {

@@ -1,0 +1,246 @@
+//! The guide's formulas (docs/guide/03-math.md, 04-autodiff.md), each checked
+//! numerically against the code that implements it: the value or gradient the
+//! engine computes equals the formula evaluated by hand here, in f64.
+
+use tapegrad::autograd::gradcheck::{gradcheck, GradcheckOptions};
+use tapegrad::autograd::Tensor;
+use tapegrad::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
+
+fn close(got: &[f64], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
+    for (a, b) in got.iter().zip(want) {
+        assert!((a - b).abs() <= tol * (1.0 + b.abs()), "{got:?} vs {want:?}");
+    }
+}
+
+fn softmax(z: &[f64]) -> Vec<f64> {
+    let m = z.iter().cloned().fold(f64::MIN, f64::max);
+    let e: Vec<f64> = z.iter().map(|v| (v - m).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.iter().map(|v| v / s).collect()
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// §3.1–3.2: L = (1/N) Σᵢ ℓᵢ with ℓᵢ = −log softmax(zᵢ)[tᵢ], and
+/// ∂L/∂zᵢ = (1/N)(softmax(zᵢ) − onehot(tᵢ)): backward is seeded with 1/N per sample.
+#[test]
+fn cross_entropy_mean_and_gradient() {
+    let (n, c) = (3, 4);
+    let z: Vec<f64> = (0..n * c).map(|i| ((i * 37) % 11) as f64 * 0.3 - 1.5).collect();
+    let t = [2, 0, 3];
+    let x = Tensor::<f64>::param(z.clone(), &[n, c]);
+    let loss = x.cross_entropy(&t, None);
+    let mut want_loss = 0.0;
+    let mut want_grad = Vec::new();
+    for i in 0..n {
+        let p = softmax(&z[i * c..(i + 1) * c]);
+        want_loss += -p[t[i]].ln() / n as f64;
+        want_grad.extend((0..c).map(|j| (p[j] - if j == t[i] { 1.0 } else { 0.0 }) / n as f64));
+    }
+    close(&[loss.item()], &[want_loss], 1e-12);
+    loss.backward();
+    close(&x.grad().unwrap().to_vec(), &want_grad, 1e-12);
+}
+
+/// §3.3: ℓ = −[t·log σ(x) + (1−t)·log(1−σ(x))] = max(x,0) − x·t + log(1 + e^{−|x|}),
+/// ∂L/∂xᵢ = (1/N)(σ(xᵢ) − tᵢ).
+#[test]
+fn binary_cross_entropy_with_logits() {
+    let xs = [-30.0, -1.2, 0.0, 0.7, 25.0];
+    let ts = [0.0, 1.0, 1.0, 0.0, 1.0];
+    let x = Tensor::<f64>::param(xs.to_vec(), &[5]);
+    let loss = x.binary_cross_entropy_with_logits(&Tensor::from_vec(ts.to_vec(), &[5]));
+    let n = xs.len() as f64;
+    // The textbook form, fine at these magnitudes in f64 except the extremes' 1 − σ.
+    let naive: f64 = xs
+        .iter()
+        .zip(&ts)
+        .map(|(&x, &t)| -(t * sigmoid(x).ln() + (1.0 - t) * (sigmoid(-x)).ln()))
+        .sum::<f64>()
+        / n;
+    close(&[loss.item()], &[naive], 1e-12);
+    loss.backward();
+    let want: Vec<f64> = xs.iter().zip(&ts).map(|(&x, &t)| (sigmoid(x) - t) / n).collect();
+    close(&x.grad().unwrap().to_vec(), &want, 1e-12);
+}
+
+/// L(θ) = ½‖θ − a‖², ∇L = θ − a: a gradient we know in closed form, for the optimizers.
+fn quadratic_step(opt: &mut dyn Optimizer<f64>, theta: &Tensor<f64>, a: &[f64]) -> Vec<f64> {
+    opt.zero_grad();
+    let target = Tensor::from_vec(a.to_vec(), &[a.len()]);
+    let d = theta.sub(&target);
+    d.mul(&d).sum().mul_scalar(0.5).backward();
+    let g = theta.grad().unwrap().to_vec();
+    opt.step();
+    g
+}
+
+/// §3.4: θ_{t+1} = θ_t − η ∇L(θ_t).
+#[test]
+fn gradient_descent_update() {
+    let a = [1.0, -2.0, 0.5];
+    let theta = Tensor::<f64>::param(vec![0.0, 0.0, 0.0], &[3]);
+    let mut opt = Sgd::new(vec![("θ".into(), theta.clone())], SgdConfig::new(0.1));
+    let mut want = vec![0.0; 3];
+    for _ in 0..5 {
+        let g = quadratic_step(&mut opt, &theta, &a);
+        for (w, g) in want.iter_mut().zip(g) {
+            *w -= 0.1 * g;
+        }
+        close(&theta.to_vec(), &want, 1e-14);
+    }
+}
+
+/// §3.5: momentum b_t = μ b_{t−1} + g_t (b_1 = g_1), θ ← θ − η b_t; Nesterov
+/// θ ← θ − η (g_t + μ b_t).
+#[test]
+fn momentum_and_nesterov_updates() {
+    let a = [1.0, -2.0];
+    for nesterov in [false, true] {
+        let theta = Tensor::<f64>::param(vec![0.5, 0.5], &[2]);
+        let cfg = SgdConfig::new(0.05).momentum(0.9).nesterov(nesterov);
+        let mut opt = Sgd::new(vec![("θ".into(), theta.clone())], cfg);
+        let (mut want, mut b) = (vec![0.5, 0.5], vec![0.0; 2]);
+        for t in 0..6 {
+            let g = quadratic_step(&mut opt, &theta, &a);
+            for i in 0..2 {
+                b[i] = if t == 0 { g[i] } else { 0.9 * b[i] + g[i] };
+                let d = if nesterov { g[i] + 0.9 * b[i] } else { b[i] };
+                want[i] -= 0.05 * d;
+            }
+            close(&theta.to_vec(), &want, 1e-14);
+        }
+    }
+}
+
+/// §3.6: Adam: m_t = β₁m + (1−β₁)g, v_t = β₂v + (1−β₂)g², m̂ = m_t/(1−β₁ᵗ),
+/// v̂ = v_t/(1−β₂ᵗ), θ ← θ − η m̂/(√v̂ + ε); AdamW first decays θ ← θ(1 − ηλ).
+#[test]
+fn adam_and_adamw_updates() {
+    let a = [1.0, -2.0, 3.0];
+    let (lr, b1, b2, eps, wd) = (0.1, 0.9, 0.999, 1e-8, 0.01);
+    for decoupled in [false, true] {
+        let theta = Tensor::<f64>::param(vec![0.2, 0.1, -0.3], &[3]);
+        let base = if decoupled { AdamConfig::adamw(lr) } else { AdamConfig::new(lr) };
+        let cfg = base.betas(b1, b2).eps(eps).weight_decay(if decoupled { wd } else { 0.0 });
+        let mut opt = Adam::new(vec![("θ".into(), theta.clone())], cfg);
+        let (mut want, mut m, mut v) = (theta.to_vec(), vec![0.0; 3], vec![0.0; 3]);
+        for t in 1..=5 {
+            let g = quadratic_step(&mut opt, &theta, &a);
+            for i in 0..3 {
+                if decoupled {
+                    want[i] *= 1.0 - lr * wd;
+                }
+                m[i] = b1 * m[i] + (1.0 - b1) * g[i];
+                v[i] = b2 * v[i] + (1.0 - b2) * g[i] * g[i];
+                let m_hat = m[i] / (1.0 - b1.powi(t));
+                let v_hat = v[i] / (1.0 - b2.powi(t));
+                want[i] -= lr * m_hat / (v_hat.sqrt() + eps);
+            }
+            close(&theta.to_vec(), &want, 1e-12);
+        }
+    }
+}
+
+/// §3.7: the LSTM cell, i = σ(z_i), f = σ(z_f), g = tanh(z_g), o = σ(z_o),
+/// c = f⊙c_prev + i⊙g, h = o⊙tanh(c); and its backward formulas with dL/dh, dL/dc given.
+#[test]
+fn lstm_cell_forward_and_backward() {
+    let hsz = 2;
+    let z: Vec<f64> = (0..4 * hsz).map(|i| (i as f64 * 0.7).sin()).collect();
+    let cp = vec![0.3, -0.6];
+    let gates = Tensor::<f64>::param(z.clone(), &[1, 4 * hsz]);
+    let c_prev = Tensor::<f64>::param(cp.clone(), &[1, hsz]);
+    let (h, c) = gates.lstm_cell(&c_prev);
+    let (dh, dc) = ([0.5, -1.0], [0.25, 2.0]);
+    let mut want = (vec![], vec![], vec![0.0; 4 * hsz], vec![0.0; hsz]);
+    for j in 0..hsz {
+        let (i, f, g, o) =
+            (sigmoid(z[j]), sigmoid(z[hsz + j]), z[2 * hsz + j].tanh(), sigmoid(z[3 * hsz + j]));
+        let cj = f * cp[j] + i * g;
+        let tc = cj.tanh();
+        want.0.push(o * tc);
+        want.1.push(cj);
+        let dct = dc[j] + dh[j] * o * (1.0 - tc * tc);
+        want.2[j] = dct * g * i * (1.0 - i);
+        want.2[hsz + j] = dct * cp[j] * f * (1.0 - f);
+        want.2[2 * hsz + j] = dct * i * (1.0 - g * g);
+        want.2[3 * hsz + j] = dh[j] * tc * o * (1.0 - o);
+        want.3[j] = dct * f;
+    }
+    close(&h.to_vec(), &want.0, 1e-12);
+    close(&c.to_vec(), &want.1, 1e-12);
+    let l = h
+        .mul(&Tensor::from_vec(dh.to_vec(), &[1, hsz]))
+        .sum()
+        .add(&c.mul(&Tensor::from_vec(dc.to_vec(), &[1, hsz])).sum());
+    l.backward();
+    close(&gates.grad().unwrap().to_vec(), &want.2, 1e-12);
+    close(&c_prev.grad().unwrap().to_vec(), &want.3, 1e-12);
+}
+
+/// §3.9: LayerNorm's backward per row, ĝ = g⊙w:
+/// dx = (1/√(σ²+ε)) (ĝ − mean(ĝ) − x̂·mean(ĝ⊙x̂)).
+#[test]
+fn layer_norm_backward_closed_form() {
+    let xs = vec![0.5, -1.0, 2.0, 0.25];
+    let ws = vec![1.5, 0.5, -1.0, 2.0];
+    let gs = vec![0.3, -0.7, 1.1, 0.2];
+    let eps = 1e-5;
+    let x = Tensor::<f64>::param(xs.clone(), &[1, 4]);
+    let w = Tensor::<f64>::param(ws.clone(), &[4]);
+    let y = x.layer_norm(Some(&w), None, eps);
+    y.mul(&Tensor::from_vec(gs.clone(), &[1, 4])).sum().backward();
+    let n = 4.0;
+    let mu = xs.iter().sum::<f64>() / n;
+    let var = xs.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / n;
+    let rstd = 1.0 / (var + eps).sqrt();
+    let xhat: Vec<f64> = xs.iter().map(|v| (v - mu) * rstd).collect();
+    let ghat: Vec<f64> = gs.iter().zip(&ws).map(|(g, w)| g * w).collect();
+    let mean_g = ghat.iter().sum::<f64>() / n;
+    let mean_gx = ghat.iter().zip(&xhat).map(|(g, x)| g * x).sum::<f64>() / n;
+    let want: Vec<f64> = (0..4).map(|i| rstd * (ghat[i] - mean_g - xhat[i] * mean_gx)).collect();
+    close(&x.grad().unwrap().to_vec(), &want, 1e-12);
+    let dw: Vec<f64> = gs.iter().zip(&xhat).map(|(g, x)| g * x).collect();
+    close(&w.grad().unwrap().to_vec(), &dw, 1e-12);
+}
+
+/// §3.10: attention's softmax backward, dS = P ⊙ (dP − rowsum(dP ⊙ P)).
+#[test]
+fn softmax_backward_as_in_attention() {
+    let s = vec![0.2, -1.0, 0.7, 1.5];
+    let dp = vec![1.0, -0.5, 0.25, 2.0];
+    let x = Tensor::<f64>::param(s.clone(), &[1, 4]);
+    x.softmax(-1).mul(&Tensor::from_vec(dp.clone(), &[1, 4])).sum().backward();
+    let p = softmax(&s);
+    let dot: f64 = p.iter().zip(&dp).map(|(a, b)| a * b).sum();
+    let want: Vec<f64> = (0..4).map(|i| p[i] * (dp[i] - dot)).collect();
+    close(&x.grad().unwrap().to_vec(), &want, 1e-12);
+}
+
+/// §4: the worked example. u = x·y + x, L = u². At x = 2, y = 3: u = 8, L = 64,
+/// dL/du = 2u = 16, dL/dx = 16·(y + 1) = 64 (x is used twice: the two paths add),
+/// dL/dy = 16·x = 32.
+#[test]
+fn worked_example_by_hand() {
+    let x = Tensor::<f64>::param(vec![2.0], &[1]);
+    let y = Tensor::<f64>::param(vec![3.0], &[1]);
+    let u = x.mul(&y).add(&x);
+    let l = u.mul(&u).sum();
+    assert_eq!(l.item(), 64.0);
+    l.backward();
+    assert_eq!(x.grad().unwrap().to_vec(), [64.0]);
+    assert_eq!(y.grad().unwrap().to_vec(), [32.0]);
+    // Central differences agree: (L(x+h) − L(x−h)) / 2h.
+    let f = |x: f64, y: f64| (x * y + x).powi(2);
+    let h = 1e-6;
+    assert!(((f(2.0 + h, 3.0) - f(2.0 - h, 3.0)) / (2.0 * h) - 64.0).abs() < 1e-6);
+    // And gradcheck says the same for the whole graph.
+    let x = Tensor::<f64>::param(vec![2.0], &[1]);
+    let y = Tensor::<f64>::param(vec![3.0], &[1]);
+    gradcheck(|t| t[0].mul(&t[1]).add(&t[0]).pow_scalar(2.0), &[x, y], GradcheckOptions::default())
+        .expect("backward agrees with finite differences");
+}
