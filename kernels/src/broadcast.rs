@@ -115,12 +115,84 @@ pub fn zip_broadcast<T: Float>(
     });
 }
 
+/// The binary elementwise ops (`out = a op b` with broadcasting). The GPU runs the
+/// same list; [`Binary::code`] is the op code its kernel takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binary {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl Binary {
+    /// The op code of the GPU kernels (`BINARY_*` in `kernels/cuda/broadcast.cu`).
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+    pub fn all() -> [Binary; 4] {
+        [Binary::Add, Binary::Sub, Binary::Mul, Binary::Div]
+    }
+}
+
+/// `out = a op b` with broadcasting (`out` has `out_shape`). The op is matched once,
+/// outside the loops, so each op runs its own monomorphic loop.
+pub fn binary<T: Float>(
+    op: Binary,
+    a: &[T],
+    a_shape: &[usize],
+    b: &[T],
+    b_shape: &[usize],
+    out_shape: &[usize],
+    out: &mut [T],
+) {
+    match op {
+        Binary::Add => zip_broadcast(a, a_shape, b, b_shape, out_shape, out, |x, y| x + y),
+        Binary::Sub => zip_broadcast(a, a_shape, b, b_shape, out_shape, out, |x, y| x - y),
+        Binary::Mul => zip_broadcast(a, a_shape, b, b_shape, out_shape, out, |x, y| x * y),
+        Binary::Div => zip_broadcast(a, a_shape, b, b_shape, out_shape, out, |x, y| x / y),
+    }
+}
+
+/// The reference of [`binary`]: one output element at a time, by index arithmetic.
+pub fn binary_reference<T: Float>(
+    op: Binary,
+    a: &[T],
+    a_shape: &[usize],
+    b: &[T],
+    b_shape: &[usize],
+    out_shape: &[usize],
+    out: &mut [T],
+) {
+    let (sa, sb) = (broadcast_strides(a_shape, out_shape), broadcast_strides(b_shape, out_shape));
+    for (i, o) in out.iter_mut().enumerate() {
+        let (mut rest, mut ia, mut ib) = (i, 0, 0);
+        for d in (0..out_shape.len()).rev() {
+            let k = rest % out_shape[d];
+            rest /= out_shape[d];
+            ia += k * sa[d];
+            ib += k * sb[d];
+        }
+        let (x, y) = (a[ia], b[ib]);
+        *o = match op {
+            Binary::Add => x + y,
+            Binary::Sub => x - y,
+            Binary::Mul => x * y,
+            Binary::Div => x / y,
+        };
+    }
+}
+
 /// Copies `x` (shape `x_shape`) broadcast to `out_shape` into `out`.
 pub fn expand<T: Float>(x: &[T], x_shape: &[usize], out_shape: &[usize], out: &mut [T]) {
     let sx = broadcast_strides(x_shape, out_shape);
     for_each_row(out_shape, &sx, &sx, |ox, _, oo, len, ix, _| {
-        for (j, o) in out[oo..oo + len].iter_mut().enumerate() {
-            *o = x[ox + j * ix];
+        if ix == 1 {
+            out[oo..oo + len].copy_from_slice(&x[ox..ox + len]); // a whole row: one copy
+        } else {
+            for (j, o) in out[oo..oo + len].iter_mut().enumerate() {
+                *o = x[ox + j * ix];
+            }
         }
     });
 }
@@ -174,5 +246,23 @@ mod tests {
         let mut e = [0.0; 6];
         expand(&[1.0, 2.0], &[2, 1], &[2, 3], &mut e);
         assert_eq!(e, [1.0, 1.0, 1.0, 2.0, 2.0, 2.0]);
+    }
+
+    #[test]
+    fn binary_matches_reference() {
+        let shapes: &[(&[usize], &[usize])] =
+            &[(&[2, 3], &[2, 3]), (&[2, 3], &[3]), (&[4, 1, 5], &[3, 1]), (&[], &[2, 2]), (&[3, 1], &[1, 4])];
+        for &(sa, sb) in shapes {
+            let out_shape = broadcast_shape(sa, sb).unwrap();
+            let n: usize = out_shape.iter().product();
+            let a: Vec<f64> = (0..sa.iter().product()).map(|i| 1.5 + i as f64).collect();
+            let b: Vec<f64> = (0..sb.iter().product()).map(|i| 0.25 - i as f64).collect();
+            for op in Binary::all() {
+                let (mut fast, mut slow) = (vec![0.0; n], vec![0.0; n]);
+                binary(op, &a, sa, &b, sb, &out_shape, &mut fast);
+                binary_reference(op, &a, sa, &b, sb, &out_shape, &mut slow);
+                assert_eq!(fast, slow, "{op:?} {sa:?} {sb:?}");
+            }
+        }
     }
 }

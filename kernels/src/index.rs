@@ -70,6 +70,24 @@ pub fn scatter_add<T: Float>(
     }
 }
 
+/// The adjoint of [`max_dim`]: dx[o, argmax[o, i], i] = g[o, i], every other element 0
+/// (dx `[outer, n, inner]` is overwritten).
+pub fn max_dim_backward<T: Float>(
+    g: &[T],
+    outer: usize,
+    n: usize,
+    inner: usize,
+    argmax: &[usize],
+    dx: &mut [T],
+) {
+    assert!(g.len() == outer * inner && argmax.len() == g.len() && dx.len() == outer * n * inner);
+    dx.fill(T::ZERO);
+    for (k, &gk) in g.iter().enumerate() {
+        let (o, i) = (k / inner, k % inner);
+        dx[(o * n + argmax[k]) * inner + i] += gk;
+    }
+}
+
 /// Max along the middle dim of `[outer, n, inner]`: values and the first index of the max.
 pub fn max_dim<T: Float>(x: &[T], outer: usize, n: usize, inner: usize, out: &mut [T], argmax: &mut [usize]) {
     for o in 0..outer {

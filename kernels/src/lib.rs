@@ -19,6 +19,7 @@ pub mod layernorm;
 pub mod loss;
 pub mod lstm;
 pub mod permute;
+pub mod select;
 pub mod sgemm;
 pub mod softmax;
 pub mod threads;

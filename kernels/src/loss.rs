@@ -177,6 +177,34 @@ mod fast {
     }
 }
 
+/// Binary cross-entropy on logits, summed: Σᵢ lᵢ with the stable
+///   lᵢ = max(xᵢ, 0) − xᵢtᵢ + log(1 + e^{−|xᵢ|}).            x, t (n)
+pub fn bce_with_logits_forward<T: Float>(x: &[T], t: &[T]) -> T {
+    assert_eq!(x.len(), t.len(), "bce_with_logits_forward: logits and targets differ in length");
+    x.iter().zip(t).map(|(&x, &t)| x.max(T::ZERO) - x * t + (T::ONE + (-x.abs()).exp()).ln()).sum()
+}
+
+/// dx = scale·(σ(x) − t) and dt = −scale·x (each when asked for), with scale the
+/// upstream gradient times the mean's 1/N.                         x, t, dx, dt (n)
+pub fn bce_with_logits_backward<T: Float>(
+    x: &[T],
+    t: &[T],
+    scale: T,
+    dx: Option<&mut [T]>,
+    dt: Option<&mut [T]>,
+) {
+    if let Some(dx) = dx {
+        for ((d, &x), &t) in dx.iter_mut().zip(x).zip(t) {
+            *d = scale * (crate::activation::sigmoid(x) - t);
+        }
+    }
+    if let Some(dt) = dt {
+        for (d, &x) in dt.iter_mut().zip(x) {
+            *d = -scale * x;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

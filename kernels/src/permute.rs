@@ -91,6 +91,76 @@ pub fn permute<T: Copy + Default>(src: &[T], shape: &[usize], perm: &[usize]) ->
     permute_reference(src, &sh, &pm)
 }
 
+/// A slice `start..start + len` of the middle dim of `x` `[outer, n, inner]` →
+/// `out` `[outer, len, inner]`: `outer` runs of `len·inner` contiguous elements.
+pub fn narrow<T: Copy>(
+    x: &[T],
+    outer: usize,
+    n: usize,
+    inner: usize,
+    start: usize,
+    len: usize,
+    out: &mut [T],
+) {
+    assert!(start + len <= n && x.len() == outer * n * inner && out.len() == outer * len * inner);
+    let run = len * inner;
+    for (o, dst) in out.chunks_exact_mut(run.max(1)).take(outer).enumerate() {
+        dst.copy_from_slice(&x[(o * n + start) * inner..(o * n + start) * inner + run]);
+    }
+}
+
+/// The adjoint of [`narrow`], in place: `dx[:, start..start + len, :] += g`
+/// (dx `[outer, n, inner]`, g `[outer, len, inner]`); the rest of dx is untouched.
+pub fn narrow_add<T: crate::Float>(
+    g: &[T],
+    outer: usize,
+    n: usize,
+    inner: usize,
+    start: usize,
+    len: usize,
+    dx: &mut [T],
+) {
+    assert!(start + len <= n && dx.len() == outer * n * inner && g.len() == outer * len * inner);
+    let run = len * inner;
+    for (o, gs) in g.chunks_exact(run.max(1)).take(outer).enumerate() {
+        let dst = &mut dx[(o * n + start) * inner..(o * n + start) * inner + run];
+        dst.iter_mut().zip(gs).for_each(|(d, &g)| *d += g);
+    }
+}
+
+/// Joins `parts[i]` `[outer, sizes[i], inner]` along the middle dim into
+/// `out` `[outer, Σ sizes, inner]`.
+pub fn concat<T: Copy>(parts: &[&[T]], sizes: &[usize], outer: usize, inner: usize, out: &mut [T]) {
+    let total: usize = sizes.iter().sum();
+    assert!(parts.len() == sizes.len() && out.len() == outer * total * inner, "concat: bad sizes");
+    let mut at = 0;
+    for o in 0..outer {
+        for (src, &n) in parts.iter().zip(sizes) {
+            out[at..at + n * inner].copy_from_slice(&src[o * n * inner..(o + 1) * n * inner]);
+            at += n * inner;
+        }
+    }
+}
+
+/// The reference of [`narrow`] and [`concat`]: element by element.
+pub fn concat_reference<T: Copy>(parts: &[&[T]], sizes: &[usize], outer: usize, inner: usize) -> Vec<T> {
+    let total: usize = sizes.iter().sum();
+    let mut out = Vec::with_capacity(outer * total * inner);
+    for o in 0..outer {
+        for j in 0..total {
+            let (mut p, mut jj) = (0, j);
+            while jj >= sizes[p] {
+                jj -= sizes[p];
+                p += 1;
+            }
+            for i in 0..inner {
+                out.push(parts[p][(o * sizes[p] + jj) * inner + i]);
+            }
+        }
+    }
+    out
+}
+
 /// The last dim stays last: copy runs of `shape[r−1]` contiguous elements.
 fn copy_runs<T: Copy>(src: &[T], shape: &[usize], perm: &[usize]) -> Vec<T> {
     let r = shape.len();
@@ -161,6 +231,30 @@ mod tests {
                 permute_reference(&src, shape, perm),
                 "{shape:?} {perm:?}"
             );
+        }
+    }
+
+    #[test]
+    fn narrow_and_concat_match_reference() {
+        let (outer, inner, sizes) = (3, 2, [2usize, 0, 3]);
+        let parts: Vec<Vec<f64>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(p, &n)| (0..outer * n * inner).map(|i| (p * 100 + i) as f64).collect())
+            .collect();
+        let refs: Vec<&[f64]> = parts.iter().map(|p| &p[..]).collect();
+        let mut out = vec![0.0; outer * 5 * inner];
+        concat(&refs, &sizes, outer, inner, &mut out);
+        assert_eq!(out, concat_reference(&refs, &sizes, outer, inner));
+        // narrowing the joined tensor gives each part back, and narrow_add is its adjoint
+        let mut back = vec![0.0; outer * 3 * inner];
+        narrow(&out, outer, 5, inner, 2, 3, &mut back);
+        assert_eq!(back, parts[2]);
+        let mut dx = vec![1.0; out.len()];
+        narrow_add(&back, outer, 5, inner, 2, 3, &mut dx);
+        for (i, (d, o)) in dx.iter().zip(&out).enumerate() {
+            let in_slice = (i / inner) % 5 >= 2;
+            assert_eq!(*d, if in_slice { 1.0 + o } else { 1.0 });
         }
     }
 

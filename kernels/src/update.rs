@@ -143,6 +143,41 @@ pub fn sgd_update<T: Float>(
     }
 }
 
+/// Σ xᵢ², accumulated in f64 (the clipping norm adds these over all gradients).
+pub fn sum_squares<T: Float>(x: &[T]) -> f64 {
+    x.iter().map(|&v| v.to_f64() * v.to_f64()).sum()
+}
+
+/// Clipping by norm, given Σ ‖g_p‖² over all gradients (`sum_sq`):
+///   coef = max_norm / (sqrt(sum_sq) + 1e-6);  g ← coef·g  only if coef < 1.
+pub fn clip_by_norm<T: Float>(g: &mut [T], sum_sq: f64, max_norm: f64) {
+    let coef = max_norm / (sum_sq.sqrt() + 1e-6);
+    if coef < 1.0 {
+        let c = T::from_f64(coef);
+        g.iter_mut().for_each(|v| *v *= c);
+    }
+}
+
+/// Clamps every element into [−clip, clip].
+pub fn clip_by_value<T: Float>(g: &mut [T], clip: f64) {
+    let (lo, hi) = (T::from_f64(-clip), T::from_f64(clip));
+    for v in g.iter_mut() {
+        *v = if *v < lo {
+            lo
+        } else if *v > hi {
+            hi
+        } else {
+            *v
+        };
+    }
+}
+
+/// y += x (gradient accumulation).                                    x, y (n)
+pub fn add_assign<T: Float>(y: &mut [T], x: &[T]) {
+    assert_eq!(x.len(), y.len(), "add_assign: buffers differ in length");
+    y.iter_mut().zip(x).for_each(|(a, &b)| *a += b);
+}
+
 #[cfg(target_arch = "x86_64")]
 mod fast {
     use super::AdamCoefs;
