@@ -9,7 +9,7 @@ use proptest::test_runner::{Config, TestRunner};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use tapegrad::autograd::{gradcheck, DropoutMask, GradcheckOptions, Tensor};
+use tapegrad::autograd::{gradcheck, Device, DropoutMask, GradcheckOptions, Tensor};
 use tapegrad::models::layers::Dropout;
 use tapegrad::models::lstm::{Lstm, LstmWeights};
 
@@ -74,15 +74,20 @@ fn binary(
     (vec![a, b], Box::new(move |t| f(&t[0], &t[1])))
 }
 
-/// Checks one row on `cases` random shapes of rank 1..=3 (dims 1..=4).
+/// Checks one row on `cases` random shapes of rank 1..=3 (dims 1..=4), on the CPU.
 fn run(build: Build, min_rank: usize) {
+    run_on(Device::Cpu, build, min_rank)
+}
+
+/// The same on `device` (the simulated GPU runs the whole table through this).
+fn run_on(device: Device, build: Build, min_rank: usize) {
     let mut runner = TestRunner::new(Config { cases: 24, failure_persistence: None, ..Config::default() });
     let strategy = (prop::collection::vec(1usize..=4, min_rank..=3), any::<u64>());
     runner
         .run(&strategy, |(shape, seed)| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let (inputs, f) = build(&shape, &mut rng);
-            let opts = GradcheckOptions { seed, ..GradcheckOptions::default() };
+            let opts = GradcheckOptions { seed, device, ..GradcheckOptions::default() };
             gradcheck(|t| f(t), &inputs, opts)
                 .map_err(|e| TestCaseError::fail(format!("shape {shape:?}: {e}")))
         })
@@ -235,12 +240,12 @@ table! {
     };
     masked_fill: 1 => |s, r| {
         let m = mask(&broadcastable(s, r), r);
-        (vec![x(s, r)], Box::new(move |t| t[0].masked_fill(&m, -3.0)))
+        (vec![x(s, r)], Box::new(move |t| t[0].masked_fill(&m.to(t[0].device()), -3.0)))
     };
     where_: 1 => |s, r| {
         let c = mask(&broadcastable(s, r), r);
         let other = broadcastable(s, r);
-        (vec![x(s, r), x(&other, r)], Box::new(move |t| Tensor::where_(&c, &t[0], &t[1])))
+        (vec![x(s, r), x(&other, r)], Box::new(move |t| Tensor::where_(&c.to(t[0].device()), &t[0], &t[1])))
     };
     softmax: 1 => |s, r| {
         let d = random_dim(s, r);
@@ -321,7 +326,7 @@ table! {
         let (t, heads, d) = (r.gen_range(1..=4), r.gen_range(1..=2), r.gen_range(1..=3));
         let shape = [s[0], t, heads * d];
         let mask = Tensor::from_vec((0..s[0] * t).map(|i| if i % t == t - 1 && t > 1 { -1e9 } else { 0.0 }).collect(), &[s[0], t]);
-        (vec![x(&shape, r), x(&shape, r), x(&shape, r)], Box::new(move |t| t[0].attention(&t[1], &t[2], heads, Some(&mask), None)))
+        (vec![x(&shape, r), x(&shape, r), x(&shape, r)], Box::new(move |t| t[0].attention(&t[1], &t[2], heads, Some(&mask.to(t[0].device())), None)))
     };
     attention_dropout: 1 => |s, r| {
         // the same with dropout: the mask comes from the seed, so it is fixed across evaluations

@@ -7,7 +7,7 @@ pub mod checkpoint;
 pub mod evaluate;
 pub mod task;
 
-use crate::cli::{DeviceKind, ModelKind, TrainArgs};
+use crate::cli::{ModelKind, TrainArgs};
 use crate::data::batch::{BatchConfig, Batcher};
 use crate::data::glove::Glove;
 use crate::data::imdb::{read_imdb, Review, Split};
@@ -63,9 +63,10 @@ fn recipe(a: &TrainArgs) -> Recipe {
 
 /// Runs `train` as the command line asked; `stop` is raised by Ctrl-C.
 pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
-    if args.device == DeviceKind::Cuda {
-        bail!("--device cuda: this build has no CUDA backend yet; use --device cpu");
-    }
+    // The device, checked before any work: a missing driver or GPU is an error here.
+    let device: tapegrad_autograd::Device = args.device.parse()?;
+    tapegrad_autograd::storage::check_device(device)
+        .map_err(|e| anyhow::anyhow!("--device {device}: {e}; use --device cpu"))?;
     if let Some(t) = args.threads {
         tapegrad_kernels::threads::set_num_threads(t);
     }
@@ -75,8 +76,8 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
             let dir = checkpoint::resolve(dir)?;
             let run = checkpoint::read_run(&dir)?;
             let mut a = run.args.clone();
-            (a.out, a.quiet, a.max_steps, a.threads) =
-                (args.out.clone(), args.quiet, args.max_steps, args.threads);
+            (a.out, a.quiet, a.max_steps, a.threads, a.device) =
+                (args.out.clone(), args.quiet, args.max_steps, args.threads, args.device.clone());
             (a, Some((dir, run)))
         }
         None => (args, None),
@@ -133,6 +134,7 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
     if args.freeze_embeddings {
         task.module().freeze("embedding", true);
     }
+    task.module().to(device); // every parameter; the optimizer's state follows them
 
     let t0 = Instant::now();
     let encode = |reviews: &[Review]| Encoded::new(&task, reviews);
