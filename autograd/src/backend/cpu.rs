@@ -28,7 +28,7 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
     fn to_host(&self) -> Result<Vec<T>, GpuError> {
         Ok(self.as_slice().to_vec())
     }
-    fn from_host_like(&self, host: &[T]) -> Self {
+    fn uploaded(&self, host: &[T]) -> Self {
         own(host.to_vec())
     }
     fn duplicate(&self) -> Self {

@@ -82,7 +82,7 @@ impl<T: DeviceRepr> CudaStorage<T> {
 }
 
 /// The buffers of `xs`, or `None` if any is poisoned.
-fn bufs<'a, T: DeviceRepr, const N: usize>(xs: [&'a CudaStorage<T>; N]) -> Option<[&'a GpuBuffer<T>; N]> {
+fn bufs<T: DeviceRepr, const N: usize>(xs: [&CudaStorage<T>; N]) -> Option<[&GpuBuffer<T>; N]> {
     let mut out = Vec::with_capacity(N);
     for x in xs {
         out.push(x.buf.as_ref()?);
@@ -107,7 +107,7 @@ impl<T: Float> Backend<T> for CudaStorage<T> {
         self.ctx.check()?;
         Ok(v)
     }
-    fn from_host_like(&self, host: &[T]) -> Self {
+    fn uploaded(&self, host: &[T]) -> Self {
         CudaStorage::from_host(&self.ctx, self.device, host)
     }
     fn duplicate(&self) -> Self {
@@ -120,7 +120,7 @@ impl<T: Float> Backend<T> for CudaStorage<T> {
         if v == T::ZERO {
             return self.make(n, |o| o.zero());
         }
-        self.from_host_like(&vec![v; n])
+        self.uploaded(&vec![v; n])
     }
 
     fn unary(&self, op: Unary) -> Self {

@@ -107,8 +107,8 @@ impl<T: Float> Backend<T> for Storage<T> {
     fn to_host(&self) -> Result<Vec<T>, GpuError> {
         each!(self, s => s.to_host())
     }
-    fn from_host_like(&self, host: &[T]) -> Self {
-        each!(self, s => s.from_host_like(host).wrap())
+    fn uploaded(&self, host: &[T]) -> Self {
+        each!(self, s => s.uploaded(host).wrap())
     }
     fn duplicate(&self) -> Self {
         each!(self, s => s.duplicate().wrap())

@@ -153,7 +153,7 @@ pub trait Backend<T: Float>: Sized {
     /// The numbers, copied to the host; on a GPU, also the device's sticky error.
     fn to_host(&self) -> Result<Vec<T>, GpuError>;
     /// `host` copied to this buffer's device.
-    fn from_host_like(&self, host: &[T]) -> Self;
+    fn uploaded(&self, host: &[T]) -> Self;
     /// A copy on the same device.
     fn duplicate(&self) -> Self;
     /// `n` copies of `v` on the same device.
