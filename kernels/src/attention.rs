@@ -37,7 +37,7 @@ use crate::sgemm::reference::gemm_reference;
 use crate::sgemm::{isa, sgemm_with};
 use crate::threads::{num_threads, run_parts, SharedMut};
 use crate::{as_f32, as_f32_mut, softmax, Float};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -438,10 +438,10 @@ pub fn attention_backward_reference<T: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::Rng;
+    use rand::{Rng, RngExt};
 
     fn rand_vec<T: Float>(n: usize, rng: &mut impl Rng) -> Vec<T> {
-        (0..n).map(|_| T::from_f64(rng.gen_range(-1.5..1.5))).collect()
+        (0..n).map(|_| T::from_f64(rng.random_range(-1.5..1.5))).collect()
     }
 
     fn max_diff<T: Float>(a: &[T], b: &[T]) -> f64 {
@@ -451,7 +451,7 @@ mod tests {
     /// Fast forward and backward against the loops, for f32 and f64, over odd sizes,
     /// with and without padding and dropout, on 1 and 2 threads.
     fn check_against_reference<T: Float>(tol: f64) {
-        let mut rng = rand::thread_rng();
+        let mut rng = rand::rng();
         for (batch, seq, heads, head_dim) in
             [(2, 0, 2, 3), (1, 1, 1, 1), (2, 7, 3, 5), (3, 17, 2, 8), (2, 33, 4, 16)]
         {
@@ -513,7 +513,7 @@ mod tests {
     fn padded_keys_get_no_probability_and_dropout_keeps_1_minus_p() {
         let s = AttentionShape { batch: 1, seq: 64, heads: 2, head_dim: 4 };
         let n = s.numel();
-        let mut rng = rand::thread_rng();
+        let mut rng = rand::rng();
         let (q, k, v) = (rand_vec::<f32>(n, &mut rng), rand_vec(n, &mut rng), rand_vec(n, &mut rng));
         let mask: Vec<f32> = (0..64).map(|j| if j >= 48 { f32::MIN } else { 0.0 }).collect();
         let (mut o, mut p) = (vec![0.0; n], vec![0.0; s.probs_numel()]);

@@ -296,7 +296,7 @@ impl Glove {
             .suffix(".tmp")
             .tempfile_in(dir)
             .map_err(io_err(dir))?;
-        safetensors::tensor::serialize_to_file([("vectors", view)], &Some(meta), tmp.path())
+        safetensors::tensor::serialize_to_file([("vectors", view)], Some(meta), tmp.path())
             .map_err(|e| bad_cache(path, e))?;
         tmp.as_file().sync_all().map_err(io_err(tmp.path()))?;
         tmp.persist(path).map_err(|e| GloveError::Io { path: path.to_owned(), source: e.error })?;

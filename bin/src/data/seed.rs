@@ -7,7 +7,7 @@
 //! of one user seed (the validation split must not change when the batch order
 //! does); `index` is e.g. the epoch number.
 
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// What a generator is used for; each purpose gets an independent stream.
@@ -56,8 +56,8 @@ pub fn rng(seed: u64, purpose: Purpose, index: u64) -> ChaCha8Rng {
 /// One standard normal sample (Box–Muller; uses two uniforms per call).
 pub fn standard_normal<R: Rng>(rng: &mut R) -> f32 {
     // u1 in (0, 1] so that ln(u1) is finite.
-    let u1: f64 = 1.0 - rng.gen::<f64>();
-    let u2: f64 = rng.gen::<f64>();
+    let u1: f64 = 1.0 - rng.random::<f64>();
+    let u2: f64 = rng.random::<f64>();
     ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
 }
 
@@ -65,7 +65,7 @@ pub fn standard_normal<R: Rng>(rng: &mut R) -> f32 {
 /// `SliceRandom` implementation details, so it cannot change under us).
 pub fn shuffle<T, R: Rng>(items: &mut [T], rng: &mut R) {
     for i in (1..items.len()).rev() {
-        let j = rng.gen_range(0..=i);
+        let j = rng.random_range(0..=i);
         items.swap(i, j);
     }
 }
@@ -76,14 +76,14 @@ mod tests {
 
     #[test]
     fn same_triple_same_stream_different_triples_differ() {
-        let a: Vec<u32> = (0..8).map(|_| rng(7, Purpose::Limit, 3).gen()).collect();
+        let a: Vec<u32> = (0..8).map(|_| rng(7, Purpose::Limit, 3).random()).collect();
         let mut r = rng(7, Purpose::Limit, 3);
-        let b: Vec<u32> = (0..8).map(|_| r.gen()).collect();
+        let b: Vec<u32> = (0..8).map(|_| r.random()).collect();
         assert_eq!(a[0], b[0]);
-        let x: u64 = rng(7, Purpose::Limit, 4).gen();
-        let y: u64 = rng(7, Purpose::EpochShuffle, 3).gen();
-        let z: u64 = rng(8, Purpose::Limit, 3).gen();
-        let w: u64 = rng(7, Purpose::Limit, 3).gen();
+        let x: u64 = rng(7, Purpose::Limit, 4).random();
+        let y: u64 = rng(7, Purpose::EpochShuffle, 3).random();
+        let z: u64 = rng(8, Purpose::Limit, 3).random();
+        let w: u64 = rng(7, Purpose::Limit, 3).random();
         assert!(x != w && y != w && z != w);
     }
 
@@ -115,7 +115,7 @@ mod tests {
         shuffle(&mut v, &mut rng(1, Purpose::ValidSplit, 0));
         let mut r = rng(2, Purpose::EmbeddingInit, 0);
         let normals: Vec<f32> = (0..3).map(|_| standard_normal(&mut r)).collect();
-        let u: u64 = rng(3, Purpose::ModelInit, 0).gen();
+        let u: u64 = rng(3, Purpose::ModelInit, 0).random();
         assert_eq!(v, [7, 0, 3, 6, 8, 2, 5, 9, 1, 4]);
         assert_eq!(normals, [2.9200191, 0.48520732, 1.466504]);
         assert_eq!(u, 14462255446212711338);

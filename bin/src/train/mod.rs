@@ -210,11 +210,7 @@ pub fn train(args: TrainArgs, stop: Arc<AtomicBool>) -> Result<Outcome> {
         task.set_training(true);
         let t_epoch = Instant::now();
         for batch in batcher.batches_from(run.epoch as u64, run.next_batch) {
-            task.reseed_dropout(rand::RngCore::next_u64(&mut seed::rng(
-                args.seed,
-                Purpose::Dropout,
-                run.step,
-            )));
+            task.reseed_dropout(rand::Rng::next_u64(&mut seed::rng(args.seed, Purpose::Dropout, run.step)));
             let logits = task.logits(&batch)?;
             let loss = task.loss(&logits, &batch.labels)?; // L = (1/N) Σᵢ lᵢ over the batch
             let l = loss.item() as f64;
