@@ -29,7 +29,7 @@ pub fn where_<T: Float>(cond: &[T], a: &[T], b: &[T], out: &mut [T]) {
     }
 }
 
-/// da = g·[cond], db = g·[¬cond] (written, not added; the caller sums each down to
+/// `da = g·[cond]`, `db = g·[¬cond]` (written, not added; the caller sums each down to
 /// its operand's shape with `broadcast::sum_to`).            g, cond, da, db (n)
 pub fn where_backward<T: Float>(g: &[T], cond: &[T], da: &mut [T], db: &mut [T]) {
     let n = g.len();

@@ -27,7 +27,7 @@ fn kernel<T: Float>(f32_entry: &'static str, f64_entry: &'static str) -> Kernel 
     Kernel { module: "index", entry: pick::<T>(f32_entry, f64_entry) }
 }
 
-/// out[o, j, :] = x[o, idx[j], :].         x [outer, len, inner], idx (m), out [outer, m, inner]
+/// `out[o, j, :] = x[o, idx[j], :]`.         x [outer, len, inner], idx (m), out [outer, m, inner]
 pub fn index_select<T: Float>(
     x: &GpuBuffer<T>,
     outer: usize,
@@ -52,7 +52,7 @@ pub fn index_select<T: Float>(
     )
 }
 
-/// dx[o, idx[j], :] += g[o, j, :] (repeated indices accumulate, in j order).
+/// `dx[o, idx[j], :] += g[o, j, :]` (repeated indices accumulate, in j order).
 ///                                         g [outer, m, inner], idx (m), dx [outer, len, inner]
 pub fn index_add<T: Float>(
     g: &GpuBuffer<T>,

@@ -38,7 +38,7 @@ fn ignore_arg(ignore_index: Option<usize>) -> KernelArg {
 }
 
 /// Cross-entropy of `logits [n, c]` against class `targets` (i64), rows whose target is
-/// `ignore_index` skipped: loss[0] = L = (1/N) Σᵢ (lse(xᵢ) − xᵢ[tᵢ]) and count[0] = N,
+/// `ignore_index` skipped: `loss[0] = L = (1/N) Σᵢ (lse(xᵢ) − xᵢ[tᵢ])` and `count[0] = N`,
 /// the rows used (the CPU returns (Σᵢ lᵢ, N); L is NaN when N = 0, as there).
 pub fn cross_entropy_forward<T: Float>(
     logits: &GpuBuffer<T>,
@@ -63,7 +63,7 @@ pub fn cross_entropy_forward<T: Float>(
     ctx.launch(kernel::<T>("ce_mean_f32", "ce_mean_f64"), ONE_BLOCK, &args)
 }
 
-/// dlogits += scale[0]·(softmax(logits_i) − onehot(t_i)) for every row not ignored;
+/// `dlogits += scale[0]·(softmax(logits_i) − onehot(t_i))` for every row not ignored;
 /// `scale` is a device scalar (the upstream gradient times 1/N: `binary(Div, g, count)`).
 pub fn cross_entropy_backward<T: Float>(
     logits: &GpuBuffer<T>,
@@ -108,7 +108,7 @@ fn mean_of<T: Float>(
     ctx.launch(kernel::<T>("mean_finish_f32", "mean_finish_f64"), ONE_BLOCK, &args)
 }
 
-/// loss[0] = (1/N) Σᵢ max(xᵢ, 0) − xᵢtᵢ + ln(1 + e^{−|xᵢ|}).       x, t (N)
+/// `loss[0] = (1/N) Σᵢ max(xᵢ, 0) − xᵢtᵢ + ln(1 + e^{−|xᵢ|})`.       x, t (N)
 pub fn bce_with_logits_forward<T: Float>(
     x: &GpuBuffer<T>,
     t: &GpuBuffer<T>,
@@ -117,7 +117,7 @@ pub fn bce_with_logits_forward<T: Float>(
     mean_of(kernel::<T>("bce_partial_f32", "bce_partial_f64"), x, t, loss)
 }
 
-/// s = g[0]/N; dx = s·(σ(x) − t), dt = (−s)·x (written).   x, t, dx, dt (N), g (1)
+/// `s = g[0]/N`; dx = s·(σ(x) − t), dt = (−s)·x (written).   x, t, dx, dt (N), g (1)
 pub fn bce_with_logits_backward<T: Float>(
     x: &GpuBuffer<T>,
     t: &GpuBuffer<T>,
@@ -128,7 +128,7 @@ pub fn bce_with_logits_backward<T: Float>(
     elementwise_backward(kernel::<T>("bce_bwd_f32", "bce_bwd_f64"), x, t, g, dx, dt)
 }
 
-/// loss[0] = (1/N) Σᵢ (yᵢ − tᵢ)².                            y, t (N)
+/// `loss[0] = (1/N) Σᵢ (yᵢ − tᵢ)²`.                            y, t (N)
 pub fn mse_forward<T: Float>(
     y: &GpuBuffer<T>,
     t: &GpuBuffer<T>,
@@ -137,7 +137,7 @@ pub fn mse_forward<T: Float>(
     mean_of(kernel::<T>("mse_partial_f32", "mse_partial_f64"), y, t, loss)
 }
 
-/// dy = (2g[0]/N)(y − t), dt = −dy (written).               y, t, dy, dt (N), g (1)
+/// `dy = (2g[0]/N)(y − t)`, `dt = −dy` (written).               y, t, dy, dt (N), g (1)
 pub fn mse_backward<T: Float>(
     y: &GpuBuffer<T>,
     t: &GpuBuffer<T>,

@@ -17,7 +17,7 @@ fn kernel<T: Float>(f32_entry: &'static str, f64_entry: &'static str) -> Kernel 
 }
 
 /// out = src with its dims permuted: output dim d is input dim `perm[d]`.
-///                                    src (shape), out (shape[perm[0]], …, shape[perm[r−1]])
+///                                    src (shape), out `(shape[perm[0]], …, shape[perm[r−1]])`
 pub fn permute<T: Float>(
     src: &GpuBuffer<T>,
     shape: &[usize],

@@ -57,7 +57,7 @@ pub fn where_<T: Float>(
     out.context().launch(kernel::<T>("where_f32", "where_f64"), launch::linear(n), &args)
 }
 
-/// da = g·[cond], db = g·[¬cond] (written).                  g, cond, da, db (n)
+/// `da = g·[cond]`, `db = g·[¬cond]` (written).                  g, cond, da, db (n)
 pub fn where_backward<T: Float>(
     g: &GpuBuffer<T>,
     cond: &GpuBuffer<T>,

@@ -107,7 +107,7 @@ pub fn sgd_update<T: Float>(
     theta.context().launch(kernel::<T>("sgd_f32", "sgd_f64"), launch::linear(n), &args)
 }
 
-/// total[0] = √(Σ_buffers Σᵢ gᵢ²), in f64 (see `update::grad_norm`).   total (1)
+/// `total[0] = √(Σ_buffers Σᵢ gᵢ²)`, in f64 (see `update::grad_norm`).   total (1)
 pub fn grad_norm<T: Float>(grads: &[&GpuBuffer<T>], total: &mut GpuBuffer<f64>) -> Result<(), GpuError> {
     assert_eq!(total.len(), 1, "grad_norm: total holds one element");
     let ctx = total.context().clone();
@@ -127,7 +127,7 @@ pub fn grad_norm<T: Float>(grads: &[&GpuBuffer<T>], total: &mut GpuBuffer<f64>) 
     )
 }
 
-/// g ← coef·g with coef = max_norm / (total[0] + 1e−6), only if coef < 1 (see
+/// g ← coef·g with `coef = max_norm / (total[0] + 1e−6)`, only if coef < 1 (see
 /// `update::clip_scale`).                                     g (n), total (1)
 pub fn clip_scale<T: Float>(
     g: &mut GpuBuffer<T>,

@@ -1,6 +1,6 @@
 //! The LSTM on the GPU (`kernels/cuda/lstm.cu`); the CPU twin (and the math) is
 //! `kernels/src/lstm/`: the fused cell and the h/c interleave copies here, the packed
-//! recurrence in [`sequence`]. Same arguments as the CPU functions, device buffers
+//! recurrence in `sequence`. Same arguments as the CPU functions, device buffers
 //! for slices.
 
 mod sequence;
