@@ -14,7 +14,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cell::Cell;
-use tapegrad::autograd::{gradcheck, DropoutMask, GradcheckOptions, Tensor};
+use tapegrad::autograd::{gradcheck, Device, DropoutMask, GradcheckOptions, Tensor};
 use tapegrad::kernels::Float;
 use tapegrad::models::layers::Dropout;
 use tapegrad::models::lstm::{Lstm, LstmWeights};
@@ -114,10 +114,20 @@ fn binary<T: Float>(
 /// shape and the seed that reproduce it (proptest shrinks to the smallest failing case), and is
 /// persisted next to this file so later runs try it first.
 fn run(build: Build<f64>, min_rank: usize) {
+    run_on(Device::Cpu, 24, build, min_rank)
+}
+
+/// Cases per row on the simulated GPU, which interprets every kernel's PTX on the CPU
+/// (each case runs the forward twice per input element).
+const SIM_CASES: u32 = 2;
+
+/// The same on `device` with `cases` shapes: the simulated GPU runs the whole table
+/// through this (`sim::<row>`), and a real GPU would too.
+fn run_on(device: Device, cases: u32, build: Build<f64>, min_rank: usize) {
     // a failing case is saved in tests/gradcheck.proptest-regressions and replayed first
     let persist = FileFailurePersistence::SourceParallel("proptest-regressions");
     let config = Config {
-        cases: 24,
+        cases,
         source_file: Some(file!()),
         failure_persistence: Some(Box::new(persist)),
         ..Config::default()
@@ -128,7 +138,7 @@ fn run(build: Build<f64>, min_rank: usize) {
         .run(&strategy, |(shape, seed)| {
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let (inputs, f) = build(&shape, &mut rng);
-            let opts = GradcheckOptions { seed, ..GradcheckOptions::default() };
+            let opts = GradcheckOptions { seed, device, ..GradcheckOptions::default() };
             gradcheck(|t| f(t), &inputs, opts)
                 .map_err(|e| TestCaseError::fail(format!("shape {shape:?} seed {seed}: {e}")))
         })
@@ -205,8 +215,9 @@ fn run_f32(build32: Build<f32>, build64: Build<f64>, min_rank: usize) {
     }
 }
 
-/// One `#[test]` per row: `name: min_rank => build`, in f64 against finite differences, and as
-/// `f32_fast::name` in f32 against the f64 backward. The row's body is built twice, with `Tn`
+/// One `#[test]` per row: `name: min_rank => build`, in f64 against finite differences, the
+/// same as `sim::name` on the simulated GPU, and as `f32_fast::name` in f32 against the f64
+/// backward. The row's body is built twice, with `Tn`
 /// the tensor type and `E` the element type of each precision.
 macro_rules! table {
     ($($name:ident: $rank:literal => $build:expr;)*) => {
@@ -231,6 +242,10 @@ macro_rules! table {
             } )*
         }
         $( #[test] fn $name() { run(rows_f64::$name, $rank) } )*
+        mod sim {
+            use super::*;
+            $( #[test] fn $name() { run_on(Device::Sim, SIM_CASES, rows_f64::$name, $rank) } )*
+        }
         mod f32_fast {
             use super::*;
             $( #[test] fn $name() { run_f32(rows_f32::$name, rows_f64::$name, $rank) } )*
@@ -365,7 +380,7 @@ table! {
             // the padding row's output is used through a constant mask, so its true
             // gradient is zero and finite differences agree with PyTorch's padding_idx
             let keep: Vec<E> = ids.iter().flat_map(|&i| vec![if i == pad { 0.0 } else { 1.0 }; d]).collect();
-            t[0].embedding(&ids, &[2, 3], Some(pad)).mul(&Tn::from_vec(keep, &[2, 3, d]))
+            t[0].embedding(&ids, &[2, 3], Some(pad)).mul(&Tn::from_vec(keep, &[2, 3, d]).to(t[0].device()))
         }))
     };
     gather: 1 => |s, r| {
@@ -378,12 +393,12 @@ table! {
     };
     masked_fill: 1 => |s, r| {
         let m = mask(&broadcastable(s, r), r);
-        (vec![x(s, r)], Box::new(move |t| t[0].masked_fill(&m, -3.0)))
+        (vec![x(s, r)], Box::new(move |t| t[0].masked_fill(&m.to(t[0].device()), -3.0)))
     };
     where_: 1 => |s, r| {
         let c = mask(&broadcastable(s, r), r);
         let other = broadcastable(s, r);
-        (vec![x(s, r), x(&other, r)], Box::new(move |t| Tensor::where_(&c, &t[0], &t[1])))
+        (vec![x(s, r), x(&other, r)], Box::new(move |t| Tensor::where_(&c.to(t[0].device()), &t[0], &t[1])))
     };
     softmax: 1 => |s, r| {
         let d = random_dim(s, r);
@@ -464,7 +479,7 @@ table! {
         let (t, heads, d) = (r.gen_range(1..=4), r.gen_range(1..=2), r.gen_range(1..=3));
         let shape = [s[0], t, heads * d];
         let mask = Tensor::from_vec((0..s[0] * t).map(|i| if i % t == t - 1 && t > 1 { -1e9 } else { 0.0 }).collect(), &[s[0], t]);
-        (vec![x(&shape, r), x(&shape, r), x(&shape, r)], Box::new(move |t| t[0].attention(&t[1], &t[2], heads, Some(&mask), None)))
+        (vec![x(&shape, r), x(&shape, r), x(&shape, r)], Box::new(move |t| t[0].attention(&t[1], &t[2], heads, Some(&mask.to(t[0].device())), None)))
     };
     attention_dropout: 1 => |s, r| {
         // the same with dropout: the mask comes from the seed, so it is fixed across evaluations

@@ -10,6 +10,7 @@
 //! ```
 
 pub mod alloc;
+pub mod backend;
 pub mod gradcheck;
 mod ops;
 pub mod profile;
@@ -20,7 +21,7 @@ mod tensor;
 
 pub use gradcheck::{gradcheck, GradcheckError, GradcheckOptions};
 pub use ops::attention::DropoutMask;
-pub use storage::Device;
+pub use storage::{Device, Storage};
 pub use tape::{is_grad_enabled, no_grad, NoGradGuard};
 pub use tapegrad_kernels::Float;
 pub use tensor::{numel, Tensor};

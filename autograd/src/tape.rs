@@ -7,6 +7,7 @@
 //! each thread has its own graphs, and everything a step recorded is freed when
 //! backward has used it (each closure runs once and is dropped).
 
+use crate::backend::Backend;
 use crate::storage::Storage;
 use crate::Tensor;
 use std::cell::{Cell, RefCell};
@@ -30,7 +31,7 @@ pub(crate) struct Node<T: Float> {
     pub(crate) shape: Vec<usize>,
     pub(crate) data: RefCell<Rc<Storage<T>>>,
     /// dL/d(this), accumulated with `+=`. Kept for leaves, freed for intermediates.
-    pub(crate) grad: RefCell<Option<Vec<T>>>,
+    pub(crate) grad: RefCell<Option<Storage<T>>>,
     pub(crate) requires_grad: Cell<bool>,
     op: RefCell<Option<Op<T>>>,
     /// Name of the op that produced this node; kept after the op is freed.
@@ -134,10 +135,17 @@ impl<T: Float> Tensor<T> {
             g.shape(),
             self.shape()
         );
+        assert_eq!(
+            g.device(),
+            self.device(),
+            "internal error: gradient on {} for a tensor on {}",
+            g.device(),
+            self.device()
+        );
         let mut slot = self.0.grad.borrow_mut();
         match slot.as_mut() {
-            None => *slot = Some(g.into_vec()), // the fresh gradient's buffer, not a copy
-            Some(acc) => acc.iter_mut().zip(g.data().iter()).for_each(|(a, &b)| *a += b),
+            None => *slot = Some(g.into_storage()), // the fresh gradient's buffer, not a copy
+            Some(acc) => acc.add_assign(&g.storage()),
         }
     }
 
@@ -145,17 +153,17 @@ impl<T: Float> Tensor<T> {
     /// accumulated so far (zeros if there is none yet). For ops whose gradient covers only
     /// part of their input (`narrow`): they add into their slice instead of building a
     /// full-size gradient tensor that is mostly zeros just to add it.
-    pub fn accumulate_grad_in_place(&self, add: impl FnOnce(&mut [T])) {
+    pub fn accumulate_grad_in_place(&self, add: impl FnOnce(&mut Storage<T>)) {
         if !self.tracks_grad() {
             return;
         }
         let mut slot = self.0.grad.borrow_mut();
-        add(slot.get_or_insert_with(|| vec![T::ZERO; self.numel()]));
+        add(slot.get_or_insert_with(|| self.0.data.borrow().full_like(self.numel(), T::ZERO)));
     }
 }
 
 /// Reverse pass from `root` seeded with dL/d(root) = `seed`.
-pub(crate) fn backward<T: Float>(root: &Tensor<T>, seed: Vec<T>) {
+pub(crate) fn backward<T: Float>(root: &Tensor<T>, seed: Storage<T>) {
     if !root.tracks_grad() {
         panic!("backward(): the output does not depend on any tensor that requires grad");
     }
@@ -180,13 +188,13 @@ pub(crate) fn backward<T: Float>(root: &Tensor<T>, seed: Vec<T>) {
     // Creation order is a topological order: walk it backwards.
     nodes.sort_by_key(|t| std::cmp::Reverse(t.id()));
     let shape = root.shape().to_vec();
-    root.accumulate_grad(|| Tensor::from_vec(seed, &shape));
+    root.accumulate_grad(|| Tensor::from_storage(seed, &shape));
     let _no_grad = NoGradGuard::new();
     for t in nodes {
         let Some(op) = t.0.op.borrow_mut().take() else { continue };
         // An intermediate's gradient is consumed here and freed.
         let Some(g) = t.0.grad.borrow_mut().take() else { continue };
-        let g = Tensor::from_vec(g, t.shape());
+        let g = Tensor::from_storage(g, t.shape());
         drop(op.inputs);
         crate::profile::time_backward(t.0.op_name, || (op.backward)(&g));
     }

@@ -1,13 +1,15 @@
 //! `Tensor`: a row-major array of `f32` (fast path) or `f64` (reference path),
 //! with the node of the tape that produced it.
 
-use crate::storage::{Device, MappedSlice, Storage};
+use crate::backend::Backend;
+use crate::storage::{CpuStorage, Device, MappedSlice, Storage};
 use crate::tape::{self, Node};
 use memmap2::Mmap;
 use std::cell::{Ref, RefMut};
 use std::fmt;
 use std::rc::Rc;
 use std::sync::Arc;
+use tapegrad_kernels::gpu::GpuError;
 use tapegrad_kernels::Float;
 
 /// A handle to a node of the computation graph. Cloning is cheap (shared node).
@@ -35,7 +37,23 @@ impl<T: Float> Tensor<T> {
             "Tensor::from_vec: {} values do not fill shape {shape:?}",
             data.len()
         );
-        Tensor(Rc::new(Node::leaf(Rc::new(Storage::Owned(data)), shape.to_vec(), false)))
+        Tensor::from_storage(Storage::from_vec(data), shape)
+    }
+
+    /// A constant holding `storage` (on its device). Panics if the sizes differ.
+    pub fn from_storage(storage: Storage<T>, shape: &[usize]) -> Self {
+        assert_eq!(
+            storage.len(),
+            numel(shape),
+            "Tensor::from_storage: {} values do not fill shape {shape:?}",
+            storage.len()
+        );
+        Tensor(Rc::new(Node::leaf(Rc::new(storage), shape.to_vec(), false)))
+    }
+
+    /// A constant of `shape` filled with `v`, on `device`.
+    pub fn full_on(shape: &[usize], v: T, device: Device) -> Self {
+        Tensor::from_storage(Storage::from_host(vec![v; numel(shape)], device), shape)
     }
 
     /// A trainable leaf (`requires_grad`): a parameter whose gradient backward fills.
@@ -61,7 +79,7 @@ impl<T: Float> Tensor<T> {
     /// Writing to it (an optimizer step) copies it into owned memory first.
     pub fn from_mmap(map: Arc<Mmap>, byte_offset: usize, shape: &[usize]) -> Option<Self> {
         let slice = MappedSlice::new(map, byte_offset, numel(shape))?;
-        Some(Tensor(Rc::new(Node::leaf(Rc::new(Storage::Mapped(slice)), shape.to_vec(), false))))
+        Some(Tensor::from_storage(Storage::Cpu(CpuStorage::Mapped(slice)), shape))
     }
 
     /// Marks a leaf as trainable (or not), builder style. See [`Tensor::set_requires_grad`].
@@ -96,7 +114,12 @@ impl<T: Float> Tensor<T> {
         numel(&self.0.shape)
     }
     pub fn device(&self) -> Device {
-        Device::Cpu
+        self.0.data.borrow().device()
+    }
+
+    /// The buffer (shared, not copied): what ops hand to the backend.
+    pub fn storage(&self) -> Rc<Storage<T>> {
+        self.0.data.borrow().clone()
     }
     /// Unique, increasing id of the node (creation order).
     pub fn id(&self) -> u64 {
@@ -109,14 +132,26 @@ impl<T: Float> Tensor<T> {
         Rc::strong_count(&self.0)
     }
 
-    /// Borrow of the numbers (row-major).
+    /// Borrow of the numbers (row-major), for a tensor on the CPU. Panics on a GPU
+    /// tensor (use [`Tensor::to_vec`], which copies).
     pub fn data(&self) -> Ref<'_, [T]> {
-        Ref::map(self.0.data.borrow(), |s| s.as_slice())
+        Ref::map(self.0.data.borrow(), |s| {
+            s.cpu_slice().unwrap_or_else(|| {
+                panic!("data(): this tensor is on {}; use to_vec() or .to(Device::Cpu)", s.device())
+            })
+        })
     }
 
-    /// The numbers as an owned `Vec`.
+    /// The numbers as an owned `Vec` (copied back from a GPU). Panics with the device's
+    /// sticky error if an earlier op on it failed; [`Tensor::try_to_vec`] returns it.
     pub fn to_vec(&self) -> Vec<T> {
-        self.data().to_vec()
+        self.try_to_vec().unwrap_or_else(|e| panic!("{}: {e}", self.device()))
+    }
+
+    /// The numbers as an owned `Vec`, or the error of the first GPU operation that
+    /// failed on this tensor's device since it was created (the sticky error).
+    pub fn try_to_vec(&self) -> Result<Vec<T>, GpuError> {
+        self.0.data.borrow().to_host()
     }
 
     /// The numbers as an owned `Vec`, taken without a copy when this handle is the
@@ -124,18 +159,32 @@ impl<T: Float> Tensor<T> {
     pub fn into_vec(self) -> Vec<T> {
         match Rc::try_unwrap(self.0) {
             Ok(node) => match Rc::try_unwrap(node.data.into_inner()) {
-                Ok(crate::storage::Storage::Owned(v)) => v,
-                Ok(s) => s.as_slice().to_vec(),
-                Err(shared) => shared.as_slice().to_vec(),
+                Ok(Storage::Cpu(CpuStorage::Owned(v))) => v,
+                Ok(s) => Tensor::from_storage(s, &node.shape).to_vec(),
+                Err(shared) => shared.to_host().unwrap_or_else(|e| panic!("{}: {e}", shared.device())),
             },
             Err(node) => Tensor(node).to_vec(),
         }
     }
 
-    /// The single value of a one-element tensor.
+    /// The buffer, taken without a copy when this handle is the only one.
+    pub(crate) fn into_storage(self) -> Storage<T> {
+        match Rc::try_unwrap(self.0) {
+            Ok(node) => Rc::try_unwrap(node.data.into_inner()).unwrap_or_else(|shared| shared.duplicate()),
+            Err(node) => node.data.borrow().duplicate(),
+        }
+    }
+
+    /// The single value of a one-element tensor (copied back from a GPU: this is
+    /// where a step waits for the device). Panics with the device's sticky error.
     pub fn item(&self) -> T {
+        self.try_item().unwrap_or_else(|e| panic!("{}: {e}", self.device()))
+    }
+
+    /// [`Tensor::item`], returning the device's sticky error instead of panicking.
+    pub fn try_item(&self) -> Result<T, GpuError> {
         assert_eq!(self.numel(), 1, "item() needs a one-element tensor, shape is {:?}", self.shape());
-        self.data()[0]
+        Ok(self.try_to_vec()?[0])
     }
 
     /// True while the numbers are still a view into a memory map.
@@ -143,18 +192,25 @@ impl<T: Float> Tensor<T> {
         self.0.data.borrow().is_mapped()
     }
 
-    /// Mutable access to the numbers, for optimizers: copy-on-write, so a mapped
-    /// view is copied into owned memory on first write, and values captured by a
-    /// pending backward keep their old numbers.
+    /// Mutable access to the numbers of a CPU tensor (tests, loading): copy-on-write,
+    /// so a mapped view is copied into owned memory on first write, and values
+    /// captured by a pending backward keep their old numbers. Panics on a GPU tensor.
     pub fn data_mut(&self) -> RefMut<'_, [T]> {
-        let mut cell = self.0.data.borrow_mut();
-        if Rc::strong_count(&cell) > 1 || cell.is_mapped() {
-            *cell = Rc::new(Storage::Owned(cell.as_slice().to_vec()));
-        }
-        RefMut::map(cell, |rc| match Rc::get_mut(rc) {
-            Some(Storage::Owned(v)) => v.as_mut_slice(),
-            _ => unreachable!("made unique and owned above"),
+        let st = self.storage_mut();
+        RefMut::map(st, |s| match s {
+            Storage::Cpu(c) => c.as_mut_slice(),
+            Storage::Cuda(c) => panic!("data_mut(): this tensor is on {}", Backend::device(c)),
         })
+    }
+
+    /// Mutable access to the buffer, on any device, for optimizers: copy-on-write
+    /// as [`Tensor::data_mut`].
+    pub fn storage_mut(&self) -> RefMut<'_, Storage<T>> {
+        let mut cell = self.0.data.borrow_mut();
+        if Rc::strong_count(&cell) > 1 {
+            *cell = Rc::new(cell.duplicate());
+        }
+        RefMut::map(cell, |rc| Rc::get_mut(rc).expect("made unique above"))
     }
 
     /// The same numbers as a new constant leaf, cut off from the graph.
@@ -165,7 +221,7 @@ impl<T: Float> Tensor<T> {
     /// The accumulated gradient dL/dself (a constant), if backward reached this leaf.
     pub fn grad(&self) -> Option<Tensor<T>> {
         let shape = self.shape().to_vec();
-        self.0.grad.borrow().as_ref().map(|g| Tensor::from_vec(g.clone(), &shape))
+        self.0.grad.borrow().as_ref().map(|g| Tensor::from_storage(g.duplicate(), &shape))
     }
 
     /// Clears the accumulated gradient (PyTorch's `zero_grad(set_to_none=True)`).
@@ -173,13 +229,47 @@ impl<T: Float> Tensor<T> {
         *self.0.grad.borrow_mut() = None;
     }
 
-    /// Mutable access to the accumulated gradient, if any (for clipping).
-    pub fn grad_mut(&self) -> Option<RefMut<'_, [T]>> {
+    /// The accumulated gradient's buffer, if any, without a copy (optimizers).
+    pub fn grad_storage(&self) -> Option<Ref<'_, Storage<T>>> {
+        Ref::filter_map(self.0.grad.borrow(), |g| g.as_ref()).ok()
+    }
+
+    /// Replaces the numbers with `values` (same length), on this tensor's device; a
+    /// pending backward keeps the old ones (state loading).
+    pub fn write_values(&self, values: Vec<T>) {
+        assert_eq!(
+            values.len(),
+            self.numel(),
+            "write_values: {} values for shape {:?}",
+            values.len(),
+            self.shape()
+        );
+        let st = Storage::from_host(values, self.device());
+        *self.0.data.borrow_mut() = Rc::new(st);
+    }
+
+    /// Whether backward has left a gradient on this tensor.
+    pub fn has_grad(&self) -> bool {
+        self.0.grad.borrow().is_some()
+    }
+
+    /// Mutable access to the accumulated gradient's buffer, if any (optimizers,
+    /// clipping).
+    pub fn grad_storage_mut(&self) -> Option<RefMut<'_, Storage<T>>> {
         let g = self.0.grad.borrow_mut();
         if g.is_none() {
             return None;
         }
-        Some(RefMut::map(g, |g| g.as_mut().expect("checked above").as_mut_slice()))
+        Some(RefMut::map(g, |g| g.as_mut().expect("checked above")))
+    }
+
+    /// Replaces the gradient (optimizer state loading, tests); `None` clears it.
+    pub fn set_grad(&self, g: Option<&Tensor<T>>) {
+        if let Some(g) = g {
+            assert_eq!(g.shape(), self.shape(), "set_grad: gradient shape must match the tensor");
+            assert_eq!(g.device(), self.device(), "set_grad: gradient must be on the tensor's device");
+        }
+        *self.0.grad.borrow_mut() = g.map(|g| g.storage().duplicate());
     }
 
     /// Reverse-mode differentiation of this scalar: seeds dL/dL = 1 and walks the
@@ -191,29 +281,39 @@ impl<T: Float> Tensor<T> {
             "backward() needs a scalar loss, got shape {:?}; use backward_with(grad)",
             self.shape()
         );
-        tape::backward(self, vec![T::ONE]);
+        let seed = self.0.data.borrow().full_like(1, T::ONE); // dL/dL = 1, on the loss's device
+        tape::backward(self, seed);
     }
 
     /// Backward from a non-scalar output with the given output gradient.
     pub fn backward_with(&self, grad: &Tensor<T>) {
         assert_eq!(grad.shape(), self.shape(), "backward_with: gradient shape must match the output");
-        tape::backward(self, grad.to_vec());
+        assert_eq!(grad.device(), self.device(), "backward_with: gradient must be on the output's device");
+        tape::backward(self, grad.storage().duplicate());
     }
 
-    /// Converts the element type (f32 ↔ f64); the result is a constant.
+    /// Converts the element type (f32 ↔ f64) through the host; the result is a
+    /// constant on the same device.
     pub fn cast<U: Float>(&self) -> Tensor<U> {
-        let data = self.data().iter().map(|v| U::from_f64(v.to_f64())).collect();
-        Tensor::from_vec(data, self.shape())
+        let data = self.to_vec().iter().map(|v| U::from_f64(v.to_f64())).collect();
+        Tensor::from_storage(Storage::from_host(data, self.device()), self.shape())
     }
 }
 
 impl<T: Float> fmt::Debug for Tensor<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let data = self.data();
-        let shown: Vec<T> = data.iter().take(8).copied().collect();
-        write!(f, "Tensor(shape={:?}, data={:?}", self.shape(), shown)?;
-        if data.len() > 8 {
-            write!(f, "…")?;
+        match self.try_to_vec() {
+            Ok(data) => {
+                let shown: Vec<T> = data.iter().take(8).copied().collect();
+                write!(f, "Tensor(shape={:?}, data={:?}", self.shape(), shown)?;
+                if data.len() > 8 {
+                    write!(f, "…")?;
+                }
+            }
+            Err(e) => write!(f, "Tensor(shape={:?}, error={e}", self.shape())?,
+        }
+        if self.device() != Device::Cpu {
+            write!(f, ", device={}", self.device())?;
         }
         if self.tracks_grad() {
             write!(f, ", grad_fn={}", self.0.op_name())?;

@@ -39,11 +39,10 @@ pub enum ModelKind {
     Bert,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceKind {
-    Cpu,
-    Cuda,
+/// `--device`: `cpu`, `cuda`, `cuda:N` or `sim` (the simulated GPU), checked by [`tapegrad_autograd::Device`]'s
+/// parser and kept in its canonical spelling (a run's saved arguments hold it).
+fn parse_device(s: &str) -> Result<String, String> {
+    s.parse::<tapegrad_autograd::Device>().map(|d| d.to_string()).map_err(|e| e.to_string())
 }
 
 /// How the learning rate moves over a run (a multiplier of `--lr` per step).
@@ -139,8 +138,9 @@ pub struct TrainArgs {
     /// Kernel threads [default: all cores, or TAPEGRAD_NUM_THREADS].
     #[arg(long)]
     pub threads: Option<usize>,
-    #[arg(long, value_enum, default_value = "cpu")]
-    pub device: DeviceKind,
+    /// Where to train: cpu, cuda, cuda:N, or sim (the simulated GPU: slow, for tiny runs).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: String,
     /// Stop after this many epochs without a better validation loss.
     #[arg(long)]
     pub patience: Option<usize>,

@@ -14,6 +14,8 @@
 //   norm_finish(parts, count, total):  total[0] = √(Σ parts)   (one block, a fixed tree)
 //   clip_scale_T(g, total, max_norm, n):  coef = max_norm / (total[0] + 1e−6);
 //       g ← (T)coef · g  if coef < 1  (torch.nn.utils.clip_grad_norm_)
+//   clip_value_T(g, clip, n):  g ← min(max(g, −clip), clip)  (torch.nn.utils.clip_grad_value_)
+//   add_assign_T(y, x, n):  y ← y + x  (gradient accumulation)
 #include "common.cuh"
 
 __device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
@@ -78,6 +80,17 @@ template <typename T> __device__ void clip_scale(T* g, const double* total, doub
     GRID_STRIDE(i, n) g[i] = mul_rn(g[i], c);
 }
 
+template <typename T> __device__ void clip_value(T* g, T clip, u64 n) {
+    GRID_STRIDE(i, n) {
+        const T v = g[i];
+        g[i] = v < -clip ? -clip : (v > clip ? clip : v); // a NaN stays NaN, as on the CPU
+    }
+}
+
+template <typename T> __device__ void add_assign(T* y, const T* x, u64 n) {
+    GRID_STRIDE(i, n) y[i] = add_rn(y[i], x[i]);
+}
+
 extern "C" __global__ void norm_finish(const double* parts, u64 count, double* total) {
     __shared__ double scratch[32];
     double acc = 0;
@@ -101,5 +114,7 @@ extern "C" __global__ void norm_finish(const double* parts, u64 count, double* t
     }                                                                                                         \
     extern "C" __global__ void clip_scale_##S(T* g, const double* total, double max_norm, u64 n) {            \
         clip_scale<T>(g, total, max_norm, n);                                                                 \
-    }
+    }                                                                                                         \
+    extern "C" __global__ void clip_value_##S(T* g, T clip, u64 n) { clip_value<T>(g, clip, n); }             \
+    extern "C" __global__ void add_assign_##S(T* y, const T* x, u64 n) { add_assign<T>(y, x, n); }
 FOR_F32_F64(UPDATE)

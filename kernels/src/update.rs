@@ -162,6 +162,26 @@ pub fn clip_scale<T: Float>(g: &mut [T], total: f64, max_norm: f64) {
     }
 }
 
+/// `clip_grad_value_`: every element clamped into [−clip, clip] (a NaN stays NaN).
+pub fn clip_by_value<T: Float>(g: &mut [T], clip: f64) {
+    let (lo, hi) = (T::from_f64(-clip), T::from_f64(clip));
+    for v in g.iter_mut() {
+        *v = if *v < lo {
+            lo
+        } else if *v > hi {
+            hi
+        } else {
+            *v
+        };
+    }
+}
+
+/// y ← y + x: a gradient accumulated into the one already held.            x, y (n)
+pub fn add_assign<T: Float>(y: &mut [T], x: &[T]) {
+    assert_eq!(x.len(), y.len(), "add_assign: buffers differ in length");
+    y.iter_mut().zip(x).for_each(|(a, &b)| *a += b);
+}
+
 #[cfg(target_arch = "x86_64")]
 mod fast {
     use super::AdamCoefs;

@@ -197,7 +197,7 @@ impl<T: Float> Lstm<T> {
             input = if k + 1 < self.layers.len() { self.dropout.forward(&out) } else { out };
         }
         let width = input.shape()[1];
-        let zero_row = Tensor::zeros(&[1, width]);
+        let zero_row = Tensor::full_on(&[1, width], T::ZERO, input.device());
         let output = Tensor::concat(&[&input, &zero_row], 0)
             .index_select(0, &pk.scatter_index(lengths, max_t))
             .reshape(&[b, max_t, width]);

@@ -2,7 +2,7 @@
 //! names), has a train/eval switch, and can freeze parameters.
 
 use crate::layers::Dropout;
-use tapegrad_autograd::{Float, Tensor};
+use tapegrad_autograd::{Device, Float, Tensor};
 
 /// A layer or a model made of layers.
 pub trait Module<T: Float = f32> {
@@ -40,6 +40,20 @@ pub trait Module<T: Float = f32> {
             }
         });
         n
+    }
+
+    /// Moves every parameter (frozen ones included) to `device`, in place.
+    fn to(&self, device: Device) {
+        self.visit_params("", &mut |_, p| p.move_to(device));
+    }
+
+    /// The device of the parameters (the first one's; the CPU for a module without any).
+    fn device(&self) -> Device {
+        let mut d = None;
+        self.visit_params("", &mut |_, p| {
+            d.get_or_insert(p.device());
+        });
+        d.unwrap_or_default()
     }
 
     /// Clears every parameter's gradient.

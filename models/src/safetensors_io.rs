@@ -146,7 +146,9 @@ pub fn save<T: Float>(
         w.write_all(&(json.len() as u64).to_le_bytes())?;
         w.write_all(&json)?;
         for (_, t) in tensors {
-            for v in t.data().iter() {
+            // copied back from a GPU (and its sticky error, if any, fails the save)
+            let values = t.try_to_vec().map_err(|e| std::io::Error::other(e.to_string()))?;
+            for v in values.iter() {
                 if elem == 4 {
                     w.write_all(&(v.to_f64() as f32).to_le_bytes())?;
                 } else {

@@ -16,11 +16,13 @@
 //! normalised direction d = m̂/(sqrt(v̂) + ε).
 
 use crate::optimizer::{Core, Optimizer, ParamGroup};
-use crate::state::{meta_f64, meta_field, OptimState, StateError, StateTensor};
+use crate::state::{host, meta_f64, meta_field, OptimState, StateError, StateTensor};
 use serde_json::{json, Value};
 use std::collections::HashMap;
+use tapegrad_autograd::backend::Backend;
+use tapegrad_autograd::Storage;
 use tapegrad_autograd::{Float, Tensor};
-use tapegrad_kernels::update::{adam_update, AdamStep};
+use tapegrad_kernels::update::AdamStep;
 
 /// Hyperparameters of [`Adam`] (PyTorch's defaults via [`AdamConfig::new`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -63,10 +65,10 @@ impl AdamConfig {
 }
 
 /// Per-parameter state: its step count t and the moments m, v.
-struct Moments<T> {
+struct Moments<T: Float> {
     step: u64,
-    m: Vec<T>,
-    v: Vec<T>,
+    m: Storage<T>,
+    v: Storage<T>,
 }
 
 /// Adam or AdamW (see [`AdamConfig::decoupled`]).
@@ -126,14 +128,15 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         let AdamConfig { beta1, beta2, eps, decoupled, .. } = self.config;
         for a in self.core.active() {
             let n = a.param.numel();
+            let grad = a.param.grad_storage().expect("active parameters have a gradient");
+            // the moments live on the parameter's device
             let s = self.state.entry(a.name.to_string()).or_insert_with(|| Moments {
                 step: 0,
-                m: vec![T::ZERO; n],
-                v: vec![T::ZERO; n],
+                m: grad.full_like(n, T::ZERO),
+                v: grad.full_like(n, T::ZERO),
             });
             s.step += 1;
-            let grad = a.param.grad_mut().expect("active parameters have a gradient");
-            let mut theta = a.param.data_mut();
+            let mut theta = a.param.storage_mut();
             // One fused pass over θ, g, m, v (kernels::update::adam_update, whose
             // reference loop spells out each line of the update above).
             let hyper = AdamStep {
@@ -145,7 +148,7 @@ impl<T: Float> Optimizer<T> for Adam<T> {
                 decoupled,
                 step: s.step,
             };
-            adam_update(&mut theta, &grad, &mut s.m, &mut s.v, hyper);
+            theta.adam_update(&grad, &mut s.m, &mut s.v, hyper);
         }
     }
 
@@ -160,8 +163,8 @@ impl<T: Float> Optimizer<T> for Adam<T> {
         for n in names {
             let shape = self.core.shape_of(n).expect("state only for our parameters");
             let s = &self.state[n];
-            out.tensors.push(StateTensor::from_values(format!("{n}.exp_avg"), &shape, &s.m));
-            out.tensors.push(StateTensor::from_values(format!("{n}.exp_avg_sq"), &shape, &s.v));
+            out.tensors.push(StateTensor::from_values(format!("{n}.exp_avg"), &shape, &host(&s.m)));
+            out.tensors.push(StateTensor::from_values(format!("{n}.exp_avg_sq"), &shape, &host(&s.v)));
         }
         out
     }
@@ -178,8 +181,9 @@ impl<T: Float> Optimizer<T> for Adam<T> {
             let step = v.get("step").and_then(Value::as_u64).ok_or_else(|| {
                 StateError::mismatch(src, format!("metadata: no step count for parameter `{name}`"))
             })?;
-            let m = state.values::<T>(&format!("{name}.exp_avg"), &shape)?;
-            let v = state.values::<T>(&format!("{name}.exp_avg_sq"), &shape)?;
+            let device = self.core.device_of(name);
+            let m = Storage::from_host(state.values::<T>(&format!("{name}.exp_avg"), &shape)?, device);
+            let v = Storage::from_host(state.values::<T>(&format!("{name}.exp_avg_sq"), &shape)?, device);
             moments.insert(name.to_string(), Moments { step, m, v });
         }
         self.core.apply(restored);

@@ -123,6 +123,16 @@ impl<T: Float> Core<T> {
         Core { groups, lr, weight_decay, step: 0 }
     }
 
+    /// The device of parameter `name` (its optimizer state lives there too).
+    pub fn device_of(&self, name: &str) -> tapegrad_autograd::Device {
+        self.groups
+            .iter()
+            .flat_map(|g| &g.params)
+            .find(|(n, _)| n == name)
+            .map(|(_, p)| p.device())
+            .unwrap_or_default()
+    }
+
     /// The parameters to update now: trainable and with a gradient.
     pub fn active(&self) -> Vec<Active<'_, T>> {
         let mut out = Vec::new();
@@ -130,7 +140,7 @@ impl<T: Float> Core<T> {
             let lr = g.lr.unwrap_or(self.lr) * g.lr_factor;
             let weight_decay = g.weight_decay.unwrap_or(self.weight_decay);
             for (name, p) in &g.params {
-                if p.tracks_grad() && p.grad_mut().is_some() {
+                if p.tracks_grad() && p.has_grad() {
                     out.push(Active { name, param: p, lr, weight_decay });
                 }
             }

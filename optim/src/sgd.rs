@@ -16,8 +16,8 @@ use crate::optimizer::{Core, Optimizer, ParamGroup};
 use crate::state::{OptimState, StateError, StateTensor};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use tapegrad_autograd::{Float, Tensor};
-use tapegrad_kernels::update::sgd_update;
+use tapegrad_autograd::backend::{Backend, SgdStep};
+use tapegrad_autograd::{Float, Storage, Tensor};
 
 /// Hyperparameters of [`Sgd`] (PyTorch's defaults: all zero but the lr).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -61,7 +61,7 @@ pub struct Sgd<T: Float = f32> {
     core: Core<T>,
     config: SgdConfig,
     /// Momentum buffers b, by parameter name (created at a parameter's first step).
-    momentum: HashMap<String, Vec<T>>,
+    momentum: HashMap<String, Storage<T>>,
 }
 
 impl<T: Float> Sgd<T> {
@@ -111,29 +111,30 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
     fn step(&mut self) {
         self.core.step += 1;
         for a in self.core.active() {
-            let grad = a.param.grad_mut().expect("active parameters have a gradient");
-            let mut theta = a.param.data_mut();
+            let grad = a.param.grad_storage().expect("active parameters have a gradient");
+            let mut theta = a.param.storage_mut();
             let c = &self.config;
-            // One fused pass (kernels::update::sgd_update spells out each line:
-            // g = ∇L + λθ;  b_t = μ·b_{t−1} + (1−τ)·g, b_1 = g;  θ ← θ − η·d).
+            // One fused pass on the parameter's device (kernels::update::sgd_update spells
+            // out each line: g = ∇L + λθ;  b_t = μ·b_{t−1} + (1−τ)·g, b_1 = g;  θ ← θ − η·d).
             let (buf, first_step) = if c.momentum != 0.0 {
                 let first = !self.momentum.contains_key(a.name);
-                let b = self.momentum.entry(a.name.to_string()).or_insert_with(|| vec![T::ZERO; grad.len()]);
-                (Some(b.as_mut_slice()), first)
+                let b = self
+                    .momentum
+                    .entry(a.name.to_string())
+                    .or_insert_with(|| grad.full_like(grad.len(), T::ZERO));
+                (Some(b), first)
             } else {
                 (None, false)
             };
-            sgd_update(
-                &mut theta,
-                &grad,
-                buf,
-                a.lr,
-                c.momentum,
-                c.dampening,
-                a.weight_decay,
-                c.nesterov,
+            let step = SgdStep {
+                lr: a.lr,
+                momentum: c.momentum,
+                dampening: c.dampening,
+                weight_decay: a.weight_decay,
+                nesterov: c.nesterov,
                 first_step,
-            );
+            };
+            theta.sgd_update(&grad, buf, step);
         }
     }
 
@@ -151,7 +152,7 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
             s.tensors.push(StateTensor::from_values(
                 format!("{n}.momentum_buffer"),
                 &shape,
-                &self.momentum[n],
+                &crate::state::host(&self.momentum[n]),
             ));
         }
         s
@@ -167,7 +168,8 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
         let mut buffers = HashMap::new();
         for (name, _) in self.core.param_states(state)? {
             let shape = self.core.shape_of(name).expect("checked by param_states");
-            buffers.insert(name.to_string(), state.values::<T>(&format!("{name}.momentum_buffer"), &shape)?);
+            let values = state.values::<T>(&format!("{name}.momentum_buffer"), &shape)?;
+            buffers.insert(name.to_string(), Storage::from_host(values, self.core.device_of(name)));
         }
         self.core.apply(restored);
         self.config = SgdConfig { momentum, dampening, nesterov, ..self.config };

@@ -186,7 +186,7 @@ pub fn save_checkpoint<T: Float>(
     let path = path.as_ref();
     let shown = path.display().to_string();
     let mut all: Vec<StateTensor> =
-        weights.iter().map(|(n, t)| StateTensor::from_values(n.clone(), t.shape(), &t.data())).collect();
+        weights.iter().map(|(n, t)| StateTensor::from_values(n.clone(), t.shape(), &t.to_vec())).collect();
     let mut metadata = HashMap::new();
     if let Some(s) = optim {
         all.extend(
@@ -273,7 +273,14 @@ pub fn load_checkpoint<T: Float>(
         opt.load_state(&optim_state_from(&file)?)?;
     }
     for ((_, t), v) in weights.iter().zip(values) {
-        t.data_mut().copy_from_slice(&v);
+        t.write_values(v); // on the weight's device
     }
     Ok(())
+}
+
+/// A state buffer's numbers on the host (copied back from a GPU). Panics with the
+/// device's sticky error, like `Tensor::to_vec`.
+pub fn host<T: Float>(s: &tapegrad_autograd::Storage<T>) -> Vec<T> {
+    use tapegrad_autograd::backend::Backend;
+    s.to_host().unwrap_or_else(|e| panic!("{}: {e}", s.device()))
 }

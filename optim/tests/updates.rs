@@ -160,13 +160,13 @@ fn clip_by_global_norm_and_by_value() {
     let (a, b, none) = (param(&[3.0, 0.0]), param(&[4.0]), param(&[1.0]));
     set_grad(&a, &[3.0, 0.0]);
     set_grad(&b, &[4.0]);
-    let total = clip_grad_norm([&a, &b, &none], 1.0); // none has no gradient: skipped
+    let total = clip_grad_norm([&a, &b, &none], 1.0).item(); // none has no gradient: skipped
     assert_eq!(total, 5.0);
     let c = 1.0 / (5.0 + 1e-6);
     close(&a.grad().unwrap().to_vec(), &[3.0 * c, 0.0]);
     close(&b.grad().unwrap().to_vec(), &[4.0 * c]);
     // Under the limit: untouched.
-    let total = clip_grad_norm([&a, &b], 10.0);
+    let total = clip_grad_norm([&a, &b], 10.0).item();
     assert!((total - 5.0 * c).abs() < 1e-12);
     close(&b.grad().unwrap().to_vec(), &[4.0 * c]);
 

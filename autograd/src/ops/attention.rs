@@ -1,10 +1,11 @@
 //! Multi-head scaled dot-product attention as one op (forward and backward fused;
 //! the kernels and the math are in `tapegrad_kernels::attention`).
 
+use crate::backend::Backend;
 use crate::tape::is_grad_enabled;
 use crate::Tensor;
+use tapegrad_kernels::attention::AttentionShape;
 pub use tapegrad_kernels::attention::DropoutMask;
-use tapegrad_kernels::attention::{attention_backward, attention_forward, AttentionShape};
 use tapegrad_kernels::Float;
 
 impl<T: Float> Tensor<T> {
@@ -61,43 +62,30 @@ impl<T: Float> Tensor<T> {
         let mask = key_mask.map(|m| m.detach());
         let recording = is_grad_enabled() && [self, k, v].iter().any(|t| t.tracks_grad());
 
+        let mut operands = vec![self, k, v];
+        operands.extend(mask.as_ref());
+        super::same_device("attention", &operands);
+
         // forward; P (B·nh·T·T) is kept only when a backward will need it
-        let mut o = vec![T::ZERO; s.numel()];
-        let mut probs = if recording { vec![T::ZERO; s.probs_numel()] } else { Vec::new() };
-        {
-            let mask_data = mask.as_ref().map(|m| m.data());
-            attention_forward(
-                s,
-                &self.data(),
-                &k.data(),
-                &v.data(),
-                mask_data.as_deref(),
-                dropout,
-                &mut o,
-                recording.then_some(&mut probs[..]),
-            );
-        }
+        let mask_st = mask.as_ref().map(|m| m.storage());
+        let (o, probs) =
+            self.storage().attention(&k.storage(), &v.storage(), mask_st.as_deref(), s, dropout, recording);
 
         let (qt, kt, vt) = (self.clone(), k.clone(), v.clone());
         let (qv, kv, vv) = (self.detach(), k.detach(), v.detach()); // values as of the forward
-        Tensor::from_op("attention", Tensor::from_vec(o, &shape), &[self, k, v], move |g| {
-            let n = s.numel();
-            let (mut dq, mut dk, mut dv) = (vec![T::ZERO; n], vec![T::ZERO; n], vec![T::ZERO; n]);
-            attention_backward(
+        Tensor::from_op("attention", Tensor::from_storage(o, &shape), &[self, k, v], move |g| {
+            let probs = probs.as_ref().expect("recorded attention keeps P");
+            let [dq, dk, dv] = qv.storage().attention_backward(
+                &kv.storage(),
+                &vv.storage(),
+                probs,
+                &g.storage(),
                 s,
-                &qv.data(),
-                &kv.data(),
-                &vv.data(),
-                &probs,
                 dropout,
-                &g.data(),
-                &mut dq,
-                &mut dk,
-                &mut dv,
             );
-            qt.accumulate_grad(|| Tensor::from_vec(dq, &shape));
-            kt.accumulate_grad(|| Tensor::from_vec(dk, &shape));
-            vt.accumulate_grad(|| Tensor::from_vec(dv, &shape));
+            qt.accumulate_grad(|| Tensor::from_storage(dq, &shape));
+            kt.accumulate_grad(|| Tensor::from_storage(dk, &shape));
+            vt.accumulate_grad(|| Tensor::from_storage(dv, &shape));
         })
     }
 }

@@ -3,30 +3,27 @@
 //! If `a` was broadcast to the output shape, its gradient is the output gradient
 //! summed back over the broadcast dims: dL/da = sum_to(∂L/∂out · ∂out/∂a, shape(a)).
 
+use crate::backend::Backend;
 use crate::Tensor;
 use std::ops::{Add, Div, Mul, Neg, Sub};
-use tapegrad_kernels::broadcast::{broadcast_shape, expand, sum_to, zip_broadcast};
+use tapegrad_kernels::broadcast::{broadcast_shape, Binary};
 use tapegrad_kernels::Float;
 
 impl<T: Float> Tensor<T> {
-    fn zip(&self, rhs: &Tensor<T>, op: &str, f: impl Fn(T, T) -> T) -> Tensor<T> {
+    /// out = a op b with broadcasting (`kernels::broadcast::binary`).
+    fn zip(&self, rhs: &Tensor<T>, name: &str, op: Binary) -> Tensor<T> {
         let shape = broadcast_shape(self.shape(), rhs.shape()).unwrap_or_else(|| {
-            panic!("{op}: shapes {:?} and {:?} do not broadcast", self.shape(), rhs.shape())
+            panic!("{name}: shapes {:?} and {:?} do not broadcast", self.shape(), rhs.shape())
         });
-        if self.shape() == rhs.shape() {
-            // same shape: one pass, written once (no zero fill first)
-            let out: Vec<T> = self.data().iter().zip(rhs.data().iter()).map(|(&x, &y)| f(x, y)).collect();
-            return Tensor::from_vec(out, &shape);
-        }
-        let mut out = vec![T::ZERO; crate::numel(&shape)];
-        zip_broadcast(&self.data(), self.shape(), &rhs.data(), rhs.shape(), &shape, &mut out, f);
-        Tensor::from_vec(out, &shape)
+        super::same_device(name, &[self, rhs]);
+        let out = self.storage().binary(op, self.shape(), &rhs.storage(), rhs.shape(), &shape);
+        Tensor::from_storage(out, &shape)
     }
 
     /// a + b;  ∂/∂a = 1, ∂/∂b = 1.
     pub fn add(&self, rhs: &Tensor<T>) -> Tensor<T> {
         let (a, b) = (self.clone(), rhs.clone());
-        Tensor::from_op("add", self.zip(rhs, "add", |x, y| x + y), &[self, rhs], move |g| {
+        Tensor::from_op("add", self.zip(rhs, "add", Binary::Add), &[self, rhs], move |g| {
             a.accumulate_grad(|| g.sum_to(a.shape()));
             b.accumulate_grad(|| g.sum_to(b.shape()));
         })
@@ -35,7 +32,7 @@ impl<T: Float> Tensor<T> {
     /// a − b;  ∂/∂a = 1, ∂/∂b = −1.
     pub fn sub(&self, rhs: &Tensor<T>) -> Tensor<T> {
         let (a, b) = (self.clone(), rhs.clone());
-        Tensor::from_op("sub", self.zip(rhs, "sub", |x, y| x - y), &[self, rhs], move |g| {
+        Tensor::from_op("sub", self.zip(rhs, "sub", Binary::Sub), &[self, rhs], move |g| {
             a.accumulate_grad(|| g.sum_to(a.shape()));
             b.accumulate_grad(|| g.sum_to(b.shape()).neg());
         })
@@ -44,7 +41,7 @@ impl<T: Float> Tensor<T> {
     /// a · b;  ∂/∂a = b, ∂/∂b = a.
     pub fn mul(&self, rhs: &Tensor<T>) -> Tensor<T> {
         let (a, b, av, bv) = (self.clone(), rhs.clone(), self.detach(), rhs.detach());
-        Tensor::from_op("mul", self.zip(rhs, "mul", |x, y| x * y), &[self, rhs], move |g| {
+        Tensor::from_op("mul", self.zip(rhs, "mul", Binary::Mul), &[self, rhs], move |g| {
             a.accumulate_grad(|| g.mul(&bv).sum_to(a.shape()));
             b.accumulate_grad(|| g.mul(&av).sum_to(b.shape()));
         })
@@ -53,7 +50,7 @@ impl<T: Float> Tensor<T> {
     /// a / b;  ∂/∂a = 1/b, ∂/∂b = −a/b².
     pub fn div(&self, rhs: &Tensor<T>) -> Tensor<T> {
         let (a, b, av, bv) = (self.clone(), rhs.clone(), self.detach(), rhs.detach());
-        Tensor::from_op("div", self.zip(rhs, "div", |x, y| x / y), &[self, rhs], move |g| {
+        Tensor::from_op("div", self.zip(rhs, "div", Binary::Div), &[self, rhs], move |g| {
             a.accumulate_grad(|| g.div(&bv).sum_to(a.shape()));
             b.accumulate_grad(|| g.mul(&av).div(&bv.mul(&bv)).neg().sum_to(b.shape()));
         })
@@ -70,10 +67,9 @@ impl<T: Float> Tensor<T> {
             "sum_to: {shape:?} does not broadcast to {:?}",
             self.shape()
         );
-        let mut out = vec![T::ZERO; crate::numel(shape)];
-        sum_to(&self.data(), self.shape(), shape, &mut out);
+        let out = self.storage().sum_to(self.shape(), shape);
         let x = self.clone();
-        Tensor::from_op("sum_to", Tensor::from_vec(out, shape), &[self], move |g| {
+        Tensor::from_op("sum_to", Tensor::from_storage(out, shape), &[self], move |g| {
             x.accumulate_grad(|| g.expand(x.shape()));
         })
     }
@@ -88,10 +84,9 @@ impl<T: Float> Tensor<T> {
             "expand: {:?} does not broadcast to {shape:?}",
             self.shape()
         );
-        let mut out = vec![T::ZERO; crate::numel(shape)];
-        expand(&self.data(), self.shape(), shape, &mut out);
+        let out = self.storage().expand(self.shape(), shape);
         let x = self.clone();
-        Tensor::from_op("expand", Tensor::from_vec(out, shape), &[self], move |g| {
+        Tensor::from_op("expand", Tensor::from_storage(out, shape), &[self], move |g| {
             x.accumulate_grad(|| g.sum_to(x.shape()));
         })
     }

@@ -1,8 +1,8 @@
 //! Dropout.
 
+use crate::backend::Backend;
 use crate::Tensor;
 use rand::Rng;
-use tapegrad_kernels::dropout::{dropout_backward, dropout_forward};
 use tapegrad_kernels::Float;
 
 impl<T: Float> Tensor<T> {
@@ -19,16 +19,10 @@ impl<T: Float> Tensor<T> {
             return self.clone();
         }
         let seed: u64 = rng.gen();
-        let n = self.numel();
-        let (mut y, mut keep) = (vec![T::ZERO; n], vec![0u8; n]);
-        dropout_forward(&self.data(), p, seed, &mut y, &mut keep);
+        let (y, keep) = self.storage().dropout(p, seed);
         let x = self.clone();
-        Tensor::from_op("dropout", Tensor::from_vec(y, self.shape()), &[self], move |g| {
-            x.accumulate_grad(|| {
-                let mut dx = vec![T::ZERO; n];
-                dropout_backward(&g.data(), &keep, p, &mut dx);
-                Tensor::from_vec(dx, x.shape())
-            });
+        Tensor::from_op("dropout", Tensor::from_storage(y, self.shape()), &[self], move |g| {
+            x.accumulate_grad(|| Tensor::from_storage(g.storage().dropout_backward(&keep, p), x.shape()));
         })
     }
 }

@@ -1,9 +1,9 @@
 //! Indexing: index_select (the embedding lookup), gather, masked_fill, where.
 
 use super::{dim, split_at_dim};
-use crate::Tensor;
+use crate::backend::{Backend, Slab};
+use crate::{Storage, Tensor};
 use tapegrad_kernels::broadcast::broadcast_shape;
-use tapegrad_kernels::index as k;
 use tapegrad_kernels::Float;
 
 impl<T: Float> Tensor<T> {
@@ -17,17 +17,13 @@ impl<T: Float> Tensor<T> {
         if let Some(&bad) = indices.iter().find(|&&i| i >= len) {
             panic!("index_select: index {bad} is out of range for dim {d} of {:?}", self.shape());
         }
-        let mut out = vec![T::ZERO; outer * indices.len() * inner];
-        k::index_select(&self.data(), outer, len, inner, indices, &mut out);
+        let slab = Slab::whole(outer, len, inner);
+        let out = self.storage().index_select(slab, indices);
         let mut shape = self.shape().to_vec();
         shape[d] = indices.len();
         let (x, idx) = (self.clone(), indices.to_vec());
-        Tensor::from_op("index_select", Tensor::from_vec(out, &shape), &[self], move |g| {
-            x.accumulate_grad(|| {
-                let mut dx = vec![T::ZERO; x.numel()];
-                k::index_add(&g.data(), outer, len, inner, &idx, &mut dx);
-                Tensor::from_vec(dx, x.shape())
-            });
+        Tensor::from_op("index_select", Tensor::from_storage(out, &shape), &[self], move |g| {
+            x.accumulate_grad(|| Tensor::from_storage(g.storage().index_add(slab, &idx, None), x.shape()));
         })
     }
 
@@ -48,19 +44,15 @@ impl<T: Float> Tensor<T> {
         if let Some(&bad) = ids.iter().find(|&&i| i >= v) {
             panic!("embedding: token id {bad} is out of range for a table of {v} rows");
         }
-        let mut out = vec![T::ZERO; ids.len() * d];
-        k::index_select(&self.data(), 1, v, d, ids, &mut out);
+        let slab = Slab::whole(1, v, d);
+        let out = self.storage().index_select(slab, ids);
         let mut shape = ids_shape.to_vec();
         shape.push(d);
         let (w, ids) = (self.clone(), ids.to_vec());
-        Tensor::from_op("embedding", Tensor::from_vec(out, &shape), &[self], move |g| {
+        Tensor::from_op("embedding", Tensor::from_storage(out, &shape), &[self], move |g| {
+            // the padding row learns nothing
             w.accumulate_grad(|| {
-                let mut dw = vec![T::ZERO; w.numel()];
-                k::index_add(&g.data(), 1, v, d, &ids, &mut dw);
-                if let Some(p) = padding_idx.filter(|&p| p < v) {
-                    dw[p * d..(p + 1) * d].fill(T::ZERO); // the padding row learns nothing
-                }
-                Tensor::from_vec(dw, w.shape())
+                Tensor::from_storage(g.storage().index_add(slab, &ids, padding_idx), w.shape())
             });
         })
     }
@@ -82,15 +74,11 @@ impl<T: Float> Tensor<T> {
             panic!("gather: index {bad} is out of range for dim {d} of {:?}", self.shape());
         }
         let m = index_shape[d];
-        let mut out = vec![T::ZERO; index.len()];
-        k::gather(&self.data(), outer, len, inner, index, m, &mut out);
+        let slab = Slab::whole(outer, len, inner);
+        let out = self.storage().gather(slab, index, m);
         let (x, idx) = (self.clone(), index.to_vec());
-        Tensor::from_op("gather", Tensor::from_vec(out, index_shape), &[self], move |g| {
-            x.accumulate_grad(|| {
-                let mut dx = vec![T::ZERO; x.numel()];
-                k::scatter_add(&g.data(), outer, len, inner, &idx, m, &mut dx);
-                Tensor::from_vec(dx, x.shape())
-            });
+        Tensor::from_op("gather", Tensor::from_storage(out, index_shape), &[self], move |g| {
+            x.accumulate_grad(|| Tensor::from_storage(g.storage().scatter_add(slab, &idx, m), x.shape()));
         })
     }
 
@@ -103,19 +91,14 @@ impl<T: Float> Tensor<T> {
             mask.shape(),
             self.shape()
         );
+        super::same_device("masked_fill", &[self, mask]);
         let m = mask.detach().expand(self.shape());
-        let out: Vec<T> = self
-            .data()
-            .iter()
-            .zip(m.data().iter())
-            .map(|(&x, &k)| if k != T::ZERO { value } else { x })
-            .collect();
+        let out = self.storage().masked_fill(&m.storage(), value);
         let x = self.clone();
-        Tensor::from_op("masked_fill", Tensor::from_vec(out, self.shape()), &[self], move |g| {
+        Tensor::from_op("masked_fill", Tensor::from_storage(out, self.shape()), &[self], move |g| {
+            // dx = g where the mask is 0: the same fill, with 0
             x.accumulate_grad(|| {
-                let (gd, md) = (g.data(), m.data());
-                let dx = gd.iter().zip(md.iter()).map(|(&g, &k)| if k != T::ZERO { T::ZERO } else { g });
-                Tensor::from_vec(dx.collect(), x.shape())
+                Tensor::from_storage(g.storage().masked_fill(&m.storage(), T::ZERO), x.shape())
             });
         })
     }
@@ -128,23 +111,15 @@ impl<T: Float> Tensor<T> {
             .unwrap_or_else(|| {
                 panic!("where: shapes {:?}, {:?}, {:?} do not broadcast", cond.shape(), a.shape(), b.shape())
             });
+        super::same_device("where", &[cond, a, b]);
         let c = cond.detach().expand(&shape);
         let (ae, be) = (a.detach().expand(&shape), b.detach().expand(&shape));
-        let out: Vec<T> = (c.data().iter().zip(ae.data().iter()).zip(be.data().iter()))
-            .map(|((&c, &x), &y)| if c != T::ZERO { x } else { y })
-            .collect();
+        let out = Storage::where_(&c.storage(), &ae.storage(), &be.storage());
         let (at, bt) = (a.clone(), b.clone());
-        Tensor::from_op("where", Tensor::from_vec(out, &shape), &[a, b], move |g| {
-            let pick = |take_true: bool| {
-                let (gd, cd) = (g.data(), c.data());
-                let v = gd
-                    .iter()
-                    .zip(cd.iter())
-                    .map(|(&g, &c)| if (c != T::ZERO) == take_true { g } else { T::ZERO });
-                Tensor::from_vec(v.collect(), g.shape())
-            };
-            at.accumulate_grad(|| pick(true).sum_to(at.shape()));
-            bt.accumulate_grad(|| pick(false).sum_to(bt.shape()));
+        Tensor::from_op("where", Tensor::from_storage(out, &shape), &[a, b], move |g| {
+            let (da, db) = Storage::where_backward(&c.storage(), &g.storage());
+            at.accumulate_grad(|| Tensor::from_storage(da, g.shape()).sum_to(at.shape()));
+            bt.accumulate_grad(|| Tensor::from_storage(db, g.shape()).sum_to(bt.shape()));
         })
     }
 }

@@ -14,9 +14,9 @@
 //! y starts as the bias rows, which the product then accumulates into (no zero fill, no
 //! separate add).
 
+use crate::backend::{Backend, Gemm};
 use crate::Tensor;
-use tapegrad_kernels::broadcast::sum_to;
-use tapegrad_kernels::gemm::{gemm_batched, Strides};
+use tapegrad_kernels::gemm::Strides;
 use tapegrad_kernels::Float;
 
 impl<T: Float> Tensor<T> {
@@ -37,79 +37,52 @@ impl<T: Float> Tensor<T> {
         let mut shape = xs.to_vec();
         *shape.last_mut().expect("rank ≥ 1") = out;
 
-        // y (R, out) = bias rows, then += x (R, in) · Wᵀ (in, out)
-        let mut y = Vec::with_capacity(rows * out);
-        match bias {
-            Some(b) => (0..rows).for_each(|_| y.extend_from_slice(&b.data())),
-            None => y.resize(rows * out, T::ZERO),
-        }
+        let mut inputs = vec![self, weight];
+        inputs.extend(bias);
+        super::same_device("linear", &inputs);
+
+        // y (R, out) = bias rows (b expanded), then += x (R, in) · Wᵀ (in, out)
+        let x_st = self.storage();
+        let (mut y, beta) = match bias {
+            Some(b) => (b.storage().expand(&[out], &[rows, out]), 1.0),
+            None => (x_st.full_like(rows * out, T::ZERO), 0.0),
+        };
         let w_t = Strides { batch: 0, row: 1, col: inp }; // Wᵀ(p, j) = W[j*in + p]
-        let beta = if bias.is_some() { T::ONE } else { T::ZERO };
         let rm = Strides::row_major;
-        gemm_batched(
-            1,
-            rows,
-            out,
-            inp,
-            &self.data(),
-            rm(rows, inp),
-            &weight.data(),
-            w_t,
-            beta,
+        x_st.gemm(
+            &weight.storage(),
             &mut y,
-            rm(rows, out),
+            Gemm::new(1, (rows, out, inp), rm(rows, inp), w_t, rm(rows, out)).beta(beta),
         );
 
         let (x, w, b) = (self.clone(), weight.clone(), bias.cloned());
         let (xv, wv) = (self.detach(), weight.detach()); // operand values as of the forward
-        let mut inputs = vec![self, weight];
-        inputs.extend(bias);
-        Tensor::from_op("linear", Tensor::from_vec(y, &shape), &inputs, move |g| {
-            let gd = g.data();
+        Tensor::from_op("linear", Tensor::from_storage(y, &shape), &inputs, move |g| {
+            let gd = g.storage();
             // dL/dx (R, in) = g (R, out) · W (out, in)
             x.accumulate_grad(|| {
-                let mut dx = vec![T::ZERO; rows * inp];
-                gemm_batched(
-                    1,
-                    rows,
-                    inp,
-                    out,
-                    &gd,
-                    rm(rows, out),
-                    &wv.data(),
-                    rm(out, inp),
-                    T::ZERO,
+                let mut dx = gd.full_like(rows * inp, T::ZERO);
+                gd.gemm(
+                    &wv.storage(),
                     &mut dx,
-                    rm(rows, inp),
+                    Gemm::new(1, (rows, inp, out), rm(rows, out), rm(out, inp), rm(rows, inp)),
                 );
-                Tensor::from_vec(dx, x.shape())
+                Tensor::from_storage(dx, x.shape())
             });
             // dL/dW (out, in) = gᵀ (out, R) · x (R, in)
             w.accumulate_grad(|| {
-                let mut dw = vec![T::ZERO; out * inp];
+                let mut dw = gd.full_like(out * inp, T::ZERO);
                 let g_t = Strides::transposed(rows, out);
-                gemm_batched(
-                    1,
-                    out,
-                    inp,
-                    rows,
-                    &gd,
-                    g_t,
-                    &xv.data(),
-                    rm(rows, inp),
-                    T::ZERO,
+                gd.gemm(
+                    &xv.storage(),
                     &mut dw,
-                    rm(out, inp),
+                    Gemm::new(1, (out, inp, rows), g_t, rm(rows, inp), rm(out, inp)),
                 );
-                Tensor::from_vec(dw, w.shape())
+                Tensor::from_storage(dw, w.shape())
             });
             // dL/db (out) = Σ_r g[r, :]
             if let Some(b) = &b {
-                b.accumulate_grad(|| {
-                    let mut db = vec![T::ZERO; out];
-                    sum_to(&gd, &[rows, out], &[out], &mut db);
-                    Tensor::from_vec(db, &[out])
-                });
+                b.accumulate_grad(|| Tensor::from_storage(gd.sum_to(&[rows, out], &[out]), &[out]));
             }
         })
     }

@@ -1,9 +1,8 @@
 //! Losses. Each is a mean over samples, L = (1/N) Σᵢ l(yᵢ, tᵢ), so each backward
 //! starts from the 1/N of that mean.
 
+use crate::backend::{Backend, Targets};
 use crate::Tensor;
-use tapegrad_kernels::activation::sigmoid;
-use tapegrad_kernels::loss::{cross_entropy_backward, cross_entropy_forward};
 use tapegrad_kernels::Float;
 
 impl<T: Float> Tensor<T> {
@@ -19,16 +18,16 @@ impl<T: Float> Tensor<T> {
         if let Some(&bad) = targets.iter().find(|&&t| t >= c && Some(t) != ignore_index) {
             panic!("cross_entropy: target {bad} is out of range for {c} classes");
         }
-        let (sum, count) = cross_entropy_forward(&self.data(), n, c, targets, ignore_index);
-        let big_n = T::from_f64(count as f64);
-        let mean = sum / big_n; // L = (1/N) Σᵢ lᵢ  (NaN when every row is ignored, as in PyTorch)
+        // N = the rows not ignored, known here on the host; the mean stays on the device
+        // (L = (1/N) Σᵢ lᵢ, NaN when every row is ignored, as in PyTorch).
+        let count = targets.iter().filter(|&&t| Some(t) != ignore_index).count();
+        let loss = self.storage().cross_entropy(Targets { n, c, targets, ignore_index, count });
         let (x, xv, t) = (self.clone(), self.detach(), targets.to_vec());
-        Tensor::from_op("cross_entropy", Tensor::scalar(mean), &[self], move |g| {
-            let scale = g.item() / big_n; // dL/dlᵢ = 1/N: the mean's 1/N seeds backward
+        Tensor::from_op("cross_entropy", Tensor::from_storage(loss, &[]), &[self], move |g| {
+            // dL/dlᵢ = g/N: the mean's 1/N scales the upstream gradient (on the device)
+            let t = Targets { n, c, targets: &t, ignore_index, count };
             x.accumulate_grad(|| {
-                let mut dx = vec![T::ZERO; x.numel()];
-                cross_entropy_backward(&xv.data(), n, c, &t, ignore_index, scale, &mut dx);
-                Tensor::from_vec(dx, x.shape())
+                Tensor::from_storage(xv.storage().cross_entropy_backward(&g.storage(), t), x.shape())
             });
         })
     }
@@ -44,20 +43,18 @@ impl<T: Float> Tensor<T> {
             self.shape(),
             targets.shape()
         );
-        let big_n = T::from_f64(self.numel() as f64);
-        let sum: T = (self.data().iter().zip(targets.data().iter()))
-            .map(|(&x, &t)| x.max(T::ZERO) - x * t + (T::ONE + (-x.abs()).exp()).ln())
-            .sum();
-        let mean = sum / big_n; // L = (1/N) Σᵢ lᵢ
+        super::same_device("binary_cross_entropy_with_logits", &[self, targets]);
+        let loss = self.storage().bce_with_logits(&targets.storage()); // L = (1/N) Σᵢ lᵢ, on the device
         let (x, t, xv, tv) = (self.clone(), targets.clone(), self.detach(), targets.detach());
-        Tensor::from_op("bce_with_logits", Tensor::scalar(mean), &[self, targets], move |g| {
-            let scale = g.item() / big_n; // the mean's 1/N
-            x.accumulate_grad(|| {
-                let d =
-                    xv.data().iter().zip(tv.data().iter()).map(|(&x, &t)| scale * (sigmoid(x) - t)).collect();
-                Tensor::from_vec(d, xv.shape())
-            });
-            t.accumulate_grad(|| xv.mul_scalar(-scale));
+        Tensor::from_op("bce_with_logits", Tensor::from_storage(loss, &[]), &[self, targets], move |g| {
+            let want = [x.tracks_grad(), t.tracks_grad()];
+            let [dx, dt] = xv.storage().bce_with_logits_backward(&tv.storage(), &g.storage(), want);
+            if let Some(dx) = dx {
+                x.accumulate_grad(|| Tensor::from_storage(dx, xv.shape()));
+            }
+            if let Some(dt) = dt {
+                t.accumulate_grad(|| Tensor::from_storage(dt, xv.shape()));
+            }
         })
     }
 

@@ -20,7 +20,8 @@
 //! Both ops produce a single tensor holding every output (so one backward sees
 //! all the output gradients at once) and hand out `narrow` views of it.
 
-use crate::Tensor;
+use crate::backend::{Backend, LstmLayer, LstmSaved};
+use crate::{Storage, Tensor};
 use tapegrad_kernels::lstm as k;
 use tapegrad_kernels::Float;
 
@@ -52,27 +53,15 @@ impl<T: Float> Tensor<T> {
             self.shape(),
             c_prev.shape()
         );
-        let mut act = self.to_vec(); // pre-activations → activations, in place
-        let (mut h, mut c, mut tc) = (vec![T::ZERO; b * hh], vec![T::ZERO; b * hh], vec![T::ZERO; b * hh]);
+        super::same_device("lstm_cell", &[self, c_prev]);
         let cp = c_prev.detach();
-        k::cell_forward(&mut act, &cp.data(), hh, &mut c, &mut tc, &mut h);
-        let mut out = Vec::with_capacity(b * 2 * hh);
-        for r in 0..b {
-            out.extend_from_slice(&h[r * hh..(r + 1) * hh]);
-            out.extend_from_slice(&c[r * hh..(r + 1) * hh]);
-        }
+        // [h | c] per row, and the activated gates and tanh(c) for the backward
+        let (hc, act, tc) = self.storage().lstm_cell(&cp.storage(), hh);
         let (z, c_in) = (self.clone(), c_prev.clone());
-        Tensor::from_op("lstm_cell", Tensor::from_vec(out, &[b, 2 * hh]), &[self, c_prev], move |g| {
-            let gd = g.data();
-            let (mut dh, mut dc) = (Vec::with_capacity(b * hh), Vec::with_capacity(b * hh));
-            for row in gd.chunks(2 * hh) {
-                dh.extend_from_slice(&row[..hh]);
-                dc.extend_from_slice(&row[hh..]);
-            }
-            let (mut dz, mut dcp) = (vec![T::ZERO; b * 4 * hh], vec![T::ZERO; b * hh]);
-            k::cell_backward(&act, &cp.data(), &tc, &dh, &dc, hh, &mut dz, &mut dcp);
-            z.accumulate_grad(|| Tensor::from_vec(dz, &[b, 4 * hh]));
-            c_in.accumulate_grad(|| Tensor::from_vec(dcp, &[b, hh]));
+        Tensor::from_op("lstm_cell", Tensor::from_storage(hc, &[b, 2 * hh]), &[self, c_prev], move |g| {
+            let (dz, dcp) = act.lstm_cell_backward(&cp.storage(), &tc, &g.storage(), hh);
+            z.accumulate_grad(|| Tensor::from_storage(dz, &[b, 4 * hh]));
+            c_in.accumulate_grad(|| Tensor::from_storage(dcp, &[b, hh]));
         })
     }
 
@@ -127,71 +116,38 @@ impl<T: Float> Tensor<T> {
             );
         }
         let nd = dirs.len();
-        // Saved per direction: the activated gates [N, 4H], c and tanh(c) [N, H].
-        let mut acts: Vec<Vec<T>> = dirs.iter().map(|(x, _, _)| x.to_vec()).collect();
-        let mut cs = vec![vec![T::ZERO; n * hh]; nd];
-        let mut tcs = vec![vec![T::ZERO; n * hh]; nd];
-        // One output buffer; per direction a block [h (N rows) | h_n (B rows) | c_n (B rows)] × H.
-        let block = (n + 2 * b) * hh;
-        let mut out = vec![T::ZERO; nd * block];
+        let all_inputs: Vec<&Tensor<T>> = dirs.iter().flat_map(|(x, w, _)| [*x, *w]).collect();
+        super::same_device("lstm_packed", &all_inputs);
+        let layer = LstmLayer {
+            batch_sizes: batch_sizes.to_vec(),
+            hidden: hh,
+            reverse: dirs.iter().map(|d| d.2).collect(),
+        };
         let wvs: Vec<Tensor<T>> = dirs.iter().map(|(_, w, _)| w.detach()).collect();
-        let reverse: Vec<bool> = dirs.iter().map(|d| d.2).collect();
-        {
-            let wds: Vec<_> = wvs.iter().map(|w| w.data()).collect();
-            let mut bufs = Vec::with_capacity(nd);
-            let iter = acts.iter_mut().zip(&mut cs).zip(&mut tcs).zip(out.chunks_mut(block));
-            for (d, (((gates, c), tanh_c), o)) in iter.enumerate() {
-                let (h, rest) = o.split_at_mut(n * hh);
-                let (h_n, c_n) = rest.split_at_mut(b * hh);
-                bufs.push(k::ForwardDir {
-                    gates,
-                    w_hh: &wds[d],
-                    reverse: reverse[d],
-                    h,
-                    c,
-                    tanh_c,
-                    h_n,
-                    c_n,
-                });
-            }
-            k::sequences_forward(bufs, batch_sizes, hh);
-        }
-        let value = Tensor::from_vec(out, &[nd * (n + 2 * b), hh]);
-        let saved = value.clone(); // the h rows of the output: captured, not copied
-        let inputs: Vec<&Tensor<T>> = dirs.iter().flat_map(|(x, w, _)| [*x, *w]).collect();
+        // per direction a block [h (N rows) | h_n (B rows) | c_n (B rows)] × H, and what
+        // the backward needs (activated gates, c, tanh c)
+        let (out, saved) = {
+            let sts: Vec<_> =
+                dirs.iter().map(|(x, _, _)| x.storage()).zip(wvs.iter().map(|w| w.storage())).collect();
+            let pairs: Vec<(&Storage<T>, &Storage<T>)> = sts.iter().map(|(x, w)| (&**x, &**w)).collect();
+            Storage::lstm_layer(&pairs, &layer)
+        };
+        let value = Tensor::from_storage(out, &[nd * (n + 2 * b), hh]);
+        let saved_out = value.clone(); // the h rows of the output: captured, not copied
         let xs: Vec<Tensor<T>> = dirs.iter().map(|(x, _, _)| (*x).clone()).collect();
         let ws: Vec<Tensor<T>> = dirs.iter().map(|(_, w, _)| (*w).clone()).collect();
-        let bs = batch_sizes.to_vec();
-        let all = Tensor::from_op("lstm_packed", value, &inputs, move |g| {
-            let (gd, sh) = (g.data(), saved.data());
-            let wds: Vec<_> = wvs.iter().map(|w| w.data()).collect();
-            let mut dzs = vec![vec![T::ZERO; n * 4 * hh]; nd];
-            let mut dws: Vec<Option<Vec<T>>> =
-                ws.iter().map(|w| w.tracks_grad().then(|| vec![T::ZERO; 4 * hh * hh])).collect();
-            let mut bufs = Vec::with_capacity(nd);
-            for (d, (dz, dw)) in dzs.iter_mut().zip(&mut dws).enumerate() {
-                let gb = &gd[d * block..(d + 1) * block];
-                let (d_h, rest) = gb.split_at(n * hh);
-                let (d_h_n, d_c_n) = rest.split_at(b * hh);
-                bufs.push(k::BackwardDir {
-                    act: &acts[d],
-                    w_hh: &wds[d],
-                    reverse: reverse[d],
-                    h: &sh[d * block..d * block + n * hh],
-                    c: &cs[d],
-                    tanh_c: &tcs[d],
-                    d_h,
-                    d_h_n,
-                    d_c_n,
-                    d_gates: dz,
-                    d_w_hh: dw.as_deref_mut(),
-                });
-            }
-            k::sequences_backward(bufs, &bs, hh);
-            for ((x, w), (dz, dw)) in xs.iter().zip(&ws).zip(dzs.into_iter().zip(dws)) {
-                x.accumulate_grad(|| Tensor::from_vec(dz, &[n, 4 * hh]));
+        let all = Tensor::from_op("lstm_packed", value, &all_inputs, move |g| {
+            let wsts: Vec<_> = wvs.iter().map(|w| w.storage()).collect();
+            let w_hh: Vec<&Storage<T>> = wsts.iter().map(|w| &**w).collect();
+            let sv: Vec<LstmSaved<&Storage<T>>> =
+                saved.iter().map(|s| LstmSaved { act: &s.act, c: &s.c, tanh_c: &s.tanh_c }).collect();
+            let want: Vec<bool> = ws.iter().map(|w| w.tracks_grad()).collect();
+            let grads =
+                Storage::lstm_layer_backward(&w_hh, &sv, &saved_out.storage(), &g.storage(), &layer, &want);
+            for ((x, w), (dz, dw)) in xs.iter().zip(&ws).zip(grads) {
+                x.accumulate_grad(|| Tensor::from_storage(dz, &[n, 4 * hh]));
                 if let Some(dw) = dw {
-                    w.accumulate_grad(|| Tensor::from_vec(dw, &[4 * hh, hh]));
+                    w.accumulate_grad(|| Tensor::from_storage(dw, &[4 * hh, hh]));
                 }
             }
         });

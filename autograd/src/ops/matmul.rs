@@ -1,7 +1,8 @@
 //! Matrix products, 2-D and batched.
 
+use crate::backend::{Backend, Gemm};
 use crate::Tensor;
-use tapegrad_kernels::gemm::{gemm_batched, Strides};
+use tapegrad_kernels::gemm::Strides;
 use tapegrad_kernels::Float;
 
 impl<T: Float> Tensor<T> {
@@ -34,94 +35,56 @@ impl<T: Float> Tensor<T> {
         shape.extend([m, n]);
 
         // C_i = A_i · B_i  — A (m,k), B (k,n), C (m,n), row-major
+        super::same_device("matmul", &[self, rhs]);
         let sa = Strides::row_major(m, k);
         let sb = Strides::row_major(k, n);
         let sa = if a_shared { sa.broadcast() } else { sa };
         let sb = if b_shared { sb.broadcast() } else { sb };
-        let mut c = vec![T::ZERO; batch * m * n];
-        gemm_batched(
-            batch,
-            m,
-            n,
-            k,
-            &self.data(),
-            sa,
-            &rhs.data(),
-            sb,
-            T::ZERO,
-            &mut c,
-            Strides::row_major(m, n),
-        );
+        let sc = Strides::row_major(m, n);
+        let a_st = self.storage();
+        let mut c = a_st.full_like(batch * m * n, T::ZERO);
+        a_st.gemm(&rhs.storage(), &mut c, Gemm::new(batch, (m, n, k), sa, sb, sc));
 
         let (at, bt) = (self.clone(), rhs.clone());
         let (av, bv) = (self.detach(), rhs.detach()); // operand values as of the forward
-        Tensor::from_op("matmul", Tensor::from_vec(c, &shape), &[self, rhs], move |g| {
-            let gd = g.data();
-            let gs = Strides::row_major(m, n);
+        Tensor::from_op("matmul", Tensor::from_storage(c, &shape), &[self, rhs], move |g| {
+            let (gd, gs) = (g.storage(), sc);
             at.accumulate_grad(|| {
                 // dA_i (m,k) = dC_i (m,n) · B_iᵀ (n,k)
-                let mut da = vec![T::ZERO; at.numel()];
+                let mut da = gd.full_like(at.numel(), T::ZERO);
                 let bt_s = Strides { row: 1, col: n, ..sb }; // Bᵀ: read B (k,n) as (n,k)
+                let sda = Strides::row_major(m, k);
                 if a_shared {
                     // shared A: accumulate the sum over the batch
                     for i in 0..batch {
-                        let (gi, bi) = (&gd[i * m * n..], &bv.data()[i * sb.batch..]);
-                        gemm_batched(1, m, k, n, gi, gs, bi, bt_s, T::ONE, &mut da, Strides::row_major(m, k));
+                        let p = Gemm {
+                            a_offset: i * m * n,
+                            b_offset: i * sb.batch,
+                            ..Gemm::new(1, (m, k, n), gs, bt_s, sda)
+                        };
+                        gd.gemm(&bv.storage(), &mut da, p.beta(1.0));
                     }
                 } else {
-                    gemm_batched(
-                        batch,
-                        m,
-                        k,
-                        n,
-                        &gd,
-                        gs,
-                        &bv.data(),
-                        bt_s,
-                        T::ZERO,
-                        &mut da,
-                        Strides::row_major(m, k),
-                    );
+                    gd.gemm(&bv.storage(), &mut da, Gemm::new(batch, (m, k, n), gs, bt_s, sda));
                 }
-                Tensor::from_vec(da, at.shape())
+                Tensor::from_storage(da, at.shape())
             });
             bt.accumulate_grad(|| {
                 // dB_i (k,n) = A_iᵀ (k,m) · dC_i (m,n)
-                let mut db = vec![T::ZERO; bt.numel()];
+                let mut db = gd.full_like(bt.numel(), T::ZERO);
                 let a_t = Strides { row: 1, col: k, ..sa }; // Aᵀ: read A (m,k) as (k,m)
+                let sdb = Strides::row_major(k, n);
                 if b_shared && !a_shared {
                     // shared B, batched A: one product with the batch folded into m:
                     // dB = [A_1; …; A_b]ᵀ · [dC_1; …; dC_b]
                     let mb = m * batch;
-                    gemm_batched(
-                        1,
-                        k,
-                        n,
-                        mb,
-                        &av.data(),
-                        Strides::transposed(mb, k),
-                        &gd,
-                        Strides::row_major(mb, n),
-                        T::ZERO,
-                        &mut db,
-                        Strides::row_major(k, n),
-                    );
+                    let p =
+                        Gemm::new(1, (k, n, mb), Strides::transposed(mb, k), Strides::row_major(mb, n), sdb);
+                    av.storage().gemm(&gd, &mut db, p);
                 } else {
-                    gemm_batched(
-                        batch,
-                        k,
-                        n,
-                        m,
-                        &av.data(),
-                        a_t,
-                        &gd,
-                        gs,
-                        T::ZERO,
-                        &mut db,
-                        Strides::row_major(k, n),
-                    );
+                    av.storage().gemm(&gd, &mut db, Gemm::new(batch, (k, n, m), a_t, gs, sdb));
                 }
-                Tensor::from_vec(db, bt.shape())
+                Tensor::from_storage(db, bt.shape())
             });
         })
     }

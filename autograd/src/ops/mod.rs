@@ -5,6 +5,7 @@
 
 pub(crate) mod attention;
 mod binary;
+mod device;
 mod dropout;
 mod index;
 mod linear;
@@ -29,4 +30,17 @@ pub(crate) fn dim(d: isize, rank: usize, op: &str) -> usize {
 /// `[outer, n, inner]` sizes around dim `d` of `shape`.
 pub(crate) fn split_at_dim(shape: &[usize], d: usize) -> (usize, usize, usize) {
     (shape[..d].iter().product(), shape[d], shape[d + 1..].iter().product())
+}
+
+/// Panics, naming the op and both devices, unless every tensor is on one device.
+pub(crate) fn same_device<T: tapegrad_kernels::Float>(op: &str, ts: &[&crate::Tensor<T>]) {
+    if let Some(first) = ts.first() {
+        let d = first.device();
+        if let Some(t) = ts.iter().find(|t| t.device() != d) {
+            panic!(
+                "{op}: operands on different devices ({d} and {}); move them with .to(device) first",
+                t.device()
+            );
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! Layer normalisation.
 
+use crate::backend::Backend;
 use crate::Tensor;
-use tapegrad_kernels::layernorm::{layer_norm_backward, layer_norm_forward};
 use tapegrad_kernels::Float;
 
 impl<T: Float> Tensor<T> {
@@ -18,56 +18,28 @@ impl<T: Float> Tensor<T> {
             }
         }
         let rows = self.numel() / n.max(1);
-        let eps = T::from_f64(eps);
-        let (mut y, mut mean, mut rstd) =
-            (vec![T::ZERO; self.numel()], vec![T::ZERO; rows], vec![T::ZERO; rows]);
-        {
-            let (wd, bd) = (weight.map(|w| w.data()), bias.map(|b| b.data()));
-            layer_norm_forward(
-                &self.data(),
-                rows,
-                n,
-                wd.as_deref(),
-                bd.as_deref(),
-                eps,
-                &mut y,
-                &mut mean,
-                &mut rstd,
-            );
-        }
-        let (x, w, b) = (self.clone(), weight.cloned(), bias.cloned());
-        let (xv, wv) = (self.detach(), weight.map(|w| w.detach())); // values as of the forward
         let mut inputs = vec![self];
         inputs.extend(weight);
         inputs.extend(bias);
-        Tensor::from_op("layer_norm", Tensor::from_vec(y, self.shape()), &inputs, move |g| {
+        super::same_device("layer_norm", &inputs);
+        let (ws, bs) = (weight.map(|w| w.storage()), bias.map(|b| b.storage()));
+        let (y, mean, rstd) = self.storage().layer_norm(rows, n, ws.as_deref(), bs.as_deref(), eps);
+        let (x, w, b) = (self.clone(), weight.cloned(), bias.cloned());
+        let (xv, wv) = (self.detach(), weight.map(|w| w.detach())); // values as of the forward
+        Tensor::from_op("layer_norm", Tensor::from_storage(y, self.shape()), &inputs, move |g| {
             let needs = |t: &Option<Tensor<T>>| t.as_ref().is_some_and(|t| t.tracks_grad());
-            let mut dx = x.tracks_grad().then(|| vec![T::ZERO; x.numel()]);
-            let mut dw = needs(&w).then(|| vec![T::ZERO; n]);
-            let mut db = needs(&b).then(|| vec![T::ZERO; n]);
-            {
-                let wd = wv.as_ref().map(|w| w.data());
-                layer_norm_backward(
-                    &xv.data(),
-                    &g.data(),
-                    rows,
-                    n,
-                    wd.as_deref(),
-                    &mean,
-                    &rstd,
-                    dx.as_deref_mut(),
-                    dw.as_deref_mut(),
-                    db.as_deref_mut(),
-                );
-            }
+            let want = [x.tracks_grad(), needs(&w), needs(&b)];
+            let ws = wv.as_ref().map(|w| w.storage());
+            let [dx, dw, db] =
+                xv.storage().layer_norm_backward(&g.storage(), rows, n, ws.as_deref(), (&mean, &rstd), want);
             if let Some(dx) = dx {
-                x.accumulate_grad(|| Tensor::from_vec(dx, x.shape()));
+                x.accumulate_grad(|| Tensor::from_storage(dx, x.shape()));
             }
             if let (Some(w), Some(dw)) = (&w, dw) {
-                w.accumulate_grad(|| Tensor::from_vec(dw, &[n]));
+                w.accumulate_grad(|| Tensor::from_storage(dw, &[n]));
             }
             if let (Some(b), Some(db)) = (&b, db) {
-                b.accumulate_grad(|| Tensor::from_vec(db, &[n]));
+                b.accumulate_grad(|| Tensor::from_storage(db, &[n]));
             }
         })
     }

@@ -1,8 +1,8 @@
 //! Reductions: sum, mean, max.
 
 use super::{dim, split_at_dim};
+use crate::backend::{Backend, Slab};
 use crate::Tensor;
-use tapegrad_kernels::index::max_dim;
 use tapegrad_kernels::Float;
 
 impl<T: Float> Tensor<T> {
@@ -52,9 +52,8 @@ impl<T: Float> Tensor<T> {
         let d = dim(d, self.rank(), "max_dim");
         let (outer, n, inner) = split_at_dim(self.shape(), d);
         assert!(n > 0, "max_dim: dim {d} of {:?} is empty", self.shape());
-        let mut values = vec![T::ZERO; outer * inner];
-        let mut argmax = vec![0usize; outer * inner];
-        max_dim(&self.data(), outer, n, inner, &mut values, &mut argmax);
+        let rows = Slab::whole(outer, n, inner);
+        let (values, argmax) = self.storage().max_dim(rows);
         let mut shape = self.shape().to_vec();
         if keepdim {
             shape[d] = 1;
@@ -62,15 +61,8 @@ impl<T: Float> Tensor<T> {
             shape.remove(d);
         }
         let (x, idx) = (self.clone(), argmax.clone());
-        let out = Tensor::from_op("max_dim", Tensor::from_vec(values, &shape), &[self], move |g| {
-            x.accumulate_grad(|| {
-                let mut dx = vec![T::ZERO; x.numel()];
-                for (k, &gk) in g.data().iter().enumerate() {
-                    let (o, i) = (k / inner, k % inner);
-                    dx[(o * n + idx[k]) * inner + i] += gk;
-                }
-                Tensor::from_vec(dx, x.shape())
-            });
+        let out = Tensor::from_op("max_dim", Tensor::from_storage(values, &shape), &[self], move |g| {
+            x.accumulate_grad(|| Tensor::from_storage(g.storage().max_dim_backward(rows, &idx), x.shape()));
         });
         (out, argmax)
     }

@@ -2,7 +2,8 @@
 //! Each backward moves the gradient back the same way.
 
 use super::{dim, split_at_dim};
-use crate::Tensor;
+use crate::backend::{Backend, Slab};
+use crate::{Storage, Tensor};
 use tapegrad_kernels::Float;
 
 impl<T: Float> Tensor<T> {
@@ -38,11 +39,11 @@ impl<T: Float> Tensor<T> {
             self.shape()
         );
         let out_shape: Vec<usize> = perm.iter().map(|&p| self.shape()[p]).collect();
-        let out = tapegrad_kernels::permute::permute(&self.data(), self.shape(), perm);
+        let out = self.storage().permute(self.shape(), perm);
         let mut inverse = vec![0; r];
         perm.iter().enumerate().for_each(|(i, &p)| inverse[p] = i);
         let x = self.clone();
-        Tensor::from_op("permute", Tensor::from_vec(out, &out_shape), &[self], move |g| {
+        Tensor::from_op("permute", Tensor::from_storage(out, &out_shape), &[self], move |g| {
             x.accumulate_grad(|| g.permute(&inverse));
         })
     }
@@ -66,23 +67,14 @@ impl<T: Float> Tensor<T> {
             start + len,
             self.shape()
         );
-        let src = self.data();
-        let mut out = Vec::with_capacity(outer * len * inner);
-        for o in 0..outer {
-            out.extend_from_slice(&src[(o * n + start) * inner..(o * n + start + len) * inner]);
-        }
-        drop(src);
+        let slab = Slab { outer, n, inner, start, len };
+        let out = self.storage().narrow(slab);
         let mut shape = self.shape().to_vec();
         shape[d] = len;
         let x = self.clone();
-        Tensor::from_op("narrow", Tensor::from_vec(out, &shape), &[self], move |g| {
+        Tensor::from_op("narrow", Tensor::from_storage(out, &shape), &[self], move |g| {
             // dx[.., start..start+len, ..] += g; the rest of dx gets nothing
-            x.accumulate_grad_in_place(|dx| {
-                for (o, gs) in g.data().chunks(len * inner).enumerate() {
-                    let dst = &mut dx[(o * n + start) * inner..(o * n + start + len) * inner];
-                    dst.iter_mut().zip(gs).for_each(|(d, &g)| *d += g);
-                }
-            });
+            x.accumulate_grad_in_place(|dx| dx.narrow_backward(&g.storage(), slab));
         })
     }
 
@@ -100,18 +92,14 @@ impl<T: Float> Tensor<T> {
         let inner: usize = first[d + 1..].iter().product();
         let sizes: Vec<usize> = tensors.iter().map(|t| t.shape()[d]).collect();
         let total: usize = sizes.iter().sum();
-        let mut out = Vec::with_capacity(outer * total * inner);
-        let datas: Vec<_> = tensors.iter().map(|t| t.data()).collect();
-        for o in 0..outer {
-            for (src, &n) in datas.iter().zip(&sizes) {
-                out.extend_from_slice(&src[o * n * inner..(o + 1) * n * inner]);
-            }
-        }
-        drop(datas);
+        super::same_device("concat", tensors);
+        let storages: Vec<_> = tensors.iter().map(|t| t.storage()).collect();
+        let parts: Vec<&Storage<T>> = storages.iter().map(|s| &**s).collect();
+        let out = Storage::concat(&parts, &sizes, outer, inner);
         let mut shape = first.to_vec();
         shape[d] = total;
         let inputs: Vec<Tensor<T>> = tensors.iter().map(|&t| t.clone()).collect();
-        Tensor::from_op("concat", Tensor::from_vec(out, &shape), tensors, move |g| {
+        Tensor::from_op("concat", Tensor::from_storage(out, &shape), tensors, move |g| {
             let mut start = 0;
             for (x, &n) in inputs.iter().zip(&sizes) {
                 x.accumulate_grad(|| g.narrow(d as isize, start, n));

@@ -1,8 +1,8 @@
 //! Softmax and log-softmax along a dim.
 
 use super::{dim, split_at_dim};
+use crate::backend::{Backend, Slab};
 use crate::Tensor;
-use tapegrad_kernels::softmax::{softmax_backward, softmax_forward};
 use tapegrad_kernels::Float;
 
 impl<T: Float> Tensor<T> {
@@ -20,15 +20,12 @@ impl<T: Float> Tensor<T> {
         let name = if log { "log_softmax" } else { "softmax" };
         let d = dim(d, self.rank(), name);
         let (outer, n, inner) = split_at_dim(self.shape(), d);
-        let mut y = vec![T::ZERO; self.numel()];
-        softmax_forward(&self.data(), outer, n, inner, &mut y, log);
-        let y = Tensor::from_vec(y, self.shape());
+        let rows = Slab::whole(outer, n, inner);
+        let y = Tensor::from_storage(self.storage().softmax(rows, log), self.shape());
         let (x, yv) = (self.clone(), y.clone());
         Tensor::from_op(name, y, &[self], move |g| {
             x.accumulate_grad(|| {
-                let mut dx = vec![T::ZERO; x.numel()];
-                softmax_backward(&yv.data(), &g.data(), outer, n, inner, &mut dx, log);
-                Tensor::from_vec(dx, x.shape())
+                Tensor::from_storage(yv.storage().softmax_backward(&g.storage(), rows, log), x.shape())
             });
         })
     }

@@ -11,7 +11,7 @@ pub mod run_dir;
 pub mod task;
 pub mod validate;
 
-use crate::cli::{DeviceKind, ModelKind, ScheduleKind, TrainArgs};
+use crate::cli::{ModelKind, ScheduleKind, TrainArgs};
 use crate::data::batch::{BatchConfig, Batcher};
 use crate::data::glove::Glove;
 use crate::data::imdb::{read_imdb, Review, Split};
@@ -125,9 +125,10 @@ pub fn describe_error(e: &anyhow::Error) -> String {
 
 /// Runs `train` as the command line asked; `interrupt` is raised by Ctrl-C.
 pub fn train(given: TrainArgs, interrupt: Arc<Interrupt>) -> Result<Outcome> {
-    if given.device == DeviceKind::Cuda {
-        bail!("--device cuda: this build has no CUDA backend yet; use --device cpu");
-    }
+    // The device, checked before any work: a missing driver or GPU is an error here.
+    let device: tapegrad_autograd::Device = given.device.parse()?;
+    tapegrad_autograd::storage::check_device(device)
+        .map_err(|e| anyhow::anyhow!("--device {device}: {e}; use --device cpu"))?;
     // Until the training loop, nothing is worth saving: Ctrl-C exits at once.
     interrupt.exit_at_once(true);
     // Stale temporaries first: a checkpoint only left as `.last.old` is put back.
@@ -141,13 +142,14 @@ pub fn train(given: TrainArgs, interrupt: Arc<Interrupt>) -> Result<Outcome> {
             let run = checkpoint::read_run(&dir)?;
             validate::check_resume_flags(&given, &run)?;
             let mut a = run.args.clone();
-            (a.out, a.cache, a.quiet, a.max_steps, a.threads, a.overwrite) = (
+            (a.out, a.cache, a.quiet, a.max_steps, a.threads, a.overwrite, a.device) = (
                 given.out.clone(),
                 given.cache.clone(),
                 given.quiet,
                 given.max_steps,
                 given.threads,
                 given.overwrite,
+                given.device.clone(),
             );
             a.data = given.data.clone().or(a.data);
             if let Some(d) = a.data.as_ref().filter(|d| !d.exists()) {
@@ -241,6 +243,7 @@ pub fn train(given: TrainArgs, interrupt: Arc<Interrupt>) -> Result<Outcome> {
     if args.freeze_embeddings {
         task.module().freeze("embedding", true);
     }
+    task.module().to(device); // every parameter; the optimizer's state follows them
 
     let t0 = Instant::now();
     let encode = |reviews: &[Review]| Encoded::new(&task, reviews);

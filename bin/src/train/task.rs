@@ -147,6 +147,7 @@ impl Task {
         match self {
             Task::Bilstm { .. } => {
                 let y = Tensor::from_vec(labels.iter().map(|&l| l as f32).collect(), &[labels.len()]);
+                let y = y.to(logits.device());
                 Ok(logits.binary_cross_entropy_with_logits(&y))
             }
             Task::Bert { model, .. } => {

@@ -21,6 +21,10 @@ pub const ENTRIES: &[&str] = &[
     "norm_finish",
     "clip_scale_f32",
     "clip_scale_f64",
+    "clip_value_f32",
+    "clip_value_f64",
+    "add_assign_f32",
+    "add_assign_f64",
 ];
 
 fn kernel<T: Float>(f32_entry: &'static str, f64_entry: &'static str) -> Kernel {
@@ -142,6 +146,25 @@ pub fn clip_scale<T: Float>(
     g.context().launch(kernel::<T>("clip_scale_f32", "clip_scale_f64"), launch::linear(g.len()), &args)
 }
 
+/// g ← clamp(g, −clip, clip) (see `update::clip_by_value`).                  g (n)
+pub fn clip_by_value<T: Float>(g: &mut GpuBuffer<T>, clip: f64) -> Result<(), GpuError> {
+    if g.is_empty() {
+        return Ok(());
+    }
+    let args = [g.arg(), scalar::<T>(clip), count(g.len())];
+    g.context().launch(kernel::<T>("clip_value_f32", "clip_value_f64"), launch::linear(g.len()), &args)
+}
+
+/// y ← y + x (see `update::add_assign`).                                    x, y (n)
+pub fn add_assign<T: Float>(y: &mut GpuBuffer<T>, x: &GpuBuffer<T>) -> Result<(), GpuError> {
+    assert_eq!(x.len(), y.len(), "add_assign: buffers differ in length");
+    if y.is_empty() {
+        return Ok(());
+    }
+    let args = [y.arg(), x.arg(), count(y.len())];
+    y.context().launch(kernel::<T>("add_assign_f32", "add_assign_f64"), launch::linear(y.len()), &args)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +239,24 @@ mod tests {
             clip_scale(&mut gg, &total, max_norm).unwrap();
             check(gg.to_host().unwrap(), &g, "clip_scale");
         }
+        // clamp by value (with a NaN and both bounds hit), then accumulate
+        let mut g = values::<T>(n, 3.0);
+        g[7] = T::from_f64(f64::NAN);
+        let mut gg = up(&g);
+        cpu::clip_by_value(&mut g, 0.5);
+        clip_by_value(&mut gg, 0.5).unwrap();
+        let got = gg.to_host().unwrap();
+        assert!(!compare || got[7].to_f64().is_nan(), "clip_by_value keeps a NaN");
+        let (got, want): (Vec<T>, Vec<T>) = (
+            got.into_iter().filter(|v| !v.to_f64().is_nan()).collect(),
+            g.into_iter().filter(|v| !v.to_f64().is_nan()).collect(),
+        );
+        check(got, &want, "clip_by_value");
+        let (mut y, x) = (values::<T>(n, 0.6), values::<T>(n, 0.8));
+        let (mut gy, gx) = (up(&y), up(&x));
+        cpu::add_assign(&mut y, &x);
+        add_assign(&mut gy, &gx).unwrap();
+        check(gy.to_host().unwrap(), &y, "add_assign");
     }
 
     #[test]

@@ -85,7 +85,7 @@ impl<T: Float> BertModel<T> {
         let [b, _] = x.shape;
         let h = self.config.hidden_size;
         let embeddings = self.embeddings.forward(&x.input_ids, &x.token_type_ids, x.shape);
-        let mask = additive_mask::<T>(&x.attention_mask, x.shape);
+        let mask = additive_mask::<T>(&x.attention_mask, x.shape).to(embeddings.device()); // on the model's device
         let last_hidden_state = self.encoder.forward(&embeddings, &mask);
         let first = last_hidden_state.narrow(1, 0, 1).reshape(&[b, h]);
         let pooled = self.pooler.forward(&first).tanh();
