@@ -4,7 +4,8 @@
 //! once (an unsupported instruction is an error naming it and its line); `launch` runs a
 //! grid, its blocks spread over host threads, each block's threads interpreted with
 //! CUDA's meeting rules (warp shuffles and votes with their member masks, block
-//! barriers) and checked: out-of-bounds and misaligned accesses, barriers some threads
+//! barriers) and checked: arguments that do not fit the `.param` list (number, size,
+//! integer or float), out-of-bounds and misaligned accesses, barriers some threads
 //! skip, masks naming exited threads, deadlocks and shared-memory races are errors that
 //! name the kernel, block, thread and PTX line.
 //!
@@ -196,7 +197,7 @@ impl SimGpu {
     pub fn params(&self, module: &str, entry: &str) -> Option<Vec<usize>> {
         let mods = self.modules.read().expect("modules lock");
         let k = mods.get(module)?.kernels.iter().find(|k| k.name == entry)?;
-        Some(k.params.iter().map(|p| p.1).collect())
+        Some(k.params.iter().map(|p| p.size).collect())
     }
 
     /// Runs `entry` of `module` over the grid and waits for it.
@@ -370,18 +371,39 @@ fn pack_params(k: &Kernel, args: &[Arg]) -> Result<Vec<u8>, SimError> {
         )));
     }
     let mut buf = vec![0u8; k.param_bytes];
-    for (i, (a, &(off, size))) in args.iter().zip(&k.params).enumerate() {
+    for (i, (a, p)) in args.iter().zip(&k.params).enumerate() {
         let b = a.bytes();
-        if b.len() != size {
+        if b.len() != p.size {
             return Err(SimError::new(format!(
-                "launch of `{}`: parameter {i} is {size} bytes, but argument {a:?} is {} bytes",
+                "launch of `{}`: parameter {i} is {} bytes, but argument {a:?} is {} bytes",
                 k.name,
+                p.size,
                 b.len()
             )));
         }
-        buf[off..off + size].copy_from_slice(&b);
+        if !fits(a, p) {
+            return Err(SimError::new(format!(
+                "launch of `{}`: parameter {i} is declared `{}`, but argument {a:?} is {}",
+                k.name,
+                p.ty,
+                if matches!(a, Arg::F32(_) | Arg::F64(_)) { "a float" } else { "an integer or pointer" }
+            )));
+        }
+        buf[p.offset..p.offset + p.size].copy_from_slice(&b);
     }
     Ok(buf)
+}
+
+/// Whether an argument of the right size also has the parameter's kind: a float for
+/// `.f32`/`.f64`, an integer or pointer for `.u`/`.s` (nvcc declares C's signed
+/// integers `.u32`/`.u64` too, so signedness is not checked); `.b` types take either.
+/// An array parameter (a struct by value) is checked by size only.
+fn fits(a: &Arg, p: &decode::Param) -> bool {
+    if p.len != 1 || p.ty.starts_with(".b") {
+        return true;
+    }
+    let float = p.ty.starts_with(".f");
+    matches!(a, Arg::F32(_) | Arg::F64(_)) == float
 }
 
 fn check_dims(k: &Kernel, d: LaunchDims) -> Result<(), SimError> {

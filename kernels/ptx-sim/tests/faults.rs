@@ -81,4 +81,19 @@ fn argument_mismatch_names_entry_and_parameter() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("`oob_write`: parameter 1 is 4 bytes"), "{e}");
+    // the right size, the wrong kind: a float for `int n` (declared `.u32`), an integer
+    // for a float
+    let e = gpu
+        .launch("faults", "oob_write", dims(1, 1, 0), &[Arg::Ptr(0), Arg::F32(3.0)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("`oob_write`: parameter 1 is declared `.u32`, but argument F32(3.0) is a float"),
+        "{e}"
+    );
+    let e = gpu
+        .launch("faults", "oob_write", dims(1, 1, 0), &[Arg::F64(0.0), Arg::I32(3)])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("parameter 0 is declared `.u64`, but argument F64(0.0) is a float"), "{e}");
 }

@@ -244,103 +244,65 @@ pub fn attention_backward<T: Float>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::attention::{attention_backward_reference, attention_forward_reference};
-    use crate::gpu::test_contexts;
+    use crate::gpu::testing::{close, down, on, out, to, tol, up, wide};
+    use crate::gpu::{test_contexts, GpuContext};
+    use std::sync::Arc;
 
-    /// The row kernels' and products' launches fit their PTX `.param` lists, with mask
-    /// and dropout, f32 and f64 (no GPU needed).
-    #[test]
-    fn launches_fit_their_entries() {
-        fn run<T: Float>() {
-            let ctx = crate::gpu::param_check::context();
-            let s = AttentionShape { batch: 2, seq: 3, heads: 2, head_dim: 4 };
-            let z = |n| GpuBuffer::<T>::zeros(&ctx, n).unwrap();
-            let (q, k, v, mask) = (z(s.numel()), z(s.numel()), z(s.numel()), z(6));
-            let (mut o, mut p) = (z(s.numel()), z(s.probs_numel()));
-            let dropout = Some(DropoutMask { p: 0.1, seed: 3 });
-            attention_forward(s, &q, &k, &v, Some(&mask), dropout, &mut o, Some(&mut p)).unwrap();
-            let (mut dq, mut dk, mut dv) = (z(s.numel()), z(s.numel()), z(s.numel()));
-            attention_backward(s, &q, &k, &v, &p, dropout, &o, &mut dq, &mut dk, &mut dv).unwrap();
+    fn values<T: Float>(len: usize, seed: f64) -> Vec<T> {
+        to(&(0..len).map(|i| (i as f64 * 0.618 + seed).sin() * 1.5).collect::<Vec<_>>())
+    }
+
+    /// Forward (o and P; o again without saving P) and backward in T against the CPU's
+    /// plain-loop references in f64 on the same inputs, without and with key padding
+    /// and dropout (the same ChaCha8 mask): f64 to 1e-12, f32 within rounding (2e-5
+    /// forward, 1e-4 backward).
+    pub(crate) fn check<T: Float>(ctx: &Arc<GpuContext>, s: AttentionShape) {
+        let (n, seq) = (s.numel(), s.seq);
+        let (q, k, v, g) =
+            (values::<T>(n, 0.1), values::<T>(n, 1.3), values::<T>(n, 2.2), values::<T>(n, 3.7));
+        let mask: Vec<T> = to(&(0..s.batch * seq)
+            .map(|i| if i % seq >= seq - seq / 3 && i % seq > 0 { -1e30 } else { 0.0 })
+            .collect::<Vec<_>>());
+        let (t_fwd, t_bwd) = (tol::<T>(2e-5, 1e-12), tol::<T>(1e-4, 1e-12));
+        let (qb, kb, vb, gb, mb) = (up(ctx, &q), up(ctx, &k), up(ctx, &v), up(ctx, &g), up(ctx, &mask));
+        for (masked, dropout) in [(false, None), (true, None), (true, Some(DropoutMask { p: 0.3, seed: 11 }))]
+        {
+            let what = format!("{s:?} mask {masked} dropout {dropout:?}, {}", on::<T>(ctx));
+            let mw = wide(&mask);
+            let key_mask = masked.then_some(&mw[..]);
+            let (qw, kw, vw) = (wide(&q), wide(&k), wide(&v));
+            let mut o = vec![0.0; n];
+            let p = attention_forward_reference(s, &qw, &kw, &vw, key_mask, dropout, &mut o);
+            let (mut dq, mut dk, mut dv) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+            attention_backward_reference(s, &qw, &kw, &vw, &p, dropout, &wide(&g), &mut dq, &mut dk, &mut dv);
+            let mo = masked.then_some(&mb);
+            let (mut ob, mut pb) = (out::<T>(ctx, n), out::<T>(ctx, s.probs_numel()));
+            attention_forward(s, &qb, &kb, &vb, mo, dropout, &mut ob, Some(&mut pb)).unwrap();
+            close(&down(&ob), &o, t_fwd, &format!("o {what}"));
+            close(&down(&pb), &p, t_fwd, &format!("P {what}"));
+            let mut o2 = out::<T>(ctx, n);
+            attention_forward(s, &qb, &kb, &vb, mo, dropout, &mut o2, None).unwrap();
+            assert_eq!(o2.to_host().unwrap(), ob.to_host().unwrap(), "o without saving P: {what}");
+            let mut grads: Vec<GpuBuffer<T>> = (0..3).map(|_| out(ctx, n)).collect();
+            let [dqb, dkb, dvb] = &mut grads[..] else { unreachable!() };
+            attention_backward(s, &qb, &kb, &vb, &pb, dropout, &gb, dqb, dkb, dvb).unwrap();
+            close(&down(dqb), &dq, t_bwd, &format!("dq {what}"));
+            close(&down(dkb), &dk, t_bwd, &format!("dk {what}"));
+            close(&down(dvb), &dv, t_bwd, &format!("dv {what}"));
         }
-        run::<f32>();
-        run::<f64>();
     }
 
-    fn values(len: usize, seed: f64) -> Vec<f64> {
-        (0..len).map(|i| (i as f64 * 0.618 + seed).sin() * 1.5).collect()
-    }
-
-    fn close(got: &[f64], want: &[f64], tol: f64, what: &str) {
-        assert_eq!(got.len(), want.len(), "{what}");
-        for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what} at {i}: {g} vs {w}");
-        }
-    }
-
-    /// Forward (o and P) and backward against the CPU's plain-loop references, with and
-    /// without padding and dropout (the same ChaCha8 mask), odd shapes; f64 to 1e-12,
-    /// f32 within rounding.
+    /// Odd shapes, one head to several, rows shorter and longer than a warp.
     #[test]
     fn matches_cpu_reference() {
         for ctx in test_contexts() {
             for (batch, seq, heads, head_dim) in [(1, 1, 1, 1), (2, 7, 3, 5), (2, 20, 2, 8), (1, 33, 1, 3)] {
                 let s = AttentionShape { batch, seq, heads, head_dim };
-                let n = s.numel();
-                let (q, k, v, g) = (values(n, 0.1), values(n, 1.3), values(n, 2.2), values(n, 3.7));
-                let mask: Vec<f64> = (0..batch * seq)
-                    .map(|i| if i % seq >= seq - seq / 3 && i % seq > 0 { -1e30 } else { 0.0 })
-                    .collect();
-                for (masked, dropout) in
-                    [(false, None), (true, None), (true, Some(DropoutMask { p: 0.3, seed: 11 }))]
-                {
-                    let what = format!("{s:?} mask {masked} dropout {dropout:?} on {}", ctx.name());
-                    let key_mask = masked.then_some(&mask[..]);
-                    let mut o = vec![0.0; n];
-                    let p = attention_forward_reference(s, &q, &k, &v, key_mask, dropout, &mut o);
-                    let (mut dq, mut dk, mut dv) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-                    attention_backward_reference(s, &q, &k, &v, &p, dropout, &g, &mut dq, &mut dk, &mut dv);
-                    let up = |x: &[f64]| GpuBuffer::from_host(&ctx, x).unwrap();
-                    let (qb, kb, vb, gb, mb) = (up(&q), up(&k), up(&v), up(&g), up(&mask));
-                    let mb = masked.then_some(&mb);
-                    let mut ob = GpuBuffer::<f64>::uninit(&ctx, n).unwrap();
-                    let mut pb = GpuBuffer::<f64>::uninit(&ctx, s.probs_numel()).unwrap();
-                    attention_forward(s, &qb, &kb, &vb, mb, dropout, &mut ob, Some(&mut pb)).unwrap();
-                    close(&ob.to_host().unwrap(), &o, 1e-12, &format!("o {what}"));
-                    close(&pb.to_host().unwrap(), &p, 1e-12, &format!("P {what}"));
-                    let mut o2 = GpuBuffer::<f64>::uninit(&ctx, n).unwrap();
-                    attention_forward(s, &qb, &kb, &vb, mb, dropout, &mut o2, None).unwrap();
-                    assert_eq!(o2.to_host().unwrap(), ob.to_host().unwrap(), "o without saving P: {what}");
-                    let mut grads: Vec<GpuBuffer<f64>> =
-                        (0..3).map(|_| GpuBuffer::uninit(&ctx, n).unwrap()).collect();
-                    let [dqb, dkb, dvb] = &mut grads[..] else { unreachable!() };
-                    attention_backward(s, &qb, &kb, &vb, &pb, dropout, &gb, dqb, dkb, dvb).unwrap();
-                    close(&dqb.to_host().unwrap(), &dq, 1e-12, &format!("dq {what}"));
-                    close(&dkb.to_host().unwrap(), &dk, 1e-12, &format!("dk {what}"));
-                    close(&dvb.to_host().unwrap(), &dv, 1e-12, &format!("dv {what}"));
-                    // f32: the same within rounding
-                    let f = |x: &[f64]| {
-                        GpuBuffer::from_host(&ctx, &x.iter().map(|&a| a as f32).collect::<Vec<_>>()).unwrap()
-                    };
-                    let (qb, kb, vb, mb) = (f(&q), f(&k), f(&v), f(&mask));
-                    let mb = masked.then_some(&mb);
-                    let mut ob = GpuBuffer::<f32>::uninit(&ctx, n).unwrap();
-                    let mut pb = GpuBuffer::<f32>::uninit(&ctx, s.probs_numel()).unwrap();
-                    attention_forward(s, &qb, &kb, &vb, mb, dropout, &mut ob, Some(&mut pb)).unwrap();
-                    let back = |b: &GpuBuffer<f32>| {
-                        b.to_host().unwrap().iter().map(|&x| x as f64).collect::<Vec<f64>>()
-                    };
-                    close(&back(&ob), &o, 2e-5, &format!("f32 o {what}"));
-                    let gb = f(&g);
-                    let mut grads: Vec<GpuBuffer<f32>> =
-                        (0..3).map(|_| GpuBuffer::uninit(&ctx, n).unwrap()).collect();
-                    let [dqb, dkb, dvb] = &mut grads[..] else { unreachable!() };
-                    attention_backward(s, &qb, &kb, &vb, &pb, dropout, &gb, dqb, dkb, dvb).unwrap();
-                    close(&back(dqb), &dq, 1e-4, &format!("f32 dq {what}"));
-                    close(&back(dkb), &dk, 1e-4, &format!("f32 dk {what}"));
-                    close(&back(dvb), &dv, 1e-4, &format!("f32 dv {what}"));
-                }
+                check::<f64>(&ctx, s);
+                check::<f32>(&ctx, s);
             }
         }
     }

@@ -126,17 +126,52 @@ pub fn sum_to<T: Float>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::broadcast::{broadcast_shape, expand as expand_cpu, sum_to as sum_to_cpu};
-    use crate::gpu::test_contexts;
+    use crate::gpu::testing::{close, down, on, out, tol, up, wide};
+    use crate::gpu::{sim_context, test_contexts, GpuContext};
+    use std::sync::Arc;
 
-    fn data(n: usize, k: f64) -> Vec<f64> {
-        (0..n).map(|i| ((i as f64 + k) * 0.731).sin() * 2.0 + 0.1).collect()
+    fn data<T: Float>(n: usize, k: f64) -> Vec<T> {
+        (0..n).map(|i| T::from_f64(((i as f64 + k) * 0.731).sin() * 2.0 + 0.1)).collect()
+    }
+
+    /// a (`sa`) op b (`sb`) for every op, each operand expanded to the broadcast shape,
+    /// and a tensor of that shape summed down to each operand's shape, in T: binary and
+    /// expand are the CPU's bits (one rounding of the same op), sum_to is within
+    /// reassociation of the f64 sum of the same inputs (per summed element, 1e-12 in f64,
+    /// 1e-6 in f32).
+    pub(crate) fn check<T: Float>(ctx: &Arc<GpuContext>, sa: &[usize], sb: &[usize]) {
+        let what = format!("{sa:?} {sb:?}, {}", on::<T>(ctx));
+        let shape = broadcast_shape(sa, sb).unwrap();
+        let n: usize = shape.iter().product();
+        let (a, b) = (data::<T>(sa.iter().product(), 0.0), data::<T>(sb.iter().product(), 3.0));
+        let (ga, gb) = (up(ctx, &a), up(ctx, &b));
+        let mut got = out::<T>(ctx, n);
+        for op in Binary::ALL {
+            let mut want = vec![T::ZERO; n];
+            crate::broadcast::binary(op, &a, sa, &b, sb, &shape, &mut want);
+            binary(op, &ga, sa, &gb, sb, &shape, &mut got).unwrap();
+            assert_eq!(got.to_host().unwrap(), want, "{op:?} {what}");
+        }
+        for (s, v, g) in [(sa, &a, &ga), (sb, &b, &gb)] {
+            let mut want = vec![T::ZERO; n];
+            expand_cpu(v, s, &shape, &mut want);
+            expand(g, s, &shape, &mut got).unwrap();
+            assert_eq!(got.to_host().unwrap(), want, "expand {s:?} → {shape:?}, {what}");
+            let big = data::<T>(n, 1.0);
+            let mut want = vec![0.0; v.len()];
+            sum_to_cpu(&wide(&big), &shape, s, &mut want);
+            let mut sum = out::<T>(ctx, v.len());
+            sum_to(&up(ctx, &big), &shape, s, &mut sum).unwrap();
+            let bound = tol::<T>(1e-6, 1e-12) * (n as f64 / v.len().max(1) as f64 + 1.0);
+            close(&down(&sum), &want, bound, &format!("sum_to {shape:?} → {s:?}, {what}"));
+        }
     }
 
     /// (a shape, b shape): odd sizes, every broadcasting pattern, a rank-7 problem that
-    /// simplifies to ≤ 6 dims, and a long reduction that takes the block kernel.
+    /// simplifies to ≤ 6 dims, and long reductions that take the block kernel.
     const CASES: &[(&[usize], &[usize])] = &[
         (&[5], &[5]),
         (&[3, 1, 5], &[4, 1]),
@@ -153,84 +188,22 @@ mod tests {
     fn binary_expand_and_sum_to_match_cpu() {
         for ctx in test_contexts() {
             for &(sa, sb) in CASES {
-                let shape = broadcast_shape(sa, sb).unwrap();
-                let n: usize = shape.iter().product();
-                let (a, b) = (data(sa.iter().product(), 0.0), data(sb.iter().product(), 3.0));
-                let (ga, gb) =
-                    (GpuBuffer::from_host(&ctx, &a).unwrap(), GpuBuffer::from_host(&ctx, &b).unwrap());
-                let mut out = GpuBuffer::<f64>::uninit(&ctx, n).unwrap();
-                for op in Binary::ALL {
-                    let mut want = vec![0.0; n];
-                    crate::broadcast::binary(op, &a, sa, &b, sb, &shape, &mut want);
-                    binary(op, &ga, sa, &gb, sb, &shape, &mut out).unwrap();
-                    assert_eq!(out.to_host().unwrap(), want, "{op:?} {sa:?} {sb:?} on {}", ctx.name());
-                    // f32: the same single rounding of the same op
-                    let a32: Vec<f32> = a.iter().map(|&v| v as f32).collect();
-                    let b32: Vec<f32> = b.iter().map(|&v| v as f32).collect();
-                    let mut want32 = vec![0f32; n];
-                    crate::broadcast::binary(op, &a32, sa, &b32, sb, &shape, &mut want32);
-                    let (ga32, gb32) = (
-                        GpuBuffer::from_host(&ctx, &a32).unwrap(),
-                        GpuBuffer::from_host(&ctx, &b32).unwrap(),
-                    );
-                    let mut out32 = GpuBuffer::<f32>::uninit(&ctx, n).unwrap();
-                    binary(op, &ga32, sa, &gb32, sb, &shape, &mut out32).unwrap();
-                    assert_eq!(out32.to_host().unwrap(), want32, "f32 {op:?} {sa:?} {sb:?}");
-                }
-                for (s, v, g) in [(sa, &a, &ga), (sb, &b, &gb)] {
-                    // expand is exact; sum_to within f64 reassociation
-                    let mut want = vec![0.0; n];
-                    expand_cpu(v, s, &shape, &mut want);
-                    expand(g, s, &shape, &mut out).unwrap();
-                    assert_eq!(out.to_host().unwrap(), want, "expand {s:?} → {shape:?}");
-                    let big = data(n, 1.0);
-                    let mut want = vec![0.0; v.len()];
-                    sum_to_cpu(&big, &shape, s, &mut want);
-                    let gbig = GpuBuffer::from_host(&ctx, &big).unwrap();
-                    let mut got = GpuBuffer::<f64>::uninit(&ctx, v.len()).unwrap();
-                    sum_to(&gbig, &shape, s, &mut got).unwrap();
-                    let bound = 1e-12 * (n as f64 / v.len().max(1) as f64 + 1.0);
-                    for (i, (g, w)) in got.to_host().unwrap().iter().zip(&want).enumerate() {
-                        assert!(
-                            (g - w).abs() <= bound * (1.0 + w.abs()),
-                            "sum_to {shape:?} → {s:?} at {i}: {g} vs {w}"
-                        );
-                    }
-                }
+                check::<f64>(&ctx, sa, sb);
+                check::<f32>(&ctx, sa, sb);
             }
         }
     }
 
-    /// Every launch's arguments fit its entry's `.param` list (f32 and f64, each kernel).
-    #[test]
-    fn launches_fit_the_ptx() {
-        fn all<T: Float>() {
-            let ctx = crate::gpu::param_check::context();
-            let a = GpuBuffer::<T>::zeros(&ctx, 15).unwrap();
-            let b = GpuBuffer::<T>::zeros(&ctx, 4).unwrap();
-            let mut out = GpuBuffer::<T>::zeros(&ctx, 60).unwrap();
-            binary(Binary::Div, &a, &[3, 1, 5], &b, &[4, 1], &[3, 4, 5], &mut out).unwrap();
-            expand(&b, &[4, 1], &[3, 4, 5], &mut out).unwrap();
-            let mut small = GpuBuffer::<T>::zeros(&ctx, 4).unwrap();
-            sum_to(&out, &[3, 4, 5], &[4, 1], &mut small).unwrap(); // one thread per output
-            let big = GpuBuffer::<T>::zeros(&ctx, 4 * 1000).unwrap();
-            sum_to(&big, &[1000, 4], &[4], &mut small).unwrap(); // one block per output
-        }
-        all::<f32>();
-        all::<f64>();
-    }
-
     #[test]
     fn too_many_dims_is_an_error() {
-        {
-            let ctx = crate::gpu::param_check::context();
-            let shape = [2usize; 7];
-            let mut out = GpuBuffer::<f32>::zeros(&ctx, 128).unwrap();
-            // x (1,2,1,2,1,2,1) → alternating broadcast dims never merge
-            let xs = [1, 2, 1, 2, 1, 2, 1];
-            let big = GpuBuffer::<f32>::zeros(&ctx, 8).unwrap();
-            let e = expand(&big, &xs, &shape, &mut out).unwrap_err();
-            assert!(e.to_string().contains("more than 6 dims"), "{e}");
-        }
+        let ctx = sim_context();
+        let shape = [2usize; 7];
+        let mut out = GpuBuffer::<f32>::zeros(&ctx, 128).unwrap();
+        // x (1,2,1,2,1,2,1) → alternating broadcast dims never merge
+        let xs = [1, 2, 1, 2, 1, 2, 1];
+        let big = GpuBuffer::<f32>::zeros(&ctx, 8).unwrap();
+        let e = expand(&big, &xs, &shape, &mut out).unwrap_err();
+        assert!(e.to_string().contains("more than 6 dims"), "{e}");
+        assert!(ctx.launched().is_empty(), "nothing may run: {:?}", ctx.launched());
     }
 }

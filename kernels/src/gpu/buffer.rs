@@ -2,8 +2,9 @@
 
 use super::allocator::{CachingAllocator, PoolStats};
 use super::launcher::{DevPtr, GpuError, Kernel, KernelArg, LaunchDims, Launcher};
+use std::collections::BTreeSet;
 use std::marker::PhantomData;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// One device: its launcher and the caching allocator over it. Shared (`Arc`) by
 /// every buffer on the device.
@@ -13,12 +14,19 @@ pub struct GpuContext {
     /// The first error of an operation whose caller could not return it (a tensor op),
     /// kept until the next synchronising call reports it: CUDA's own "sticky error"
     /// model, so ops stay infallible and a failure still surfaces as an error.
-    error: std::sync::Mutex<Option<GpuError>>,
+    error: Mutex<Option<GpuError>>,
+    /// Every kernel launched without error so far, once each (see [`GpuContext::launched`]).
+    launched: Mutex<BTreeSet<Kernel>>,
 }
 
 impl GpuContext {
     pub fn new(launcher: Box<dyn Launcher>) -> Arc<Self> {
-        Arc::new(GpuContext { launcher, pool: CachingAllocator::default(), error: Default::default() })
+        Arc::new(GpuContext {
+            launcher,
+            pool: CachingAllocator::default(),
+            error: Default::default(),
+            launched: Default::default(),
+        })
     }
 
     /// Records `e` as this device's sticky error (the first one is kept).
@@ -40,7 +48,16 @@ impl GpuContext {
     }
 
     pub fn launch(&self, kernel: Kernel, dims: LaunchDims, args: &[KernelArg]) -> Result<(), GpuError> {
-        self.launcher.launch(kernel, dims, args)
+        self.launcher.launch(kernel, dims, args)?;
+        // an uncontended lock and a lookup per launch: noise beside a launch's cost
+        self.launched.lock().unwrap_or_else(|p| p.into_inner()).insert(kernel);
+        Ok(())
+    }
+
+    /// The kernels this device has launched without error so far, each once: how the
+    /// coverage tests (`gpu/coverage.rs`) prove that a case ran the entry point it names.
+    pub fn launched(&self) -> BTreeSet<Kernel> {
+        self.launched.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Waits for everything issued so far (benchmarks time with this).

@@ -33,49 +33,38 @@ pub fn unary_backward<T: Float>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::elementwise::{unary_backward_reference, unary_forward_reference};
-    use crate::gpu::test_contexts;
+    use crate::gpu::testing::{close, down, on, out, to, tol, up, wide};
+    use crate::gpu::{test_contexts, GpuContext};
+    use std::sync::Arc;
+
+    /// Every op forward and backward on `n` elements of T, against the CPU reference
+    /// in f64 on the same inputs: f64 to 1e-12; f32 within rounding of the math
+    /// functions (2e-6; the backward also inherits the f32 forward's y).
+    pub(crate) fn check<T: Float>(ctx: &Arc<GpuContext>, n: usize) {
+        let x: Vec<T> = to(&(0..n).map(|i| 0.05 + (i as f64 * 0.37).sin().abs() * 3.0).collect::<Vec<_>>());
+        let g: Vec<T> = to(&(0..n).map(|i| (i as f64 * 0.11).cos()).collect::<Vec<_>>());
+        let (xb, gb) = (up(ctx, &x), up(ctx, &g));
+        for op in Unary::all(1.7) {
+            let (mut y, mut dx) = (vec![0.0; n], vec![0.0; n]);
+            unary_forward_reference(op, &wide(&x), &mut y);
+            unary_backward_reference(op, &wide(&x), &y, &wide(&g), &mut dx);
+            let (mut yb, mut dxb) = (out::<T>(ctx, n), out::<T>(ctx, n));
+            unary_forward(op, &xb, &mut yb).unwrap();
+            close(&down(&yb), &y, tol::<T>(2e-6, 1e-12), &format!("{op:?} forward {}", on::<T>(ctx)));
+            unary_backward(op, &xb, &yb, &gb, &mut dxb).unwrap();
+            close(&down(&dxb), &dx, tol::<T>(2e-6, 1e-12), &format!("{op:?} backward {}", on::<T>(ctx)));
+        }
+    }
 
     /// Every op, f32 and f64, on an odd length, against the CPU reference.
     #[test]
     fn matches_cpu_reference() {
         for ctx in test_contexts() {
-            let n = 1003;
-            let x: Vec<f64> = (0..n).map(|i| 0.05 + (i as f64 * 0.37).sin().abs() * 3.0).collect();
-            let g: Vec<f64> = (0..n).map(|i| (i as f64 * 0.11).cos()).collect();
-            for op in Unary::all(1.7) {
-                let (mut y, mut dx) = (vec![0.0; n], vec![0.0; n]);
-                unary_forward_reference(op, &x, &mut y);
-                unary_backward_reference(op, &x, &y, &g, &mut dx);
-                let xb = GpuBuffer::from_host(&ctx, &x).unwrap();
-                let gb = GpuBuffer::from_host(&ctx, &g).unwrap();
-                let mut yb = GpuBuffer::<f64>::uninit(&ctx, n).unwrap();
-                let mut dxb = GpuBuffer::<f64>::uninit(&ctx, n).unwrap();
-                unary_forward(op, &xb, &mut yb).unwrap();
-                unary_backward(op, &xb, &yb, &gb, &mut dxb).unwrap();
-                let (yg, dxg) = (yb.to_host().unwrap(), dxb.to_host().unwrap());
-                for i in 0..n {
-                    assert!(
-                        (yg[i] - y[i]).abs() <= 1e-12 * (1.0 + y[i].abs()),
-                        "{op:?} forward at {i} on {}",
-                        ctx.name()
-                    );
-                    assert!((dxg[i] - dx[i]).abs() <= 1e-12 * (1.0 + dx[i].abs()), "{op:?} backward at {i}");
-                }
-                // f32: the same within f32 rounding of the math functions
-                let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-                let xb = GpuBuffer::from_host(&ctx, &x32).unwrap();
-                let mut yb = GpuBuffer::<f32>::uninit(&ctx, n).unwrap();
-                unary_forward(op, &xb, &mut yb).unwrap();
-                for (i, v) in yb.to_host().unwrap().into_iter().enumerate() {
-                    assert!(
-                        (v as f64 - y[i]).abs() <= 2e-6 * (1.0 + y[i].abs()),
-                        "{op:?} f32 forward at {i}"
-                    );
-                }
-            }
+            check::<f64>(&ctx, 1003);
+            check::<f32>(&ctx, 1003);
         }
     }
 }

@@ -127,25 +127,11 @@ fn check_len(name: &str, len: usize, offset: usize, batch: usize, rows: usize, c
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::gpu::test_contexts;
-
-    /// Both kernels' launches fit their PTX `.param` lists, f32 and f64 (no GPU needed).
-    #[test]
-    fn launches_fit_their_entries() {
-        fn run<T: Float>() {
-            let ctx = crate::gpu::param_check::context();
-            let (a, b) = (GpuBuffer::<T>::zeros(&ctx, 6).unwrap(), GpuBuffer::<T>::zeros(&ctx, 6).unwrap());
-            let mut c = GpuBuffer::<T>::zeros(&ctx, 4).unwrap();
-            let (sa, sb, sc) =
-                (Strides::row_major(2, 3), Strides::transposed(2, 3), Strides::row_major(2, 2));
-            gemm_batched(1, 2, 2, 3, &a, sa, &b, sb, T::ONE, &mut c, sc).unwrap();
-            gemm_batched_naive(1, 2, 2, 3, &a, sa, &b, sb, T::ZERO, &mut c, sc).unwrap();
-        }
-        run::<f32>();
-        run::<f64>();
-    }
+    use crate::gpu::testing::{close, down, on, to, tol, up, wide};
+    use crate::gpu::{test_contexts, GpuContext};
+    use std::sync::Arc;
 
     fn values(len: usize, seed: f64) -> Vec<f64> {
         (0..len)
@@ -155,74 +141,52 @@ mod tests {
             .collect()
     }
 
-    /// NN, NT, TN and TT layouts, a broadcast operand, beta 0 and 1, odd sizes, f64 and f32:
-    /// the tiled kernel and the naive kernel against the CPU's `gemm_batched`.
+    /// `batch`×`m`×`n`×`k` in T, NN, NT, TN and TT layouts, beta 0 and 1 (with a
+    /// broadcast B): the tiled and the naive kernel against the CPU's `gemm_batched` in
+    /// f64 on the same inputs; f64 to 1e-12, f32 within the rounding of sums of k
+    /// products (k·2⁻²³ of the magnitudes' sum), and the two f32 kernels as close.
+    pub(crate) fn check<T: Float>(ctx: &Arc<GpuContext>, (batch, m, n, k): (usize, usize, usize, usize)) {
+        let t = tol::<T>(4.0 * (k as f64 + 2.0) * f32::EPSILON as f64 * 4.0, 1e-12);
+        for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+            for (beta, bcast) in [(0.0, false), (1.0, true)] {
+                let sa = if ta { Strides::transposed(k, m) } else { Strides::row_major(m, k) };
+                let sb = if tb { Strides::transposed(n, k) } else { Strides::row_major(k, n) };
+                let sb = if bcast { sb.broadcast() } else { sb };
+                let sc = Strides::row_major(m, n);
+                let (la, lb) = (batch * m * k, if bcast { k * n } else { batch * k * n });
+                let a: Vec<T> = to(&values(la, 0.3));
+                let b: Vec<T> = to(&values(lb.max(1), 1.1));
+                let c0: Vec<T> = to(&values(batch * m * n, 2.9));
+                let mut want = wide(&c0);
+                crate::gemm::gemm_batched(batch, m, n, k, &wide(&a), sa, &wide(&b), sb, beta, &mut want, sc);
+                let what = format!("{batch}×{m}×{n}×{k} ta {ta} tb {tb} beta {beta}, {}", on::<T>(ctx));
+                let (ab, bb) = (up(ctx, &a), up(ctx, &b));
+                let beta = T::from_f64(beta);
+                let mut got = Vec::new();
+                for naive in [false, true] {
+                    let mut cb = up(ctx, &c0);
+                    let f = if naive { gemm_batched_naive::<T> } else { gemm_batched::<T> };
+                    f(batch, m, n, k, &ab, sa, &bb, sb, beta, &mut cb, sc).unwrap();
+                    close(&down(&cb), &want, t, &format!("naive {naive} {what}"));
+                    got.push(down(&cb));
+                }
+                for (i, (tiled, naive)) in got[0].iter().zip(&got[1]).enumerate() {
+                    assert!(
+                        (tiled - naive).abs() <= t * (1.0 + want[i].abs()),
+                        "tiled vs naive {what} at {i}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Odd sizes, tiles cut at every edge, k = 0 (C = beta·C).
     #[test]
     fn tiled_and_naive_match_cpu() {
         for ctx in test_contexts() {
-            for &(batch, m, n, k) in
-                &[(1, 1, 1, 1), (3, 5, 7, 3), (2, 67, 33, 19), (1, 130, 65, 70), (2, 3, 70, 0)]
-            {
-                for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-                    for (beta, bcast) in [(0.0, false), (1.0, true)] {
-                        let sa = if ta { Strides::transposed(k, m) } else { Strides::row_major(m, k) };
-                        let sb = if tb { Strides::transposed(n, k) } else { Strides::row_major(k, n) };
-                        let sb = if bcast { sb.broadcast() } else { sb };
-                        let sc = Strides::row_major(m, n);
-                        let (la, lb) = (batch * m * k, if bcast { k * n } else { batch * k * n });
-                        let (a, b, c0) =
-                            (values(la, 0.3), values(lb.max(1), 1.1), values(batch * m * n, 2.9));
-                        let mut want = c0.clone();
-                        crate::gemm::gemm_batched(batch, m, n, k, &a, sa, &b, sb, beta, &mut want, sc);
-                        let what =
-                            format!("{batch}×{m}×{n}×{k} ta {ta} tb {tb} beta {beta} on {}", ctx.name());
-                        let (ab, bb) = (
-                            GpuBuffer::from_host(&ctx, &a).unwrap(),
-                            GpuBuffer::from_host(&ctx, &b).unwrap(),
-                        );
-                        for naive in [false, true] {
-                            let mut cb = GpuBuffer::from_host(&ctx, &c0).unwrap();
-                            let f = if naive { gemm_batched_naive::<f64> } else { gemm_batched::<f64> };
-                            f(batch, m, n, k, &ab, sa, &bb, sb, beta, &mut cb, sc).unwrap();
-                            for (i, (g, w)) in cb.to_host().unwrap().iter().zip(&want).enumerate() {
-                                assert!(
-                                    (g - w).abs() <= 1e-12 * (1.0 + w.abs()),
-                                    "f64 naive {naive} {what} at {i}: {g} vs {w}"
-                                );
-                            }
-                        }
-                        // f32: the tiled kernel against the naive one (same inputs, sums of k
-                        // products each rounded: within k·2⁻²³ of the magnitudes' sum)
-                        let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-                        let (ab, bb) = (
-                            GpuBuffer::from_host(&ctx, &f(&a)).unwrap(),
-                            GpuBuffer::from_host(&ctx, &f(&b)).unwrap(),
-                        );
-                        let mut tiled = GpuBuffer::from_host(&ctx, &f(&c0)).unwrap();
-                        let mut naive = GpuBuffer::from_host(&ctx, &f(&c0)).unwrap();
-                        gemm_batched(batch, m, n, k, &ab, sa, &bb, sb, beta as f32, &mut tiled, sc).unwrap();
-                        gemm_batched_naive(batch, m, n, k, &ab, sa, &bb, sb, beta as f32, &mut naive, sc)
-                            .unwrap();
-                        let tol = 4.0 * (k as f64 + 2.0) * f32::EPSILON as f64 * 4.0;
-                        for (i, ((t, nv), w)) in tiled
-                            .to_host()
-                            .unwrap()
-                            .iter()
-                            .zip(naive.to_host().unwrap())
-                            .zip(&want)
-                            .enumerate()
-                        {
-                            assert!(
-                                ((*t as f64) - nv as f64).abs() <= tol * (1.0 + w.abs()),
-                                "f32 {what} at {i}"
-                            );
-                            assert!(
-                                ((*t as f64) - w).abs() <= tol * (1.0 + w.abs()),
-                                "f32 vs f64 {what} at {i}"
-                            );
-                        }
-                    }
-                }
+            for shape in [(1, 1, 1, 1), (3, 5, 7, 3), (2, 67, 33, 19), (1, 130, 65, 70), (2, 3, 70, 0)] {
+                check::<f64>(&ctx, shape);
+                check::<f32>(&ctx, shape);
             }
         }
     }

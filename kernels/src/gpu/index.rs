@@ -122,77 +122,79 @@ pub fn scatter_add<T: Float>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::gpu::test_contexts;
+    use crate::gpu::testing::{on, out, up};
+    use crate::gpu::{test_contexts, GpuContext};
     use crate::index as cpu;
+    use std::sync::Arc;
 
-    fn values(n: usize) -> Vec<f64> {
-        (0..n).map(|i| (i as f64 * 0.37).sin() + 0.01 * i as f64).collect()
+    fn values<T: Float>(n: usize) -> Vec<T> {
+        (0..n).map(|i| T::from_f64((i as f64 * 0.37).sin() + 0.01 * i as f64)).collect()
     }
 
-    /// Repeated indices (accumulation in order), odd sizes, an embedding-like shape.
+    fn indices(ctx: &Arc<GpuContext>, idx: &[usize]) -> GpuBuffer<i64> {
+        up(ctx, &idx.iter().map(|&i| i as i64).collect::<Vec<_>>())
+    }
+
+    /// index_select and index_add with `m` indices into `[outer, len, inner]`, every
+    /// other one row 1 (repeats accumulate in order): the CPU's bits.
+    pub(crate) fn check_select_add<T: Float>(
+        ctx: &Arc<GpuContext>,
+        (outer, len, inner): (usize, usize, usize),
+        m: usize,
+    ) {
+        let what = format!("({outer},{len},{inner}) m {m}, {}", on::<T>(ctx));
+        let x: Vec<T> = values(outer * len * inner);
+        let idx: Vec<usize> = (0..m).map(|j| if j % 2 == 0 { 1 % len } else { (j * 7 + 3) % len }).collect();
+        let gidx = indices(ctx, &idx);
+        let mut want = vec![T::ZERO; outer * m * inner];
+        cpu::index_select(&x, outer, len, inner, &idx, &mut want);
+        let mut got = out::<T>(ctx, want.len());
+        index_select(&up(ctx, &x), outer, len, inner, &gidx, &mut got).unwrap();
+        assert_eq!(got.to_host().unwrap(), want, "index_select {what}");
+        let g: Vec<T> = values(want.len());
+        let mut dx: Vec<T> = x.iter().map(|&v| v * T::from_f64(0.5)).collect();
+        let mut gdx = up(ctx, &dx);
+        cpu::index_add(&g, outer, len, inner, &idx, &mut dx);
+        index_add(&up(ctx, &g), outer, len, inner, &gidx, &mut gdx).unwrap();
+        assert_eq!(gdx.to_host().unwrap(), dx, "index_add {what}");
+    }
+
+    /// gather and scatter_add with `m` indices per (outer, inner) column: the CPU's bits.
+    pub(crate) fn check_gather_scatter<T: Float>(
+        ctx: &Arc<GpuContext>,
+        (outer, len, inner): (usize, usize, usize),
+        m: usize,
+    ) {
+        let what = format!("({outer},{len},{inner}) m {m}, {}", on::<T>(ctx));
+        let x: Vec<T> = values(outer * len * inner);
+        let idx: Vec<usize> = (0..outer * m * inner).map(|e| (e * 5 + e / 3) % len).collect();
+        let gidx = indices(ctx, &idx);
+        let mut want = vec![T::ZERO; idx.len()];
+        cpu::gather(&x, outer, len, inner, &idx, m, &mut want);
+        let mut got = out::<T>(ctx, want.len());
+        gather(&up(ctx, &x), outer, len, inner, &gidx, m, &mut got).unwrap();
+        assert_eq!(got.to_host().unwrap(), want, "gather {what}");
+        let g: Vec<T> = values(idx.len());
+        let mut dx = x.clone();
+        let mut gdx = up(ctx, &dx);
+        cpu::scatter_add(&g, outer, len, inner, &idx, m, &mut dx);
+        scatter_add(&up(ctx, &g), outer, len, inner, &gidx, m, &mut gdx).unwrap();
+        assert_eq!(gdx.to_host().unwrap(), dx, "scatter_add {what}");
+    }
+
+    /// Repeated indices (accumulation in order), odd sizes, an embedding-like shape;
+    /// 601 indices, half of them row 1: more matches than one round of index_add's list.
     #[test]
     fn select_add_gather_scatter_match_cpu_bit_for_bit() {
         for ctx in test_contexts() {
-            for (outer, len, inner) in [(1usize, 11usize, 7usize), (3, 5, 1), (2, 9, 33)] {
-                let x = values(outer * len * inner);
-                let gx = GpuBuffer::from_host(&ctx, &x).unwrap();
-                // every other index is row 1: more matches than one round of index_add's list
-                let idx: Vec<usize> =
-                    (0..601).map(|j| if j % 2 == 0 { 1 % len } else { (j * 7 + 3) % len }).collect();
-                let gidx =
-                    GpuBuffer::from_host(&ctx, &idx.iter().map(|&i| i as i64).collect::<Vec<_>>()).unwrap();
-                let m = idx.len();
-                let mut want = vec![0.0; outer * m * inner];
-                cpu::index_select(&x, outer, len, inner, &idx, &mut want);
-                let mut out = GpuBuffer::<f64>::uninit(&ctx, want.len()).unwrap();
-                index_select(&gx, outer, len, inner, &gidx, &mut out).unwrap();
-                assert_eq!(out.to_host().unwrap(), want, "index_select on {}", ctx.name());
-                let g = values(want.len());
-                let mut dx: Vec<f64> = x.iter().map(|v| v * 0.5).collect();
-                let mut gdx = GpuBuffer::from_host(&ctx, &dx).unwrap();
-                cpu::index_add(&g, outer, len, inner, &idx, &mut dx);
-                index_add(&GpuBuffer::from_host(&ctx, &g).unwrap(), outer, len, inner, &gidx, &mut gdx)
-                    .unwrap();
-                assert_eq!(gdx.to_host().unwrap(), dx, "index_add ({outer},{len},{inner})");
-
-                let m = 4;
-                let idx: Vec<usize> = (0..outer * m * inner).map(|e| (e * 5 + e / 3) % len).collect();
-                let gidx =
-                    GpuBuffer::from_host(&ctx, &idx.iter().map(|&i| i as i64).collect::<Vec<_>>()).unwrap();
-                let mut want = vec![0.0; idx.len()];
-                cpu::gather(&x, outer, len, inner, &idx, m, &mut want);
-                let mut out = GpuBuffer::<f64>::uninit(&ctx, want.len()).unwrap();
-                gather(&gx, outer, len, inner, &gidx, m, &mut out).unwrap();
-                assert_eq!(out.to_host().unwrap(), want, "gather");
-                let g = values(idx.len());
-                let mut dx = x.clone();
-                let mut gdx = GpuBuffer::from_host(&ctx, &dx).unwrap();
-                cpu::scatter_add(&g, outer, len, inner, &idx, m, &mut dx);
-                scatter_add(&GpuBuffer::from_host(&ctx, &g).unwrap(), outer, len, inner, &gidx, m, &mut gdx)
-                    .unwrap();
-                assert_eq!(gdx.to_host().unwrap(), dx, "scatter_add");
+            for shape in [(1usize, 11usize, 7usize), (3, 5, 1), (2, 9, 33)] {
+                check_select_add::<f64>(&ctx, shape, 601);
+                check_select_add::<f32>(&ctx, shape, 601);
+                check_gather_scatter::<f64>(&ctx, shape, 4);
+                check_gather_scatter::<f32>(&ctx, shape, 4);
             }
         }
-    }
-
-    /// Every launch's arguments fit its entry's `.param` list (f32 and f64, each kernel).
-    #[test]
-    fn launches_fit_the_ptx() {
-        fn all<T: Float>() {
-            let ctx = crate::gpu::param_check::context();
-            let x = GpuBuffer::<T>::zeros(&ctx, 2 * 9 * 5).unwrap();
-            let mut dx = GpuBuffer::<T>::zeros(&ctx, 2 * 9 * 5).unwrap();
-            let idx = GpuBuffer::<i64>::zeros(&ctx, 3).unwrap();
-            let mut out = GpuBuffer::<T>::zeros(&ctx, 2 * 3 * 5).unwrap();
-            index_select(&x, 2, 9, 5, &idx, &mut out).unwrap();
-            index_add(&out, 2, 9, 5, &idx, &mut dx).unwrap();
-            let idx = GpuBuffer::<i64>::zeros(&ctx, 2 * 3 * 5).unwrap();
-            gather(&x, 2, 9, 5, &idx, 3, &mut out).unwrap();
-            scatter_add(&out, 2, 9, 5, &idx, 3, &mut dx).unwrap();
-        }
-        all::<f32>();
-        all::<f64>();
     }
 }

@@ -52,7 +52,7 @@ impl LaunchDims {
 }
 
 /// A kernel: an entry point of one of the embedded PTX modules.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Kernel {
     /// The module, named after its source `kernels/cuda/<module>.cu`.
     pub module: &'static str,

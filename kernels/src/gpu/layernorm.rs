@@ -121,150 +121,62 @@ pub fn layer_norm_backward<T: Float>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::gpu::test_contexts;
+    use crate::gpu::testing::{close, down, on, out, to, tol, up, wide};
+    use crate::gpu::{test_contexts, GpuContext};
     use crate::layernorm::{layer_norm_backward_reference, layer_norm_forward_reference};
+    use std::sync::Arc;
 
-    /// Every entry's launch fits its PTX `.param` list, f32 and f64 (no GPU needed).
-    #[test]
-    fn launches_fit_their_entries() {
-        fn run<T: Float>() {
-            let ctx = crate::gpu::param_check::context();
-            let z = |n| GpuBuffer::<T>::zeros(&ctx, n).unwrap();
-            let (x, g, w, b) = (z(12), z(12), z(4), z(4));
-            let (mut y, mut mean, mut rstd) = (z(12), z(3), z(3));
-            layer_norm_forward(&x, 3, 4, Some(&w), Some(&b), T::ONE, &mut y, &mut mean, &mut rstd).unwrap();
-            let (mut dx, mut dw, mut db) = (z(12), z(4), z(4));
-            layer_norm_backward(
-                &x,
-                &g,
-                3,
-                4,
-                Some(&w),
-                &mean,
-                &rstd,
-                Some(&mut dx),
-                Some(&mut dw),
-                Some(&mut db),
-            )
-            .unwrap();
+    /// Forward and backward (adding into dx, dw, db) of `[rows, n]` in T, with and
+    /// without w and b, against the CPU reference in f64 on the same inputs: f64 to
+    /// 1e-12; f32 within rounding (2e-5 forward; 1e-4 backward, whose sums over rows
+    /// and columns round each term). A second backward for dw alone gives the same bits.
+    pub(crate) fn check<T: Float>(ctx: &Arc<GpuContext>, rows: usize, n: usize) {
+        let x: Vec<T> = to(&(0..rows * n).map(|i| (i as f64 * 0.61).sin() * 3.0 + 0.5).collect::<Vec<_>>());
+        let g: Vec<T> = to(&(0..rows * n).map(|i| (i as f64 * 0.29).cos()).collect::<Vec<_>>());
+        let w: Vec<T> = to(&(0..n).map(|j| 1.0 + 0.1 * j as f64).collect::<Vec<_>>());
+        let b: Vec<T> = to(&(0..n).map(|j| 0.05 * j as f64).collect::<Vec<_>>());
+        let (t_fwd, t_bwd) = (tol::<T>(2e-5, 1e-12), tol::<T>(1e-4, 1e-12));
+        let (xb, gb, wb, bb) = (up(ctx, &x), up(ctx, &g), up(ctx, &w), up(ctx, &b));
+        for affine in [false, true] {
+            let what = format!("[{rows}, {n}] affine {affine}, {}", on::<T>(ctx));
+            let (ww, bw) = (wide(&w), wide(&b));
+            let (wr, br) = if affine { (Some(&ww[..]), Some(&bw[..])) } else { (None, None) };
+            let (mut y, mut mu, mut rs) = (vec![0.0; rows * n], vec![0.0; rows], vec![0.0; rows]);
+            layer_norm_forward_reference(&wide(&x), rows, n, wr, br, 1e-5, &mut y, &mut mu, &mut rs);
+            let (mut dx, mut dw, mut db) = (vec![0.25; rows * n], vec![0.5; n], vec![-0.5; n]);
+            let (dxr, dwr, dbr) = (Some(&mut dx[..]), Some(&mut dw[..]), Some(&mut db[..]));
+            layer_norm_backward_reference(&wide(&x), &wide(&g), rows, n, wr, &mu, &rs, dxr, dwr, dbr);
+            let (wo, bo) = if affine { (Some(&wb), Some(&bb)) } else { (None, None) };
+            let (mut yb, mut mb, mut rb) =
+                (out::<T>(ctx, rows * n), out::<T>(ctx, rows), out::<T>(ctx, rows));
+            let eps = T::from_f64(1e-5);
+            layer_norm_forward(&xb, rows, n, wo, bo, eps, &mut yb, &mut mb, &mut rb).unwrap();
+            close(&down(&yb), &y, t_fwd, &format!("y {what}"));
+            close(&down(&mb), &mu, t_fwd, &format!("mean {what}"));
+            close(&down(&rb), &rs, t_fwd, &format!("rstd {what}"));
+            let fill = |len: usize, v: f64| up(ctx, &vec![T::from_f64(v); len]);
+            let (mut dxb, mut dwb, mut dbb) = (fill(rows * n, 0.25), fill(n, 0.5), fill(n, -0.5));
+            let (dxo, dwo, dbo) = (Some(&mut dxb), Some(&mut dwb), Some(&mut dbb));
+            layer_norm_backward(&xb, &gb, rows, n, wo, &mb, &rb, dxo, dwo, dbo).unwrap();
+            close(&down(&dxb), &dx, t_bwd, &format!("dx {what}"));
+            close(&down(&dwb), &dw, t_bwd, &format!("dw {what}"));
+            close(&down(&dbb), &db, t_bwd, &format!("db {what}"));
+            // only dw: the same bits as the run above
+            let mut dw2 = fill(n, 0.5);
+            layer_norm_backward(&xb, &gb, rows, n, wo, &mb, &rb, None, Some(&mut dw2), None).unwrap();
+            assert_eq!(dw2.to_host().unwrap(), dwb.to_host().unwrap(), "dw not deterministic: {what}");
         }
-        run::<f32>();
-        run::<f64>();
     }
 
-    fn close(got: &[f64], want: &[f64], tol: f64, what: &str) {
-        assert_eq!(got.len(), want.len());
-        for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what} at {i}: {g} vs {w}");
-        }
-    }
-
-    /// Forward and backward (adding into dx, dw, db), with and without w and b, on odd
-    /// sizes including rows longer than a block and more rows than one chunk; f64 to
-    /// 1e-12, f32 within rounding; two runs give identical dw bits.
+    /// Odd sizes including rows longer than a block and more rows than one chunk.
     #[test]
     fn matches_cpu_reference() {
         for ctx in test_contexts() {
-            for &(rows, n) in &[(1, 1), (3, 7), (300, 5), (4, 1100)] {
-                let x: Vec<f64> = (0..rows * n).map(|i| (i as f64 * 0.61).sin() * 3.0 + 0.5).collect();
-                let g: Vec<f64> = (0..rows * n).map(|i| (i as f64 * 0.29).cos()).collect();
-                let w: Vec<f64> = (0..n).map(|j| 1.0 + 0.1 * j as f64).collect();
-                let b: Vec<f64> = (0..n).map(|j| 0.05 * j as f64).collect();
-                for affine in [false, true] {
-                    let what = format!("[{rows}, {n}] affine {affine} on {}", ctx.name());
-                    let (wr, br) = if affine { (Some(&w[..]), Some(&b[..])) } else { (None, None) };
-                    let (mut y, mut mu, mut rs) = (vec![0.0; rows * n], vec![0.0; rows], vec![0.0; rows]);
-                    layer_norm_forward_reference(&x, rows, n, wr, br, 1e-5, &mut y, &mut mu, &mut rs);
-                    let (mut dx, mut dw, mut db) = (vec![0.25; rows * n], vec![0.5; n], vec![-0.5; n]);
-                    layer_norm_backward_reference(
-                        &x,
-                        &g,
-                        rows,
-                        n,
-                        wr,
-                        &mu,
-                        &rs,
-                        Some(&mut dx),
-                        Some(&mut dw),
-                        Some(&mut db),
-                    );
-                    let up = |v: &[f64]| GpuBuffer::from_host(&ctx, v).unwrap();
-                    let (xb, gb, wb, bb) = (up(&x), up(&g), up(&w), up(&b));
-                    let (wo, bo) = if affine { (Some(&wb), Some(&bb)) } else { (None, None) };
-                    let mut yb = GpuBuffer::<f64>::uninit(&ctx, rows * n).unwrap();
-                    let mut mb = GpuBuffer::<f64>::uninit(&ctx, rows).unwrap();
-                    let mut rb = GpuBuffer::<f64>::uninit(&ctx, rows).unwrap();
-                    layer_norm_forward(&xb, rows, n, wo, bo, 1e-5, &mut yb, &mut mb, &mut rb).unwrap();
-                    close(&yb.to_host().unwrap(), &y, 1e-12, &format!("y {what}"));
-                    close(&mb.to_host().unwrap(), &mu, 1e-12, &format!("mean {what}"));
-                    close(&rb.to_host().unwrap(), &rs, 1e-12, &format!("rstd {what}"));
-                    let (mut dxb, mut dwb, mut dbb) =
-                        (up(&vec![0.25; rows * n]), up(&vec![0.5; n]), up(&vec![-0.5; n]));
-                    layer_norm_backward(
-                        &xb,
-                        &gb,
-                        rows,
-                        n,
-                        wo,
-                        &mb,
-                        &rb,
-                        Some(&mut dxb),
-                        Some(&mut dwb),
-                        Some(&mut dbb),
-                    )
-                    .unwrap();
-                    close(&dxb.to_host().unwrap(), &dx, 1e-12, &format!("dx {what}"));
-                    close(&dwb.to_host().unwrap(), &dw, 1e-12, &format!("dw {what}"));
-                    close(&dbb.to_host().unwrap(), &db, 1e-12, &format!("db {what}"));
-                    // only dw: the same bits as the run above
-                    let mut dw2 = up(&vec![0.5; n]);
-                    layer_norm_backward(&xb, &gb, rows, n, wo, &mb, &rb, None, Some(&mut dw2), None).unwrap();
-                    assert_eq!(
-                        dw2.to_host().unwrap(),
-                        dwb.to_host().unwrap(),
-                        "dw not deterministic: {what}"
-                    );
-                    // f32 forward within rounding of the f64 result
-                    let f = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
-                    let (xb, wb, bb) = (
-                        GpuBuffer::from_host(&ctx, &f(&x)).unwrap(),
-                        GpuBuffer::from_host(&ctx, &f(&w)).unwrap(),
-                        GpuBuffer::from_host(&ctx, &f(&b)).unwrap(),
-                    );
-                    let (wo, bo) = if affine { (Some(&wb), Some(&bb)) } else { (None, None) };
-                    let mut yb = GpuBuffer::<f32>::uninit(&ctx, rows * n).unwrap();
-                    let mut mb = GpuBuffer::<f32>::uninit(&ctx, rows).unwrap();
-                    let mut rb = GpuBuffer::<f32>::uninit(&ctx, rows).unwrap();
-                    layer_norm_forward(&xb, rows, n, wo, bo, 1e-5, &mut yb, &mut mb, &mut rb).unwrap();
-                    let y32: Vec<f64> = yb.to_host().unwrap().iter().map(|&v| v as f64).collect();
-                    close(&y32, &y, 2e-5, &format!("f32 y {what}"));
-                    // f32 backward: sums over rows and columns, each term rounded
-                    let gb = GpuBuffer::from_host(&ctx, &f(&g)).unwrap();
-                    let up32 = |v: Vec<f64>| GpuBuffer::from_host(&ctx, &f(&v)).unwrap();
-                    let (mut dxb, mut dwb, mut dbb) =
-                        (up32(vec![0.25; rows * n]), up32(vec![0.5; n]), up32(vec![-0.5; n]));
-                    layer_norm_backward(
-                        &xb,
-                        &gb,
-                        rows,
-                        n,
-                        wo,
-                        &mb,
-                        &rb,
-                        Some(&mut dxb),
-                        Some(&mut dwb),
-                        Some(&mut dbb),
-                    )
-                    .unwrap();
-                    let back = |b: &GpuBuffer<f32>| {
-                        b.to_host().unwrap().iter().map(|&v| v as f64).collect::<Vec<f64>>()
-                    };
-                    close(&back(&dxb), &dx, 1e-4, &format!("f32 dx {what}"));
-                    close(&back(&dwb), &dw, 1e-4, &format!("f32 dw {what}"));
-                    close(&back(&dbb), &db, 1e-4, &format!("f32 db {what}"));
-                }
+            for (rows, n) in [(1, 1), (3, 7), (300, 5), (4, 1100)] {
+                check::<f64>(&ctx, rows, n);
+                check::<f32>(&ctx, rows, n);
             }
         }
     }

@@ -163,51 +163,59 @@ fn elementwise_backward<T: Float>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use crate::gpu::testing::{close, down, on, out, tol, up, wide};
     use crate::gpu::{test_contexts, GpuContext};
     use crate::loss as cpu;
     use std::sync::Arc;
 
-    /// Runs every launcher on `ctx` for element type T; with `tol` (relative, in T's
-    /// precision) compares with the CPU, without it only launches (parameter check).
-    fn run<T: Float>(ctx: &Arc<GpuContext>, tol: Option<f64>) {
-        let close = |got: T, want: T, what: &str| {
-            if let Some(tol) = tol {
-                let (g, w) = (got.to_f64(), want.to_f64());
-                assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what}: {g} vs {w} on {}", ctx.name());
-            }
-        };
-        let up = |v: &[T]| GpuBuffer::from_host(ctx, v).unwrap();
-        let one = |v: f64| GpuBuffer::from_host(ctx, &[T::from_f64(v)]).unwrap();
-        for (n, c) in [(5usize, 3usize), (7, 1000), (3, 4097)] {
-            let x: Vec<T> = (0..n * c).map(|i| T::from_f64(((i * 37) % 101) as f64 * 0.23 - 11.0)).collect();
-            for ignore in [None, Some(1)] {
-                let t: Vec<usize> = (0..n).map(|i| if i % 3 == 1 { 1 } else { (i * 7) % c }).collect();
-                let gt = GpuBuffer::from_host(ctx, &t.iter().map(|&v| v as i64).collect::<Vec<_>>()).unwrap();
-                let (sum, used) = cpu::cross_entropy_forward_reference(&x, n, c, &t, ignore);
-                let (mut loss, mut cnt) = (one(0.0), one(0.0));
-                let gx = up(&x);
-                cross_entropy_forward(&gx, n, c, &gt, ignore, &mut loss, &mut cnt).unwrap();
-                close(loss.to_host().unwrap()[0], sum / T::from_f64(used as f64), "ce loss");
-                close(cnt.to_host().unwrap()[0], T::from_f64(used as f64), "ce count");
-                let start: Vec<T> = (0..n * c).map(|i| T::from_f64((i % 5) as f64 * 0.1)).collect();
-                let mut want = start.clone();
-                cpu::cross_entropy_backward_reference(&x, n, c, &t, ignore, T::from_f64(0.37), &mut want);
-                let mut d = up(&start);
-                cross_entropy_backward(&gx, n, c, &gt, ignore, &one(0.37), &mut d).unwrap();
-                for (g, w) in d.to_host().unwrap().into_iter().zip(want) {
-                    close(g, w, "ce backward");
-                }
-            }
+    /// Relative tolerance against the CPU in T: f32's CPU references sum thousands of
+    /// terms sequentially in f32.
+    fn rel<T: Float>() -> f64 {
+        tol::<T>(1e-4, 1e-12)
+    }
+
+    fn one<T: Float>(ctx: &Arc<GpuContext>, v: f64) -> GpuBuffer<T> {
+        up(ctx, &[T::from_f64(v)])
+    }
+
+    /// Cross-entropy of `[n, c]` logits, forward (loss and count) and backward, without
+    /// and with an ignored class, against the CPU in T.
+    pub(crate) fn check_cross_entropy<T: Float>(ctx: &Arc<GpuContext>, n: usize, c: usize) {
+        let x: Vec<T> = (0..n * c).map(|i| T::from_f64(((i * 37) % 101) as f64 * 0.23 - 11.0)).collect();
+        let gx = up(ctx, &x);
+        for ignore in [None, Some(1)] {
+            let what = format!("ce [{n}, {c}] ignore {ignore:?}, {}", on::<T>(ctx));
+            let t: Vec<usize> = (0..n).map(|i| if i % 3 == 1 { 1 } else { (i * 7) % c }).collect();
+            let gt = up(ctx, &t.iter().map(|&v| v as i64).collect::<Vec<_>>());
+            let (sum, used) = cpu::cross_entropy_forward_reference(&x, n, c, &t, ignore);
+            let (mut loss, mut cnt) = (one::<T>(ctx, 0.0), one::<T>(ctx, 0.0));
+            cross_entropy_forward(&gx, n, c, &gt, ignore, &mut loss, &mut cnt).unwrap();
+            close(
+                &down(&loss),
+                &[(sum / T::from_f64(used as f64)).to_f64()],
+                rel::<T>(),
+                &format!("loss {what}"),
+            );
+            close(&down(&cnt), &[used as f64], rel::<T>(), &format!("count {what}"));
+            let start: Vec<T> = (0..n * c).map(|i| T::from_f64((i % 5) as f64 * 0.1)).collect();
+            let mut want = start.clone();
+            cpu::cross_entropy_backward_reference(&x, n, c, &t, ignore, T::from_f64(0.37), &mut want);
+            let mut d = up(ctx, &start);
+            cross_entropy_backward(&gx, n, c, &gt, ignore, &one(ctx, 0.37), &mut d).unwrap();
+            close(&down(&d), &wide(&want), rel::<T>(), &format!("backward {what}"));
         }
-        let n = 3001;
+    }
+
+    /// BCE-with-logits and MSE on `n` elements, forward (the mean) and backward, against
+    /// the CPU in T.
+    pub(crate) fn check_pointwise<T: Float>(ctx: &Arc<GpuContext>, n: usize) {
         let x: Vec<T> = (0..n).map(|i| T::from_f64(((i * 13) % 41) as f64 * 0.5 - 10.0)).collect();
         let t: Vec<T> = (0..n).map(|i| T::from_f64((i % 7) as f64 / 6.0)).collect();
-        let (gx, gt, g) = (up(&x), up(&t), one(0.8));
-        let mut loss = one(0.0);
-        let (mut dx, mut dt) =
-            (GpuBuffer::<T>::uninit(ctx, n).unwrap(), GpuBuffer::<T>::uninit(ctx, n).unwrap());
+        let (gx, gt, g) = (up(ctx, &x), up(ctx, &t), one::<T>(ctx, 0.8));
+        let mut loss = one::<T>(ctx, 0.0);
+        let (mut dx, mut dt) = (out::<T>(ctx, n), out::<T>(ctx, n));
         let (mut wdx, mut wdt) = (vec![T::ZERO; n], vec![T::ZERO; n]);
         type Fwd<T> = fn(&GpuBuffer<T>, &GpuBuffer<T>, &mut GpuBuffer<T>) -> Result<(), GpuError>;
         type Bwd<T> = fn(
@@ -231,30 +239,25 @@ mod tests {
             ("mse", mse_forward, mse_backward, cpu::mse_forward, cpu::mse_backward),
         ];
         for (name, fwd, bwd, cpu_fwd, cpu_bwd) in losses {
+            let what = format!("{name} n {n}, {}", on::<T>(ctx));
             fwd(&gx, &gt, &mut loss).unwrap();
-            close(loss.to_host().unwrap()[0], cpu_fwd(&x, &t), name);
+            close(&down(&loss), &[cpu_fwd(&x, &t).to_f64()], rel::<T>(), &what);
             bwd(&gx, &gt, &g, &mut dx, &mut dt).unwrap();
             cpu_bwd(&x, &t, T::from_f64(0.8), &mut wdx, &mut wdt);
-            for (got, want) in [(dx.to_host().unwrap(), &wdx), (dt.to_host().unwrap(), &wdt)] {
-                got.iter().zip(want.iter()).for_each(|(&g, &w)| close(g, w, name));
-            }
+            close(&down(&dx), &wide(&wdx), rel::<T>(), &format!("dx {what}"));
+            close(&down(&dt), &wide(&wdt), rel::<T>(), &format!("dt {what}"));
         }
     }
 
     #[test]
     fn losses_match_cpu() {
         for ctx in test_contexts() {
-            run::<f64>(&ctx, Some(1e-12));
-            // f32: the CPU references sum thousands of terms sequentially in f32
-            run::<f32>(&ctx, Some(1e-4));
+            for (n, c) in [(5usize, 3usize), (7, 1000), (3, 4097)] {
+                check_cross_entropy::<f64>(&ctx, n, c);
+                check_cross_entropy::<f32>(&ctx, n, c);
+            }
+            check_pointwise::<f64>(&ctx, 3001);
+            check_pointwise::<f32>(&ctx, 3001);
         }
-    }
-
-    /// Every launch's arguments fit its entry's `.param` list (f32 and f64, each kernel).
-    #[test]
-    fn launches_fit_the_ptx() {
-        let ctx = crate::gpu::param_check::context();
-        run::<f32>(&ctx, None);
-        run::<f64>(&ctx, None);
     }
 }

@@ -16,6 +16,8 @@ pub mod allocator;
 pub mod attention;
 pub mod broadcast;
 pub mod buffer;
+#[cfg(test)]
+mod coverage;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod dropout;
@@ -27,14 +29,14 @@ pub mod launcher;
 pub mod layernorm;
 pub mod loss;
 pub mod lstm;
-#[cfg(test)]
-pub(crate) mod param_check;
 pub mod permute;
 pub mod ptx;
 pub mod reduce;
 pub mod select;
 pub mod sim;
 pub mod softmax;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod update;
 
 pub use buffer::{DeviceRepr, GpuBuffer, GpuContext};

@@ -148,10 +148,59 @@ pub fn concat<T: Float>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::gpu::test_contexts;
+    use crate::gpu::testing::{on, out, up};
+    use crate::gpu::{test_contexts, GpuContext};
     use crate::permute as cpu;
+    use std::sync::Arc;
+
+    /// `shape` permuted by `perm` (a copy, the tiled transpose or the strided gather, as
+    /// the launcher picks): the CPU reference's bits.
+    pub(crate) fn check_permute<T: Float>(ctx: &Arc<GpuContext>, shape: &[usize], perm: &[usize]) {
+        let n: usize = shape.iter().product();
+        let src: Vec<T> = (0..n).map(|i| T::from_f64(i as f64 * 0.5 - 7.0)).collect();
+        let mut got = out::<T>(ctx, n);
+        permute(&up(ctx, &src), shape, perm, &mut got).unwrap();
+        let want = cpu::permute_reference(&src, shape, perm);
+        assert_eq!(got.to_host().unwrap(), want, "{shape:?} {perm:?}, {}", on::<T>(ctx));
+    }
+
+    /// Parts `[outer, sizes[k], inner]` concatenated, then each `(start, len)` of
+    /// `windows` narrowed out of the result and added back (narrow's backward): the
+    /// CPU's bits.
+    pub(crate) fn check_slabs<T: Float>(
+        ctx: &Arc<GpuContext>,
+        (outer, inner): (usize, usize),
+        sizes: &[usize],
+        windows: &[(usize, usize)],
+    ) {
+        let what = format!("outer {outer} inner {inner} sizes {sizes:?}, {}", on::<T>(ctx));
+        let total: usize = sizes.iter().sum();
+        let parts: Vec<Vec<T>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| (0..outer * n * inner).map(|i| T::from_f64((i + 100 * k) as f64)).collect())
+            .collect();
+        let mut want = vec![T::ZERO; outer * total * inner];
+        cpu::concat(&parts.iter().map(|p| p.as_slice()).collect::<Vec<_>>(), sizes, outer, inner, &mut want);
+        let gparts: Vec<GpuBuffer<T>> = parts.iter().map(|p| up(ctx, p)).collect();
+        let mut cat = out::<T>(ctx, want.len());
+        concat(&gparts.iter().collect::<Vec<_>>(), sizes, outer, inner, &mut cat).unwrap();
+        assert_eq!(cat.to_host().unwrap(), want, "concat {what}");
+        for &(start, len) in windows {
+            let mut w = vec![T::ZERO; outer * len * inner];
+            cpu::narrow(&want, outer, total, inner, start, len, &mut w);
+            let mut got = out::<T>(ctx, w.len());
+            narrow(&cat, outer, total, inner, start, len, &mut got).unwrap();
+            assert_eq!(got.to_host().unwrap(), w, "narrow {start}..{} {what}", start + len);
+            let mut dx: Vec<T> = (0..want.len()).map(|i| T::from_f64(i as f64 * 0.25)).collect();
+            let mut gdx = up(ctx, &dx);
+            cpu::narrow_backward(&w, outer, total, inner, start, len, &mut dx);
+            narrow_backward(&got, outer, total, inner, start, len, &mut gdx).unwrap();
+            assert_eq!(gdx.to_host().unwrap(), dx, "narrow backward {start}..{} {what}", start + len);
+        }
+    }
 
     const PERMS: &[(&[usize], &[usize])] = &[
         (&[7], &[0]),
@@ -170,16 +219,8 @@ mod tests {
     fn permute_matches_cpu() {
         for ctx in test_contexts() {
             for &(shape, perm) in PERMS {
-                let n: usize = shape.iter().product();
-                let src: Vec<f64> = (0..n).map(|i| i as f64 * 0.5 - 7.0).collect();
-                let want = cpu::permute_reference(&src, shape, perm);
-                let mut out = GpuBuffer::<f64>::uninit(&ctx, n).unwrap();
-                permute(&GpuBuffer::from_host(&ctx, &src).unwrap(), shape, perm, &mut out).unwrap();
-                assert_eq!(out.to_host().unwrap(), want, "{shape:?} {perm:?} on {}", ctx.name());
-                let src32: Vec<f32> = src.iter().map(|&v| v as f32).collect();
-                let mut out32 = GpuBuffer::<f32>::uninit(&ctx, n).unwrap();
-                permute(&GpuBuffer::from_host(&ctx, &src32).unwrap(), shape, perm, &mut out32).unwrap();
-                assert_eq!(out32.to_host().unwrap(), cpu::permute_reference(&src32, shape, perm), "f32");
+                check_permute::<f64>(&ctx, shape, perm);
+                check_permute::<f32>(&ctx, shape, perm);
             }
         }
     }
@@ -187,56 +228,9 @@ mod tests {
     #[test]
     fn narrow_concat_match_cpu() {
         for ctx in test_contexts() {
-            let (outer, inner, sizes) = (3, 5, [2usize, 7, 1]);
-            let total: usize = sizes.iter().sum();
-            let parts: Vec<Vec<f64>> = sizes
-                .iter()
-                .enumerate()
-                .map(|(k, &n)| (0..outer * n * inner).map(|i| (i + 100 * k) as f64).collect())
-                .collect();
-            let mut want = vec![0.0; outer * total * inner];
-            cpu::concat(
-                &parts.iter().map(|p| p.as_slice()).collect::<Vec<_>>(),
-                &sizes,
-                outer,
-                inner,
-                &mut want,
-            );
-            let gparts: Vec<GpuBuffer<f64>> =
-                parts.iter().map(|p| GpuBuffer::from_host(&ctx, p).unwrap()).collect();
-            let mut out = GpuBuffer::<f64>::uninit(&ctx, want.len()).unwrap();
-            concat(&gparts.iter().collect::<Vec<_>>(), &sizes, outer, inner, &mut out).unwrap();
-            assert_eq!(out.to_host().unwrap(), want, "concat on {}", ctx.name());
-            for (start, len) in [(0, 1), (2, 7), (3, 7), (0, total)] {
-                let mut w = vec![0.0; outer * len * inner];
-                cpu::narrow(&want, outer, total, inner, start, len, &mut w);
-                let mut got = GpuBuffer::<f64>::uninit(&ctx, w.len()).unwrap();
-                narrow(&out, outer, total, inner, start, len, &mut got).unwrap();
-                assert_eq!(got.to_host().unwrap(), w, "narrow {start}..{}", start + len);
-                let mut dx: Vec<f64> = (0..want.len()).map(|i| i as f64 * 0.25).collect();
-                let mut gdx = GpuBuffer::from_host(&ctx, &dx).unwrap();
-                cpu::narrow_backward(&w, outer, total, inner, start, len, &mut dx);
-                narrow_backward(&got, outer, total, inner, start, len, &mut gdx).unwrap();
-                assert_eq!(gdx.to_host().unwrap(), dx, "narrow backward {start}..{}", start + len);
-            }
+            let windows = [(0, 1), (2, 7), (3, 7), (0, 10)];
+            check_slabs::<f64>(&ctx, (3, 5), &[2, 7, 1], &windows);
+            check_slabs::<f32>(&ctx, (3, 5), &[2, 7, 1], &windows);
         }
-    }
-
-    /// Every launch's arguments fit its entry's `.param` list (f32 and f64, each kernel).
-    #[test]
-    fn launches_fit_the_ptx() {
-        fn all<T: Float>() {
-            let ctx = crate::gpu::param_check::context();
-            let x = GpuBuffer::<T>::zeros(&ctx, 120).unwrap();
-            let mut out = GpuBuffer::<T>::zeros(&ctx, 120).unwrap();
-            permute(&x, &[2, 3, 4, 5], &[3, 2, 1, 0], &mut out).unwrap(); // strided
-            permute(&x, &[2, 12, 5], &[0, 2, 1], &mut out).unwrap(); // tiled transpose
-            let mut part = GpuBuffer::<T>::zeros(&ctx, 40).unwrap();
-            narrow(&x, 2, 12, 5, 3, 4, &mut part).unwrap();
-            narrow_backward(&part, 2, 12, 5, 3, 4, &mut out).unwrap();
-            concat(&[&part, &x], &[4, 12], 2, 5, &mut GpuBuffer::<T>::zeros(&ctx, 160).unwrap()).unwrap();
-        }
-        all::<f32>();
-        all::<f64>();
     }
 }

@@ -130,98 +130,72 @@ pub fn max_dim_backward<T: Float>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::gpu::test_contexts;
+    use crate::gpu::testing::{on, out, tol, up};
+    use crate::gpu::{test_contexts, GpuContext};
     use crate::reduce as cpu;
+    use std::sync::Arc;
+
+    /// Sum, mean, max (values, first arg-max) and max's backward over the middle dim of
+    /// `[outer, n, inner]` in T against the CPU in T, with repeated values (ties) and a
+    /// NaN: sums within reassociation (1e-12·n in f64, 1e-6·n in f32), the rest exact.
+    pub(crate) fn check<T: Float>(ctx: &Arc<GpuContext>, (outer, n, inner): (usize, usize, usize)) {
+        let what = format!("({outer},{n},{inner}), {}", on::<T>(ctx));
+        let mut x: Vec<T> =
+            (0..outer * n * inner).map(|i| T::from_f64(((i * 7919) % 23) as f64 * 0.37 - 3.0)).collect();
+        if x.len() > 5 {
+            x[5] = T::from_f64(f64::NAN);
+        }
+        let m = outer * inner;
+        let gx = up(ctx, &x);
+        let mut got = out::<T>(ctx, m);
+        for mean in [false, true] {
+            let mut want = vec![T::ZERO; m];
+            if mean {
+                cpu::mean_dim(&x, outer, n, inner, &mut want);
+                mean_dim(&gx, outer, n, inner, &mut got).unwrap();
+            } else {
+                cpu::sum_dim(&x, outer, n, inner, &mut want);
+                sum_dim(&gx, outer, n, inner, &mut got).unwrap();
+            }
+            for (i, (g, w)) in got.to_host().unwrap().iter().zip(&want).enumerate() {
+                let (g, w) = (g.to_f64(), w.to_f64());
+                let ok = (g.is_nan() && w.is_nan())
+                    || (g - w).abs() <= tol::<T>(1e-6, 1e-12) * n as f64 * (1.0 + w.abs());
+                assert!(ok, "{} {what} at {i}: {g} vs {w}", ["sum", "mean"][mean as usize]);
+            }
+        }
+        let (mut want, mut want_arg) = (vec![T::ZERO; m], vec![0usize; m]);
+        cpu::max_dim(&x, outer, n, inner, &mut want, &mut want_arg);
+        let mut arg = out::<i64>(ctx, m);
+        max_dim(&gx, outer, n, inner, &mut got, &mut arg).unwrap();
+        let got_arg: Vec<usize> = arg.to_host().unwrap().iter().map(|&j| j as usize).collect();
+        assert_eq!(got_arg, want_arg, "argmax {what}");
+        let vals = got.to_host().unwrap();
+        assert!(
+            vals.iter().zip(&want).all(|(g, w)| g == w || (g.is_nan() && w.is_nan())),
+            "max values {what}"
+        );
+        // backward: accumulates into a non-zero dx
+        let g: Vec<T> = (0..m).map(|i| T::from_f64(i as f64 + 0.5)).collect();
+        let mut dx: Vec<T> = (0..x.len()).map(|i| T::from_f64((i % 3) as f64)).collect();
+        let mut gdx = up(ctx, &dx);
+        cpu::max_dim_backward(&g, outer, n, inner, &want_arg, &mut dx);
+        max_dim_backward(&up(ctx, &g), outer, n, inner, &arg, &mut gdx).unwrap();
+        assert_eq!(gdx.to_host().unwrap(), dx, "max backward {what}");
+    }
 
     /// (outer, n, inner): rows (inner 1) short and long, columns, odd sizes.
     const SHAPES: &[(usize, usize, usize)] =
         &[(1, 1, 1), (3, 7, 1), (5, 3000, 1), (2, 300, 1), (4, 5, 3), (3, 33, 17), (1, 9, 1000)];
 
-    /// Every launch's arguments fit its entry's `.param` list (f32 and f64, each kernel).
-    #[test]
-    fn launches_fit_the_ptx() {
-        fn all<T: Float>() {
-            let ctx = crate::gpu::param_check::context();
-            let x = GpuBuffer::<T>::zeros(&ctx, 60).unwrap();
-            let mut dx = GpuBuffer::<T>::zeros(&ctx, 60).unwrap();
-            let mut out = GpuBuffer::<T>::zeros(&ctx, 20).unwrap();
-            let mut arg = GpuBuffer::<i64>::zeros(&ctx, 20).unwrap();
-            for (outer, n, inner) in [(20, 3, 1), (4, 3, 5)] {
-                sum_dim(&x, outer, n, inner, &mut out).unwrap();
-                mean_dim(&x, outer, n, inner, &mut out).unwrap();
-                max_dim(&x, outer, n, inner, &mut out, &mut arg).unwrap();
-                max_dim_backward(&out, outer, n, inner, &arg, &mut dx).unwrap();
-            }
-        }
-        all::<f32>();
-        all::<f64>();
-    }
-
     #[test]
     fn sum_mean_max_match_cpu() {
         for ctx in test_contexts() {
-            for &(outer, n, inner) in SHAPES {
-                // repeated values (ties: the first index wins) and a NaN in one column
-                let mut x: Vec<f64> =
-                    (0..outer * n * inner).map(|i| ((i * 7919) % 23) as f64 * 0.37 - 3.0).collect();
-                if x.len() > 5 {
-                    x[5] = f64::NAN;
-                }
-                let m = outer * inner;
-                let gx = GpuBuffer::from_host(&ctx, &x).unwrap();
-                let mut out = GpuBuffer::<f64>::uninit(&ctx, m).unwrap();
-                for mean in [false, true] {
-                    let mut want = vec![0.0; m];
-                    if mean {
-                        cpu::mean_dim(&x, outer, n, inner, &mut want);
-                        mean_dim(&gx, outer, n, inner, &mut out).unwrap();
-                    } else {
-                        cpu::sum_dim(&x, outer, n, inner, &mut want);
-                        sum_dim(&gx, outer, n, inner, &mut out).unwrap();
-                    }
-                    for (i, (g, w)) in out.to_host().unwrap().iter().zip(&want).enumerate() {
-                        let ok = (g.is_nan() && w.is_nan())
-                            || (g - w).abs() <= 1e-12 * (n as f64) * (1.0 + w.abs());
-                        assert!(
-                            ok,
-                            "{} ({outer},{n},{inner}) at {i}: {g} vs {w} on {}",
-                            ["sum", "mean"][mean as usize],
-                            ctx.name()
-                        );
-                    }
-                }
-                let (mut want, mut want_arg) = (vec![0.0; m], vec![0usize; m]);
-                cpu::max_dim(&x, outer, n, inner, &mut want, &mut want_arg);
-                let mut arg = GpuBuffer::<i64>::uninit(&ctx, m).unwrap();
-                max_dim(&gx, outer, n, inner, &mut out, &mut arg).unwrap();
-                let got_arg: Vec<usize> = arg.to_host().unwrap().iter().map(|&j| j as usize).collect();
-                assert_eq!(got_arg, want_arg, "argmax ({outer},{n},{inner})");
-                let got = out.to_host().unwrap();
-                assert!(
-                    got.iter().zip(&want).all(|(g, w)| g == w || (g.is_nan() && w.is_nan())),
-                    "max values"
-                );
-                // backward: accumulates into a non-zero dx
-                let g: Vec<f64> = (0..m).map(|i| i as f64 + 0.5).collect();
-                let mut dx: Vec<f64> = (0..x.len()).map(|i| (i % 3) as f64).collect();
-                let mut gdx = GpuBuffer::from_host(&ctx, &dx).unwrap();
-                cpu::max_dim_backward(&g, outer, n, inner, &want_arg, &mut dx);
-                max_dim_backward(&GpuBuffer::from_host(&ctx, &g).unwrap(), outer, n, inner, &arg, &mut gdx)
-                    .unwrap();
-                assert_eq!(gdx.to_host().unwrap(), dx, "max backward ({outer},{n},{inner})");
-                // f32: sums within f32 rounding, max exact
-                let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
-                let mut want32 = vec![0f32; m];
-                cpu::sum_dim(&x32, outer, n, inner, &mut want32);
-                let mut out32 = GpuBuffer::<f32>::uninit(&ctx, m).unwrap();
-                sum_dim(&GpuBuffer::from_host(&ctx, &x32).unwrap(), outer, n, inner, &mut out32).unwrap();
-                for (g, w) in out32.to_host().unwrap().iter().zip(&want32) {
-                    let ok =
-                        (g.is_nan() && w.is_nan()) || (g - w).abs() <= 1e-6 * (n as f32) * (1.0 + w.abs());
-                    assert!(ok, "f32 sum ({outer},{n},{inner}): {g} vs {w}");
-                }
+            for &shape in SHAPES {
+                check::<f64>(&ctx, shape);
+                check::<f32>(&ctx, shape);
             }
         }
     }

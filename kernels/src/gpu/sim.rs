@@ -2,10 +2,12 @@
 //!
 //! It runs the very PTX a real GPU loads, through the same buffers, caching allocator
 //! and launch geometry, so CI (which has no GPU) proves the kernels' index math,
-//! reductions, shuffles and barriers. Its checks go further than a GPU's: an
-//! out-of-bounds or misaligned access, a barrier or shuffle that some threads cannot
-//! reach, and a shared-memory race are errors naming the kernel, the instruction and
-//! the thread.
+//! reductions, shuffles and barriers. Its checks go further than a GPU's: arguments
+//! that do not fit the entry's `.param` list (number, size, integer or float) are an
+//! error naming the parameter; an out-of-bounds or misaligned access, a barrier or
+//! shuffle that some threads cannot reach (a full-mask shuffle in a partial warp
+//! included), and a shared-memory race are errors naming the kernel, the instruction
+//! and the thread.
 
 use super::launcher::{DevPtr, GpuError, Kernel, KernelArg, LaunchDims, Launcher};
 use tapegrad_ptx_sim::{Arg, LaunchDims as SimDims, SimError, SimGpu};

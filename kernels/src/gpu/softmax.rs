@@ -77,71 +77,44 @@ pub fn softmax_backward<T: Float>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::gpu::test_contexts;
+    use crate::gpu::testing::{close, down, on, out, to, tol, up, wide};
+    use crate::gpu::{test_contexts, GpuContext};
     use crate::softmax::{softmax_backward_reference, softmax_forward_reference};
+    use std::sync::Arc;
 
-    /// Row and column launches fit their PTX `.param` lists, f32 and f64 (no GPU needed).
-    #[test]
-    fn launches_fit_their_entries() {
-        fn run<T: Float>() {
-            let ctx = crate::gpu::param_check::context();
-            let (x, g) = (GpuBuffer::<T>::zeros(&ctx, 12).unwrap(), GpuBuffer::<T>::zeros(&ctx, 12).unwrap());
-            let (mut y, mut dx) =
-                (GpuBuffer::<T>::zeros(&ctx, 12).unwrap(), GpuBuffer::<T>::zeros(&ctx, 12).unwrap());
-            for (outer, n, inner) in [(3, 4, 1), (2, 3, 2)] {
-                softmax_forward(&x, outer, n, inner, &mut y, true).unwrap();
-                softmax_backward(&y, &g, outer, n, inner, &mut dx, false).unwrap();
-            }
+    /// Softmax and log-softmax of `[outer, n, inner]` in T, forward and backward (which
+    /// adds into dx), against the CPU reference in f64 on the same inputs: f64 to 1e-12,
+    /// f32 within a few ulps (exp/log to ~2 ulp, sums of n).
+    pub(crate) fn check<T: Float>(ctx: &Arc<GpuContext>, (outer, n, inner): (usize, usize, usize)) {
+        let len = outer * n * inner;
+        let x: Vec<T> = to(&(0..len).map(|i| (i as f64 * 0.913).sin() * 4.0).collect::<Vec<_>>());
+        let g: Vec<T> = to(&(0..len).map(|i| (i as f64 * 0.377).cos()).collect::<Vec<_>>());
+        let dx0: Vec<T> = to(&(0..len).map(|i| (i % 3) as f64 * 0.5).collect::<Vec<_>>());
+        let t = tol::<T>(1e-5, 1e-12);
+        for log in [false, true] {
+            let what = format!("[{outer}, {n}, {inner}] log {log}, {}", on::<T>(ctx));
+            let mut y = vec![0.0; len];
+            softmax_forward_reference(&wide(&x), outer, n, inner, &mut y, log);
+            let mut dx = wide(&dx0);
+            softmax_backward_reference(&y, &wide(&g), outer, n, inner, &mut dx, log);
+            let mut yb = out::<T>(ctx, len);
+            softmax_forward(&up(ctx, &x), outer, n, inner, &mut yb, log).unwrap();
+            close(&down(&yb), &y, t, &format!("forward {what}"));
+            let mut dxb = up(ctx, &dx0);
+            softmax_backward(&yb, &up(ctx, &g), outer, n, inner, &mut dxb, log).unwrap();
+            close(&down(&dxb), &dx, t, &format!("backward {what}"));
         }
-        run::<f32>();
-        run::<f64>();
     }
 
-    fn close(got: &[f64], want: &[f64], tol: f64, what: &str) {
-        for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what} at {i}: {g} vs {w}");
-        }
-    }
-
-    /// Rows (inner 1, short and longer than a block) and strided columns, softmax and
-    /// log-softmax, forward and backward (which adds into dx), f64 and f32.
+    /// Rows (inner 1, short and longer than a block) and strided columns, f64 and f32.
     #[test]
     fn matches_cpu_reference() {
         for ctx in test_contexts() {
-            for &(outer, n, inner) in &[(3, 1, 1), (5, 7, 1), (2, 1500, 1), (3, 9, 5), (1, 33, 2)] {
-                let len = outer * n * inner;
-                let x: Vec<f64> = (0..len).map(|i| (i as f64 * 0.913).sin() * 4.0).collect();
-                let g: Vec<f64> = (0..len).map(|i| (i as f64 * 0.377).cos()).collect();
-                let dx0: Vec<f64> = (0..len).map(|i| (i % 3) as f64 * 0.5).collect();
-                for log in [false, true] {
-                    let what = format!("[{outer}, {n}, {inner}] log {log} on {}", ctx.name());
-                    let mut y = vec![0.0; len];
-                    softmax_forward_reference(&x, outer, n, inner, &mut y, log);
-                    let mut dx = dx0.clone();
-                    softmax_backward_reference(&y, &g, outer, n, inner, &mut dx, log);
-                    let xb = GpuBuffer::from_host(&ctx, &x).unwrap();
-                    let mut yb = GpuBuffer::<f64>::uninit(&ctx, len).unwrap();
-                    softmax_forward(&xb, outer, n, inner, &mut yb, log).unwrap();
-                    close(&yb.to_host().unwrap(), &y, 1e-12, &format!("forward {what}"));
-                    let gb = GpuBuffer::from_host(&ctx, &g).unwrap();
-                    let mut dxb = GpuBuffer::from_host(&ctx, &dx0).unwrap();
-                    softmax_backward(&yb, &gb, outer, n, inner, &mut dxb, log).unwrap();
-                    close(&dxb.to_host().unwrap(), &dx, 1e-12, &format!("backward {what}"));
-                    // f32 within a few ulps of the f64 result (exp/log to ~2 ulp, sums of n)
-                    let f = |v: &[f64]| v.iter().map(|&a| a as f32).collect::<Vec<f32>>();
-                    let xb = GpuBuffer::from_host(&ctx, &f(&x)).unwrap();
-                    let mut yb = GpuBuffer::<f32>::uninit(&ctx, len).unwrap();
-                    softmax_forward(&xb, outer, n, inner, &mut yb, log).unwrap();
-                    let y32: Vec<f64> = yb.to_host().unwrap().iter().map(|&v| v as f64).collect();
-                    close(&y32, &y, 1e-5, &format!("f32 forward {what}"));
-                    let gb = GpuBuffer::from_host(&ctx, &f(&g)).unwrap();
-                    let mut dxb = GpuBuffer::from_host(&ctx, &f(&dx0)).unwrap();
-                    softmax_backward(&yb, &gb, outer, n, inner, &mut dxb, log).unwrap();
-                    let dx32: Vec<f64> = dxb.to_host().unwrap().iter().map(|&v| v as f64).collect();
-                    close(&dx32, &dx, 1e-5, &format!("f32 backward {what}"));
-                }
+            for shape in [(3, 1, 1), (5, 7, 1), (2, 1500, 1), (3, 9, 5), (1, 33, 2)] {
+                check::<f64>(&ctx, shape);
+                check::<f32>(&ctx, shape);
             }
         }
     }

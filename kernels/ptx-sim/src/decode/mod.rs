@@ -16,8 +16,8 @@ mod opcodes;
 #[derive(Debug)]
 pub struct Kernel {
     pub name: String,
-    /// (byte offset, size) of each `.param` in the parameter buffer.
-    pub params: Vec<(usize, usize)>,
+    /// Each `.param`, in order, where it lies in the parameter buffer.
+    pub params: Vec<Param>,
     pub param_bytes: usize,
     pub insts: Vec<Inst>,
     /// Each instruction's opcode as written, for messages.
@@ -27,6 +27,20 @@ pub struct Kernel {
     /// Where `.extern .shared` (dynamic) memory starts.
     pub dyn_shared_off: usize,
     pub local_bytes: usize,
+}
+
+/// One `.param` of an entry.
+#[derive(Debug)]
+pub struct Param {
+    /// Byte offset in the parameter buffer.
+    pub offset: usize,
+    /// Size in bytes.
+    pub size: usize,
+    /// The declared type (`.u64`, `.f32`, …); of the elements for an array (a struct
+    /// passed by value, `.b8 s[16]`).
+    pub ty: String,
+    /// Array length (1 for a scalar).
+    pub len: u32,
 }
 
 #[derive(Clone, Copy)]
@@ -79,7 +93,7 @@ fn decode_entry(m: &Module, f: &Function) -> Result<Kernel, SimError> {
     let (mut params, mut off) = (Vec::new(), 0usize);
     for p in &f.params {
         off = align_up(off, p.align as usize);
-        params.push((off, p.bytes()));
+        params.push(Param { offset: off, size: p.bytes(), ty: p.ty.clone(), len: p.len });
         d.scopes[0].insert(p.name.clone(), Name::Param(off as u64));
         off += p.bytes();
     }

@@ -194,110 +194,73 @@ pub fn split_hc<T: Float>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::gpu::test_contexts;
+    use crate::gpu::testing::{close, down, on, to, tol, up, wide};
+    use crate::gpu::{test_contexts, GpuContext};
     use crate::lstm as cpu;
-
-    /// The cell, interleave and recurrence launches fit their PTX `.param` lists, f32
-    /// and f64 (no GPU needed).
-    #[test]
-    fn launches_fit_their_entries() {
-        fn run<T: Float>() {
-            let ctx = crate::gpu::param_check::context();
-            let z = |n| GpuBuffer::<T>::zeros(&ctx, n).unwrap();
-            let (rows, hh) = (3, 2);
-            let (mut gates, c_prev) = (z(rows * 4 * hh), z(2 * hh));
-            let (mut c, mut tc, mut h) = (z(rows * hh), z(rows * hh), z(rows * hh));
-            cell_forward(&mut gates, &c_prev, hh, &mut c, &mut tc, &mut h).unwrap();
-            let (mut dz, mut dcp) = (z(rows * 4 * hh), z(2 * hh));
-            cell_backward(&gates, &c_prev, &tc, &h, &c, hh, &mut dz, &mut dcp).unwrap();
-            let mut hc = z(2 * rows * hh);
-            interleave_hc(&h, &c, hh, &mut hc).unwrap();
-            split_hc(&hc, hh, &mut h, &mut c).unwrap();
-            let bs = [2, 1];
-            let (mut gates, w) = (z(3 * 4 * hh), z(4 * hh * hh));
-            let (mut h, mut c, mut tc, mut hn, mut cn) =
-                (z(3 * hh), z(3 * hh), z(3 * hh), z(2 * hh), z(2 * hh));
-            sequence_forward(&mut gates, &w, &bs, hh, true, &mut h, &mut c, &mut tc, &mut hn, &mut cn)
-                .unwrap();
-            let (mut dz, mut dw) = (z(3 * 4 * hh), z(4 * hh * hh));
-            sequence_backward(
-                &gates,
-                &w,
-                &bs,
-                hh,
-                true,
-                &h,
-                0,
-                &c,
-                &tc,
-                &h,
-                0,
-                &hn,
-                0,
-                &cn,
-                0,
-                &mut dz,
-                Some(&mut dw),
-            )
-            .unwrap();
-        }
-        run::<f32>();
-        run::<f64>();
-    }
+    use std::sync::Arc;
 
     pub(super) fn values(len: usize, seed: f64, scale: f64) -> Vec<f64> {
         (0..len).map(|i| (i as f64 * 0.7548 + seed).sin() * scale).collect()
     }
 
-    pub(super) fn close(got: &[f64], want: &[f64], tol: f64, what: &str) {
-        assert_eq!(got.len(), want.len(), "{what}");
-        for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what} at {i}: {g} vs {w}");
-        }
+    /// The cell forward and backward in T on `rows` rows of H = `hh`, `p` of them with a
+    /// previous state, against the CPU cell in f64 on the same inputs: f64 to 1e-12; f32
+    /// within rounding (σ and tanh to a few ulps: 2e-6).
+    pub(crate) fn check_cell<T: Float>(ctx: &Arc<GpuContext>, rows: usize, hh: usize, p: usize) {
+        let what = format!("rows {rows} H {hh} p {p}, {}", on::<T>(ctx));
+        let (t_fwd, t_bwd) = (tol::<T>(2e-6, 1e-12), tol::<T>(2e-6, 1e-12));
+        let pre: Vec<T> = to(&values(rows * 4 * hh, 0.2, 4.0));
+        let cp: Vec<T> = to(&values(p * hh, 1.1, 2.0));
+        let (dh, dc): (Vec<T>, Vec<T>) = (to(&values(rows * hh, 2.5, 1.0)), to(&values(rows * hh, 3.3, 1.0)));
+        let mut act = wide(&pre);
+        let z = |n: usize| vec![0.0; n];
+        let (mut c, mut tc, mut h) = (z(rows * hh), z(rows * hh), z(rows * hh));
+        cpu::cell_forward(&mut act, &wide(&cp), hh, &mut c, &mut tc, &mut h);
+        let (mut dz, mut dcp) = (z(rows * 4 * hh), z(p * hh));
+        cpu::cell_backward(&act, &wide(&cp), &tc, &wide(&dh), &wide(&dc), hh, &mut dz, &mut dcp);
+        let zeros = |n: usize| up(ctx, &vec![T::ZERO; n]);
+        let (mut gb, cpb) = (up(ctx, &pre), up(ctx, &cp));
+        let mut outs: Vec<GpuBuffer<T>> = (0..3).map(|_| zeros(rows * hh)).collect();
+        let [cb, tcb, hb] = &mut outs[..] else { unreachable!() };
+        cell_forward(&mut gb, &cpb, hh, cb, tcb, hb).unwrap();
+        close(&down(&gb), &act, t_fwd, &format!("act {what}"));
+        close(&down(cb), &c, t_fwd, &format!("c {what}"));
+        close(&down(tcb), &tc, t_fwd, &format!("tanh c {what}"));
+        close(&down(hb), &h, t_fwd, &format!("h {what}"));
+        let (dhb, dcb) = (up(ctx, &dh), up(ctx, &dc));
+        let (mut dzb, mut dcpb) = (zeros(rows * 4 * hh), zeros(p * hh));
+        cell_backward(&gb, &cpb, tcb, &dhb, &dcb, hh, &mut dzb, &mut dcpb).unwrap();
+        close(&down(&dzb), &dz, t_bwd, &format!("dz {what}"));
+        close(&down(&dcpb), &dcp, t_bwd, &format!("dc_prev {what}"));
     }
 
-    /// The cell forward and backward, with fewer previous rows than rows, against the
-    /// CPU cell; f64 to 1e-12, f32 within rounding.
+    /// h and c `[rows, H]` interleaved into `[rows, 2H]` and split back: the CPU's bits.
+    pub(crate) fn check_interleave<T: Float>(ctx: &Arc<GpuContext>, rows: usize, hh: usize) {
+        let what = format!("rows {rows} H {hh}, {}", on::<T>(ctx));
+        let (h, c): (Vec<T>, Vec<T>) = (to(&values(rows * hh, 0.1, 1.0)), to(&values(rows * hh, 0.9, 1.0)));
+        let mut hc = vec![T::ZERO; 2 * rows * hh];
+        cpu::interleave_hc(&h, &c, hh, &mut hc);
+        let mut hcb = GpuBuffer::<T>::uninit(ctx, 2 * rows * hh).unwrap();
+        interleave_hc(&up(ctx, &h), &up(ctx, &c), hh, &mut hcb).unwrap();
+        assert_eq!(hcb.to_host().unwrap(), hc, "interleave {what}");
+        let g: Vec<T> = to(&values(2 * rows * hh, 1.7, 1.0));
+        let (mut dh, mut dc) = (vec![T::ZERO; rows * hh], vec![T::ZERO; rows * hh]);
+        cpu::split_hc(&g, hh, &mut dh, &mut dc);
+        let (mut dhb, mut dcb) =
+            (GpuBuffer::uninit(ctx, rows * hh).unwrap(), GpuBuffer::uninit(ctx, rows * hh).unwrap());
+        split_hc(&up(ctx, &g), hh, &mut dhb, &mut dcb).unwrap();
+        assert_eq!((dhb.to_host().unwrap(), dcb.to_host().unwrap()), (dh, dc), "split {what}");
+    }
+
+    /// Fewer previous rows than rows, H shorter and longer than a warp.
     #[test]
     fn cell_matches_cpu() {
         for ctx in test_contexts() {
-            for &(rows, hh, p) in &[(1, 1, 1), (5, 7, 3), (9, 33, 9)] {
-                let what = format!("rows {rows} H {hh} p {p} on {}", ctx.name());
-                let pre = values(rows * 4 * hh, 0.2, 4.0);
-                let cp = values(p * hh, 1.1, 2.0);
-                let (dh, dc) = (values(rows * hh, 2.5, 1.0), values(rows * hh, 3.3, 1.0));
-                let mut act = pre.clone();
-                let z = |n: usize| vec![0.0; n];
-                let (mut c, mut tc, mut h) = (z(rows * hh), z(rows * hh), z(rows * hh));
-                cpu::cell_forward(&mut act, &cp, hh, &mut c, &mut tc, &mut h);
-                let (mut dz, mut dcp) = (z(rows * 4 * hh), z(p * hh));
-                cpu::cell_backward(&act, &cp, &tc, &dh, &dc, hh, &mut dz, &mut dcp);
-                let up = |v: &[f64]| GpuBuffer::from_host(&ctx, v).unwrap();
-                let (mut gb, cpb) = (up(&pre), up(&cp));
-                let mut outs: Vec<GpuBuffer<f64>> = (0..3).map(|_| up(&z(rows * hh))).collect();
-                let [cb, tcb, hb] = &mut outs[..] else { unreachable!() };
-                cell_forward(&mut gb, &cpb, hh, cb, tcb, hb).unwrap();
-                close(&gb.to_host().unwrap(), &act, 1e-12, &format!("act {what}"));
-                close(&cb.to_host().unwrap(), &c, 1e-12, &format!("c {what}"));
-                close(&tcb.to_host().unwrap(), &tc, 1e-12, &format!("tanh c {what}"));
-                close(&hb.to_host().unwrap(), &h, 1e-12, &format!("h {what}"));
-                let (dhb, dcb) = (up(&dh), up(&dc));
-                let (mut dzb, mut dcpb) = (up(&z(rows * 4 * hh)), up(&z(p * hh)));
-                cell_backward(&gb, &cpb, tcb, &dhb, &dcb, hh, &mut dzb, &mut dcpb).unwrap();
-                close(&dzb.to_host().unwrap(), &dz, 1e-12, &format!("dz {what}"));
-                close(&dcpb.to_host().unwrap(), &dcp, 1e-12, &format!("dc_prev {what}"));
-                // f32 forward within rounding (σ, tanh to a few ulps)
-                let f = |v: &[f64]| {
-                    GpuBuffer::from_host(&ctx, &v.iter().map(|&x| x as f32).collect::<Vec<_>>()).unwrap()
-                };
-                let (mut gb, cpb) = (f(&pre), f(&cp));
-                let mut outs: Vec<GpuBuffer<f32>> = (0..3).map(|_| f(&z(rows * hh))).collect();
-                let [cb, tcb, hb] = &mut outs[..] else { unreachable!() };
-                cell_forward(&mut gb, &cpb, hh, cb, tcb, hb).unwrap();
-                let h32: Vec<f64> = hb.to_host().unwrap().iter().map(|&x| x as f64).collect();
-                close(&h32, &h, 2e-6, &format!("f32 h {what}"));
+            for (rows, hh, p) in [(1, 1, 1), (5, 7, 3), (9, 33, 9)] {
+                check_cell::<f64>(&ctx, rows, hh, p);
+                check_cell::<f32>(&ctx, rows, hh, p);
             }
         }
     }
@@ -305,22 +268,8 @@ mod tests {
     #[test]
     fn interleave_and_split_match_cpu() {
         for ctx in test_contexts() {
-            let (rows, hh) = (5, 7);
-            let (h, c) = (values(rows * hh, 0.1, 1.0), values(rows * hh, 0.9, 1.0));
-            let mut hc = vec![0.0; 2 * rows * hh];
-            cpu::interleave_hc(&h, &c, hh, &mut hc);
-            let (hb, cb) = (GpuBuffer::from_host(&ctx, &h).unwrap(), GpuBuffer::from_host(&ctx, &c).unwrap());
-            let mut hcb = GpuBuffer::<f64>::uninit(&ctx, 2 * rows * hh).unwrap();
-            interleave_hc(&hb, &cb, hh, &mut hcb).unwrap();
-            assert_eq!(hcb.to_host().unwrap(), hc);
-            let g = values(2 * rows * hh, 1.7, 1.0);
-            let (mut dh, mut dc) = (vec![0.0; rows * hh], vec![0.0; rows * hh]);
-            cpu::split_hc(&g, hh, &mut dh, &mut dc);
-            let gb = GpuBuffer::from_host(&ctx, &g).unwrap();
-            let (mut dhb, mut dcb) =
-                (GpuBuffer::uninit(&ctx, rows * hh).unwrap(), GpuBuffer::uninit(&ctx, rows * hh).unwrap());
-            split_hc(&gb, hh, &mut dhb, &mut dcb).unwrap();
-            assert_eq!((dhb.to_host().unwrap(), dcb.to_host().unwrap()), (dh, dc));
+            check_interleave::<f64>(&ctx, 5, 7);
+            check_interleave::<f32>(&ctx, 5, 7);
         }
     }
 }

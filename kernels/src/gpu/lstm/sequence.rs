@@ -322,9 +322,10 @@ fn backward_one<T: Float>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{close, values};
+    use super::super::tests::values;
     use super::*;
     use crate::gpu::test_contexts;
+    use crate::gpu::testing::close;
     use crate::lstm as cpu;
 
     /// Both directions, forward and backward with dW_hh, against the CPU recurrence on a
