@@ -8,7 +8,7 @@
 //! elements is caught.
 
 use crate::{no_grad, Tensor};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use std::fmt;
 
 /// Step and tolerances: an element passes when |analytic − numeric| ≤ atol + rtol·|numeric|.
@@ -62,7 +62,7 @@ pub fn gradcheck(
         .collect();
     let out = f(&leaves);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed);
-    let w = Tensor::from_vec((0..out.numel()).map(|_| rng.gen_range(-1.0..1.0)).collect(), out.shape());
+    let w = Tensor::from_vec((0..out.numel()).map(|_| rng.random_range(-1.0..1.0)).collect(), out.shape());
     let weighted =
         |out: &Tensor<f64>| -> f64 { out.data().iter().zip(w.data().iter()).map(|(a, b)| a * b).sum() };
     out.mul(&w).sum().backward();

@@ -1,7 +1,7 @@
 //! Dropout.
 
 use crate::Tensor;
-use rand::Rng;
+use rand::{Rng, RngExt};
 use tapegrad_kernels::dropout::{dropout_backward, dropout_forward};
 use tapegrad_kernels::Float;
 
@@ -18,7 +18,7 @@ impl<T: Float> Tensor<T> {
         if !training || p == 0.0 {
             return self.clone();
         }
-        let seed: u64 = rng.gen();
+        let seed: u64 = rng.random();
         let n = self.numel();
         let (mut y, mut keep) = (vec![T::ZERO; n], vec![0u8; n]);
         dropout_forward(&self.data(), p, seed, &mut y, &mut keep);
