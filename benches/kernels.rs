@@ -7,7 +7,8 @@
 //!
 //! `cargo bench --bench kernels`
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
 use tapegrad::kernels::elementwise::{unary_backward, unary_forward, Unary};
 use tapegrad::kernels::layernorm::{layer_norm_backward, layer_norm_forward};
 use tapegrad::kernels::loss::{cross_entropy_backward, cross_entropy_forward};

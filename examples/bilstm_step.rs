@@ -10,7 +10,7 @@
 //! Run: `cargo run --release --example bilstm_step [-- --steps N --batch B --hidden H
 //! --emb E --layers L --min-len A --max-len Z --vocab V]`
 
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
 use tapegrad::autograd::Tensor;
@@ -120,15 +120,15 @@ fn main() {
     let mut total = (0.0, 0.0, 0usize);
     let mut last_batch_sizes = Vec::new();
     for step in 0..a.steps {
-        let lengths: Vec<usize> = (0..a.batch).map(|_| rng.gen_range(a.min_len..=a.max_len)).collect();
+        let lengths: Vec<usize> = (0..a.batch).map(|_| rng.random_range(a.min_len..=a.max_len)).collect();
         let t = *lengths.iter().max().expect("non-empty batch");
         let mut text = vec![1usize; a.batch * t];
         for (i, &len) in lengths.iter().enumerate() {
             for tok in &mut text[i * t..i * t + len] {
-                *tok = rng.gen_range(2..a.vocab);
+                *tok = rng.random_range(2..a.vocab);
             }
         }
-        let labels: Vec<f32> = (0..a.batch).map(|_| if rng.gen() { 1.0 } else { 0.0 }).collect();
+        let labels: Vec<f32> = (0..a.batch).map(|_| if rng.random() { 1.0 } else { 0.0 }).collect();
         let labels = Tensor::from_vec(labels, &[a.batch, 1]);
 
         tapegrad::autograd::profile::reset();

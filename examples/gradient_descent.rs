@@ -4,15 +4,15 @@
 //!
 //! Run: `cargo run --release --example gradient_descent`
 
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use tapegrad::autograd::{no_grad, Tensor};
 
 fn main() {
     // Data: N samples of y = 3x − 2 plus noise.
     let n = 64;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    let xs: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
-    let ys: Vec<f32> = xs.iter().map(|x| 3.0 * x - 2.0 + rng.gen_range(-0.1..0.1)).collect();
+    let xs: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let ys: Vec<f32> = xs.iter().map(|x| 3.0 * x - 2.0 + rng.random_range(-0.1..0.1)).collect();
     let x = Tensor::from_vec(xs, &[n, 1]);
     let y = Tensor::from_vec(ys, &[n, 1]);
 

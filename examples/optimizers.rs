@@ -6,7 +6,7 @@
 //!
 //! Run: `cargo run --release --example optimizers`
 
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use tapegrad::autograd::Tensor;
 use tapegrad::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 
@@ -20,7 +20,7 @@ type Params = Vec<(String, Tensor<f32>)>;
 fn init(seed: u64) -> Params {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut uniform =
-        |n: usize, scale: f32| -> Vec<f32> { (0..n).map(|_| rng.gen_range(-scale..scale)).collect() };
+        |n: usize, scale: f32| -> Vec<f32> { (0..n).map(|_| rng.random_range(-scale..scale)).collect() };
     vec![
         ("w1".into(), Tensor::param(uniform(D * H, 1.0 / (D as f32).sqrt()), &[D, H])),
         ("b1".into(), Tensor::param(vec![0.0; H], &[H])),
@@ -37,7 +37,7 @@ fn loss(p: &Params, x: &Tensor, y: &Tensor) -> Tensor {
 
 fn main() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    let xs: Vec<f32> = (0..N * D).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let xs: Vec<f32> = (0..N * D).map(|_| rng.random_range(-1.0..1.0)).collect();
     let ys: Vec<f32> = xs.chunks(D).map(|r| (2.0 * r[0]).sin() + r[1] * r[2]).collect();
     let x = Tensor::from_vec(xs, &[N, D]);
     let y = Tensor::from_vec(ys, &[N, 1]);

@@ -73,6 +73,12 @@ fn dtype(s: &str) -> Option<Dtype> {
     })
 }
 
+/// Bytes that `n` elements of `dtype` take (sub-byte types such as F4 pack; safetensors
+/// rejects a tensor whose bits do not fill whole bytes).
+fn byte_len(dtype: Dtype, n: usize) -> usize {
+    (n * dtype.bitsize()).div_ceil(8)
+}
+
 fn arg_spec(s: &str) -> Result<ArgSpec, String> {
     let bad = |why: &str| format!("--arg {s}: {why}");
     let Some((head, tail)) = s.split_once(':') else { return Ok(ArgSpec::Input(s.to_string())) };
@@ -172,7 +178,7 @@ fn run(o: &Options) -> Result<String, String> {
                 args.push(Arg::Ptr(ptr));
             }
             ArgSpec::New { name, dtype, len } => {
-                let ptr = gpu.alloc((len * dtype.size()).max(1)).map_err(|e| e.to_string())?;
+                let ptr = gpu.alloc(byte_len(*dtype, *len).max(1)).map_err(|e| e.to_string())?;
                 bufs.push(Buffer { name: name.clone(), ptr, dtype: *dtype, shape: vec![*len] });
                 args.push(Arg::Ptr(ptr));
             }
@@ -189,7 +195,7 @@ fn run(o: &Options) -> Result<String, String> {
     let secs = t0.elapsed().as_secs_f64();
     let mut data = Vec::new();
     for b in &bufs {
-        let mut v = vec![0u8; b.shape.iter().product::<usize>() * b.dtype.size()];
+        let mut v = vec![0u8; byte_len(b.dtype, b.shape.iter().product())];
         gpu.read(b.ptr, &mut v).map_err(|e| e.to_string())?;
         data.push((b.name.clone(), b.dtype, b.shape.clone(), v));
     }
@@ -209,7 +215,7 @@ fn write_atomically(path: &Path, data: &[(String, Dtype, Vec<usize>, Vec<u8>)]) 
         .map(|(n, d, s, v)| safetensors::tensor::TensorView::new(*d, s.clone(), v).map(|t| (n.clone(), t)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
-    let bytes = safetensors::serialize(views, &None).map_err(|e| e.to_string())?;
+    let bytes = safetensors::serialize(views, None).map_err(|e| e.to_string())?;
     let tmp = path.with_extension("safetensors.tmp");
     std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
@@ -264,7 +270,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let x: Vec<u8> = (0..50).flat_map(|i| (i as f32).to_le_bytes()).collect();
         let view = safetensors::tensor::TensorView::new(Dtype::F32, vec![5, 10], &x).unwrap();
-        std::fs::write(dir.join("in.safetensors"), safetensors::serialize([("x", view)], &None).unwrap())
+        std::fs::write(dir.join("in.safetensors"), safetensors::serialize([("x", view)], None).unwrap())
             .unwrap();
         let ptx = concat!(env!("CARGO_MANIFEST_DIR"), "/kernels/ptx-sim/tests/ptx/teach.ptx");
         let (input, output) = (dir.join("in.safetensors"), dir.join("out.safetensors"));

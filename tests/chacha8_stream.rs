@@ -16,7 +16,7 @@
 //!   half), `fill(&mut [u32])` consecutive words.
 //! * Dropout keeps element i when word i ≥ ⌊p·2³²⌋ (`kernels/src/dropout.rs`).
 
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 fn pcg32_key(mut state: u64) -> [u32; 8] {

@@ -43,7 +43,7 @@ fn valid_file() -> impl Strategy<Value = Vec<u8>> {
             .enumerate()
             .map(|(i, (d, shape, fill))| {
                 let dtype = DTYPES[d];
-                let n: usize = shape.iter().product::<usize>() * dtype.size();
+                let n: usize = shape.iter().product::<usize>() * dtype.bitsize() / 8;
                 let bytes =
                     (0..n).map(|k| fill.wrapping_add(k as u8) & if dtype == Dtype::BOOL { 1 } else { 0xff });
                 (format!("layer.{i}.weight"), dtype, shape, bytes.collect())
@@ -54,7 +54,7 @@ fn valid_file() -> impl Strategy<Value = Vec<u8>> {
             .map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap()))
             .collect();
         let meta = with_meta.then(|| HashMap::from([("format".to_string(), "pt".to_string())]));
-        safetensors::serialize(views, &meta).unwrap()
+        safetensors::serialize(views, meta).unwrap()
     })
 }
 

@@ -11,7 +11,7 @@
 use proptest::prelude::*;
 use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cell::Cell;
 use tapegrad::autograd::{gradcheck, Device, DropoutMask, GradcheckOptions, Tensor};
@@ -33,22 +33,22 @@ thread_local! {
 /// (where products must be big enough to split over threads).
 fn dim(rng: &mut ChaCha8Rng, small: usize, large: std::ops::RangeInclusive<usize>) -> usize {
     if FAST.with(|f| f.get()) {
-        rng.gen_range(large)
+        rng.random_range(large)
     } else {
-        rng.gen_range(1..=small)
+        rng.random_range(1..=small)
     }
 }
 /// The base shape's first dimension for the finite-difference rows, `large` for the f32 rows.
 fn first(s: &[usize], rng: &mut ChaCha8Rng, large: std::ops::RangeInclusive<usize>) -> usize {
     if FAST.with(|f| f.get()) {
-        rng.gen_range(large)
+        rng.random_range(large)
     } else {
         s[0]
     }
 }
 /// `n` values uniform in [lo, hi), drawn as f64 (the same draws for f32 and f64).
 fn uniform<T: Float>(n: usize, rng: &mut ChaCha8Rng, lo: f64, hi: f64) -> Vec<T> {
-    (0..n).map(|_| T::from_f64(rng.gen_range(lo..hi))).collect()
+    (0..n).map(|_| T::from_f64(rng.random_range(lo..hi))).collect()
 }
 /// A trainable input of `shape` with values uniform in [-2, 2].
 fn x<T: Float>(shape: &[usize], rng: &mut ChaCha8Rng) -> Tensor<T> {
@@ -61,7 +61,7 @@ fn positive<T: Float>(shape: &[usize], rng: &mut ChaCha8Rng) -> Tensor<T> {
 /// Values at least 0.1 away from 0 (for kinks at 0).
 fn away_from_zero<T: Float>(shape: &[usize], rng: &mut ChaCha8Rng) -> Tensor<T> {
     let v = (0..shape.iter().product())
-        .map(|_| T::from_f64(rng.gen_range(0.1..2.0) * if rng.gen() { 1.0 } else { -1.0 }));
+        .map(|_| T::from_f64(rng.random_range(0.1..2.0) * if rng.random() { 1.0 } else { -1.0 }));
     Tensor::param(v.collect(), shape)
 }
 /// Distinct values 0.05 apart at least, shuffled (no ties for max).
@@ -74,21 +74,21 @@ fn distinct<T: Float>(shape: &[usize], rng: &mut ChaCha8Rng) -> Tensor<T> {
 /// A constant 0/1 mask.
 fn mask<T: Float>(shape: &[usize], rng: &mut ChaCha8Rng) -> Tensor<T> {
     Tensor::from_vec(
-        (0..shape.iter().product()).map(|_| if rng.gen() { T::ONE } else { T::ZERO }).collect(),
+        (0..shape.iter().product()).map(|_| if rng.random() { T::ONE } else { T::ZERO }).collect(),
         shape,
     )
 }
 /// `shape` with some dims randomly turned to 1 and maybe a leading dim dropped:
 /// a shape that broadcasts to `shape`.
 fn broadcastable(shape: &[usize], rng: &mut ChaCha8Rng) -> Vec<usize> {
-    let mut s: Vec<usize> = shape.iter().map(|&d| if rng.gen_bool(0.4) { 1 } else { d }).collect();
-    if s.len() > 1 && rng.gen() {
+    let mut s: Vec<usize> = shape.iter().map(|&d| if rng.random_bool(0.4) { 1 } else { d }).collect();
+    if s.len() > 1 && rng.random() {
         s.remove(0);
     }
     s
 }
 fn random_dim(shape: &[usize], rng: &mut ChaCha8Rng) -> isize {
-    rng.gen_range(0..shape.len()) as isize
+    rng.random_range(0..shape.len()) as isize
 }
 
 fn unary<T: Float>(
@@ -106,7 +106,7 @@ fn binary<T: Float>(
     broadcast: bool,
 ) -> (Vec<Tensor<T>>, Fun<T>) {
     let other = if broadcast { broadcastable(shape, rng) } else { shape.to_vec() };
-    let (a, b) = if rng.gen() { (x(shape, rng), x(&other, rng)) } else { (x(&other, rng), x(shape, rng)) };
+    let (a, b) = if rng.random() { (x(shape, rng), x(&other, rng)) } else { (x(&other, rng), x(shape, rng)) };
     (vec![a, b], Box::new(move |t| f(&t[0], &t[1])))
 }
 
@@ -344,37 +344,37 @@ table! {
     narrow: 1 => |s, r| {
         let d = random_dim(s, r);
         let n = s[d as usize];
-        let start = r.gen_range(0..n);
-        let len = r.gen_range(1..=n - start);
+        let start = r.random_range(0..n);
+        let len = r.random_range(1..=n - start);
         (vec![x(s, r)], Box::new(move |t| t[0].narrow(d, start, len)))
     };
     // two overlapping slices of one input: the second adds into the gradient the first began
     narrow_overlapping: 1 => |s, r| {
         let d = random_dim(s, r);
         let n = s[d as usize];
-        let (a, b) = (r.gen_range(0..n), r.gen_range(0..n));
-        let (la, lb) = (r.gen_range(1..=n - a), r.gen_range(1..=n - b));
+        let (a, b) = (r.random_range(0..n), r.random_range(0..n));
+        let (la, lb) = (r.random_range(1..=n - a), r.random_range(1..=n - b));
         (vec![x(s, r)], Box::new(move |t| Tensor::concat(&[&t[0].narrow(d, a, la), &t[0].narrow(d, b, lb)], d)))
     };
     concat: 1 => |s, r| {
         let d = random_dim(s, r);
         let mut s2 = s.to_vec();
-        s2[d as usize] = r.gen_range(1..=3);
+        s2[d as usize] = r.random_range(1..=3);
         (vec![x(s, r), x(&s2, r)], Box::new(move |t| Tensor::concat(&[&t[0], &t[1], &t[0]], d)))
     };
     stack: 1 => |s, r| {
-        let d = r.gen_range(0..=s.len()) as isize;
+        let d = r.random_range(0..=s.len()) as isize;
         (vec![x(s, r), x(s, r)], Box::new(move |t| Tensor::stack(&[&t[0], &t[1]], d)))
     };
     index_select: 1 => |s, r| {
         let d = random_dim(s, r);
         let n = s[d as usize];
-        let idx: Vec<usize> = (0..r.gen_range(1..=6)).map(|_| r.gen_range(0..n)).collect();
+        let idx: Vec<usize> = (0..r.random_range(1..=6)).map(|_| r.random_range(0..n)).collect();
         (vec![x(s, r)], Box::new(move |t| t[0].index_select(d, &idx)))
     };
     embedding_padding_idx: 1 => |s, r| {
-        let (v, d) = (s[0] + 1, r.gen_range(1..=4));
-        let ids: Vec<usize> = (0..6).map(|_| r.gen_range(0..v)).collect();
+        let (v, d) = (s[0] + 1, r.random_range(1..=4));
+        let ids: Vec<usize> = (0..6).map(|_| r.random_range(0..v)).collect();
         let pad = ids[0]; // a padding id that occurs: its row must get no gradient
         (vec![x(&[v, d], r)], Box::new(move |t| {
             // the padding row's output is used through a constant mask, so its true
@@ -387,8 +387,8 @@ table! {
         let d = random_dim(s, r);
         let n = s[d as usize];
         let mut ishape = s.to_vec();
-        ishape[d as usize] = r.gen_range(1..=5);
-        let idx: Vec<usize> = (0..ishape.iter().product()).map(|_| r.gen_range(0..n)).collect();
+        ishape[d as usize] = r.random_range(1..=5);
+        let idx: Vec<usize> = (0..ishape.iter().product()).map(|_| r.random_range(0..n)).collect();
         (vec![x(s, r)], Box::new(move |t| t[0].gather(d, &idx, &ishape)))
     };
     masked_fill: 1 => |s, r| {
@@ -420,18 +420,18 @@ table! {
         (vec![x(&s, r)], Box::new(|t| t[0].layer_norm(None, None, 1e-5)))
     };
     dropout: 1 => |s, r| {
-        let seed = r.gen();
+        let seed = r.random();
         (vec![x(s, r)], Box::new(move |t| t[0].dropout(0.4, true, &mut ChaCha8Rng::seed_from_u64(seed))))
     };
     cross_entropy: 1 => |s, r| {
-        let (n, c) = (s[0], r.gen_range(1..=5));
-        let targets: Vec<usize> = (0..n).map(|_| r.gen_range(0..c)).collect();
+        let (n, c) = (s[0], r.random_range(1..=5));
+        let targets: Vec<usize> = (0..n).map(|_| r.random_range(0..c)).collect();
         (vec![x(&[n, c], r)], Box::new(move |t| t[0].cross_entropy(&targets, None)))
     };
     cross_entropy_ignore_index: 1 => |s, r| {
-        let (n, c) = (s[0] + 1, r.gen_range(2..=5));
+        let (n, c) = (s[0] + 1, r.random_range(2..=5));
         // class c-1 is ignored; make sure at least one row is not
-        let mut targets: Vec<usize> = (0..n).map(|_| r.gen_range(0..c)).collect();
+        let mut targets: Vec<usize> = (0..n).map(|_| r.random_range(0..c)).collect();
         targets[0] = 0;
         (vec![x(&[n, c], r)], Box::new(move |t| t[0].cross_entropy(&targets, Some(c - 1))))
     };
@@ -449,12 +449,12 @@ table! {
     };
     lstm_packed: 1 => |s, r| {
         // s[0] sequences of random lengths 1..=4, sorted descending; either direction
-        let h = r.gen_range(1..=3);
-        let mut lengths: Vec<usize> = (0..s[0]).map(|_| r.gen_range(1..=4)).collect();
+        let h = r.random_range(1..=3);
+        let mut lengths: Vec<usize> = (0..s[0]).map(|_| r.random_range(1..=4)).collect();
         lengths.sort_by(|a, b| b.cmp(a));
         let batch_sizes: Vec<usize> = (0..lengths[0]).map(|t| lengths.iter().filter(|&&l| l > t).count()).collect();
         let n: usize = lengths.iter().sum();
-        let reverse = r.gen();
+        let reverse = r.random();
         (vec![x(&[n, 4 * h], r), x(&[4 * h, h], r)], Box::new(move |t| {
             let (out, h_n, c_n) = t[0].lstm_packed(&t[1], &batch_sizes, reverse);
             Tensor::concat(&[&out, &h_n, &c_n], 0)
@@ -462,8 +462,8 @@ table! {
     };
     lstm_packed_dirs: 1 => |s, r| {
         // both directions as one op (run concurrently), each with its own input and weight
-        let h = r.gen_range(1..=3);
-        let mut lengths: Vec<usize> = (0..s[0]).map(|_| r.gen_range(1..=4)).collect();
+        let h = r.random_range(1..=3);
+        let mut lengths: Vec<usize> = (0..s[0]).map(|_| r.random_range(1..=4)).collect();
         lengths.sort_by(|a, b| b.cmp(a));
         let batch_sizes: Vec<usize> = (0..lengths[0]).map(|t| lengths.iter().filter(|&&l| l > t).count()).collect();
         let n: usize = lengths.iter().sum();
@@ -476,22 +476,22 @@ table! {
     };
     attention: 1 => |s, r| {
         // q, k, v [B, T, nh·d] with padded keys; the mask is a constant
-        let (t, heads, d) = (r.gen_range(1..=4), r.gen_range(1..=2), r.gen_range(1..=3));
+        let (t, heads, d) = (r.random_range(1..=4), r.random_range(1..=2), r.random_range(1..=3));
         let shape = [s[0], t, heads * d];
         let mask = Tensor::from_vec((0..s[0] * t).map(|i| if i % t == t - 1 && t > 1 { -1e9 } else { 0.0 }).collect(), &[s[0], t]);
         (vec![x(&shape, r), x(&shape, r), x(&shape, r)], Box::new(move |t| t[0].attention(&t[1], &t[2], heads, Some(&mask.to(t[0].device())), None)))
     };
     attention_dropout: 1 => |s, r| {
         // the same with dropout: the mask comes from the seed, so it is fixed across evaluations
-        let (t, heads, d) = (r.gen_range(1..=4), r.gen_range(1..=2), r.gen_range(1..=3));
+        let (t, heads, d) = (r.random_range(1..=4), r.random_range(1..=2), r.random_range(1..=3));
         let shape = [s[0], t, heads * d];
-        let dm = DropoutMask { p: 0.3, seed: r.gen() };
+        let dm = DropoutMask { p: 0.3, seed: r.random() };
         (vec![x(&shape, r), x(&shape, r), x(&shape, r)], Box::new(move |t| t[0].attention(&t[1], &t[2], heads, None, Some(dm))))
     };
     lstm_layer: 1 => |s, r| {
         // the whole 2-layer BiLSTM over an unsorted padded batch: input and every weight
         let (b, tmax, inp, h) = (s[0], 3, 2, 2);
-        let lengths: Vec<usize> = (0..b).map(|_| r.gen_range(1..=tmax)).collect();
+        let lengths: Vec<usize> = (0..b).map(|_| r.random_range(1..=tmax)).collect();
         let mut inputs = vec![x(&[b, tmax, inp], r)];
         for k in 0..2 {
             for _dir in 0..2 {

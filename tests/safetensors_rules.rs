@@ -212,7 +212,7 @@ fn accepted_exactly_when_the_crate_accepts() {
         );
         if let Ok(f) = ours {
             let st = theirs.unwrap();
-            let mut names: Vec<String> = st.names().into_iter().cloned().collect();
+            let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
             names.sort();
             assert_eq!(f.names().collect::<Vec<_>>(), names, "{name}");
         }

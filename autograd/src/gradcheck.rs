@@ -8,7 +8,7 @@
 //! elements is caught.
 
 use crate::{no_grad, Device, Storage, Tensor};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use std::fmt;
 
 /// Step and tolerances: an element passes when |analytic − numeric| ≤ atol + rtol·|numeric|.
@@ -71,7 +71,7 @@ pub fn gradcheck(
         .collect();
     let out = f(&leaves);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(opts.seed);
-    let w_host: Vec<f64> = (0..out.numel()).map(|_| rng.gen_range(-1.0..1.0)).collect();
+    let w_host: Vec<f64> = (0..out.numel()).map(|_| rng.random_range(-1.0..1.0)).collect();
     let w = Tensor::from_storage(Storage::from_host(w_host.clone(), opts.device), out.shape());
     let weighted = |out: &Tensor<f64>| -> f64 { out.to_vec().iter().zip(&w_host).map(|(a, b)| a * b).sum() };
     out.mul(&w).sum().backward();

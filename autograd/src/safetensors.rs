@@ -116,7 +116,7 @@ fn mismatch_list(
 
 /// The format's spelling of a dtype (`"F32"`, `"BF16"`, `"BOOL"`).
 pub fn dtype_name(d: Dtype) -> String {
-    format!("{d:?}")
+    d.to_string()
 }
 
 /// One tensor's entry in the header.
@@ -203,9 +203,6 @@ pub fn diagnose(path: &Path, bytes: &[u8], crate_error: &safetensors::SafeTensor
         Ok(_) => return invalid("the JSON is not an object".into()),
         Err(e) => return invalid(format!("JSON: {e}")),
     };
-    if !text.starts_with('{') {
-        return invalid("the JSON does not start with `{`".into());
-    }
     let data_len = bytes.len() - data_start;
     let mut tensors: Vec<(String, TensorInfo)> = Vec::new();
     for (name, entry) in entries {
@@ -241,7 +238,15 @@ pub fn diagnose(path: &Path, bytes: &[u8], crate_error: &safetensors::SafeTensor
         if begin > end || end > data_len {
             return SafetensorsError::OffsetsOutOfRange { path: path_buf(), name, begin, end, data_len };
         }
-        let expected = info.shape.iter().try_fold(info.dtype.size(), |acc, &d| acc.checked_mul(d));
+        let bits = info.shape.iter().try_fold(info.dtype.bitsize(), |acc, &d| acc.checked_mul(d));
+        if bits.is_some_and(|b| b % 8 != 0) {
+            let dtype = dtype_name(info.dtype);
+            return invalid(format!(
+                "tensor `{name}`: shape {:?} of {dtype} does not fill whole bytes",
+                info.shape
+            ));
+        }
+        let expected = bits.map(|b| b / 8);
         if expected != Some(end - begin) {
             return SafetensorsError::SizeMismatch {
                 path: path_buf(),
@@ -291,16 +296,16 @@ pub fn diagnose(path: &Path, bytes: &[u8], crate_error: &safetensors::SafeTensor
 fn crate_error_in_words(e: &safetensors::SafeTensorError) -> String {
     use safetensors::SafeTensorError as E;
     match e {
-        E::InvalidHeader => "the header is not UTF-8".into(),
-        E::InvalidHeaderStart => "the header does not start with `{`".into(),
-        E::InvalidHeaderDeserialization => "the header is not a safetensors JSON header".into(),
+        E::InvalidHeader(e) => format!("the header is not UTF-8: {e}"),
+        E::InvalidHeaderDeserialization(e) => format!("the header is not a safetensors JSON header: {e}"),
         E::HeaderTooLarge => format!("the header is over {MAX_HEADER_LEN} bytes"),
         E::HeaderTooSmall | E::InvalidHeaderLength => "the header length does not fit the file".into(),
         E::TensorInvalidInfo => "a tensor's shape does not match its data offsets".into(),
         E::InvalidOffset(name) => format!("tensor `{name}` does not start where the previous one ends"),
         E::MetadataIncompleteBuffer => "the tensors do not cover the data section exactly".into(),
         E::ValidationOverflow => "a tensor's size overflows".into(),
-        other => format!("rejected by the safetensors crate ({other:?})"),
+        E::MisalignedSlice => "a tensor of a sub-byte dtype does not fill whole bytes".into(),
+        other => format!("rejected by the safetensors crate: {other}"),
     }
 }
 

@@ -291,7 +291,7 @@ fn add_tensor(path: &std::path::Path, name: &str) {
         name.into(),
         safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1], &one).unwrap(),
     ));
-    let out = safetensors::serialize(views, &None).unwrap();
+    let out = safetensors::serialize(views, None).unwrap();
     fs::write(path, out).unwrap();
 }
 
@@ -442,7 +442,7 @@ fn bert_checkpoints_carry_the_tokenizer_and_need_their_head() {
         .filter(|(n, _)| !n.starts_with("classifier."))
         .map(|(n, v)| (n.to_string(), v))
         .collect();
-    let headless = safetensors::serialize(views, &None).unwrap();
+    let headless = safetensors::serialize(views, None).unwrap();
     fs::write(&path, headless).unwrap();
     let o = run(&strings(&["predict", "--checkpoint", best.to_str().unwrap(), "A fine film."]));
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));

@@ -37,7 +37,7 @@ use crate::sgemm::reference::gemm_reference;
 use crate::sgemm::{isa, sgemm_with};
 use crate::threads::{num_threads, run_parts, SharedMut};
 use crate::{as_f32, as_f32_mut, softmax, Float};
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -440,10 +440,10 @@ pub fn attention_backward_reference<T: Float>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::Rng;
+    use rand::{Rng, RngExt};
 
     fn rand_vec<T: Float>(n: usize, rng: &mut impl Rng) -> Vec<T> {
-        (0..n).map(|_| T::from_f64(rng.gen_range(-1.5..1.5))).collect()
+        (0..n).map(|_| T::from_f64(rng.random_range(-1.5..1.5))).collect()
     }
 
     fn max_diff<T: Float>(a: &[T], b: &[T]) -> f64 {

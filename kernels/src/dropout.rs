@@ -23,7 +23,7 @@
 
 use crate::threads::{par_ranges, SharedMut};
 use crate::Float;
-use rand::{Rng, RngCore, SeedableRng};
+use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// Elements per call to the generator (a 4 KiB block of bits on the stack).

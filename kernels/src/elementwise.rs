@@ -266,7 +266,7 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, SeedableRng};
+    use rand::{RngExt, SeedableRng};
 
     const OPS: [Unary; 6] =
         [Unary::Exp, Unary::Tanh, Unary::Sigmoid, Unary::Relu, Unary::Gelu, Unary::GeluTanh];
@@ -278,8 +278,8 @@ mod tests {
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         // 100_003: above PAR_MIN, so the threaded split is checked too
         for n in [1usize, 7, 8, 15, 17, 33, 255, 257, 1000, 100_003] {
-            let x: Vec<f32> = (0..n).map(|_| rng.gen_range(-9.0..9.0)).collect();
-            let g: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let x: Vec<f32> = (0..n).map(|_| rng.random_range(-9.0..9.0)).collect();
+            let g: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
             let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
             let g64: Vec<f64> = g.iter().map(|&v| v as f64).collect();
             for op in OPS {

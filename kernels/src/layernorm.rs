@@ -317,7 +317,7 @@ mod fast {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, SeedableRng};
+    use rand::{RngExt, SeedableRng};
 
     /// The backward on f32 (vector kernel, threaded at the larger sizes) and on f64
     /// agrees with the reference in f64, with and without the affine weight and for
@@ -329,14 +329,14 @@ mod tests {
         for n in [1usize, 7, 8, 15, 17, 33, 255, 257, 385] {
             // rows·n above PAR_MIN at the two largest widths: the threaded split and its reduction
             let rows = if n >= 257 { 150 } else { 5 };
-            let x: Vec<f32> = (0..rows * n).map(|_| rng.gen_range(-3.0..5.0)).collect();
-            let g: Vec<f32> = (0..rows * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
-            let w: Vec<f32> = (0..n).map(|_| rng.gen_range(0.5..1.5)).collect();
+            let x: Vec<f32> = (0..rows * n).map(|_| rng.random_range(-3.0..5.0)).collect();
+            let g: Vec<f32> = (0..rows * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let w: Vec<f32> = (0..n).map(|_| rng.random_range(0.5..1.5)).collect();
             let (mut y, mut m, mut r) = (vec![0f32; rows * n], vec![0f32; rows], vec![0f32; rows]);
             layer_norm_forward(&x, rows, n, Some(&w), None, 1e-5, &mut y, &mut m, &mut r);
             for (affine, mask) in [(true, 7u8), (false, 7), (true, 1), (true, 6), (false, 2)] {
                 let wopt = affine.then_some(&w[..]);
-                let start: Vec<f32> = (0..rows * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+                let start: Vec<f32> = (0..rows * n).map(|_| rng.random_range(-1.0..1.0)).collect();
                 let (mut dx, mut dw, mut db) = (start.clone(), vec![0.5f32; n], vec![-0.25f32; n]);
                 layer_norm_backward(
                     &x,
@@ -398,9 +398,9 @@ mod tests {
         for n in [1usize, 7, 8, 17, 384, 385] {
             // enough rows at n = 385 to take the threaded split
             let rows = if n == 385 { 100 } else { 4 };
-            let x: Vec<f32> = (0..rows * n).map(|_| rng.gen_range(-3.0..5.0)).collect();
-            let w: Vec<f32> = (0..n).map(|_| rng.gen_range(0.5..1.5)).collect();
-            let b: Vec<f32> = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let x: Vec<f32> = (0..rows * n).map(|_| rng.random_range(-3.0..5.0)).collect();
+            let w: Vec<f32> = (0..n).map(|_| rng.random_range(0.5..1.5)).collect();
+            let b: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
             let up = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
             let (mut y, mut m, mut r) = (vec![0f32; rows * n], vec![0f32; rows], vec![0f32; rows]);
             layer_norm_forward(&x, rows, n, Some(&w), Some(&b), 1e-5, &mut y, &mut m, &mut r);

@@ -224,7 +224,7 @@ mod fast {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, SeedableRng};
+    use rand::{RngExt, SeedableRng};
 
     /// Forward and backward on f32 (vector kernels, threaded for the widest rows)
     /// and on f64 agree with the references in f64, with and without ignored rows.
@@ -251,12 +251,12 @@ mod tests {
         for c in [1usize, 7, 8, 15, 17, 33, 255, 257, 1000] {
             // rows·c above PAR_MIN at the widest rows: the threaded split
             let n = if c >= 257 { 150 } else { 6 };
-            let x: Vec<f32> = (0..n * c).map(|_| rng.gen_range(-12.0..12.0)).collect();
-            let start: Vec<f32> = (0..n * c).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let x: Vec<f32> = (0..n * c).map(|_| rng.random_range(-12.0..12.0)).collect();
+            let start: Vec<f32> = (0..n * c).map(|_| rng.random_range(-1.0..1.0)).collect();
             for ignore in [None, Some(c - 1), Some(c + 5)] {
                 // every third row's target is the ignored class (if any)
                 let t: Vec<usize> = (0..n)
-                    .map(|i| if i % 3 == 1 { ignore.unwrap_or(0) } else { rng.gen_range(0..c) })
+                    .map(|i| if i % 3 == 1 { ignore.unwrap_or(0) } else { rng.random_range(0..c) })
                     .collect();
                 let (sum, count) = cross_entropy_forward(&x, n, c, &t, ignore);
                 let (sum64, count64) = cross_entropy_forward_reference(&up(&x), n, c, &t, ignore);

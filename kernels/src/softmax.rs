@@ -314,7 +314,7 @@ pub(crate) mod fast {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, SeedableRng};
+    use rand::{RngExt, SeedableRng};
 
     #[test]
     fn fast_rows_match_reference() {
@@ -322,7 +322,7 @@ mod tests {
         for n in [1usize, 7, 8, 17, 33, 255, 257] {
             // enough rows at n = 257 to take the threaded split
             let rows = if n == 257 { 200 } else { 3 };
-            let x: Vec<f32> = (0..rows * n).map(|_| rng.gen_range(-20.0..20.0)).collect();
+            let x: Vec<f32> = (0..rows * n).map(|_| rng.random_range(-20.0..20.0)).collect();
             let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
             for log in [false, true] {
                 let (mut y, mut y64) = (vec![0f32; rows * n], vec![0f64; rows * n]);
@@ -351,9 +351,9 @@ mod tests {
         {
             let rows = if n == 257 { 200 } else { 3 };
             let len = rows * n * inner;
-            let x: Vec<f32> = (0..len).map(|_| rng.gen_range(-10.0..10.0)).collect();
-            let g: Vec<f32> = (0..len).map(|_| rng.gen_range(-1.0..1.0)).collect();
-            let start: Vec<f32> = (0..len).map(|_| rng.gen_range(-1.0..1.0)).collect();
+            let x: Vec<f32> = (0..len).map(|_| rng.random_range(-10.0..10.0)).collect();
+            let g: Vec<f32> = (0..len).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let start: Vec<f32> = (0..len).map(|_| rng.random_range(-1.0..1.0)).collect();
             let up = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
             for log in [false, true] {
                 let mut y = vec![0f32; len];

@@ -10,7 +10,7 @@
 //! fails the run (exit code 1).
 
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use tapegrad_kernels::attention::{self as att, AttentionShape, DropoutMask};
 use tapegrad_kernels::elementwise::{self as ew, Unary};
@@ -20,7 +20,7 @@ use tapegrad_kernels::update::{self, AdamCoefs, AdamStep};
 use tapegrad_kernels::{layernorm as ln, loss, lstm, softmax};
 
 fn rand_vec(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f32> {
-    (0..n).map(|_| rng.gen_range(-scale..scale)).collect()
+    (0..n).map(|_| rng.random_range(-scale..scale)).collect()
 }
 
 fn widen(x: &[f32]) -> Vec<f64> {
@@ -162,7 +162,7 @@ fn check_layernorm(rng: &mut StdRng) {
 fn check_loss(rng: &mut StdRng) {
     let (n, c) = (64, 1024);
     let x = rand_vec(rng, n * c, 6.0);
-    let t: Vec<usize> = (0..n).map(|_| rng.gen_range(0..c)).collect();
+    let t: Vec<usize> = (0..n).map(|_| rng.random_range(0..c)).collect();
     let (l, count) = loss::cross_entropy_forward(&x, n, c, &t, Some(t[3]));
     let (l64, count64) = loss::cross_entropy_forward_reference(&widen(&x), n, c, &t, Some(t[3]));
     assert_eq!(count, count64, "cross-entropy: counted rows");

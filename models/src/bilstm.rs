@@ -14,7 +14,7 @@
 use crate::layers::{Dropout, Embedding, Linear};
 use crate::lstm::Lstm;
 use crate::module::{join, Module};
-use rand::Rng;
+use rand::{Rng, RngExt};
 use tapegrad_autograd::{Float, Tensor};
 
 /// The classifier's shape (the fixture's `config` metadata has the same fields).
@@ -81,7 +81,7 @@ impl<T: Float> BiLstmClassifier<T> {
         let rnn = Lstm::new(c.embedding_dim, c.hidden, c.layers, c.bidirectional, c.dropout, rng);
         let dirs = rnn.directions();
         let fc = Linear::new(dirs * c.hidden, c.output_dim, true, rng);
-        let dropout = Dropout::new(c.dropout, rng.gen());
+        let dropout = Dropout::new(c.dropout, rng.random());
         BiLstmClassifier { config, embedding, rnn, dropout, fc }
     }
 

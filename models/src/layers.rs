@@ -1,7 +1,7 @@
 //! The basic layers: Linear, Embedding, LayerNorm, Dropout.
 
 use crate::module::{join, Module};
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cell::RefCell;
 use tapegrad_autograd::{Float, Tensor};
@@ -9,7 +9,7 @@ use tapegrad_autograd::{Float, Tensor};
 /// Uniform(−bound, bound) values from `rng` (PyTorch's default init for Linear/LSTM
 /// uses bound = 1/√fan_in).
 pub fn uniform<T: Float>(n: usize, bound: f64, rng: &mut impl Rng) -> Vec<T> {
-    (0..n).map(|_| T::from_f64(rng.gen_range(-bound..bound))).collect()
+    (0..n).map(|_| T::from_f64(rng.random_range(-bound..bound))).collect()
 }
 
 /// y = x·Wᵀ + b, W `[out, in]` (PyTorch's layout), b `[out]`.
@@ -84,8 +84,8 @@ impl<T: Float> Module<T> for Embedding<T> {
 
 /// A standard normal sample (Box–Muller), so init needs no extra crate.
 pub fn standard_normal(rng: &mut impl Rng) -> f64 {
-    let u1: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
-    let u2: f64 = rng.gen();
+    let u1: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
+    let u2: f64 = rng.random();
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
@@ -134,7 +134,7 @@ impl Dropout {
     /// p and a fresh seed from this layer's stream; otherwise None (no dropout).
     pub fn mask_seed(&self) -> Option<tapegrad_autograd::DropoutMask> {
         (self.training && self.p > 0.0)
-            .then(|| tapegrad_autograd::DropoutMask { p: self.p, seed: self.rng.borrow_mut().gen() })
+            .then(|| tapegrad_autograd::DropoutMask { p: self.p, seed: self.rng.borrow_mut().random() })
     }
     /// Restarts the mask stream from `seed`.
     pub fn reseed(&self, seed: u64) {

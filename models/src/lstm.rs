@@ -20,7 +20,7 @@
 
 use crate::layers::{uniform, Dropout};
 use crate::module::{join, Module};
-use rand::Rng;
+use rand::{Rng, RngExt};
 use tapegrad_autograd::{Float, Tensor};
 
 /// The four tensors of one layer and direction, PyTorch's layout.
@@ -147,7 +147,7 @@ impl<T: Float> Lstm<T> {
                     .collect()
             })
             .collect();
-        let seed = rng.gen();
+        let seed = rng.random();
         Lstm {
             input_size,
             hidden_size,

@@ -204,7 +204,7 @@ pub fn save_checkpoint<T: Float>(
             .map_err(|e| StateError::Format { path: shown.clone(), msg: format!("`{}`: {e}", t.name) })?;
         views.push((t.name.clone(), view));
     }
-    let bytes = safetensors::serialize(views, &Some(metadata))
+    let bytes = safetensors::serialize(views, Some(metadata))
         .map_err(|e| StateError::Format { path: shown.clone(), msg: e.to_string() })?;
     tapegrad_fsio::write_bytes(path, &bytes).map_err(|source| StateError::Io { path: shown, source })
 }

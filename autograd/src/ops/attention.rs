@@ -94,11 +94,11 @@ impl<T: Float> Tensor<T> {
 mod tests {
     use super::DropoutMask;
     use crate::Tensor;
-    use rand::{Rng, SeedableRng};
+    use rand::{Rng, RngExt, SeedableRng};
 
     fn rand_tensor(shape: &[usize], rng: &mut impl Rng, grad: bool) -> Tensor<f64> {
         let n = shape.iter().product();
-        let v = (0..n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        let v = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
         if grad {
             Tensor::param(v, shape)
         } else {

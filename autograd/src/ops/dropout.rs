@@ -2,7 +2,7 @@
 
 use crate::backend::Backend;
 use crate::Tensor;
-use rand::Rng;
+use rand::{Rng, RngExt};
 use tapegrad_kernels::Float;
 
 impl<T: Float> Tensor<T> {
@@ -18,7 +18,7 @@ impl<T: Float> Tensor<T> {
         if !training || p == 0.0 {
             return self.clone();
         }
-        let seed: u64 = rng.gen();
+        let seed: u64 = rng.random();
         let (y, keep) = self.storage().dropout(p, seed);
         let x = self.clone();
         Tensor::from_op("dropout", Tensor::from_storage(y, self.shape()), &[self], move |g| {

@@ -91,14 +91,14 @@ impl<T: Float> Tensor<T> {
 #[cfg(test)]
 mod tests {
     use crate::Tensor;
-    use rand::{Rng, SeedableRng};
+    use rand::{RngExt, SeedableRng};
 
     /// The fused op equals matmul-by-transpose plus add, values and gradients.
     #[test]
     fn linear_equals_matmul_transpose_add() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
         let mut p = |s: &[usize]| {
-            Tensor::<f64>::param((0..s.iter().product()).map(|_| rng.gen_range(-1.0..1.0)).collect(), s)
+            Tensor::<f64>::param((0..s.iter().product()).map(|_| rng.random_range(-1.0..1.0)).collect(), s)
         };
         for with_bias in [true, false] {
             let (x, w, b) = (p(&[2, 3, 5]), p(&[4, 5]), p(&[4]));

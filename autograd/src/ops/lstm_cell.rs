@@ -163,12 +163,12 @@ impl<T: Float> Tensor<T> {
 #[cfg(test)]
 mod tests {
     use crate::Tensor;
-    use rand::{Rng, SeedableRng};
+    use rand::{Rng, RngExt, SeedableRng};
 
     type T64 = Tensor<f64>;
 
     fn param(shape: &[usize], scale: f64, rng: &mut impl Rng) -> T64 {
-        T64::param((0..crate::numel(shape)).map(|_| rng.gen_range(-scale..scale)).collect(), shape)
+        T64::param((0..crate::numel(shape)).map(|_| rng.random_range(-scale..scale)).collect(), shape)
     }
 
     fn max_diff(a: &T64, b: &T64) -> f64 {

@@ -287,7 +287,7 @@ impl Glove {
         if let Some(s) = stamp {
             meta.insert("source".to_owned(), s.to_owned());
         }
-        let bytes = safetensors::tensor::serialize([("vectors", view)], &Some(meta))
+        let bytes = safetensors::tensor::serialize([("vectors", view)], Some(meta))
             .map_err(|e| bad_cache(path, e))?;
         tapegrad_fsio::write_bytes(path, &bytes).map_err(io_err(path))?;
         Ok(())

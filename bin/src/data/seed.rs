@@ -7,7 +7,7 @@
 //! of one user seed (the validation split must not change when the batch order
 //! does); `index` is e.g. the epoch number.
 
-use rand::{Rng, SeedableRng};
+use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// What a generator is used for; each purpose gets an independent stream.
@@ -56,17 +56,42 @@ pub fn rng(seed: u64, purpose: Purpose, index: u64) -> ChaCha8Rng {
 /// One standard normal sample (Box–Muller; uses two uniforms per call).
 pub fn standard_normal<R: Rng>(rng: &mut R) -> f32 {
     // u1 in (0, 1] so that ln(u1) is finite.
-    let u1: f64 = 1.0 - rng.gen::<f64>();
-    let u2: f64 = rng.gen::<f64>();
+    let u1: f64 = 1.0 - rng.random::<f64>();
+    let u2: f64 = rng.random::<f64>();
     ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
 }
 
-/// Fisher–Yates shuffle driven by `rng` (independent of `rand`'s
-/// `SliceRandom` implementation details, so it cannot change under us).
+/// Fisher–Yates shuffle driven by `rng` (independent of `rand`'s `SliceRandom`
+/// and of its integer sampling, see [`index_inclusive`], so it cannot change under
+/// us: the order depends on the ChaCha8 keystream alone).
 pub fn shuffle<T, R: Rng>(items: &mut [T], rng: &mut R) {
     for i in (1..items.len()).rev() {
-        let j = rng.gen_range(0..=i);
+        let j = index_inclusive(rng, i);
         items.swap(i, j);
+    }
+}
+
+/// A uniform integer in `0..=max` from whole `next_u64` draws: the widening multiply
+/// v·(max+1) = hi·2⁶⁴ + lo, keeping hi unless lo falls in the rejection zone
+/// (Lemire's method with the conservative zone (range ≪ lz(range)) − 1).
+///
+/// This is, draw for draw, what `rand` 0.8's `gen_range(0..=max)` did for `usize` on a
+/// 64-bit target; `rand` 0.9 changed its integer sampling, so it is written out here
+/// and the split, `limit` and batch orders stayed what they were before the upgrade to
+/// `rand` 0.10 (`seeded_streams_are_pinned` holds the same numbers). It always draws
+/// 64 bits, also where `usize` is 32 bits wide.
+pub fn index_inclusive<R: Rng + ?Sized>(rng: &mut R, max: usize) -> usize {
+    let range = (max as u64).wrapping_add(1);
+    if range == 0 {
+        return rng.next_u64() as usize; // max = u64::MAX: any value will do
+    }
+    let zone = (range << range.leading_zeros()).wrapping_sub(1);
+    loop {
+        let m = u128::from(rng.next_u64()) * u128::from(range);
+        let (hi, lo) = ((m >> 64) as u64, m as u64);
+        if lo <= zone {
+            return hi as usize;
+        }
     }
 }
 
@@ -76,20 +101,20 @@ mod tests {
 
     #[test]
     fn same_triple_same_stream_different_triples_differ() {
-        let a: Vec<u32> = (0..8).map(|_| rng(7, Purpose::Limit, 3).gen()).collect();
+        let a: Vec<u32> = (0..8).map(|_| rng(7, Purpose::Limit, 3).random()).collect();
         let mut r = rng(7, Purpose::Limit, 3);
-        let b: Vec<u32> = (0..8).map(|_| r.gen()).collect();
+        let b: Vec<u32> = (0..8).map(|_| r.random()).collect();
         // `a` drew each value from a fresh generator: all eight are the stream's first value
         assert!(a.iter().all(|&v| v == b[0]), "a fresh rng for one triple must start the same stream");
         // one generator's stream: the same eight values from a second generator, not all equal
         let mut r2 = rng(7, Purpose::Limit, 3);
-        let c: Vec<u32> = (0..8).map(|_| r2.gen()).collect();
+        let c: Vec<u32> = (0..8).map(|_| r2.random()).collect();
         assert_eq!(b, c, "the same triple must give the same stream");
         assert!(b.windows(2).any(|w| w[0] != w[1]), "the stream must not repeat one value");
-        let x: u64 = rng(7, Purpose::Limit, 4).gen();
-        let y: u64 = rng(7, Purpose::EpochShuffle, 3).gen();
-        let z: u64 = rng(8, Purpose::Limit, 3).gen();
-        let w: u64 = rng(7, Purpose::Limit, 3).gen();
+        let x: u64 = rng(7, Purpose::Limit, 4).random();
+        let y: u64 = rng(7, Purpose::EpochShuffle, 3).random();
+        let z: u64 = rng(8, Purpose::Limit, 3).random();
+        let w: u64 = rng(7, Purpose::Limit, 3).random();
         assert!(x != w && y != w && z != w);
     }
 
@@ -113,6 +138,19 @@ mod tests {
         assert_eq!(v, (0..100).collect::<Vec<_>>());
     }
 
+    /// `index_inclusive` draws what `rand` 0.8's `gen_range(0..=max)` drew for `usize`
+    /// (numbers from rand 0.8.5 and rand_chacha 0.3 on x86-64), small and 64-bit bounds,
+    /// and consumes the same words: the sixth value needed one rejected draw.
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn index_inclusive_matches_rand_0_8() {
+        let mut r = ChaCha8Rng::seed_from_u64(9);
+        let v: Vec<usize> =
+            [1, 22_499, 1 << 40, usize::MAX - 1, 0, 6].iter().map(|&m| index_inclusive(&mut r, m)).collect();
+        assert_eq!(v, [0, 17595, 190815245729, 10808256792868092926, 0, 4]);
+        assert_eq!(r.get_word_pos(), 14);
+    }
+
     /// The seeded streams pinned to numbers: the split, limit and batch order come
     /// from `shuffle`, the GloVe rows of unknown words from `standard_normal`.
     #[test]
@@ -121,7 +159,7 @@ mod tests {
         shuffle(&mut v, &mut rng(1, Purpose::ValidSplit, 0));
         let mut r = rng(2, Purpose::EmbeddingInit, 0);
         let normals: Vec<f32> = (0..3).map(|_| standard_normal(&mut r)).collect();
-        let u: u64 = rng(3, Purpose::ModelInit, 0).gen();
+        let u: u64 = rng(3, Purpose::ModelInit, 0).random();
         assert_eq!(v, [7, 0, 3, 6, 8, 2, 5, 9, 1, 4]);
         assert_eq!(normals, [2.9200191, 0.48520732, 1.466504]);
         assert_eq!(u, 14462255446212711338);

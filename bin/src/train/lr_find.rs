@@ -221,7 +221,7 @@ pub fn lr_find(a: LrFindArgs, interrupt: Arc<Interrupt>) -> Result<Found> {
         pause_point("step");
         let Some(batch) = batches.next() else { break };
         let lr = lr_at(a.start_lr, a.end_lr, n, i);
-        task.reseed_dropout(rand::RngCore::next_u64(&mut seed::rng(args.seed, Purpose::Dropout, i as u64)));
+        task.reseed_dropout(rand::Rng::next_u64(&mut seed::rng(args.seed, Purpose::Dropout, i as u64)));
         let logits = task.logits(&batch)?;
         let loss = task.loss(&logits, &batch.labels)?;
         let l = loss.item() as f64;

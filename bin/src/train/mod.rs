@@ -318,11 +318,7 @@ pub fn train(given: TrainArgs, interrupt: Arc<Interrupt>) -> Result<Outcome> {
         let t_epoch = Instant::now();
         for batch in batcher.batches_from(run.epoch as u64, run.next_batch) {
             pause_point("step");
-            task.reseed_dropout(rand::RngCore::next_u64(&mut seed::rng(
-                args.seed,
-                Purpose::Dropout,
-                run.step,
-            )));
+            task.reseed_dropout(rand::Rng::next_u64(&mut seed::rng(args.seed, Purpose::Dropout, run.step)));
             let logits = task.logits(&batch)?;
             let loss = task.loss(&logits, &batch.labels)?; // L = (1/N) Σᵢ lᵢ over the batch
             let l = loss.item() as f64;

@@ -313,10 +313,10 @@ pub fn split_hc<T: Float>(g_hc: &[T], hidden: usize, dh: &mut [T], dc: &mut [T])
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, SeedableRng};
+    use rand::{Rng, RngExt, SeedableRng};
 
     fn rand_vec(n: usize, scale: f64, rng: &mut impl Rng) -> Vec<f64> {
-        (0..n).map(|_| rng.gen_range(-scale..scale)).collect()
+        (0..n).map(|_| rng.random_range(-scale..scale)).collect()
     }
 
     fn max_diff<T: Float>(a: &[T], b: &[T]) -> f64 {

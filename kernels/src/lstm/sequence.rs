@@ -309,10 +309,10 @@ fn backward_one<T: Float>(d: BackwardDir<'_, T>, batch_sizes: &[usize], hidden: 
 mod tests {
     use super::super::cell_forward_reference;
     use super::*;
-    use rand::{Rng, SeedableRng};
+    use rand::{Rng, RngExt, SeedableRng};
 
     fn rand_vec(n: usize, scale: f64, rng: &mut impl Rng) -> Vec<f64> {
-        (0..n).map(|_| rng.gen_range(-scale..scale)).collect()
+        (0..n).map(|_| rng.random_range(-scale..scale)).collect()
     }
 
     fn max_diff<T: Float>(a: &[T], b: &[T]) -> f64 {

@@ -211,7 +211,7 @@ unsafe fn run<K: Kernel>(
 mod tests {
     use super::*;
     use crate::sgemm::sgemm_reference_f64;
-    use rand::{Rng, SeedableRng};
+    use rand::{RngExt, SeedableRng};
 
     #[test]
     fn prepacked_matches_reference_on_odd_shapes() {
@@ -220,9 +220,9 @@ mod tests {
             &[(1, 1, 1), (7, 15, 17), (64, 1024, 256), (33, 255, 257), (13, 17, 1024), (150, 40, 9)]
         {
             for &(trans_b, beta) in &[(false, 0.0f32), (true, 1.0), (false, 0.5)] {
-                let a: Vec<f32> = (0..m * k).map(|_| rng.gen_range(-1.0..1.0)).collect();
-                let b: Vec<f32> = (0..k * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
-                let c0: Vec<f32> = (0..m * n).map(|_| rng.gen_range(-1.0..1.0)).collect();
+                let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let c0: Vec<f32> = (0..m * n).map(|_| rng.random_range(-1.0..1.0)).collect();
                 let (rsb, csb) = if trans_b { (1, k) } else { (n, 1) };
                 let mut want = c0.clone();
                 sgemm_reference_f64(m, n, k, &a, k, 1, &b, rsb, csb, beta, &mut want, n);

@@ -5,7 +5,7 @@ use super::team::{gemm_team, team_b_len, with_team_b, Team, TeamState};
 use super::*;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 
 /// How an operand is laid out in memory.
 #[derive(Clone, Copy, Debug)]
@@ -32,7 +32,7 @@ impl Layout {
 }
 
 fn rand_vec(rng: &mut StdRng, len: usize) -> Vec<f32> {
-    (0..len).map(|_| rng.gen_range(-1.0f32..1.0)).collect()
+    (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
 }
 
 /// Which implementation to drive.
