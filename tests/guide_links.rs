@@ -9,7 +9,8 @@
 //! - either one may end in `#item`: `autograd/src/ops/loss.rs#cross_entropy`. The
 //!   item must be defined in the file: `fn item`, `struct item`, `enum item`,
 //!   `trait item`, `const item`, `static item`, `type item`, `mod item` or
-//!   `macro_rules! item`.
+//!   `macro_rules! item`; in a CUDA source (`.cu`, `.cuh`), also `#define item` or a
+//!   `__global__`/`__device__` function `item(…)`: `kernels/cuda/common.cuh#block_sum`.
 //!
 //! Web links (`http…`) and in-page anchors (`#…`) are not checked.
 
@@ -59,7 +60,7 @@ fn code_paths(line: &str) -> Vec<&str> {
                 && !path.starts_with("../shared")
                 && !path.starts_with("runs/")
                 && !path.starts_with('.') // `./x`, `../x`: commands' arguments, not repo paths
-                && [".rs", ".toml", ".md", ".sh", ".py"].iter().any(|e| path.ends_with(e))
+                && [".rs", ".toml", ".md", ".sh", ".py", ".cu", ".cuh"].iter().any(|e| path.ends_with(e))
                 || path == ".ci/run"
         })
         .collect()
@@ -108,6 +109,20 @@ fn defines(code: &str, item: &str) -> bool {
     })
 }
 
+/// A CUDA source defines `item` as Rust does (`struct item`, `enum item`), as a macro
+/// (`#define item`), or as a function: a line that says `__global__` or `__device__` and
+/// `item(`.
+fn defines_cuda(code: &str, item: &str) -> bool {
+    let call = format!(" {item}(");
+    defines(code, item)
+        || code.lines().any(|l| {
+            let words: Vec<&str> =
+                l.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '#')).collect();
+            words.windows(2).any(|w| w[0] == "#define" && w[1] == item)
+                || ((l.contains("__global__") || l.contains("__device__")) && l.contains(&call))
+        })
+}
+
 fn check(r: &Reference) -> Option<String> {
     let at = format!("{}:{}", r.source, r.line);
     if !r.file.exists() {
@@ -118,10 +133,16 @@ fn check(r: &Reference) -> Option<String> {
         return Some(format!("{at}: #{item} on a folder ({})", r.file.display()));
     }
     let code = fs::read_to_string(&r.file).ok()?;
-    if defines(&code, item) {
+    let cuda = r.file.extension().is_some_and(|e| e == "cu" || e == "cuh");
+    if if cuda { defines_cuda(&code, item) } else { defines(&code, item) } {
         None
     } else {
-        Some(format!("{at}: {} defines no `{item}` (fn, struct, enum, trait, const, …)", r.file.display()))
+        let kinds = if cuda {
+            "#define, __global__/__device__ function, struct"
+        } else {
+            "fn, struct, enum, trait, const, …"
+        };
+        Some(format!("{at}: {} defines no `{item}` ({kinds})", r.file.display()))
     }
 }
 
@@ -182,4 +203,24 @@ fn the_checker_catches_a_missing_file_and_a_missing_item() {
     assert_eq!(errors.len(), 2, "{errors:?}");
     assert!(errors[0].contains("nope.rs does not exist"), "{}", errors[0]);
     assert!(errors[1].contains("no `no_such_item`"), "{}", errors[1]);
+}
+
+#[test]
+fn cuda_sources_are_checked_too() {
+    let tmp = root().join("target").join("guide_links_selftest_cuda");
+    fs::create_dir_all(&tmp).unwrap();
+    let md = tmp.join("x.md");
+    fs::write(
+        &md,
+        "`kernels/cuda/common.cuh#GRID_STRIDE` `kernels/cuda/common.cuh#block_sum` \
+         [tiles](../../kernels/cuda/gemm.cu#gemm_tiled) `kernels/cuda/gemm.cu#GemmStrides`\n\
+         `kernels/cuda/gemm.cu#gemm_fast` `kernels/cuda/nope.cu`\n",
+    )
+    .unwrap();
+    let refs = references(&md);
+    assert_eq!(refs.len(), 6, "{refs:?}");
+    let errors: Vec<String> = refs.iter().filter_map(check).collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors[0].contains("no `gemm_fast`"), "{}", errors[0]);
+    assert!(errors[1].contains("nope.cu does not exist"), "{}", errors[1]);
 }

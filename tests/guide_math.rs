@@ -1,6 +1,7 @@
-//! The guide's formulas (docs/guide/03-math.md, 04-autodiff.md), each checked
-//! numerically against the code that implements it: the value or gradient the
-//! engine computes equals the formula evaluated by hand here, in f64.
+//! The guide's formulas (docs/guide/03-math.md, 04-autodiff.md, 07-gpu.md), each
+//! checked numerically against the code that implements it: the value or gradient the
+//! engine computes equals the formula evaluated by hand here, in f64 (chapter 7: the
+//! GPU's index maps and reduction orders, bit for bit on the simulated GPU).
 
 use tapegrad::autograd::gradcheck::{gradcheck, GradcheckOptions};
 use tapegrad::autograd::Tensor;
@@ -243,4 +244,193 @@ fn worked_example_by_hand() {
     let y = Tensor::<f64>::param(vec![3.0], &[1]);
     gradcheck(|t| t[0].mul(&t[1]).add(&t[0]).pow_scalar(2.0), &[x, y], GradcheckOptions::default())
         .expect("backward agrees with finite differences");
+}
+
+// §7, the GPU. The launch geometry is the code's (`kernels::gpu::launch`); the kernels run
+// on the simulated GPU, which executes the very PTX a real GPU loads (and on a real GPU
+// too where there is one: `gpu::test_contexts`).
+
+use tapegrad::kernels::gemm::Strides;
+use tapegrad::kernels::gpu::{self, launch, GpuBuffer};
+
+/// §7.2: a grid-stride launch over n elements (`launch::linear`: blocks of B = 256, at most
+/// 4096 of them) gives thread t of block b the indices i = b·B + t + k·B·G, k = 0, 1, …,
+/// i < n: every element exactly once, and ⌈n / (B·G)⌉ of them per thread at most.
+#[test]
+fn grid_stride_visits_every_element_once() {
+    for n in [1usize, 255, 256, 1000, 1_000_000, 1 << 24] {
+        let d = launch::linear(n);
+        let (g, b) = (d.grid[0] as usize, d.block[0] as usize);
+        assert_eq!(b, 256);
+        assert_eq!(g, n.div_ceil(256).clamp(1, 4096));
+        let mut seen = vec![0u8; n];
+        let mut most = 0;
+        for blk in 0..g {
+            for t in 0..b {
+                let mut count = 0;
+                let mut i = blk * b + t;
+                while i < n {
+                    seen[i] += 1;
+                    count += 1;
+                    i += b * g;
+                }
+                most = most.max(count);
+            }
+        }
+        assert!(seen.iter().all(|&c| c == 1), "n = {n}");
+        assert_eq!(most, n.div_ceil(b * g), "n = {n}");
+    }
+    // 2²⁴ elements: 4096 blocks of 256 threads, 16 elements per thread.
+    assert_eq!(launch::linear(1 << 24).grid[0], 4096);
+}
+
+/// §7.3: the warp's butterfly sum (`warp_sum` in `common.cuh`), S⁽ᵏ⁾ᵢ = S⁽ᵏ⁻¹⁾ᵢ + S⁽ᵏ⁻¹⁾_{i⊕o},
+/// o = 16, 8, 4, 2, 1.
+fn warp_sum(v: [f32; 32]) -> [f32; 32] {
+    let mut v = v;
+    for o in [16, 8, 4, 2, 1] {
+        let old = v;
+        for i in 0..32 {
+            v[i] = old[i] + old[i ^ o];
+        }
+    }
+    v
+}
+
+/// §7.3: `block_sum` over a row of n with B threads: thread t's partial Σ_{j ≡ t (mod B)} x_j
+/// in increasing j, a butterfly per warp, then a butterfly over the warps' partials (lanes
+/// past the last warp hold 0).
+fn block_sum(x: &[f32], threads: usize) -> f32 {
+    let warps = threads / 32;
+    let partial: Vec<f32> =
+        (0..threads).map(|t| x.iter().skip(t).step_by(threads).fold(0.0f32, |s, &v| s + v)).collect();
+    let mut per_warp = [0.0f32; 32];
+    for w in 0..warps {
+        let lanes: [f32; 32] = partial[w * 32..(w + 1) * 32].try_into().unwrap();
+        let s = warp_sum(lanes);
+        assert!(s.iter().all(|v| v.to_bits() == s[0].to_bits()), "every lane gets the same bits");
+        per_warp[w] = s[0];
+    }
+    warp_sum(per_warp)[0]
+}
+
+/// §7.3: the mean the GPU's layer norm writes per row is `block_sum(row) / n`, bit for bit,
+/// with the tree above (B = `launch::row_threads(n)`: 32, 128 or 256 threads); the
+/// left-to-right sum rounds differently, which is why the GPU's row kernels match the CPU to
+/// a tolerance, not to the bit, yet give the same bits on every run.
+#[test]
+fn block_reduction_tree_is_the_kernels() {
+    let mut some_differ = false;
+    for (ctx, n) in
+        gpu::test_contexts().into_iter().flat_map(|c| [200usize, 1000, 3000].map(|n| (c.clone(), n)))
+    {
+        let rows = 3;
+        let x: Vec<f32> =
+            (0..rows * n).map(|i| (i as f32 * 0.37).sin() * 10f32.powi((i % 5) as i32) + 0.1).collect();
+        let xb = GpuBuffer::from_host(&ctx, &x).unwrap();
+        let mut y = GpuBuffer::<f32>::zeros(&ctx, rows * n).unwrap();
+        let mut mean = GpuBuffer::<f32>::zeros(&ctx, rows).unwrap();
+        let mut rstd = GpuBuffer::<f32>::zeros(&ctx, rows).unwrap();
+        gpu::layernorm::layer_norm_forward(&xb, rows, n, None, None, 1e-5, &mut y, &mut mean, &mut rstd)
+            .unwrap();
+        let got = mean.to_host().unwrap();
+        let threads = launch::row_threads(n) as usize;
+        for r in 0..rows {
+            let row = &x[r * n..(r + 1) * n];
+            let want = block_sum(row, threads) / n as f32;
+            assert_eq!(
+                got[r].to_bits(),
+                want.to_bits(),
+                "{}, n = {n}, row {r}: {} vs {want}",
+                ctx.name(),
+                got[r]
+            );
+            let sequential = row.iter().fold(0.0f32, |s, &v| s + v) / n as f32;
+            some_differ |= sequential.to_bits() != want.to_bits();
+        }
+    }
+    assert!(some_differ, "the tree and the left-to-right sum round alike on every row here");
+}
+
+/// §7.4: the tiled GEMM's threads (32×8 per 64×64 tile of C; `launch::gemm_tiles`) own
+/// C(i, j) with i = 64·tm + ty + 8r (r < 8), j = 64·tn + tx + 32q (q < 2): every element of C
+/// exactly once. Per tile step of depth 16 a block loads 2·64·16 = 2048 elements and does
+/// 64·64·16 = 65,536 multiply-adds: 32 per element loaded (16 flops per byte in f32), against
+/// ½ (¼ flop per byte) for one thread per element.
+#[test]
+fn gemm_tiles_own_every_element_once() {
+    let (m, n) = (130, 70);
+    let d = launch::gemm_tiles(1, m, n);
+    assert_eq!((d.grid, d.block), ([2, 3, 1], [32, 8, 1]));
+    let mut owners = vec![0u8; m * n];
+    for tn in 0..d.grid[0] as usize {
+        for tm in 0..d.grid[1] as usize {
+            for ty in 0..8 {
+                for tx in 0..32 {
+                    for r in 0..8 {
+                        for q in 0..2 {
+                            let (i, j) = (64 * tm + ty + 8 * r, 64 * tn + tx + 32 * q);
+                            if i < m && j < n {
+                                owners[i * n + j] += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(owners.iter().all(|&c| c == 1));
+    let (loads, fmas) = (2 * 64 * 16, 64 * 64 * 16);
+    assert_eq!((loads, fmas, fmas / loads), (2048, 65_536, 32));
+    assert_eq!(2.0 * fmas as f64 / (loads * 4) as f64, 16.0);
+}
+
+/// §7.4: each element of C is one chain of fused multiply-adds over p = 0, 1, …, k−1 in order
+/// (`acc += a·b`, contracted by nvcc to `fma.rn`; the zero-filled tile edge adds nothing), so
+/// the tiled kernel, the naive one and `f32::mul_add` in a loop give the same bits.
+#[test]
+fn tiled_gemm_is_an_fma_chain_in_k_order() {
+    let (m, n, k) = (70, 40, 37);
+    let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.731).sin() + 0.01).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 1.37).cos() + 0.01).collect();
+    let (sa, sb, sc) = (Strides::row_major(m, k), Strides::row_major(k, n), Strides::row_major(m, n));
+    let mut want = vec![0.0f32; m * n];
+    for i in 0..m {
+        for j in 0..n {
+            want[i * n + j] = (0..k).fold(0.0f32, |acc, p| a[i * k + p].mul_add(b[p * n + j], acc));
+        }
+    }
+    for (ctx, naive) in gpu::test_contexts().into_iter().flat_map(|c| [(c.clone(), false), (c, true)]) {
+        let (ab, bb) = (GpuBuffer::from_host(&ctx, &a).unwrap(), GpuBuffer::from_host(&ctx, &b).unwrap());
+        let mut cb = GpuBuffer::<f32>::zeros(&ctx, m * n).unwrap();
+        let f = if naive { gpu::gemm::gemm_batched_naive::<f32> } else { gpu::gemm::gemm_batched::<f32> };
+        f(1, m, n, k, &ab, sa, &bb, sb, 0.0, &mut cb, sc).unwrap();
+        let got = cb.to_host().unwrap();
+        for (e, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert_eq!(
+                g.to_bits(),
+                w.to_bits(),
+                "{}, naive {naive}: C[{}][{}] = {g} vs {w}",
+                ctx.name(),
+                e / n,
+                e % n
+            );
+        }
+    }
+}
+
+/// §7.6: `Tensor::add` on the simulated GPU: `Backend::binary` on the tensors' storage, then
+/// `gpu::broadcast::binary`, then one launch of the entry `binary_f32` (a device context
+/// records every entry it launched).
+#[test]
+fn tensor_add_launches_binary_on_the_simulated_gpu() {
+    use tapegrad::autograd::{storage, Device};
+    use tapegrad::kernels::gpu::Kernel;
+    let a = Tensor::<f32>::from_vec(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]).to(Device::Sim);
+    let b = Tensor::<f32>::from_vec(vec![10.0, 20.0, 30.0], &[3]).to(Device::Sim);
+    let c = a.add(&b);
+    assert_eq!(c.device(), Device::Sim);
+    assert_eq!(c.to_vec(), [11.0, 22.0, 33.0, 14.0, 25.0, 36.0]);
+    let launched = storage::context(Device::Sim).unwrap().launched();
+    assert!(launched.contains(&Kernel { module: "broadcast", entry: "binary_f32" }), "{launched:?}");
 }
