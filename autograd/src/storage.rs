@@ -43,7 +43,7 @@ impl fmt::Display for Device {
     }
 }
 
-/// A device name that is not `cpu`, `cuda` or `cuda:N`.
+/// A device name that is not `cpu`, `cuda`, `cuda:N` or `sim`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("unknown device `{0}`: expected cpu, cuda, cuda:N (N a device number) or sim (the simulated GPU)")]
 pub struct ParseDeviceError(pub String);

@@ -93,14 +93,20 @@ impl CachingAllocator {
         self.pool.lock().unwrap_or_else(|e| e.into_inner()).stats
     }
 
+    /// Frees every cached block; a block whose free fails is still dropped from the
+    /// cache (its memory is the driver's now), the others are freed, and the first
+    /// error is returned.
     fn release_all(pool: &mut Pool, launcher: &dyn Launcher) -> Result<(), GpuError> {
+        let mut first = Ok(());
         for (_, ptrs) in pool.free.drain() {
             for ptr in ptrs {
-                launcher.free(ptr)?;
+                if let Err(e) = launcher.free(ptr) {
+                    first = first.and(Err(e));
+                }
             }
         }
         pool.stats.cached = 0;
-        Ok(())
+        first
     }
 }
 
