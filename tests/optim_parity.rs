@@ -9,13 +9,19 @@
 //! reference was computed in float64 and stored as float32, so float32 storage
 //! rounding, ~6e-8 relative, is all that separates us). The same trajectories run
 //! in float32 are checked at the README's float32 tolerance, 1e-5 · max(1, |theirs|).
+//!
+//! The trajectories and the clipping also run on the simulated GPU (`*_on_sim`:
+//! `Device::Sim`, the CUDA kernels' PTX interpreted on the CPU), from the same code at
+//! the same tolerances: the parameter is moved there with `move_to`, each step's
+//! gradient with `Tensor::to`, so the optimizer's state lives there too. (The GPU's
+//! updates round each operation as the CPU's do, `__fmul_rn` & co.)
 
 use safetensors::SafeTensors;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
-use tapegrad::autograd::{Float, Tensor};
+use tapegrad::autograd::{Device, Float, Tensor};
 use tapegrad::optim::schedule::{ConstantSchedule, CosineWarmup, LinearWarmup, LrSchedule};
 use tapegrad::optim::{clip_grad_norm, Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 
@@ -151,8 +157,9 @@ fn parse_spec(name: &str, desc: &Value) -> Spec {
     Spec::Adam(cfg)
 }
 
-/// Replays a trajectory in `T`; returns (max |a−b|/max(1,|b|), max |a−b|/|b| over |b| > 1e-3).
-fn replay<T: Float>(fx: &Fixture, name: &str, spec: &Spec) -> (f64, f64) {
+/// Replays a trajectory in `T` on `device`; returns (max |a−b|/max(1,|b|), max |a−b|/|b| over
+/// |b| > 1e-3).
+fn replay<T: Float>(fx: &Fixture, name: &str, spec: &Spec, device: Device) -> (f64, f64) {
     let (shape, p0) = fx.get("input.p0");
     let (gshape, grads) = fx.get("input.grads");
     let (tshape, want) = fx.get(&format!("trajectory.{name}"));
@@ -160,6 +167,7 @@ fn replay<T: Float>(fx: &Fixture, name: &str, spec: &Spec) -> (f64, f64) {
     let steps = tshape[0];
     assert!(gshape[0] >= steps, "`{name}`: {steps} steps but {} gradients", gshape[0]);
     let p = Tensor::<T>::param(p0.iter().map(|&v| T::from_f64(v)).collect(), shape);
+    p.move_to(device);
     let params = vec![("p".to_string(), p.clone())];
     let mut opt: Box<dyn Optimizer<T>> = match spec {
         Spec::Sgd(c) => Box::new(Sgd::new(params, *c)),
@@ -169,9 +177,10 @@ fn replay<T: Float>(fx: &Fixture, name: &str, spec: &Spec) -> (f64, f64) {
     for k in 0..steps {
         opt.zero_grad();
         let g: Vec<T> = grads[k * n..(k + 1) * n].iter().map(|&v| T::from_f64(v)).collect();
-        p.accumulate_grad(|| Tensor::from_vec(g, shape));
+        p.accumulate_grad(|| Tensor::from_vec(g, shape).to(device));
         opt.step();
-        for (a, &b) in p.data().iter().zip(&want[k * n..(k + 1) * n]) {
+        assert_eq!(p.device(), device, "`{name}`: the parameter stays on {device}");
+        for (a, &b) in p.to_vec().iter().zip(&want[k * n..(k + 1) * n]) {
             let err = (a.to_f64() - b).abs();
             worst = worst.max(err / b.abs().max(1.0));
             if b.abs() > 1e-3 {
@@ -186,7 +195,7 @@ fn replay<T: Float>(fx: &Fixture, name: &str, spec: &Spec) -> (f64, f64) {
 /// values above 1e-3 (small parameters, whose absolute error `tol` would let be wholly wrong).
 /// Measured (relative): f64 ≤ 3.4e-6 (the fixture's f32 storage of gradients and starting
 /// values, carried through the steps), f32 ≤ 1.1e-5; the bounds are 3× and 9× that.
-fn trajectories<T: Float>(tol: f64, rel_tol: f64) {
+fn trajectories<T: Float>(tol: f64, rel_tol: f64, device: Device) {
     let Some(fx) = load() else { return };
     let names = fx.names("trajectory.");
     assert!(!names.is_empty(), "no trajectory.* tensors");
@@ -195,9 +204,9 @@ fn trajectories<T: Float>(tol: f64, rel_tol: f64) {
         let name = full.strip_prefix("trajectory.").unwrap();
         let desc = fx.config.get(name).unwrap_or_else(|| panic!("no config entry for `{full}`"));
         let spec = parse_spec(name, desc);
-        let (worst, worst_rel) = replay::<T>(&fx, name, &spec);
+        let (worst, worst_rel) = replay::<T>(&fx, name, &spec, device);
         println!(
-            "{} {name:18} max err/max(1,|ref|) {worst:.2e}  max rel (|ref|>1e-3) {worst_rel:.2e}  {spec:?}",
+            "{} on {device} {name:18} max err/max(1,|ref|) {worst:.2e}  max rel (|ref|>1e-3) {worst_rel:.2e}  {spec:?}",
             T::DTYPE
         );
         if worst > tol || worst.is_nan() {
@@ -212,16 +221,35 @@ fn trajectories<T: Float>(tol: f64, rel_tol: f64) {
 
 #[test]
 fn trajectories_match_pytorch_f64() {
-    trajectories::<f64>(1e-6, 1e-5);
+    trajectories::<f64>(1e-6, 1e-5, Device::Cpu);
 }
 
 #[test]
 fn trajectories_match_pytorch_f32() {
-    trajectories::<f32>(1e-5, 1e-4);
+    trajectories::<f32>(1e-5, 1e-4, Device::Cpu);
+}
+
+#[test]
+fn trajectories_match_pytorch_f64_on_sim() {
+    trajectories::<f64>(1e-6, 1e-5, Device::Sim);
+}
+
+#[test]
+fn trajectories_match_pytorch_f32_on_sim() {
+    trajectories::<f32>(1e-5, 1e-4, Device::Sim);
 }
 
 #[test]
 fn clip_grad_norm_matches_pytorch() {
+    clip_grad_norm_on(Device::Cpu);
+}
+
+#[test]
+fn clip_grad_norm_matches_pytorch_on_sim() {
+    clip_grad_norm_on(Device::Sim);
+}
+
+fn clip_grad_norm_on(device: Device) {
     let Some(fx) = load() else { return };
     let names = fx.names("clip.");
     assert!(!names.is_empty(), "no clip.* tensors");
@@ -238,8 +266,11 @@ fn clip_grad_norm_matches_pytorch() {
             .and_then(|s| s.replace('p', ".").parse().ok())
             .unwrap_or_else(|| panic!("`{full}`: cannot read max norm from `{tag}`"));
         let p = Tensor::<f64>::param(p0.clone(), shape);
-        p.accumulate_grad(|| Tensor::from_vec(grads.to_vec(), shape));
-        let total = clip_grad_norm([&p], max_norm).item();
+        p.move_to(device);
+        p.accumulate_grad(|| Tensor::from_vec(grads.to_vec(), shape).to(device));
+        let total = clip_grad_norm([&p], max_norm);
+        assert_eq!(total.device(), device, "the norm is computed on the gradients' device");
+        let total = total.item();
         let want_total = fx.get(&format!("clip.{tag}.total_norm")).1[0];
         assert!(
             (total - want_total).abs() <= 1e-6 * want_total.abs().max(1.0),
@@ -249,7 +280,7 @@ fn clip_grad_norm_matches_pytorch() {
         for (i, (a, b)) in got.iter().zip(&fx.get(full).1).enumerate() {
             assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{full}[{i}]: {a} vs {b}");
         }
-        println!("{full}: total norm {total} (ref {want_total}), max norm {max_norm}");
+        println!("{full} on {device}: total norm {total} (ref {want_total}), max norm {max_norm}");
     }
 }
 

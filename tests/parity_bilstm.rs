@@ -11,6 +11,11 @@
 //!   magnitude in that reference tensor (f32 round-off accumulates over 12 steps
 //!   and 2 layers; gradients of tiny entries are compared relative to the tensor's scale).
 //!
+//! Each check runs on the CPU and, from the same code, on the simulated GPU
+//! (`Device::Sim`: the CUDA kernels' PTX interpreted on the CPU), at the same
+//! tolerances: the model's parameters are loaded on the CPU and moved with
+//! `Module::to`, the labels with `Tensor::to`, and results come back with `to_vec()`.
+//!
 //! Fixtures folder: env `TAPEGRAD_FIXTURES`, default `../shared/fixtures` from the
 //! workspace root. If it is missing the test fails when `CI=true` and otherwise
 //! prints `SKIPPED: ...` and passes.
@@ -19,7 +24,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;
-use tapegrad::autograd::{Float, Tensor};
+use tapegrad::autograd::{Device, Float, Tensor};
 use tapegrad::models::{BiLstmClassifier, BiLstmConfig, Module};
 
 const FILE: &str = "bilstm_reference.safetensors";
@@ -99,12 +104,14 @@ impl Report {
     }
 }
 
+/// The numbers on the host (copied back from a GPU), as f64.
 fn to_f64<T: Float>(t: &Tensor<T>) -> Vec<f64> {
-    t.data().iter().map(|v| v.to_f64()).collect()
+    t.to_vec().iter().map(|v| v.to_f64()).collect()
 }
 
-/// Builds the model in `T`, loads the fixture, runs forward + backward, compares.
-fn run<T: Float>(bytes: &[u8], tol: &dyn Fn(f64, f64) -> f64) -> Report {
+/// Builds the model in `T`, loads the fixture, moves it to `device`, runs forward +
+/// backward there, compares.
+fn run<T: Float>(bytes: &[u8], tol: &dyn Fn(f64, f64) -> f64, device: Device) -> Report {
     let st = SafeTensors::deserialize(bytes).expect("safetensors");
     let cfg = config(bytes);
     let mut model = BiLstmClassifier::<T>::new(
@@ -126,18 +133,21 @@ fn run<T: Float>(bytes: &[u8], tol: &dyn Fn(f64, f64) -> f64) -> Report {
         assert_eq!(p.shape(), &shape[..], "shape of {name}");
         p.data_mut().iter_mut().zip(&v).for_each(|(d, &s)| *d = T::from_f64(s));
     }
+    model.to(device);
+    assert_eq!(model.device(), device, "the model moved");
 
     let (text, tshape) = read(&st, "input.text");
     let text: Vec<usize> = text.iter().map(|&v| v as usize).collect();
     let lengths: Vec<usize> = read(&st, "input.lengths").0.iter().map(|&v| v as usize).collect();
     let (labels, lshape) = read(&st, "input.labels");
-    let labels = Tensor::<T>::from_vec(labels.iter().map(|&v| T::from_f64(v)).collect(), &lshape);
+    let labels = Tensor::<T>::from_vec(labels.iter().map(|&v| T::from_f64(v)).collect(), &lshape).to(device);
 
     let out = model.forward(&text, &tshape, &lengths);
     let b = tshape[0];
     let logits = out.logits.reshape(&[b]);
     let loss = logits.binary_cross_entropy_with_logits(&labels);
     loss.backward();
+    assert_eq!(loss.device(), device, "the loss is computed on the model's device");
 
     let mut r = Report::new();
     let mut cmp = |what: &str, ours: Vec<f64>| {
@@ -155,6 +165,7 @@ fn run<T: Float>(bytes: &[u8], tol: &dyn Fn(f64, f64) -> f64) -> Report {
         let param = &name["grad.".len()..];
         let p = &params.iter().find(|(n, _)| n == param).unwrap_or_else(|| panic!("no parameter {param}")).1;
         let g = p.grad().unwrap_or_else(|| Tensor::zeros(p.shape()));
+        assert!(!p.has_grad() || g.device() == device, "the gradient of {param} stays on the device");
         cmp(name, to_f64(&g));
         n_grads += 1;
     }
@@ -162,10 +173,19 @@ fn run<T: Float>(bytes: &[u8], tol: &dyn Fn(f64, f64) -> f64) -> Report {
     r
 }
 
-fn check<T: Float>(label: &str, tol: &dyn Fn(f64, f64) -> f64) {
+fn check<T: Float>(label: &str, tol: &dyn Fn(f64, f64) -> f64, device: Device) {
     let Some(bytes) = fixture_bytes() else { return };
-    let r = run::<T>(&bytes, tol);
-    println!("{label}: max |a − b| = {:.3e}, max |a − b| / tolerance = {:.3e}", r.worst_abs, r.worst_ratio);
+    let t0 = std::time::Instant::now();
+    let r = run::<T>(&bytes, tol, device);
+    let label = format!("{label} on {device}");
+    // straight to stderr, past libtest's capture, so the numbers show in the run
+    let _ = writeln!(
+        std::io::stderr(),
+        "{label}: max |a − b| = {:.3e}, max |a − b| / tolerance = {:.3e} ({:.1}s)",
+        r.worst_abs,
+        r.worst_ratio,
+        t0.elapsed().as_secs_f64()
+    );
     assert!(
         r.failures.is_empty(),
         "{label}: {} mismatches, first: {:?}",
@@ -174,12 +194,30 @@ fn check<T: Float>(label: &str, tol: &dyn Fn(f64, f64) -> f64) {
     );
 }
 
+fn f64_tol(b: f64, _scale: f64) -> f64 {
+    1e-5 * (b + 1e-3)
+}
+
+fn f32_tol(b: f64, scale: f64) -> f64 {
+    1e-4 * (b + 1e-2 * scale)
+}
+
 #[test]
 fn bilstm_matches_pytorch_f64() {
-    check::<f64>("f64", &|b, _| 1e-5 * (b + 1e-3));
+    check::<f64>("f64", &f64_tol, Device::Cpu);
 }
 
 #[test]
 fn bilstm_matches_pytorch_f32() {
-    check::<f32>("f32", &|b, scale| 1e-4 * (b + 1e-2 * scale));
+    check::<f32>("f32", &f32_tol, Device::Cpu);
+}
+
+#[test]
+fn bilstm_matches_pytorch_f64_on_sim() {
+    check::<f64>("f64", &f64_tol, Device::Sim);
+}
+
+#[test]
+fn bilstm_matches_pytorch_f32_on_sim() {
+    check::<f32>("f32", &f32_tol, Device::Sim);
 }

@@ -77,8 +77,14 @@ impl<T: Float> BertEncoder<T> {
             (0..c.num_hidden_layers).map(|i| BertLayer::new(c, init, seed.wrapping_add(10 * i as u64)));
         BertEncoder { layers: layers.collect() }
     }
+    /// Each layer runs on its parameters' device: in a model split over devices (layers
+    /// moved one by one with `Module::to`), the hidden state and the mask follow with
+    /// `Tensor::to` (differentiable, and no op at all when the device is the same).
     pub fn forward(&self, x: &Tensor<T>, mask: &Tensor<T>) -> Tensor<T> {
-        self.layers.iter().fold(x.clone(), |h, layer| layer.forward(&h, mask))
+        self.layers.iter().fold(x.clone(), |h, layer| {
+            let d = layer.device();
+            layer.forward(&h.to(d), &mask.to(d))
+        })
     }
 }
 

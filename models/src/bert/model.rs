@@ -87,7 +87,8 @@ impl<T: Float> BertModel<T> {
         let embeddings = self.embeddings.forward(&x.input_ids, &x.token_type_ids, x.shape);
         let mask = additive_mask::<T>(&x.attention_mask, x.shape).to(embeddings.device()); // on the model's device
         let last_hidden_state = self.encoder.forward(&embeddings, &mask);
-        let first = last_hidden_state.narrow(1, 0, 1).reshape(&[b, h]);
+        // the pooler runs where its parameters are (see `BertEncoder::forward`)
+        let first = last_hidden_state.narrow(1, 0, 1).reshape(&[b, h]).to(self.pooler.device());
         let pooled = self.pooler.forward(&first).tanh();
         Ok(BertModelOutput { embeddings, last_hidden_state, pooled })
     }
@@ -178,7 +179,8 @@ impl<T: Float> BertForSequenceClassification<T> {
 
     pub fn forward(&self, x: &BertInput) -> Result<BertClassifierOutput<T>, BertError> {
         let out = self.bert.forward(x)?;
-        let logits = self.classifier.forward(&self.dropout.forward(&out.pooled));
+        let pooled = out.pooled.to(self.classifier.device());
+        let logits = self.classifier.forward(&self.dropout.forward(&pooled));
         Ok(BertClassifierOutput {
             logits,
             embeddings: out.embeddings,
