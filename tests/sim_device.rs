@@ -5,7 +5,7 @@
 //! the same seeds), so the losses of every step and the final parameters must agree
 //! to float round-off: see [`TOL`].
 
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::io::Write;
 use tapegrad::autograd::{Device, Tensor};
@@ -132,14 +132,14 @@ fn bilstm_run(device: Device, dropout: f64) -> Run {
     let (b, t) = (5, 9);
     let mut losses = Vec::new();
     for _ in 0..3 {
-        let lengths: Vec<usize> = (0..b).map(|_| data.gen_range(1..=t)).collect();
+        let lengths: Vec<usize> = (0..b).map(|_| data.random_range(1..=t)).collect();
         let mut text = vec![1usize; b * t]; // padded with pad_index
         for (r, &len) in lengths.iter().enumerate() {
             for c in 0..len {
-                text[r * t + c] = data.gen_range(2..40);
+                text[r * t + c] = data.random_range(2..40);
             }
         }
-        let labels: Vec<f32> = (0..b).map(|_| data.gen_range(0..2) as f32).collect();
+        let labels: Vec<f32> = (0..b).map(|_| data.random_range(0..2) as f32).collect();
         let y = Tensor::from_vec(labels, &[b]).to(device);
         let logits = model.forward(&text, &[b, t], &lengths).logits.reshape(&[b]);
         assert_eq!(logits.device(), device);
@@ -178,18 +178,18 @@ fn bert_run(device: Device, split: bool, clip: bool) -> Run {
     let (b, t) = (3, 7);
     let mut losses = Vec::new();
     for _ in 0..3 {
-        let lengths: Vec<usize> = (0..b).map(|_| data.gen_range(2..=t)).collect();
+        let lengths: Vec<usize> = (0..b).map(|_| data.random_range(2..=t)).collect();
         let mut input_ids = vec![0usize; b * t];
         let mut attention_mask = vec![0usize; b * t];
         for (r, &len) in lengths.iter().enumerate() {
             for c in 0..len {
-                input_ids[r * t + c] = data.gen_range(1..config.vocab_size);
+                input_ids[r * t + c] = data.random_range(1..config.vocab_size);
                 attention_mask[r * t + c] = 1;
             }
         }
         let token_type_ids = (0..b * t).map(|k| usize::from(k % t >= 3)).collect();
         let x = BertInput { input_ids, attention_mask, token_type_ids, shape: [b, t] };
-        let labels: Vec<usize> = (0..b).map(|_| data.gen_range(0..2)).collect();
+        let labels: Vec<usize> = (0..b).map(|_| data.random_range(0..2)).collect();
         let out = model.forward(&x).unwrap();
         assert_eq!(out.logits.device(), device);
         losses.push(step(&model.loss(&out.logits, &labels).unwrap(), &mut opt, clip));
