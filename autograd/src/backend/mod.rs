@@ -126,7 +126,7 @@ pub struct LstmLayer {
 }
 
 impl LstmLayer {
-    /// (N = Σ batch_sizes, B = batch_sizes[0]).
+    /// `(N = Σ batch_sizes, B = batch_sizes[0])`.
     pub fn n_b(&self) -> (usize, usize) {
         (self.batch_sizes.iter().sum(), self.batch_sizes.first().copied().unwrap_or(0))
     }
@@ -265,7 +265,7 @@ pub trait Backend<T: Float>: Sized {
     fn lstm_cell(&self, c_prev: &Self, hidden: usize) -> (Self, Self, Self);
     /// self = activated gates; g = dL/d[h | c] → (dgates, dc_prev).
     fn lstm_cell_backward(&self, c_prev: &Self, tanh_c: &Self, g: &Self, hidden: usize) -> (Self, Self);
-    /// dirs[d] = (xproj [N, 4H], w_hh [4H, H]) → (every direction's [h | h_n | c_n] block, saved).
+    /// `dirs[d] = (xproj [N, 4H], w_hh [4H, H])` → (every direction's `[h | h_n | c_n]` block, saved).
     fn lstm_layer(dirs: &[(&Self, &Self)], l: &LstmLayer) -> (Self, Vec<LstmSaved<Self>>);
     /// out = the forward's output, g its gradient → per direction (dxproj, dw_hh if asked).
     fn lstm_layer_backward(
