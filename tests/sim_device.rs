@@ -220,3 +220,33 @@ fn bert_split_over_cpu_and_sim_matches_the_cpu() {
     let split = bert_run(Device::Sim, true, false);
     assert_close("tiny BERT split over CPU and sim", &cpu, &split);
 }
+
+/// Tensors with a zero dimension go through the ops on both devices alike (the CPU's
+/// permute used to panic on them: `kernels/src/permute.rs`, `empty_shapes_permute_to_nothing`).
+#[test]
+fn empty_tensors_on_both_devices() {
+    for device in [Device::Cpu, Device::Sim] {
+        let on = |v: Vec<f32>, shape: &[usize]| {
+            let t = Tensor::param(v, shape);
+            t.move_to(device);
+            t
+        };
+        let x = on(vec![], &[2, 0, 3]);
+        let y = x.permute(&[2, 0, 1]).transpose(0, 1).softmax(-1);
+        assert_eq!(y.shape(), &[2, 3, 0]);
+        let s = y.mul_scalar(2.0).sum();
+        s.backward();
+        assert_eq!(s.item(), 0.0, "{device}");
+        assert_eq!(x.grad().expect("a gradient").to_vec(), Vec::<f32>::new(), "{device}");
+
+        let a = on((0..6).map(|i| i as f32).collect(), &[2, 3]);
+        let parts = Tensor::concat(&[&a, &on(vec![], &[2, 0]), &a], 1);
+        let k0 = on(vec![], &[2, 0]).matmul(&on(vec![], &[0, 4])); // a sum of no terms
+        let none = a.index_select(0, &[]);
+        assert_eq!(parts.to_vec(), [0., 1., 2., 0., 1., 2., 3., 4., 5., 3., 4., 5.], "{device}");
+        assert_eq!(k0.to_vec(), [0.0; 8], "{device}");
+        assert_eq!((none.shape(), none.to_vec()), (&[0, 3][..], vec![]), "{device}");
+        parts.sum().add(&none.sum()).backward();
+        assert_eq!(a.grad().unwrap().to_vec(), [2.0; 6], "{device}");
+    }
+}
