@@ -204,11 +204,13 @@ fn key_bias_floor(name: &str, key_weight_grad: impl Fn(&str) -> Vec<f64>) -> f64
 /// 0..L−1 stay on the CPU (the encoder moves the hidden state between devices, see
 /// `BertEncoder::forward`). The interpreter runs the whole model's forward and backward
 /// in ~140 s of CPU time (~290 s of wall time on this 2-core machine under load; 88% of
-/// it GEMM), far over this suite's budget; with one layer on the simulated GPU every op
-/// kind of the model (embedding lookup and its scatter, LayerNorm, the four attention
-/// and two feed-forward Linears, fused attention, GELU, residual adds, tanh pooler,
-/// cross-entropy) still runs there forward and backward, and every value and gradient
-/// of the fixture is still compared (layer 0's gradient comes back through both devices).
+/// it GEMM), far over this suite's budget; split so, a run takes ~25 s (~60 s under load),
+/// a fifth of it the word embeddings' gradient (index_add over 30,522 rows). With one
+/// layer on the simulated GPU every op kind of the model (embedding lookup and its
+/// scatter, LayerNorm, the four attention and two feed-forward Linears, fused attention,
+/// GELU, residual adds, tanh pooler, cross-entropy) still runs there forward and
+/// backward, and every value and gradient of the fixture is still compared (layer 0's
+/// gradient comes back through both devices).
 fn place<T: Float>(model: &BertForSequenceClassification<T>, device: Device) {
     model.to(device);
     if device == Device::Sim {

@@ -21,8 +21,9 @@ fn column(path: &Path, key: &str) -> Vec<f64> {
         .collect()
 }
 
-/// |sim − cpu| ≤ 1e-5·max(1, |cpu|): the same math, f32 operations in another order
-/// (GPU GEMM tiles and reduction trees; see tests/sim_device.rs at the workspace root).
+/// |sim − cpu| ≤ 1e-5·max(1, |cpu|): the same math, some f32 operations in another order
+/// (the GPU's reduction trees, CUDA's exp and tanh; see tests/sim_device.rs at the
+/// workspace root).
 fn assert_close(what: &str, cpu: &[f64], sim: &[f64]) {
     assert_eq!(cpu.len(), sim.len(), "{what}: {cpu:?} on the CPU, {sim:?} on the sim");
     for (c, s) in cpu.iter().zip(sim) {

@@ -71,6 +71,9 @@ pub(crate) fn simplify(shape: &[usize], perm: &[usize]) -> (Vec<usize>, Vec<usiz
 pub fn permute<T: Copy + Default>(src: &[T], shape: &[usize], perm: &[usize]) -> Vec<T> {
     let numel: usize = shape.iter().product();
     assert_eq!(src.len(), numel, "permute: {} elements for shape {shape:?}", src.len());
+    if numel == 0 {
+        return Vec::new(); // a zero dim: the fast paths below would chunk or divide by it
+    }
     let (sh, pm) = simplify(shape, perm);
     let r = sh.len();
     if r <= 1 {
@@ -219,6 +222,24 @@ mod tests {
                 permute_reference(&src, shape, perm),
                 "{shape:?} {perm:?}"
             );
+        }
+    }
+
+    /// A zero dim anywhere permutes to nothing (it used to panic: the tiled transpose
+    /// chunked by m·n = 0, the run copy divided by a run of 0).
+    #[test]
+    fn empty_shapes_permute_to_nothing() {
+        let cases: &[(&[usize], &[usize])] = &[
+            (&[2, 0, 3], &[2, 0, 1]), // transpose of [0, 3]-ish blocks
+            (&[0, 3], &[1, 0]),
+            (&[3, 0], &[1, 0]),
+            (&[2, 3, 0], &[1, 0, 2]), // runs of 0
+            (&[0, 2, 3], &[0, 2, 1]),
+            (&[4, 0, 5, 6], &[3, 1, 0, 2]), // the odometer
+        ];
+        for &(shape, perm) in cases {
+            assert!(permute::<f32>(&[], shape, perm).is_empty(), "{shape:?} {perm:?}");
+            assert!(permute_reference::<f32>(&[], shape, perm).is_empty(), "{shape:?} {perm:?}");
         }
     }
 
