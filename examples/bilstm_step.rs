@@ -7,14 +7,23 @@
 //! arithmetic rate (13.2 MFLOP per token, nearly all of it in GEMMs). An epoch in 6 minutes
 //! needs ≈ 173 GFLOP/s sustained on these shapes (compare `examples/fma_peak`).
 //!
+//! With `--peak`, it also measures this CPU's FMA peak at the width of the GEMM kernel in
+//! use (`examples/common/fma.rs`, as `examples/fma_peak` does) before and after the steps,
+//! on as many threads as the step uses, and reports the steady steps (all but the first)
+//! as a share of it: a ratio that holds on any CPU, whatever else the machine is doing.
+//!
 //! Run: `cargo run --release --example bilstm_step [-- --steps N --batch B --hidden H
-//! --emb E --layers L --min-len A --max-len Z --vocab V]`
+//! --emb E --layers L --min-len A --max-len Z --vocab V --peak]`
 
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
 use tapegrad::autograd::Tensor;
 use tapegrad::models::{BiLstmClassifier, BiLstmConfig, Module};
+
+#[cfg(target_arch = "x86_64")]
+#[path = "common/fma.rs"]
+mod fma;
 
 struct Args {
     steps: usize,
@@ -25,12 +34,13 @@ struct Args {
     min_len: usize,
     max_len: usize,
     vocab: usize,
+    peak: bool,
 }
 
 fn usage(msg: &str) -> ! {
     eprintln!("error: {msg}");
     eprintln!(
-        "usage: bilstm_step [--steps N] [--batch B] [--hidden H] [--emb E] [--layers L] [--min-len A] [--max-len Z] [--vocab V]"
+        "usage: bilstm_step [--steps N] [--batch B] [--hidden H] [--emb E] [--layers L] [--min-len A] [--max-len Z] [--vocab V] [--peak]"
     );
     std::process::exit(2);
 }
@@ -45,8 +55,13 @@ fn args() -> Args {
         min_len: 200,
         max_len: 260,
         vocab: 25_002,
+        peak: false,
     };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut argv: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = argv.iter().position(|x| x == "--peak") {
+        a.peak = true;
+        argv.remove(i);
+    }
     for pair in argv.chunks(2) {
         let v: usize = pair
             .get(1)
@@ -117,7 +132,10 @@ fn main() {
         model.named_parameters().iter().map(|(_, p)| p.numel()).sum::<usize>()
     );
 
+    let threads = tapegrad::kernels::threads::num_threads();
+    let peak_before = measure_peak(a.peak, threads);
     let mut total = (0.0, 0.0, 0usize);
+    let mut steady = (0.0, 0usize); // all steps but the first: seconds, tokens
     let mut last_batch_sizes = Vec::new();
     for step in 0..a.steps {
         let lengths: Vec<usize> = (0..a.batch).map(|_| rng.random_range(a.min_len..=a.max_len)).collect();
@@ -154,6 +172,9 @@ fn main() {
             print!("{}", tapegrad::autograd::profile::report());
         }
         total = (total.0 + f, total.1 + b, total.2 + tokens);
+        if step > 0 {
+            steady = (steady.0 + f + b, steady.1 + tokens);
+        }
         let mut sorted = lengths.clone();
         sorted.sort_by(|x, y| y.cmp(x));
         last_batch_sizes = (0..t).map(|s| sorted.iter().filter(|&&l| l > s).count()).collect();
@@ -182,5 +203,59 @@ fn main() {
         flops / last_tokens as f64 / 1e6,
         flops / 1e9,
         flops / last_tokens as f64 * tok_per_s / 1e9
+    );
+    if a.peak {
+        report_peak(PeakReport {
+            before: peak_before,
+            after: measure_peak(true, threads),
+            flops_per_token: flops / last_tokens as f64,
+            steady,
+            threads,
+        });
+    }
+}
+
+/// The FMA peak of the GEMM kernel's width on `threads` threads, when asked for.
+fn measure_peak(asked: bool, threads: usize) -> Option<(&'static str, f64)> {
+    if !asked {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        fma::peak_of_active_isa(threads, 1.0).map(|(w, p)| (w.name(), p))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        None
+    }
+}
+
+struct PeakReport {
+    before: Option<(&'static str, f64)>,
+    after: Option<(&'static str, f64)>,
+    flops_per_token: f64,
+    /// The steady steps (all but the first): seconds, tokens.
+    steady: (f64, usize),
+    threads: usize,
+}
+
+/// The steady step's arithmetic rate as a share of the better of the two peak measurements.
+fn report_peak(r: PeakReport) {
+    let (Some((width, before)), Some((_, after))) = (r.before, r.after) else {
+        println!("FMA peak: SKIPPED (needs x86_64 and an AVX2 or AVX-512 GEMM kernel)");
+        return;
+    };
+    if r.steady.1 == 0 {
+        println!(
+            "FMA peak: {width} {before:.1} / {after:.1} GFLOP/s; run --steps 2 or more for a steady step"
+        );
+        return;
+    }
+    let peak = before.max(after);
+    let rate = r.flops_per_token * r.steady.1 as f64 / r.steady.0 / 1e9;
+    println!(
+        "steady steps (all but the first) run at {rate:.1} GFLOP/s = {:.1}% of the {width} FMA peak on {} threads ({before:.1} before, {after:.1} after the steps)",
+        100.0 * rate / peak,
+        r.threads
     );
 }
