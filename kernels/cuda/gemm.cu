@@ -48,10 +48,16 @@ __device__ void gemm_naive(T beta, const T* a, const T* b, T* c, u64 batch, u64 
 #define REG_N (TILE_N / THREADS_X)   // 2 columns per thread
 #define REG_M (TILE_M / THREADS_Y)   // 8 rows per thread
 
+// One padding element per shared-memory row: when the operand is contiguous along p
+// (row-major A, or B read along k), consecutive threads write s[p][r], s[p+1][r], …,
+// which without padding lie ROWS words apart, all in one bank (a 16-way conflict); with
+// ROWS + 1 words a row they fall in 16 different banks.
+#define PAD 1
+
 // Loads the (rows × TILE_K) block at (r0, p0) of X(r, p) = x[r·rs + p·cs] into
 // s[p][r] (zero outside rows × k). Consecutive threads walk the unit-stride side.
 template <typename T, int ROWS>
-__device__ __forceinline__ void load_tile(T (*s)[ROWS], const T* x, u64 rs, u64 cs, u64 rows, u64 k,
+__device__ __forceinline__ void load_tile(T (*s)[ROWS + PAD], const T* x, u64 rs, u64 cs, u64 rows, u64 k,
                                           u64 r0, u64 p0, int tid) {
     const bool along_p = cs == 1 && rs != 1;
     for (int e = tid; e < ROWS * TILE_K; e += THREADS_X * THREADS_Y) {
@@ -65,8 +71,8 @@ __device__ __forceinline__ void load_tile(T (*s)[ROWS], const T* x, u64 rs, u64 
 template <typename T>
 __device__ void gemm_tiled(T beta, const T* a, const T* b, T* c, u64 batch, u64 m, u64 n, u64 k,
                            GemmStrides sa, GemmStrides sb, u64 sc_batch, u64 sc_row) {
-    __shared__ T As[TILE_K][TILE_M]; // As[p][i] = A(i0 + i, p0 + p)
-    __shared__ T Bs[TILE_K][TILE_N]; // Bs[p][j] = B(p0 + p, j0 + j)
+    __shared__ T As[TILE_K][TILE_M + PAD]; // As[p][i] = A(i0 + i, p0 + p)
+    __shared__ T Bs[TILE_K][TILE_N + PAD]; // Bs[p][j] = B(p0 + p, j0 + j)
     const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * THREADS_X + tx;
     const u64 tiles_n = (n + TILE_N - 1) / TILE_N, tiles_m = (m + TILE_M - 1) / TILE_M;
     for (u64 bi = blockIdx.z; bi < batch; bi += gridDim.z)
