@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The accuracy run: one recipe trained over several seeds, each run's test accuracy and
+# their mean and spread (issue 18). Each seed is a whole `finetune-imdb train` run in its
+# own folder (checkpoints, metrics.jsonl, steps.jsonl, curves.svg, as `train` writes
+# them), plus `test.txt`: the run's last line, `test_accuracy=<fraction> reviews=<count>`.
+# A seed whose folder already has a test.txt is not run again, so a stopped sweep resumes.
+#
+#   bash bin/scripts/accuracy_runs.sh bilstm [SEED ...] [-- TRAIN-FLAGS ...]
+#   bash bin/scripts/accuracy_runs.sh minilm [SEED ...] [-- TRAIN-FLAGS ...]
+#
+# Seeds default to 1 2 3. The recipes (the README's two commands on the full data):
+#   bilstm: the tutorial's model with GloVe 50d, 5 epochs, constant Adam 1e-3 (train's
+#           defaults for --model bilstm), best epoch by validation loss;
+#   minilm: all-MiniLM-L6-v2, all 22,500 training reviews, 2 epochs, lr 1e-4.
+# Flags after `--` are added to every run (e.g. `-- --epochs 2 --limit-train 6000`).
+# Environment: DATA (aclImdb tar.gz), GLOVE, MODEL_DIR, OUT (default runs/accuracy),
+# BIN (the finetune-imdb binary; default: built here with --release).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+usage() { echo "usage: accuracy_runs.sh bilstm|minilm [SEED ...] [-- TRAIN-FLAGS ...]" >&2; exit 2; }
+[ $# -ge 1 ] || usage
+model=$1; shift
+seeds=(); extra=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --) shift; extra=("$@"); break ;;
+    *[!0-9]*|'') echo "error: seed \`$1\` is not a non-negative integer" >&2; usage ;;
+    *) seeds+=("$1"); shift ;;
+  esac
+done
+[ ${#seeds[@]} -gt 0 ] || seeds=(1 2 3)
+
+data=${DATA:-../shared/data/imdb/aclImdb_labeled.tar.gz}
+glove=${GLOVE:-../shared/data/glove/glove.6B.50d.txt.gz}
+model_dir=${MODEL_DIR:-../shared/models/all-MiniLM-L6-v2}
+out=${OUT:-runs/accuracy}
+case $model in
+  bilstm) recipe=(--model bilstm --embeddings "$glove") defaults=(--epochs 5) ;;
+  minilm) recipe=(--model bert --pretrained "$model_dir") defaults=(--epochs 2 --lr 1e-4) ;;
+  *) usage ;;
+esac
+# the recipe's flag-value pairs that the extra flags do not set themselves
+for ((i = 0; i < ${#defaults[@]}; i += 2)); do
+  printf '%s\n' "${extra[@]}" | grep -qx -- "${defaults[i]}" || recipe+=("${defaults[i]}" "${defaults[i+1]}")
+done
+for f in "$data" $([ "$model" = bilstm ] && echo "$glove" || echo "$model_dir"); do
+  [ -e "$f" ] || { echo "error: $f does not exist (set DATA, GLOVE or MODEL_DIR)" >&2; exit 1; }
+done
+
+if [ -z "${BIN:-}" ]; then
+  cargo build --release -q -p finetune-imdb
+  BIN=${CARGO_TARGET_DIR:-target}/release/finetune-imdb
+fi
+cpu=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
+echo "recipe: finetune-imdb train ${recipe[*]} --data $data ${extra[*]:-}"
+echo "cpu: $cpu, $(nproc) cores; seeds: ${seeds[*]}"
+
+for s in "${seeds[@]}"; do
+  dir="$out/$model/seed-$s"
+  if [ -s "$dir/test.txt" ]; then
+    echo "seed $s: done before ($(cat "$dir/test.txt"))"
+    continue
+  fi
+  mkdir -p "$dir"
+  start=$(date +%s)
+  # --overwrite: a folder without test.txt is an unfinished run, started again
+  "$BIN" train "${recipe[@]}" --data "$data" --seed "$s" --out "$dir" --overwrite --quiet \
+    "${extra[@]}" | tee "$dir/stdout.txt"
+  grep -E '^test_accuracy=' "$dir/stdout.txt" | tail -1 > "$dir/test.txt.tmp"
+  echo "seconds=$(( $(date +%s) - start ))" >> "$dir/test.txt.tmp"
+  mv "$dir/test.txt.tmp" "$dir/test.txt"
+  echo "seed $s: $(tr '\n' ' ' < "$dir/test.txt")"
+done
+
+# The table: each seed, then mean, population standard deviation and range.
+echo
+echo "| seed | test accuracy | reviews | minutes |"
+echo "|---|---|---|---|"
+for s in "${seeds[@]}"; do
+  f="$out/$model/seed-$s/test.txt"
+  acc=$(sed -n 's/^test_accuracy=\([0-9.]*\).*/\1/p' "$f")
+  n=$(sed -n 's/.*reviews=\([0-9]*\).*/\1/p' "$f")
+  sec=$(sed -n 's/^seconds=//p' "$f")
+  echo "| $s | $(awk -v a="$acc" 'BEGIN{printf "%.2f %%", 100*a}') | $n | $(awk -v t="$sec" 'BEGIN{printf "%.1f", t/60}') |"
+  echo "$acc" >> "$out/$model/.accs.$$"
+done
+awk '{a[NR]=100*$1; s+=100*$1} END {m=s/NR; for(i=1;i<=NR;i++) v+=(a[i]-m)^2;
+  lo=a[1]; hi=a[1]; for(i=1;i<=NR;i++){if(a[i]<lo)lo=a[i]; if(a[i]>hi)hi=a[i]}
+  printf "\nmean %.2f %%, standard deviation %.2f points, range %.2f-%.2f %% over %d seeds\n", m, sqrt(v/NR), lo, hi, NR}' \
+  "$out/$model/.accs.$$"
+rm -f "$out/$model/.accs.$$"
