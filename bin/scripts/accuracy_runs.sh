@@ -59,7 +59,7 @@ echo "cpu: $cpu, $(nproc) cores; seeds: ${seeds[*]}"
 for s in "${seeds[@]}"; do
   dir="$out/$model/seed-$s"
   if [ -s "$dir/test.txt" ]; then
-    echo "seed $s: done before ($(cat "$dir/test.txt"))"
+    echo "seed $s: done before ($(tr "\n" " " < "$dir/test.txt"))"
     continue
   fi
   mkdir -p "$dir"
