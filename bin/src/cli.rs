@@ -210,6 +210,9 @@ pub struct EvalArgs {
     pub batch_size: Option<usize>,
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Where to evaluate: cpu, cuda, cuda:N, or sim (the simulated GPU).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: String,
     #[arg(long)]
     pub quiet: bool,
 }
@@ -222,6 +225,9 @@ pub struct PredictArgs {
     /// Review texts.
     #[arg(required = true)]
     pub texts: Vec<String>,
+    /// Where to run the model: cpu, cuda, cuda:N, or sim (the simulated GPU).
+    #[arg(long, default_value = "cpu", value_parser = parse_device)]
+    pub device: String,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -80,3 +80,68 @@ fn trains_on_the_simulated_gpu_as_on_the_cpu() {
         assert_close(key, &column(&cpu.join("metrics.jsonl"), key), &column(&sim.join("metrics.jsonl"), key));
     }
 }
+
+/// `eval --device sim` and `predict --device sim` load a CPU-trained checkpoint onto the
+/// simulated GPU and give the CPU's accuracy and probabilities.
+#[test]
+fn eval_and_predict_on_the_simulated_gpu_as_on_the_cpu() {
+    let f = Fixture::new(12);
+    let out = f.path("cpu");
+    let o = run(&f.train(&out, &["--epochs", "1"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let best = out.join("best");
+    let (best, data) = (best.to_str().unwrap(), f.data.to_str().unwrap());
+
+    let eval = |device: &str| {
+        let o = run(&strings(&["eval", "--checkpoint", best, "--data", data, "--device", device, "--quiet"]));
+        assert!(o.status.success(), "eval --device {device}: {}", stderr(&o));
+        last_line_accuracy(&o)
+    };
+    let (cpu, sim) = (eval("cpu"), eval("sim"));
+    assert_eq!(sim.1, 24, "every test review evaluated");
+    assert_eq!(cpu, sim, "eval: the sim's accuracy differs from the CPU's");
+
+    let texts = ["a wonderful, moving film", "dull and far too long", "fine"];
+    let predict = |device: &str| -> Vec<f64> {
+        let mut args = strings(&["predict", "--checkpoint", best, "--device", device]);
+        args.extend(strings(&texts));
+        let o = run(&args);
+        assert!(o.status.success(), "predict --device {device}: {}", stderr(&o));
+        stdout(&o).lines().map(|l| l.split('\t').next().unwrap().parse().unwrap()).collect()
+    };
+    let (cpu, sim) = (predict("cpu"), predict("sim"));
+    assert_eq!(sim.len(), texts.len(), "one probability per text");
+    // predict prints 4 decimals: equal up to the last printed digit
+    for (c, s) in cpu.iter().zip(&sim) {
+        assert!((c - s).abs() <= 1e-4 + 1e-12, "predict: {sim:?} on the sim, {cpu:?} on the CPU");
+    }
+}
+
+/// `lr-find --device sim` records the CPU's losses at each rate.
+#[test]
+fn lr_find_on_the_simulated_gpu_as_on_the_cpu() {
+    let f = Fixture::new(12);
+    let lr_find = |device: &str| -> Vec<f64> {
+        let out = f.path(&format!("lr-{device}"));
+        let mut args = strings(&["lr-find", "--out", out.to_str().unwrap(), "--steps", "10"]);
+        // the tiny model of `train`'s fixture, without its --lr (lr-find sweeps the rate)
+        let flags = tiny_flags(&f.data, &f.glove, &f.cache);
+        let mut skip = false;
+        for a in flags {
+            if skip {
+                skip = false;
+            } else if a == "--lr" {
+                skip = true;
+            } else {
+                args.push(a);
+            }
+        }
+        args.extend(strings(&["--device", device]));
+        let o = run(&args);
+        assert!(o.status.success(), "lr-find --device {device}: {}", stderr(&o));
+        column(&out.join("lr-find.jsonl"), "loss")
+    };
+    let (cpu, sim) = (lr_find("cpu"), lr_find("sim"));
+    assert_eq!(cpu.len(), 10, "ten steps recorded");
+    assert_close("lr-find losses", &cpu, &sim);
+}

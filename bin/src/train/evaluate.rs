@@ -104,12 +104,16 @@ pub fn predict(task: &Task, texts: &[String], max_len: Option<usize>) -> anyhow:
     Ok(out)
 }
 
-/// Rebuilds the model saved in a checkpoint folder (eval mode).
-pub fn load_checkpoint_task(dir: &std::path::Path) -> anyhow::Result<(Task, super::checkpoint::RunState)> {
+/// Rebuilds the model saved in a checkpoint folder (eval mode), on `device`.
+pub fn load_checkpoint_task(
+    dir: &std::path::Path,
+    device: tapegrad_autograd::Device,
+) -> anyhow::Result<(Task, super::checkpoint::RunState)> {
     let dir = super::checkpoint::resolve(dir)?;
     let run = super::checkpoint::read_run(&dir)?;
     let mut rng = crate::data::seed::rng(0, crate::data::seed::Purpose::ModelInit, 0);
     let mut task = super::task::load_task(&run.spec, &dir, &mut rng)?;
+    task.module().to(device);
     task.set_training(false);
     Ok((task, run))
 }
@@ -117,10 +121,11 @@ pub fn load_checkpoint_task(dir: &std::path::Path) -> anyhow::Result<(Task, supe
 /// `finetune-imdb eval`: accuracy of a checkpoint on a data set's test split (or
 /// on a folder with pos/ and neg/).
 pub fn eval_checkpoint(args: &crate::cli::EvalArgs) -> anyhow::Result<EvalResult> {
+    let device = super::open_device(&args.device)?;
     if let Some(t) = args.threads {
         tapegrad_kernels::threads::set_num_threads(t);
     }
-    let (task, run) = load_checkpoint_task(&args.checkpoint)?;
+    let (task, run) = load_checkpoint_task(&args.checkpoint, device)?;
     let (reviews, stats) = crate::data::imdb::read_split(&args.data, crate::data::imdb::Split::Test)?;
     if stats.lossy_utf8 > 0 {
         eprintln!(
@@ -142,6 +147,7 @@ pub fn eval_checkpoint(args: &crate::cli::EvalArgs) -> anyhow::Result<EvalResult
 
 /// `finetune-imdb predict`: P(positive) of each text.
 pub fn predict_checkpoint(args: &crate::cli::PredictArgs) -> anyhow::Result<Vec<f32>> {
-    let (task, run) = load_checkpoint_task(&args.checkpoint)?;
+    let device = super::open_device(&args.device)?;
+    let (task, run) = load_checkpoint_task(&args.checkpoint, device)?;
     predict(&task, &args.texts, run.args.max_len.or(Some(super::validate::BILSTM_MAX_LEN)))
 }

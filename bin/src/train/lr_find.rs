@@ -150,6 +150,7 @@ fn check_args(a: &LrFindArgs) -> Result<()> {
 /// (the points so far are drawn and a suggestion made from them).
 pub fn lr_find(a: LrFindArgs, interrupt: Arc<Interrupt>) -> Result<Found> {
     interrupt.exit_at_once(true);
+    let device = super::open_device(&a.train.device)?;
     check_args(&a)?;
     let args = with_defaults(a.train.clone());
     let data_path = args.data.clone().context("--data is required")?;
@@ -184,6 +185,7 @@ pub fn lr_find(a: LrFindArgs, interrupt: Arc<Interrupt>) -> Result<Found> {
     if args.freeze_embeddings {
         task.module().freeze("embedding", true);
     }
+    task.module().to(device); // the optimizer below is built on the moved parameters
     task.set_training(true);
     let train = super::evaluate::Encoded::new(&task, &reviews)?;
     let cfg = BatchConfig {

@@ -123,12 +123,18 @@ pub fn describe_error(e: &anyhow::Error) -> String {
     out
 }
 
-/// Runs `train` as the command line asked; `interrupt` is raised by Ctrl-C.
-pub fn train(given: TrainArgs, interrupt: Arc<Interrupt>) -> Result<Outcome> {
-    // The device, checked before any work: a missing driver or GPU is an error here.
-    let device: tapegrad_autograd::Device = given.device.parse()?;
+/// The `--device` of a command, checked before any work: a missing driver or GPU is an
+/// error here (every command that runs the model calls it first).
+pub fn open_device(name: &str) -> Result<tapegrad_autograd::Device> {
+    let device: tapegrad_autograd::Device = name.parse()?;
     tapegrad_autograd::storage::check_device(device)
         .map_err(|e| anyhow::anyhow!("--device {device}: {e}; use --device cpu"))?;
+    Ok(device)
+}
+
+/// Runs `train` as the command line asked; `interrupt` is raised by Ctrl-C.
+pub fn train(given: TrainArgs, interrupt: Arc<Interrupt>) -> Result<Outcome> {
+    let device = open_device(&given.device)?;
     // Until the training loop, nothing is worth saving: Ctrl-C exits at once.
     interrupt.exit_at_once(true);
     // Stale temporaries first: a checkpoint only left as `.last.old` is put back.
