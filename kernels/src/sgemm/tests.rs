@@ -300,6 +300,13 @@ fn kernel_a_packing_matches_scalar() {
     }
     if crate::isa::cpu_supports(Isa::Avx2) {
         check_kernel::<avx2::Avx2>();
+    } else {
+        eprintln!("SKIPPED: AVX2 A packing (this CPU has no AVX2)");
+    }
+    if crate::isa::cpu_supports(Isa::Avx512) {
+        check_kernel::<avx512::Avx512>();
+    } else {
+        eprintln!("SKIPPED: AVX-512 kernel's A packing (this CPU has no AVX-512F)");
     }
     check_kernel::<Generic<6, 16, 144, 256, 4080>>();
 }
