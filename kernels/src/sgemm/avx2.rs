@@ -48,6 +48,20 @@ impl Kernel for Avx2 {
             super::driver::pack_a_rows_scalar(6, kc, a, rsa, out)
         }
     }
+
+    #[inline(always)]
+    unsafe fn pack_b_cols(kc: usize, b: *const f32, csb: usize, out: *mut f32) {
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        {
+            // 16 columns: two groups of 8
+            transpose_8rows(kc, b, csb, out, 16);
+            transpose_8rows(kc, b.add(8 * csb), csb, out.add(8), 16);
+        }
+        #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
+        {
+            super::driver::pack_a_rows_scalar(16, kc, b, csb, out)
+        }
+    }
 }
 
 /// The whole blocked product compiled with AVX2+FMA (packing included), so that the
@@ -227,5 +241,50 @@ unsafe fn pack_a_6rows(kc: usize, a: *const f32, rsa: usize, out: *mut f32) {
     }
     if full < kc {
         pack_a_rows_scalar(6, kc - full, a.add(full), rsa, out.add(full * 6));
+    }
+}
+
+/// `out[p*ostride + i] = a[i*rsa + p]` for 8 rows `i` and `p < kc`: eight depth steps at a
+/// time, the classic 8x8 transpose in registers (unpack pairs of rows, shuffle quads, swap
+/// 128-bit lanes), one 8-float store per depth step. Packs column-major B panels
+/// ([`Kernel::pack_b_cols`]) for both x86 kernels, a group of 8 columns per call.
+///
+/// # Safety
+/// `a` addresses 8 rows of `kc` floats with stride `rsa`; `out` addresses `kc` groups of 8
+/// floats `ostride` apart; the CPU must support AVX2.
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2,fma")]
+pub(super) unsafe fn transpose_8rows(kc: usize, a: *const f32, rsa: usize, out: *mut f32, ostride: usize) {
+    let full = kc / 8 * 8;
+    for p in (0..full).step_by(8) {
+        let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(a.add(i * rsa + p)));
+        // t[2q] = r[2q][0] r[2q+1][0] r[2q][1] r[2q+1][1] | (the same at 4, 5); t[2q+1] at 2, 3 | 6, 7
+        let t: [__m256; 8] = std::array::from_fn(|j| {
+            let (x, y) = (r[j / 2 * 2], r[j / 2 * 2 + 1]);
+            if j % 2 == 0 {
+                _mm256_unpacklo_ps(x, y)
+            } else {
+                _mm256_unpackhi_ps(x, y)
+            }
+        });
+        // s[4h + d]: rows 4h..4h+4 of depth steps d (low lane) and d+4 (high lane)
+        let s: [__m256; 8] = std::array::from_fn(|x| {
+            let (h, d) = (x / 4, x % 4);
+            let (lo, hi) = (t[4 * h + d / 2], t[4 * h + 2 + d / 2]);
+            if d % 2 == 0 {
+                _mm256_shuffle_ps::<0x44>(lo, hi)
+            } else {
+                _mm256_shuffle_ps::<0xEE>(lo, hi)
+            }
+        });
+        for d in 0..4 {
+            _mm256_storeu_ps(out.add((p + d) * ostride), _mm256_permute2f128_ps::<0x20>(s[d], s[4 + d]));
+            _mm256_storeu_ps(out.add((p + d + 4) * ostride), _mm256_permute2f128_ps::<0x31>(s[d], s[4 + d]));
+        }
+    }
+    for p in full..kc {
+        for i in 0..8 {
+            *out.add(p * ostride + i) = *a.add(i * rsa + p);
+        }
     }
 }

@@ -40,6 +40,21 @@ impl Kernel for Avx512 {
             pack_a_rows_scalar(12, kc, a, rsa, out)
         }
     }
+
+    #[inline(always)]
+    unsafe fn pack_b_cols(kc: usize, b: *const f32, csb: usize, out: *mut f32) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // 32 columns: four groups of 8
+            for g in 0..4 {
+                super::avx2::transpose_8rows(kc, b.add(8 * g * csb), csb, out.add(8 * g), 32);
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            pack_a_rows_scalar(32, kc, b, csb, out)
+        }
+    }
 }
 
 /// One thread's part of a team product (see [`gemm_team`]), compiled with AVX-512F.

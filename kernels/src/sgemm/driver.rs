@@ -46,6 +46,19 @@ pub(crate) trait Kernel {
     unsafe fn pack_a_rows(kc: usize, a: *const f32, rsa: usize, out: *mut f32) {
         pack_a_rows_scalar(Self::MR, kc, a, rsa, out);
     }
+
+    /// Packs one full NR-column micro-panel of a column-major B (row stride 1, column stride
+    /// `csb`): `out[p*NR + j] = b[j*csb + p]` for `p < kc`, `j < NR`: the transpose of
+    /// [`Kernel::pack_a_rows`] on NR columns (attention's `P·V` with P stored transposed, a
+    /// linear layer's `X·Wᵀ` read as B). Kernels may override it with a vectorised one.
+    ///
+    /// # Safety
+    /// `b` addresses NR columns of `kc` floats with column stride `csb`; `out` holds `kc*NR`
+    /// floats; the CPU supports the kernel's features.
+    #[inline(always)]
+    unsafe fn pack_b_cols(kc: usize, b: *const f32, csb: usize, out: *mut f32) {
+        pack_a_rows_scalar(Self::NR, kc, b, csb, out);
+    }
 }
 
 /// The portable row-major A panel packing (see [`Kernel::pack_a_rows`]), `mr` rows.
@@ -363,14 +376,7 @@ pub(super) unsafe fn pack_b<K: Kernel>(
     } else if rsb == 1 {
         // Column-major B (transposed): NR sequential streams per panel.
         for jr in 0..full {
-            let src = b.add(jr * nr_full * csb);
-            let dst = out.add(jr * nr_full * kc);
-            for j in 0..nr_full {
-                let s = src.add(j * csb);
-                for p in 0..kc {
-                    *dst.add(p * nr_full + j) = *s.add(p);
-                }
-            }
+            K::pack_b_cols(kc, b.add(jr * nr_full * csb), csb, out.add(jr * nr_full * kc));
         }
     } else {
         for jr in 0..full {

@@ -312,6 +312,37 @@ fn kernel_a_packing_matches_scalar() {
 }
 
 #[test]
+fn kernel_b_packing_matches_scalar() {
+    // Each kernel's (possibly vectorised) column-major B panel packing against the scalar
+    // transpose, on depths around its 8-step blocks and a padded column stride.
+    fn check_kernel<K: Kernel>() {
+        let mut rng = StdRng::seed_from_u64(11);
+        for kc in [1usize, 7, 8, 15, 17, 33, 255, 257] {
+            let csb = kc + 5;
+            let b = rand_vec(&mut rng, K::NR * csb);
+            let (mut got, mut want) = (vec![f32::NAN; K::NR * kc], vec![0.0; K::NR * kc]);
+            // SAFETY: `b` holds NR columns of stride csb >= kc; the outputs hold NR*kc floats.
+            unsafe {
+                K::pack_b_cols(kc, b.as_ptr(), csb, got.as_mut_ptr());
+                driver::pack_a_rows_scalar(K::NR, kc, b.as_ptr(), csb, want.as_mut_ptr());
+            }
+            assert_eq!(got, want, "kc={kc}");
+        }
+    }
+    if crate::isa::cpu_supports(Isa::Avx2) {
+        check_kernel::<avx2::Avx2>();
+    } else {
+        eprintln!("SKIPPED: AVX2 B packing (this CPU has no AVX2)");
+    }
+    if crate::isa::cpu_supports(Isa::Avx512) {
+        check_kernel::<avx512::Avx512>();
+    } else {
+        eprintln!("SKIPPED: AVX-512 kernel's B packing (this CPU has no AVX-512F)");
+    }
+    check_kernel::<Generic<6, 16, 144, 256, 4080>>();
+}
+
+#[test]
 fn team_odd_sizes() {
     // Shared-B teams on the odd sizes around the kernels' MR/NR, with 2 and 3 threads.
     let mut rng = StdRng::seed_from_u64(10);
