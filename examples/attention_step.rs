@@ -1,6 +1,7 @@
 //! Times the non-GEMM-layer kernels of a MiniLM layer at its shapes: the fused attention
 //! (evaluation forward; training forward + backward with dropout) and the broadcasts
-//! around a linear layer (the bias expanded to its rows, the residual add).
+//! around a linear layer (the bias expanded to its rows, its gradient summed back, the
+//! residual add).
 //!
 //! ```text
 //! cargo run --release --example attention_step [-- BATCH SEQ_LEN REPS THREADS]
@@ -11,7 +12,7 @@
 
 use std::time::Instant;
 use tapegrad::kernels::attention::{attention_backward, attention_forward, AttentionShape, DropoutMask};
-use tapegrad::kernels::broadcast::{binary, expand, Binary};
+use tapegrad::kernels::broadcast::{binary, expand, sum_to, Binary};
 use tapegrad::kernels::threads::set_num_threads;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -64,6 +65,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         attention_backward(s, &q, &k, &v, &probs, dropout, &g, &mut dq, &mut dk, &mut dv);
     });
     time("bias expand [384] -> [B·T, 384]", &mut || expand(&bias, &[hid], &[rows, hid], &mut out));
+    let mut bias_grad = vec![0f32; hid];
+    time("bias gradient [B·T, 384] -> [384]", &mut || sum_to(&x, &[rows, hid], &[hid], &mut bias_grad));
     time("residual add [B·T, 384]", &mut || {
         binary(Binary::Add, &x, &[rows, hid], &y, &[rows, hid], &[rows, hid], &mut out)
     });

@@ -1,10 +1,11 @@
 //! NumPy broadcasting on row-major buffers: binary ops, expand, and the
 //! reduction back to an operand's shape that every broadcasting backward needs.
 //!
-//! The two cases a transformer runs on every layer take a threaded path: a binary op
-//! of two same-shape operands (the residual add), split into ranges over the
-//! threads, and an expand that repeats `x` whole (a linear layer's bias, `[out]` →
-//! `[rows, out]`), split into blocks of whole copies.
+//! The cases a transformer runs on every layer take a threaded path: a binary op of
+//! two same-shape operands (the residual add), split into ranges over the threads; an
+//! expand that repeats `x` whole (a linear layer's bias, `[out]` → `[rows, out]`),
+//! split into blocks of whole copies; and its adjoint, the sum of those copies (the
+//! bias gradient), each thread summing a block of rows.
 
 use crate::elementwise::PAR_MIN;
 use crate::threads::{par_ranges, SharedMut};
@@ -233,15 +234,41 @@ pub fn sum_to<T: Float>(x: &[T], x_shape: &[usize], target_shape: &[usize], out:
         out.copy_from_slice(x);
         return;
     }
+    if repeats_whole(target_shape, x_shape) {
+        // out (n) = Σ over the R rows of x (R, n) (a linear layer's bias gradient): each
+        // thread sums a block of rows, then the blocks' sums are added in order
+        let n = out.len();
+        let rows = x.len() / n;
+        let parts = crate::threads::num_threads().min(x.len() / PAR_MIN).clamp(1, rows.max(1));
+        let mut partial = vec![T::ZERO; (parts - 1) * n];
+        let slots = SharedMut::new(&mut partial);
+        let first = SharedMut::new(out);
+        let per = rows.div_ceil(parts);
+        crate::threads::run_parts(parts, |i| {
+            // SAFETY: part i alone writes its slot (part 0: `out` itself).
+            let acc = unsafe {
+                if i == 0 {
+                    first.range(0..n)
+                } else {
+                    slots.range((i - 1) * n..i * n)
+                }
+            };
+            for row in x[(i * per).min(rows) * n..((i + 1) * per).min(rows) * n].chunks_exact(n) {
+                acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
+            }
+        });
+        for part in partial.chunks_exact(n) {
+            out.iter_mut().zip(part).for_each(|(o, &v)| *o += v);
+        }
+        return;
+    }
     let st = broadcast_strides(target_shape, x_shape);
     for_each_row(x_shape, &st, &st, |ot, _, ox, len, it, _| {
         let row = &x[ox..ox + len];
-        if it == 0 {
-            out[ot] += row.iter().copied().sum::<T>();
-        } else {
-            for (j, &v) in row.iter().enumerate() {
-                out[ot + j * it] += v;
-            }
+        match it {
+            0 => out[ot] += row.iter().copied().sum::<T>(),
+            1 => out[ot..ot + len].iter_mut().zip(row).for_each(|(o, &v)| *o += v),
+            _ => row.iter().enumerate().for_each(|(j, &v)| out[ot + j * it] += v),
         }
     });
 }
@@ -323,6 +350,15 @@ mod tests {
             for (i, &o) in out.iter().enumerate() {
                 assert_eq!(o, x[idx(&x_shape, &out_shape, i)], "expand {x_shape:?} → {out_shape:?} at {i}");
             }
+            // the adjoint: integers, so any summation order gives the same sums
+            let big: Vec<f64> = (0..out.len()).map(|i| (i % 11) as f64).collect();
+            let mut want = vec![0.0; n];
+            for (i, &v) in big.iter().enumerate() {
+                want[idx(&x_shape, &out_shape, i)] += v;
+            }
+            let mut got = vec![7.0; n];
+            sum_to(&big, &out_shape, &x_shape, &mut got);
+            assert_eq!(got, want, "sum_to {out_shape:?} → {x_shape:?}");
         }
         let len = 3 * PAR_MIN + 5;
         let a: Vec<f32> = (0..len).map(|i| (i % 97) as f32).collect();

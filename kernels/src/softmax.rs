@@ -45,11 +45,7 @@ pub fn scaled_softmax_rows<T: Float>(s: &mut [T], n: usize, scale: T, mask: Opti
             let scale = scale.to_f64() as f32;
             for (srow, prow) in sf.chunks_exact_mut(n).zip(pf.chunks_exact_mut(n)) {
                 // SAFETY: AVX2 and FMA are present (checked above); rows are n long.
-                unsafe {
-                    let max = fast::scale_add_max(srow, scale, mf);
-                    let inv = 1.0 / fast::exp_sum_into(srow, max, prow, std::ptr::null());
-                    prow.iter_mut().for_each(|y| *y *= inv);
-                }
+                unsafe { fast::scaled_softmax_row(srow, scale, mf, prow) };
             }
             return;
         }
@@ -325,6 +321,14 @@ pub(crate) mod fast {
         a.iter().chain(&x[n8..]).fold(f32::NEG_INFINITY, |a, &b| a.max(b))
     }
 
+    /// One row of [`super::scaled_softmax_rows`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) unsafe fn scaled_softmax_row(s: &mut [f32], scale: f32, mask: Option<&[f32]>, p: &mut [f32]) {
+        let max = scale_add_max(s, scale, mask);
+        let inv = 1.0 / exp_sum_into(s, max, p, std::ptr::null());
+        p.iter_mut().for_each(|y| *y *= inv);
+    }
+
     /// [`super::scaled_softmax_cols`]: the reference's passes, the exp pass 8 columns at a time.
     #[target_feature(enable = "avx2,fma")]
     pub(crate) unsafe fn scaled_softmax_cols(
@@ -513,6 +517,9 @@ pub(crate) mod fast {
         unreachable!("simd_available() is false off x86_64")
     }
     pub(crate) unsafe fn scale_add_max(_: &mut [f32], _: f32, _: Option<&[f32]>) -> f32 {
+        unreachable!("simd_available() is false off x86_64")
+    }
+    pub(crate) unsafe fn scaled_softmax_row(_: &mut [f32], _: f32, _: Option<&[f32]>, _: &mut [f32]) {
         unreachable!("simd_available() is false off x86_64")
     }
     pub(crate) unsafe fn scaled_softmax_cols(
