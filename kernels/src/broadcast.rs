@@ -1,6 +1,14 @@
 //! NumPy broadcasting on row-major buffers: binary ops, expand, and the
 //! reduction back to an operand's shape that every broadcasting backward needs.
+//!
+//! The cases a transformer runs on every layer take a threaded path: a binary op of
+//! two same-shape operands (the residual add), split into ranges over the threads; an
+//! expand that repeats `x` whole (a linear layer's bias, `[out]` → `[rows, out]`),
+//! split into blocks of whole copies; and its adjoint, the sum of those copies (the
+//! bias gradient), each thread summing a block of rows.
 
+use crate::elementwise::PAR_MIN;
+use crate::threads::{par_ranges, SharedMut};
 use crate::Float;
 
 /// The broadcast shape of `a` and `b` (NumPy rules: align on the right, a dim of 1
@@ -81,13 +89,19 @@ pub fn zip_broadcast<T: Float>(
     b_shape: &[usize],
     out_shape: &[usize],
     out: &mut [T],
-    f: impl Fn(T, T) -> T,
+    f: impl Fn(T, T) -> T + Sync,
 ) {
     if a_shape == b_shape {
-        // fast path: same shape
-        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-            *o = f(x, y);
-        }
+        // fast path: same shape, ranges split between threads
+        assert!(a.len() == out.len() && b.len() == out.len(), "zip_broadcast: buffers differ in length");
+        let o = SharedMut::new(out);
+        par_ranges(a.len(), PAR_MIN, 16, |r| {
+            // SAFETY: each part writes its own range.
+            let out = unsafe { o.range(r.clone()) };
+            for ((o, &x), &y) in out.iter_mut().zip(&a[r.clone()]).zip(&b[r]) {
+                *o = f(x, y);
+            }
+        });
         return;
     }
     let sa = broadcast_strides(a_shape, out_shape);
@@ -168,17 +182,48 @@ pub fn binary<T: Float>(
     out_shape: &[usize],
     out: &mut [T],
 ) {
-    zip_broadcast(a, a_shape, b, b_shape, out_shape, out, |x, y| op.apply(x, y));
+    // one closure type per op, so the op is a constant in each loop (which then vectorizes)
+    macro_rules! with_op {
+        ($($op:ident),*) => {
+            match op {
+                $(Binary::$op => zip_broadcast(a, a_shape, b, b_shape, out_shape, out, |x, y| Binary::$op.apply(x, y)),)*
+            }
+        };
+    }
+    with_op!(Add, Sub, Mul, Div, Max, Min)
 }
 
 /// Copies `x` (shape `x_shape`) broadcast to `out_shape` into `out`.
 pub fn expand<T: Float>(x: &[T], x_shape: &[usize], out_shape: &[usize], out: &mut [T]) {
     let sx = broadcast_strides(x_shape, out_shape);
+    if repeats_whole(x_shape, out_shape) {
+        // out (R, n) = R copies of x (n): blocks of whole copies split between threads
+        let (n, copies) = (x.len(), out.len() / x.len());
+        let o = SharedMut::new(out);
+        par_ranges(copies, PAR_MIN.div_ceil(n), 1, |copies| {
+            // SAFETY: each part writes its own copies.
+            let out = unsafe { o.range(copies.start * n..copies.end * n) };
+            out.chunks_exact_mut(n).for_each(|c| c.copy_from_slice(x));
+        });
+        return;
+    }
     for_each_row(out_shape, &sx, &sx, |ox, _, oo, len, ix, _| {
-        for (j, o) in out[oo..oo + len].iter_mut().enumerate() {
-            *o = x[ox + j * ix];
+        let out = &mut out[oo..oo + len];
+        match ix {
+            0 => out.fill(x[ox]),
+            1 => out.copy_from_slice(&x[ox..ox + len]),
+            _ => out.iter_mut().enumerate().for_each(|(j, o)| *o = x[ox + j * ix]),
         }
     });
+}
+
+/// Whether broadcasting `x_shape` to `out_shape` repeats x whole: x's dims, less
+/// leading 1s, are the trailing dims of `out_shape` (e.g. `[n]` or `[1, n]` → `[R, n]`).
+fn repeats_whole(x_shape: &[usize], out_shape: &[usize]) -> bool {
+    let first = x_shape.iter().position(|&d| d != 1).unwrap_or(x_shape.len());
+    let x = &x_shape[first..];
+    let n: usize = x.iter().product();
+    n > 0 && x.len() <= out_shape.len() && out_shape.ends_with(x)
 }
 
 /// The adjoint of [`expand`]: sums `x` (shape `x_shape`) down to `target_shape`,
@@ -189,15 +234,41 @@ pub fn sum_to<T: Float>(x: &[T], x_shape: &[usize], target_shape: &[usize], out:
         out.copy_from_slice(x);
         return;
     }
+    if repeats_whole(target_shape, x_shape) {
+        // out (n) = Σ over the R rows of x (R, n) (a linear layer's bias gradient): each
+        // thread sums a block of rows, then the blocks' sums are added in order
+        let n = out.len();
+        let rows = x.len() / n;
+        let parts = crate::threads::num_threads().min(x.len() / PAR_MIN).clamp(1, rows.max(1));
+        let mut partial = vec![T::ZERO; (parts - 1) * n];
+        let slots = SharedMut::new(&mut partial);
+        let first = SharedMut::new(out);
+        let per = rows.div_ceil(parts);
+        crate::threads::run_parts(parts, |i| {
+            // SAFETY: part i alone writes its slot (part 0: `out` itself).
+            let acc = unsafe {
+                if i == 0 {
+                    first.range(0..n)
+                } else {
+                    slots.range((i - 1) * n..i * n)
+                }
+            };
+            for row in x[(i * per).min(rows) * n..((i + 1) * per).min(rows) * n].chunks_exact(n) {
+                acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v);
+            }
+        });
+        for part in partial.chunks_exact(n) {
+            out.iter_mut().zip(part).for_each(|(o, &v)| *o += v);
+        }
+        return;
+    }
     let st = broadcast_strides(target_shape, x_shape);
     for_each_row(x_shape, &st, &st, |ot, _, ox, len, it, _| {
         let row = &x[ox..ox + len];
-        if it == 0 {
-            out[ot] += row.iter().copied().sum::<T>();
-        } else {
-            for (j, &v) in row.iter().enumerate() {
-                out[ot + j * it] += v;
-            }
+        match it {
+            0 => out[ot] += row.iter().copied().sum::<T>(),
+            1 => out[ot..ot + len].iter_mut().zip(row).for_each(|(o, &v)| *o += v),
+            _ => row.iter().enumerate().for_each(|(j, &v)| out[ot + j * it] += v),
         }
     });
 }
@@ -250,5 +321,50 @@ mod tests {
         let mut e = [0.0; 6];
         expand(&[1.0, 2.0], &[2, 1], &[2, 3], &mut e);
         assert_eq!(e, [1.0, 1.0, 1.0, 2.0, 2.0, 2.0]);
+    }
+
+    /// The threaded paths (same-shape zip, whole-copy expand) and the row paths against
+    /// indexing by the broadcast strides, on sizes that split between threads.
+    #[test]
+    fn threaded_and_row_paths_match_indexing() {
+        let idx = |shape: &[usize], out_shape: &[usize], flat: usize| {
+            let st = broadcast_strides(shape, out_shape);
+            let (mut rest, mut at) = (flat, 0);
+            for (d, s) in out_shape.iter().zip(&st).rev() {
+                at += (rest % d) * s;
+                rest /= d;
+            }
+            at
+        };
+        for (x_shape, out_shape) in [
+            (vec![384], vec![300, 384]),
+            (vec![1, 7], vec![5000, 7]),
+            (vec![3, 1, 5], vec![3, 4000, 5]),
+            (vec![2, 1], vec![2, 3]),
+            (vec![4], vec![0, 4]),
+        ] {
+            let n: usize = x_shape.iter().product();
+            let x: Vec<f64> = (0..n).map(|i| i as f64 * 0.5 - 3.0).collect();
+            let mut out = vec![0.0; out_shape.iter().product()];
+            expand(&x, &x_shape, &out_shape, &mut out);
+            for (i, &o) in out.iter().enumerate() {
+                assert_eq!(o, x[idx(&x_shape, &out_shape, i)], "expand {x_shape:?} → {out_shape:?} at {i}");
+            }
+            // the adjoint: integers, so any summation order gives the same sums
+            let big: Vec<f64> = (0..out.len()).map(|i| (i % 11) as f64).collect();
+            let mut want = vec![0.0; n];
+            for (i, &v) in big.iter().enumerate() {
+                want[idx(&x_shape, &out_shape, i)] += v;
+            }
+            let mut got = vec![7.0; n];
+            sum_to(&big, &out_shape, &x_shape, &mut got);
+            assert_eq!(got, want, "sum_to {out_shape:?} → {x_shape:?}");
+        }
+        let len = 3 * PAR_MIN + 5;
+        let a: Vec<f32> = (0..len).map(|i| (i % 97) as f32).collect();
+        let b: Vec<f32> = (0..len).map(|i| (i % 13) as f32 * 0.25).collect();
+        let mut out = vec![0f32; len];
+        binary(Binary::Sub, &a, &[len], &b, &[len], &[len], &mut out);
+        assert!(out.iter().zip(a.iter().zip(&b)).all(|(&o, (&x, &y))| o == x - y));
     }
 }

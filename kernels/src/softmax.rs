@@ -28,6 +28,131 @@ pub fn softmax_forward<T: Float>(x: &[T], outer: usize, n: usize, inner: usize, 
     softmax_forward_reference(x, outer, n, inner, y, log);
 }
 
+/// Attention's row softmax, on the calling thread (attention already runs one (b, h)
+/// pair per thread): each row of `s` `(rows, n)` becomes `scale·s + mask` (`mask` `(n)`
+/// added to every row, when given) and the same row of `p` gets its softmax. One pass
+/// scales, masks and finds the max, so S is read once before the exp pass.
+pub fn scaled_softmax_rows<T: Float>(s: &mut [T], n: usize, scale: T, mask: Option<&[T]>, p: &mut [T]) {
+    crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
+    assert!(
+        s.len() == p.len() && n > 0 && s.len().is_multiple_of(n),
+        "scaled_softmax_rows: bad buffer sizes"
+    );
+    assert!(mask.is_none_or(|m| m.len() == n), "scaled_softmax_rows: the mask must hold n values");
+    if simd_path::<T>(Family::Softmax, true) {
+        if let (Some(sf), Some(pf)) = (as_f32_mut(s), as_f32_mut(p)) {
+            let mf = mask.map(|m| as_f32(m).expect("T is f32"));
+            let scale = scale.to_f64() as f32;
+            for (srow, prow) in sf.chunks_exact_mut(n).zip(pf.chunks_exact_mut(n)) {
+                // SAFETY: AVX2 and FMA are present (checked above); rows are n long.
+                unsafe { fast::scaled_softmax_row(srow, scale, mf, prow) };
+            }
+            return;
+        }
+    }
+    scaled_softmax_rows_reference(s, n, scale, mask, p);
+}
+
+/// The scalar reference of [`scaled_softmax_rows`].
+pub fn scaled_softmax_rows_reference<T: Float>(
+    s: &mut [T],
+    n: usize,
+    scale: T,
+    mask: Option<&[T]>,
+    p: &mut [T],
+) {
+    for (srow, prow) in s.chunks_exact_mut(n).zip(p.chunks_exact_mut(n)) {
+        match mask {
+            Some(m) => srow.iter_mut().zip(m).for_each(|(x, &mk)| *x = *x * scale + mk),
+            None => srow.iter_mut().for_each(|x| *x *= scale),
+        }
+        softmax_forward_reference(srow, 1, n, 1, prow, false);
+    }
+}
+
+/// Attention's softmax down the columns of a transposed score block, in place, on the
+/// calling thread: `st` `(n, cols)` holds Sᵀ (row j for key j, column i for query i);
+/// each entry becomes `scale·st[j, i] + mask[j]`, then each column its softmax over j,
+/// so `st` ends as Pᵀ. `scratch` holds `2·cols` values (the column maxima and sums).
+/// Every pass walks whole rows with the vector lanes on neighbouring columns, so no
+/// pass reduces across lanes.
+pub fn scaled_softmax_cols<T: Float>(
+    st: &mut [T],
+    cols: usize,
+    scale: T,
+    mask: Option<&[T]>,
+    scratch: &mut [T],
+) {
+    crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
+    assert!(cols > 0 && st.len().is_multiple_of(cols), "scaled_softmax_cols: bad buffer sizes");
+    assert!(scratch.len() >= 2 * cols, "scaled_softmax_cols: scratch needs 2·cols values");
+    assert!(
+        mask.is_none_or(|m| m.len() == st.len() / cols),
+        "scaled_softmax_cols: the mask needs one value a row"
+    );
+    if simd_path::<T>(Family::Softmax, true) {
+        if let (Some(sf), Some(scr)) = (as_f32_mut(st), as_f32_mut(scratch)) {
+            let mf = mask.map(|m| as_f32(m).expect("T is f32"));
+            let (colmax, colsum) = scr.split_at_mut(cols);
+            // SAFETY: AVX2 and FMA are present (checked above).
+            unsafe { fast::scaled_softmax_cols(sf, cols, scale.to_f64() as f32, mf, colmax, colsum) };
+            return;
+        }
+    }
+    scaled_softmax_cols_reference(st, cols, scale, mask, scratch);
+}
+
+/// The scalar reference of [`scaled_softmax_cols`] (the same passes).
+pub fn scaled_softmax_cols_reference<T: Float>(
+    st: &mut [T],
+    cols: usize,
+    scale: T,
+    mask: Option<&[T]>,
+    scratch: &mut [T],
+) {
+    let (colmax, colsum) = scratch[..2 * cols].split_at_mut(cols);
+    colmax.fill(T::NEG_INFINITY);
+    colsum.fill(T::ZERO);
+    for (j, row) in st.chunks_exact_mut(cols).enumerate() {
+        let mk = mask.map_or(T::ZERO, |m| m[j]);
+        for (x, m) in row.iter_mut().zip(colmax.iter_mut()) {
+            *x = *x * scale + mk;
+            *m = m.max(*x);
+        }
+    }
+    for row in st.chunks_exact_mut(cols) {
+        for ((x, &m), s) in row.iter_mut().zip(colmax.iter()).zip(colsum.iter_mut()) {
+            *x = (*x - m).exp();
+            *s += *x;
+        }
+    }
+    colsum.iter_mut().for_each(|s| *s = T::ONE / *s);
+    for row in st.chunks_exact_mut(cols) {
+        row.iter_mut().zip(colsum.iter()).for_each(|(x, &inv)| *x *= inv);
+    }
+}
+
+/// Attention's softmax backward on the calling thread: `dx += y ⊙ (g − rowsum(g ⊙ y))`
+/// for each row of n of `y`, `g`, `dx` (as [`softmax_backward`] along the last dim).
+pub fn softmax_backward_rows<T: Float>(y: &[T], g: &[T], n: usize, dx: &mut [T]) {
+    crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
+    let len = dx.len();
+    assert!(
+        y.len() == len && g.len() == len && n > 0 && len.is_multiple_of(n),
+        "softmax_backward_rows: bad sizes"
+    );
+    if simd_path::<T>(Family::Softmax, true) {
+        if let (Some(y), Some(g), Some(dx)) = (as_f32(y), as_f32(g), as_f32_mut(dx)) {
+            for ((yr, gr), dr) in y.chunks_exact(n).zip(g.chunks_exact(n)).zip(dx.chunks_exact_mut(n)) {
+                // SAFETY: AVX2 and FMA are present (checked above).
+                unsafe { fast::backward_row(yr, gr, dr, false) };
+            }
+            return;
+        }
+    }
+    softmax_backward_reference(y, g, len / n, n, 1, dx, false);
+}
+
 /// The scalar reference of [`softmax_forward`].
 pub fn softmax_forward_reference<T: Float>(
     x: &[T],
@@ -158,6 +283,94 @@ pub(crate) mod fast {
         let mut a = [0f32; 8];
         _mm256_storeu_ps(a.as_mut_ptr(), m);
         a.iter().chain(&x[n8..]).fold(f32::NEG_INFINITY, |a, &b| a.max(b))
+    }
+
+    /// x = scale·x + mask (each product rounded, then the sum, as the scalar code does),
+    /// in place; returns the max of the new row (−∞ for an empty row).
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) unsafe fn scale_add_max(x: &mut [f32], scale: f32, mask: Option<&[f32]>) -> f32 {
+        let n = x.len();
+        let n8 = n / 8 * 8;
+        let (p, sv) = (x.as_mut_ptr(), _mm256_set1_ps(scale));
+        let mut m = _mm256_set1_ps(f32::NEG_INFINITY);
+        match mask {
+            Some(mk) => {
+                let mk = &mk[..n];
+                let q = mk.as_ptr();
+                for i in (0..n8).step_by(8) {
+                    let v = _mm256_add_ps(
+                        _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), sv),
+                        _mm256_loadu_ps(q.add(i)),
+                    );
+                    _mm256_storeu_ps(p.add(i), v);
+                    m = _mm256_max_ps(m, v);
+                }
+                (n8..n).for_each(|i| x[i] = x[i] * scale + mk[i]);
+            }
+            None => {
+                for i in (0..n8).step_by(8) {
+                    let v = _mm256_mul_ps(_mm256_loadu_ps(p.add(i)), sv);
+                    _mm256_storeu_ps(p.add(i), v);
+                    m = _mm256_max_ps(m, v);
+                }
+                (n8..n).for_each(|i| x[i] *= scale);
+            }
+        }
+        let mut a = [0f32; 8];
+        _mm256_storeu_ps(a.as_mut_ptr(), m);
+        a.iter().chain(&x[n8..]).fold(f32::NEG_INFINITY, |a, &b| a.max(b))
+    }
+
+    /// One row of [`super::scaled_softmax_rows`].
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) unsafe fn scaled_softmax_row(s: &mut [f32], scale: f32, mask: Option<&[f32]>, p: &mut [f32]) {
+        let max = scale_add_max(s, scale, mask);
+        let inv = 1.0 / exp_sum_into(s, max, p, std::ptr::null());
+        p.iter_mut().for_each(|y| *y *= inv);
+    }
+
+    /// [`super::scaled_softmax_cols`]: the reference's passes, the exp pass 8 columns at a time.
+    #[target_feature(enable = "avx2,fma")]
+    pub(crate) unsafe fn scaled_softmax_cols(
+        st: &mut [f32],
+        cols: usize,
+        scale: f32,
+        mask: Option<&[f32]>,
+        colmax: &mut [f32],
+        colsum: &mut [f32],
+    ) {
+        let (colmax, colsum) = (&mut colmax[..cols], &mut colsum[..cols]);
+        colmax.fill(f32::NEG_INFINITY);
+        colsum.fill(0.0);
+        // pass 1: x = scale·x + mask[j], column maxima (plain loops: the compiler vectorizes them)
+        for (j, row) in st.chunks_exact_mut(cols).enumerate() {
+            let mk = mask.map_or(0.0, |m| m[j]);
+            for (x, m) in row.iter_mut().zip(colmax.iter_mut()) {
+                *x = *x * scale + mk;
+                *m = m.max(*x);
+            }
+        }
+        // pass 2: x = e^{x − max}, column sums
+        let c8 = cols / 8 * 8;
+        let (pm, ps) = (colmax.as_ptr(), colsum.as_mut_ptr());
+        for row in st.chunks_exact_mut(cols) {
+            let p = row.as_mut_ptr();
+            for i in (0..c8).step_by(8) {
+                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), _mm256_loadu_ps(pm.add(i))));
+                _mm256_storeu_ps(p.add(i), e);
+                _mm256_storeu_ps(ps.add(i), _mm256_add_ps(_mm256_loadu_ps(ps.add(i)), e));
+            }
+            for i in c8..cols {
+                let e = vecmath::exp(*p.add(i) - *pm.add(i));
+                *p.add(i) = e;
+                *ps.add(i) += e;
+            }
+        }
+        // pass 3: x /= column sum
+        colsum.iter_mut().for_each(|s| *s = 1.0 / *s);
+        for row in st.chunks_exact_mut(cols) {
+            row.iter_mut().zip(colsum.iter()).for_each(|(x, &inv)| *x *= inv);
+        }
     }
 
     /// Row kernels read a row twice: its max from memory, then the exp pass from
@@ -303,6 +516,22 @@ pub(crate) mod fast {
     pub(crate) unsafe fn max(_: &[f32]) -> f32 {
         unreachable!("simd_available() is false off x86_64")
     }
+    pub(crate) unsafe fn scale_add_max(_: &mut [f32], _: f32, _: Option<&[f32]>) -> f32 {
+        unreachable!("simd_available() is false off x86_64")
+    }
+    pub(crate) unsafe fn scaled_softmax_row(_: &mut [f32], _: f32, _: Option<&[f32]>, _: &mut [f32]) {
+        unreachable!("simd_available() is false off x86_64")
+    }
+    pub(crate) unsafe fn scaled_softmax_cols(
+        _: &mut [f32],
+        _: usize,
+        _: f32,
+        _: Option<&[f32]>,
+        _: &mut [f32],
+        _: &mut [f32],
+    ) {
+        unreachable!("simd_available() is false off x86_64")
+    }
     pub(crate) unsafe fn sum_exp(_: &[f32], _: f32) -> f32 {
         unreachable!("simd_available() is false off x86_64")
     }
@@ -315,6 +544,62 @@ pub(crate) mod fast {
 mod tests {
     use super::*;
     use rand::{RngExt, SeedableRng};
+
+    /// Attention's one-thread row kernels (scale, mask, softmax; its backward) against
+    /// their scalar references, with the last keys masked by f32::MIN.
+    #[test]
+    fn scaled_rows_match_reference() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        for n in [1usize, 7, 8, 17, 33, 256] {
+            let rows = 5;
+            let s: Vec<f32> = (0..rows * n).map(|_| rng.random_range(-20.0..20.0)).collect();
+            let g: Vec<f32> = (0..rows * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let mask: Vec<f32> =
+                (0..n).map(|j| if j > 0 && j >= n - n / 4 { f32::MIN } else { 0.0 }).collect();
+            for m in [None, Some(&mask[..])] {
+                let (mut s1, mut s2) = (s.clone(), s.clone());
+                let (mut p1, mut p2) = (vec![0f32; rows * n], vec![0f32; rows * n]);
+                scaled_softmax_rows(&mut s1, n, 0.3, m, &mut p1);
+                scaled_softmax_rows_reference(&mut s2, n, 0.3, m, &mut p2);
+                assert_eq!(s1, s2, "n={n}: scale·s + mask differs");
+                assert!(p1.iter().zip(&p2).all(|(a, b)| (a - b).abs() <= 1e-6), "n={n}: P differs");
+                let (mut d1, mut d2) = (vec![0.5f32; rows * n], vec![0.5f32; rows * n]);
+                softmax_backward_rows(&p2, &g, n, &mut d1);
+                softmax_backward_reference(&p2, &g, rows, n, 1, &mut d2, false);
+                assert!(d1.iter().zip(&d2).all(|(a, b)| (a - b).abs() <= 1e-6), "n={n}: dS differs");
+            }
+        }
+    }
+
+    /// The column softmax (fast and reference) against the row softmax of the transpose.
+    #[test]
+    fn scaled_cols_match_rows_of_the_transpose() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        for (n, cols) in [(1usize, 1usize), (7, 9), (17, 8), (33, 40), (256, 256)] {
+            let st: Vec<f32> = (0..n * cols).map(|_| rng.random_range(-20.0..20.0)).collect();
+            let mask: Vec<f32> =
+                (0..n).map(|j| if j > 0 && j >= n - n / 4 { f32::MIN } else { 0.0 }).collect();
+            for m in [None, Some(&mask[..])] {
+                // the rows of S = (Sᵀ)ᵀ through the row kernel's reference, in f64
+                let mut s64: Vec<f64> = (0..cols * n).map(|x| st[(x % n) * cols + x / n] as f64).collect();
+                let m64: Option<Vec<f64>> = m.map(|m| m.iter().map(|&v| v as f64).collect());
+                let mut p64 = vec![0f64; cols * n];
+                scaled_softmax_rows_reference(&mut s64, n, 0.3, m64.as_deref(), &mut p64);
+                let (mut fast, mut slow, mut scratch) = (st.clone(), st.clone(), vec![0f32; 2 * cols]);
+                scaled_softmax_cols(&mut fast, cols, 0.3, m, &mut scratch);
+                scaled_softmax_cols_reference(&mut slow, cols, 0.3, m, &mut scratch);
+                for (j, i) in (0..n).flat_map(|j| (0..cols).map(move |i| (j, i))) {
+                    let want = p64[i * n + j];
+                    for (what, got) in [("fast", fast[j * cols + i]), ("reference", slow[j * cols + i])] {
+                        assert!(
+                            (got as f64 - want).abs() <= 1e-6,
+                            "{what} n={n} cols={cols} ({j}, {i}): {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn fast_rows_match_reference() {

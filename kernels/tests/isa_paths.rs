@@ -246,6 +246,12 @@ fn check_attention(rng: &mut StdRng) {
     close("attention dq", &dq, &dq64, VEC_TOL);
     close("attention dk", &dk, &dk64, VEC_TOL);
     close("attention dv", &dv, &dv64, VEC_TOL);
+    // evaluation: no P kept, no dropout (the transposed-scores path)
+    let mut o_eval = vec![0f32; n];
+    att::attention_forward(s, &q, &k, &v, Some(&mask), None, &mut o_eval, None);
+    let mut o64_eval = vec![0f64; n];
+    att::attention_forward_reference(s, &q64, &k64, &v64, Some(&widen(&mask)), None, &mut o64_eval);
+    close("attention o (eval)", &o_eval, &o64_eval, VEC_TOL);
 }
 
 fn check(family: Family) -> fn(&mut StdRng) {

@@ -1,0 +1,100 @@
+//! Times the non-GEMM-layer kernels of a MiniLM layer at its shapes: the fused attention
+//! (evaluation forward; training forward + backward with dropout) and the broadcasts
+//! around a linear layer (the bias expanded to its rows, its gradient summed back, the
+//! residual add).
+//!
+//! ```text
+//! cargo run --release --example attention_step [-- BATCH SEQ_LEN REPS THREADS]
+//! ```
+//! Defaults: 16 sequences of 256 tokens, 12 heads of 32 (all-MiniLM-L6-v2), best of 20
+//! repetitions, 1 thread. With 1 thread each figure is the calling thread's CPU time
+//! (Linux), so other work on a shared machine barely moves it; with more, the wall clock.
+
+use std::time::Instant;
+use tapegrad::kernels::attention::{attention_backward, attention_forward, AttentionShape, DropoutMask};
+use tapegrad::kernels::broadcast::{binary, expand, sum_to, Binary};
+use tapegrad::kernels::threads::set_num_threads;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let batch: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(16);
+    let seq: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(256);
+    let reps: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(20);
+    let threads: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1);
+    set_num_threads(threads);
+    let cpu = threads == 1;
+    let s = AttentionShape { batch, seq, heads: 12, head_dim: 32 };
+    let (n, hid, rows) = (s.numel(), 12 * 32, batch * seq);
+    // deterministic inputs in [-1, 1)
+    let fill = |len: usize, k: usize| -> Vec<f32> {
+        (0..len).map(|i| ((i * 7919 + k * 104_729) % 2000) as f32 / 1000.0 - 1.0).collect()
+    };
+    let (q, k, v, g) = (fill(n, 1), fill(n, 2), fill(n, 3), fill(n, 4));
+    let mask = vec![0f32; rows];
+    let (mut o, mut probs) = (vec![0f32; n], vec![0f32; s.probs_numel()]);
+    let (mut dq, mut dk, mut dv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+    let dropout = Some(DropoutMask { p: 0.1, seed: 5 });
+    let bias = fill(hid, 5);
+    let (x, y) = (fill(rows * hid, 6), fill(rows * hid, 7));
+    let mut out = vec![0f32; rows * hid];
+
+    let time = |what: &str, f: &mut dyn FnMut()| {
+        f(); // warm: pages, pool, scratch
+        let best = (0..reps)
+            .map(|_| {
+                let (t, c) = (Instant::now(), thread_cpu_seconds());
+                f();
+                if cpu {
+                    thread_cpu_seconds() - c
+                } else {
+                    t.elapsed().as_secs_f64()
+                }
+            })
+            .fold(f64::INFINITY, f64::min);
+        println!("{what:<40} {:9.3} ms", best * 1e3);
+    };
+    println!(
+        "B={batch} T={seq} heads=12 d=32 threads={threads} clock={} best of {reps}",
+        if cpu { "thread-cpu" } else { "wall" }
+    );
+    time("attention forward (eval)", &mut || {
+        attention_forward(s, &q, &k, &v, Some(&mask), None, &mut o, None)
+    });
+    time("attention forward + backward (dropout)", &mut || {
+        attention_forward(s, &q, &k, &v, Some(&mask), dropout, &mut o, Some(&mut probs));
+        attention_backward(s, &q, &k, &v, &probs, dropout, &g, &mut dq, &mut dk, &mut dv);
+    });
+    time("bias expand [384] -> [B·T, 384]", &mut || expand(&bias, &[hid], &[rows, hid], &mut out));
+    let mut bias_grad = vec![0f32; hid];
+    time("bias gradient [B·T, 384] -> [384]", &mut || sum_to(&x, &[rows, hid], &[hid], &mut bias_grad));
+    time("residual add [B·T, 384]", &mut || {
+        binary(Binary::Add, &x, &[rows, hid], &y, &[rows, hid], &[rows, hid], &mut out)
+    });
+    Ok(())
+}
+
+/// The calling thread's CPU time in seconds (Linux); the wall clock elsewhere.
+#[cfg(target_os = "linux")]
+fn thread_cpu_seconds() -> f64 {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clk: i32, tp: *mut Timespec) -> i32;
+    }
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+    let mut ts = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec (64-bit Linux layout) into `ts`.
+    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime failed");
+    ts.sec as f64 + ts.nsec as f64 * 1e-9
+}
+
+#[cfg(not(target_os = "linux"))]
+fn thread_cpu_seconds() -> f64 {
+    use std::sync::OnceLock;
+    static T0: OnceLock<Instant> = OnceLock::new();
+    T0.get_or_init(Instant::now).elapsed().as_secs_f64()
+}
