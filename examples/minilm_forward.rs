@@ -2,14 +2,19 @@
 //! the tape, and a forward + backward of the classification loss.
 //!
 //! ```text
-//! cargo run --release --example minilm_forward [-- MODEL_DIR [BATCH [SEQ_LEN [STEPS]]]]
+//! cargo run --release --example minilm_forward [-- MODEL_DIR [BATCH [SEQ_LEN [STEPS [PRECISION]]]]]
 //! ```
-//! Defaults: `../shared/models/all-MiniLM-L6-v2`, 16 sequences of 256 tokens, 3 training steps.
+//! Defaults: `../shared/models/all-MiniLM-L6-v2`, 16 sequences of 256 tokens, 3 training steps,
+//! precision `f32`. PRECISION is the linear layers' precision (`f32` or `bf16`, see
+//! `autograd::precision`), or `both`: then, after one warm-up of each, STEPS rounds each time an
+//! evaluation forward and a training step in f32 and then in bf16 (interleaved), and the
+//! median bf16/f32 time ratios.
 
 use std::path::PathBuf;
 use std::time::Instant;
-use tapegrad::autograd::no_grad;
-use tapegrad::models::bert::BertForSequenceClassification;
+use tapegrad::autograd::precision::{set_linear_precision, Precision};
+use tapegrad::autograd::{no_grad, Tensor};
+use tapegrad::models::bert::{BertForSequenceClassification, BertInput};
 use tapegrad::models::tokenizer::Tokenizer;
 use tapegrad::models::Module;
 
@@ -28,6 +33,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let batch: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(16);
     let seq_len: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(256);
     let steps: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(3);
+    let precision = args.next().unwrap_or_else(|| "f32".into());
+    let both = precision == "both";
+    let precision = if both { Precision::F32 } else { Precision::parse(&precision)? };
+    let _mode = set_linear_precision(precision);
 
     let t0 = Instant::now();
     let mut model = BertForSequenceClassification::<f32>::from_pretrained(&dir, 2, 0)?;
@@ -50,6 +59,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let x = tok.encode_batch(&texts)?;
     let labels: Vec<usize> = (0..batch).map(|i| i % 2).collect();
     println!("batch: {:?} tokens", x.shape);
+    if both {
+        return compare(&mut model, &x, &labels, steps);
+    }
+    println!("precision: {precision}");
 
     // Evaluation forwards: the first also pages in the weights and grows the heap.
     model.set_training(false);
@@ -93,5 +106,80 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             tapegrad::autograd::profile::reset();
         }
     }
+    Ok(())
+}
+
+/// One evaluation forward (no tape) in seconds, in the thread's current precision.
+fn eval_forward(
+    model: &mut BertForSequenceClassification<f32>,
+    x: &BertInput,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    model.set_training(false);
+    let t0 = Instant::now();
+    let logits: Tensor<f32> = no_grad(|| model.forward(x).map(|o| o.logits))?;
+    let secs = t0.elapsed().as_secs_f64();
+    drop(logits);
+    Ok(secs)
+}
+
+/// One training step (forward + backward, dropout on) in seconds, and its loss.
+fn train_step(
+    model: &mut BertForSequenceClassification<f32>,
+    x: &BertInput,
+    labels: &[usize],
+) -> Result<(f64, f32), Box<dyn std::error::Error>> {
+    model.set_training(true);
+    let t0 = Instant::now();
+    let out = model.forward(x)?;
+    let loss = model.loss(&out.logits, labels)?;
+    loss.backward();
+    let secs = t0.elapsed().as_secs_f64();
+    drop(out);
+    model.zero_grad();
+    Ok((secs, loss.item()))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// f32 and bf16 interleaved: per round an evaluation forward and a training step in each.
+fn compare(
+    model: &mut BertForSequenceClassification<f32>,
+    x: &BertInput,
+    labels: &[usize],
+    rounds: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let precisions = [Precision::F32, Precision::Bf16];
+    for p in precisions {
+        // warm-up: pages in the weights, grows the heap
+        let _mode = set_linear_precision(p);
+        eval_forward(model, x)?;
+        train_step(model, x, labels)?;
+    }
+    let (mut fwd, mut step) = (vec![vec![]; 2], vec![vec![]; 2]);
+    for round in 0..rounds.max(1) {
+        for (i, p) in precisions.into_iter().enumerate() {
+            let _mode = set_linear_precision(p);
+            let f = eval_forward(model, x)?;
+            let (s, loss) = train_step(model, x, labels)?;
+            println!("round {round} {p:>4}: forward (no_grad) {f:.3} s   training step {s:.3} s   loss = {loss:.4}");
+            fwd[i].push(f);
+            step[i].push(s);
+        }
+    }
+    let ratio = |v: &[Vec<f64>]| median(v[1].iter().zip(&v[0]).map(|(b, f)| b / f).collect());
+    println!(
+        "median of {} rounds: forward f32 {:.3} s, bf16 {:.3} s (bf16/f32 {:.3}); training step f32 {:.3} s, \
+         bf16 {:.3} s (bf16/f32 {:.3})",
+        rounds.max(1),
+        median(fwd[0].clone()),
+        median(fwd[1].clone()),
+        ratio(&fwd),
+        median(step[0].clone()),
+        median(step[1].clone()),
+        ratio(&step)
+    );
     Ok(())
 }

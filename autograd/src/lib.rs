@@ -13,6 +13,7 @@ pub mod alloc;
 pub mod backend;
 pub mod gradcheck;
 mod ops;
+pub mod precision;
 pub mod profile;
 pub mod safetensors;
 pub mod storage;
@@ -21,6 +22,7 @@ mod tensor;
 
 pub use gradcheck::{gradcheck, GradcheckError, GradcheckOptions};
 pub use ops::attention::DropoutMask;
+pub use precision::Precision;
 pub use storage::{Device, Storage};
 pub use tape::{is_grad_enabled, no_grad, NoGradGuard};
 pub use tapegrad_kernels::Float;

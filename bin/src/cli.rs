@@ -39,6 +39,28 @@ pub enum ModelKind {
     Bert,
 }
 
+/// `--precision`: the arithmetic of the transformer's linear layers (see
+/// `tapegrad_autograd::precision`).
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrecisionKind {
+    /// f32 operands and sums.
+    #[default]
+    F32,
+    /// bf16 mixed precision: products of bf16-rounded operands summed in f32; weights,
+    /// gradients and the optimizer stay f32.
+    Bf16,
+}
+
+impl From<PrecisionKind> for tapegrad_autograd::Precision {
+    fn from(p: PrecisionKind) -> Self {
+        match p {
+            PrecisionKind::F32 => tapegrad_autograd::Precision::F32,
+            PrecisionKind::Bf16 => tapegrad_autograd::Precision::Bf16,
+        }
+    }
+}
+
 /// `--device`: `cpu`, `cuda`, `cuda:N` or `sim` (the simulated GPU), checked by [`tapegrad_autograd::Device`]'s
 /// parser and kept in its canonical spelling (a run's saved arguments hold it).
 fn parse_device(s: &str) -> Result<String, String> {
@@ -141,6 +163,11 @@ pub struct TrainArgs {
     /// Where to train: cpu, cuda, cuda:N, or sim (the simulated GPU: slow, for tiny runs).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: String,
+    /// Precision of the linear layers' products: f32, or bf16 (operands rounded to bf16,
+    /// f32 sums, f32 master weights; --model bert on the CPU only).
+    #[arg(long, value_enum, default_value = "f32")]
+    #[serde(default)]
+    pub precision: PrecisionKind,
     /// Stop after this many epochs without a better validation loss.
     #[arg(long)]
     pub patience: Option<usize>,

@@ -226,6 +226,13 @@ fn errors_name_the_path() {
     // --device cuda is refused clearly
     let o = run(&["train", "--data", data.to_str().unwrap(), "--device", "cuda", "--out", out, "--quiet"]);
     assert!(!o.status.success() && stderr(&o).contains("cuda"));
+    // bf16 is the transformer's precision: refused for the BiLSTM before any work
+    let o = run(&["train", "--data", data.to_str().unwrap(), "--precision", "bf16", "--out", out, "--quiet"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--precision bf16 is for --model bert"),
+        "{}",
+        stderr(&o)
+    );
     // a batch size of 0 is an error, not a panic
     let o = run(&["train", "--data", data.to_str().unwrap(), "--batch-size", "0", "--out", out, "--quiet"]);
     assert!(!o.status.success() && stderr(&o).contains("batch_size"), "{}", stderr(&o));

@@ -85,3 +85,41 @@ fn check_len(name: &str, len: usize, batch: usize, rows: usize, cols: usize, s: 
         last + 1
     );
 }
+
+/// [`gemm_batched`] with the operands rounded to bf16 and f32 accumulation
+/// ([`crate::bf16gemm`]), for f32 data: the products of `--precision bf16`.
+///
+/// # Panics
+/// If `T` is not f32 (bf16 precision is an f32 mode; the f64 reference path has none), and as
+/// [`gemm_batched`].
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_batched_bf16<T: Float>(
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    sa: Strides,
+    b: &[T],
+    sb: Strides,
+    beta: T,
+    c: &mut [T],
+    sc: Strides,
+) {
+    assert!(sc.col == 1, "gemm: C must be row-major (column stride 1)");
+    check_len("A", a.len(), batch, m, k, sa);
+    check_len("B", b.len(), batch, k, n, sb);
+    check_len("C", c.len(), batch, m, n, sc);
+    if batch > 1 {
+        assert!(sc.batch != 0, "gemm: C cannot be broadcast over the batch");
+    }
+    let (Some(af), Some(bf), Some(cf)) = (as_f32(a), as_f32(b), as_f32_mut(c)) else {
+        panic!("gemm: bf16 products take f32 operands, not {}", T::DTYPE);
+    };
+    let beta = beta.to_f64() as f32;
+    for i in 0..batch {
+        let (ai, bi) = (&af[i * sa.batch..], &bf[i * sb.batch..]);
+        let ci = &mut cf[i * sc.batch..];
+        crate::bf16gemm::bf16gemm(m, n, k, ai, sa.row, sa.col, bi, sb.row, sb.col, beta, ci, sc.row);
+    }
+}

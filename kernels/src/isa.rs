@@ -129,10 +129,12 @@ pub enum Family {
     Update,
     /// Fused attention (its products).
     Attention,
+    /// `bf16gemm` (its `Avx512` path is AVX512-BF16: [`Family::cpu_supports`]).
+    Bf16Gemm,
 }
 
 impl Family {
-    pub const ALL: [Family; 9] = [
+    pub const ALL: [Family; 10] = [
         Family::Sgemm,
         Family::Prepacked,
         Family::Elementwise,
@@ -142,13 +144,24 @@ impl Family {
         Family::Lstm,
         Family::Update,
         Family::Attention,
+        Family::Bf16Gemm,
     ];
 
     /// The paths this family has kernels for, the widest first.
     pub fn paths(self) -> &'static [Isa] {
         match self {
             Family::Sgemm | Family::Prepacked | Family::Attention => &Isa::ALL,
+            Family::Bf16Gemm => &[Isa::Avx512, Isa::Portable],
             _ => &[Isa::Avx2, Isa::Portable],
+        }
+    }
+
+    /// Whether this CPU can run this family's `path` kernel: [`cpu_supports`], and for the
+    /// bf16 GEMM's AVX-512 path also AVX512-BF16 (without it that family runs portable).
+    pub fn cpu_supports(self, path: Isa) -> bool {
+        match (self, path) {
+            (Family::Bf16Gemm, Isa::Avx512) => crate::bf16gemm::cpu_has_avx512bf16(),
+            _ => cpu_supports(path),
         }
     }
 
@@ -168,11 +181,12 @@ impl Family {
             Family::Lstm => "lstm",
             Family::Update => "update",
             Family::Attention => "attention",
+            Family::Bf16Gemm => "bf16gemm",
         }
     }
 }
 
-static HITS: [[AtomicUsize; 3]; 9] = [const { [const { AtomicUsize::new(0) }; 3] }; 9];
+static HITS: [[AtomicUsize; 3]; 10] = [const { [const { AtomicUsize::new(0) }; 3] }; 10];
 
 /// Records that `family` dispatched a call to its `isa` path.
 #[inline]

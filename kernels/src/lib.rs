@@ -8,6 +8,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod bf16gemm;
 pub mod broadcast;
 pub mod dropout;
 pub mod elementwise;

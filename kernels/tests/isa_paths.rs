@@ -13,6 +13,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use tapegrad_kernels::attention::{self as att, AttentionShape, DropoutMask};
+use tapegrad_kernels::bf16gemm;
 use tapegrad_kernels::elementwise::{self as ew, Unary};
 use tapegrad_kernels::isa::{self, Family, Isa};
 use tapegrad_kernels::sgemm::{self, PackedB};
@@ -254,6 +255,25 @@ fn check_attention(rng: &mut StdRng) {
     close("attention o (eval)", &o_eval, &o64_eval, VEC_TOL);
 }
 
+fn check_bf16gemm(rng: &mut StdRng) {
+    // one depth block (bit-exact with the reference but on AMX), then three blocks and an odd depth
+    // (the blocks' partial sums are added into C one by one: f32 rounding of a k-term sum)
+    for (m, n, k, exact) in [(300, 300, 300, true), (7, 33, 5, true), (200, 150, 1001, false)] {
+        let (a, b) = (rand_vec(rng, m * k, 1.0), rand_vec(rng, k * n, 1.0));
+        let mut c = vec![0f32; m * n];
+        bf16gemm::bf16gemm(m, n, k, &a, k, 1, &b, 1, k, 0.0, &mut c, n); // B transposed (NT)
+        let mut want = vec![0f32; m * n];
+        bf16gemm::bf16gemm_reference(m, n, k, &a, k, 1, &b, 1, k, 0.0, &mut want, n);
+        let what = format!("bf16gemm {m}x{n}x{k}");
+        // AMX sums a tile's depths in its own order: bit-exact only on the other paths
+        if exact && bf16gemm::path() != bf16gemm::Path::Amx {
+            assert!(c.iter().zip(&want).all(|(x, y)| x.to_bits() == y.to_bits()), "{what}: not bit-exact");
+        } else {
+            close(&what, &c, &widen(&want), GEMM_TOL);
+        }
+    }
+}
+
 fn check(family: Family) -> fn(&mut StdRng) {
     match family {
         Family::Sgemm => check_sgemm,
@@ -265,6 +285,7 @@ fn check(family: Family) -> fn(&mut StdRng) {
         Family::Lstm => check_lstm,
         Family::Update => check_update,
         Family::Attention => check_attention,
+        Family::Bf16Gemm => check_bf16gemm,
     }
 }
 
@@ -317,7 +338,8 @@ fn main() {
         let (mut ran, mut unsupported, mut errors) = (vec![], vec![], vec![]);
         for &path in family.paths() {
             // force the path itself (a family's own paths are what the forced ISA selects)
-            let outcome = if isa::cpu_supports(path) { run_one(family, path) } else { Outcome::NotSupported };
+            let outcome =
+                if family.cpu_supports(path) { run_one(family, path) } else { Outcome::NotSupported };
             match outcome {
                 Outcome::Ran => ran.push(path.name()),
                 Outcome::NotSupported => unsupported.push(path.name()),
@@ -334,6 +356,11 @@ fn main() {
         failed |= !errors.is_empty();
         println!("{line}");
     }
+    // the bf16 GEMM's avx512 path is its best kernel; its unit tests run each kernel by name
+    println!("isa paths  bf16gemm's avx512 path runs {} here", {
+        let _g = isa::force(best_supported());
+        bf16gemm::path().name()
+    });
     if failed {
         eprintln!("isa_paths: a path this CPU supports failed or did not run");
         std::process::exit(1);

@@ -79,7 +79,11 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         let beta = T::from_f64(p.beta);
         let (a, b) = (&self.as_slice()[p.a_offset..], &b.as_slice()[p.b_offset..]);
         let c = &mut c.as_mut_slice()[p.c_offset..];
-        k::gemm::gemm_batched(p.batch, p.m, p.n, p.k, a, p.sa, b, p.sb, beta, c, p.sc);
+        if p.bf16 {
+            k::gemm::gemm_batched_bf16(p.batch, p.m, p.n, p.k, a, p.sa, b, p.sb, beta, c, p.sc);
+        } else {
+            k::gemm::gemm_batched(p.batch, p.m, p.n, p.k, a, p.sa, b, p.sb, beta, c, p.sc);
+        }
     }
     fn permute(&self, shape: &[usize], perm: &[usize]) -> Self {
         own(k::permute::permute(self.as_slice(), shape, perm))

@@ -197,6 +197,8 @@ impl<T: Float> Backend<T> for CudaStorage<T> {
     }
 
     fn gemm(&self, b: &Self, c: &mut Self, p: Gemm) {
+        // `precision::check_device` refuses bf16 off the CPU before any work
+        assert!(!p.bf16, "gemm: bf16 products run on the CPU only (device {:?})", self.device());
         c.in_place(|cb| {
             gpu::gemm::gemm(gpu::gemm::Gemm {
                 batch: p.batch,

@@ -50,6 +50,8 @@ pub struct Gemm {
     pub c_offset: usize,
     /// 0 overwrites C, 1 accumulates into it.
     pub beta: f64,
+    /// Round A and B to bf16 and accumulate in f32 (`kernels::bf16gemm`; f32 on the CPU only).
+    pub bf16: bool,
 }
 
 impl Gemm {
@@ -61,10 +63,14 @@ impl Gemm {
         sb: Strides,
         sc: Strides,
     ) -> Self {
-        Gemm { batch, m, n, k, sa, sb, sc, a_offset: 0, b_offset: 0, c_offset: 0, beta: 0.0 }
+        Gemm { batch, m, n, k, sa, sb, sc, a_offset: 0, b_offset: 0, c_offset: 0, beta: 0.0, bf16: false }
     }
     pub fn beta(self, beta: f64) -> Self {
         Gemm { beta, ..self }
+    }
+    /// The product in bf16 (operands rounded, f32 sums) when `bf16` is set.
+    pub fn bf16(self, bf16: bool) -> Self {
+        Gemm { bf16, ..self }
     }
 }
 

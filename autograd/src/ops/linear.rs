@@ -13,6 +13,18 @@
 //! two), without their extra passes: Wᵀ is read through strides instead of copied, and
 //! y starts as the bias rows, which the product then accumulates into (no zero fill, no
 //! separate add).
+//!
+//! In bf16 precision (`crate::precision`, f32 tensors) the three products round their
+//! operands to bf16 and sum in f32 (`kernels::bf16gemm`):
+//!
+//! ```text
+//! y     = bf16(x)·bf16(W)ᵀ + b
+//! dL/dx = bf16(g)·bf16(W)
+//! dL/dW = bf16(g)ᵀ·bf16(x)          dL/db as above, in f32
+//! ```
+//!
+//! the gradient of the rounded product taken as if the rounding were the identity (the
+//! straight-through rule of mixed-precision training); x, W, b and every gradient stay f32.
 
 use crate::backend::{Backend, Gemm};
 use crate::Tensor;
@@ -34,6 +46,8 @@ impl<T: Float> Tensor<T> {
             assert_eq!(b.shape(), &[out], "linear: bias must be [out] = [{out}], got {:?}", b.shape());
         }
         let rows = self.numel() / inp.max(1);
+        // bf16 products for f32 tensors in bf16 precision (read once: the backward uses it too)
+        let bf16 = T::DTYPE == "F32" && crate::precision::linear_precision() == crate::Precision::Bf16;
         let mut shape = xs.to_vec();
         *shape.last_mut().expect("rank ≥ 1") = out;
 
@@ -52,7 +66,7 @@ impl<T: Float> Tensor<T> {
         x_st.gemm(
             &weight.storage(),
             &mut y,
-            Gemm::new(1, (rows, out, inp), rm(rows, inp), w_t, rm(rows, out)).beta(beta),
+            Gemm::new(1, (rows, out, inp), rm(rows, inp), w_t, rm(rows, out)).beta(beta).bf16(bf16),
         );
 
         let (x, w, b) = (self.clone(), weight.clone(), bias.cloned());
@@ -65,7 +79,7 @@ impl<T: Float> Tensor<T> {
                 gd.gemm(
                     &wv.storage(),
                     &mut dx,
-                    Gemm::new(1, (rows, inp, out), rm(rows, out), rm(out, inp), rm(rows, inp)),
+                    Gemm::new(1, (rows, inp, out), rm(rows, out), rm(out, inp), rm(rows, inp)).bf16(bf16),
                 );
                 Tensor::from_storage(dx, x.shape())
             });
@@ -76,7 +90,7 @@ impl<T: Float> Tensor<T> {
                 gd.gemm(
                     &xv.storage(),
                     &mut dw,
-                    Gemm::new(1, (out, inp, rows), g_t, rm(rows, inp), rm(out, inp)),
+                    Gemm::new(1, (out, inp, rows), g_t, rm(rows, inp), rm(out, inp)).bf16(bf16),
                 );
                 Tensor::from_storage(dw, w.shape())
             });
@@ -125,5 +139,46 @@ mod tests {
                 t.zero_grad();
             }
         }
+    }
+
+    /// bf16 precision: the output and the gradients of x, W and b against the f32 op's on the
+    /// same inputs. Finite differences cannot check a bf16 op (a step below bf16's resolution
+    /// changes nothing, one above it is too coarse for a derivative), so the reference is the
+    /// f32 op's analytic gradient, within bf16's error: each product is off by ≤ 2⁻⁸ relative,
+    /// so `|Δ| ≤ 2⁻⁸·Σ|terms|` plus the f32 sums' rounding; with every value in [−1, 1] a
+    /// k-term sum has `Σ|terms| ≤ k`, and we allow 2⁻⁷·k. The bias gradient is an f32 sum in
+    /// both: identical.
+    #[test]
+    fn bf16_linear_matches_f32_within_bf16_error() {
+        use crate::precision::{set_linear_precision, Precision};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(22);
+        let (r, inp, out) = (40, 96, 24);
+        let mut v = |n: usize| (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>();
+        let (xv, wv, bv, gv) = (v(r * inp), v(out * inp), v(out), v(r * out));
+        let run = |p: Precision| {
+            let _mode = set_linear_precision(p);
+            let x = Tensor::<f32>::param(xv.clone(), &[r, inp]);
+            let w = Tensor::<f32>::param(wv.clone(), &[out, inp]);
+            let b = Tensor::<f32>::param(bv.clone(), &[out]);
+            let y = x.linear(&w, Some(&b));
+            y.mul(&Tensor::from_vec(gv.clone(), &[r, out])).sum().backward();
+            let g = |t: &Tensor<f32>| t.grad().expect("has a gradient").to_vec();
+            (y.to_vec(), g(&x), g(&w), g(&b))
+        };
+        let (y32, dx32, dw32, db32) = run(Precision::F32);
+        let (y16, dx16, dw16, db16) = run(Precision::Bf16);
+        // Σ|terms| bounds: |x|,|W|,|g| ≤ 1, so y's k = inp terms sum to ≤ inp, dx's ≤ out, dw's ≤ r
+        let within = |what: &str, got: &[f32], want: &[f32], terms: usize| {
+            let bound = 2f32.powi(-7) * terms as f32;
+            let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(worst <= bound, "{what}: bf16 differs from f32 by {worst:e} > {bound:e}");
+            assert!(worst > 0.0, "{what}: bf16 equals f32 exactly: was it rounded?");
+        };
+        within("y", &y16, &y32, inp);
+        within("dx", &dx16, &dx32, out);
+        within("dw", &dw16, &dw32, r);
+        assert_eq!(db16, db32, "db is an f32 sum in both precisions");
+        // and the precision is back to f32 once the guard dropped
+        assert_eq!(crate::precision::linear_precision(), Precision::F32);
     }
 }

@@ -153,6 +153,8 @@ pub fn lr_find(a: LrFindArgs, interrupt: Arc<Interrupt>) -> Result<Found> {
     let device = super::open_device(&a.train.device)?;
     check_args(&a)?;
     let args = with_defaults(a.train.clone());
+    // lr-find runs on the CPU, in the precision the training would use
+    let _precision = tapegrad_autograd::precision::set_linear_precision(args.precision.into());
     let data_path = args.data.clone().context("--data is required")?;
     if let Some(t) = args.threads {
         tapegrad_kernels::threads::set_num_threads(t);

@@ -172,6 +172,10 @@ pub fn train(given: TrainArgs, interrupt: Arc<Interrupt>) -> Result<Outcome> {
             (a, None)
         }
     };
+    // bf16 runs on the CPU only; the linear layers compute in it for the whole run
+    let precision = args.precision.into();
+    tapegrad_autograd::precision::check_device(precision, device).map_err(|e| anyhow::anyhow!(e))?;
+    let _precision = tapegrad_autograd::precision::set_linear_precision(precision);
     let data_path = args.data.clone().context("--data is required")?;
     if let Some(t) = args.threads {
         tapegrad_kernels::threads::set_num_threads(t);

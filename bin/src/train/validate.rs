@@ -2,7 +2,7 @@
 //! the ones that need the data's size, and the rules of `--resume`.
 
 use super::checkpoint::RunState;
-use crate::cli::{ModelKind, TrainArgs};
+use crate::cli::{ModelKind, PrecisionKind, TrainArgs};
 use crate::data::imdb::ImdbData;
 use anyhow::{bail, Result};
 use sha2::{Digest, Sha256};
@@ -73,6 +73,12 @@ pub fn check_args(a: &TrainArgs, max_positions: Option<usize>) -> Result<()> {
         ModelKind::Bilstm => {
             need(a.max_len != Some(0), "--max-len must be at least 1".into());
             need(!a.was_given("pretrained"), "--pretrained is for --model bert".into());
+            need(
+                a.precision == PrecisionKind::F32,
+                "--precision bf16 is for --model bert (the transformer's linear layers); the BiLSTM \
+                 trains in f32"
+                    .into(),
+            );
         }
         ModelKind::Bert => {
             need(

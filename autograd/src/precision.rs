@@ -1,0 +1,121 @@
+//! The precision of the linear layers' products on this thread: f32 (the default) or bf16
+//! mixed precision.
+//!
+//! ```text
+//! bf16:  y  = bf16(x)·bf16(W)ᵀ + b          f32 sums (kernels::bf16gemm), f32 output
+//!        dX = bf16(g)·bf16(W)                 the backward's products alike
+//!        dW = bf16(g)ᵀ·bf16(x)                gradients f32
+//! ```
+//!
+//! Only the operands of `Tensor::linear`'s three products are rounded, in the GEMM's packing;
+//! every tensor stays f32, so the parameters are their own f32 master copies and the optimizer
+//! is unchanged. Everything else (attention's products, layer norm, softmax, losses) runs in
+//! f32. The mode is read when a linear op runs forward, and its backward uses the mode of its
+//! forward. f64 tensors (the gradient checks' reference path) always compute in f64. bf16 runs
+//! on the CPU only: [`check_device`].
+
+use crate::Device;
+use std::cell::Cell;
+use std::fmt;
+
+/// The arithmetic of the linear layers' products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// f32 operands, f32 sums.
+    #[default]
+    F32,
+    /// Operands rounded to bf16 (nearest even), f32 sums.
+    Bf16,
+}
+
+impl Precision {
+    /// `"f32"` or `"bf16"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    /// Parses `"f32"` or `"bf16"`; an error names the accepted values.
+    pub fn parse(s: &str) -> Result<Precision, String> {
+        match s {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            _ => Err(format!("unknown precision {s:?} (expected f32 or bf16)")),
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Whether `precision` can run on `device`: bf16 products exist on the CPU only.
+pub fn check_device(precision: Precision, device: Device) -> Result<(), String> {
+    match (precision, device) {
+        (Precision::Bf16, d) if d != Device::Cpu => {
+            Err(format!("--precision bf16 runs on the CPU only, not on {d} (use --precision f32 there)"))
+        }
+        _ => Ok(()),
+    }
+}
+
+thread_local! {
+    static LINEAR: Cell<Precision> = const { Cell::new(Precision::F32) };
+}
+
+/// The precision linear ops on this thread compute in now.
+pub fn linear_precision() -> Precision {
+    LINEAR.with(|p| p.get())
+}
+
+/// Runs the linear ops of this thread in `precision` until the guard drops (then the previous
+/// precision is back).
+pub fn set_linear_precision(precision: Precision) -> PrecisionGuard {
+    PrecisionGuard { prev: LINEAR.with(|p| p.replace(precision)) }
+}
+
+/// The guard of [`set_linear_precision`].
+pub struct PrecisionGuard {
+    prev: Precision,
+}
+
+impl Drop for PrecisionGuard {
+    fn drop(&mut self) {
+        LINEAR.with(|p| p.set(self.prev));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_names_and_refuses_bf16_off_the_cpu() {
+        assert_eq!(Precision::parse("bf16"), Ok(Precision::Bf16));
+        assert_eq!(Precision::parse("f32").map(|p| p.to_string()), Ok("f32".to_string()));
+        assert!(Precision::parse("fp16").unwrap_err().contains("expected f32 or bf16"));
+        assert!(check_device(Precision::Bf16, Device::Cpu).is_ok());
+        assert!(check_device(Precision::F32, Device::Sim).is_ok());
+        let e = check_device(Precision::Bf16, Device::Sim).unwrap_err();
+        assert!(e.contains("CPU only") && e.contains("sim"), "{e}");
+    }
+
+    #[test]
+    fn the_guard_restores_the_previous_precision() {
+        assert_eq!(linear_precision(), Precision::F32);
+        {
+            let _outer = set_linear_precision(Precision::Bf16);
+            assert_eq!(linear_precision(), Precision::Bf16);
+            {
+                let _inner = set_linear_precision(Precision::F32);
+                assert_eq!(linear_precision(), Precision::F32);
+            }
+            assert_eq!(linear_precision(), Precision::Bf16);
+        }
+        assert_eq!(linear_precision(), Precision::F32);
+    }
+}

@@ -1,0 +1,303 @@
+//! The blocked loop nest of the bf16 GEMM and its packing into bf16 pairs.
+//!
+//! The same BLIS loop order as `sgemm/driver.rs` (`jc` by NC, `pc` by KC, `ic` by MC, then
+//! `jr` by NR and `ir` by MR around the micro-kernel), on operands packed as `u32` words, each
+//! a pair of bf16 along the depth: the low half is depth `2q`, the high half `2q+1`, the
+//! layout `vdpbf16ps` multiplies (one f32 lane += the two products of a pair).
+//!
+//! ```text
+//! A micro-panel (MR rows):   apack[q*MR + i] = pair(A(i, 2q), A(i, 2q+1))
+//! B micro-panel (NR cols):   bpack[q*NR + j] = pair(B(2q, j), B(2q+1, j))
+//! ```
+//!
+//! Rows or columns past the matrix and the odd depth's missing half are zero. The depth block
+//! KC is the same for every kernel, so every path adds the same partial sums into C in the same
+//! order: paths agree bit for bit.
+
+use std::cell::Cell;
+
+/// Depth of a packed block (even: whole pairs). A MiniLM product's depth (384) is one block.
+pub(crate) const KC: usize = 384;
+
+/// `x` rounded to bf16 (nearest even; NaN stays a quiet NaN; f32 subnormals flush to ±0), its
+/// 16 bits. Branch-free so that the packing loops vectorise; the same value as
+/// `reference::round_bf16`.
+#[inline(always)]
+pub(crate) fn bf16_bits(x: f32) -> u32 {
+    let u = x.to_bits();
+    let u = if u & 0x7f80_0000 == 0 { u & 0x8000_0000 } else { u };
+    let rounded = u.wrapping_add(0x7fff + ((u >> 16) & 1)) >> 16;
+    if u & 0x7fff_ffff > 0x7f80_0000 {
+        (u >> 16) | 0x40
+    } else {
+        rounded
+    }
+}
+
+/// Two depths' values as one packed word (`lo` is the even depth).
+#[inline(always)]
+fn pair(lo: f32, hi: f32) -> u32 {
+    bf16_bits(lo) | (bf16_bits(hi) << 16)
+}
+
+/// A register-blocked bf16 micro-kernel and its blocking.
+pub(crate) trait Kernel {
+    /// Rows of a C tile.
+    const MR: usize;
+    /// Columns of a C tile.
+    const NR: usize;
+    /// Rows of a packed A block (a multiple of MR).
+    const MC: usize;
+    /// Columns of a packed B block (a multiple of NR).
+    const NC: usize;
+    /// The packed depth in pairs is a multiple of this (zero pairs pad it): AMX tiles take 16.
+    const KQ_ALIGN: usize = 1;
+    /// A micro-panel row by row (`apack[i*kq + q]`, each row's pairs contiguous, as an AMX
+    /// tile loads it) instead of pair by pair (`apack[q*MR + i]`).
+    const A_ROWS: bool = false;
+
+    /// `C[i*rsc + j] = beta * C[i*rsc + j] + sum_q` (the pair products of `a[q*MR + i]` and
+    /// `b[q*NR + j]`, odd depth first) over `kq` pairs, for the full MR x NR tile (`beta == 0`
+    /// ignores C's old contents).
+    ///
+    /// # Safety
+    /// `a` holds `kq*MR` words, `b` holds `kq*NR`, `c` addresses an MR x NR tile with row
+    /// stride `rsc`, and the CPU supports the kernel's features.
+    unsafe fn tile(kq: usize, a: *const u32, b: *const u32, c: *mut f32, rsc: usize, beta: f32);
+}
+
+/// The largest MR*NR of any kernel (sizes the stack tile for edges).
+const MAX_TILE: usize = 32 * 32;
+
+/// One product on raw pointers: `C (m×n, rows rsc apart) = beta·C + bf16(A)·bf16(B)` with
+/// `A(i,p) = a[i·rsa + p·csa]` and `B(p,j) = b[p·rsb + j·csb]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Gemm {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub a: *const f32,
+    pub rsa: usize,
+    pub csa: usize,
+    pub b: *const f32,
+    pub rsb: usize,
+    pub csb: usize,
+    pub beta: f32,
+    pub c: *mut f32,
+    pub rsc: usize,
+}
+
+// SAFETY: the threads of one product only read A and B and write disjoint parts of C, while
+// the caller borrows the buffers (the parallel scope ends before the product returns).
+unsafe impl Send for Gemm {}
+unsafe impl Sync for Gemm {}
+
+impl Gemm {
+    /// Rows `lo..hi` of the product. # Safety: `lo <= hi <= m`.
+    pub(crate) unsafe fn rows(self, lo: usize, hi: usize) -> Gemm {
+        Gemm { m: hi - lo, a: self.a.add(lo * self.rsa), c: self.c.add(lo * self.rsc), ..self }
+    }
+
+    /// Columns `lo..hi` of the product. # Safety: `lo <= hi <= n`.
+    pub(crate) unsafe fn cols(self, lo: usize, hi: usize) -> Gemm {
+        Gemm { n: hi - lo, b: self.b.add(lo * self.csb), c: self.c.add(lo), ..self }
+    }
+}
+
+thread_local! {
+    /// This thread's packing buffers (A block, B block), reused across calls.
+    static BUFS: Cell<(Vec<u32>, Vec<u32>)> = const { Cell::new((Vec::new(), Vec::new())) };
+}
+
+/// Sequential blocked product (C has column stride 1).
+///
+/// # Safety
+/// Every element the shapes and strides address is in bounds; C overlaps neither A nor B;
+/// the CPU supports `K`'s features.
+#[inline(always)]
+pub(crate) unsafe fn gemm_seq<K: Kernel>(g: Gemm) {
+    let Gemm { m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc } = g;
+    debug_assert!(m > 0 && n > 0 && k > 0);
+    let (mut abuf, mut bbuf) = BUFS.with(|cell| cell.take());
+    let kq_max = KC.min(k).div_ceil(2).next_multiple_of(K::KQ_ALIGN);
+    abuf.resize(abuf.len().max(K::MC.min(m.div_ceil(K::MR) * K::MR) * kq_max), 0);
+    bbuf.resize(bbuf.len().max(K::NC.min(n.div_ceil(K::NR) * K::NR) * kq_max), 0);
+    let mut tmp = [0.0f32; MAX_TILE];
+    for jc in (0..n).step_by(K::NC) {
+        let nc = K::NC.min(n - jc);
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            let kq = kc.div_ceil(2).next_multiple_of(K::KQ_ALIGN);
+            let beta = if pc == 0 { beta } else { 1.0 };
+            // B block (kc x nc): NR-column panels; B(p, j) is column j of "rows" csb apart.
+            for (s, jr) in (0..nc).step_by(K::NR).enumerate() {
+                let src = b.add(pc * rsb + (jc + jr) * csb);
+                let out = Panel {
+                    ptr: bbuf.as_mut_ptr().add(s * K::NR * kq),
+                    w_full: K::NR,
+                    kq,
+                    s_q: K::NR,
+                    s_w: 1,
+                };
+                pack_panel(src, csb, rsb, K::NR.min(nc - jr), kc, out);
+            }
+            for ic in (0..m).step_by(K::MC) {
+                let mc = K::MC.min(m - ic);
+                for (r, ir) in (0..mc).step_by(K::MR).enumerate() {
+                    let src = a.add((ic + ir) * rsa + pc * csa);
+                    let (s_q, s_w) = if K::A_ROWS { (1, kq) } else { (K::MR, 1) };
+                    let out =
+                        Panel { ptr: abuf.as_mut_ptr().add(r * K::MR * kq), w_full: K::MR, kq, s_q, s_w };
+                    pack_panel(src, rsa, csa, K::MR.min(mc - ir), kc, out);
+                }
+                for jr in (0..nc).step_by(K::NR) {
+                    let nr = K::NR.min(nc - jr);
+                    let bp = bbuf.as_ptr().add(jr * kq);
+                    for ir in (0..mc).step_by(K::MR) {
+                        let mr = K::MR.min(mc - ir);
+                        let ap = abuf.as_ptr().add(ir * kq);
+                        let cp = c.add((ic + ir) * rsc + jc + jr);
+                        if mr == K::MR && nr == K::NR {
+                            K::tile(kq, ap, bp, cp, rsc, beta);
+                        } else {
+                            K::tile(kq, ap, bp, tmp.as_mut_ptr(), K::NR, 0.0);
+                            merge_tile(mr, nr, &tmp, K::NR, cp, rsc, beta);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    BUFS.with(|cell| cell.set((abuf, bbuf)));
+}
+
+/// Where a packed micro-panel goes: `w_full` rows (A) or columns (B) of `kq` pairs, the pair
+/// `(i, q)` at `ptr[q*s_q + i*s_w]`.
+struct Panel {
+    ptr: *mut u32,
+    w_full: usize,
+    kq: usize,
+    s_q: usize,
+    s_w: usize,
+}
+
+/// Packs one micro-panel: pair `(i, q)` = `pair(X(i, 2q), X(i, 2q+1))` for `i < w`,
+/// `2q < kc` (the odd depth's high half is 0), and zero for `w <= i < w_full` and for the
+/// padding pairs `kc/2 <= q < kq`, where `X(i, p) = x[i*s_i + p*s_p]`. A's panel is `X = A`,
+/// B's is `X = Bᵀ`.
+///
+/// # Safety
+/// `x` addresses the `w x kc` elements; `out` addresses its `w_full x kq` pairs.
+#[inline(always)]
+unsafe fn pack_panel(x: *const f32, s_i: usize, s_p: usize, w: usize, kc: usize, out: Panel) {
+    let Panel { ptr, w_full, kq, s_q, s_w } = out;
+    let even = kc / 2;
+    if s_p == 1 && s_q == 1 {
+        // Rows contiguous along the depth in and out: a plain f32 → bf16 conversion per row
+        // (the low half of a pair is the even depth: little-endian u16s in depth order).
+        for i in 0..w {
+            let (src, dst) = (x.add(i * s_i), ptr.add(i * s_w) as *mut u16);
+            for p in 0..2 * even {
+                *dst.add(p) = bf16_bits(*src.add(p)) as u16;
+            }
+        }
+    } else if s_i == 1 {
+        // The panel's rows are contiguous at each depth: pair up two such runs.
+        for q in 0..even {
+            let (lo, hi) = (x.add(2 * q * s_p), x.add((2 * q + 1) * s_p));
+            let d = ptr.add(q * s_q);
+            for i in 0..w {
+                *d.add(i * s_w) = pair(*lo.add(i), *hi.add(i));
+            }
+        }
+    } else {
+        for i in 0..w {
+            for q in 0..even {
+                let v = x.add(i * s_i + 2 * q * s_p);
+                *ptr.add(q * s_q + i * s_w) = pair(*v, *v.add(s_p));
+            }
+        }
+    }
+    for q in even..kq {
+        for i in 0..w_full {
+            let v = if q == even && kc % 2 == 1 && i < w {
+                pair(*x.add(i * s_i + (kc - 1) * s_p), 0.0)
+            } else {
+                0
+            };
+            *ptr.add(q * s_q + i * s_w) = v;
+        }
+    }
+    for i in w..w_full {
+        for q in 0..even {
+            *ptr.add(q * s_q + i * s_w) = 0;
+        }
+    }
+}
+
+/// Adds an `mr x nr` corner of a computed tile into C.
+unsafe fn merge_tile(mr: usize, nr: usize, tmp: &[f32], ldt: usize, c: *mut f32, rsc: usize, beta: f32) {
+    for i in 0..mr {
+        let row = c.add(i * rsc);
+        for (j, &v) in tmp[i * ldt..i * ldt + nr].iter().enumerate() {
+            let cj = row.add(j);
+            *cj = if beta == 0.0 {
+                v
+            } else if beta == 1.0 {
+                *cj + v
+            } else {
+                beta * *cj + v
+            };
+        }
+    }
+}
+
+/// The bf16 value of a packed half, as f32 (exact).
+#[inline(always)]
+fn widen(h: u32) -> f32 {
+    f32::from_bits(h << 16)
+}
+
+/// The portable micro-kernel (plain Rust, auto-vectorised): the pair arithmetic of
+/// `vdpbf16ps` lane by lane, odd product first.
+pub(crate) struct Portable;
+
+impl Kernel for Portable {
+    const MR: usize = 6;
+    const NR: usize = 16;
+    const MC: usize = 144;
+    const NC: usize = 4080;
+
+    unsafe fn tile(kq: usize, a: *const u32, b: *const u32, c: *mut f32, rsc: usize, beta: f32) {
+        const MR: usize = Portable::MR;
+        const NR: usize = Portable::NR;
+        let mut acc = [[0.0f32; NR]; MR];
+        // SAFETY: the caller guarantees kq*MR and kq*NR words behind a and b.
+        let (a, b) =
+            unsafe { (std::slice::from_raw_parts(a, kq * MR), std::slice::from_raw_parts(b, kq * NR)) };
+        for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+            let (b_lo, b_hi): ([f32; NR], [f32; NR]) =
+                (std::array::from_fn(|j| widen(bp[j] & 0xffff)), std::array::from_fn(|j| widen(bp[j] >> 16)));
+            for (row, &ai) in acc.iter_mut().zip(ap) {
+                let (a_lo, a_hi) = (widen(ai & 0xffff), widen(ai >> 16));
+                for j in 0..NR {
+                    row[j] += a_hi * b_hi[j];
+                    row[j] += a_lo * b_lo[j];
+                }
+            }
+        }
+        for (i, row) in acc.iter().enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                // SAFETY: the caller guarantees the MR x NR tile of C.
+                let cij = unsafe { &mut *c.add(i * rsc + j) };
+                *cij = if beta == 0.0 {
+                    v
+                } else if beta == 1.0 {
+                    *cij + v
+                } else {
+                    beta * *cij + v
+                };
+            }
+        }
+    }
+}

@@ -1,0 +1,225 @@
+//! bf16 GEMM with f32 accumulation: `C(f32) = beta·C + bf16(A)·bf16(B)`, arbitrary strides for
+//! A and B (as `sgemm`), for mixed-precision training (`--precision bf16`).
+//!
+//! ```text
+//! â(i,p) = bf16(A(i,p)),  b̂(p,j) = bf16(B(p,j))     rounded to nearest even while packing
+//! C[i, j] = beta·C[i, j] + Σ_p â(i,p)·b̂(p,j)         products exact in f32, sums in f32
+//! ```
+//!
+//! The operands stay f32 in memory (a layer's master weights, its activations); only the
+//! packed copies the micro-kernel reads are bf16, in pairs along the depth (`driver.rs`).
+//! Paths: AMX (`tdpbf16ps` on 16x16 tiles, a 32x32 C tile, `amx.rs`) where the CPU and the
+//! OS allow it, AVX512-BF16 (`vdpbf16ps`, 12x32 tile, `avx512.rs`) on CPUs that have it, else
+//! a portable kernel doing the same pair arithmetic in plain Rust; all are tested against
+//! [`bf16gemm_reference`], the definition as a triple loop. The relative error against the
+//! f32 product is that of rounding the operands: each product is off by at most `2·2⁻⁹`
+//! relative (bf16 keeps 8 significant bits), so `|C − C_f32| ≤ ~2⁻⁸ · Σ_p |A(i,p)·B(p,j)|`.
+//!
+//! The path follows `crate::isa`: under `isa::force(Isa::Avx512)` (or by default on such a
+//! CPU) AMX if granted (`TAPEGRAD_NO_AMX=1` leaves it out), else the AVX512-BF16 kernel if the
+//! CPU has AVX512-BF16; under any lower path the portable one. Large products split over M or N across the `crate::threads` pool, each thread
+//! packing its own operands.
+
+mod amx;
+mod avx512;
+mod driver;
+pub mod reference;
+#[cfg(test)]
+mod tests;
+
+pub use reference::{bf16gemm_reference, round_bf16};
+
+use crate::isa::{self, Family, Isa};
+use crate::threads;
+use driver::{gemm_seq, Gemm, Kernel, Portable};
+
+/// Products below this many flops (per thread) stay on one thread.
+const PAR_MIN_FLOPS_PER_THREAD: usize = 1 << 21;
+
+/// A path of the bf16 GEMM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// AMX-BF16 `tdpbf16ps`, 32x32 tile.
+    Amx,
+    /// AVX512-BF16 `vdpbf16ps`, 12x32 tile.
+    Avx512Bf16,
+    /// Plain Rust, 6x16 tile.
+    Portable,
+}
+
+impl Path {
+    /// The kernel's name and tile.
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::Amx => "amx-bf16 32x32",
+            Path::Avx512Bf16 => "avx512-bf16 12x32",
+            Path::Portable => "portable 6x16",
+        }
+    }
+}
+
+/// Whether this CPU has AVX512-BF16 (with AVX512F and BW).
+pub fn cpu_has_avx512bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        isa::cpu_supports(Isa::Avx512)
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether this CPU has AMX-BF16 and the OS lets this process use it (asks Linux once).
+pub fn cpu_has_amx() -> bool {
+    amx::os_grants_amx()
+}
+
+/// Whether this CPU can run `path`.
+pub fn cpu_supports(path: Path) -> bool {
+    match path {
+        Path::Amx => cpu_has_amx(),
+        Path::Avx512Bf16 => cpu_has_avx512bf16(),
+        Path::Portable => true,
+    }
+}
+
+/// The path the bf16 GEMM takes now (see the module doc).
+pub fn path() -> Path {
+    static NO_AMX: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let no_amx = *NO_AMX.get_or_init(|| std::env::var_os("TAPEGRAD_NO_AMX").is_some());
+    if isa::active() >= Isa::Avx512 && !no_amx && cpu_has_amx() {
+        Path::Amx
+    } else if isa::active() >= Isa::Avx512 && cpu_has_avx512bf16() {
+        Path::Avx512Bf16
+    } else {
+        Path::Portable
+    }
+}
+
+/// `C[i*rsc + j] = beta * C[i*rsc + j] + sum_p bf16(A(i,p)) * bf16(B(p,j))` (f32 sums) where
+/// `A(i,p) = a[i*rsa + p*csa]` and `B(p,j) = b[p*rsb + j*csb]`; `sgemm`'s contract otherwise
+/// (`beta == 0` overwrites C, transposes are strides).
+///
+/// # Panics
+/// If a slice is too short for its shape and strides, or C's rows overlap.
+#[allow(clippy::too_many_arguments)]
+pub fn bf16gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    rsb: usize,
+    csb: usize,
+    beta: f32,
+    c: &mut [f32],
+    rsc: usize,
+) {
+    bf16gemm_with(path(), threads::num_threads(), m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc);
+}
+
+/// [`bf16gemm`] on an explicit path and thread count (tests, benchmarks).
+///
+/// # Panics
+/// As [`bf16gemm`], and if the CPU cannot run `path`.
+#[allow(clippy::too_many_arguments)]
+pub fn bf16gemm_with(
+    path: Path,
+    nthreads: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    rsa: usize,
+    csa: usize,
+    b: &[f32],
+    rsb: usize,
+    csb: usize,
+    beta: f32,
+    c: &mut [f32],
+    rsc: usize,
+) {
+    assert!(cpu_supports(path), "bf16gemm: this CPU cannot run the {} kernel", path.name());
+    let ext = |rows: usize, cols: usize, rs: usize, cs: usize, what: &str| -> usize {
+        if rows == 0 || cols == 0 {
+            return 0;
+        }
+        (rows - 1)
+            .checked_mul(rs)
+            .and_then(|x| (cols - 1).checked_mul(cs).and_then(|y| x.checked_add(y)))
+            .and_then(|x| x.checked_add(1))
+            .unwrap_or_else(|| panic!("bf16gemm: {what} shape/strides overflow usize"))
+    };
+    let (na, nb, nc) = (ext(m, k, rsa, csa, "A"), ext(k, n, rsb, csb, "B"), ext(m, n, rsc, 1, "C"));
+    assert!(
+        a.len() >= na,
+        "bf16gemm: A is too short: {m}x{k} with strides ({rsa}, {csa}) needs {na}, got {}",
+        a.len()
+    );
+    assert!(
+        b.len() >= nb,
+        "bf16gemm: B is too short: {k}x{n} with strides ({rsb}, {csb}) needs {nb}, got {}",
+        b.len()
+    );
+    assert!(
+        c.len() >= nc,
+        "bf16gemm: C is too short: {m}x{n} with row stride {rsc} needs {nc}, got {}",
+        c.len()
+    );
+    assert!(m <= 1 || n == 0 || rsc >= n, "bf16gemm: C's rows overlap: row stride {rsc} < n = {n}");
+    if m == 0 || n == 0 {
+        return;
+    }
+    threads::ensure_ftz();
+    isa::note(Family::Bf16Gemm, if path == Path::Portable { Isa::Portable } else { Isa::Avx512 });
+    if k == 0 {
+        for i in 0..m {
+            let row = &mut c[i * rsc..i * rsc + n];
+            if beta == 0.0 {
+                row.fill(0.0);
+            } else if beta != 1.0 {
+                row.iter_mut().for_each(|x| *x *= beta);
+            }
+        }
+        return;
+    }
+    let g = Gemm { m, n, k, a: a.as_ptr(), rsa, csa, b: b.as_ptr(), rsb, csb, beta, c: c.as_mut_ptr(), rsc };
+    let (mr, nr) = match path {
+        Path::Amx => (amx::Amx::MR, amx::Amx::NR),
+        Path::Avx512Bf16 => (avx512::Avx512Bf16::MR, avx512::Avx512Bf16::NR),
+        Path::Portable => (Portable::MR, Portable::NR),
+    };
+    // Split the larger of M and N; each part packs the other operand for itself.
+    let split_m = m >= n;
+    let (len, unit) = if split_m { (m, mr) } else { (n, nr) };
+    let units = len.div_ceil(unit);
+    let parts = nthreads.min(2 * m * n * k / PAR_MIN_FLOPS_PER_THREAD).min(units).max(1);
+    let run_part = |part: usize| {
+        let lo = units * part / parts * unit;
+        let hi = (units * (part + 1) / parts * unit).min(len);
+        if lo >= hi {
+            return;
+        }
+        // SAFETY: the asserts above put every addressed element in bounds; each part writes a
+        // disjoint range of C's rows (or columns); the AVX512-BF16 path was checked above.
+        unsafe {
+            let part = if split_m { g.rows(lo, hi) } else { g.cols(lo, hi) };
+            threads::ensure_ftz();
+            match path {
+                Path::Amx => amx::gemm_seq_amx(part),
+                Path::Avx512Bf16 => avx512::gemm_seq_avx512bf16(part),
+                Path::Portable => gemm_seq::<Portable>(part),
+            }
+        }
+    };
+    if parts == 1 {
+        run_part(0);
+    } else {
+        threads::run_parts(parts, run_part);
+    }
+}

@@ -1,0 +1,130 @@
+//! Every path the CPU runs against the reference (bit-exact within one depth block), the
+//! reference against the f32 product (within bf16's error bound), and the rounding.
+
+use super::driver::{bf16_bits, KC};
+use super::*;
+use rand::{RngExt, SeedableRng};
+
+fn rand_vec(rng: &mut rand_chacha::ChaCha8Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// The paths this CPU runs; prints the ones it skips.
+fn paths() -> Vec<Path> {
+    let mut v = vec![];
+    for p in [Path::Portable, Path::Avx512Bf16, Path::Amx] {
+        if cpu_supports(p) {
+            v.push(p);
+        } else {
+            eprintln!("bf16gemm: SKIPPED the {} path (this CPU or OS cannot run it)", p.name());
+        }
+    }
+    v
+}
+
+/// Layouts of (A, B) as (rsa, csa, rsb, csb) for an m x k A and k x n B.
+fn layouts(m: usize, n: usize, k: usize) -> [(&'static str, usize, usize, usize, usize); 4] {
+    [("NN", k, 1, n, 1), ("NT", k, 1, 1, k), ("TN", 1, m, n, 1), ("TT", 1, m, 1, k)]
+}
+
+#[test]
+fn bits_round_to_nearest_even_as_half_does() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let specials = [0.0f32, -0.0, 1.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, f32::MAX, -f32::MAX, 1.5];
+    let randoms = (0..100_000).map(|_| f32::from_bits(rng.random::<u32>()));
+    for x in specials.into_iter().chain(randoms) {
+        let got = f32::from_bits(bf16_bits(x) << 16);
+        let want = round_bf16(x);
+        assert!(
+            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+            "{x:e}: {got:e} vs {want:e}"
+        );
+    }
+    // ties go to even: 1 + 2⁻⁸ lies halfway between 1 and 1 + 2⁻⁷
+    assert_eq!(round_bf16(1.0 + 2f32.powi(-8)), 1.0);
+    assert_eq!(round_bf16(1.0 + 3.0 * 2f32.powi(-8)), 1.0 + 2.0 * 2f32.powi(-7));
+    assert_eq!(round_bf16(f32::MIN_POSITIVE / 2.0), 0.0, "subnormals flush");
+}
+
+#[test]
+fn every_path_equals_the_reference() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
+    // edges of both tiles, an odd depth, one full block, several blocks
+    let shapes = [(1, 1, 1), (13, 35, 7), (37, 50, 64), (25, 70, KC), (30, 40, KC + 1), (20, 33, 3 * KC - 5)];
+    for path in paths() {
+        for (m, n, k) in shapes {
+            for (name, rsa, csa, rsb, csb) in layouts(m, n, k) {
+                for (beta, threads) in [(0.0, 1), (1.0, 2), (0.5, 2)] {
+                    let (a, b, c0) =
+                        (rand_vec(&mut rng, m * k), rand_vec(&mut rng, k * n), rand_vec(&mut rng, m * n));
+                    let mut got = c0.clone();
+                    bf16gemm_with(path, threads, m, n, k, &a, rsa, csa, &b, rsb, csb, beta, &mut got, n);
+                    let mut want = c0;
+                    bf16gemm_reference(m, n, k, &a, rsa, csa, &b, rsb, csb, beta, &mut want, n);
+                    let what = format!("{} {name} {m}x{n}x{k} beta {beta}", path.name());
+                    if k <= KC && path != Path::Amx {
+                        // same sums in the same order: the same bits
+                        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                            assert_eq!(g.to_bits(), w.to_bits(), "{what}: C[{i}] = {g:e}, want {w:e}");
+                        }
+                    } else {
+                        // AMX sums a tile's 32 depths in its own order (measured: not the
+                        // instruction's documented pairwise rounding), and past one block each
+                        // block's partial sum is added into C: f32 sums of the same k terms in
+                        // another order, |Δ| ≤ k·2⁻²³·Σ|terms| (here k terms of magnitude ≤ 1,
+                        // plus |beta·C| ≤ 1)
+                        let tol = (k + 1) as f32 * 2f32.powi(-23) * (k + 1) as f32;
+                        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                            assert!((g - w).abs() <= tol, "{what}: C[{i}] = {g:e}, want {w:e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The bf16 product against the f32 one: each operand is off by ≤ 2⁻⁹ relative, so each
+/// product by ≤ 2⁻⁸ (+2⁻¹⁸), and `|C − C_f32| ≤ 2⁻⁸·Σ_p |A(i,p)·B(p,j)|` plus f32 sums' rounding.
+#[test]
+fn within_bf16_error_of_the_f32_product() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    let (m, n, k) = (64, 96, 500);
+    let (a, b) = (rand_vec(&mut rng, m * k), rand_vec(&mut rng, k * n));
+    let mut f32c = vec![0f32; m * n];
+    crate::sgemm::sgemm_reference_f64(m, n, k, &a, k, 1, &b, n, 1, 0.0, &mut f32c, n);
+    let mut bf = vec![0f32; m * n];
+    bf16gemm(m, n, k, &a, k, 1, &b, n, 1, 0.0, &mut bf, n);
+    let mut worst = 0.0f32;
+    for i in 0..m {
+        for j in 0..n {
+            let abs_sum: f32 = (0..k).map(|p| (a[i * k + p] * b[p * n + j]).abs()).sum();
+            let bound = (2f32.powi(-8) + 2f32.powi(-18)) * abs_sum + k as f32 * 2f32.powi(-24) * abs_sum;
+            let err = (bf[i * n + j] - f32c[i * n + j]).abs();
+            assert!(
+                err <= bound,
+                "C[{i},{j}] = {}, f32 {}, error {err:e} > bound {bound:e}",
+                bf[i * n + j],
+                f32c[i * n + j]
+            );
+            worst = worst.max(err / abs_sum);
+        }
+    }
+    // and it is not the f32 product: rounding the operands is visible
+    assert!(worst > 2f32.powi(-16), "bf16gemm looks like an f32 product (worst relative error {worst:e})");
+}
+
+#[test]
+fn empty_and_zero_depth() {
+    let mut c = vec![3.0f32; 6];
+    bf16gemm(2, 3, 0, &[], 0, 1, &[], 3, 1, 0.5, &mut c, 3);
+    assert_eq!(c, vec![1.5; 6]);
+    bf16gemm(0, 3, 4, &[], 4, 1, &[0.0; 12], 3, 1, 0.0, &mut [], 3);
+}
+
+#[test]
+#[should_panic(expected = "bf16gemm: B is too short")]
+fn short_operand_panics_naming_it() {
+    let mut c = vec![0f32; 4];
+    bf16gemm(2, 2, 2, &[0.0; 4], 2, 1, &[0.0; 3], 2, 1, 0.0, &mut c, 2);
+}
