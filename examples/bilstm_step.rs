@@ -16,6 +16,10 @@ use std::time::Instant;
 use tapegrad::autograd::Tensor;
 use tapegrad::models::{BiLstmClassifier, BiLstmConfig, Module};
 
+#[path = "support/memory.rs"]
+mod memory;
+use memory::memory_line;
+
 struct Args {
     steps: usize,
     batch: usize,
@@ -90,8 +94,6 @@ fn step_flops(batch_sizes: &[usize], emb: usize, hh: usize, layers: usize) -> f6
 }
 
 fn main() {
-    // as finetune-imdb does: reuse freed tensor memory instead of re-faulting pages
-    tapegrad::autograd::alloc::retain_freed_memory();
     let a = args();
     let cfg = BiLstmConfig {
         vocab: a.vocab,
@@ -149,6 +151,7 @@ fn main() {
             (f + b) * 1e3,
             loss.item()
         );
+        println!("  {}", memory_line());
         if tapegrad::autograd::profile::is_enabled() {
             // TAPEGRAD_PROFILE=1: where this step went, per op
             print!("{}", tapegrad::autograd::profile::report());
@@ -158,6 +161,8 @@ fn main() {
         sorted.sort_by(|x, y| y.cmp(x));
         last_batch_sizes = (0..t).map(|s| sorted.iter().filter(|&&l| l > s).count()).collect();
     }
+    tapegrad::autograd::alloc::empty_cache(); // the end of a phase: the cache goes back
+    println!("after empty_cache: {}", memory_line());
     let steps = a.steps as f64;
     let step_s = (total.0 + total.1) / steps;
     let tok_per_s = total.2 as f64 / (total.0 + total.1);
