@@ -8,7 +8,7 @@
 //! needs ≈ 173 GFLOP/s sustained on these shapes (compare `examples/fma_peak`).
 //!
 //! With `--peak`, it also measures this CPU's FMA peak at the width of the GEMM kernel in
-//! use (`examples/common/fma.rs`, as `examples/fma_peak` does) before and after the steps,
+//! use (`examples/support/fma.rs`, as `examples/fma_peak` does) before and after the steps,
 //! on as many threads as the step uses, and reports the steady steps (all but the first)
 //! as a share of it: a ratio that holds on any CPU, whatever else the machine is doing.
 //!
@@ -22,8 +22,12 @@ use tapegrad::autograd::Tensor;
 use tapegrad::models::{BiLstmClassifier, BiLstmConfig, Module};
 
 #[cfg(target_arch = "x86_64")]
-#[path = "common/fma.rs"]
+#[path = "support/fma.rs"]
 mod fma;
+
+#[path = "support/memory.rs"]
+mod memory;
+use memory::memory_line;
 
 struct Args {
     steps: usize,
@@ -105,8 +109,6 @@ fn step_flops(batch_sizes: &[usize], emb: usize, hh: usize, layers: usize) -> f6
 }
 
 fn main() {
-    // as finetune-imdb does: reuse freed tensor memory instead of re-faulting pages
-    tapegrad::autograd::alloc::retain_freed_memory();
     let a = args();
     let cfg = BiLstmConfig {
         vocab: a.vocab,
@@ -167,6 +169,7 @@ fn main() {
             (f + b) * 1e3,
             loss.item()
         );
+        println!("  {}", memory_line());
         if tapegrad::autograd::profile::is_enabled() {
             // TAPEGRAD_PROFILE=1: where this step went, per op
             print!("{}", tapegrad::autograd::profile::report());
@@ -179,6 +182,8 @@ fn main() {
         sorted.sort_by(|x, y| y.cmp(x));
         last_batch_sizes = (0..t).map(|s| sorted.iter().filter(|&&l| l > s).count()).collect();
     }
+    tapegrad::autograd::alloc::empty_cache(); // the end of a phase: the cache goes back
+    println!("after empty_cache: {}", memory_line());
     let steps = a.steps as f64;
     let step_s = (total.0 + total.1) / steps;
     let tok_per_s = total.2 as f64 / (total.0 + total.1);

@@ -1,6 +1,6 @@
 //! What this CPU can do in f32 FMAs, measured: the ceiling under every GEMM-bound figure.
 //!
-//! 1. Peak: twelve independent chains of FMAs on registers only (`examples/common/fma.rs`),
+//! 1. Peak: twelve independent chains of FMAs on registers only (`examples/support/fma.rs`),
 //!    8-lane AVX2 and, where the CPU has it, 16-lane AVX-512, on 1 thread and on every core
 //!    at once: the FMA units' throughput at the clock the machine gives.
 //! 2. Our `sgemm` at 1024³ on all cores, as a share of the peak of the width its
@@ -11,7 +11,7 @@
 //! Each figure is the best of five runs, each thread running ~S/5 s (default S = 1).
 
 #[cfg(target_arch = "x86_64")]
-#[path = "common/fma.rs"]
+#[path = "support/fma.rs"]
 mod fma;
 
 fn usage(msg: &str) -> ! {

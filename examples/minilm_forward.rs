@@ -18,14 +18,16 @@ use tapegrad::models::bert::{BertForSequenceClassification, BertInput};
 use tapegrad::models::tokenizer::Tokenizer;
 use tapegrad::models::Module;
 
+#[path = "support/memory.rs"]
+mod memory;
+use memory::memory_line;
+
 const REVIEW: &str = "This movie was absolutely wonderful: the acting is superb, the plot keeps you \
 guessing until the very last minute, and the soundtrack is something I still hum days later. \
 Some scenes drag a little in the middle, and one or two characters felt underwritten, but the \
 director's eye for detail more than makes up for it. I would happily watch it again. ";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // as finetune-imdb does: reuse freed tensor memory instead of re-faulting pages
-    tapegrad::autograd::alloc::retain_freed_memory();
     let mut args = std::env::args().skip(1);
     let dir = args.next().map(PathBuf::from).unwrap_or_else(|| {
         PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/models/all-MiniLM-L6-v2"))
@@ -64,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     println!("precision: {precision}");
 
-    // Evaluation forwards: the first also pages in the weights and grows the heap.
+    // Evaluation forwards: the first also pages in the weights and grows the cache.
     model.set_training(false);
     for i in 0..steps.max(2) {
         tapegrad::autograd::profile::reset();
@@ -81,7 +83,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    // Training steps: the first one also grows the heap; later ones reuse freed memory.
+    println!("after the evaluation forwards: {}", memory_line());
+
+    // Training steps: the first one grows the cache; later ones reuse its blocks.
     model.set_training(true);
     tapegrad::autograd::profile::reset();
     for step in 0..steps {
@@ -100,12 +104,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         drop(out);
         model.zero_grad();
+        println!("  {}", memory_line());
         if tapegrad::autograd::profile::is_enabled() {
             // TAPEGRAD_PROFILE=1: where this step went, per op
             print!("{}", tapegrad::autograd::profile::report());
             tapegrad::autograd::profile::reset();
         }
     }
+    tapegrad::autograd::alloc::empty_cache(); // the end of a phase: the cache goes back
+    println!("after empty_cache: {}", memory_line());
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 //! Each CUDA device has one context per process ([`context`]): the registry below is
 //! the only place a device becomes a context.
 
+use crate::alloc::HostBuffer;
 use memmap2::Mmap;
 use std::collections::HashMap;
 use std::fmt;
@@ -109,8 +110,10 @@ pub fn check_device(device: Device) -> Result<(), GpuError> {
 }
 
 /// A buffer on the CPU.
-pub enum CpuStorage<T> {
-    Owned(Vec<T>),
+pub enum CpuStorage<T: tapegrad_kernels::gpu::DeviceRepr> {
+    /// Owned memory: a block of the host caching allocator (op results), or an
+    /// adopted `Vec` (see [`crate::alloc`]).
+    Owned(HostBuffer<T>),
     /// Little-endian elements of type `T` inside a shared read-only map.
     Mapped(MappedSlice<T>),
 }
@@ -155,7 +158,7 @@ impl<T: Float> CpuStorage<T> {
     /// Mutable numbers; a mapped view is copied into owned memory first.
     pub fn as_mut_slice(&mut self) -> &mut [T] {
         if let CpuStorage::Mapped(_) = self {
-            let owned = self.as_slice().to_vec();
+            let owned = HostBuffer::from_slice(self.as_slice());
             *self = CpuStorage::Owned(owned);
         }
         match self {
@@ -178,9 +181,9 @@ pub enum Storage<T: Float> {
 }
 
 impl<T: Float> Storage<T> {
-    /// Owned CPU memory.
+    /// Owned CPU memory: `v`'s own, not copied.
     pub fn from_vec(v: Vec<T>) -> Self {
-        Storage::Cpu(CpuStorage::Owned(v))
+        Storage::Cpu(CpuStorage::Owned(HostBuffer::from_vec(v)))
     }
 
     /// `host` on `device` (a GPU error goes to the device's sticky error; an

@@ -159,7 +159,7 @@ impl<T: Float> Tensor<T> {
     pub fn into_vec(self) -> Vec<T> {
         match Rc::try_unwrap(self.0) {
             Ok(node) => match Rc::try_unwrap(node.data.into_inner()) {
-                Ok(Storage::Cpu(CpuStorage::Owned(v))) => v,
+                Ok(Storage::Cpu(CpuStorage::Owned(v))) => v.into_vec(),
                 Ok(s) => Tensor::from_storage(s, &node.shape).to_vec(),
                 Err(shared) => shared.to_host().unwrap_or_else(|e| panic!("{}: {e}", shared.device())),
             },

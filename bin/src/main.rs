@@ -14,7 +14,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 fn main() -> ExitCode {
-    tapegrad_autograd::alloc::retain_freed_memory();
     let matches = Cli::command().get_matches();
     let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let given = |m: &clap::ArgMatches| -> Vec<String> {

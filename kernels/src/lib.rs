@@ -21,6 +21,7 @@ pub mod layernorm;
 pub mod loss;
 pub mod lstm;
 pub mod permute;
+pub mod pool;
 pub mod reduce;
 pub mod select;
 pub mod sgemm;

@@ -9,16 +9,21 @@
 
 /// Reference: the odometer walk.
 pub fn permute_reference<T: Copy>(src: &[T], shape: &[usize], perm: &[usize]) -> Vec<T> {
+    let mut out = src.to_vec();
+    reference_into(src, shape, perm, &mut out);
+    out
+}
+
+fn reference_into<T: Copy>(src: &[T], shape: &[usize], perm: &[usize], out: &mut [T]) {
     let r = shape.len();
     let numel: usize = shape.iter().product();
     assert_eq!(src.len(), numel, "permute: {} elements for shape {shape:?}", src.len());
     let strides = row_major_strides(shape);
     let out_shape: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
     let step: Vec<usize> = perm.iter().map(|&p| strides[p]).collect();
-    let mut out = Vec::with_capacity(numel);
     let (mut idx, mut off) = (vec![0usize; r], 0usize);
-    for _ in 0..numel {
-        out.push(src[off]);
+    for o in out.iter_mut().take(numel) {
+        *o = src[off];
         for d in (0..r).rev() {
             idx[d] += 1;
             off += step[d];
@@ -29,7 +34,6 @@ pub fn permute_reference<T: Copy>(src: &[T], shape: &[usize], perm: &[usize]) ->
             idx[d] = 0;
         }
     }
-    out
 }
 
 fn row_major_strides(shape: &[usize]) -> Vec<usize> {
@@ -69,42 +73,49 @@ pub(crate) fn simplify(shape: &[usize], perm: &[usize]) -> (Vec<usize>, Vec<usiz
 
 /// `src` (row-major, `shape`) with its dims permuted: output dim `d` is input dim `perm[d]`.
 pub fn permute<T: Copy + Default>(src: &[T], shape: &[usize], perm: &[usize]) -> Vec<T> {
+    let mut out = vec![T::default(); src.len()];
+    permute_into(src, shape, perm, &mut out);
+    out
+}
+
+/// [`permute`] into `out` (as long as `src`), every element of which it writes.
+pub fn permute_into<T: Copy>(src: &[T], shape: &[usize], perm: &[usize], out: &mut [T]) {
     let numel: usize = shape.iter().product();
     assert_eq!(src.len(), numel, "permute: {} elements for shape {shape:?}", src.len());
+    assert_eq!(out.len(), numel, "permute: {} output elements for {numel}", out.len());
     if numel == 0 {
-        return Vec::new(); // a zero dim: the fast paths below would chunk or divide by it
+        return; // a zero dim: the fast paths below would chunk or divide by it
     }
     let (sh, pm) = simplify(shape, perm);
     let r = sh.len();
     if r <= 1 {
-        return src.to_vec();
+        out.copy_from_slice(src);
+        return;
     }
     if pm[r - 1] == r - 1 {
-        return copy_runs(src, &sh, &pm);
+        return copy_runs(src, &sh, &pm, out);
     }
     if r <= 3 && pm[r - 1] == r - 2 && pm[r - 2] == r - 1 && (r == 2 || pm[0] == 0) {
         let batch = if r == 3 { sh[0] } else { 1 };
         let (m, n) = (sh[r - 2], sh[r - 1]);
-        let mut out = vec![T::default(); numel];
         for (s, o) in src.chunks_exact(m * n).zip(out.chunks_exact_mut(m * n)).take(batch) {
             transpose_tiled(s, m, n, o);
         }
-        return out;
+        return;
     }
-    permute_reference(src, &sh, &pm)
+    reference_into(src, &sh, &pm, out);
 }
 
 /// The last dim stays last: copy runs of `shape[r−1]` contiguous elements.
-fn copy_runs<T: Copy>(src: &[T], shape: &[usize], perm: &[usize]) -> Vec<T> {
+fn copy_runs<T: Copy>(src: &[T], shape: &[usize], perm: &[usize], out: &mut [T]) {
     let r = shape.len();
     let run = shape[r - 1];
     let strides = row_major_strides(shape);
     let out_shape: Vec<usize> = perm[..r - 1].iter().map(|&p| shape[p]).collect();
     let step: Vec<usize> = perm[..r - 1].iter().map(|&p| strides[p]).collect();
-    let mut out = Vec::with_capacity(src.len());
     let (mut idx, mut off) = (vec![0usize; r - 1], 0usize);
-    for _ in 0..src.len() / run {
-        out.extend_from_slice(&src[off..off + run]);
+    for o in out.chunks_exact_mut(run) {
+        o.copy_from_slice(&src[off..off + run]);
         for d in (0..r - 1).rev() {
             idx[d] += 1;
             off += step[d];
@@ -115,7 +126,6 @@ fn copy_runs<T: Copy>(src: &[T], shape: &[usize], perm: &[usize]) -> Vec<T> {
             idx[d] = 0;
         }
     }
-    out
 }
 
 /// `out [n, m] = srcᵀ`, `src [m, n]`, in 32 x 32 tiles (a tile's rows and columns both stay

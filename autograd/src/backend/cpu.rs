@@ -1,7 +1,12 @@
 //! The CPU backend: every method calls the CPU kernel of its family on slices
 //! (`tapegrad_kernels::<family>`), exactly as the ops did before the seam.
+//!
+//! Results come from the host caching allocator (`crate::alloc`): [`overwritten`] for a
+//! kernel that writes every element of its output, [`zeroed`] for one that adds into
+//! it (`+=`, documented as such on the kernel).
 
 use super::{Backend, Gemm, LstmLayer, LstmSaved, SgdStep, Slab, Targets};
+use crate::alloc::HostBuffer;
 use crate::storage::{CpuStorage, Device};
 use tapegrad_kernels as k;
 use tapegrad_kernels::attention::{AttentionShape, DropoutMask};
@@ -11,12 +16,22 @@ use tapegrad_kernels::gpu::GpuError;
 use tapegrad_kernels::update::AdamStep;
 use tapegrad_kernels::Float;
 
-fn own<T>(v: Vec<T>) -> CpuStorage<T> {
+fn own<T: Float>(v: HostBuffer<T>) -> CpuStorage<T> {
     CpuStorage::Owned(v)
 }
 
+/// An output buffer the kernel overwrites completely (its old numbers are never read).
+fn overwritten<T: Float>(n: usize) -> HostBuffer<T> {
+    HostBuffer::uninit(n)
+}
+
+/// An output buffer the kernel adds into.
+fn zeroed<T: Float>(n: usize) -> HostBuffer<T> {
+    HostBuffer::zeros(n)
+}
+
 impl<T: Float> Backend<T> for CpuStorage<T> {
-    type Mask = Vec<u8>;
+    type Mask = HostBuffer<u8>;
     type F64 = CpuStorage<f64>;
 
     fn device(&self) -> Device {
@@ -29,23 +44,26 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         Ok(self.as_slice().to_vec())
     }
     fn uploaded(&self, host: &[T]) -> Self {
-        own(host.to_vec())
+        own(HostBuffer::from_slice(host))
     }
     fn duplicate(&self) -> Self {
-        own(self.as_slice().to_vec())
+        own(HostBuffer::from_slice(self.as_slice()))
     }
     fn full_like(&self, n: usize, v: T) -> Self {
-        own(vec![v; n])
+        own(HostBuffer::filled(n, v))
+    }
+    fn uninit_like(&self, n: usize) -> Self {
+        own(overwritten(n))
     }
 
     fn unary(&self, op: Unary) -> Self {
         let x = self.as_slice();
-        let mut y = vec![T::ZERO; x.len()];
+        let mut y = overwritten(x.len());
         k::elementwise::unary_forward(op, x, &mut y);
         own(y)
     }
     fn unary_backward(&self, op: Unary, y: &Self, g: &Self) -> Self {
-        let mut dx = vec![T::ZERO; self.len()];
+        let mut dx = overwritten(self.len());
         k::elementwise::unary_backward(op, self.as_slice(), y.as_slice(), g.as_slice(), &mut dx);
         own(dx)
     }
@@ -57,19 +75,19 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         rhs_shape: &[usize],
         out_shape: &[usize],
     ) -> Self {
-        let mut out = vec![T::ZERO; crate::numel(out_shape)];
-        k::broadcast::binary(op, self.as_slice(), shape, rhs.as_slice(), rhs_shape, out_shape, &mut out);
-        own(out)
+        let mut o = overwritten(crate::numel(out_shape));
+        k::broadcast::binary(op, self.as_slice(), shape, rhs.as_slice(), rhs_shape, out_shape, &mut o);
+        own(o)
     }
     fn sum_to(&self, shape: &[usize], target: &[usize]) -> Self {
-        let mut out = vec![T::ZERO; crate::numel(target)];
-        k::broadcast::sum_to(self.as_slice(), shape, target, &mut out);
-        own(out)
+        let mut o = overwritten(crate::numel(target));
+        k::broadcast::sum_to(self.as_slice(), shape, target, &mut o);
+        own(o)
     }
     fn expand(&self, shape: &[usize], out_shape: &[usize]) -> Self {
-        let mut out = vec![T::ZERO; crate::numel(out_shape)];
-        k::broadcast::expand(self.as_slice(), shape, out_shape, &mut out);
-        own(out)
+        let mut o = overwritten(crate::numel(out_shape));
+        k::broadcast::expand(self.as_slice(), shape, out_shape, &mut o);
+        own(o)
     }
     fn add_assign(&mut self, x: &Self) {
         k::update::add_assign(self.as_mut_slice(), x.as_slice());
@@ -86,40 +104,42 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         }
     }
     fn permute(&self, shape: &[usize], perm: &[usize]) -> Self {
-        own(k::permute::permute(self.as_slice(), shape, perm))
+        let mut o = overwritten(self.len());
+        k::permute::permute_into(self.as_slice(), shape, perm, &mut o);
+        own(o)
     }
     fn narrow(&self, s: Slab) -> Self {
-        let mut out = vec![T::ZERO; s.outer * s.len * s.inner];
-        k::permute::narrow(self.as_slice(), s.outer, s.n, s.inner, s.start, s.len, &mut out);
-        own(out)
+        let mut o = overwritten(s.outer * s.len * s.inner);
+        k::permute::narrow(self.as_slice(), s.outer, s.n, s.inner, s.start, s.len, &mut o);
+        own(o)
     }
     fn narrow_backward(&mut self, g: &Self, s: Slab) {
         k::permute::narrow_backward(g.as_slice(), s.outer, s.n, s.inner, s.start, s.len, self.as_mut_slice());
     }
     fn concat(parts: &[&Self], sizes: &[usize], outer: usize, inner: usize) -> Self {
         let slices: Vec<&[T]> = parts.iter().map(|p| p.as_slice()).collect();
-        let mut out = vec![T::ZERO; outer * sizes.iter().sum::<usize>() * inner];
-        k::permute::concat(&slices, sizes, outer, inner, &mut out);
-        own(out)
+        let mut o = overwritten(outer * sizes.iter().sum::<usize>() * inner);
+        k::permute::concat(&slices, sizes, outer, inner, &mut o);
+        own(o)
     }
 
     fn max_dim(&self, s: Slab) -> (Self, Vec<usize>) {
-        let (mut values, mut argmax) = (vec![T::ZERO; s.outer * s.inner], vec![0usize; s.outer * s.inner]);
+        let (mut values, mut argmax) = (overwritten(s.outer * s.inner), vec![0usize; s.outer * s.inner]);
         k::index::max_dim(self.as_slice(), s.outer, s.n, s.inner, &mut values, &mut argmax);
         (own(values), argmax)
     }
     fn max_dim_backward(&self, s: Slab, argmax: &[usize]) -> Self {
-        let mut dx = vec![T::ZERO; s.outer * s.n * s.inner];
+        let mut dx = zeroed(s.outer * s.n * s.inner);
         k::reduce::max_dim_backward(self.as_slice(), s.outer, s.n, s.inner, argmax, &mut dx);
         own(dx)
     }
     fn softmax(&self, s: Slab, log: bool) -> Self {
-        let mut y = vec![T::ZERO; self.len()];
+        let mut y = overwritten(self.len());
         k::softmax::softmax_forward(self.as_slice(), s.outer, s.n, s.inner, &mut y, log);
         own(y)
     }
     fn softmax_backward(&self, g: &Self, s: Slab, log: bool) -> Self {
-        let mut dx = vec![T::ZERO; self.len()];
+        let mut dx = zeroed(self.len());
         k::softmax::softmax_backward(self.as_slice(), g.as_slice(), s.outer, s.n, s.inner, &mut dx, log);
         own(dx)
     }
@@ -131,8 +151,7 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         b: Option<&Self>,
         eps: f64,
     ) -> (Self, Self, Self) {
-        let (mut y, mut mean, mut rstd) =
-            (vec![T::ZERO; self.len()], vec![T::ZERO; rows], vec![T::ZERO; rows]);
+        let (mut y, mut mean, mut rstd) = (overwritten(self.len()), overwritten(rows), overwritten(rows));
         k::layernorm::layer_norm_forward(
             self.as_slice(),
             rows,
@@ -155,9 +174,9 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         (mean, rstd): (&Self, &Self),
         want: [bool; 3],
     ) -> [Option<Self>; 3] {
-        let mut dx = want[0].then(|| vec![T::ZERO; self.len()]);
-        let mut dw = want[1].then(|| vec![T::ZERO; n]);
-        let mut db = want[2].then(|| vec![T::ZERO; n]);
+        let mut dx = want[0].then(|| zeroed(self.len()));
+        let mut dw = want[1].then(|| zeroed(n));
+        let mut db = want[2].then(|| zeroed(n));
         k::layernorm::layer_norm_backward(
             self.as_slice(),
             g.as_slice(),
@@ -176,44 +195,44 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
     fn cross_entropy(&self, t: Targets) -> Self {
         let (sum, _) = k::loss::cross_entropy_forward(self.as_slice(), t.n, t.c, t.targets, t.ignore_index);
         // L = (1/N) Σᵢ lᵢ  (NaN when every row is ignored, as in PyTorch)
-        own(vec![sum / T::from_f64(t.count as f64)])
+        own(HostBuffer::filled(1, sum / T::from_f64(t.count as f64)))
     }
     fn cross_entropy_backward(&self, g: &Self, t: Targets) -> Self {
         let scale = g.as_slice()[0] / T::from_f64(t.count as f64); // the mean's 1/N seeds backward
-        let mut dx = vec![T::ZERO; self.len()];
+        let mut dx = zeroed(self.len());
         k::loss::cross_entropy_backward(self.as_slice(), t.n, t.c, t.targets, t.ignore_index, scale, &mut dx);
         own(dx)
     }
     fn bce_with_logits(&self, targets: &Self) -> Self {
-        own(vec![k::loss::bce_with_logits_forward(self.as_slice(), targets.as_slice())])
+        own(HostBuffer::filled(1, k::loss::bce_with_logits_forward(self.as_slice(), targets.as_slice())))
         // L = (1/N) Σᵢ lᵢ
     }
     fn bce_with_logits_backward(&self, targets: &Self, g: &Self, want: [bool; 2]) -> [Option<Self>; 2] {
-        let (mut dx, mut dt) = (vec![T::ZERO; self.len()], vec![T::ZERO; self.len()]);
+        let (mut dx, mut dt) = (overwritten(self.len()), overwritten(self.len()));
         let (x, t) = (self.as_slice(), targets.as_slice());
         k::loss::bce_with_logits_backward(x, t, g.as_slice()[0], &mut dx, &mut dt); // the mean's 1/N inside
         [want[0].then(|| own(dx)), want[1].then(|| own(dt))]
     }
 
-    fn dropout(&self, p: f64, seed: u64) -> (Self, Vec<u8>) {
+    fn dropout(&self, p: f64, seed: u64) -> (Self, HostBuffer<u8>) {
         let n = self.len();
-        let (mut y, mut keep) = (vec![T::ZERO; n], vec![0u8; n]);
+        let (mut y, mut keep) = (overwritten(n), HostBuffer::uninit(n));
         k::dropout::dropout_forward(self.as_slice(), p, seed, &mut y, &mut keep);
         (own(y), keep)
     }
-    fn dropout_backward(&self, keep: &Vec<u8>, p: f64) -> Self {
-        let mut dx = vec![T::ZERO; self.len()];
+    fn dropout_backward(&self, keep: &HostBuffer<u8>, p: f64) -> Self {
+        let mut dx = zeroed(self.len());
         k::dropout::dropout_backward(self.as_slice(), keep, p, &mut dx);
         own(dx)
     }
 
     fn index_select(&self, s: Slab, idx: &[usize]) -> Self {
-        let mut out = vec![T::ZERO; s.outer * idx.len() * s.inner];
-        k::index::index_select(self.as_slice(), s.outer, s.n, s.inner, idx, &mut out);
-        own(out)
+        let mut o = overwritten(s.outer * idx.len() * s.inner);
+        k::index::index_select(self.as_slice(), s.outer, s.n, s.inner, idx, &mut o);
+        own(o)
     }
     fn index_add(&self, s: Slab, idx: &[usize], zero_row: Option<usize>) -> Self {
-        let mut dx = vec![T::ZERO; s.outer * s.n * s.inner];
+        let mut dx = zeroed(s.outer * s.n * s.inner);
         k::index::index_add(self.as_slice(), s.outer, s.n, s.inner, idx, &mut dx);
         if let Some(p) = zero_row.filter(|&p| p < s.n) {
             for o in 0..s.outer {
@@ -223,27 +242,27 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         own(dx)
     }
     fn gather(&self, s: Slab, idx: &[usize], m: usize) -> Self {
-        let mut out = vec![T::ZERO; idx.len()];
-        k::index::gather(self.as_slice(), s.outer, s.n, s.inner, idx, m, &mut out);
-        own(out)
+        let mut o = overwritten(idx.len());
+        k::index::gather(self.as_slice(), s.outer, s.n, s.inner, idx, m, &mut o);
+        own(o)
     }
     fn scatter_add(&self, s: Slab, idx: &[usize], m: usize) -> Self {
-        let mut dx = vec![T::ZERO; s.outer * s.n * s.inner];
+        let mut dx = zeroed(s.outer * s.n * s.inner);
         k::index::scatter_add(self.as_slice(), s.outer, s.n, s.inner, idx, m, &mut dx);
         own(dx)
     }
     fn masked_fill(&self, mask: &Self, value: T) -> Self {
-        let mut out = vec![T::ZERO; self.len()];
-        k::select::masked_fill(self.as_slice(), mask.as_slice(), value, &mut out);
-        own(out)
+        let mut o = overwritten(self.len());
+        k::select::masked_fill(self.as_slice(), mask.as_slice(), value, &mut o);
+        own(o)
     }
     fn where_(cond: &Self, a: &Self, b: &Self) -> Self {
-        let mut out = vec![T::ZERO; cond.len()];
-        k::select::where_(cond.as_slice(), a.as_slice(), b.as_slice(), &mut out);
-        own(out)
+        let mut o = overwritten(cond.len());
+        k::select::where_(cond.as_slice(), a.as_slice(), b.as_slice(), &mut o);
+        own(o)
     }
     fn where_backward(cond: &Self, g: &Self) -> (Self, Self) {
-        let (mut da, mut db) = (vec![T::ZERO; g.len()], vec![T::ZERO; g.len()]);
+        let (mut da, mut db) = (overwritten(g.len()), overwritten(g.len()));
         k::select::where_backward(g.as_slice(), cond.as_slice(), &mut da, &mut db);
         (own(da), own(db))
     }
@@ -257,8 +276,10 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         dropout: Option<DropoutMask>,
         keep_probs: bool,
     ) -> (Self, Option<Self>) {
-        let mut o = vec![T::ZERO; s.numel()];
-        let mut probs = keep_probs.then(|| vec![T::ZERO; s.probs_numel()]);
+        let mut o = overwritten(s.numel());
+        // every pair's P is written, unless there is no pair to run (heads of size 0)
+        let probs_buf = if s.numel() == 0 { zeroed } else { overwritten };
+        let mut probs = keep_probs.then(|| probs_buf(s.probs_numel()));
         k::attention::attention_forward(
             s,
             self.as_slice(),
@@ -281,7 +302,7 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         dropout: Option<DropoutMask>,
     ) -> [Self; 3] {
         let n = s.numel();
-        let (mut dq, mut dk, mut dv) = (vec![T::ZERO; n], vec![T::ZERO; n], vec![T::ZERO; n]);
+        let (mut dq, mut dk, mut dv) = (overwritten(n), overwritten(n), overwritten(n));
         k::attention::attention_backward(
             s,
             self.as_slice(),
@@ -298,19 +319,19 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
     }
     fn lstm_cell(&self, c_prev: &Self, hh: usize) -> (Self, Self, Self) {
         let b = c_prev.len() / hh.max(1);
-        let mut act = self.as_slice().to_vec(); // pre-activations → activations, in place
-        let (mut h, mut c, mut tc) = (vec![T::ZERO; b * hh], vec![T::ZERO; b * hh], vec![T::ZERO; b * hh]);
+        let mut act = HostBuffer::from_slice(self.as_slice()); // pre-activations → activations, in place
+        let (mut h, mut c, mut tc) = (overwritten(b * hh), overwritten(b * hh), overwritten(b * hh));
         k::lstm::cell_forward(&mut act, c_prev.as_slice(), hh, &mut c, &mut tc, &mut h);
-        let mut hc = vec![T::ZERO; b * 2 * hh]; // [h | c] per row
+        let mut hc = overwritten(b * 2 * hh); // [h | c] per row
         k::permute::concat(&[&h, &c], &[hh, hh], b, 1, &mut hc);
         (own(hc), own(act), own(tc))
     }
     fn lstm_cell_backward(&self, c_prev: &Self, tanh_c: &Self, g: &Self, hh: usize) -> (Self, Self) {
         let b = c_prev.len() / hh.max(1);
-        let (mut dh, mut dc) = (vec![T::ZERO; b * hh], vec![T::ZERO; b * hh]);
+        let (mut dh, mut dc) = (overwritten(b * hh), overwritten(b * hh));
         k::permute::narrow(g.as_slice(), b, 2 * hh, 1, 0, hh, &mut dh);
         k::permute::narrow(g.as_slice(), b, 2 * hh, 1, hh, hh, &mut dc);
-        let (mut dz, mut dcp) = (vec![T::ZERO; b * 4 * hh], vec![T::ZERO; b * hh]);
+        let (mut dz, mut dcp) = (overwritten(b * 4 * hh), overwritten(b * hh));
         k::lstm::cell_backward(
             self.as_slice(),
             c_prev.as_slice(),
@@ -328,14 +349,15 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         let hh = l.hidden;
         let nd = dirs.len();
         // Saved per direction: the activated gates [N, 4H], c and tanh(c) [N, H].
-        let mut acts: Vec<Vec<T>> = dirs.iter().map(|(x, _)| x.as_slice().to_vec()).collect();
-        let mut cs = vec![vec![T::ZERO; n * hh]; nd];
-        let mut tcs = vec![vec![T::ZERO; n * hh]; nd];
+        let mut acts: Vec<HostBuffer<T>> =
+            dirs.iter().map(|(x, _)| HostBuffer::from_slice(x.as_slice())).collect();
+        let mut cs: Vec<HostBuffer<T>> = (0..nd).map(|_| overwritten(n * hh)).collect();
+        let mut tcs: Vec<HostBuffer<T>> = (0..nd).map(|_| overwritten(n * hh)).collect();
         // One output buffer; per direction a block [h (N rows) | h_n (B rows) | c_n (B rows)] × H.
         let block = (n + 2 * b) * hh;
-        let mut out = vec![T::ZERO; nd * block];
+        let mut hs = overwritten(nd * block);
         let mut bufs = Vec::with_capacity(nd);
-        let iter = acts.iter_mut().zip(&mut cs).zip(&mut tcs).zip(out.chunks_mut(block.max(1)));
+        let iter = acts.iter_mut().zip(&mut cs).zip(&mut tcs).zip(hs.chunks_mut(block.max(1)));
         for (d, (((gates, c), tanh_c), o)) in iter.enumerate() {
             let (h, rest) = o.split_at_mut(n * hh);
             let (h_n, c_n) = rest.split_at_mut(b * hh);
@@ -357,7 +379,7 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
             .zip(tcs)
             .map(|((act, c), tanh_c)| LstmSaved { act: own(act), c: own(c), tanh_c: own(tanh_c) })
             .collect();
-        (own(out), saved)
+        (own(hs), saved)
     }
     fn lstm_layer_backward(
         w_hh: &[&Self],
@@ -372,9 +394,9 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         let nd = w_hh.len();
         let block = (n + 2 * b) * hh;
         let (gd, sh) = (g.as_slice(), out.as_slice());
-        let mut dzs = vec![vec![T::ZERO; n * 4 * hh]; nd];
-        let mut dws: Vec<Option<Vec<T>>> =
-            want_dw.iter().map(|&w| w.then(|| vec![T::ZERO; 4 * hh * hh])).collect();
+        let mut dzs: Vec<HostBuffer<T>> = (0..nd).map(|_| overwritten(n * 4 * hh)).collect();
+        let mut dws: Vec<Option<HostBuffer<T>>> =
+            want_dw.iter().map(|&w| w.then(|| zeroed(4 * hh * hh))).collect();
         let mut bufs = Vec::with_capacity(nd);
         for (d, (dz, dw)) in dzs.iter_mut().zip(&mut dws).enumerate() {
             let gb = &gd[d * block..(d + 1) * block];
@@ -416,7 +438,7 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
     }
     fn grad_norm(grads: &[&Self]) -> CpuStorage<f64> {
         let slices: Vec<&[T]> = grads.iter().map(|g| g.as_slice()).collect();
-        own(vec![k::update::grad_norm(&slices)])
+        own(HostBuffer::filled(1, k::update::grad_norm(&slices)))
     }
     fn clip_scale(&mut self, total: &CpuStorage<f64>, max_norm: f64) {
         k::update::clip_scale(self.as_mut_slice(), total.as_slice()[0], max_norm);

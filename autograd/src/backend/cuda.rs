@@ -165,6 +165,9 @@ impl<T: Float> Backend<T> for CudaStorage<T> {
         }
         self.uploaded(&vec![v; n])
     }
+    fn uninit_like(&self, n: usize) -> Self {
+        self.out(n, false, |_| Ok(()))
+    }
 
     fn unary(&self, op: Unary) -> Self {
         self.out(self.len, false, |y| gpu::elementwise::unary_forward(op, self.get()?, y))

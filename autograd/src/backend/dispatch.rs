@@ -14,7 +14,7 @@ use tapegrad_kernels::Float;
 
 /// Dropout's keep mask on either device.
 pub enum Mask {
-    Cpu(Vec<u8>),
+    Cpu(crate::alloc::HostBuffer<u8>),
     Cuda(CudaStorage<u8>),
 }
 
@@ -115,6 +115,9 @@ impl<T: Float> Backend<T> for Storage<T> {
     }
     fn full_like(&self, n: usize, v: T) -> Self {
         each!(self, s => s.full_like(n, v).wrap())
+    }
+    fn uninit_like(&self, n: usize) -> Self {
+        each!(self, s => s.uninit_like(n).wrap())
     }
 
     fn unary(&self, op: Unary) -> Self {

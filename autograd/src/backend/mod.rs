@@ -164,6 +164,10 @@ pub trait Backend<T: Float>: Sized {
     fn duplicate(&self) -> Self;
     /// `n` copies of `v` on the same device.
     fn full_like(&self, n: usize, v: T) -> Self;
+    /// `n` elements on the same device whose values are unspecified (left over from
+    /// earlier buffers): for an output the caller overwrites completely, such as a
+    /// product with `beta = 0`.
+    fn uninit_like(&self, n: usize) -> Self;
 
     // elementwise and broadcasting
     fn unary(&self, op: Unary) -> Self;

@@ -59,7 +59,7 @@ impl<T: Float> Tensor<T> {
         let x_st = self.storage();
         let (mut y, beta) = match bias {
             Some(b) => (b.storage().expand(&[out], &[rows, out]), 1.0),
-            None => (x_st.full_like(rows * out, T::ZERO), 0.0),
+            None => (super::product_out(&x_st, rows * out, inp), 0.0),
         };
         let w_t = Strides { batch: 0, row: 1, col: inp }; // Wᵀ(p, j) = W[j*in + p]
         let rm = Strides::row_major;
@@ -75,7 +75,7 @@ impl<T: Float> Tensor<T> {
             let gd = g.storage();
             // dL/dx (R, in) = g (R, out) · W (out, in)
             x.accumulate_grad(|| {
-                let mut dx = gd.full_like(rows * inp, T::ZERO);
+                let mut dx = super::product_out(&gd, rows * inp, out);
                 gd.gemm(
                     &wv.storage(),
                     &mut dx,
@@ -85,7 +85,7 @@ impl<T: Float> Tensor<T> {
             });
             // dL/dW (out, in) = gᵀ (out, R) · x (R, in)
             w.accumulate_grad(|| {
-                let mut dw = gd.full_like(out * inp, T::ZERO);
+                let mut dw = super::product_out(&gd, out * inp, rows);
                 let g_t = Strides::transposed(rows, out);
                 gd.gemm(
                     &xv.storage(),

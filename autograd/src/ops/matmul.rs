@@ -42,7 +42,7 @@ impl<T: Float> Tensor<T> {
         let sb = if b_shared { sb.broadcast() } else { sb };
         let sc = Strides::row_major(m, n);
         let a_st = self.storage();
-        let mut c = a_st.full_like(batch * m * n, T::ZERO);
+        let mut c = super::product_out(&a_st, batch * m * n, k);
         a_st.gemm(&rhs.storage(), &mut c, Gemm::new(batch, (m, n, k), sa, sb, sc));
 
         let (at, bt) = (self.clone(), rhs.clone());
@@ -51,7 +51,12 @@ impl<T: Float> Tensor<T> {
             let (gd, gs) = (g.storage(), sc);
             at.accumulate_grad(|| {
                 // dA_i (m,k) = dC_i (m,n) · B_iᵀ (n,k)
-                let mut da = gd.full_like(at.numel(), T::ZERO);
+                // a shared A sums the batch's products into one buffer: zeros first
+                let mut da = if a_shared {
+                    gd.full_like(at.numel(), T::ZERO)
+                } else {
+                    super::product_out(&gd, at.numel(), n)
+                };
                 let bt_s = Strides { row: 1, col: n, ..sb }; // Bᵀ: read B (k,n) as (n,k)
                 let sda = Strides::row_major(m, k);
                 if a_shared {
@@ -71,7 +76,8 @@ impl<T: Float> Tensor<T> {
             });
             bt.accumulate_grad(|| {
                 // dB_i (k,n) = A_iᵀ (k,m) · dC_i (m,n)
-                let mut db = gd.full_like(bt.numel(), T::ZERO);
+                let mut db =
+                    super::product_out(&gd, bt.numel(), if b_shared && !a_shared { m * batch } else { m });
                 let a_t = Strides { row: 1, col: k, ..sa }; // Aᵀ: read A (m,k) as (k,m)
                 let sdb = Strides::row_major(k, n);
                 if b_shared && !a_shared {

@@ -44,3 +44,19 @@ pub(crate) fn same_device<T: tapegrad_kernels::Float>(op: &str, ts: &[&crate::Te
         }
     }
 }
+
+/// The output buffer of a product `C = A·B` (`beta = 0`) of `n` elements beside
+/// `like`: left as it comes (unzeroed) when the product writes all of it, zeros when
+/// the inner dimension is 0 (the product then writes nothing: C = 0).
+pub(crate) fn product_out<T: tapegrad_kernels::Float>(
+    like: &crate::storage::Storage<T>,
+    n: usize,
+    inner: usize,
+) -> crate::storage::Storage<T> {
+    use crate::backend::Backend;
+    if inner > 0 {
+        like.uninit_like(n)
+    } else {
+        like.full_like(n, T::ZERO)
+    }
+}

@@ -58,6 +58,10 @@ pub fn evaluate_until(
         BatchConfig { batch_size, max_len, pad_id: task.pad_id(), shuffle: false, ..BatchConfig::default() };
     let batcher = Batcher::new(&data.ids, &data.labels, cfg)?;
     let (mut loss_sum, mut correct) = (0.0, 0usize);
+    // A phase boundary: give the training steps' cached tensor memory back before, and
+    // the evaluation's after (see `tapegrad_autograd::alloc`).
+    tapegrad_autograd::alloc::empty_cache();
+    let _after = EmptyCacheOnDrop;
     let finished = no_grad(|| -> anyhow::Result<bool> {
         for batch in batcher.batches(0) {
             if stop() {
@@ -76,6 +80,15 @@ pub fn evaluate_until(
         accuracy: correct as f64 / n as f64,
         count: n,
     }))
+}
+
+/// Empties the CPU tensor cache when dropped (also on an early return).
+struct EmptyCacheOnDrop;
+
+impl Drop for EmptyCacheOnDrop {
+    fn drop(&mut self) {
+        tapegrad_autograd::alloc::empty_cache();
+    }
 }
 
 /// P(positive) for each text.
