@@ -84,6 +84,8 @@ fn arguments_are_checked_before_the_data_is_read() {
         (vec!["--smooth", "1"], "--smooth"),
         (vec!["--diverge", "0.5"], "--diverge"),
         (vec!["--max-vocab", "0"], "--max-vocab must be at least 1"),
+        // bf16 is a CPU precision: refused on the simulated GPU, as train refuses it
+        (vec!["--precision", "bf16", "--device", "sim"], "--precision bf16 runs on the CPU only"),
     ] {
         let o = run(&lr_find(&fx, &out, &extra));
         assert_eq!(o.status.code(), Some(1), "{extra:?}: {}", stderr(&o));

@@ -151,10 +151,12 @@ fn check_args(a: &LrFindArgs) -> Result<()> {
 pub fn lr_find(a: LrFindArgs, interrupt: Arc<Interrupt>) -> Result<Found> {
     interrupt.exit_at_once(true);
     let device = super::open_device(&a.train.device)?;
+    // in the precision the training would use (bf16 runs on the CPU only, checked as train does)
+    let precision = a.train.precision.into();
+    tapegrad_autograd::precision::check_device(precision, device).map_err(|e| anyhow::anyhow!(e))?;
     check_args(&a)?;
     let args = with_defaults(a.train.clone());
-    // lr-find runs on the CPU, in the precision the training would use
-    let _precision = tapegrad_autograd::precision::set_linear_precision(args.precision.into());
+    let _precision = tapegrad_autograd::precision::set_linear_precision(precision);
     let data_path = args.data.clone().context("--data is required")?;
     if let Some(t) = args.threads {
         tapegrad_kernels::threads::set_num_threads(t);
