@@ -27,7 +27,7 @@ for t in 1 2; do
     for _ in $(seq "$rounds"); do
       o+=("$("$ours" --m "$s" --n "$s" --k "$s" --threads "$t" | sed 's/.*gflops=//')")
       b+=("$(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE OPENBLAS_NUM_THREADS="$t" "$py" benches/numpy_gemm.py "$s" | sed -n 's/.*gflops=//p' | tail -1)")
-      [ $mkl = yes ] && m+=("$("$py" benches/torch_gemm.py "$t" "$s" | sed -n 's/.*gflops=//p' | tail -1)")
+      [ $mkl = yes ] && m+=("$(OPENBLAS_NUM_THREADS="$t" "$py" benches/numpy_gemm.py --torch "$s" | sed -n 's/.*gflops=//p' | tail -1)")
     done
     bo=$(printf '%s\n' "${o[@]}" | best); bb=$(printf '%s\n' "${b[@]}" | best)
     row="| $s³ | $t | $bo | $bb | $(awk -v a="$bo" -v b="$bb" 'BEGIN{printf "%.2f", a/b}') |"

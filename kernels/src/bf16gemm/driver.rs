@@ -69,40 +69,9 @@ pub(crate) trait Kernel {
 /// The largest MR*NR of any kernel (sizes the stack tile for edges).
 const MAX_TILE: usize = 32 * 32;
 
-/// One product on raw pointers: `C (m×n, rows rsc apart) = beta·C + bf16(A)·bf16(B)` with
-/// `A(i,p) = a[i·rsa + p·csa]` and `B(p,j) = b[p·rsb + j·csb]`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Gemm {
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-    pub a: *const f32,
-    pub rsa: usize,
-    pub csa: usize,
-    pub b: *const f32,
-    pub rsb: usize,
-    pub csb: usize,
-    pub beta: f32,
-    pub c: *mut f32,
-    pub rsc: usize,
-}
-
-// SAFETY: the threads of one product only read A and B and write disjoint parts of C, while
-// the caller borrows the buffers (the parallel scope ends before the product returns).
-unsafe impl Send for Gemm {}
-unsafe impl Sync for Gemm {}
-
-impl Gemm {
-    /// Rows `lo..hi` of the product. # Safety: `lo <= hi <= m`.
-    pub(crate) unsafe fn rows(self, lo: usize, hi: usize) -> Gemm {
-        Gemm { m: hi - lo, a: self.a.add(lo * self.rsa), c: self.c.add(lo * self.rsc), ..self }
-    }
-
-    /// Columns `lo..hi` of the product. # Safety: `lo <= hi <= n`.
-    pub(crate) unsafe fn cols(self, lo: usize, hi: usize) -> Gemm {
-        Gemm { n: hi - lo, b: self.b.add(lo * self.csb), c: self.c.add(lo), ..self }
-    }
-}
+/// One product on raw pointers, `C (m×n, rows rsc apart) = beta·C + bf16(A)·bf16(B)`: the
+/// same description of a product, and the same row and column splits, as `sgemm`'s.
+pub(crate) use crate::sgemm::Gemm;
 
 thread_local! {
     /// This thread's packing buffers (A block, B block), reused across calls.

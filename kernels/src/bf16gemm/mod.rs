@@ -145,33 +145,8 @@ pub fn bf16gemm_with(
     rsc: usize,
 ) {
     assert!(cpu_supports(path), "bf16gemm: this CPU cannot run the {} kernel", path.name());
-    let ext = |rows: usize, cols: usize, rs: usize, cs: usize, what: &str| -> usize {
-        if rows == 0 || cols == 0 {
-            return 0;
-        }
-        (rows - 1)
-            .checked_mul(rs)
-            .and_then(|x| (cols - 1).checked_mul(cs).and_then(|y| x.checked_add(y)))
-            .and_then(|x| x.checked_add(1))
-            .unwrap_or_else(|| panic!("bf16gemm: {what} shape/strides overflow usize"))
-    };
-    let (na, nb, nc) = (ext(m, k, rsa, csa, "A"), ext(k, n, rsb, csb, "B"), ext(m, n, rsc, 1, "C"));
-    assert!(
-        a.len() >= na,
-        "bf16gemm: A is too short: {m}x{k} with strides ({rsa}, {csa}) needs {na}, got {}",
-        a.len()
-    );
-    assert!(
-        b.len() >= nb,
-        "bf16gemm: B is too short: {k}x{n} with strides ({rsb}, {csb}) needs {nb}, got {}",
-        b.len()
-    );
-    assert!(
-        c.len() >= nc,
-        "bf16gemm: C is too short: {m}x{n} with row stride {rsc} needs {nc}, got {}",
-        c.len()
-    );
-    assert!(m <= 1 || n == 0 || rsc >= n, "bf16gemm: C's rows overlap: row stride {rsc} < n = {n}");
+    // the same operand check as sgemm's, naming this product
+    crate::sgemm::check("bf16gemm", m, n, k, a.len(), rsa, csa, b.len(), rsb, csb, c.len(), rsc, 1, 0, 0, 0);
     if m == 0 || n == 0 {
         return;
     }

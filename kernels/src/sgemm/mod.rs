@@ -26,7 +26,8 @@ pub use reference::{gemm_reference, sgemm_reference_f64};
 use crate::isa::Family;
 pub(crate) use crate::isa::Isa;
 use crate::threads;
-use driver::{gemm_seq, Gemm, Generic, Kernel};
+pub(crate) use driver::Gemm;
+use driver::{gemm_seq, Generic, Kernel};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use team::{gemm_team, team_b_len, with_team_b, Team, TeamState};
 
@@ -60,7 +61,7 @@ pub fn kernel_name() -> &'static str {
 
 /// The index one past the last element addressed by an `r x c` matrix with these strides
 /// (0 when empty). Panics on overflow.
-fn extent(rows: usize, cols: usize, rs: usize, cs: usize, what: &str) -> usize {
+fn extent(op: &str, rows: usize, cols: usize, rs: usize, cs: usize, what: &str) -> usize {
     if rows == 0 || cols == 0 {
         return 0;
     }
@@ -68,7 +69,7 @@ fn extent(rows: usize, cols: usize, rs: usize, cs: usize, what: &str) -> usize {
         .checked_mul(rs)
         .and_then(|x| (cols - 1).checked_mul(cs).and_then(|y| x.checked_add(y)))
         .and_then(|x| x.checked_add(1))
-        .unwrap_or_else(|| panic!("sgemm: {what} shape/strides overflow usize"))
+        .unwrap_or_else(|| panic!("{op}: {what} shape/strides overflow usize"))
 }
 
 /// `C[i*rsc + j] = beta * C[i*rsc + j] + sum_p A(i,p) * B(p,j)`
@@ -117,7 +118,7 @@ pub(crate) fn sgemm_with(
     c: &mut [f32],
     rsc: usize,
 ) {
-    check(m, n, k, a.len(), rsa, csa, b.len(), rsb, csb, c.len(), rsc, 1, 0, 0, 0);
+    check("sgemm", m, n, k, a.len(), rsa, csa, b.len(), rsb, csb, c.len(), rsc, 1, 0, 0, 0);
     threads::ensure_ftz();
     crate::isa::note(Family::Sgemm, isa);
     // SAFETY: `check` proved every addressed element in bounds; C is a distinct &mut slice.
@@ -214,10 +215,27 @@ pub(crate) fn sgemm_batched_with(
     if batch == 0 {
         return;
     }
-    check(m, n, k, a.len(), rsa, csa, b.len(), rsb, csb, c.len(), rsc, batch, stride_a, stride_b, stride_c);
+    check(
+        "sgemm",
+        m,
+        n,
+        k,
+        a.len(),
+        rsa,
+        csa,
+        b.len(),
+        rsb,
+        csb,
+        c.len(),
+        rsc,
+        batch,
+        stride_a,
+        stride_b,
+        stride_c,
+    );
     threads::ensure_ftz();
     crate::isa::note(Family::Sgemm, isa);
-    let c_extent = extent(m, n, rsc, 1, "C");
+    let c_extent = extent("sgemm", m, n, rsc, 1, "C");
     let disjoint = batch == 1 || stride_c >= c_extent;
     let flops = 2 * batch * m * n * k;
     let par = nthreads.min(flops / PAR_MIN_FLOPS_PER_THREAD).min(batch);
@@ -242,9 +260,11 @@ pub(crate) fn sgemm_batched_with(
     }
 }
 
-/// Asserts (with the operand's name) that every addressed element is inside its slice.
+/// Asserts (with the operand's name) that every addressed element is inside its slice;
+/// `op` names the product in the messages (`sgemm`, `bf16gemm`, which shares the check).
 #[allow(clippy::too_many_arguments)]
-fn check(
+pub(crate) fn check(
+    op: &str,
     m: usize,
     n: usize,
     k: usize,
@@ -268,28 +288,28 @@ fn check(
             (batch - 1)
                 .checked_mul(stride)
                 .and_then(|x| x.checked_add(ext))
-                .unwrap_or_else(|| panic!("sgemm: {what} batch extent overflows usize"))
+                .unwrap_or_else(|| panic!("{op}: {what} batch extent overflows usize"))
         }
     };
-    let na = need(extent(m, k, rsa, csa, "A"), stride_a, "A");
+    let na = need(extent(op, m, k, rsa, csa, "A"), stride_a, "A");
     assert!(
         alen >= na,
-        "sgemm: A is too short: {m}x{k} with strides ({rsa}, {csa}) over batch {batch} \
+        "{op}: A is too short: {m}x{k} with strides ({rsa}, {csa}) over batch {batch} \
          (stride {stride_a}) needs {na} elements, got {alen}"
     );
-    let nb = need(extent(k, n, rsb, csb, "B"), stride_b, "B");
+    let nb = need(extent(op, k, n, rsb, csb, "B"), stride_b, "B");
     assert!(
         blen >= nb,
-        "sgemm: B is too short: {k}x{n} with strides ({rsb}, {csb}) over batch {batch} \
+        "{op}: B is too short: {k}x{n} with strides ({rsb}, {csb}) over batch {batch} \
          (stride {stride_b}) needs {nb} elements, got {blen}"
     );
-    let nc = need(extent(m, n, rsc, 1, "C"), stride_c, "C");
+    let nc = need(extent(op, m, n, rsc, 1, "C"), stride_c, "C");
     assert!(
         clen >= nc,
-        "sgemm: C is too short: {m}x{n} with row stride {rsc} over batch {batch} \
+        "{op}: C is too short: {m}x{n} with row stride {rsc} over batch {batch} \
          (stride {stride_c}) needs {nc} elements, got {clen}"
     );
-    assert!(m <= 1 || n == 0 || rsc >= n, "sgemm: C's rows overlap: row stride {rsc} < n = {n}");
+    assert!(m <= 1 || n == 0 || rsc >= n, "{op}: C's rows overlap: row stride {rsc} < n = {n}");
 }
 
 /// Splits one product over up to `nthreads` threads and runs the blocked kernel on each part.

@@ -42,7 +42,7 @@ impl PackedB {
 
     /// [`PackedB::new`] for an explicit kernel family (which the CPU must support).
     pub(crate) fn with_isa(isa: Isa, k: usize, n: usize, b: &[f32], rsb: usize, csb: usize) -> PackedB {
-        let ext = super::extent(k, n, rsb, csb, "B");
+        let ext = super::extent("sgemm", k, n, rsb, csb, "B");
         assert!(b.len() >= ext, "sgemm_prepacked: B needs {ext} elements, got {}", b.len());
         assert!(crate::isa::cpu_supports(isa), "sgemm_prepacked: this CPU cannot run {isa:?}");
         let len = match isa {
@@ -117,7 +117,7 @@ pub fn sgemm_prepacked(
         return;
     }
     assert!(m == 1 || rsc >= n, "sgemm_prepacked: C rows overlap (rsc {rsc} < n {n})");
-    let (ea, ec) = (super::extent(m, k, rsa, csa, "A"), super::extent(m, n, rsc, 1, "C"));
+    let (ea, ec) = (super::extent("sgemm", m, k, rsa, csa, "A"), super::extent("sgemm", m, n, rsc, 1, "C"));
     assert!(a.len() >= ea, "sgemm_prepacked: A needs {ea} elements, got {}", a.len());
     assert!(c.len() >= ec, "sgemm_prepacked: C needs {ec} elements, got {}", c.len());
     if k == 0 {

@@ -81,7 +81,7 @@ fn run_imp(
         c: &mut [f32],
         rsc: usize,
     ) {
-        check(m, n, k, a.len(), rsa, csa, b.len(), rsb, csb, c.len(), rsc, 1, 0, 0, 0);
+        check("sgemm", m, n, k, a.len(), rsa, csa, b.len(), rsb, csb, c.len(), rsc, 1, 0, 0, 0);
         if m > 0 && n > 0 && k > 0 {
             gemm_seq::<K>(Gemm {
                 m,
@@ -122,7 +122,7 @@ fn run_imp(
     ) where
         F: Fn(&Team, Gemm) + Sync,
     {
-        check(m, n, k, a.len(), rsa, csa, b.len(), rsb, csb, c.len(), rsc, 1, 0, 0, 0);
+        check("sgemm", m, n, k, a.len(), rsa, csa, b.len(), rsb, csb, c.len(), rsc, 1, 0, 0, 0);
         if m == 0 || n == 0 || k == 0 {
             return sgemm_with(Isa::Portable, 1, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc);
         }
