@@ -4,7 +4,7 @@
 //! Per depth step: two aligned loads of the packed B row (32 floats), twelve broadcasts of the
 //! packed A column, 24 FMAs. 24 accumulators + 2 B registers + 1 broadcast = 27 of 32 zmm.
 
-use super::driver::{gemm_seq, Gemm, Kernel};
+use super::driver::{gemm_seq, pack_a_rows_scalar, Gemm, Kernel};
 use super::team::{gemm_team, Team};
 
 pub(crate) struct Avx512;
@@ -37,7 +37,7 @@ impl Kernel for Avx512 {
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            super::driver::pack_a_rows_scalar(12, kc, a, rsa, out)
+            pack_a_rows_scalar(12, kc, a, rsa, out)
         }
     }
 
@@ -52,7 +52,7 @@ impl Kernel for Avx512 {
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            super::driver::pack_a_rows_scalar(32, kc, b, csb, out)
+            pack_a_rows_scalar(32, kc, b, csb, out)
         }
     }
 }
@@ -115,9 +115,11 @@ unsafe fn kernel_12x32(k: usize, mut a: *const f32, mut b: *const f32, c: *mut f
     }
 }
 
-/// [`Kernel::pack_a_rows`] for 12 rows (`out[p*12 + i] = a[i*rsa + p]`): rows 0-7 by the
-/// 8x8 in-register transpose that also packs column-major B (`avx2::transpose_8rows`), rows
-/// 8-11 by its first two stages, eight depth steps at a time, a 4-float store per step.
+/// [`Kernel::pack_a_rows`] for 12 rows (`out[p*12 + i] = a[i*rsa + p]`), eight depth steps
+/// at a time: rows 0-7 go through the classic 8x8 unpack/shuffle/permute transpose and are
+/// stored as one 8-float vector per depth step; rows 8-11 through its first two stages, a
+/// 4-float vector per step. 12 row loads and 16 stores replace 96 scalar loads and stores.
+/// (AVX2 instructions: the transpose needs no 512-bit ones.)
 ///
 /// # Safety
 /// As [`Kernel::pack_a_rows`]; the CPU must support AVX2.
@@ -125,29 +127,42 @@ unsafe fn kernel_12x32(k: usize, mut a: *const f32, mut b: *const f32, c: *mut f
 #[target_feature(enable = "avx2,fma")]
 unsafe fn pack_a_12rows(kc: usize, a: *const f32, rsa: usize, out: *mut f32) {
     use std::arch::x86_64::*;
-    super::avx2::transpose_8rows(kc, a, rsa, out, 12);
-    let (a, out) = (a.add(8 * rsa), out.add(8));
     let full = kc / 8 * 8;
     for p in (0..full).step_by(8) {
-        // rows 8-11, depth steps p..p+8
-        let r: [__m256; 4] = std::array::from_fn(|i| _mm256_loadu_ps(a.add(i * rsa + p)));
-        let (t0, t1) = (_mm256_unpacklo_ps(r[0], r[1]), _mm256_unpackhi_ps(r[0], r[1]));
-        let (t2, t3) = (_mm256_unpacklo_ps(r[2], r[3]), _mm256_unpackhi_ps(r[2], r[3]));
-        // s[d]: the four rows at depth steps d (low lane) and d+4 (high lane)
-        let s = [
-            _mm256_shuffle_ps::<0x44>(t0, t2),
-            _mm256_shuffle_ps::<0xEE>(t0, t2),
-            _mm256_shuffle_ps::<0x44>(t1, t3),
-            _mm256_shuffle_ps::<0xEE>(t1, t3),
-        ];
-        for (d, v) in s.into_iter().enumerate() {
-            _mm_storeu_ps(out.add((p + d) * 12), _mm256_castps256_ps128(v));
-            _mm_storeu_ps(out.add((p + d + 4) * 12), _mm256_extractf128_ps::<1>(v));
+        // r[i] = row i, depth steps p..p+8
+        let r: [__m256; 12] = std::array::from_fn(|i| _mm256_loadu_ps(a.add(i * rsa + p)));
+        // Pairs of rows interleaved: t[0] = r0[0] r1[0] r0[1] r1[1] | r0[4] r1[4] r0[5] r1[5], ...
+        let t: [__m256; 12] = std::array::from_fn(|j| {
+            let (x, y) = (r[j / 2 * 2], r[j / 2 * 2 + 1]);
+            if j % 2 == 0 {
+                _mm256_unpacklo_ps(x, y)
+            } else {
+                _mm256_unpackhi_ps(x, y)
+            }
+        });
+        // Four rows per quad q (rows 4q..4q+4): s[q][d] holds depth steps d | d+4 (two lanes).
+        let quad = |q: usize| {
+            let (lo, hi) = (2 * (2 * q), 2 * (2 * q) + 2);
+            let (t0, t1, t2, t3) = (t[lo], t[lo + 1], t[hi], t[hi + 1]);
+            [
+                _mm256_shuffle_ps::<0x44>(t0, t2),
+                _mm256_shuffle_ps::<0xEE>(t0, t2),
+                _mm256_shuffle_ps::<0x44>(t1, t3),
+                _mm256_shuffle_ps::<0xEE>(t1, t3),
+            ]
+        };
+        let (s0, s1, s2) = (quad(0), quad(1), quad(2));
+        for d in 0..4 {
+            let (lo, hi) = (out.add((p + d) * 12), out.add((p + d + 4) * 12));
+            // rows 0-7: the low lanes of quads 0 and 1 are step d, the high lanes step d+4
+            _mm256_storeu_ps(lo, _mm256_permute2f128_ps::<0x20>(s0[d], s1[d]));
+            _mm256_storeu_ps(hi, _mm256_permute2f128_ps::<0x31>(s0[d], s1[d]));
+            // rows 8-11
+            _mm_storeu_ps(lo.add(8), _mm256_castps256_ps128(s2[d]));
+            _mm_storeu_ps(hi.add(8), _mm256_extractf128_ps::<1>(s2[d]));
         }
     }
-    for p in full..kc {
-        for i in 0..4 {
-            *out.add(p * 12 + i) = *a.add(i * rsa + p);
-        }
+    if full < kc {
+        pack_a_rows_scalar(12, kc - full, a.add(full), rsa, out.add(full * 12));
     }
 }
