@@ -72,7 +72,7 @@ impl CudaLauncher {
     /// The stream this launcher issues every launch and copy on (one per device).
     ///
     /// For code that issues its own work in order with ours on the same device: the
-    /// GPU benches (`benches/gpu.rs`) run cuBLAS on it, so that
+    /// GPU benches (`benches/gpu/`) run cuBLAS on it, so that
     /// [`GpuContext::synchronize`](super::GpuContext::synchronize) waits for both. Work
     /// issued on it must only touch memory whose buffers outlive that work.
     pub fn stream(&self) -> Arc<CudaStream> {
