@@ -12,6 +12,10 @@
 #   bilstm: the tutorial's model with GloVe 50d, 5 epochs, constant Adam 1e-3 (train's
 #           defaults for --model bilstm), best epoch by validation loss;
 #   minilm: all-MiniLM-L6-v2, all 22,500 training reviews, 2 epochs, lr 1e-4.
+# Each run keeps every epoch's checkpoint (--keep-epochs), so one run also measures the
+# choice of epoch: the test accuracy of the epoch with the best validation loss (train's
+# `best/`, the recipe), of the best validation accuracy, and of the last epoch (`eval`
+# of `epoch-N/`, in `rules.txt`; `eval` computes in the precision the run trained in).
 # Flags after `--` are added to every run (e.g. `-- --epochs 2 --limit-train 6000`).
 # Environment: DATA (aclImdb tar.gz), GLOVE, MODEL_DIR, OUT (default runs/accuracy),
 # BIN (the finetune-imdb binary; default: built here with --release).
@@ -66,23 +70,58 @@ for s in "${seeds[@]}"; do
   start=$(date +%s)
   # --overwrite: a folder without test.txt is an unfinished run, started again
   "$BIN" train "${recipe[@]}" --data "$data" --seed "$s" --out "$dir" --overwrite --quiet \
-    "${extra[@]}" | tee "$dir/stdout.txt"
+    --keep-epochs "${extra[@]}" | tee "$dir/stdout.txt"
   grep -E '^test_accuracy=' "$dir/stdout.txt" | tail -1 > "$dir/test.txt.tmp"
   echo "seconds=$(( $(date +%s) - start ))" >> "$dir/test.txt.tmp"
   mv "$dir/test.txt.tmp" "$dir/test.txt"
   echo "seed $s: $(tr '\n' ' ' < "$dir/test.txt")"
 done
 
+# The choice of epoch, per seed: `rule epoch test_accuracy` lines in rules.txt.
+limit_test=$(printf '%s\n' "${extra[@]}" | grep -A1 -x -- --limit-test | tail -n +2 || true)
+for s in "${seeds[@]}"; do
+  dir="$out/$model/seed-$s"
+  [ -s "$dir/rules.txt" ] && continue
+  # epoch valid_loss valid_accuracy, one line an epoch
+  sed -n 's/.*"epoch":\([0-9]*\).*"valid_loss":\([^,]*\),"valid_accuracy":\([^,]*\),.*/\1 \2 \3/p' \
+    "$dir/metrics.jsonl" > "$dir/.valid"
+  [ -s "$dir/.valid" ] || { echo "seed $s: no validation, no choice of epoch" >&2; continue; }
+  by_loss=$(sort -g -k2,2 -k1,1n "$dir/.valid" | head -1 | cut -d' ' -f1)
+  by_acc=$(sort -k3,3gr -k1,1n "$dir/.valid" | head -1 | cut -d' ' -f1)
+  last=$(tail -1 "$dir/.valid" | cut -d' ' -f1)
+  : > "$dir/rules.txt.tmp"
+  for rule in "valid_loss $by_loss" "valid_accuracy $by_acc" "last $last"; do
+    set -- $rule
+    if [ "$2" = "$by_loss" ]; then
+      acc=$(sed -n 's/^test_accuracy=\([0-9.]*\).*/\1/p' "$dir/test.txt")
+    else
+      acc=$("$BIN" eval --checkpoint "$dir/epoch-$2" --data "$data" --quiet \
+        ${limit_test:+--limit-test "$limit_test"} | sed -n 's/^test_accuracy=\([0-9.]*\).*/\1/p')
+    fi
+    echo "$1 $2 $acc" >> "$dir/rules.txt.tmp"
+  done
+  mv "$dir/rules.txt.tmp" "$dir/rules.txt"
+  rm -f "$dir/.valid"
+done
+
 # The table: each seed, then mean, population standard deviation and range.
 echo
-echo "| seed | test accuracy | reviews | minutes |"
-echo "|---|---|---|---|"
+pct() { awk -v a="$1" 'BEGIN{ if (a == "") printf "-"; else printf "%.2f %%", 100*a }'; }
+rule() { awk -v r="$1" '$1 == r { printf "%s (epoch %s)", $3, $2 }' "$2" 2>/dev/null; }
+echo "| seed | test accuracy (best validation loss) | reviews | minutes | best validation accuracy | last epoch |"
+echo "|---|---|---|---|---|---|"
 for s in "${seeds[@]}"; do
-  f="$out/$model/seed-$s/test.txt"
+  d="$out/$model/seed-$s"
+  f="$d/test.txt"
   acc=$(sed -n 's/^test_accuracy=\([0-9.]*\).*/\1/p' "$f")
   n=$(sed -n 's/.*reviews=\([0-9]*\).*/\1/p' "$f")
   sec=$(sed -n 's/^seconds=//p' "$f")
-  echo "| $s | $(awk -v a="$acc" 'BEGIN{printf "%.2f %%", 100*a}') | $n | $(awk -v t="$sec" 'BEGIN{printf "%.1f", t/60}') |"
+  other=""
+  for r in valid_accuracy last; do
+    x=$(rule "$r" "$d/rules.txt")
+    other="$other | $( [ -n "$x" ] && echo "$(pct "${x%% *}") ${x#* }" || echo - )"
+  done
+  echo "| $s | $(pct "$acc") | $n | $(awk -v t="$sec" 'BEGIN{printf "%.1f", t/60}')$other |"
   echo "$acc" >> "$out/$model/.accs.$$"
 done
 awk '{a[NR]=100*$1; s+=100*$1} END {m=s/NR; for(i=1;i<=NR;i++) v+=(a[i]-m)^2;
@@ -90,3 +129,7 @@ awk '{a[NR]=100*$1; s+=100*$1} END {m=s/NR; for(i=1;i<=NR;i++) v+=(a[i]-m)^2;
   printf "\nmean %.2f %%, standard deviation %.2f points, range %.2f-%.2f %% over %d seeds\n", m, sqrt(v/NR), lo, hi, NR}' \
   "$out/$model/.accs.$$"
 rm -f "$out/$model/.accs.$$"
+for r in valid_accuracy last; do
+  for s in "${seeds[@]}"; do cat "$out/$model/seed-$s/rules.txt" 2>/dev/null; done |
+    awk -v r="$r" '$1 == r { s += 100*$3; n++ } END { if (n) printf "choosing the epoch by %s instead: mean %.2f %% over %d seeds\n", (r == "last" ? "the last epoch" : "validation accuracy"), s/n, n }'
+done

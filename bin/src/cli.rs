@@ -171,6 +171,11 @@ pub struct TrainArgs {
     /// Stop after this many epochs without a better validation loss.
     #[arg(long)]
     pub patience: Option<usize>,
+    /// Also keep each epoch's checkpoint, as `epoch-N/` in --out, for choosing an epoch
+    /// afterwards (`eval --checkpoint OUT/epoch-N`); each is a whole checkpoint.
+    #[arg(long)]
+    #[serde(default)]
+    pub keep_epochs: bool,
     /// Continue the run saved in this checkpoint folder (weights, optimizer, data position).
     /// Flags that shape the run may be repeated only with the same value.
     #[arg(long)]

@@ -64,6 +64,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Eval(args) => {
             let r = train::evaluate::eval_checkpoint(&args)?;
+            if !args.quiet {
+                eprintln!("test: loss {:.4}, accuracy {:.4} on {} reviews", r.loss, r.accuracy, r.count);
+            }
             println!("test_accuracy={:.4} reviews={}", r.accuracy, r.count);
             Ok(ExitCode::SUCCESS)
         }

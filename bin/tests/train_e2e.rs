@@ -404,6 +404,30 @@ fn bert_fine_tunes_from_the_pretrained_folder() {
     assert_eq!(ps.len(), 2, "one line per text: {}", stdout(&o2));
     assert_ne!(ps[0], ps[1], "two different texts got the same probability");
     assert!((ps[1] - p).abs() < 1e-6, "the same text scored {p}, then {}", ps[1]);
+    // bf16: `eval` and `predict` compute in the precision the checkpoint trained in, so
+    // eval scores best/ exactly as the run's own test did (the choice of precision itself:
+    // the unit test in `bin/src/train/evaluate.rs`)
+    let bf16 = tmp.path().join("bf16");
+    let mut args: Vec<&str> = vec!["train", "--model", "bert", "--pretrained", model.to_str().unwrap()];
+    args.extend(["--data", archive.to_str().unwrap(), "--out", bf16.to_str().unwrap()]);
+    args.extend(["--limit-train", "12", "--limit-test", "16", "--max-len", "24", "--batch-size", "8"]);
+    args.extend(["--epochs", "1", "--precision", "bf16"]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let test_line = |o: &Output| stderr(o).lines().find(|l| l.starts_with("test: loss")).map(String::from);
+    let trained = test_line(&o).expect("train prints its test line");
+    let best = bf16.join("best");
+    let o = run(&[
+        "eval",
+        "--checkpoint",
+        best.to_str().unwrap(),
+        "--data",
+        archive.to_str().unwrap(),
+        "--limit-test",
+        "16",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(test_line(&o).as_deref(), Some(trained.as_str()), "eval of a bf16 run's best/");
     // a pretrained folder without its weights is named in the error
     let broken = tmp.path().join("broken");
     fs::create_dir_all(&broken).unwrap();

@@ -229,6 +229,40 @@ fn stale_temporaries_are_cleaned_and_reported() {
     assert_eq!(run_json(&out.join("last"))["step"], 2);
 }
 
+/// `--keep-epochs` keeps each epoch's checkpoint beside `last/` and `best/`; they
+/// belong to the run: `eval` reads them, `--overwrite` removes them, and a stale
+/// temporary of one is cleaned up like those of `last/`.
+#[test]
+fn kept_epochs_are_checkpoints_of_the_run() {
+    let f = Fixture::new(20);
+    let out = f.path("out");
+    let o = run(&f.train(&out, &["--epochs", "2", "--keep-epochs"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    for epoch in [1, 2] {
+        assert_eq!(run_json(&out.join(format!("epoch-{epoch}")))["epoch"], epoch);
+    }
+    let eval = |dir: &str| {
+        let o = run(&strings(&[
+            "eval",
+            "--checkpoint",
+            out.join(dir).to_str().unwrap(),
+            "--data",
+            f.data.to_str().unwrap(),
+        ]));
+        assert!(o.status.success(), "eval {dir}: {}", stderr(&o));
+        last_line_accuracy(&o)
+    };
+    assert_eq!(eval("epoch-2"), eval("last"), "epoch-2/ is the last epoch's weights");
+    fs::create_dir_all(out.join(".epoch-7.tmp")).unwrap();
+    let o = run(&f.train(&out, &["--epochs", "1", "--overwrite"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains(".epoch-7.tmp") && e.contains("epoch-1, epoch-2"), "{e}");
+    for gone in ["epoch-1", "epoch-2", ".epoch-7.tmp"] {
+        assert!(!out.join(gone).exists(), "{gone} of the old run is left");
+    }
+}
+
 /// A weights file with a tensor that is not the model's is an error that names it
 /// (item 3 for the BiLSTM); `vocab.json` is JSON (item 5).
 #[test]

@@ -131,6 +131,25 @@ pub fn load_checkpoint_task(
     Ok((task, run))
 }
 
+/// The precision a checkpoint trained in, set for its evaluation, so that `eval`
+/// scores `best/` exactly as the training run's test did: bf16 where the device
+/// computes it (the CPU); elsewhere f32, said so (the weights are f32 either way).
+fn run_precision(
+    trained: crate::cli::PrecisionKind,
+    device: tapegrad_autograd::Device,
+) -> tapegrad_autograd::precision::PrecisionGuard {
+    use tapegrad_autograd::precision::{check_device, set_linear_precision, Precision};
+    let trained: Precision = trained.into();
+    let precision = match check_device(trained, device) {
+        Ok(()) => trained,
+        Err(why) => {
+            eprintln!("note: this checkpoint trained in {}; computing in f32 ({why})", trained.name());
+            Precision::F32
+        }
+    };
+    set_linear_precision(precision)
+}
+
 /// `finetune-imdb eval`: accuracy of a checkpoint on a data set's test split (or
 /// on a folder with pos/ and neg/).
 pub fn eval_checkpoint(args: &crate::cli::EvalArgs) -> anyhow::Result<EvalResult> {
@@ -139,6 +158,7 @@ pub fn eval_checkpoint(args: &crate::cli::EvalArgs) -> anyhow::Result<EvalResult
         tapegrad_kernels::threads::set_num_threads(t);
     }
     let (task, run) = load_checkpoint_task(&args.checkpoint, device)?;
+    let _precision = run_precision(run.args.precision, device);
     let (reviews, stats) = crate::data::imdb::read_split(&args.data, crate::data::imdb::Split::Test)?;
     if stats.lossy_utf8 > 0 {
         eprintln!(
@@ -162,5 +182,30 @@ pub fn eval_checkpoint(args: &crate::cli::EvalArgs) -> anyhow::Result<EvalResult
 pub fn predict_checkpoint(args: &crate::cli::PredictArgs) -> anyhow::Result<Vec<f32>> {
     let device = super::open_device(&args.device)?;
     let (task, run) = load_checkpoint_task(&args.checkpoint, device)?;
+    let _precision = run_precision(run.args.precision, device);
     predict(&task, &args.texts, run.args.max_len.or(Some(super::validate::BILSTM_MAX_LEN)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run_precision;
+    use crate::cli::PrecisionKind;
+    use tapegrad_autograd::precision::{linear_precision, Precision};
+    use tapegrad_autograd::Device;
+
+    /// A bf16 checkpoint is evaluated in bf16 on the CPU and in f32 elsewhere; the
+    /// precision goes back when the evaluation ends.
+    #[test]
+    fn evaluation_uses_the_precision_the_run_trained_in() {
+        for (trained, device, want) in [
+            (PrecisionKind::Bf16, Device::Cpu, Precision::Bf16),
+            (PrecisionKind::Bf16, Device::Sim, Precision::F32),
+            (PrecisionKind::F32, Device::Cpu, Precision::F32),
+        ] {
+            let guard = run_precision(trained, device);
+            assert_eq!(linear_precision(), want, "{trained:?} on {device}");
+            drop(guard);
+            assert_eq!(linear_precision(), Precision::F32);
+        }
+    }
 }

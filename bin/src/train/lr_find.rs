@@ -32,8 +32,18 @@ pub const LR_FIND_SVG: &str = "lr-find.svg";
 pub const LR_FIND_JSONL: &str = "lr-find.jsonl";
 
 /// `train` flags that do not apply to a range test (it has its own length and rate).
-const NOT_FOR_LR_FIND: [&str; 9] =
-    ["epochs", "lr", "warmup", "schedule", "resume", "patience", "max_steps", "limit_test", "overwrite"];
+const NOT_FOR_LR_FIND: [&str; 10] = [
+    "epochs",
+    "lr",
+    "warmup",
+    "schedule",
+    "resume",
+    "patience",
+    "max_steps",
+    "limit_test",
+    "overwrite",
+    "keep_epochs",
+];
 
 /// One step of the test.
 #[derive(Clone, Copy, Debug, Serialize, PartialEq)]

@@ -480,6 +480,9 @@ pub fn train(given: TrainArgs, interrupt: Arc<Interrupt>) -> Result<Outcome> {
         if improved {
             save(&best_dir, &task, &opt, &run)?;
         }
+        if args.keep_epochs {
+            save(&args.out.join(run_dir::epoch_dir(run.epoch)), &task, &opt, &run)?;
+        }
         save(&last_dir, &task, &opt, &run)?;
         write_json_lines(&file(METRICS_FILE), &run.history).context("writing metrics.jsonl")?;
         tapegrad_fsio::write_bytes(&file(CURVES_FILE), curves_svg(&run.history, &run.steps).as_bytes())

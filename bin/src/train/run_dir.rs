@@ -1,5 +1,6 @@
-//! A run folder (`--out`) holds one run: its checkpoints `last/` and `best/`,
-//! `metrics.jsonl`, `steps.jsonl` and `curves.svg`. A new run refuses a folder
+//! A run folder (`--out`) holds one run: its checkpoints `last/` and `best/`
+//! (and `epoch-N/` with `--keep-epochs`), `metrics.jsonl`, `steps.jsonl` and
+//! `curves.svg`. A new run refuses a folder
 //! that holds another one unless `--overwrite`; a resumed run continues in the
 //! folder of its own run (or starts a fresh folder). Temporaries left by an
 //! interrupted checkpoint write are cleaned up, and said so, at the start.
@@ -13,14 +14,39 @@ use std::path::Path;
 /// The checkpoint folders of a run.
 pub const CHECKPOINTS: [&str; 2] = ["last", "best"];
 
-/// What a run writes into its folder (besides the checkpoints' temporaries).
+/// What a run writes into its folder (besides the checkpoints' temporaries and
+/// the `epoch-N/` checkpoints of `--keep-epochs`).
 const ENTRIES: [&str; 5] = ["last", "best", METRICS_FILE, STEPS_FILE, CURVES_FILE];
+
+/// The folder `--keep-epochs` saves epoch `epoch` (1-based) into.
+pub fn epoch_dir(epoch: usize) -> String {
+    format!("epoch-{epoch}")
+}
+
+/// The `epoch-N` checkpoints in `out`, found as folders or as the temporaries
+/// (`.epoch-N.tmp`, `.epoch-N.old`) of an interrupted write.
+fn epoch_checkpoints(out: &Path) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(out) else { return Vec::new() };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|n| {
+            let bare = n.strip_prefix('.').and_then(|b| b.strip_suffix(".tmp").or(b.strip_suffix(".old")));
+            let name = bare.unwrap_or(&n);
+            let n = name.strip_prefix("epoch-")?;
+            (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then(|| name.to_string())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
 
 /// Removes half-written checkpoint temporaries and puts back a checkpoint that a
 /// crash left only under its `.old` name, printing what was done.
 pub fn recover(out: &Path) -> Result<()> {
-    for name in CHECKPOINTS {
-        let dir = out.join(name);
+    let names = CHECKPOINTS.iter().map(|c| c.to_string()).chain(epoch_checkpoints(out));
+    for name in names {
+        let dir = out.join(&name);
         let r = tapegrad_fsio::recover_dir(&dir)
             .with_context(|| format!("cleaning up beside {}", dir.display()))?;
         if let Some(p) = r.removed_partial {
@@ -42,7 +68,9 @@ pub fn recover(out: &Path) -> Result<()> {
 /// Makes sure `out` holds no run but `run_id`'s (when resuming) or none at all;
 /// with `overwrite`, removes another run's files first.
 pub fn claim(out: &Path, run_id: Option<&str>, overwrite: bool) -> Result<()> {
-    let present: Vec<&str> = ENTRIES.into_iter().filter(|e| out.join(e).exists()).collect();
+    let mut present: Vec<String> =
+        ENTRIES.into_iter().filter(|e| out.join(e).exists()).map(String::from).collect();
+    present.extend(epoch_checkpoints(out));
     if present.is_empty() {
         return Ok(());
     }

@@ -19,8 +19,8 @@ const BILSTM_ONLY: [&str; 7] =
 /// Flags that may differ from the checkpoint's when resuming: where things go and
 /// how the run is watched, not what it computes. `--data` may name another copy
 /// of the same data set (its fingerprint is checked).
-const FREE_ON_RESUME: [&str; 9] =
-    ["out", "cache", "quiet", "threads", "max_steps", "resume", "data", "device", "overwrite"];
+const FREE_ON_RESUME: [&str; 10] =
+    ["out", "cache", "quiet", "threads", "max_steps", "resume", "data", "device", "overwrite", "keep_epochs"];
 
 /// Checks a new run's arguments (defaults filled in by `recipe`) before any data
 /// is read; `max_positions` is BERT's `max_position_embeddings`.
