@@ -6,9 +6,12 @@
 //!
 //! `cargo bench --bench bf16gemm` (filter with e.g. `-- ffn_in`). The path in use is printed
 //! first (`avx512-bf16 12x32` or `portable 6x16`).
+#[path = "support/fill.rs"]
+mod support;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
+use support::fill;
 use tapegrad_kernels::bf16gemm::{self, bf16gemm};
 use tapegrad_kernels::sgemm::{self, sgemm};
 
@@ -27,18 +30,6 @@ const LAYERS: &[Layer] = &[
     Layer { name: "minilm_ffn_in", rows: 4096, inp: 384, out: 1536 },
     Layer { name: "minilm_ffn_out", rows: 4096, inp: 1536, out: 384 },
 ];
-
-fn fill(len: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.max(1);
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s as f32 / u32::MAX as f32) - 0.5
-        })
-        .collect()
-}
 
 /// One product's operands: `C (m×n) = A·B` with `A(i,p) = a[i·rsa + p·csa]` etc.
 #[derive(Clone, Copy)]

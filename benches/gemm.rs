@@ -3,9 +3,12 @@
 //! Throughput is in elements = FLOP (2*m*n*k per product).
 //!
 //! `cargo bench --bench gemm` (filter with e.g. `-- square_1024`).
+#[path = "support/fill.rs"]
+mod support;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::Duration;
+use support::fill;
 use tapegrad_kernels::sgemm::{sgemm, sgemm_batched};
 use tapegrad_kernels::threads::{num_threads, set_num_threads};
 
@@ -33,18 +36,6 @@ const SHAPES: &[Shape] = &[
     // Attention scores Q K^T: 16 sequences x 12 heads of [256, 32] x [32, 256].
     Shape { name: "bert_attn_scores", batch: 16 * 12, m: 256, n: 256, k: 32, samples: 20 },
 ];
-
-fn fill(len: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.max(1);
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s as f32 / u32::MAX as f32) - 0.5
-        })
-        .collect()
-}
 
 fn bench(c: &mut Criterion) {
     let all = num_threads();

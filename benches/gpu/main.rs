@@ -39,27 +39,17 @@ mod bandwidth;
 mod gemm;
 mod self_check;
 
+#[path = "../support/fill.rs"]
+mod support;
 use criterion::Criterion;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use support::fill;
 use tapegrad_kernels::gpu::cuda::CudaLauncher;
 use tapegrad_kernels::gpu::{GpuBuffer, GpuContext};
 
 type Buf = GpuBuffer<f32>;
-
-/// Uniform in [-0.5, 0.5) (xorshift32).
-fn fill(len: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.max(1);
-    (0..len)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s as f32 / u32::MAX as f32) - 0.5
-        })
-        .collect()
-}
 
 /// Seconds per iteration of each sample, per benchmark ("group/id").
 type Times = RefCell<BTreeMap<String, Vec<f64>>>;
