@@ -236,8 +236,18 @@ pub struct EvalArgs {
     /// aclImdb directory/archive (its test split) or a folder with pos/ and neg/.
     #[arg(long)]
     pub data: PathBuf,
+    /// Which reviews: the test split, or the validation reviews the run held out
+    /// (recreated from run.json's seed, --valid-fraction and --limit-train; --data must
+    /// then be the data set the run trained on, checked by its fingerprint).
+    #[arg(long, value_enum, default_value = "test")]
+    pub split: EvalSplit,
+    /// Score a seeded subset of this many of the split's reviews.
     #[arg(long)]
     pub limit_test: Option<usize>,
+    /// Truncate reviews to this many tokens instead of the run's --max-len (for bert at
+    /// most the model's max_position_embeddings).
+    #[arg(long)]
+    pub max_len: Option<usize>,
     #[arg(long)]
     pub batch_size: Option<usize>,
     #[arg(long)]
@@ -249,6 +259,25 @@ pub struct EvalArgs {
     pub quiet: bool,
 }
 
+/// The reviews `eval` scores.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvalSplit {
+    /// The data set's test split (or a folder with pos/ and neg/).
+    Test,
+    /// The run's validation split, as `train` held it out.
+    Valid,
+}
+
+impl EvalSplit {
+    /// The name printed before the figures: `test` or `valid`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EvalSplit::Test => "test",
+            EvalSplit::Valid => "valid",
+        }
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct PredictArgs {
     /// Checkpoint folder (from `train`).
@@ -257,6 +286,9 @@ pub struct PredictArgs {
     /// Review texts.
     #[arg(required = true)]
     pub texts: Vec<String>,
+    /// Truncate texts to this many tokens instead of the run's --max-len.
+    #[arg(long)]
+    pub max_len: Option<usize>,
     /// Where to run the model: cpu, cuda, cuda:N, or sim (the simulated GPU).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: String,

@@ -64,10 +64,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Eval(args) => {
             let r = train::evaluate::eval_checkpoint(&args)?;
+            let split = args.split.name();
             if !args.quiet {
-                eprintln!("test: loss {:.4}, accuracy {:.4} on {} reviews", r.loss, r.accuracy, r.count);
+                eprintln!("{split}: loss {:.4}, accuracy {:.4} on {} reviews", r.loss, r.accuracy, r.count);
             }
-            println!("test_accuracy={:.4} reviews={}", r.accuracy, r.count);
+            println!("{split}_accuracy={:.4} reviews={}", r.accuracy, r.count);
             Ok(ExitCode::SUCCESS)
         }
         Command::Predict(args) => {

@@ -215,7 +215,7 @@ proptest! {
         }
         let size = folder_bytes(&dir);
         let (task, state) = bounded("checkpoint", size, || {
-            let task = load_checkpoint_task(&dir, tapegrad_autograd::Device::Cpu).and_then(|(task, _)| predict(&task, &["a fine film".into()], None));
+            let task = load_checkpoint_task(&dir, tapegrad_autograd::Device::Cpu, None).and_then(|(task, _)| predict(&task, &["a fine film".into()], None));
             let state = tapegrad_optim::read_optim_state(dir.join("optimizer.safetensors"));
             (task, state)
         })?;
@@ -353,7 +353,7 @@ fn a_run_json_claiming_a_huge_model_is_refused_before_allocating() {
     let mut doc: Value = serde_json::from_slice(&fs::read(&run).unwrap()).unwrap();
     doc["spec"]["hidden"] = Value::from(100_000);
     fs::write(&run, serde_json::to_vec(&doc).unwrap()).unwrap();
-    let (r, peak) = peak_of(|| load_checkpoint_task(&dir, tapegrad_autograd::Device::Cpu).map(|_| ()));
+    let (r, peak) = peak_of(|| load_checkpoint_task(&dir, tapegrad_autograd::Device::Cpu, None).map(|_| ()));
     let msg = format!("{:#}", r.unwrap_err());
     assert!(
         msg.contains("run.json") && msg.contains("hidden 100000") && msg.contains("model.safetensors"),

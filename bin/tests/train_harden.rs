@@ -465,8 +465,24 @@ fn bert_checkpoints_carry_the_tokenizer_and_need_their_head() {
             assert!(out.join(dir).join(file).exists(), "{dir}/{file}");
         }
     }
-    // Without its head, the checkpoint is refused.
     let best = out.join("best");
+    // `--max-len` for another length than the run's: within the model's positions.
+    let predict = |max_len: &str| {
+        run(&strings(&[
+            "predict",
+            "--checkpoint",
+            best.to_str().unwrap(),
+            "--max-len",
+            max_len,
+            "A fine film.",
+        ]))
+    };
+    let o = predict("513");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--max-len 513") && stderr(&o).contains("512 positions"), "{}", stderr(&o));
+    let o = predict("32");
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Without its head, the checkpoint is refused.
     let path = best.join("model.safetensors");
     let bytes = fs::read(&path).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();

@@ -1,8 +1,12 @@
 //! Evaluation: mean loss and accuracy over a data set, without recording a graph.
 
 use super::task::Task;
+use crate::cli::{EvalArgs, EvalSplit, TrainArgs};
 use crate::data::batch::{BatchConfig, Batcher};
-use crate::data::imdb::Review;
+use crate::data::imdb::{read_imdb, read_split, Review, Split};
+use crate::data::split::{take_limit, train_valid_split, SplitOptions};
+use anyhow::{bail, Context};
+use std::path::Path;
 use tapegrad_autograd::no_grad;
 
 /// Reviews as token ids, with their labels.
@@ -117,15 +121,57 @@ pub fn predict(task: &Task, texts: &[String], max_len: Option<usize>) -> anyhow:
     Ok(out)
 }
 
-/// Rebuilds the model saved in a checkpoint folder (eval mode), on `device`.
+/// A run's three splits of the data set: `--limit-train`'s seeded subset of the
+/// training reviews less the `--valid-fraction` held out for validation, and
+/// `--limit-test`'s subset of the test reviews. A pure function of the reviews (in id
+/// order, as `read_imdb` gives them) and the run's arguments, so that `eval --split
+/// valid` scores the very reviews the run validated on.
+pub struct RunSplits {
+    pub train: Vec<Review>,
+    pub valid: Vec<Review>,
+    pub test: Vec<Review>,
+}
+
+pub fn run_splits(train: Vec<Review>, test: Vec<Review>, args: &TrainArgs) -> anyhow::Result<RunSplits> {
+    let train = match args.limit_train {
+        Some(n) => take_limit(train, n, args.seed),
+        None => train,
+    };
+    let split = SplitOptions { valid_fraction: args.valid_fraction, seed: args.seed, stratified: true };
+    let (train, valid) = train_valid_split(train, &split)?;
+    let test = match args.limit_test {
+        Some(n) => take_limit(test, n, args.seed ^ 1),
+        None => test,
+    };
+    Ok(RunSplits { train, valid, test })
+}
+
+/// Rebuilds the model saved in a checkpoint folder (eval mode), on `device`. A BERT
+/// model's tokenizer truncates at `max_len` where given, else at the run's cap.
 pub fn load_checkpoint_task(
-    dir: &std::path::Path,
+    dir: &Path,
     device: tapegrad_autograd::Device,
+    max_len: Option<usize>,
 ) -> anyhow::Result<(Task, super::checkpoint::RunState)> {
     let dir = super::checkpoint::resolve(dir)?;
     let run = super::checkpoint::read_run(&dir)?;
+    let mut spec = run.spec.clone();
+    if let (Some(m), "bert") = (max_len, spec.kind.as_str()) {
+        let config = dir.join("config.json");
+        let cap = tapegrad_models::bert::BertConfig::from_file(&config)
+            .with_context(|| format!("reading {}", config.display()))?
+            .max_position_embeddings;
+        if !(3..=cap).contains(&m) {
+            bail!(
+                "--max-len {m}: this BERT model needs room for [CLS], a token and [SEP] and has {cap} \
+                 positions ({}): 3..={cap}",
+                config.display()
+            );
+        }
+        spec.max_len = Some(m);
+    }
     let mut rng = crate::data::seed::rng(0, crate::data::seed::Purpose::ModelInit, 0);
-    let mut task = super::task::load_task(&run.spec, &dir, &mut rng)?;
+    let mut task = super::task::load_task(&spec, &dir, &mut rng)?;
     task.module().to(device);
     task.set_training(false);
     Ok((task, run))
@@ -152,38 +198,84 @@ fn run_precision(
 
 /// `finetune-imdb eval`: accuracy of a checkpoint on a data set's test split (or
 /// on a folder with pos/ and neg/).
-pub fn eval_checkpoint(args: &crate::cli::EvalArgs) -> anyhow::Result<EvalResult> {
+pub fn eval_checkpoint(args: &EvalArgs) -> anyhow::Result<EvalResult> {
     let device = super::open_device(&args.device)?;
     if let Some(t) = args.threads {
         tapegrad_kernels::threads::set_num_threads(t);
     }
-    let (task, run) = load_checkpoint_task(&args.checkpoint, device)?;
+    check_max_len(args.max_len)?;
+    let (task, run) = load_checkpoint_task(&args.checkpoint, device, args.max_len)?;
     let _precision = run_precision(run.args.precision, device);
-    let (reviews, stats) = crate::data::imdb::read_split(&args.data, crate::data::imdb::Split::Test)?;
-    if stats.lossy_utf8 > 0 {
-        eprintln!(
-            "warning: {} reviews in {} were decoded lossily (invalid UTF-8)",
-            stats.lossy_utf8,
-            args.data.display()
-        );
-    }
+    let reviews = eval_reviews(args, &run)?;
     let reviews = match args.limit_test {
-        Some(n) => crate::data::split::take_limit(reviews, n, run.args.seed ^ 1),
+        Some(n) => take_limit(reviews, n, run.args.seed ^ 1),
         None => reviews,
     };
     let data = Encoded::new(&task, &reviews)?;
     let batch = args.batch_size.or(run.args.batch_size).unwrap_or(64);
-    // Older BiLSTM checkpoints stored no cap; the default protects memory all the same.
-    let max_len = run.args.max_len.or(Some(super::validate::BILSTM_MAX_LEN));
-    evaluate(&task, &data, batch, task.batch_max_len(max_len))
+    evaluate(&task, &data, batch, task.batch_max_len(cap(args.max_len, &run)))
+}
+
+/// The reviews `eval` scores: the data set's test split, or the validation reviews
+/// the run held out (from the same data set, or the split would be another one).
+fn eval_reviews(args: &EvalArgs, run: &super::checkpoint::RunState) -> anyhow::Result<Vec<Review>> {
+    let warn_lossy = |n: usize| {
+        if n > 0 {
+            eprintln!("warning: {n} reviews in {} were decoded lossily (invalid UTF-8)", args.data.display());
+        }
+    };
+    match args.split {
+        EvalSplit::Test => {
+            let (reviews, stats) = read_split(&args.data, Split::Test)?;
+            warn_lossy(stats.lossy_utf8);
+            Ok(reviews)
+        }
+        EvalSplit::Valid => {
+            if run.args.valid_fraction == 0.0 {
+                bail!(
+                    "{}: the run held out no validation reviews (--valid-fraction 0)",
+                    args.checkpoint.display()
+                );
+            }
+            let data = read_imdb(&args.data, &[Split::Train, Split::Test])?;
+            warn_lossy(data.stats.lossy_utf8);
+            let here = super::validate::fingerprint(&data);
+            if !run.data_fingerprint.is_empty() && run.data_fingerprint != here {
+                bail!(
+                    "{}: not the data set the run of {} trained on (fingerprint {} there, {} here), so \
+                     its validation split cannot be recreated",
+                    args.data.display(),
+                    args.checkpoint.display(),
+                    &run.data_fingerprint[..12.min(run.data_fingerprint.len())],
+                    &here[..12]
+                );
+            }
+            Ok(run_splits(data.train, Vec::new(), &run.args)?.valid)
+        }
+    }
+}
+
+/// `--max-len` must be at least 1 (BERT's bound is checked against its config).
+fn check_max_len(max_len: Option<usize>) -> anyhow::Result<()> {
+    if max_len == Some(0) {
+        bail!("--max-len must be at least 1");
+    }
+    Ok(())
+}
+
+/// The cap on review length: the one asked for, else the run's. Older BiLSTM
+/// checkpoints stored no cap; the default protects memory all the same.
+fn cap(max_len: Option<usize>, run: &super::checkpoint::RunState) -> Option<usize> {
+    max_len.or(run.args.max_len).or(Some(super::validate::BILSTM_MAX_LEN))
 }
 
 /// `finetune-imdb predict`: P(positive) of each text.
 pub fn predict_checkpoint(args: &crate::cli::PredictArgs) -> anyhow::Result<Vec<f32>> {
     let device = super::open_device(&args.device)?;
-    let (task, run) = load_checkpoint_task(&args.checkpoint, device)?;
+    check_max_len(args.max_len)?;
+    let (task, run) = load_checkpoint_task(&args.checkpoint, device, args.max_len)?;
     let _precision = run_precision(run.args.precision, device);
-    predict(&task, &args.texts, run.args.max_len.or(Some(super::validate::BILSTM_MAX_LEN)))
+    predict(&task, &args.texts, cap(args.max_len, &run))
 }
 
 #[cfg(test)]

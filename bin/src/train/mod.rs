@@ -16,7 +16,6 @@ use crate::data::batch::{BatchConfig, Batcher};
 use crate::data::glove::Glove;
 use crate::data::imdb::{read_imdb, Review, Split};
 use crate::data::seed::{self, Purpose};
-use crate::data::split::{take_limit, train_valid_split, SplitOptions};
 use crate::data::tokenize::{Vocab, VocabOptions};
 use crate::report::{
     curves_svg, summary_table, write_json_lines, EpochMetrics, MetricsLog, StepMetrics, CURVES_FILE,
@@ -221,16 +220,8 @@ pub fn train(given: TrainArgs, interrupt: Arc<Interrupt>) -> Result<Outcome> {
             data_path.display()
         );
     }
-    let train_all = match args.limit_train {
-        Some(n) => take_limit(data.train, n, args.seed),
-        None => data.train,
-    };
-    let split = SplitOptions { valid_fraction: args.valid_fraction, seed: args.seed, stratified: true };
-    let (train_reviews, valid_reviews) = train_valid_split(train_all, &split)?;
-    let test_reviews = match args.limit_test {
-        Some(n) => take_limit(data.test, n, args.seed ^ 1),
-        None => data.test,
-    };
+    let evaluate::RunSplits { train: train_reviews, valid: valid_reviews, test: test_reviews } =
+        evaluate::run_splits(data.train, data.test, &args)?;
     validate::check_sizes(&args, train_reviews.len(), valid_reviews.len(), test_reviews.len())?;
     say(format!(
         "data: {} train, {} validation, {} test reviews ({:.1}s)",

@@ -36,7 +36,8 @@ fn epoch_checkpoints(out: &Path) -> Vec<String> {
             (!n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())).then(|| name.to_string())
         })
         .collect();
-    names.sort();
+    // By epoch number, so that epoch-10 follows epoch-9 in what is printed.
+    names.sort_by_key(|n| (n.len(), n.clone()));
     names.dedup();
     names
 }
@@ -107,4 +108,18 @@ pub fn claim(out: &Path, run_id: Option<&str>, overwrite: bool) -> Result<()> {
 pub fn new_run_id() -> String {
     let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     format!("{}-{:09}-{}", t.as_secs(), t.subsec_nanos(), std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Kept epochs and their temporaries are found once each, in epoch order; other
+    /// names are not theirs.
+    #[test]
+    fn epoch_checkpoints_are_listed_by_number() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["epoch-10", "epoch-9", ".epoch-2.tmp", "epoch-2", ".epoch-11.old", "epoch-", "epoch-x", "last"] {
+            std::fs::create_dir(dir.path().join(name)).unwrap();
+        }
+        assert_eq!(super::epoch_checkpoints(dir.path()), ["epoch-2", "epoch-9", "epoch-10", "epoch-11"]);
+    }
 }
