@@ -117,7 +117,9 @@ mod tests {
     #[test]
     fn epoch_checkpoints_are_listed_by_number() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["epoch-10", "epoch-9", ".epoch-2.tmp", "epoch-2", ".epoch-11.old", "epoch-", "epoch-x", "last"] {
+        for name in
+            ["epoch-10", "epoch-9", ".epoch-2.tmp", "epoch-2", ".epoch-11.old", "epoch-", "epoch-x", "last"]
+        {
             std::fs::create_dir(dir.path().join(name)).unwrap();
         }
         assert_eq!(super::epoch_checkpoints(dir.path()), ["epoch-2", "epoch-9", "epoch-10", "epoch-11"]);
