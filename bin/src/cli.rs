@@ -131,6 +131,11 @@ pub struct TrainArgs {
     /// Dropout probability, in [0, 1) (BiLSTM; BERT uses its config's).
     #[arg(long, default_value_t = 0.5)]
     pub dropout: f64,
+    /// Added to the BiLSTM's forget-gate biases at initialisation [default: 0, PyTorch's
+    /// and the tutorial's init; 1 is the usual remedy for a slow start].
+    #[arg(long, default_value_t = 0.0)]
+    #[serde(default)]
+    pub forget_bias: f64,
     /// Largest vocabulary (without `<unk>` and `<pad>`).
     #[arg(long, default_value_t = 25_000)]
     pub max_vocab: usize,

@@ -42,6 +42,8 @@ fn bad_arguments_are_refused_up_front() {
         ([&bert[..], &["--max-len", "1"]].concat(), "--max-len 1"),
         ([&bert[..], &["--max-len", "17"]].concat(), "16 positions"),
         ([&bert[..], &["--hidden", "64"]].concat(), "--hidden"),
+        ([&bert[..], &["--forget-bias", "1"]].concat(), "--forget-bias"),
+        (vec!["--forget-bias", "inf"], "--forget-bias"),
         ([&bert[..], &["--embeddings", f.glove.to_str().unwrap()]].concat(), "--embeddings"),
     ];
     for (flags, named) in cases {

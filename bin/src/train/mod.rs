@@ -561,6 +561,12 @@ fn build_task(
                 max_len: None,
             };
             let task = Task::bilstm(vocab, &spec, vectors, args.freeze_embeddings, rng);
+            match &task {
+                Task::Bilstm { model, .. } if args.forget_bias != 0.0 => {
+                    model.rnn.add_forget_bias(args.forget_bias as f32)
+                }
+                _ => {}
+            }
             Ok((task, spec))
         }
         ModelKind::Bert => {

@@ -13,8 +13,16 @@ use sha2::{Digest, Sha256};
 pub const BILSTM_MAX_LEN: usize = 256;
 
 /// Flags that only shape a BiLSTM (BERT's shape comes from `--pretrained`'s config).
-const BILSTM_ONLY: [&str; 7] =
-    ["embeddings", "hidden", "layers", "dropout", "max_vocab", "min_freq", "freeze_embeddings"];
+const BILSTM_ONLY: [&str; 8] = [
+    "embeddings",
+    "hidden",
+    "layers",
+    "dropout",
+    "forget_bias",
+    "max_vocab",
+    "min_freq",
+    "freeze_embeddings",
+];
 
 /// Flags that may differ from the checkpoint's when resuming: where things go and
 /// how the run is watched, not what it computes. `--data` may name another copy
@@ -51,6 +59,7 @@ pub fn check_args(a: &TrainArgs, max_positions: Option<usize>) -> Result<()> {
     need(a.hidden >= 1, "--hidden must be at least 1".into());
     need(a.layers >= 1, "--layers must be at least 1".into());
     need((0.0..1.0).contains(&a.dropout), format!("--dropout must be in [0, 1), got {}", a.dropout));
+    need(a.forget_bias.is_finite(), format!("--forget-bias must be a finite number, got {}", a.forget_bias));
     need(a.max_vocab >= 1, "--max-vocab must be at least 1".into());
     need(a.min_freq >= 1, "--min-freq must be at least 1".into());
     need(

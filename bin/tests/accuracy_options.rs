@@ -1,7 +1,7 @@
-//! `eval` and `predict` beyond the run's own settings: `--split valid` scores the
+//! The options the accuracy runs (issue 18) measure: `eval --split valid` scores the
 //! validation reviews the run held out (so a choice made for evaluation, such as
-//! `--max-len`, is made on validation, not on test), and `--max-len` another cap on
-//! review length than the run's.
+//! `--max-len`, is made on validation, not on test), `eval`/`predict --max-len` another
+//! cap on review length than the run's, and `train --forget-bias` for the BiLSTM's init.
 
 mod run_common;
 
@@ -91,5 +91,37 @@ fn max_len_overrides_the_runs_cap() {
         let o = run(&args);
         assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
         assert!(stderr(&o).contains("--max-len must be at least 1"), "{}", stderr(&o));
+    }
+}
+
+/// `--forget-bias B` starts every forget gate's input bias B higher than PyTorch's
+/// uniform init (bound 1/√hidden), and is stored with the run.
+#[test]
+fn forget_bias_sets_the_lstms_forget_gates() {
+    let f = Fixture::new(8);
+    let out = f.path("out");
+    // One epoch of 14 reviews is one Adam step of tiny_flags' rate 0.02: each weight
+    // moves by about 0.02 from its initial value.
+    let o = run(&f.train(&out, &["--epochs", "1", "--forget-bias", "5"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(run_json(&out.join("last"))["args"]["forget_bias"], 5.0);
+    let bytes = fs::read(out.join("last").join("model.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let hidden = 8; // tiny_flags' --hidden
+    let bound = 1.0 / (hidden as f32).sqrt();
+    for name in ["rnn.bias_ih_l0", "rnn.bias_ih_l0_reverse"] {
+        let v: Vec<f32> = st
+            .tensor(name)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .data()
+            .chunks(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(v.len(), 4 * hidden);
+        for (i, x) in v.iter().enumerate() {
+            let shift = if (hidden..2 * hidden).contains(&i) { 5.0 } else { 0.0 };
+            let reach = bound + 0.05;
+            assert!((x - shift).abs() <= reach, "{name}[{i}] = {x}: want {shift} ± {reach}");
+        }
     }
 }
