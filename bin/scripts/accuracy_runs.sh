@@ -11,14 +11,22 @@
 # Seeds default to 1 2 3. The recipes (the README's two commands on the full data):
 #   bilstm: the tutorial's model with GloVe 50d, 5 epochs, constant Adam 1e-3 (train's
 #           defaults for --model bilstm), best epoch by validation loss;
-#   minilm: all-MiniLM-L6-v2, all 22,500 training reviews, 2 epochs, lr 1e-4.
+#   minilm: all-MiniLM-L6-v2, all 22,500 training reviews, 1 epoch, lr 1e-4, bf16 products
+#           (`--precision bf16`: AMX or AVX512-BF16 where the CPU has them, a plain-Rust
+#           path elsewhere; add `-- --precision f32` on a CPU without them), trained at
+#           length 256 and evaluated at the length cap chosen on validation (below).
 # Each run keeps every epoch's checkpoint (--keep-epochs), so one run also measures the
 # choice of epoch: the test accuracy of the epoch with the best validation loss (train's
 # `best/`, the recipe), of the best validation accuracy, and of the last epoch (`eval`
 # of `epoch-N/`, in `rules.txt`; `eval` computes in the precision the run trained in).
+# The length cap at evaluation (EVAL_CAPS, default `256 384 512` for minilm, none for
+# bilstm): each seed's `best/` is scored on the run's own validation split at every cap
+# (`eval --split valid --max-len N`), the cap with the lowest validation loss is chosen,
+# and only that cap is scored on test (`caps.txt`: `cap valid_loss valid_accuracy` lines,
+# then `chosen cap test_accuracy`). MiniLM has 512 positions but trains at 256 here.
 # Flags after `--` are added to every run (e.g. `-- --epochs 2 --limit-train 6000`).
 # Environment: DATA (aclImdb tar.gz), GLOVE, MODEL_DIR, OUT (default runs/accuracy),
-# BIN (the finetune-imdb binary; default: built here with --release).
+# EVAL_CAPS, BIN (the finetune-imdb binary; default: built here with --release).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -40,10 +48,14 @@ glove=${GLOVE:-../shared/data/glove/glove.6B.50d.txt.gz}
 model_dir=${MODEL_DIR:-../shared/models/all-MiniLM-L6-v2}
 out=${OUT:-runs/accuracy}
 case $model in
-  bilstm) recipe=(--model bilstm --embeddings "$glove") defaults=(--epochs 5) ;;
-  minilm) recipe=(--model bert --pretrained "$model_dir") defaults=(--epochs 2 --lr 1e-4) ;;
+  bilstm) recipe=(--model bilstm --embeddings "$glove") defaults=(--epochs 5) caps=${EVAL_CAPS-} ;;
+  minilm) recipe=(--model bert --pretrained "$model_dir")
+    defaults=(--epochs 1 --lr 1e-4 --precision bf16) caps=${EVAL_CAPS-256 384 512} ;;
   *) usage ;;
 esac
+for c in $caps; do
+  case $c in *[!0-9]*|0) echo "error: EVAL_CAPS: \`$c\` is not a positive length" >&2; exit 2 ;; esac
+done
 # the recipe's flag-value pairs that the extra flags do not set themselves
 for ((i = 0; i < ${#defaults[@]}; i += 2)); do
   printf '%s\n' "${extra[@]}" | grep -qx -- "${defaults[i]}" || recipe+=("${defaults[i]}" "${defaults[i+1]}")
@@ -104,12 +116,35 @@ for s in "${seeds[@]}"; do
   rm -f "$dir/.valid"
 done
 
+# The length cap at evaluation, per seed: validation at each cap, test at the chosen one.
+for s in "${seeds[@]}"; do
+  dir="$out/$model/seed-$s"
+  [ -n "$caps" ] || break
+  [ -s "$dir/caps.txt" ] && continue
+  : > "$dir/caps.txt.tmp"
+  for c in $caps; do
+    line=$("$BIN" eval --checkpoint "$dir/best" --data "$data" --split valid --max-len "$c" 2>&1 |
+      sed -n 's/^valid: loss \([0-9.]*\), accuracy \([0-9.]*\) .*/\1 \2/p')
+    [ -n "$line" ] || { echo "seed $s: eval --split valid --max-len $c printed no score" >&2; exit 1; }
+    echo "$c $line" >> "$dir/caps.txt.tmp"
+    echo "seed $s: cap $c: valid loss, accuracy $line"
+  done
+  chosen=$(sort -g -k2,2 -k1,1n "$dir/caps.txt.tmp" | head -1 | cut -d' ' -f1)
+  acc=$("$BIN" eval --checkpoint "$dir/best" --data "$data" --max-len "$chosen" --quiet \
+    ${limit_test:+--limit-test "$limit_test"} | sed -n 's/^test_accuracy=\([0-9.]*\).*/\1/p')
+  [ -n "$acc" ] || { echo "seed $s: eval --max-len $chosen printed no test_accuracy" >&2; exit 1; }
+  echo "chosen $chosen $acc" >> "$dir/caps.txt.tmp"
+  mv "$dir/caps.txt.tmp" "$dir/caps.txt"
+  echo "seed $s: cap $chosen chosen on validation: test $acc"
+done
+
 # The table: each seed, then mean, population standard deviation and range.
 echo
 pct() { awk -v a="$1" 'BEGIN{ if (a == "") printf "-"; else printf "%.2f %%", 100*a }'; }
 rule() { awk -v r="$1" '$1 == r { printf "%s (epoch %s)", $3, $2 }' "$2" 2>/dev/null; }
-echo "| seed | test accuracy (best validation loss) | reviews | minutes | best validation accuracy | last epoch |"
-echo "|---|---|---|---|---|---|"
+capcol() { [ -z "$caps" ] || echo " | $1"; }
+echo "| seed | test accuracy (best validation loss) | reviews | minutes | best validation accuracy | last epoch$(capcol "at the cap chosen on validation") |"
+echo "|---|---|---|---|---|---$([ -z "$caps" ] || echo "|---")|"
 for s in "${seeds[@]}"; do
   d="$out/$model/seed-$s"
   f="$d/test.txt"
@@ -121,7 +156,9 @@ for s in "${seeds[@]}"; do
     x=$(rule "$r" "$d/rules.txt")
     other="$other | $( [ -n "$x" ] && echo "$(pct "${x%% *}") ${x#* }" || echo - )"
   done
-  echo "| $s | $(pct "$acc") | $n | $(awk -v t="$sec" 'BEGIN{printf "%.1f", t/60}')$other |"
+  at_cap=$(awk '$1 == "chosen" { print $3 " (cap " $2 ")" }' "$d/caps.txt" 2>/dev/null)
+  at_cap=$([ -n "$at_cap" ] && echo "$(pct "${at_cap%% *}") ${at_cap#* }" || echo -)
+  echo "| $s | $(pct "$acc") | $n | $(awk -v t="$sec" 'BEGIN{printf "%.1f", t/60}')$other$(capcol "$at_cap") |"
   echo "$acc" >> "$out/$model/.accs.$$"
 done
 awk '{a[NR]=100*$1; s+=100*$1} END {m=s/NR; for(i=1;i<=NR;i++) v+=(a[i]-m)^2;
@@ -133,3 +170,5 @@ for r in valid_accuracy last; do
   for s in "${seeds[@]}"; do cat "$out/$model/seed-$s/rules.txt" 2>/dev/null; done |
     awk -v r="$r" '$1 == r { s += 100*$3; n++ } END { if (n) printf "choosing the epoch by %s instead: mean %.2f %% over %d seeds\n", (r == "last" ? "the last epoch" : "validation accuracy"), s/n, n }'
 done
+for s in "${seeds[@]}"; do cat "$out/$model/seed-$s/caps.txt" 2>/dev/null; done |
+  awk '$1 == "chosen" { s += 100*$3; n++ } END { if (n) printf "evaluated at the length cap chosen on validation: mean %.2f %% over %d seeds\n", s/n, n }'
