@@ -13,6 +13,7 @@ use std::hint::black_box;
 use std::time::Duration;
 use support::fill;
 use tapegrad_kernels::bf16gemm::{self, bf16gemm};
+use tapegrad_kernels::gemm::{Dims, MatMut, MatRef};
 use tapegrad_kernels::sgemm::{self, sgemm};
 
 /// A linear layer `in → out` over `rows` rows.
@@ -31,18 +32,6 @@ const LAYERS: &[Layer] = &[
     Layer { name: "minilm_ffn_out", rows: 4096, inp: 1536, out: 384 },
 ];
 
-/// One product's operands: `C (m×n) = A·B` with `A(i,p) = a[i·rsa + p·csa]` etc.
-#[derive(Clone, Copy)]
-struct Product {
-    m: usize,
-    n: usize,
-    k: usize,
-    rsa: usize,
-    csa: usize,
-    rsb: usize,
-    csb: usize,
-}
-
 fn bench(c: &mut Criterion) {
     println!("bf16gemm path: {}, sgemm kernel: {}", bf16gemm::path().name(), sgemm::kernel_name());
     for l in LAYERS {
@@ -50,31 +39,31 @@ fn bench(c: &mut Criterion) {
         let x = fill(r * i, 1);
         let w = fill(o * i, 2);
         let g = fill(r * o, 3);
-        // (layout, A, B, product)
-        let cases: [(&str, &[f32], &[f32], Product); 3] = [
+        // (layout, sizes, A, B)
+        let cases: [(&str, Dims, MatRef<f32>, MatRef<f32>); 3] = [
             // y (R, out) = x (R, in) · Wᵀ (in, out)
-            ("fwd_NT", &x, &w, Product { m: r, n: o, k: i, rsa: i, csa: 1, rsb: 1, csb: i }),
+            ("fwd_NT", Dims::new(r, o, i), MatRef::rows(&x, i), MatRef::cols(&w, i)),
             // dX (R, in) = g (R, out) · W (out, in)
-            ("dx_NN", &g, &w, Product { m: r, n: i, k: o, rsa: o, csa: 1, rsb: i, csb: 1 }),
+            ("dx_NN", Dims::new(r, i, o), MatRef::rows(&g, o), MatRef::rows(&w, i)),
             // dW (out, in) = gᵀ (out, R) · x (R, in)
-            ("dw_TN", &g, &x, Product { m: o, n: i, k: r, rsa: 1, csa: o, rsb: i, csb: 1 }),
+            ("dw_TN", Dims::new(o, i, r), MatRef::cols(&g, o), MatRef::rows(&x, i)),
         ];
-        for (layout, a, b, p) in cases {
-            let mut out = vec![0.0f32; p.m * p.n];
+        for (layout, d, a, b) in cases {
+            let mut out = vec![0.0f32; d.m * d.n];
             let mut grp = c.benchmark_group(format!("{}_{layout}", l.name));
-            grp.throughput(Throughput::Elements((2 * p.m * p.n * p.k) as u64));
+            grp.throughput(Throughput::Elements(d.flops() as u64));
             grp.sample_size(10);
             grp.warm_up_time(Duration::from_millis(300));
             grp.measurement_time(Duration::from_secs(2));
             grp.bench_function("f32_sgemm", |bch| {
                 bch.iter(|| {
-                    sgemm(p.m, p.n, p.k, a, p.rsa, p.csa, b, p.rsb, p.csb, 0.0, &mut out, p.n);
+                    sgemm(d, a, b, 0.0, MatMut::rows(&mut out, d.n));
                     black_box(&out);
                 })
             });
             grp.bench_function("bf16gemm", |bch| {
                 bch.iter(|| {
-                    bf16gemm(p.m, p.n, p.k, a, p.rsa, p.csa, b, p.rsb, p.csb, 0.0, &mut out, p.n);
+                    bf16gemm(d, a, b, 0.0, MatMut::rows(&mut out, d.n));
                     black_box(&out);
                 })
             });

@@ -9,7 +9,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use std::hint::black_box;
 use std::time::Duration;
 use support::fill;
-use tapegrad_kernels::sgemm::{sgemm, sgemm_batched};
+use tapegrad_kernels::gemm::{Dims, MatMut, MatRef};
+use tapegrad_kernels::sgemm::sgemm;
 use tapegrad_kernels::threads::{num_threads, set_num_threads};
 
 struct Shape {
@@ -57,11 +58,15 @@ fn bench(c: &mut Criterion) {
             g.bench_function(BenchmarkId::new("tapegrad", format!("t{t}")), |bch| {
                 set_num_threads(t);
                 bch.iter(|| {
-                    if bt == 1 {
-                        sgemm(m, n, k, &a, k, 1, &b, n, 1, 0.0, &mut out, n);
-                    } else {
-                        sgemm_batched(bt, m, n, k, &a, m * k, k, 1, &b, k * n, n, 1, 0.0, &mut out, m * n, n);
-                    }
+                    let (a, b) =
+                        (MatRef::rows(&a, k).batch_stride(m * k), MatRef::rows(&b, n).batch_stride(k * n));
+                    sgemm(
+                        Dims::new(m, n, k).batched(bt),
+                        a,
+                        b,
+                        0.0,
+                        MatMut::rows(&mut out, n).batch_stride(m * n),
+                    );
                     black_box(&out);
                 })
             });

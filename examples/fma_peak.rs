@@ -44,6 +44,7 @@ fn main() {
 #[cfg(target_arch = "x86_64")]
 fn run(secs: f64) {
     use std::time::Instant;
+    use tapegrad::kernels::gemm::{Dims, MatMut, MatRef};
     use tapegrad::kernels::sgemm::{kernel_name, sgemm};
     use tapegrad::kernels::threads;
 
@@ -69,7 +70,7 @@ fn run(secs: f64) {
     let mut best = 0.0f64;
     for _ in 0..5 {
         let t = Instant::now();
-        sgemm(n, n, n, &x, n, 1, &y, n, 1, 0.0, &mut z, n);
+        sgemm(Dims::new(n, n, n), MatRef::rows(&x, n), MatRef::rows(&y, n), 0.0, MatMut::rows(&mut z, n));
         best = best.max(2.0 * (n * n * n) as f64 / t.elapsed().as_secs_f64() / 1e9);
     }
     println!(

@@ -5,7 +5,8 @@
 //! (best of R). `--cpu-time` times with the calling thread's CPU clock instead of the wall clock
 //! (Linux; meaningful for `--threads 1` on a machine shared with other work).
 use std::time::Instant;
-use tapegrad_kernels::sgemm::{kernel_name, sgemm, sgemm_batched, sgemm_reference_f64};
+use tapegrad_kernels::gemm::{Dims, MatMut, MatRef};
+use tapegrad_kernels::sgemm::{kernel_name, sgemm, sgemm_reference_f64};
 use tapegrad_kernels::threads::set_num_threads;
 
 fn usage(msg: &str) -> ! {
@@ -62,22 +63,18 @@ fn main() {
     b.iter_mut().for_each(|x| *x = rnd());
     let mut c = alloc(batch * m * n, huge);
     // A is m x k: row-major (k, 1) or stored transposed (1, m); likewise B.
-    let (rsa, csa) = if ta { (1, m) } else { (k, 1) };
-    let (rsb, csb) = if tb { (1, k) } else { (n, 1) };
-    let run = |c: &mut [f32]| {
-        if batch == 1 {
-            sgemm(m, n, k, &a, rsa, csa, &b, rsb, csb, 0.0, c, n);
-        } else {
-            sgemm_batched(batch, m, n, k, &a, m * k, rsa, csa, &b, k * n, rsb, csb, 0.0, c, m * n, n);
-        }
-    };
+    let am = if ta { MatRef::cols(&a, m) } else { MatRef::rows(&a, k) }.batch_stride(m * k);
+    let bm = if tb { MatRef::cols(&b, k) } else { MatRef::rows(&b, n) }.batch_stride(k * n);
+    let d = Dims::new(m, n, k).batched(batch);
+    let run = |c: &mut [f32]| sgemm(d, am, bm, 0.0, MatMut::rows(c, n).batch_stride(m * n));
     // Validate: spot-check rows of the first product against the f64 reference.
     run(&mut c);
     let rows: Vec<usize> = [0, m / 2, m.saturating_sub(1)].into_iter().filter(|&i| i < m).collect();
     let mut max_err = 0.0f32;
     for &i in &rows {
         let mut want = vec![0.0f32; n];
-        sgemm_reference_f64(1, n, k, &a[i * rsa..], rsa, csa, &b, rsb, csb, 0.0, &mut want, n);
+        let row_i = MatRef::new(&a[i * am.s.row..], am.s);
+        sgemm_reference_f64(Dims::new(1, n, k), row_i, bm, 0.0, MatMut::rows(&mut want, n));
         for j in 0..n {
             let e = (c[i * n + j] - want[j]).abs() / (1.0 + want[j].abs());
             max_err = max_err.max(e);

@@ -6,6 +6,7 @@
 //!
 //! Run: `cargo run --release --example lstm_recurrence`
 use std::time::Instant;
+use tapegrad_kernels::gemm::{MatMut, MatRef};
 use tapegrad_kernels::lstm::{cell_forward, sequences_backward, sequences_forward, BackwardDir, ForwardDir};
 use tapegrad_kernels::sgemm::{sgemm_prepacked, PackedB};
 use tapegrad_kernels::threads;
@@ -25,13 +26,13 @@ fn main() {
     let g4 = 4 * hh;
     let w: Vec<f32> = (0..g4 * hh).map(|i| ((i * 7919) % 1000) as f32 * 1e-4 - 0.05).collect();
     let a: Vec<f32> = (0..m * hh).map(|i| ((i * 31) % 100) as f32 * 1e-2 - 0.5).collect();
-    let pb = PackedB::new(hh, g4, &w, 1, hh);
+    let pb = PackedB::new(hh, g4, MatRef::cols(&w, hh));
     let mut c = vec![0f32; m * g4];
     let steps = 200;
     let flops = 2.0 * (m * hh * g4) as f64 * steps as f64;
     let t = best(5, || {
         for _ in 0..steps {
-            sgemm_prepacked(m, &a, hh, 1, &pb, 1.0, &mut c, g4);
+            sgemm_prepacked(m, MatRef::rows(&a, hh), &pb, 1.0, MatMut::rows(&mut c, g4));
         }
     });
     println!(
@@ -44,12 +45,12 @@ fn main() {
         threads::join(
             || {
                 for _ in 0..steps {
-                    sgemm_prepacked(m, &a, hh, 1, &pb, 1.0, &mut c, g4);
+                    sgemm_prepacked(m, MatRef::rows(&a, hh), &pb, 1.0, MatMut::rows(&mut c, g4));
                 }
             },
             || {
                 for _ in 0..steps {
-                    sgemm_prepacked(m, &a, hh, 1, &pb, 1.0, &mut c2, g4);
+                    sgemm_prepacked(m, MatRef::rows(&a, hh), &pb, 1.0, MatMut::rows(&mut c2, g4));
                 }
             },
         )

@@ -29,7 +29,7 @@
 //! bench's own logic on the simulated GPU instead (the validations on shrunken shapes,
 //! the naive kernel as the reference) and, on the host, that the row-major → cuBLAS
 //! argument mapping computes each shape's product (cuBLAS's column-major semantics
-//! emulated in f64 against the CPU `gemm_batched`).
+//! emulated in f64 against the CPU `gemm::gemm`).
 //!
 //! Code map: `gemm.rs` (the shapes, the cuBLAS mapping, validation and the GEMM
 //! benches), `bandwidth.rs` (copy, negation and Adam on large buffers), `self_check.rs`

@@ -8,6 +8,7 @@ use crate::gemm::{
     Shape, SHAPES,
 };
 use crate::{fill, timed, Buf, Times};
+use tapegrad_kernels::gemm::{Dims, MatMut, MatRef};
 use tapegrad_kernels::gpu;
 
 /// The bench's logic on the simulated GPU and the host (`TAPEGRAD_GPU_BENCH_SIM=1`).
@@ -25,18 +26,13 @@ pub fn run() {
         let (sa, sb, sc) = sh.strides();
         let (m, n, k) = (sh.m, sh.n, sh.k);
         let (a64, b64) = (f64s(&a), f64s(&b));
-        tapegrad_kernels::gemm::gemm_batched(
-            sh.batch,
-            m,
-            n,
-            k,
-            &a64,
-            sa,
-            &b64,
-            sb,
+        let d = Dims::new(m, n, k).batched(sh.batch);
+        tapegrad_kernels::gemm::gemm(
+            d,
+            MatRef::new(&a64, sa),
+            MatRef::new(&b64, sb),
             sh.beta as f64,
-            &mut want,
-            sc,
+            MatMut::new(&mut want, sc),
         );
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             assert!(

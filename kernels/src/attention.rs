@@ -38,10 +38,11 @@
 //! by row, and the backward draws it again. [`attention_forward_reference`] and
 //! [`attention_backward_reference`] are the same math as plain loops.
 
+use crate::gemm::{Dims, MatMut, MatRef};
 use crate::sgemm::reference::gemm_reference;
 use crate::sgemm::{isa, sgemm_with};
 use crate::threads::{num_threads, run_parts, SharedMut};
-use crate::{as_f32, as_f32_mut, softmax, Float};
+use crate::{softmax, Float};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -104,26 +105,17 @@ impl DropoutMask {
     }
 }
 
-/// C (m,n) = A·B on one thread, A(i,p) = a[i·rsa + p·csa], B(p,j) = b[p·rsb + j·csb].
-#[allow(clippy::too_many_arguments)]
-fn gemm<T: Float>(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[T],
-    rsa: usize,
-    csa: usize,
-    b: &[T],
-    rsb: usize,
-    csb: usize,
-    c: &mut [T],
-) {
-    if let (Some(af), Some(bf), Some(cf)) = (as_f32(a), as_f32(b), as_f32_mut(c)) {
-        let isa = isa();
-        crate::isa::note(crate::isa::Family::Attention, isa);
-        sgemm_with(isa, 1, m, n, k, af, rsa, csa, bf, rsb, csb, 0.0, cf, n);
-    } else {
-        gemm_reference(m, n, k, a, rsa, csa, b, rsb, csb, T::ZERO, c, n);
+/// `c (m,n) = A·B` on one thread (c row-major, overwritten).
+fn gemm<T: Float>(d: Dims, a: MatRef<T>, b: MatRef<T>, c: &mut [T]) {
+    let c = MatMut::rows(c, d.n);
+    match (a.as_f32(), b.as_f32(), c.as_f32()) {
+        (Some(af), Some(bf), Ok(cf)) => {
+            let isa = isa();
+            crate::isa::note(crate::isa::Family::Attention, isa);
+            sgemm_with(isa, 1, d, af, bf, 0.0, cf);
+        }
+        (_, _, Ok(_)) => unreachable!("A, B and C have one element type"),
+        (_, _, Err(c)) => gemm_reference(d, a, b, T::ZERO, c),
     }
 }
 
@@ -222,18 +214,18 @@ fn attention_forward_with<T: Float>(
         let mask = key_mask.map(|m| &m[(pair / s.heads) * t..][..t]);
         if transposed {
             // Sᵀ (T,T) = K (T,d) · Qᵀ (d,T): row j for key j, column i for query i
-            gemm(t, t, d, &k[off..], hid, 1, &q[off..], 1, hid, sc);
+            gemm(Dims::new(t, t, d), MatRef::rows(&k[off..], hid), MatRef::cols(&q[off..], hid), sc);
             // Pᵀ = the softmax down each column of scale·Sᵀ + mask (mask[j] on row j), in place
             softmax::scaled_softmax_cols(sc, t, scale, mask, cols);
             // O (T,d) = P · V with P(i,j) = Pᵀ[j·T + i]: a column-major A, which the GEMM
             // packs by plain copies (a row-major P takes a transposing pack)
-            gemm(t, d, t, sc, 1, t, &v[off..], hid, 1, o_head);
+            gemm(Dims::new(t, d, t), MatRef::cols(sc, t), MatRef::rows(&v[off..], hid), o_head);
             // SAFETY: pair `pair` alone writes its head's columns of o.
             unsafe { scatter_head(s, pair, o_head, &o) };
             return;
         }
         // S (T,T) = Q (T,d) · Kᵀ (d,T), both read in place (rows hid apart)
-        gemm(t, t, d, &q[off..], hid, 1, &k[off..], 1, hid, sc);
+        gemm(Dims::new(t, t, d), MatRef::rows(&q[off..], hid), MatRef::cols(&k[off..], hid), sc);
         // SAFETY: pair `pair` alone owns probs[pair·T² ..][..T²].
         let p = match &probs {
             Some(pr) => unsafe { pr.range(pair * t * t..(pair + 1) * t * t) },
@@ -256,7 +248,7 @@ fn attention_forward_with<T: Float>(
             None => p,
         };
         // O (T,d) = P' (T,T) · V (T,d)
-        gemm(t, d, t, pd, t, 1, &v[off..], hid, 1, o_head);
+        gemm(Dims::new(t, d, t), MatRef::rows(pd, t), MatRef::rows(&v[off..], hid), o_head);
         // SAFETY: pair `pair` alone writes its head's columns of o.
         unsafe { scatter_head(s, pair, o_head, &o) };
     });
@@ -312,7 +304,7 @@ fn attention_backward_with<T: Float>(
         let off = s.head_offset(pair);
         let p = &probs[pair * t * t..(pair + 1) * t * t];
         // dP' (T,T) = dO (T,d) · Vᵀ (d,T)
-        gemm(t, t, d, &do_[off..], hid, 1, &v[off..], 1, hid, dp);
+        gemm(Dims::new(t, t, d), MatRef::rows(&do_[off..], hid), MatRef::cols(&v[off..], hid), dp);
         // the forward's P' = P ⊙ M/(1−p) again, and dP = dP' ⊙ M/(1−p), in place
         let pd: &[T] = match dropout {
             Some(dm) => {
@@ -332,17 +324,17 @@ fn attention_backward_with<T: Float>(
         };
         // SAFETY (the three scatters): pair `pair` alone writes its head's columns.
         // dV (T,d) = P'ᵀ (T,T) · dO (T,d)
-        gemm(t, d, t, pd, 1, t, &do_[off..], hid, 1, g_head);
+        gemm(Dims::new(t, d, t), MatRef::cols(pd, t), MatRef::rows(&do_[off..], hid), g_head);
         unsafe { scatter_head(s, pair, g_head, &dv) };
         // dS (T,T) = P ⊙ (dP − rowsum(dP ⊙ P)), row by row (the kernel adds into dS)
         ds.fill(T::ZERO);
         softmax::softmax_backward_rows(p, dp, t, ds);
         // dQ (T,d) = scale · dS (T,T) · K (T,d)
-        gemm(t, d, t, ds, t, 1, &k[off..], hid, 1, g_head);
+        gemm(Dims::new(t, d, t), MatRef::rows(ds, t), MatRef::rows(&k[off..], hid), g_head);
         g_head.iter_mut().for_each(|x| *x *= scale);
         unsafe { scatter_head(s, pair, g_head, &dq) };
         // dK (T,d) = scale · dSᵀ (T,T) · Q (T,d)
-        gemm(t, d, t, ds, 1, t, &q[off..], hid, 1, g_head);
+        gemm(Dims::new(t, d, t), MatRef::cols(ds, t), MatRef::rows(&q[off..], hid), g_head);
         g_head.iter_mut().for_each(|x| *x *= scale);
         unsafe { scatter_head(s, pair, g_head, &dk) };
     });

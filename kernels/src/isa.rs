@@ -113,7 +113,7 @@ impl Drop for Forced {
 /// The kernel families that dispatch on the path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
-    /// `sgemm`, `sgemm_batched` (sequential, split and team products).
+    /// `sgemm`, single and batched (sequential, split and team products).
     Sgemm,
     /// `sgemm_prepacked` against a `PackedB`.
     Prepacked,

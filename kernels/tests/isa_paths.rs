@@ -15,6 +15,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use tapegrad_kernels::attention::{self as att, AttentionShape, DropoutMask};
 use tapegrad_kernels::bf16gemm;
 use tapegrad_kernels::elementwise::{self as ew, Unary};
+use tapegrad_kernels::gemm::{Dims, MatMut, MatRef};
 use tapegrad_kernels::isa::{self, Family, Isa};
 use tapegrad_kernels::sgemm::{self, PackedB};
 use tapegrad_kernels::update::{self, AdamCoefs, AdamStep};
@@ -47,33 +48,35 @@ fn check_sgemm(rng: &mut StdRng) {
     // 300³ (54 Mflop): split over both threads; 600x600x200 reaches the shared-B team
     for (m, n, k) in [(7, 33, 5), (300, 300, 300), (600, 600, 200)] {
         let (a, b) = (rand_vec(rng, m * k, 1.0), rand_vec(rng, k * n, 1.0));
+        let (d, a, b) = (Dims::new(m, n, k), MatRef::rows(&a, k), MatRef::cols(&b, k)); // B transposed (NT)
         let mut c = vec![0f32; m * n];
-        sgemm::sgemm(m, n, k, &a, k, 1, &b, 1, k, 0.0, &mut c, n); // B transposed (NT)
+        sgemm::sgemm(d, a, b, 0.0, MatMut::rows(&mut c, n));
         let mut want = vec![0f32; m * n];
-        sgemm::sgemm_reference_f64(m, n, k, &a, k, 1, &b, 1, k, 0.0, &mut want, n);
+        sgemm::sgemm_reference_f64(d, a, b, 0.0, MatMut::rows(&mut want, n));
         close(&format!("sgemm {m}x{n}x{k}"), &c, &widen(&want), GEMM_TOL);
     }
     // batched, parallel over the batch
     let (batch, m, n, k) = (4, 96, 100, 64);
     let (a, b) = (rand_vec(rng, batch * m * k, 1.0), rand_vec(rng, k * n, 1.0));
+    let d = Dims::new(m, n, k).batched(batch);
+    let (a, b) = (MatRef::rows(&a, k).batch_stride(m * k), MatRef::rows(&b, n)); // B broadcast
     let mut c = vec![0f32; batch * m * n];
-    sgemm::sgemm_batched(batch, m, n, k, &a, m * k, k, 1, &b, 0, n, 1, 0.0, &mut c, m * n, n);
-    for i in 0..batch {
-        let mut want = vec![0f32; m * n];
-        sgemm::sgemm_reference_f64(m, n, k, &a[i * m * k..], k, 1, &b, n, 1, 0.0, &mut want, n);
-        close("sgemm_batched", &c[i * m * n..(i + 1) * m * n], &widen(&want), GEMM_TOL);
-    }
+    sgemm::sgemm(d, a, b, 0.0, MatMut::rows(&mut c, n).batch_stride(m * n));
+    let mut want = vec![0f32; batch * m * n];
+    sgemm::sgemm_reference_f64(d, a, b, 0.0, MatMut::rows(&mut want, n).batch_stride(m * n));
+    close("sgemm batched", &c, &widen(&want), GEMM_TOL);
 }
 
 fn check_prepacked(rng: &mut StdRng) {
     // the LSTM's recurrent product: 64 rows against a packed 256 x 1024 weight, and odd edges
     for (m, n, k) in [(64, 1024, 256), (13, 17, 300)] {
         let (a, b, c0) = (rand_vec(rng, m * k, 1.0), rand_vec(rng, k * n, 1.0), rand_vec(rng, m * n, 1.0));
-        let pb = PackedB::new(k, n, &b, 1, k);
+        let (a, b) = (MatRef::rows(&a, k), MatRef::cols(&b, k));
+        let pb = PackedB::new(k, n, b);
         let mut c = c0.clone();
-        sgemm::sgemm_prepacked(m, &a, k, 1, &pb, 1.0, &mut c, n);
+        sgemm::sgemm_prepacked(m, a, &pb, 1.0, MatMut::rows(&mut c, n));
         let mut want = c0;
-        sgemm::sgemm_reference_f64(m, n, k, &a, k, 1, &b, 1, k, 1.0, &mut want, n);
+        sgemm::sgemm_reference_f64(Dims::new(m, n, k), a, b, 1.0, MatMut::rows(&mut want, n));
         close(&format!("prepacked {m}x{n}x{k}"), &c, &widen(&want), GEMM_TOL);
     }
 }
@@ -260,10 +263,11 @@ fn check_bf16gemm(rng: &mut StdRng) {
     // (the blocks' partial sums are added into C one by one: f32 rounding of a k-term sum)
     for (m, n, k, exact) in [(300, 300, 300, true), (7, 33, 5, true), (200, 150, 1001, false)] {
         let (a, b) = (rand_vec(rng, m * k, 1.0), rand_vec(rng, k * n, 1.0));
+        let (d, a, b) = (Dims::new(m, n, k), MatRef::rows(&a, k), MatRef::cols(&b, k)); // B transposed (NT)
         let mut c = vec![0f32; m * n];
-        bf16gemm::bf16gemm(m, n, k, &a, k, 1, &b, 1, k, 0.0, &mut c, n); // B transposed (NT)
+        bf16gemm::bf16gemm(d, a, b, 0.0, MatMut::rows(&mut c, n));
         let mut want = vec![0f32; m * n];
-        bf16gemm::bf16gemm_reference(m, n, k, &a, k, 1, &b, 1, k, 0.0, &mut want, n);
+        bf16gemm::bf16gemm_reference(d, a, b, 0.0, MatMut::rows(&mut want, n));
         let what = format!("bf16gemm {m}x{n}x{k}");
         // AMX sums a tile's depths in its own order: bit-exact only on the other paths
         if exact && bf16gemm::path() != bf16gemm::Path::Amx {

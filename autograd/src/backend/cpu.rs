@@ -94,14 +94,13 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
     }
 
     fn gemm(&self, b: &Self, c: &mut Self, p: Gemm) {
-        let beta = T::from_f64(p.beta);
-        let (a, b) = (&self.as_slice()[p.a_offset..], &b.as_slice()[p.b_offset..]);
-        let c = &mut c.as_mut_slice()[p.c_offset..];
-        if p.bf16 {
-            k::gemm::gemm_batched_bf16(p.batch, p.m, p.n, p.k, a, p.sa, b, p.sb, beta, c, p.sc);
-        } else {
-            k::gemm::gemm_batched(p.batch, p.m, p.n, p.k, a, p.sa, b, p.sb, beta, c, p.sc);
-        }
+        use k::gemm::{Dims, MatMut, MatRef};
+        let d = Dims { batch: p.batch, m: p.m, n: p.n, k: p.k };
+        let a = MatRef::new(&self.as_slice()[p.a_offset..], p.sa);
+        let b = MatRef::new(&b.as_slice()[p.b_offset..], p.sb);
+        let c = MatMut::new(&mut c.as_mut_slice()[p.c_offset..], p.sc);
+        let product = if p.bf16 { k::gemm::gemm_bf16 } else { k::gemm::gemm };
+        product(d, a, b, T::from_f64(p.beta), c);
     }
     fn permute(&self, shape: &[usize], perm: &[usize]) -> Self {
         let mut o = overwritten(self.len());

@@ -29,6 +29,7 @@ mod tests;
 
 pub use reference::{bf16gemm_reference, round_bf16};
 
+use crate::gemm::{check, Dims, MatMut, MatRef};
 use crate::isa::{self, Family, Isa};
 use crate::threads;
 use driver::{gemm_seq, Gemm, Kernel, Portable};
@@ -99,54 +100,42 @@ pub fn path() -> Path {
     }
 }
 
-/// `C[i*rsc + j] = beta * C[i*rsc + j] + sum_p bf16(A(i,p)) * bf16(B(p,j))` (f32 sums) where
-/// `A(i,p) = a[i*rsa + p*csa]` and `B(p,j) = b[p*rsb + j*csb]`; `sgemm`'s contract otherwise
-/// (`beta == 0` overwrites C, transposes are strides).
+/// `C = beta·C + bf16(A)·bf16(B)` (f32 sums) for every item of the batch; [`sgemm`]'s
+/// contract otherwise (`beta == 0` overwrites C, transposes are strides, C row-major).
+///
+/// [`sgemm`]: crate::sgemm::sgemm
 ///
 /// # Panics
-/// If a slice is too short for its shape and strides, or C's rows overlap.
-#[allow(clippy::too_many_arguments)]
-pub fn bf16gemm(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    rsa: usize,
-    csa: usize,
-    b: &[f32],
-    rsb: usize,
-    csb: usize,
-    beta: f32,
-    c: &mut [f32],
-    rsc: usize,
-) {
-    bf16gemm_with(path(), threads::num_threads(), m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc);
+/// If a slice is too short for its sizes and strides, or C's rows overlap.
+pub fn bf16gemm(d: Dims, a: MatRef<f32>, b: MatRef<f32>, beta: f32, c: MatMut<f32>) {
+    bf16gemm_with(path(), threads::num_threads(), d, a, b, beta, c);
 }
 
 /// [`bf16gemm`] on an explicit path and thread count (tests, benchmarks).
 ///
 /// # Panics
 /// As [`bf16gemm`], and if the CPU cannot run `path`.
-#[allow(clippy::too_many_arguments)]
 pub fn bf16gemm_with(
     path: Path,
     nthreads: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    rsa: usize,
-    csa: usize,
-    b: &[f32],
-    rsb: usize,
-    csb: usize,
+    d: Dims,
+    a: MatRef<f32>,
+    b: MatRef<f32>,
     beta: f32,
-    c: &mut [f32],
-    rsc: usize,
+    mut c: MatMut<f32>,
 ) {
     assert!(cpu_supports(path), "bf16gemm: this CPU cannot run the {} kernel", path.name());
     // the same operand check as sgemm's, naming this product
-    crate::sgemm::check("bf16gemm", m, n, k, a.len(), rsa, csa, b.len(), rsb, csb, c.len(), rsc, 1, 0, 0, 0);
+    check("bf16gemm", d, &a, &b, &c);
+    for item in 0..d.batch {
+        one(path, nthreads, d.one(), a.item(item), b.item(item), beta, c.item(item));
+    }
+}
+
+/// One product of [`bf16gemm_with`], its operands checked.
+fn one(path: Path, nthreads: usize, d: Dims, a: MatRef<f32>, b: MatRef<f32>, beta: f32, mut c: MatMut<f32>) {
+    let Dims { m, n, k, .. } = d;
+    let rsc = c.s.row;
     if m == 0 || n == 0 {
         return;
     }
@@ -154,7 +143,7 @@ pub fn bf16gemm_with(
     isa::note(Family::Bf16Gemm, if path == Path::Portable { Isa::Portable } else { Isa::Avx512 });
     if k == 0 {
         for i in 0..m {
-            let row = &mut c[i * rsc..i * rsc + n];
+            let row = &mut c.data[i * rsc..i * rsc + n];
             if beta == 0.0 {
                 row.fill(0.0);
             } else if beta != 1.0 {
@@ -163,7 +152,7 @@ pub fn bf16gemm_with(
         }
         return;
     }
-    let g = Gemm { m, n, k, a: a.as_ptr(), rsa, csa, b: b.as_ptr(), rsb, csb, beta, c: c.as_mut_ptr(), rsc };
+    let g = Gemm::new(d, &a, &b, beta, &mut c);
     let (mr, nr) = match path {
         Path::Amx => (amx::Amx::MR, amx::Amx::NR),
         Path::Avx512Bf16 => (avx512::Avx512Bf16::MR, avx512::Avx512Bf16::NR),

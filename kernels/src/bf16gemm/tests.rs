@@ -3,6 +3,7 @@
 
 use super::driver::{bf16_bits, KC};
 use super::*;
+use crate::gemm::Strides;
 use rand::{RngExt, SeedableRng};
 
 fn rand_vec(rng: &mut rand_chacha::ChaCha8Rng, n: usize) -> Vec<f32> {
@@ -57,10 +58,13 @@ fn every_path_equals_the_reference() {
                 for (beta, threads) in [(0.0, 1), (1.0, 2), (0.5, 2)] {
                     let (a, b, c0) =
                         (rand_vec(&mut rng, m * k), rand_vec(&mut rng, k * n), rand_vec(&mut rng, m * n));
+                    let d = Dims::new(m, n, k);
+                    let a = MatRef::new(&a, Strides { batch: 0, row: rsa, col: csa });
+                    let b = MatRef::new(&b, Strides { batch: 0, row: rsb, col: csb });
                     let mut got = c0.clone();
-                    bf16gemm_with(path, threads, m, n, k, &a, rsa, csa, &b, rsb, csb, beta, &mut got, n);
+                    bf16gemm_with(path, threads, d, a, b, beta, MatMut::rows(&mut got, n));
                     let mut want = c0;
-                    bf16gemm_reference(m, n, k, &a, rsa, csa, &b, rsb, csb, beta, &mut want, n);
+                    bf16gemm_reference(d, a, b, beta, MatMut::rows(&mut want, n));
                     let what = format!("{} {name} {m}x{n}x{k} beta {beta}", path.name());
                     if k <= KC && path != Path::Amx {
                         // same sums in the same order: the same bits
@@ -92,9 +96,10 @@ fn within_bf16_error_of_the_f32_product() {
     let (m, n, k) = (64, 96, 500);
     let (a, b) = (rand_vec(&mut rng, m * k), rand_vec(&mut rng, k * n));
     let mut f32c = vec![0f32; m * n];
-    crate::sgemm::sgemm_reference_f64(m, n, k, &a, k, 1, &b, n, 1, 0.0, &mut f32c, n);
+    let (d, am, bm) = (Dims::new(m, n, k), MatRef::rows(&a, k), MatRef::rows(&b, n));
+    crate::sgemm::sgemm_reference_f64(d, am, bm, 0.0, MatMut::rows(&mut f32c, n));
     let mut bf = vec![0f32; m * n];
-    bf16gemm(m, n, k, &a, k, 1, &b, n, 1, 0.0, &mut bf, n);
+    bf16gemm(d, am, bm, 0.0, MatMut::rows(&mut bf, n));
     let mut worst = 0.0f32;
     for i in 0..m {
         for j in 0..n {
@@ -117,14 +122,21 @@ fn within_bf16_error_of_the_f32_product() {
 #[test]
 fn empty_and_zero_depth() {
     let mut c = vec![3.0f32; 6];
-    bf16gemm(2, 3, 0, &[], 0, 1, &[], 3, 1, 0.5, &mut c, 3);
+    bf16gemm(Dims::new(2, 3, 0), MatRef::rows(&[], 0), MatRef::rows(&[], 3), 0.5, MatMut::rows(&mut c, 3));
     assert_eq!(c, vec![1.5; 6]);
-    bf16gemm(0, 3, 4, &[], 4, 1, &[0.0; 12], 3, 1, 0.0, &mut [], 3);
+    let b = MatRef::rows(&[0.0; 12], 3);
+    bf16gemm(Dims::new(0, 3, 4), MatRef::rows(&[], 4), b, 0.0, MatMut::rows(&mut [], 3));
 }
 
 #[test]
 #[should_panic(expected = "bf16gemm: B is too short")]
 fn short_operand_panics_naming_it() {
     let mut c = vec![0f32; 4];
-    bf16gemm(2, 2, 2, &[0.0; 4], 2, 1, &[0.0; 3], 2, 1, 0.0, &mut c, 2);
+    bf16gemm(
+        Dims::new(2, 2, 2),
+        MatRef::rows(&[0.0; 4], 2),
+        MatRef::rows(&[0.0; 3], 2),
+        0.0,
+        MatMut::rows(&mut c, 2),
+    );
 }

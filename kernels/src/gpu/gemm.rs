@@ -1,8 +1,8 @@
 //! Strided, batched matrix products on the GPU (`kernels/cuda/gemm.cu`); the CPU twin
 //! is `kernels/src/gemm.rs`, whose [`Strides`] describe the operands here too.
 //!
-//! `C_b = beta·C_b + A_b·B_b`: [`gemm_batched`] takes exactly the CPU's arguments and
-//! runs the tiled kernel; [`gemm`] is the same product on operands that start at an
+//! `C_b = beta·C_b + A_b·B_b`: [`gemm_batched`] takes the sizes and [`Strides`] of the
+//! CPU's `gemm::gemm` with device buffers and runs the tiled kernel; [`gemm`] is the same product on operands that start at an
 //! element offset of their buffers (a step's rows of a packed LSTM batch);
 //! [`gemm_batched_naive`] runs the one-thread-per-element reference kernel the tiled
 //! one is tested against.
@@ -33,7 +33,7 @@ pub struct Gemm<'a, T: Float> {
 }
 
 /// `C_b (m×n, row-major, rows sc.row apart) = beta·C_b + A_b·B_b` for `b in 0..batch`,
-/// the CPU's `gemm_batched` with device buffers. `beta == 0` overwrites C.
+/// the CPU's `gemm::gemm` with device buffers. `beta == 0` overwrites C.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_batched<T: Float>(
     batch: usize,
@@ -129,6 +129,7 @@ fn check_len(name: &str, len: usize, offset: usize, batch: usize, rows: usize, c
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::gemm::{Dims, MatMut, MatRef};
     use crate::gpu::testing::{close, down, on, to, tol, up, wide};
     use crate::gpu::{test_contexts, GpuContext};
     use std::sync::Arc;
@@ -142,7 +143,7 @@ pub(crate) mod tests {
     }
 
     /// `batch`×`m`×`n`×`k` in T, NN, NT, TN and TT layouts, beta 0 and 1 (with a
-    /// broadcast B): the tiled and the naive kernel against the CPU's `gemm_batched` in
+    /// broadcast B): the tiled and the naive kernel against the CPU's `gemm::gemm` in
     /// f64 on the same inputs; f64 to 1e-12, f32 within the rounding of sums of k
     /// products (k·2⁻²³ of the magnitudes' sum), and the two f32 kernels as close.
     pub(crate) fn check<T: Float>(ctx: &Arc<GpuContext>, (batch, m, n, k): (usize, usize, usize, usize)) {
@@ -158,7 +159,15 @@ pub(crate) mod tests {
                 let b: Vec<T> = to(&values(lb.max(1), 1.1));
                 let c0: Vec<T> = to(&values(batch * m * n, 2.9));
                 let mut want = wide(&c0);
-                crate::gemm::gemm_batched(batch, m, n, k, &wide(&a), sa, &wide(&b), sb, beta, &mut want, sc);
+                let (a64, b64) = (wide(&a), wide(&b));
+                let d = Dims::new(m, n, k).batched(batch);
+                crate::gemm::gemm(
+                    d,
+                    MatRef::new(&a64, sa),
+                    MatRef::new(&b64, sb),
+                    beta,
+                    MatMut::new(&mut want, sc),
+                );
                 let what = format!("{batch}×{m}×{n}×{k} ta {ta} tb {tb} beta {beta}, {}", on::<T>(ctx));
                 let (ab, bb) = (up(ctx, &a), up(ctx, &b));
                 let beta = T::from_f64(beta);
@@ -200,7 +209,8 @@ pub(crate) mod tests {
             let b = values(2 + k * n, 1.9);
             let mut want = vec![0.0; m * n];
             let (sa, sb, sc) = (Strides::row_major(m, k), Strides::row_major(k, n), Strides::row_major(m, n));
-            crate::gemm::gemm_batched(1, m, n, k, &a[3..], sa, &b[2..], sb, 0.0, &mut want, sc);
+            let (a_at, b_at) = (MatRef::new(&a[3..], sa), MatRef::new(&b[2..], sb));
+            crate::gemm::gemm(Dims::new(m, n, k), a_at, b_at, 0.0, MatMut::new(&mut want, sc));
             let (ab, bb) = (GpuBuffer::from_host(&ctx, &a).unwrap(), GpuBuffer::from_host(&ctx, &b).unwrap());
             let mut cb = GpuBuffer::from_host(&ctx, &vec![f64::NAN; 4 + m * n]).unwrap();
             let g = Gemm {

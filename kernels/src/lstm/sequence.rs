@@ -11,7 +11,7 @@
 //! core ([`sequences_forward`], [`sequences_backward`]), with no synchronisation per step.
 
 use super::{cell_backward, cell_forward};
-use crate::gemm::{gemm_batched, Strides};
+use crate::gemm::{gemm, Dims, MatMut, MatRef};
 use crate::sgemm::{sgemm_prepacked, PackedB};
 use crate::{as_f32, as_f32_mut, threads, Float};
 
@@ -96,33 +96,30 @@ fn read_write<T>(buf: &mut [T], a: (usize, usize), b: (usize, usize), width: usi
     }
 }
 
-/// The recurrent weight as the steps multiply it: `B(p, j) = w[p*rs + j*cs]`, `k x n`.
+/// The recurrent weight as the steps multiply it: `B (k × n)`, any strides.
 /// In f32 with `prepack`, packed once and multiplied on the calling thread; otherwise each
 /// step calls the general GEMM (which packs B again and may use the pool).
 struct StepWeight<'a, T> {
-    w: &'a [T],
+    w: MatRef<'a, T>,
     k: usize,
     n: usize,
-    rs: usize,
-    cs: usize,
     packed: Option<PackedB>,
 }
 
 impl<'a, T: Float> StepWeight<'a, T> {
-    fn new(w: &'a [T], k: usize, n: usize, rs: usize, cs: usize, prepack: bool) -> Self {
-        let packed = if prepack { as_f32(w).map(|w| PackedB::new(k, n, w, rs, cs)) } else { None };
-        StepWeight { w, k, n, rs, cs, packed }
+    fn new(w: MatRef<'a, T>, k: usize, n: usize, prepack: bool) -> Self {
+        let packed = if prepack { w.as_f32().map(|w| PackedB::new(k, n, w)) } else { None };
+        StepWeight { w, k, n, packed }
     }
 
     /// `c [m, n] = beta·c + a [m, k] · B`, `beta` 0 or 1.
     fn mul(&self, m: usize, a: &[T], beta: T, c: &mut [T]) {
         let (k, n) = (self.k, self.n);
         if let (Some(pb), Some(a), Some(c)) = (&self.packed, as_f32(a), as_f32_mut(&mut *c)) {
-            sgemm_prepacked(m, a, k, 1, pb, beta.to_f64() as f32, c, n);
+            sgemm_prepacked(m, MatRef::rows(a, k), pb, beta.to_f64() as f32, MatMut::rows(c, n));
             return;
         }
-        let bs = Strides { batch: 0, row: self.rs, col: self.cs };
-        gemm_batched(1, m, n, k, a, Strides::row_major(m, k), self.w, bs, beta, c, Strides::row_major(m, n));
+        gemm(Dims::new(m, n, k), MatRef::rows(a, k), self.w, beta, MatMut::rows(c, n));
     }
 }
 
@@ -182,7 +179,7 @@ fn forward_one<T: Float>(d: ForwardDir<'_, T>, batch_sizes: &[usize], hidden: us
     assert!(h.len() == n * hh && c.len() == n * hh && tanh_c.len() == n * hh);
     assert!(h_n.len() == b * hh && c_n.len() == b * hh);
     // B = W_hhᵀ [H, 4H]: B(p, j) = w_hh[j*H + p].
-    let w = StepWeight::new(w_hh, hh, g4, 1, hh, prepack);
+    let w = StepWeight::new(MatRef::cols(w_hh, hh), hh, g4, prepack);
     let offs = packed_offsets(batch_sizes);
     let order = steps(batch_sizes.len(), reverse);
     for (k, &t) in order.iter().enumerate() {
@@ -243,7 +240,7 @@ fn backward_one<T: Float>(d: BackwardDir<'_, T>, batch_sizes: &[usize], hidden: 
     assert!(h.len() == n * hh && c.len() == n * hh && tanh_c.len() == n * hh && d_h.len() == n * hh);
     assert!(d_h_n.len() == b * hh && d_c_n.len() == b * hh);
     // B = W_hh [4H, H], row-major.
-    let w = StepWeight::new(w_hh, g4, hh, hh, 1, prepack);
+    let w = StepWeight::new(MatRef::rows(w_hh, hh), g4, hh, prepack);
     let offs = packed_offsets(batch_sizes);
     let order = steps(batch_sizes.len(), reverse);
     // Gradients flowing into each running sequence's (h, c) from later steps; a
@@ -289,19 +286,8 @@ fn backward_one<T: Float>(d: BackwardDir<'_, T>, batch_sizes: &[usize], hidden: 
             let p = batch_sizes[tp].min(batch_sizes[t]);
             h_prev[offs[t] * hh..(offs[t] + p) * hh].copy_from_slice(&h[offs[tp] * hh..(offs[tp] + p) * hh]);
         }
-        gemm_batched(
-            1,
-            g4,
-            hh,
-            n,
-            d_gates,
-            Strides::transposed(n, g4),
-            &h_prev,
-            Strides::row_major(n, hh),
-            T::ONE,
-            dw,
-            Strides::row_major(g4, hh),
-        );
+        let (dz_t, h_prev) = (MatRef::cols(d_gates, g4), MatRef::rows(&h_prev, hh));
+        gemm(Dims::new(g4, hh, n), dz_t, h_prev, T::ONE, MatMut::rows(dw, hh));
     }
 }
 

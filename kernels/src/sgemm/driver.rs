@@ -12,6 +12,7 @@
 //! [`gemm_seq`] runs the nest on one thread; `super::team` runs it on several threads that
 //! split M and share each packed B block, as BLIS does.
 
+use crate::gemm::{Dims, MatMut, MatRef};
 use std::cell::Cell;
 
 /// A register-blocked micro-kernel and the cache blocking that suits it.
@@ -157,6 +158,25 @@ unsafe impl Send for Gemm {}
 unsafe impl Sync for Gemm {}
 
 impl Gemm {
+    /// The first item of a product on these operands (the pointers only: using them is
+    /// safe once [`crate::gemm::check`] has passed and while the borrows last).
+    pub(crate) fn new(d: Dims, a: &MatRef<f32>, b: &MatRef<f32>, beta: f32, c: &mut MatMut<f32>) -> Gemm {
+        Gemm {
+            m: d.m,
+            n: d.n,
+            k: d.k,
+            a: a.data.as_ptr(),
+            rsa: a.s.row,
+            csa: a.s.col,
+            b: b.data.as_ptr(),
+            rsb: b.s.row,
+            csb: b.s.col,
+            beta,
+            c: c.data.as_mut_ptr(),
+            rsc: c.s.row,
+        }
+    }
+
     /// Rows `lo..hi` of the product: those rows of A and of C.
     ///
     /// # Safety

@@ -23,6 +23,8 @@ mod tests;
 pub use prepacked::{sgemm_prepacked, PackedB};
 pub use reference::{gemm_reference, sgemm_reference_f64};
 
+use crate::gemm::{check, extent, Dims, MatMut, MatRef};
+
 use crate::isa::Family;
 pub(crate) use crate::isa::Isa;
 use crate::threads;
@@ -59,122 +61,18 @@ pub fn kernel_name() -> &'static str {
     }
 }
 
-/// The index one past the last element addressed by an `r x c` matrix with these strides
-/// (0 when empty). Panics on overflow.
-fn extent(op: &str, rows: usize, cols: usize, rs: usize, cs: usize, what: &str) -> usize {
-    if rows == 0 || cols == 0 {
-        return 0;
-    }
-    (rows - 1)
-        .checked_mul(rs)
-        .and_then(|x| (cols - 1).checked_mul(cs).and_then(|y| x.checked_add(y)))
-        .and_then(|x| x.checked_add(1))
-        .unwrap_or_else(|| panic!("{op}: {what} shape/strides overflow usize"))
-}
-
-/// `C[i*rsc + j] = beta * C[i*rsc + j] + sum_p A(i,p) * B(p,j)`
-/// where `A(i,p) = a[i*rsa + p*csa]` and `B(p,j) = b[p*rsb + j*csb]`.
-///
-/// Transposes are expressed through the strides: NN, NT, TN all work (and any other strides).
-/// `beta == 0.0` overwrites C (its old contents, even NaN, are ignored); `beta == 1.0`
-/// accumulates; other values scale.
-///
-/// # Panics
-/// If a slice is too short for its shape and strides, or if C's rows overlap (`rsc < n`
-/// with `m > 1`).
-#[allow(clippy::too_many_arguments)]
-pub fn sgemm(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    rsa: usize,
-    csa: usize,
-    b: &[f32],
-    rsb: usize,
-    csb: usize,
-    beta: f32,
-    c: &mut [f32],
-    rsc: usize,
-) {
-    sgemm_with(isa(), threads::num_threads(), m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc);
-}
-
-/// [`sgemm`] with an explicit kernel family and thread count (for tests and benchmarks).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn sgemm_with(
-    isa: Isa,
-    nthreads: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    rsa: usize,
-    csa: usize,
-    b: &[f32],
-    rsb: usize,
-    csb: usize,
-    beta: f32,
-    c: &mut [f32],
-    rsc: usize,
-) {
-    check("sgemm", m, n, k, a.len(), rsa, csa, b.len(), rsb, csb, c.len(), rsc, 1, 0, 0, 0);
-    threads::ensure_ftz();
-    crate::isa::note(Family::Sgemm, isa);
-    // SAFETY: `check` proved every addressed element in bounds; C is a distinct &mut slice.
-    unsafe {
-        let g =
-            Gemm { m, n, k, a: a.as_ptr(), rsa, csa, b: b.as_ptr(), rsb, csb, beta, c: c.as_mut_ptr(), rsc };
-        gemm_par(isa, nthreads, g);
-    }
-}
-
-/// The same as [`sgemm`] over `batch` independent products: `A_i` starts at `a[i*stride_a]`,
-/// `B_i` at `b[i*stride_b]`, `C_i` at `c[i*stride_c]`. `stride_a` or `stride_b` may be 0 (one
-/// operand broadcast over the batch). If the C matrices overlap (e.g. `stride_c == 0`), the
+/// `C = beta·C + A·B` for every item of the batch, with any strides for A and B
+/// (`A(i,p) = a.data[i·a.s.row + p·a.s.col]`, the batch items `a.s.batch` apart; NN, NT,
+/// TN all work) and C row-major. `beta == 0.0` overwrites C (its old contents, even NaN,
+/// are ignored); `beta == 1.0` accumulates; other values scale. A or B may be broadcast
+/// over the batch (batch stride 0); if C's items overlap (e.g. batch stride 0), the
 /// products are applied one after another in batch order.
 ///
 /// # Panics
-/// If a slice is too short for the batch, shapes and strides, or C's rows overlap.
-#[allow(clippy::too_many_arguments)]
-pub fn sgemm_batched(
-    batch: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    stride_a: usize,
-    rsa: usize,
-    csa: usize,
-    b: &[f32],
-    stride_b: usize,
-    rsb: usize,
-    csb: usize,
-    beta: f32,
-    c: &mut [f32],
-    stride_c: usize,
-    rsc: usize,
-) {
-    sgemm_batched_with(
-        isa(),
-        threads::num_threads(),
-        batch,
-        m,
-        n,
-        k,
-        a,
-        stride_a,
-        rsa,
-        csa,
-        b,
-        stride_b,
-        rsb,
-        csb,
-        beta,
-        c,
-        stride_c,
-        rsc,
-    );
+/// If a slice is too short for its sizes and strides, C is not row-major, or C's rows
+/// overlap (row stride < n with m > 1).
+pub fn sgemm(d: Dims, a: MatRef<f32>, b: MatRef<f32>, beta: f32, c: MatMut<f32>) {
+    sgemm_with(isa(), threads::num_threads(), d, a, b, beta, c);
 }
 
 /// A team's shared B buffer, handed to its threads.
@@ -190,56 +88,27 @@ impl MutPtr {
     }
 }
 
-/// [`sgemm_batched`] with an explicit kernel family and thread count.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn sgemm_batched_with(
+/// [`sgemm`] with an explicit kernel family and thread count (for tests and benchmarks).
+pub(crate) fn sgemm_with(
     isa: Isa,
     nthreads: usize,
-    batch: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    stride_a: usize,
-    rsa: usize,
-    csa: usize,
-    b: &[f32],
-    stride_b: usize,
-    rsb: usize,
-    csb: usize,
+    d: Dims,
+    a: MatRef<f32>,
+    b: MatRef<f32>,
     beta: f32,
-    c: &mut [f32],
-    stride_c: usize,
-    rsc: usize,
+    mut c: MatMut<f32>,
 ) {
-    if batch == 0 {
+    if d.batch == 0 {
         return;
     }
-    check(
-        "sgemm",
-        m,
-        n,
-        k,
-        a.len(),
-        rsa,
-        csa,
-        b.len(),
-        rsb,
-        csb,
-        c.len(),
-        rsc,
-        batch,
-        stride_a,
-        stride_b,
-        stride_c,
-    );
+    check("sgemm", d, &a, &b, &c);
     threads::ensure_ftz();
     crate::isa::note(Family::Sgemm, isa);
-    let c_extent = extent("sgemm", m, n, rsc, 1, "C");
-    let disjoint = batch == 1 || stride_c >= c_extent;
-    let flops = 2 * batch * m * n * k;
-    let par = nthreads.min(flops / PAR_MIN_FLOPS_PER_THREAD).min(batch);
-    let g = Gemm { m, n, k, a: a.as_ptr(), rsa, csa, b: b.as_ptr(), rsb, csb, beta, c: c.as_mut_ptr(), rsc };
+    let Dims { batch, m, n, .. } = d;
+    let (sa, sb, sc) = (a.s.batch, b.s.batch, c.s.batch);
+    let disjoint = batch == 1 || sc >= extent("sgemm", m, n, c.s.row, 1, "C");
+    let par = nthreads.min(d.flops() / PAR_MIN_FLOPS_PER_THREAD).min(batch);
+    let g = Gemm::new(d, &a, &b, beta, &mut c);
     if disjoint && par > 1 && batch >= nthreads {
         // One product per task, handed out dynamically so uneven batches balance.
         let next = AtomicUsize::new(0);
@@ -248,68 +117,16 @@ pub(crate) fn sgemm_batched_with(
             if i >= batch {
                 break;
             }
-            // SAFETY: `check` covered every batch item; C items are disjoint (stride_c >=
+            // SAFETY: `check` covered every batch item; C items are disjoint (batch stride >=
             // extent), so each is written by exactly one task.
-            unsafe { gemm_par(isa, 1, g.offset(i * stride_a, i * stride_b, i * stride_c)) };
+            unsafe { gemm_par(isa, 1, g.offset(i * sa, i * sb, i * sc)) };
         });
     } else {
         for i in 0..batch {
             // SAFETY: as above; items run one after another.
-            unsafe { gemm_par(isa, nthreads, g.offset(i * stride_a, i * stride_b, i * stride_c)) };
+            unsafe { gemm_par(isa, nthreads, g.offset(i * sa, i * sb, i * sc)) };
         }
     }
-}
-
-/// Asserts (with the operand's name) that every addressed element is inside its slice;
-/// `op` names the product in the messages (`sgemm`, `bf16gemm`, which shares the check).
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn check(
-    op: &str,
-    m: usize,
-    n: usize,
-    k: usize,
-    alen: usize,
-    rsa: usize,
-    csa: usize,
-    blen: usize,
-    rsb: usize,
-    csb: usize,
-    clen: usize,
-    rsc: usize,
-    batch: usize,
-    stride_a: usize,
-    stride_b: usize,
-    stride_c: usize,
-) {
-    let need = |ext: usize, stride: usize, what: &str| {
-        if ext == 0 {
-            0
-        } else {
-            (batch - 1)
-                .checked_mul(stride)
-                .and_then(|x| x.checked_add(ext))
-                .unwrap_or_else(|| panic!("{op}: {what} batch extent overflows usize"))
-        }
-    };
-    let na = need(extent(op, m, k, rsa, csa, "A"), stride_a, "A");
-    assert!(
-        alen >= na,
-        "{op}: A is too short: {m}x{k} with strides ({rsa}, {csa}) over batch {batch} \
-         (stride {stride_a}) needs {na} elements, got {alen}"
-    );
-    let nb = need(extent(op, k, n, rsb, csb, "B"), stride_b, "B");
-    assert!(
-        blen >= nb,
-        "{op}: B is too short: {k}x{n} with strides ({rsb}, {csb}) over batch {batch} \
-         (stride {stride_b}) needs {nb} elements, got {blen}"
-    );
-    let nc = need(extent(op, m, n, rsc, 1, "C"), stride_c, "C");
-    assert!(
-        clen >= nc,
-        "{op}: C is too short: {m}x{n} with row stride {rsc} over batch {batch} \
-         (stride {stride_c}) needs {nc} elements, got {clen}"
-    );
-    assert!(m <= 1 || n == 0 || rsc >= n, "{op}: C's rows overlap: row stride {rsc} < n = {n}");
 }
 
 /// Splits one product over up to `nthreads` threads and runs the blocked kernel on each part.

@@ -18,6 +18,7 @@ use super::avx2::Avx2;
 use super::avx512::Avx512;
 use super::driver::{macro_block, pack_b, Kernel, BUFS};
 use super::{isa, Isa, Portable};
+use crate::gemm::{check_operand, check_out, extent, Dims, MatMut, MatRef};
 use crate::threads;
 
 /// A `k x n` matrix B packed for the micro-kernel that was active when it was made (the
@@ -32,18 +33,21 @@ pub struct PackedB {
 }
 
 impl PackedB {
-    /// Packs B, where `B(p, j) = b[p*rsb + j*csb]` (any strides: `W` and `Wᵀ` both work).
+    /// Packs the `k × n` matrix B (any strides: `W` and `Wᵀ` both work; its batch
+    /// stride is not used).
     ///
     /// # Panics
     /// If `b` is too short for the shape and strides.
-    pub fn new(k: usize, n: usize, b: &[f32], rsb: usize, csb: usize) -> PackedB {
-        PackedB::with_isa(isa(), k, n, b, rsb, csb)
+    pub fn new(k: usize, n: usize, b: MatRef<f32>) -> PackedB {
+        PackedB::with_isa(isa(), k, n, b)
     }
 
     /// [`PackedB::new`] for an explicit kernel family (which the CPU must support).
-    pub(crate) fn with_isa(isa: Isa, k: usize, n: usize, b: &[f32], rsb: usize, csb: usize) -> PackedB {
-        let ext = super::extent("sgemm", k, n, rsb, csb, "B");
-        assert!(b.len() >= ext, "sgemm_prepacked: B needs {ext} elements, got {}", b.len());
+    pub(crate) fn with_isa(isa: Isa, k: usize, n: usize, b: MatRef<f32>) -> PackedB {
+        let (rsb, csb) = (b.s.row, b.s.col);
+        let ext = extent("sgemm_prepacked", k, n, rsb, csb, "B");
+        assert!(b.data.len() >= ext, "sgemm_prepacked: B needs {ext} elements, got {}", b.data.len());
+        let b = b.data;
         assert!(crate::isa::cpu_supports(isa), "sgemm_prepacked: this CPU cannot run {isa:?}");
         let len = match isa {
             #[cfg(target_arch = "x86_64")]
@@ -96,30 +100,21 @@ unsafe fn pack_all<K: Kernel>(k: usize, n: usize, b: *const f32, rsb: usize, csb
     }
 }
 
-/// `C[i*rsc + j] = beta * C[i*rsc + j] + sum_p A(i,p) * B(p,j)` for `i < m`, `j < b.n()`,
-/// with `A(i,p) = a[i*rsa + p*csa]` and B packed beforehand; on the calling thread.
+/// `C (m × b.n()) = beta·C + A (m × b.k())·B` with B packed beforehand, on the calling
+/// thread; A's and C's batch strides are not used.
 ///
 /// # Panics
 /// If a slice is too short for its shape and strides, or C's rows overlap.
-#[allow(clippy::too_many_arguments)]
-pub fn sgemm_prepacked(
-    m: usize,
-    a: &[f32],
-    rsa: usize,
-    csa: usize,
-    b: &PackedB,
-    beta: f32,
-    c: &mut [f32],
-    rsc: usize,
-) {
-    let (n, k) = (b.n, b.k);
-    if m == 0 || n == 0 {
+pub fn sgemm_prepacked(m: usize, a: MatRef<f32>, b: &PackedB, beta: f32, c: MatMut<f32>) {
+    let d = Dims::new(m, b.n, b.k);
+    if m == 0 || d.n == 0 {
         return;
     }
-    assert!(m == 1 || rsc >= n, "sgemm_prepacked: C rows overlap (rsc {rsc} < n {n})");
-    let (ea, ec) = (super::extent("sgemm", m, k, rsa, csa, "A"), super::extent("sgemm", m, n, rsc, 1, "C"));
-    assert!(a.len() >= ea, "sgemm_prepacked: A needs {ea} elements, got {}", a.len());
-    assert!(c.len() >= ec, "sgemm_prepacked: C needs {ec} elements, got {}", c.len());
+    check_operand("sgemm_prepacked", "A", 1, (m, d.k), a.s, a.data.len());
+    check_out("sgemm_prepacked", d, &c);
+    let (n, k, rsc) = (d.n, d.k, c.s.row);
+    let (rsa, csa) = (a.s.row, a.s.col);
+    let c = c.data;
     if k == 0 {
         for i in 0..m {
             for v in &mut c[i * rsc..i * rsc + n] {
@@ -130,7 +125,7 @@ pub fn sgemm_prepacked(
     }
     threads::ensure_ftz();
     crate::isa::note(crate::isa::Family::Prepacked, b.isa);
-    let (ap, bp, cp) = (a.as_ptr(), b.data(), c.as_mut_ptr());
+    let (ap, bp, cp) = (a.data.as_ptr(), b.data(), c.as_mut_ptr());
     // SAFETY: extents checked above; C is a distinct &mut slice; the CPU supports b.isa
     // (checked when B was packed).
     unsafe {
@@ -223,14 +218,15 @@ mod tests {
                 let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
                 let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0..1.0)).collect();
                 let c0: Vec<f32> = (0..m * n).map(|_| rng.random_range(-1.0..1.0)).collect();
-                let (rsb, csb) = if trans_b { (1, k) } else { (n, 1) };
+                let (a, b) =
+                    (MatRef::rows(&a, k), if trans_b { MatRef::cols(&b, k) } else { MatRef::rows(&b, n) });
                 let mut want = c0.clone();
-                sgemm_reference_f64(m, n, k, &a, k, 1, &b, rsb, csb, beta, &mut want, n);
+                sgemm_reference_f64(Dims::new(m, n, k), a, b, beta, MatMut::rows(&mut want, n));
                 // every kernel this CPU runs, whichever the CPU would pick
                 for isa in Isa::ALL.into_iter().filter(|&i| crate::isa::cpu_supports(i)) {
-                    let pb = PackedB::with_isa(isa, k, n, &b, rsb, csb);
+                    let pb = PackedB::with_isa(isa, k, n, b);
                     let mut c = c0.clone();
-                    sgemm_prepacked(m, &a, k, 1, &pb, beta, &mut c, n);
+                    sgemm_prepacked(m, a, &pb, beta, MatMut::rows(&mut c, n));
                     for (i, (&got, &w)) in c.iter().zip(&want).enumerate() {
                         let tol = 1e-5 * (k as f32).sqrt() * (1.0 + w.abs());
                         assert!(

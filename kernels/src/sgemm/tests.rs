@@ -3,6 +3,7 @@
 use super::driver::{gemm_seq, Generic, Kernel};
 use super::team::{gemm_team, team_b_len, with_team_b, Team, TeamState};
 use super::*;
+use crate::gemm::Strides;
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -19,15 +20,15 @@ enum Layout {
 }
 
 impl Layout {
-    /// (row stride, column stride, length) for an r x c matrix.
-    fn strides(self, r: usize, c: usize) -> (usize, usize, usize) {
+    /// The strides of an r x c matrix, and the length it needs.
+    fn strides(self, r: usize, c: usize) -> (Strides, usize) {
         let (rs, cs) = match self {
             Layout::Row(p) => (c + p, 1),
             Layout::Col(p) => (1, r + p),
             Layout::Strided => (2 * c + 1, 2),
         };
         let len = if r == 0 || c == 0 { 0 } else { (r - 1) * rs + (c - 1) * cs + 1 };
-        (rs, cs, len)
+        (Strides { batch: 0, row: rs, col: cs }, len)
     }
 }
 
@@ -51,114 +52,58 @@ enum Imp {
     TeamIsa(Isa, usize),
 }
 
-#[allow(clippy::too_many_arguments)]
-fn run_imp(
-    imp: Imp,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &[f32],
-    rsa: usize,
-    csa: usize,
-    b: &[f32],
-    rsb: usize,
-    csb: usize,
-    beta: f32,
-    c: &mut [f32],
-    rsc: usize,
-) {
-    unsafe fn direct<K: Kernel>(
-        m: usize,
-        n: usize,
-        k: usize,
-        a: &[f32],
-        rsa: usize,
-        csa: usize,
-        b: &[f32],
-        rsb: usize,
-        csb: usize,
-        beta: f32,
-        c: &mut [f32],
-        rsc: usize,
-    ) {
-        check("sgemm", m, n, k, a.len(), rsa, csa, b.len(), rsb, csb, c.len(), rsc, 1, 0, 0, 0);
-        if m > 0 && n > 0 && k > 0 {
-            gemm_seq::<K>(Gemm {
-                m,
-                n,
-                k,
-                a: a.as_ptr(),
-                rsa,
-                csa,
-                b: b.as_ptr(),
-                rsb,
-                csb,
-                beta,
-                c: c.as_mut_ptr(),
-                rsc,
-            });
+fn run_imp(imp: Imp, d: Dims, a: MatRef<f32>, b: MatRef<f32>, beta: f32, c: MatMut<f32>) {
+    /// The blocked kernel `K` on this thread, after the bounds check.
+    unsafe fn direct<K: Kernel>(d: Dims, a: MatRef<f32>, b: MatRef<f32>, beta: f32, mut c: MatMut<f32>) {
+        check("sgemm", d, &a, &b, &c);
+        if d.m > 0 && d.n > 0 && d.k > 0 {
+            gemm_seq::<K>(Gemm::new(d, &a, &b, beta, &mut c));
         } else {
-            sgemm_with(Isa::Portable, 1, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc);
+            sgemm_with(Isa::Portable, 1, d, a, b, beta, c);
         }
     }
-    /// Runs a team of `parts` threads (`run` is one thread's part) after checking the bounds.
-    #[allow(clippy::too_many_arguments)]
+    /// Runs a team of `parts` threads sharing a B buffer of `len` floats (`run` is one
+    /// thread's part) after checking the bounds.
     fn team<F>(
-        parts: usize,
-        len: usize,
-        m: usize,
-        n: usize,
-        k: usize,
-        a: &[f32],
-        rsa: usize,
-        csa: usize,
-        b: &[f32],
-        rsb: usize,
-        csb: usize,
+        (parts, len): (usize, usize),
+        d: Dims,
+        a: MatRef<f32>,
+        b: MatRef<f32>,
         beta: f32,
-        c: &mut [f32],
-        rsc: usize,
+        mut c: MatMut<f32>,
         run: F,
     ) where
         F: Fn(&Team, Gemm) + Sync,
     {
-        check("sgemm", m, n, k, a.len(), rsa, csa, b.len(), rsb, csb, c.len(), rsc, 1, 0, 0, 0);
-        if m == 0 || n == 0 || k == 0 {
-            return sgemm_with(Isa::Portable, 1, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc);
+        check("sgemm", d, &a, &b, &c);
+        if d.m == 0 || d.n == 0 || d.k == 0 {
+            return sgemm_with(Isa::Portable, 1, d, a, b, beta, c);
         }
         let state = TeamState::new(parts);
-        let g =
-            Gemm { m, n, k, a: a.as_ptr(), rsa, csa, b: b.as_ptr(), rsb, csb, beta, c: c.as_mut_ptr(), rsc };
+        let g = Gemm::new(d, &a, &b, beta, &mut c);
         with_team_b(len, |bbuf| {
             let bbuf = MutPtr(bbuf);
             threads::run_parts(parts, |tid| run(&Team { tid, state: &state, bbuf: bbuf.get() }, g));
         });
     }
     type TinyK = Generic<4, 8, 8, 5, 16>;
+    let (n, k) = (d.n, d.k);
     match imp {
         // SAFETY (both team arms): `team` checks the bounds before any thread runs the kernel.
-        Imp::TeamTiny(t, late) => {
-            team(t, team_b_len::<TinyK>(n, k), m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc, |tm, g| {
-                if late == Some(tm.tid) {
-                    std::thread::sleep(std::time::Duration::from_micros(300));
-                }
-                unsafe { gemm_team::<TinyK>(tm, g) }
-            })
-        }
+        Imp::TeamTiny(t, late) => team((t, team_b_len::<TinyK>(n, k)), d, a, b, beta, c, |tm, g| {
+            if late == Some(tm.tid) {
+                std::thread::sleep(std::time::Duration::from_micros(300));
+            }
+            unsafe { gemm_team::<TinyK>(tm, g) }
+        }),
         Imp::TeamIsa(isa, t) => {
             let len = team_b_len::<avx512::Avx512>(n, k).max(team_b_len::<avx2::Avx2>(n, k));
-            team(t, len, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc, |tm, g| unsafe {
-                team_part(isa, tm, g)
-            })
+            team((t, len), d, a, b, beta, c, |tm, g| unsafe { team_part(isa, tm, g) })
         }
-        Imp::Isa(isa, t) => sgemm_with(isa, t, m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc),
+        Imp::Isa(isa, t) => sgemm_with(isa, t, d, a, b, beta, c),
         // SAFETY: `direct` checks the bounds before running the kernel.
-        Imp::Tiny => unsafe {
-            direct::<Generic<4, 8, 8, 5, 16>>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc)
-        },
-        Imp::Wide => unsafe {
-            direct::<Generic<12, 32, 24, 16, 64>>(m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc)
-        },
+        Imp::Tiny => unsafe { direct::<Generic<4, 8, 8, 5, 16>>(d, a, b, beta, c) },
+        Imp::Wide => unsafe { direct::<Generic<12, 32, 24, 16, 64>>(d, a, b, beta, c) },
     }
 }
 
@@ -181,21 +126,12 @@ fn tol(k: usize) -> f32 {
     1e-5 + 3e-6 * k as f32
 }
 
-/// Runs one case and compares against the reference, including untouched padding in C.
-#[allow(clippy::too_many_arguments)]
-fn case(
-    rng: &mut StdRng,
-    imp: Imp,
-    m: usize,
-    n: usize,
-    k: usize,
-    la: Layout,
-    lb: Layout,
-    beta: f32,
-    padc: usize,
-) {
-    let (rsa, csa, alen) = la.strides(m, k);
-    let (rsb, csb, blen) = lb.strides(k, n);
+/// Runs one case and compares against the reference, including untouched padding in C
+/// (`padc` extra elements after each row).
+fn case(rng: &mut StdRng, imp: Imp, d: Dims, (la, lb): (Layout, Layout), beta: f32, padc: usize) {
+    let Dims { m, n, k, .. } = d;
+    let (sa, alen) = la.strides(m, k);
+    let (sb, blen) = lb.strides(k, n);
     let a = rand_vec(rng, alen);
     let b = rand_vec(rng, blen);
     let rsc = n + padc;
@@ -204,10 +140,11 @@ fn case(
     if beta == 0.0 {
         c0.iter_mut().for_each(|x| *x = f32::NAN);
     }
+    let (a, b) = (MatRef::new(&a, sa), MatRef::new(&b, sb));
     let mut want = c0.clone();
-    sgemm_reference_f64(m, n, k, &a, rsa, csa, &b, rsb, csb, beta, &mut want, rsc);
+    sgemm_reference_f64(d, a, b, beta, MatMut::rows(&mut want, rsc));
     let mut got = c0.clone();
-    run_imp(imp, m, n, k, &a, rsa, csa, &b, rsb, csb, beta, &mut got, rsc);
+    run_imp(imp, d, a, b, beta, MatMut::rows(&mut got, rsc));
     for idx in 0..clen {
         let (i, j) = (idx / rsc, idx % rsc);
         if i < m && j < n {
@@ -238,7 +175,7 @@ fn odd_sizes_all_transposes() {
                     let la = LAYOUTS[(m + n) % 4];
                     let lb = LAYOUTS[(m + 2 * k + n / 3) % 4];
                     let beta = [0.0, 1.0, 0.5][(m + n + k) % 3];
-                    case(&mut rng, imp, m, n, k, la, lb, beta, (m * 7 + n) % 3);
+                    case(&mut rng, imp, Dims::new(m, n, k), (la, lb), beta, (m * 7 + n) % 3);
                 }
             }
         }
@@ -253,7 +190,7 @@ fn nn_nt_tn_tt_and_strided() {
         for la in all {
             for lb in all {
                 for beta in [0.0, 1.0] {
-                    case(&mut rng, imp, 37, 45, 29, la, lb, beta, 2);
+                    case(&mut rng, imp, Dims::new(37, 45, 29), (la, lb), beta, 2);
                 }
             }
         }
@@ -267,16 +204,16 @@ fn larger_than_blocks() {
     let fast: Vec<Imp> =
         imps().into_iter().filter(|i| matches!(i, Imp::Isa(isa, _) if *isa != Isa::Portable)).collect();
     for imp in fast.iter().copied().chain([Imp::Isa(Isa::Portable, 2)]) {
-        case(&mut rng, imp, 257, 255, 300, Layout::Row(0), Layout::Row(0), 0.0, 0);
-        case(&mut rng, imp, 150, 64, 513, Layout::Col(0), Layout::Row(1), 1.0, 3);
-        case(&mut rng, imp, 64, 257, 256, Layout::Row(0), Layout::Col(0), 0.0, 1);
+        case(&mut rng, imp, Dims::new(257, 255, 300), (Layout::Row(0), Layout::Row(0)), 0.0, 0);
+        case(&mut rng, imp, Dims::new(150, 64, 513), (Layout::Col(0), Layout::Row(1)), 1.0, 3);
+        case(&mut rng, imp, Dims::new(64, 257, 256), (Layout::Row(0), Layout::Col(0)), 0.0, 1);
     }
     for imp in fast {
         // Large enough (2*m*n*k >= TEAM_MIN_FLOPS) for 2 threads to form a team.
-        case(&mut rng, imp, 430, 200, 400, Layout::Row(0), Layout::Col(0), 0.5, 1);
+        case(&mut rng, imp, Dims::new(430, 200, 400), (Layout::Row(0), Layout::Col(0)), 0.5, 1);
         // Crosses NC (4080) with a thin product.
-        case(&mut rng, imp, 7, 4100, 3, Layout::Row(0), Layout::Row(0), 1.0, 0);
-        case(&mut rng, imp, 3, 4100, 5, Layout::Row(0), Layout::Col(0), 0.0, 0);
+        case(&mut rng, imp, Dims::new(7, 4100, 3), (Layout::Row(0), Layout::Row(0)), 1.0, 0);
+        case(&mut rng, imp, Dims::new(3, 4100, 5), (Layout::Row(0), Layout::Col(0)), 0.0, 0);
     }
 }
 
@@ -356,7 +293,7 @@ fn team_odd_sizes() {
             for (y, &n) in sizes.iter().enumerate() {
                 let k = sizes[(x + 2 * y) % sizes.len()];
                 let (la, lb) = (LAYOUTS[(x + y) % 4], LAYOUTS[(2 * x + y) % 4]);
-                case(&mut rng, imp, m, n, k, la, lb, [0.0, 1.0, 0.5][(x + y) % 3], x % 3);
+                case(&mut rng, imp, Dims::new(m, n, k), (la, lb), [0.0, 1.0, 0.5][(x + y) % 3], x % 3);
             }
         }
     }
@@ -369,7 +306,14 @@ fn threaded_product_inside_a_pool_worker() {
     let mut rng = StdRng::seed_from_u64(11);
     for isa in fast_isas().into_iter().chain([Isa::Portable]) {
         threads::pool(2).install(|| {
-            case(&mut rng, Imp::Isa(isa, 2), 257, 255, 300, Layout::Row(0), Layout::Row(0), 0.0, 1);
+            case(
+                &mut rng,
+                Imp::Isa(isa, 2),
+                Dims::new(257, 255, 300),
+                (Layout::Row(0), Layout::Row(0)),
+                0.0,
+                1,
+            );
         });
     }
 }
@@ -377,47 +321,58 @@ fn threaded_product_inside_a_pool_worker() {
 #[test]
 fn k_zero_scales_c() {
     let mut c = vec![f32::NAN; 6];
-    sgemm(2, 3, 0, &[], 0, 1, &[], 3, 1, 0.0, &mut c, 3);
+    let (a, b) = (MatRef::rows(&[], 0), MatRef::rows(&[], 3));
+    sgemm(Dims::new(2, 3, 0), a, b, 0.0, MatMut::rows(&mut c, 3));
     assert!(c.iter().all(|&x| x == 0.0));
     let mut c = vec![2.0; 6];
-    sgemm(2, 3, 0, &[], 0, 1, &[], 3, 1, 0.5, &mut c, 3);
+    sgemm(Dims::new(2, 3, 0), a, b, 0.5, MatMut::rows(&mut c, 3));
     assert!(c.iter().all(|&x| x == 1.0));
-    sgemm(0, 3, 4, &[], 4, 1, &[0.0; 12], 3, 1, 0.0, &mut [], 3);
+    sgemm(
+        Dims::new(0, 3, 4),
+        MatRef::rows(&[], 4),
+        MatRef::rows(&[0.0; 12], 3),
+        0.0,
+        MatMut::rows(&mut [], 3),
+    );
 }
 
 #[test]
 #[should_panic(expected = "A is too short")]
 fn short_a_panics() {
     let mut c = vec![0.0; 4];
-    sgemm(2, 2, 2, &[1.0; 3], 2, 1, &[1.0; 4], 2, 1, 0.0, &mut c, 2);
+    sgemm(
+        Dims::new(2, 2, 2),
+        MatRef::rows(&[1.0; 3], 2),
+        MatRef::rows(&[1.0; 4], 2),
+        0.0,
+        MatMut::rows(&mut c, 2),
+    );
 }
 
 #[test]
 #[should_panic(expected = "B is too short")]
 fn short_b_panics() {
     let mut c = vec![0.0; 4];
-    sgemm(2, 2, 2, &[1.0; 4], 2, 1, &[1.0; 4], 2, 2, 0.0, &mut c, 2);
+    let b = MatRef::new(&[1.0; 4], Strides { batch: 0, row: 2, col: 2 });
+    sgemm(Dims::new(2, 2, 2), MatRef::rows(&[1.0; 4], 2), b, 0.0, MatMut::rows(&mut c, 2));
 }
 
 #[test]
 #[should_panic(expected = "C is too short")]
 fn short_c_panics() {
     let mut c = vec![0.0; 3];
-    sgemm(2, 2, 2, &[1.0; 4], 2, 1, &[1.0; 4], 2, 1, 0.0, &mut c, 2);
+    sgemm(
+        Dims::new(2, 2, 2),
+        MatRef::rows(&[1.0; 4], 2),
+        MatRef::rows(&[1.0; 4], 2),
+        0.0,
+        MatMut::rows(&mut c, 2),
+    );
 }
 
-#[allow(clippy::too_many_arguments)]
-fn batched_case(
-    imp_isa: Isa,
-    threads: usize,
-    batch: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    sa_zero: bool,
-    sb_zero: bool,
-    beta: f32,
-) {
+/// `d.batch` products, A's and B's items back to back or broadcast (`zero` batch stride).
+fn batched_case(imp_isa: Isa, threads: usize, d: Dims, (sa_zero, sb_zero): (bool, bool), beta: f32) {
+    let Dims { batch, m, n, k } = d;
     let mut rng = StdRng::seed_from_u64((batch * 1000 + m * 10 + n) as u64);
     let (sa, sb) = (if sa_zero { 0 } else { m * k }, if sb_zero { 0 } else { k * n });
     let a = rand_vec(&mut rng, if sa_zero { m * k } else { batch * m * k });
@@ -428,12 +383,11 @@ fn batched_case(
     if beta == 0.0 {
         c0.iter_mut().for_each(|x| *x = f32::NAN);
     }
+    let (a, b) = (MatRef::rows(&a, k).batch_stride(sa), MatRef::cols(&b, k).batch_stride(sb));
     let mut want = c0.clone();
-    for i in 0..batch {
-        sgemm_reference_f64(m, n, k, &a[i * sa..], k, 1, &b[i * sb..], 1, k, beta, &mut want[i * sc..], n);
-    }
+    sgemm_reference_f64(d, a, b, beta, MatMut::rows(&mut want, n).batch_stride(sc));
     let mut got = c0.clone();
-    sgemm_batched_with(imp_isa, threads, batch, m, n, k, &a, sa, k, 1, &b, sb, 1, k, beta, &mut got, sc, n);
+    sgemm_with(imp_isa, threads, d, a, b, beta, MatMut::rows(&mut got, n).batch_stride(sc));
     for i in 0..batch {
         for idx in 0..m * n {
             let (g, w) = (got[i * sc + idx], want[i * sc + idx]);
@@ -447,12 +401,12 @@ fn batched_case(
 fn batched_broadcast_and_threads() {
     for isa_ in fast_isas().into_iter().chain([Isa::Portable]) {
         for threads in [1, 2] {
-            batched_case(isa_, threads, 5, 33, 20, 17, false, false, 0.0);
-            batched_case(isa_, threads, 7, 64, 64, 32, true, false, 1.0);
-            batched_case(isa_, threads, 3, 20, 40, 9, false, true, 0.0);
+            batched_case(isa_, threads, Dims::new(33, 20, 17).batched(5), (false, false), 0.0);
+            batched_case(isa_, threads, Dims::new(64, 64, 32).batched(7), (true, false), 1.0);
+            batched_case(isa_, threads, Dims::new(20, 40, 9).batched(3), (false, true), 0.0);
             // Big enough per item to take the parallel-over-batch path.
-            batched_case(isa_, threads, 6, 96, 100, 64, false, true, 1.0);
-            batched_case(isa_, threads, 1, 130, 70, 40, true, true, 0.0);
+            batched_case(isa_, threads, Dims::new(96, 100, 64).batched(6), (false, true), 1.0);
+            batched_case(isa_, threads, Dims::new(130, 70, 40).batched(1), (true, true), 0.0);
         }
     }
 }
@@ -464,12 +418,12 @@ fn batched_overlapping_c_accumulates_in_order() {
     let mut rng = StdRng::seed_from_u64(9);
     let a = rand_vec(&mut rng, batch * m * k);
     let b = rand_vec(&mut rng, k * n);
+    let d = Dims::new(m, n, k).batched(batch);
+    let (a, b) = (MatRef::rows(&a, k).batch_stride(m * k), MatRef::rows(&b, n));
     let mut want = vec![0.0f32; m * n];
-    for i in 0..batch {
-        sgemm_reference_f64(m, n, k, &a[i * m * k..], k, 1, &b, n, 1, 1.0, &mut want, n);
-    }
+    sgemm_reference_f64(d, a, b, 1.0, MatMut::rows(&mut want, n));
     let mut got = vec![0.0f32; m * n];
-    sgemm_batched(batch, m, n, k, &a, m * k, k, 1, &b, 0, n, 1, 1.0, &mut got, 0, n);
+    sgemm(d, a, b, 1.0, MatMut::rows(&mut got, n));
     for (g, w) in got.iter().zip(&want) {
         assert!((g - w).abs() <= 1e-4, "{g} vs {w}");
     }
@@ -483,12 +437,12 @@ fn denormal_products_flush_to_zero() {
         let a = vec![1.0e-20f32; m * k];
         let b = vec![1.0e-20f32; k * n];
         let mut c = vec![0.0f32; m * n];
-        sgemm(m, n, k, &a, k, 1, &b, n, 1, 0.0, &mut c, n);
+        sgemm(Dims::new(m, n, k), MatRef::rows(&a, k), MatRef::rows(&b, n), 0.0, MatMut::rows(&mut c, n));
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         assert!(c.iter().all(|&x| x == 0.0), "denormals not flushed: {:?}", &c[..4]);
         // Normal-range results are unaffected.
         let a = vec![1.0e-10f32; m * k];
-        sgemm(m, n, k, &a, k, 1, &b, n, 1, 0.0, &mut c, n);
+        sgemm(Dims::new(m, n, k), MatRef::rows(&a, k), MatRef::rows(&b, n), 0.0, MatMut::rows(&mut c, n));
         assert!(c.iter().all(|&x| (x - 4.0e-30).abs() <= 1e-35), "{:?}", &c[..4]);
     })
     .join()
@@ -507,7 +461,7 @@ proptest! {
         // every kernel family this CPU runs, on the same case
         for isa in fast_isas().into_iter().chain([Isa::Portable]) {
             let mut rng = StdRng::seed_from_u64(seed);
-            case(&mut rng, Imp::Isa(isa, threads), m, n, k, all[la], all[lb], beta, 1);
+            case(&mut rng, Imp::Isa(isa, threads), Dims::new(m, n, k), (all[la], all[lb]), beta, 1);
         }
     }
 }
