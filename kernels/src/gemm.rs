@@ -129,10 +129,6 @@ impl<'a, T> MatMut<'a, T> {
     pub fn batch_stride(self, stride: usize) -> Self {
         MatMut { s: Strides { batch: stride, ..self.s }, ..self }
     }
-    /// A shorter-lived handle on the same matrix.
-    pub fn rb(&mut self) -> MatMut<'_, T> {
-        MatMut { data: self.data, s: self.s }
-    }
     /// Batch item `b` as a matrix of its own.
     pub fn item(&mut self, b: usize) -> MatMut<'_, T> {
         let start = (b * self.s.batch).min(self.data.len()); // an empty item may start past the end

@@ -162,7 +162,7 @@ fn one(path: Path, nthreads: usize, d: Dims, a: MatRef<f32>, b: MatRef<f32>, bet
     let split_m = m >= n;
     let (len, unit) = if split_m { (m, mr) } else { (n, nr) };
     let units = len.div_ceil(unit);
-    let parts = nthreads.min(2 * m * n * k / PAR_MIN_FLOPS_PER_THREAD).min(units).max(1);
+    let parts = nthreads.min(d.flops() / PAR_MIN_FLOPS_PER_THREAD).min(units).max(1);
     let run_part = |part: usize| {
         let lo = units * part / parts * unit;
         let hi = (units * (part + 1) / parts * unit).min(len);
