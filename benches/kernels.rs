@@ -10,7 +10,9 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use tapegrad::kernels::elementwise::{unary_backward, unary_forward, Unary};
-use tapegrad::kernels::layernorm::{layer_norm_backward, layer_norm_forward};
+use tapegrad::kernels::layernorm::{
+    layer_norm_backward, layer_norm_forward, LayerNormGrads, LayerNormIn, LayerNormStats,
+};
 use tapegrad::kernels::loss::{cross_entropy_backward, cross_entropy_forward};
 use tapegrad::kernels::softmax::{softmax_backward, softmax_forward};
 
@@ -105,19 +107,11 @@ fn layernorm(c: &mut Criterion) {
     let n = 512; // divides N; BERT's 384 rows behave the same
     let (w, bias) = (vec![1.0f32; n], vec![0.0f32; n]);
     let (mut mean, mut rstd) = (vec![0f32; N / n], vec![0f32; N / n]);
+    let ln = LayerNormIn { x: &x[..], rows: N / n, n, w: Some(&w[..]), b: Some(&bias[..]) };
     g.bench_function(BenchmarkId::new("forward", n), |b| {
         b.iter(|| {
-            layer_norm_forward(
-                black_box(&x),
-                N / n,
-                n,
-                Some(&w),
-                Some(&bias),
-                1e-5,
-                &mut y,
-                &mut mean,
-                &mut rstd,
-            )
+            let stats = LayerNormStats { mean: &mut mean[..], rstd: &mut rstd[..] };
+            layer_norm_forward(black_box(ln), 1e-5, &mut y, stats)
         })
     });
     // backward reads x, g and updates dx (read + write): twice the bytes of memcpy;
@@ -126,17 +120,13 @@ fn layernorm(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(2 * bytes));
     g.bench_function(BenchmarkId::new("backward", n), |b| {
         b.iter(|| {
+            let grads =
+                LayerNormGrads { dx: Some(&mut dx[..]), dw: Some(&mut dw[..]), db: Some(&mut db[..]) };
             layer_norm_backward(
-                black_box(&x),
+                black_box(ln),
+                LayerNormStats { mean: &mean[..], rstd: &rstd[..] },
                 &gr,
-                N / n,
-                n,
-                Some(&w),
-                &mean,
-                &rstd,
-                Some(&mut dx),
-                Some(&mut dw),
-                Some(&mut db),
+                grads,
             )
         })
     });

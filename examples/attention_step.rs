@@ -11,7 +11,7 @@
 //! (Linux), so other work on a shared machine barely moves it; with more, the wall clock.
 
 use std::time::Instant;
-use tapegrad::kernels::attention::{attention_backward, attention_forward, AttentionShape, DropoutMask};
+use tapegrad::kernels::attention::{attention_backward, attention_forward, AttentionShape, DropoutMask, Qkv};
 use tapegrad::kernels::broadcast::{binary, expand, sum_to, Binary};
 use tapegrad::kernels::threads::set_num_threads;
 
@@ -58,11 +58,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if cpu { "thread-cpu" } else { "wall" }
     );
     time("attention forward (eval)", &mut || {
-        attention_forward(s, &q, &k, &v, Some(&mask), None, &mut o, None)
+        attention_forward(s, Qkv { q: &q, k: &k, v: &v }, Some(&mask), None, &mut o, None)
     });
     time("attention forward + backward (dropout)", &mut || {
-        attention_forward(s, &q, &k, &v, Some(&mask), dropout, &mut o, Some(&mut probs));
-        attention_backward(s, &q, &k, &v, &probs, dropout, &g, &mut dq, &mut dk, &mut dv);
+        let qkv = Qkv { q: &q[..], k: &k[..], v: &v[..] };
+        attention_forward(s, qkv, Some(&mask), dropout, &mut o, Some(&mut probs));
+        attention_backward(s, qkv, &probs, dropout, &g, Qkv { q: &mut dq, k: &mut dk, v: &mut dv });
     });
     time("bias expand [384] -> [B·T, 384]", &mut || expand(&bias, &[hid], &[rows, hid], &mut out));
     let mut bias_grad = vec![0f32; hid];

@@ -1,10 +1,13 @@
-//! Times `tapegrad_kernels::sgemm::sgemm` on one shape.
+//! Times `tapegrad_kernels::sgemm::sgemm` (or, with `--bf16`, `bf16gemm::bf16gemm`) on one shape.
 //!
 //! `cargo run --release --example gemm -- --m 1024 --n 1024 --k 1024 --threads 1 [--batch B]
-//! [--reps R] [--trans-a] [--trans-b] [--cpu-time]` prints one line ending in `gflops=<number>`
-//! (best of R). `--cpu-time` times with the calling thread's CPU clock instead of the wall clock
-//! (Linux; meaningful for `--threads 1` on a machine shared with other work).
+//! [--reps R] [--trans-a] [--trans-b] [--cpu-time] [--bf16]` prints one line ending in
+//! `gflops=<number>` (best of R). `--cpu-time` times with the calling thread's CPU clock instead
+//! of the wall clock (Linux; meaningful for `--threads 1` on a machine shared with other work).
+//! Every run is first validated on three rows against its reference (`sgemm_reference_f64`,
+//! or `bf16gemm_reference` for `--bf16`).
 use std::time::Instant;
+use tapegrad_kernels::bf16gemm::{self, bf16gemm, bf16gemm_reference};
 use tapegrad_kernels::gemm::{Dims, MatMut, MatRef};
 use tapegrad_kernels::sgemm::{kernel_name, sgemm, sgemm_reference_f64};
 use tapegrad_kernels::threads::set_num_threads;
@@ -12,7 +15,7 @@ use tapegrad_kernels::threads::set_num_threads;
 fn usage(msg: &str) -> ! {
     eprintln!("error: {msg}");
     eprintln!(
-        "usage: gemm --m M --n N --k K [--threads T] [--batch B] [--reps R] [--trans-a] [--trans-b] [--cpu-time]"
+        "usage: gemm --m M --n N --k K [--threads T] [--batch B] [--reps R] [--trans-a] [--trans-b] [--cpu-time] [--bf16]"
     );
     std::process::exit(2);
 }
@@ -20,7 +23,7 @@ fn usage(msg: &str) -> ! {
 fn main() {
     let (mut m, mut n, mut k) = (None, None, None);
     let (mut threads, mut batch, mut reps) = (None, 1usize, 0usize);
-    let (mut ta, mut tb, mut cpu) = (false, false, false);
+    let (mut ta, mut tb, mut cpu, mut bf16) = (false, false, false, false);
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let mut val = |name: &str| -> usize {
@@ -37,6 +40,7 @@ fn main() {
             "--trans-a" => ta = true,
             "--trans-b" => tb = true,
             "--cpu-time" => cpu = true,
+            "--bf16" => bf16 = true,
             "-h" | "--help" => usage("help requested"),
             other => usage(&format!("unknown flag `{other}`")),
         }
@@ -66,15 +70,28 @@ fn main() {
     let am = if ta { MatRef::cols(&a, m) } else { MatRef::rows(&a, k) }.batch_stride(m * k);
     let bm = if tb { MatRef::cols(&b, k) } else { MatRef::rows(&b, n) }.batch_stride(k * n);
     let d = Dims::new(m, n, k).batched(batch);
-    let run = |c: &mut [f32]| sgemm(d, am, bm, 0.0, MatMut::rows(c, n).batch_stride(m * n));
-    // Validate: spot-check rows of the first product against the f64 reference.
+    let run = |c: &mut [f32]| {
+        let cm = MatMut::rows(c, n).batch_stride(m * n);
+        if bf16 {
+            bf16gemm(d, am, bm, 0.0, cm)
+        } else {
+            sgemm(d, am, bm, 0.0, cm)
+        }
+    };
+    // Validate: spot-check rows of the first product against the reference (f64 sums for
+    // sgemm; for bf16gemm the same rounded operands, summed in f32 in another order).
     run(&mut c);
     let rows: Vec<usize> = [0, m / 2, m.saturating_sub(1)].into_iter().filter(|&i| i < m).collect();
     let mut max_err = 0.0f32;
     for &i in &rows {
         let mut want = vec![0.0f32; n];
         let row_i = MatRef::new(&a[i * am.s.row..], am.s);
-        sgemm_reference_f64(Dims::new(1, n, k), row_i, bm, 0.0, MatMut::rows(&mut want, n));
+        let row = Dims::new(1, n, k);
+        if bf16 {
+            bf16gemm_reference(row, row_i, bm, 0.0, MatMut::rows(&mut want, n));
+        } else {
+            sgemm_reference_f64(row, row_i, bm, 0.0, MatMut::rows(&mut want, n));
+        }
         for j in 0..n {
             let e = (c[i * n + j] - want[j]).abs() / (1.0 + want[j].abs());
             max_err = max_err.max(e);
@@ -98,9 +115,10 @@ fn main() {
         let dt = if cpu { thread_cpu_seconds() - c0 } else { t.elapsed().as_secs_f64() };
         best = best.min(dt);
     }
+    let kernel = if bf16 { bf16gemm::path().name() } else { kernel_name() };
     println!(
-        "sgemm m={m} n={n} k={k} batch={batch} trans_a={ta} trans_b={tb} threads={threads} kernel=\"{}\" reps={reps} clock={} best_ms={:.4} gflops={:.2}",
-        kernel_name(),
+        "{} m={m} n={n} k={k} batch={batch} trans_a={ta} trans_b={tb} threads={threads} kernel=\"{kernel}\" reps={reps} clock={} best_ms={:.4} gflops={:.2}",
+        if bf16 { "bf16gemm" } else { "sgemm" },
         if cpu { "thread-cpu" } else { "wall" },
         best * 1e3,
         flops / best / 1e9

@@ -250,7 +250,7 @@ fn worked_example_by_hand() {
 // on the simulated GPU, which executes the very PTX a real GPU loads (and on a real GPU
 // too where there is one: `gpu::test_contexts`).
 
-use tapegrad::kernels::gemm::Strides;
+use tapegrad::kernels::gemm::{Dims, Strides};
 use tapegrad::kernels::gpu::{self, launch, GpuBuffer};
 
 /// §7.2: a grid-stride launch over n elements (`launch::linear`: blocks of B = 256, at most
@@ -331,8 +331,9 @@ fn block_reduction_tree_is_the_kernels() {
         let mut y = GpuBuffer::<f32>::zeros(&ctx, rows * n).unwrap();
         let mut mean = GpuBuffer::<f32>::zeros(&ctx, rows).unwrap();
         let mut rstd = GpuBuffer::<f32>::zeros(&ctx, rows).unwrap();
-        gpu::layernorm::layer_norm_forward(&xb, rows, n, None, None, 1e-5, &mut y, &mut mean, &mut rstd)
-            .unwrap();
+        let ln = gpu::layernorm::LayerNormIn { x: &xb, rows, n, w: None, b: None };
+        let stats = gpu::layernorm::LayerNormStats { mean: &mut mean, rstd: &mut rstd };
+        gpu::layernorm::layer_norm_forward(ln, 1e-5, &mut y, stats).unwrap();
         let got = mean.to_host().unwrap();
         let threads = launch::row_threads(n) as usize;
         for r in 0..rows {
@@ -403,8 +404,9 @@ fn tiled_gemm_is_an_fma_chain_in_k_order() {
     for (ctx, naive) in gpu::test_contexts().into_iter().flat_map(|c| [(c.clone(), false), (c, true)]) {
         let (ab, bb) = (GpuBuffer::from_host(&ctx, &a).unwrap(), GpuBuffer::from_host(&ctx, &b).unwrap());
         let mut cb = GpuBuffer::<f32>::zeros(&ctx, m * n).unwrap();
-        let f = if naive { gpu::gemm::gemm_batched_naive::<f32> } else { gpu::gemm::gemm_batched::<f32> };
-        f(1, m, n, k, &ab, sa, &bb, sb, 0.0, &mut cb, sc).unwrap();
+        let f = if naive { gpu::gemm::gemm_naive::<f32> } else { gpu::gemm::gemm::<f32> };
+        let (a_op, b_op) = (gpu::gemm::GpuMat::new(&ab, sa), gpu::gemm::GpuMat::new(&bb, sb));
+        f(Dims::new(m, n, k), a_op, b_op, 0.0, gpu::gemm::GpuMatMut::new(&mut cb, sc)).unwrap();
         let got = cb.to_host().unwrap();
         for (e, (g, w)) in got.iter().zip(&want).enumerate() {
             assert_eq!(

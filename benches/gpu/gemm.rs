@@ -8,8 +8,9 @@ use cudarc::cublas::{result as blas, sys as blas_sys, CudaBlas};
 use std::ffi::{c_int, c_longlong};
 use std::sync::Arc;
 use std::time::Duration;
-use tapegrad_kernels::gemm::Strides;
+use tapegrad_kernels::gemm::{Dims, Strides};
 use tapegrad_kernels::gpu::cuda::CudaLauncher;
+use tapegrad_kernels::gpu::gemm::{GpuMat, GpuMatMut};
 use tapegrad_kernels::gpu::{self, GpuContext};
 
 // ---------------------------------------------------------------------------------
@@ -83,6 +84,11 @@ impl Shape {
         (batch * m * k, batch * k * n, batch * m * n)
     }
     /// Our strides for A, B and C.
+    /// The product's sizes.
+    pub fn dims(&self) -> Dims {
+        Dims::new(self.m, self.n, self.k).batched(self.batch)
+    }
+
     pub fn strides(&self) -> (Strides, Strides, Strides) {
         let Shape { m, n, k, ta, tb, .. } = *self;
         let sa = if ta { Strides::transposed(k, m) } else { Strides::row_major(m, k) };
@@ -207,8 +213,8 @@ impl Reference {
         match self {
             Reference::Naive => {
                 let (sa, sb, sc) = sh.strides();
-                gpu::gemm::gemm_batched_naive(sh.batch, sh.m, sh.n, sh.k, a, sa, b, sb, beta, c, sc)
-                    .map_err(|e| e.to_string())
+                let (a, b, c) = (GpuMat::new(a, sa), GpuMat::new(b, sb), GpuMatMut::new(c, sc));
+                gpu::gemm::gemm_naive(sh.dims(), a, b, beta, c).map_err(|e| e.to_string())
             }
             Reference::Cublas(handle) => {
                 let p = blas_args(sh);
@@ -259,7 +265,8 @@ impl Reference {
 
 pub fn ours(sh: &Shape, a: &Buf, b: &Buf, beta: f32, c: &mut Buf) -> Result<(), String> {
     let (sa, sb, sc) = sh.strides();
-    gpu::gemm::gemm_batched(sh.batch, sh.m, sh.n, sh.k, a, sa, b, sb, beta, c, sc).map_err(|e| e.to_string())
+    let (a, b, c) = (GpuMat::new(a, sa), GpuMat::new(b, sb), GpuMatMut::new(c, sc));
+    gpu::gemm::gemm(sh.dims(), a, b, beta, c).map_err(|e| e.to_string())
 }
 
 fn abs(v: &[f32]) -> Vec<f32> {

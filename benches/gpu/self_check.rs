@@ -10,6 +10,7 @@ use crate::gemm::{
 use crate::{fill, timed, Buf, Times};
 use tapegrad_kernels::gemm::{Dims, MatMut, MatRef};
 use tapegrad_kernels::gpu;
+use tapegrad_kernels::gpu::gemm::{GpuMat, GpuMatMut};
 
 /// The bench's logic on the simulated GPU and the host (`TAPEGRAD_GPU_BENCH_SIM=1`).
 pub fn run() {
@@ -54,8 +55,9 @@ pub fn run() {
         // a wrong product must fail it: ours with the last term of every sum left out
         let short = |sh: &Shape, a: &Buf, b: &Buf, beta: f32, c: &mut Buf| {
             let (sa, sb, sc) = sh.strides();
-            gpu::gemm::gemm_batched(sh.batch, sh.m, sh.n, sh.k - 1, a, sa, b, sb, beta, c, sc)
-                .map_err(|e| e.to_string())
+            let d = Dims { k: sh.k - 1, ..sh.dims() };
+            let (a, b, c) = (GpuMat::new(a, sa), GpuMat::new(b, sb), GpuMatMut::new(c, sc));
+            gpu::gemm::gemm(d, a, b, beta, c).map_err(|e| e.to_string())
         };
         assert!(validate_product(&ctx, &r, &sh, short).is_err(), "{}: a wrong product passed", sh.name);
         let Operands { a, b, c } = &mut ops;

@@ -47,6 +47,15 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Q, K and V `(B, T, nh·d)`, read (`B = &[T]`), or their gradients, written
+/// (`B = &mut [T]`); on the GPU the same over device buffers.
+#[derive(Clone, Copy, Debug)]
+pub struct Qkv<B> {
+    pub q: B,
+    pub k: B,
+    pub v: B,
+}
+
 /// Batch B, sequence T, heads nh and head size d.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttentionShape {
@@ -162,27 +171,21 @@ fn check(s: AttentionShape, bufs: &[(&str, usize, usize)]) {
 
 /// o = attention(q, k, v) as in the module docs. `probs`, when given, receives P
 /// (for a backward); `key_mask` is (B, T) additive; `dropout` None means none.
-#[allow(clippy::too_many_arguments)]
 pub fn attention_forward<T: Float>(
     s: AttentionShape,
-    q: &[T],
-    k: &[T],
-    v: &[T],
+    qkv: Qkv<&[T]>,
     key_mask: Option<&[T]>,
     dropout: Option<DropoutMask>,
     o: &mut [T],
     probs: Option<&mut [T]>,
 ) {
-    attention_forward_with(num_threads(), s, q, k, v, key_mask, dropout, o, probs)
+    attention_forward_with(num_threads(), s, qkv, key_mask, dropout, o, probs)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn attention_forward_with<T: Float>(
     nthreads: usize,
     s: AttentionShape,
-    q: &[T],
-    k: &[T],
-    v: &[T],
+    Qkv { q, k, v }: Qkv<&[T]>,
     key_mask: Option<&[T]>,
     dropout: Option<DropoutMask>,
     o: &mut [T],
@@ -254,37 +257,27 @@ fn attention_forward_with<T: Float>(
     });
 }
 
-/// dq, dk, dv (overwritten) from do_ = dL/dO, with `probs` the P saved by the forward
-/// and the same `dropout` (p and seed) it used.
-#[allow(clippy::too_many_arguments)]
+/// `grads` = dq, dk, dv (overwritten) from do_ = dL/dO, with `probs` the P saved by the
+/// forward and the same `dropout` (p and seed) it used.
 pub fn attention_backward<T: Float>(
     s: AttentionShape,
-    q: &[T],
-    k: &[T],
-    v: &[T],
+    qkv: Qkv<&[T]>,
     probs: &[T],
     dropout: Option<DropoutMask>,
     do_: &[T],
-    dq: &mut [T],
-    dk: &mut [T],
-    dv: &mut [T],
+    grads: Qkv<&mut [T]>,
 ) {
-    attention_backward_with(num_threads(), s, q, k, v, probs, dropout, do_, dq, dk, dv)
+    attention_backward_with(num_threads(), s, qkv, probs, dropout, do_, grads)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn attention_backward_with<T: Float>(
     nthreads: usize,
     s: AttentionShape,
-    q: &[T],
-    k: &[T],
-    v: &[T],
+    Qkv { q, k, v }: Qkv<&[T]>,
     probs: &[T],
     dropout: Option<DropoutMask>,
     do_: &[T],
-    dq: &mut [T],
-    dk: &mut [T],
-    dv: &mut [T],
+    Qkv { q: dq, k: dk, v: dv }: Qkv<&mut [T]>,
 ) {
     let (n, t, d, hid) = (s.numel(), s.seq, s.head_dim, s.hidden());
     check(s, &[("q", q.len(), n), ("k", k.len(), n), ("v", v.len(), n), ("dO", do_.len(), n)]);
@@ -357,9 +350,7 @@ fn reference_factors<T: Float>(s: AttentionShape, dropout: Option<DropoutMask>) 
 /// [`attention_forward`] by plain loops (the same dropout mask). Returns P.
 pub fn attention_forward_reference<T: Float>(
     s: AttentionShape,
-    q: &[T],
-    k: &[T],
-    v: &[T],
+    Qkv { q, k, v }: Qkv<&[T]>,
     key_mask: Option<&[T]>,
     dropout: Option<DropoutMask>,
     o: &mut [T],
@@ -400,18 +391,13 @@ pub fn attention_forward_reference<T: Float>(
 }
 
 /// [`attention_backward`] by plain loops, from the P of [`attention_forward_reference`].
-#[allow(clippy::too_many_arguments)]
 pub fn attention_backward_reference<T: Float>(
     s: AttentionShape,
-    q: &[T],
-    k: &[T],
-    v: &[T],
+    Qkv { q, k, v }: Qkv<&[T]>,
     probs: &[T],
     dropout: Option<DropoutMask>,
     do_: &[T],
-    dq: &mut [T],
-    dk: &mut [T],
-    dv: &mut [T],
+    Qkv { q: dq, k: dk, v: dv }: Qkv<&mut [T]>,
 ) {
     let (t, d, nh, hid) = (s.seq, s.head_dim, s.heads, s.hidden());
     let scale = T::from_f64(1.0 / (d as f64).sqrt());
@@ -480,20 +466,20 @@ mod tests {
                 (Some(&mask[..]), None),
                 (Some(&mask[..]), Some(DropoutMask { p: 0.3, seed: 11 })),
             ] {
+                let qkv = Qkv { q: &q[..], k: &k[..], v: &v[..] };
                 let mut want_o = vec![T::ZERO; n];
-                let want_p = attention_forward_reference(s, &q, &k, &v, key_mask, dropout, &mut want_o);
+                let want_p = attention_forward_reference(s, qkv, key_mask, dropout, &mut want_o);
                 let mut want = [vec![T::ZERO; n], vec![T::ZERO; n], vec![T::ZERO; n]];
                 let [wq, wk, wv] = &mut want;
-                attention_backward_reference(s, &q, &k, &v, &want_p, dropout, &g, wq, wk, wv);
+                attention_backward_reference(s, qkv, &want_p, dropout, &g, Qkv { q: wq, k: wk, v: wv });
                 for threads in [1, 2] {
                     let (mut o, mut p) = (vec![T::ZERO; n], vec![T::ZERO; s.probs_numel()]);
-                    attention_forward_with(threads, s, &q, &k, &v, key_mask, dropout, &mut o, Some(&mut p));
+                    attention_forward_with(threads, s, qkv, key_mask, dropout, &mut o, Some(&mut p));
                     let mut o2 = vec![T::ZERO; n];
-                    attention_forward_with(threads, s, &q, &k, &v, key_mask, dropout, &mut o2, None);
+                    attention_forward_with(threads, s, qkv, key_mask, dropout, &mut o2, None);
                     let (mut dq, mut dk, mut dv) = (vec![T::ZERO; n], vec![T::ZERO; n], vec![T::ZERO; n]);
-                    attention_backward_with(
-                        threads, s, &q, &k, &v, &p, dropout, &g, &mut dq, &mut dk, &mut dv,
-                    );
+                    let grads = Qkv { q: &mut dq[..], k: &mut dk[..], v: &mut dv[..] };
+                    attention_backward_with(threads, s, qkv, &p, dropout, &g, grads);
                     let what =
                         format!("{s:?} mask {} dropout {dropout:?} threads {threads}", key_mask.is_some());
                     assert!(max_diff(&o, &want_o) < tol, "o: {what}");
@@ -526,7 +512,7 @@ mod tests {
         let (q, k, v) = (rand_vec::<f32>(n, &mut rng), rand_vec(n, &mut rng), rand_vec(n, &mut rng));
         let mask: Vec<f32> = (0..64).map(|j| if j >= 48 { f32::MIN } else { 0.0 }).collect();
         let (mut o, mut p) = (vec![0.0; n], vec![0.0; s.probs_numel()]);
-        attention_forward(s, &q, &k, &v, Some(&mask), None, &mut o, Some(&mut p));
+        attention_forward(s, Qkv { q: &q, k: &k, v: &v }, Some(&mask), None, &mut o, Some(&mut p));
         for row in p.chunks_exact(64) {
             assert!(row[48..].iter().all(|&x| x == 0.0), "a padded key got probability");
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);

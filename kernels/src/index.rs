@@ -50,7 +50,6 @@ pub fn gather<T: Float>(
 }
 
 /// The adjoint of [`gather`]: dx[o, idx[o, j, i], i] += g[o, j, i].
-#[allow(clippy::too_many_arguments)]
 pub fn scatter_add<T: Float>(
     g: &[T],
     outer: usize,

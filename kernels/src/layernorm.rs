@@ -1,26 +1,111 @@
 //! Layer normalisation over the last dimension of `[rows, n]`.
+//!
+//! ```text
+//! x (rows, n)   w, b (n), optional (w = 1, b = 0 when absent)
+//! μ = mean(x_r)   rstd = 1/√(σ²(x_r) + eps)   (per row r, biased variance)
+//! y = (x − μ)·rstd·w + b
+//! ```
+//!
+//! The forward saves μ and rstd per row ([`LayerNormStats`]); the backward's math is on
+//! [`layer_norm_backward`]. Both devices take the same three argument structs, over host
+//! slices here and device buffers in `gpu::layernorm`.
 
 use crate::elementwise::{for_row_parts, row_parts, simd_path, PAR_MIN};
 use crate::isa::Family;
 use crate::threads::{par_ranges, SharedMut};
 use crate::{as_f32, as_f32_mut, Float};
 
-/// y = (x − μ)·rstd·w + b per row, rstd = 1/√(σ² + eps) (biased variance).
-/// Saves μ and rstd per row for the backward. f32 rows take the vector kernel.
-#[allow(clippy::too_many_arguments)]
+/// The layer norm's operands: `x (rows, n)`, normalised per row, and the optional affine
+/// weight `w` and bias `b` `(n)`. `B` is `[T]` on the CPU and `GpuBuffer<T>` on the GPU.
+pub struct LayerNormIn<'a, B: ?Sized> {
+    pub x: &'a B,
+    pub rows: usize,
+    pub n: usize,
+    pub w: Option<&'a B>,
+    pub b: Option<&'a B>,
+}
+
+impl<B: ?Sized> Clone for LayerNormIn<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: ?Sized> Copy for LayerNormIn<'_, B> {}
+
+/// The per-row statistics `mean` and `rstd` `(rows)`: written by the forward (`M = &mut B`),
+/// read by the backward (`M = &B`).
+pub struct LayerNormStats<M> {
+    pub mean: M,
+    pub rstd: M,
+}
+
+/// The gradients the backward adds into, each only when given: `dx (rows, n)`, `dw`, `db (n)`.
+pub struct LayerNormGrads<'a, B: ?Sized> {
+    pub dx: Option<&'a mut B>,
+    pub dw: Option<&'a mut B>,
+    pub db: Option<&'a mut B>,
+}
+
+impl<B: ?Sized + Len> LayerNormGrads<'_, B> {
+    /// The lengths of the gradients given (for [`check`]).
+    pub(crate) fn lens(&self) -> [Option<usize>; 3] {
+        [&self.dx, &self.dw, &self.db].map(|d| d.as_ref().map(|d| d.len()))
+    }
+}
+
+/// Checks every buffer's length against `rows` and `n`: `y` is y's or g's length, `stats`
+/// mean's and rstd's, `grads` those of the gradients given (one message for both devices).
+pub(crate) fn check<B: ?Sized + Len>(
+    ln: LayerNormIn<'_, B>,
+    y: usize,
+    stats: (usize, usize),
+    grads: [Option<usize>; 3],
+) {
+    let (rows, n) = (ln.rows, ln.n);
+    let want = |what: &str, len: usize, need: usize| {
+        assert!(len == need, "layer_norm [{rows}, {n}]: {what} has {len} elements, needs {need}")
+    };
+    want("x", ln.x.len(), rows * n);
+    want("y or g", y, rows * n);
+    want("mean", stats.0, rows);
+    want("rstd", stats.1, rows);
+    for (what, len) in [("w", ln.w.map(|w| w.len())), ("b", ln.b.map(|b| b.len()))] {
+        if let Some(len) = len {
+            want(what, len, n);
+        }
+    }
+    for (what, len, need) in [("dx", grads[0], rows * n), ("dw", grads[1], n), ("db", grads[2], n)] {
+        if let Some(len) = len {
+            want(what, len, need);
+        }
+    }
+}
+
+/// A buffer's element count: host slices here, device buffers in `gpu` (for the checks).
+pub trait Len {
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+impl<T> Len for [T] {
+    fn len(&self) -> usize {
+        <[T]>::len(self)
+    }
+}
+
+/// y = (x − μ)·rstd·w + b per row (module doc), saving μ and rstd per row for the backward.
+/// f32 rows take the vector kernel, rows split between threads.
 pub fn layer_norm_forward<T: Float>(
-    x: &[T],
-    rows: usize,
-    n: usize,
-    w: Option<&[T]>,
-    b: Option<&[T]>,
+    ln: LayerNormIn<'_, [T]>,
     eps: T,
     y: &mut [T],
-    mean: &mut [T],
-    rstd: &mut [T],
+    stats: LayerNormStats<&mut [T]>,
 ) {
     crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
-    assert!(x.len() == rows * n && y.len() == x.len() && mean.len() == rows && rstd.len() == rows);
+    check(ln, y.len(), (stats.mean.len(), stats.rstd.len()), [None; 3]);
+    let LayerNormIn { x, rows, n, w, b } = ln;
+    let LayerNormStats { mean, rstd } = stats;
     if let (true, Some(xf), Some(yf), Some(wf), Some(bf)) = (
         simd_path::<T>(Family::LayerNorm, n > 0 && w.is_some() && b.is_some()),
         as_f32(x),
@@ -44,22 +129,18 @@ pub fn layer_norm_forward<T: Float>(
         });
         return;
     }
-    layer_norm_forward_reference(x, rows, n, w, b, eps, y, mean, rstd);
+    layer_norm_forward_reference(ln, eps, y, LayerNormStats { mean, rstd });
 }
 
 /// The scalar reference of [`layer_norm_forward`].
-#[allow(clippy::too_many_arguments)]
 pub fn layer_norm_forward_reference<T: Float>(
-    x: &[T],
-    rows: usize,
-    n: usize,
-    w: Option<&[T]>,
-    b: Option<&[T]>,
+    ln: LayerNormIn<'_, [T]>,
     eps: T,
     y: &mut [T],
-    mean: &mut [T],
-    rstd: &mut [T],
+    stats: LayerNormStats<&mut [T]>,
 ) {
+    check(ln, y.len(), (stats.mean.len(), stats.rstd.len()), [None; 3]);
+    let (LayerNormIn { x, rows, n, w, b }, LayerNormStats { mean, rstd }) = (ln, stats);
     let nf = T::from_f64(n as f64);
     for r in 0..rows {
         let xr = &x[r * n..(r + 1) * n];
@@ -81,25 +162,19 @@ pub fn layer_norm_forward_reference<T: Float>(
 /// ĝ = g·w (w = 1 when absent), since ∂x̂ᵢ/∂xⱼ = rstd·(δᵢⱼ − 1/n − x̂ᵢx̂ⱼ/n):
 ///   dx += rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ·x̂)),  dw += Σ_rows g·x̂,  db += Σ_rows g.
 ///
-/// f32 takes the vector kernel, rows split between threads; each thread sums its
-/// rows' dw and db into its own buffer and the buffers are added in order after.
-#[allow(clippy::too_many_arguments)]
+/// `g (rows, n)` is dL/dy; `ln.b` is not read. f32 takes the vector kernel, rows split
+/// between threads; each thread sums its rows' dw and db into its own buffer and the
+/// buffers are added in order after.
 pub fn layer_norm_backward<T: Float>(
-    x: &[T],
+    ln: LayerNormIn<'_, [T]>,
+    stats: LayerNormStats<&[T]>,
     g: &[T],
-    rows: usize,
-    n: usize,
-    w: Option<&[T]>,
-    mean: &[T],
-    rstd: &[T],
-    dx: Option<&mut [T]>,
-    dw: Option<&mut [T]>,
-    db: Option<&mut [T]>,
+    grads: LayerNormGrads<'_, [T]>,
 ) {
     crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
-    assert!(x.len() == rows * n && g.len() == x.len() && mean.len() == rows && rstd.len() == rows);
-    assert!(w.is_none_or(|w| w.len() == n) && dx.as_ref().is_none_or(|d| d.len() == x.len()));
-    assert!(dw.as_ref().is_none_or(|d| d.len() == n) && db.as_ref().is_none_or(|d| d.len() == n));
+    check(ln, g.len(), (stats.mean.len(), stats.rstd.len()), grads.lens());
+    let LayerNormIn { x, rows, n, w, .. } = ln;
+    let (LayerNormStats { mean, rstd }, LayerNormGrads { dx, dw, db }) = (stats, grads);
     if let (true, Some(xf), Some(gf), Some(mf), Some(rf)) = (
         simd_path::<T>(Family::LayerNorm, n > 0 && rows > 0),
         as_f32(x),
@@ -129,7 +204,7 @@ pub fn layer_norm_backward<T: Float>(
                 // SAFETY: rows are disjoint between parts.
                 let dxr = dxf.as_ref().map(|d| unsafe { d.range(row.clone()) });
                 // SAFETY: AVX2 and FMA are present (checked above).
-                unsafe { fast::backward_row(&xf[row.clone()], &gf[row], wf, mf[r], rf[r], pdw, pdb, dxr) };
+                unsafe { fast::backward_row(&xf[row.clone()], &gf[row], wf, (mf[r], rf[r]), pdw, pdb, dxr) };
             }
         });
         for (k, out) in [dw, db].into_iter().enumerate() {
@@ -141,23 +216,19 @@ pub fn layer_norm_backward<T: Float>(
         }
         return;
     }
-    layer_norm_backward_reference(x, g, rows, n, w, mean, rstd, dx, dw, db);
+    layer_norm_backward_reference(ln, LayerNormStats { mean, rstd }, g, LayerNormGrads { dx, dw, db });
 }
 
 /// The scalar reference of [`layer_norm_backward`].
-#[allow(clippy::too_many_arguments)]
 pub fn layer_norm_backward_reference<T: Float>(
-    x: &[T],
+    ln: LayerNormIn<'_, [T]>,
+    stats: LayerNormStats<&[T]>,
     g: &[T],
-    rows: usize,
-    n: usize,
-    w: Option<&[T]>,
-    mean: &[T],
-    rstd: &[T],
-    mut dx: Option<&mut [T]>,
-    mut dw: Option<&mut [T]>,
-    mut db: Option<&mut [T]>,
+    grads: LayerNormGrads<'_, [T]>,
 ) {
+    check(ln, g.len(), (stats.mean.len(), stats.rstd.len()), grads.lens());
+    let (LayerNormIn { x, rows, n, w, .. }, LayerNormStats { mean, rstd }) = (ln, stats);
+    let LayerNormGrads { mut dx, mut dw, mut db } = grads;
     let nf = T::from_f64(n as f64);
     for r in 0..rows {
         let (xr, gr) = (&x[r * n..(r + 1) * n], &g[r * n..(r + 1) * n]);
@@ -243,14 +314,12 @@ mod fast {
     /// One row of the backward: pdw += g·x̂, pdb += g, and (when asked)
     /// dx += rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)). Two passes; the second reads the
     /// row again from L1.
-    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn backward_row(
         x: &[f32],
         g: &[f32],
         w: &[f32],
-        mu: f32,
-        rs: f32,
+        (mu, rs): (f32, f32),
         pdw: &mut [f32],
         pdb: &mut [f32],
         dx: Option<&mut [f32]>,
@@ -299,13 +368,11 @@ mod fast {
     pub(super) unsafe fn forward_row(_: &[f32], _: &[f32], _: &[f32], _: f32, _: &mut [f32]) -> (f32, f32) {
         unreachable!("simd_available() is false off x86_64")
     }
-    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn backward_row(
         _: &[f32],
         _: &[f32],
         _: &[f32],
-        _: f32,
-        _: f32,
+        _: (f32, f32),
         _: &mut [f32],
         _: &mut [f32],
         _: Option<&mut [f32]>,
@@ -333,51 +400,43 @@ mod tests {
             let g: Vec<f32> = (0..rows * n).map(|_| rng.random_range(-1.0..1.0)).collect();
             let w: Vec<f32> = (0..n).map(|_| rng.random_range(0.5..1.5)).collect();
             let (mut y, mut m, mut r) = (vec![0f32; rows * n], vec![0f32; rows], vec![0f32; rows]);
-            layer_norm_forward(&x, rows, n, Some(&w), None, 1e-5, &mut y, &mut m, &mut r);
+            let ln = LayerNormIn { x: &x[..], rows, n, w: Some(&w[..]), b: None };
+            layer_norm_forward(ln, 1e-5, &mut y, LayerNormStats { mean: &mut m, rstd: &mut r });
+            let (x64, g64, m64, r64) = (up(&x), up(&g), up(&m), up(&r));
             for (affine, mask) in [(true, 7u8), (false, 7), (true, 1), (true, 6), (false, 2)] {
                 let wopt = affine.then_some(&w[..]);
                 let start: Vec<f32> = (0..rows * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+                // the gradients `mask` asks for (bit 0 dx, 1 dw, 2 db)
+                fn grads<'a, T>(
+                    mask: u8,
+                    dx: &'a mut [T],
+                    dw: &'a mut [T],
+                    db: &'a mut [T],
+                ) -> LayerNormGrads<'a, [T]> {
+                    LayerNormGrads {
+                        dx: (mask & 1 != 0).then_some(dx),
+                        dw: (mask & 2 != 0).then_some(dw),
+                        db: (mask & 4 != 0).then_some(db),
+                    }
+                }
                 let (mut dx, mut dw, mut db) = (start.clone(), vec![0.5f32; n], vec![-0.25f32; n]);
-                layer_norm_backward(
-                    &x,
-                    &g,
-                    rows,
-                    n,
-                    wopt,
-                    &m,
-                    &r,
-                    (mask & 1 != 0).then_some(&mut dx[..]),
-                    (mask & 2 != 0).then_some(&mut dw[..]),
-                    (mask & 4 != 0).then_some(&mut db[..]),
-                );
+                let ln = LayerNormIn { x: &x[..], rows, n, w: wopt, b: None };
+                let stats = LayerNormStats { mean: &m[..], rstd: &r[..] };
+                layer_norm_backward(ln, stats, &g, grads(mask, &mut dx, &mut dw, &mut db));
                 let (mut dx64, mut dw64, mut db64) = (up(&start), vec![0.5f64; n], vec![-0.25f64; n]);
                 let w64 = up(&w);
+                let ln64 = LayerNormIn { x: &x64[..], rows, n, w: affine.then_some(&w64[..]), b: None };
+                let stats64 = LayerNormStats { mean: &m64[..], rstd: &r64[..] };
                 layer_norm_backward_reference(
-                    &up(&x),
-                    &up(&g),
-                    rows,
-                    n,
-                    affine.then_some(&w64[..]),
-                    &up(&m),
-                    &up(&r),
-                    (mask & 1 != 0).then_some(&mut dx64[..]),
-                    (mask & 2 != 0).then_some(&mut dw64[..]),
-                    (mask & 4 != 0).then_some(&mut db64[..]),
+                    ln64,
+                    stats64,
+                    &g64,
+                    grads(mask, &mut dx64, &mut dw64, &mut db64),
                 );
                 // the f64 entry point takes the reference path: identical results
                 let (mut dx2, mut dw2, mut db2) = (up(&start), vec![0.5f64; n], vec![-0.25f64; n]);
-                layer_norm_backward(
-                    &up(&x),
-                    &up(&g),
-                    rows,
-                    n,
-                    affine.then_some(&w64[..]),
-                    &up(&m),
-                    &up(&r),
-                    (mask & 1 != 0).then_some(&mut dx2[..]),
-                    (mask & 2 != 0).then_some(&mut dw2[..]),
-                    (mask & 4 != 0).then_some(&mut db2[..]),
-                );
+                let stats64 = LayerNormStats { mean: &m64[..], rstd: &r64[..] };
+                layer_norm_backward(ln64, stats64, &g64, grads(mask, &mut dx2, &mut dw2, &mut db2));
                 assert!(dx2 == dx64 && dw2 == dw64 && db2 == db64, "f64 path n={n}");
                 let close = |a: f32, b: f64, scale: f64| (a as f64 - b).abs() <= 2e-5 * (scale + b.abs());
                 for i in 0..rows * n {
@@ -403,18 +462,16 @@ mod tests {
             let b: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
             let up = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
             let (mut y, mut m, mut r) = (vec![0f32; rows * n], vec![0f32; rows], vec![0f32; rows]);
-            layer_norm_forward(&x, rows, n, Some(&w), Some(&b), 1e-5, &mut y, &mut m, &mut r);
+            let ln = LayerNormIn { x: &x[..], rows, n, w: Some(&w[..]), b: Some(&b[..]) };
+            layer_norm_forward(ln, 1e-5, &mut y, LayerNormStats { mean: &mut m, rstd: &mut r });
             let (mut y64, mut m64, mut r64) = (vec![0f64; rows * n], vec![0f64; rows], vec![0f64; rows]);
+            let (x64, w64, b64) = (up(&x), up(&w), up(&b));
+            let ln64 = LayerNormIn { x: &x64[..], rows, n, w: Some(&w64[..]), b: Some(&b64[..]) };
             layer_norm_forward_reference(
-                &up(&x),
-                rows,
-                n,
-                Some(&up(&w)),
-                Some(&up(&b)),
+                ln64,
                 1e-5,
                 &mut y64,
-                &mut m64,
-                &mut r64,
+                LayerNormStats { mean: &mut m64, rstd: &mut r64 },
             );
             for i in 0..rows * n {
                 assert!((y[i] as f64 - y64[i]).abs() <= 1e-5 * (1.0 + y64[i].abs()), "n={n} i={i}");

@@ -199,7 +199,6 @@ pub fn softmax_forward_reference<T: Float>(
 ///
 /// Rows along the last dim (`inner == 1`) of f32 take the vector kernel, split
 /// between threads.
-#[allow(clippy::too_many_arguments)]
 pub fn softmax_backward<T: Float>(
     y: &[T],
     g: &[T],
@@ -229,7 +228,6 @@ pub fn softmax_backward<T: Float>(
 }
 
 /// The scalar reference of [`softmax_backward`].
-#[allow(clippy::too_many_arguments)]
 pub fn softmax_backward_reference<T: Float>(
     y: &[T],
     g: &[T],

@@ -108,22 +108,24 @@ pub fn adam_reference<T: Float>(theta: &mut [T], g: &[T], m: &mut [T], v: &mut [
     }
 }
 
+/// SGD's hyperparameters for one step (PyTorch's `torch.optim.SGD`).
+#[derive(Clone, Copy, Debug)]
+pub struct SgdStep {
+    pub lr: f64,
+    pub momentum: f64,
+    pub dampening: f64,
+    pub weight_decay: f64,
+    pub nesterov: bool,
+    /// The first step with momentum: the velocity starts as the gradient.
+    pub first_step: bool,
+}
+
 /// One SGD step (PyTorch's definition), with velocity buffer `buf` when momentum > 0:
 ///   g ← g + λθ;  b ← μb + (1 − dampening)g (b ← g on the first step);
 ///   d = g + μb (Nesterov) or b;  θ ← θ − η·d.
-#[allow(clippy::too_many_arguments)]
-pub fn sgd_update<T: Float>(
-    theta: &mut [T],
-    g: &[T],
-    buf: Option<&mut [T]>,
-    lr: f64,
-    momentum: f64,
-    dampening: f64,
-    weight_decay: f64,
-    nesterov: bool,
-    first_step: bool,
-) {
+pub fn sgd_update<T: Float>(theta: &mut [T], g: &[T], buf: Option<&mut [T]>, s: SgdStep) {
     crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
+    let SgdStep { lr, momentum, dampening, weight_decay, nesterov, first_step } = s;
     let (lr, mu, damp, wd) =
         (T::from_f64(lr), T::from_f64(momentum), T::from_f64(dampening), T::from_f64(weight_decay));
     match buf {

@@ -117,45 +117,24 @@ fn check_layernorm(rng: &mut StdRng) {
     let (x, g) = (rand_vec(rng, rows * n, 3.0), rand_vec(rng, rows * n, 1.0));
     let (w, b) = (rand_vec(rng, n, 2.0), rand_vec(rng, n, 1.0));
     let (mut y, mut mean, mut rstd) = (vec![0f32; rows * n], vec![0f32; rows], vec![0f32; rows]);
-    ln::layer_norm_forward(&x, rows, n, Some(&w), Some(&b), 1e-5, &mut y, &mut mean, &mut rstd);
+    let norm = ln::LayerNormIn { x: &x[..], rows, n, w: Some(&w[..]), b: Some(&b[..]) };
+    ln::layer_norm_forward(norm, 1e-5, &mut y, ln::LayerNormStats { mean: &mut mean, rstd: &mut rstd });
     let (mut dx, mut dw, mut db) = (vec![0f32; rows * n], vec![0f32; n], vec![0f32; n]);
-    ln::layer_norm_backward(
-        &x,
-        &g,
-        rows,
-        n,
-        Some(&w),
-        &mean,
-        &rstd,
-        Some(&mut dx),
-        Some(&mut dw),
-        Some(&mut db),
-    );
-    let (x64, w64, g64) = (widen(&x), widen(&w), widen(&g));
+    let grads = ln::LayerNormGrads { dx: Some(&mut dx[..]), dw: Some(&mut dw[..]), db: Some(&mut db[..]) };
+    ln::layer_norm_backward(norm, ln::LayerNormStats { mean: &mean[..], rstd: &rstd[..] }, &g, grads);
+    let (x64, w64, b64, g64) = (widen(&x), widen(&w), widen(&b), widen(&g));
     let (mut y64, mut m64, mut r64) = (vec![0f64; rows * n], vec![0f64; rows], vec![0f64; rows]);
-    ln::layer_norm_forward_reference(
-        &x64,
-        rows,
-        n,
-        Some(&w64),
-        Some(&widen(&b)),
-        1e-5,
-        &mut y64,
-        &mut m64,
-        &mut r64,
-    );
+    let norm64 = ln::LayerNormIn { x: &x64[..], rows, n, w: Some(&w64[..]), b: Some(&b64[..]) };
+    let stats64 = ln::LayerNormStats { mean: &mut m64[..], rstd: &mut r64[..] };
+    ln::layer_norm_forward_reference(norm64, 1e-5, &mut y64, stats64);
     let (mut dx64, mut dw64, mut db64) = (vec![0f64; rows * n], vec![0f64; n], vec![0f64; n]);
+    let grads64 =
+        ln::LayerNormGrads { dx: Some(&mut dx64[..]), dw: Some(&mut dw64[..]), db: Some(&mut db64[..]) };
     ln::layer_norm_backward_reference(
-        &x64,
+        norm64,
+        ln::LayerNormStats { mean: &m64[..], rstd: &r64[..] },
         &g64,
-        rows,
-        n,
-        Some(&w64),
-        &m64,
-        &r64,
-        Some(&mut dx64),
-        Some(&mut dw64),
-        Some(&mut db64),
+        grads64,
     );
     close("layer norm y", &y, &y64, VEC_TOL);
     close("layer norm dx", &dx, &dx64, VEC_TOL);
@@ -226,25 +205,24 @@ fn check_attention(rng: &mut StdRng) {
     let mask: Vec<f32> = (0..s.batch * s.seq).map(|i| if i % s.seq >= 25 { -1e30 } else { 0.0 }).collect();
     let dropout = Some(DropoutMask { p: 0.2, seed: 3 });
     let (mut o, mut p) = (vec![0f32; n], vec![0f32; s.probs_numel()]);
-    att::attention_forward(s, &q, &k, &v, Some(&mask), dropout, &mut o, Some(&mut p));
+    let qkv = att::Qkv { q: &q[..], k: &k[..], v: &v[..] };
+    att::attention_forward(s, qkv, Some(&mask), dropout, &mut o, Some(&mut p));
     let (mut dq, mut dk, mut dv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
-    att::attention_backward(s, &q, &k, &v, &p, dropout, &g, &mut dq, &mut dk, &mut dv);
-    let (q64, k64, v64) = (widen(&q), widen(&k), widen(&v));
-    let mut o64 = vec![0f64; n];
-    let p64 = att::attention_forward_reference(s, &q64, &k64, &v64, Some(&widen(&mask)), dropout, &mut o64);
-    let (mut dq64, mut dk64, mut dv64) = (vec![0f64; n], vec![0f64; n], vec![0f64; n]);
-    att::attention_backward_reference(
+    att::attention_backward(
         s,
-        &q64,
-        &k64,
-        &v64,
-        &p64,
+        qkv,
+        &p,
         dropout,
-        &widen(&g),
-        &mut dq64,
-        &mut dk64,
-        &mut dv64,
+        &g,
+        att::Qkv { q: &mut dq[..], k: &mut dk[..], v: &mut dv[..] },
     );
+    let (q64, k64, v64) = (widen(&q), widen(&k), widen(&v));
+    let qkv64 = att::Qkv { q: &q64[..], k: &k64[..], v: &v64[..] };
+    let mut o64 = vec![0f64; n];
+    let p64 = att::attention_forward_reference(s, qkv64, Some(&widen(&mask)), dropout, &mut o64);
+    let (mut dq64, mut dk64, mut dv64) = (vec![0f64; n], vec![0f64; n], vec![0f64; n]);
+    let grads64 = att::Qkv { q: &mut dq64[..], k: &mut dk64[..], v: &mut dv64[..] };
+    att::attention_backward_reference(s, qkv64, &p64, dropout, &widen(&g), grads64);
     close("attention o", &o, &o64, VEC_TOL);
     close("attention P", &p, &p64, VEC_TOL);
     close("attention dq", &dq, &dq64, VEC_TOL);
@@ -252,9 +230,9 @@ fn check_attention(rng: &mut StdRng) {
     close("attention dv", &dv, &dv64, VEC_TOL);
     // evaluation: no P kept, no dropout (the transposed-scores path)
     let mut o_eval = vec![0f32; n];
-    att::attention_forward(s, &q, &k, &v, Some(&mask), None, &mut o_eval, None);
+    att::attention_forward(s, qkv, Some(&mask), None, &mut o_eval, None);
     let mut o64_eval = vec![0f64; n];
-    att::attention_forward_reference(s, &q64, &k64, &v64, Some(&widen(&mask)), None, &mut o64_eval);
+    att::attention_forward_reference(s, qkv64, Some(&widen(&mask)), None, &mut o64_eval);
     close("attention o (eval)", &o_eval, &o64_eval, VEC_TOL);
 }
 

@@ -9,10 +9,11 @@ use super::{Backend, Gemm, LstmLayer, LstmSaved, SgdStep, Slab, Targets};
 use crate::alloc::HostBuffer;
 use crate::storage::{CpuStorage, Device};
 use tapegrad_kernels as k;
-use tapegrad_kernels::attention::{AttentionShape, DropoutMask};
+use tapegrad_kernels::attention::{AttentionShape, DropoutMask, Qkv};
 use tapegrad_kernels::broadcast::Binary;
 use tapegrad_kernels::elementwise::Unary;
 use tapegrad_kernels::gpu::GpuError;
+use tapegrad_kernels::layernorm::{LayerNormGrads, LayerNormIn, LayerNormStats};
 use tapegrad_kernels::update::AdamStep;
 use tapegrad_kernels::Float;
 
@@ -151,24 +152,25 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         eps: f64,
     ) -> (Self, Self, Self) {
         let (mut y, mut mean, mut rstd) = (overwritten(self.len()), overwritten(rows), overwritten(rows));
-        k::layernorm::layer_norm_forward(
-            self.as_slice(),
+        let ln = LayerNormIn {
+            x: self.as_slice(),
             rows,
             n,
-            w.map(|w| w.as_slice()),
-            b.map(|b| b.as_slice()),
+            w: w.map(|w| w.as_slice()),
+            b: b.map(|b| b.as_slice()),
+        };
+        k::layernorm::layer_norm_forward(
+            ln,
             T::from_f64(eps),
             &mut y,
-            &mut mean,
-            &mut rstd,
+            LayerNormStats { mean: &mut mean, rstd: &mut rstd },
         );
         (own(y), own(mean), own(rstd))
     }
     fn layer_norm_backward(
         &self,
         g: &Self,
-        rows: usize,
-        n: usize,
+        (rows, n): (usize, usize),
         w: Option<&Self>,
         (mean, rstd): (&Self, &Self),
         want: [bool; 3],
@@ -176,18 +178,10 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         let mut dx = want[0].then(|| zeroed(self.len()));
         let mut dw = want[1].then(|| zeroed(n));
         let mut db = want[2].then(|| zeroed(n));
-        k::layernorm::layer_norm_backward(
-            self.as_slice(),
-            g.as_slice(),
-            rows,
-            n,
-            w.map(|w| w.as_slice()),
-            mean.as_slice(),
-            rstd.as_slice(),
-            dx.as_deref_mut(),
-            dw.as_deref_mut(),
-            db.as_deref_mut(),
-        );
+        let ln = LayerNormIn { x: self.as_slice(), rows, n, w: w.map(|w| w.as_slice()), b: None };
+        let stats = LayerNormStats { mean: mean.as_slice(), rstd: rstd.as_slice() };
+        let grads = LayerNormGrads { dx: dx.as_deref_mut(), dw: dw.as_deref_mut(), db: db.as_deref_mut() };
+        k::layernorm::layer_norm_backward(ln, stats, g.as_slice(), grads);
         [dx.map(own), dw.map(own), db.map(own)]
     }
 
@@ -281,9 +275,7 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         let mut probs = keep_probs.then(|| probs_buf(s.probs_numel()));
         k::attention::attention_forward(
             s,
-            self.as_slice(),
-            kk.as_slice(),
-            v.as_slice(),
+            Qkv { q: self.as_slice(), k: kk.as_slice(), v: v.as_slice() },
             mask.map(|m| m.as_slice()),
             dropout,
             &mut o,
@@ -304,15 +296,11 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         let (mut dq, mut dk, mut dv) = (overwritten(n), overwritten(n), overwritten(n));
         k::attention::attention_backward(
             s,
-            self.as_slice(),
-            kk.as_slice(),
-            v.as_slice(),
+            Qkv { q: self.as_slice(), k: kk.as_slice(), v: v.as_slice() },
             probs.as_slice(),
             dropout,
             g.as_slice(),
-            &mut dq,
-            &mut dk,
-            &mut dv,
+            Qkv { q: &mut dq, k: &mut dk, v: &mut dv },
         );
         [own(dq), own(dk), own(dv)]
     }
@@ -423,17 +411,7 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         k::update::adam_update(self.as_mut_slice(), g.as_slice(), m.as_mut_slice(), v.as_mut_slice(), s);
     }
     fn sgd_update(&mut self, g: &Self, buf: Option<&mut Self>, s: SgdStep) {
-        k::update::sgd_update(
-            self.as_mut_slice(),
-            g.as_slice(),
-            buf.map(|b| b.as_mut_slice()),
-            s.lr,
-            s.momentum,
-            s.dampening,
-            s.weight_decay,
-            s.nesterov,
-            s.first_step,
-        );
+        k::update::sgd_update(self.as_mut_slice(), g.as_slice(), buf.map(|b| b.as_mut_slice()), s);
     }
     fn grad_norm(grads: &[&Self]) -> CpuStorage<f64> {
         let slices: Vec<&[T]> = grads.iter().map(|g| g.as_slice()).collect();

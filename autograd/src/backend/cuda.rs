@@ -11,9 +11,11 @@
 use super::{Backend, Gemm, LstmLayer, LstmSaved, SgdStep, Slab, Targets};
 use crate::storage::Device;
 use std::sync::Arc;
-use tapegrad_kernels::attention::{AttentionShape, DropoutMask};
+use tapegrad_kernels::attention::{AttentionShape, DropoutMask, Qkv};
 use tapegrad_kernels::broadcast::Binary;
 use tapegrad_kernels::elementwise::Unary;
+use tapegrad_kernels::gpu::gemm::{GpuMat, GpuMatMut};
+use tapegrad_kernels::gpu::layernorm::{LayerNormGrads, LayerNormIn, LayerNormStats};
 use tapegrad_kernels::gpu::lstm::{BackwardDir, ForwardDir};
 use tapegrad_kernels::gpu::{self, DeviceRepr, GpuBuffer, GpuContext, GpuError};
 use tapegrad_kernels::update::AdamStep;
@@ -203,22 +205,10 @@ impl<T: Float> Backend<T> for CudaStorage<T> {
         // `precision::check_device` refuses bf16 off the CPU before any work
         assert!(!p.bf16, "gemm: bf16 products run on the CPU only (device {:?})", self.device());
         c.in_place(|cb| {
-            gpu::gemm::gemm(gpu::gemm::Gemm {
-                batch: p.batch,
-                m: p.m,
-                n: p.n,
-                k: p.k,
-                a: self.get()?,
-                a_offset: p.a_offset,
-                sa: p.sa,
-                b: b.get()?,
-                b_offset: p.b_offset,
-                sb: p.sb,
-                beta: T::from_f64(p.beta),
-                c: cb,
-                c_offset: p.c_offset,
-                sc: p.sc,
-            })
+            let d = gpu::gemm::Dims::new(p.m, p.n, p.k).batched(p.batch);
+            let a = GpuMat::new(self.get()?, p.sa).at(p.a_offset);
+            let b = GpuMat::new(b.get()?, p.sb).at(p.b_offset);
+            gpu::gemm::gemm(d, a, b, T::from_f64(p.beta), GpuMatMut::new(cb, p.sc).at(p.c_offset))
         });
     }
     fn permute(&self, shape: &[usize], perm: &[usize]) -> Self {
@@ -278,34 +268,24 @@ impl<T: Float> Backend<T> for CudaStorage<T> {
     ) -> (Self, Self, Self) {
         let [y, mean, rstd] = self.outs([self.len, rows, rows], false, |[y, mean, rstd]| {
             let (w, b) = (w.map(|w| w.get()).transpose()?, b.map(|b| b.get()).transpose()?);
-            gpu::layernorm::layer_norm_forward(self.get()?, rows, n, w, b, T::from_f64(eps), y, mean, rstd)
+            let ln = LayerNormIn { x: self.get()?, rows, n, w, b };
+            gpu::layernorm::layer_norm_forward(ln, T::from_f64(eps), y, LayerNormStats { mean, rstd })
         });
         (y, mean, rstd)
     }
     fn layer_norm_backward(
         &self,
         g: &Self,
-        rows: usize,
-        n: usize,
+        (rows, n): (usize, usize),
         w: Option<&Self>,
         (mean, rstd): (&Self, &Self),
         want: [bool; 3],
     ) -> [Option<Self>; 3] {
         let [dx, dw, db] = self.outs([self.len, n, n], true, |[dx, dw, db]| {
-            let w = w.map(|w| w.get()).transpose()?;
+            let ln = LayerNormIn { x: self.get()?, rows, n, w: w.map(|w| w.get()).transpose()?, b: None };
+            let stats = LayerNormStats { mean: mean.get()?, rstd: rstd.get()? };
             let [dx, dw, db] = [(want[0], dx), (want[1], dw), (want[2], db)].map(|(on, b)| on.then_some(b));
-            gpu::layernorm::layer_norm_backward(
-                self.get()?,
-                g.get()?,
-                rows,
-                n,
-                w,
-                mean.get()?,
-                rstd.get()?,
-                dx,
-                dw,
-                db,
-            )
+            gpu::layernorm::layer_norm_backward(ln, stats, g.get()?, LayerNormGrads { dx, dw, db })
         });
         let mut r = [Some(dx), Some(dw), Some(db)];
         for (slot, on) in r.iter_mut().zip(want) {
@@ -425,7 +405,8 @@ impl<T: Float> Backend<T> for CudaStorage<T> {
                 })
             });
             let p = p.transpose()?;
-            gpu::attention::attention_forward(s, self.get()?, k.get()?, v.get()?, mask, dropout, o, p)
+            let qkv = Qkv { q: self.get()?, k: k.get()?, v: v.get()? };
+            gpu::attention::attention_forward(s, qkv, mask, dropout, o, p)
         });
         (o, probs)
     }
@@ -440,8 +421,15 @@ impl<T: Float> Backend<T> for CudaStorage<T> {
     ) -> [Self; 3] {
         let n = s.numel();
         self.outs([n, n, n], false, |[dq, dk, dv]| {
-            let (q, kk, vv, p, g) = (self.get()?, k.get()?, v.get()?, probs.get()?, g.get()?);
-            gpu::attention::attention_backward(s, q, kk, vv, p, dropout, g, dq, dk, dv)
+            let qkv = Qkv { q: self.get()?, k: k.get()?, v: v.get()? };
+            gpu::attention::attention_backward(
+                s,
+                qkv,
+                probs.get()?,
+                dropout,
+                g.get()?,
+                Qkv { q: dq, k: dk, v: dv },
+            )
         })
     }
     fn lstm_cell(&self, c_prev: &Self, hh: usize) -> (Self, Self, Self) {
@@ -564,20 +552,7 @@ impl<T: Float> Backend<T> for CudaStorage<T> {
     }
     fn sgd_update(&mut self, g: &Self, buf: Option<&mut Self>, s: SgdStep) {
         let buf = buf.and_then(|b| b.buf.as_mut());
-        self.in_place(|theta| {
-            let SgdStep { lr, momentum, dampening, weight_decay, nesterov, first_step } = s;
-            gpu::update::sgd_update(
-                theta,
-                g.get()?,
-                buf,
-                lr,
-                momentum,
-                dampening,
-                weight_decay,
-                nesterov,
-                first_step,
-            )
-        });
+        self.in_place(|theta| gpu::update::sgd_update(theta, g.get()?, buf, s));
     }
     fn grad_norm(grads: &[&Self]) -> CudaStorage<f64> {
         let first = grads[0];

@@ -210,8 +210,7 @@ impl<T: Float> Backend<T> for Storage<T> {
     fn layer_norm_backward(
         &self,
         g: &Self,
-        rows: usize,
-        n: usize,
+        rows_n: (usize, usize),
         w: Option<&Self>,
         (mean, rstd): (&Self, &Self),
         want: [bool; 3],
@@ -220,7 +219,7 @@ impl<T: Float> Backend<T> for Storage<T> {
         let op = "layer_norm";
         each!(self, s => {
             let saved = (same(op, d, mean), same(op, d, rstd));
-            s.layer_norm_backward(same(op, d, g), rows, n, same_opt(op, d, w), saved, want)
+            s.layer_norm_backward(same(op, d, g), rows_n, same_opt(op, d, w), saved, want)
                 .map(|x| x.map(Variant::wrap))
         })
     }

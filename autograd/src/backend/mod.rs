@@ -30,6 +30,7 @@ use tapegrad_kernels::elementwise::Unary;
 use tapegrad_kernels::gemm::Strides;
 use tapegrad_kernels::gpu::GpuError;
 use tapegrad_kernels::update::AdamStep;
+pub use tapegrad_kernels::update::SgdStep;
 use tapegrad_kernels::Float;
 
 use crate::storage::Device;
@@ -101,17 +102,6 @@ pub struct Targets<'a> {
     pub ignore_index: Option<usize>,
     /// Rows not ignored: the N of the mean (known on the host from the targets).
     pub count: usize,
-}
-
-/// One SGD step's hyperparameters (PyTorch's definition; see `kernels::update`).
-#[derive(Clone, Copy, Debug)]
-pub struct SgdStep {
-    pub lr: f64,
-    pub momentum: f64,
-    pub dampening: f64,
-    pub weight_decay: f64,
-    pub nesterov: bool,
-    pub first_step: bool,
 }
 
 /// What a packed LSTM layer keeps per direction for its backward: the activated gates
@@ -212,13 +202,11 @@ pub trait Backend<T: Float>: Sized {
         b: Option<&Self>,
         eps: f64,
     ) -> (Self, Self, Self);
-    /// self = x; (dx, dw, db), each computed when `want` asks.
-    #[allow(clippy::too_many_arguments)]
+    /// self = x `[rows, n]`; (dx, dw, db), each computed when `want` asks.
     fn layer_norm_backward(
         &self,
         g: &Self,
-        rows: usize,
-        n: usize,
+        rows_n: (usize, usize),
         w: Option<&Self>,
         saved: (&Self, &Self),
         want: [bool; 3],
@@ -261,7 +249,6 @@ pub trait Backend<T: Float>: Sized {
         keep_probs: bool,
     ) -> (Self, Option<Self>);
     /// self = q; (dq, dk, dv).
-    #[allow(clippy::too_many_arguments)]
     fn attention_backward(
         &self,
         k: &Self,

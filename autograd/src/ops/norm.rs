@@ -30,8 +30,13 @@ impl<T: Float> Tensor<T> {
             let needs = |t: &Option<Tensor<T>>| t.as_ref().is_some_and(|t| t.tracks_grad());
             let want = [x.tracks_grad(), needs(&w), needs(&b)];
             let ws = wv.as_ref().map(|w| w.storage());
-            let [dx, dw, db] =
-                xv.storage().layer_norm_backward(&g.storage(), rows, n, ws.as_deref(), (&mean, &rstd), want);
+            let [dx, dw, db] = xv.storage().layer_norm_backward(
+                &g.storage(),
+                (rows, n),
+                ws.as_deref(),
+                (&mean, &rstd),
+                want,
+            );
             if let Some(dx) = dx {
                 x.accumulate_grad(|| Tensor::from_storage(dx, x.shape()));
             }

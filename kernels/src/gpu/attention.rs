@@ -8,8 +8,9 @@
 //! it), and the row kernels of `attention.cu` turn it into P (and P' = P ⊙ M under
 //! dropout, M redrawn from the CPU's ChaCha8 streams, `chacha.cuh`).
 
-use super::gemm::{gemm, Gemm};
+use super::gemm::{gemm, Dims, GpuMat, GpuMatMut};
 use super::{count, launch, pick, scalar, GpuBuffer, GpuError, Kernel, KernelArg};
+pub use crate::attention::Qkv;
 use crate::attention::{AttentionShape, DropoutMask};
 use crate::gemm::Strides;
 use crate::Float;
@@ -48,6 +49,14 @@ struct Operand<'a, T: Float> {
     layout: Layout,
 }
 
+impl<'a, T: Float> Operand<'a, T> {
+    /// Batch item b's heads (or pairs) as one batched operand.
+    fn item(&self, s: AttentionShape, b: usize) -> GpuMat<'a, T> {
+        let (offset, strides) = self.layout.place(s, b);
+        GpuMat::new(self.buf, strides).at(offset)
+    }
+}
+
 #[derive(Clone, Copy)]
 enum Layout {
     /// A head of `[B, T, nh·d]`, read as (T, d), or as (d, T) when transposed.
@@ -76,28 +85,11 @@ impl Layout {
 impl<T: Float> HeadProduct<'_, T> {
     /// Overwrites C, laid out as `c_layout` (not transposed) in `c`.
     fn run(&self, c: &mut GpuBuffer<T>, c_layout: Layout) -> Result<(), GpuError> {
+        let d = Dims::new(self.m, self.n, self.k).batched(self.s.heads);
         for b in 0..self.s.batch {
-            let (a_offset, sa) = self.a.layout.place(self.s, b);
-            let (b_offset, sb) = self.b.layout.place(self.s, b);
+            let (a, bb) = (self.a.item(self.s, b), self.b.item(self.s, b));
             let (c_offset, sc) = c_layout.place(self.s, b);
-            let (a, bb) = (self.a.buf, self.b.buf);
-            let (batch, m, n, k) = (self.s.heads, self.m, self.n, self.k);
-            gemm(Gemm {
-                batch,
-                m,
-                n,
-                k,
-                a,
-                a_offset,
-                sa,
-                b: bb,
-                b_offset,
-                sb,
-                beta: T::ZERO,
-                c,
-                c_offset,
-                sc,
-            })?;
+            gemm(d, a, bb, T::ZERO, GpuMatMut::new(c, sc).at(c_offset))?;
         }
         Ok(())
     }
@@ -116,12 +108,9 @@ fn check(s: AttentionShape, bufs: &[(&str, usize, usize)]) {
 
 /// o = attention(q, k, v) as in the CPU twin. `probs`, when given, receives P (for a
 /// backward); `key_mask` is (B, T) additive; `dropout` None means none.
-#[allow(clippy::too_many_arguments)]
 pub fn attention_forward<T: Float>(
     s: AttentionShape,
-    q: &GpuBuffer<T>,
-    k: &GpuBuffer<T>,
-    v: &GpuBuffer<T>,
+    Qkv { q, k, v }: Qkv<&GpuBuffer<T>>,
     key_mask: Option<&GpuBuffer<T>>,
     dropout: Option<DropoutMask>,
     o: &mut GpuBuffer<T>,
@@ -196,20 +185,15 @@ pub fn attention_forward<T: Float>(
     pv.run(o, HEAD)
 }
 
-/// dq, dk, dv (overwritten) from do_ = dL/dO, with `probs` the P saved by the forward
-/// and the same `dropout` (p and seed) it used.
-#[allow(clippy::too_many_arguments)]
+/// `grads` = dq, dk, dv (overwritten) from do_ = dL/dO, with `probs` the P saved by the
+/// forward and the same `dropout` (p and seed) it used.
 pub fn attention_backward<T: Float>(
     s: AttentionShape,
-    q: &GpuBuffer<T>,
-    k: &GpuBuffer<T>,
-    v: &GpuBuffer<T>,
+    Qkv { q, k, v }: Qkv<&GpuBuffer<T>>,
     probs: &GpuBuffer<T>,
     dropout: Option<DropoutMask>,
     do_: &GpuBuffer<T>,
-    dq: &mut GpuBuffer<T>,
-    dk: &mut GpuBuffer<T>,
-    dv: &mut GpuBuffer<T>,
+    Qkv { q: dq, k: dk, v: dv }: Qkv<&mut GpuBuffer<T>>,
 ) -> Result<(), GpuError> {
     let (n, t, d) = (s.numel(), s.seq, s.head_dim);
     check(s, &[("q", q.len(), n), ("k", k.len(), n), ("v", v.len(), n), ("dO", do_.len(), n)]);
@@ -275,20 +259,23 @@ pub(crate) mod tests {
             let key_mask = masked.then_some(&mw[..]);
             let (qw, kw, vw) = (wide(&q), wide(&k), wide(&v));
             let mut o = vec![0.0; n];
-            let p = attention_forward_reference(s, &qw, &kw, &vw, key_mask, dropout, &mut o);
+            let qkv = Qkv { q: &qw[..], k: &kw[..], v: &vw[..] };
+            let p = attention_forward_reference(s, qkv, key_mask, dropout, &mut o);
             let (mut dq, mut dk, mut dv) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
-            attention_backward_reference(s, &qw, &kw, &vw, &p, dropout, &wide(&g), &mut dq, &mut dk, &mut dv);
+            let want = Qkv { q: &mut dq[..], k: &mut dk[..], v: &mut dv[..] };
+            attention_backward_reference(s, qkv, &p, dropout, &wide(&g), want);
             let mo = masked.then_some(&mb);
+            let qkv_b = Qkv { q: &qb, k: &kb, v: &vb };
             let (mut ob, mut pb) = (out::<T>(ctx, n), out::<T>(ctx, s.probs_numel()));
-            attention_forward(s, &qb, &kb, &vb, mo, dropout, &mut ob, Some(&mut pb)).unwrap();
+            attention_forward(s, qkv_b, mo, dropout, &mut ob, Some(&mut pb)).unwrap();
             close(&down(&ob), &o, t_fwd, &format!("o {what}"));
             close(&down(&pb), &p, t_fwd, &format!("P {what}"));
             let mut o2 = out::<T>(ctx, n);
-            attention_forward(s, &qb, &kb, &vb, mo, dropout, &mut o2, None).unwrap();
+            attention_forward(s, qkv_b, mo, dropout, &mut o2, None).unwrap();
             assert_eq!(o2.to_host().unwrap(), ob.to_host().unwrap(), "o without saving P: {what}");
             let mut grads: Vec<GpuBuffer<T>> = (0..3).map(|_| out(ctx, n)).collect();
             let [dqb, dkb, dvb] = &mut grads[..] else { unreachable!() };
-            attention_backward(s, &qb, &kb, &vb, &pb, dropout, &gb, dqb, dkb, dvb).unwrap();
+            attention_backward(s, qkv_b, &pb, dropout, &gb, Qkv { q: dqb, k: dkb, v: dvb }).unwrap();
             close(&down(dqb), &dq, t_bwd, &format!("dq {what}"));
             close(&down(dkb), &dk, t_bwd, &format!("dk {what}"));
             close(&down(dvb), &dv, t_bwd, &format!("dv {what}"));

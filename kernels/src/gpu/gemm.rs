@@ -1,87 +1,114 @@
 //! Strided, batched matrix products on the GPU (`kernels/cuda/gemm.cu`); the CPU twin
-//! is `kernels/src/gemm.rs`, whose [`Strides`] describe the operands here too.
+//! is `kernels/src/gemm.rs`, and the operands are described the same way: the sizes as
+//! [`Dims`], each operand as a buffer and its [`Strides`] ([`GpuMat`], [`GpuMatMut`], the
+//! device twins of `MatRef` and `MatMut`), plus the element where it starts in its buffer
+//! (a step's rows of a packed LSTM batch).
 //!
-//! `C_b = beta·C_b + A_b·B_b`: [`gemm_batched`] takes the sizes and [`Strides`] of the
-//! CPU's `gemm::gemm` with device buffers and runs the tiled kernel; [`gemm`] is the same product on operands that start at an
-//! element offset of their buffers (a step's rows of a packed LSTM batch);
-//! [`gemm_batched_naive`] runs the one-thread-per-element reference kernel the tiled
-//! one is tested against.
+//! ```text
+//! C_b (m,n) = beta·C_b + A_b (m,k) · B_b (k,n)     b in 0..batch, C row-major
+//! ```
+//!
+//! [`gemm`] runs the tiled kernel; [`gemm_naive`] the one-thread-per-element reference
+//! kernel the tiled one is tested against.
 
 use super::{count, launch, pick, scalar, GpuBuffer, GpuError, Kernel, KernelArg};
-use crate::gemm::Strides;
+pub use crate::gemm::{Dims, Strides};
 use crate::Float;
 
 pub const ENTRIES: &[&str] = &["gemm_naive_f32", "gemm_naive_f64", "gemm_tiled_f32", "gemm_tiled_f64"];
 
-/// One product's operands: `C (m,n) = beta·C + A (m,k) · B (k,n)` for `batch` items,
-/// each operand starting `*_offset` elements into its buffer.
-pub struct Gemm<'a, T: Float> {
-    pub batch: usize,
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-    pub a: &'a GpuBuffer<T>,
-    pub a_offset: usize,
-    pub sa: Strides,
-    pub b: &'a GpuBuffer<T>,
-    pub b_offset: usize,
-    pub sb: Strides,
-    pub beta: T,
-    pub c: &'a mut GpuBuffer<T>,
-    pub c_offset: usize,
-    pub sc: Strides,
+/// A device operand: `buf[offset + b·s.batch + i·s.row + j·s.col]` is element (i, j) of item b.
+pub struct GpuMat<'a, T: Float> {
+    pub buf: &'a GpuBuffer<T>,
+    pub offset: usize,
+    pub s: Strides,
 }
 
-/// `C_b (m×n, row-major, rows sc.row apart) = beta·C_b + A_b·B_b` for `b in 0..batch`,
-/// the CPU's `gemm::gemm` with device buffers. `beta == 0` overwrites C.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_batched<T: Float>(
-    batch: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &GpuBuffer<T>,
-    sa: Strides,
-    b: &GpuBuffer<T>,
-    sb: Strides,
+impl<T: Float> Clone for GpuMat<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T: Float> Copy for GpuMat<'_, T> {}
+
+impl<'a, T: Float> GpuMat<'a, T> {
+    pub fn new(buf: &'a GpuBuffer<T>, s: Strides) -> Self {
+        GpuMat { buf, offset: 0, s }
+    }
+    /// Row-major, rows `ld` apart.
+    pub fn rows(buf: &'a GpuBuffer<T>, ld: usize) -> Self {
+        Self::new(buf, Strides { batch: 0, row: ld, col: 1 })
+    }
+    /// The transpose of a row-major matrix whose rows are `ld` apart.
+    pub fn cols(buf: &'a GpuBuffer<T>, ld: usize) -> Self {
+        Self::new(buf, Strides { batch: 0, row: 1, col: ld })
+    }
+    /// Starting `offset` elements into the buffer.
+    pub fn at(self, offset: usize) -> Self {
+        GpuMat { offset, ..self }
+    }
+    /// Batch items `stride` elements apart (0: one matrix for every item).
+    pub fn batch_stride(self, stride: usize) -> Self {
+        GpuMat { s: Strides { batch: stride, ..self.s }, ..self }
+    }
+}
+
+/// The written operand C: column stride 1, rows `s.row` apart.
+pub struct GpuMatMut<'a, T: Float> {
+    pub buf: &'a mut GpuBuffer<T>,
+    pub offset: usize,
+    pub s: Strides,
+}
+
+impl<'a, T: Float> GpuMatMut<'a, T> {
+    pub fn new(buf: &'a mut GpuBuffer<T>, s: Strides) -> Self {
+        GpuMatMut { buf, offset: 0, s }
+    }
+    /// Row-major, rows `ld` apart.
+    pub fn rows(buf: &'a mut GpuBuffer<T>, ld: usize) -> Self {
+        Self::new(buf, Strides { batch: 0, row: ld, col: 1 })
+    }
+    /// Starting `offset` elements into the buffer.
+    pub fn at(self, offset: usize) -> Self {
+        GpuMatMut { offset, ..self }
+    }
+    /// Batch items `stride` elements apart.
+    pub fn batch_stride(self, stride: usize) -> Self {
+        GpuMatMut { s: Strides { batch: stride, ..self.s }, ..self }
+    }
+}
+
+/// `C_b = beta·C_b + A_b·B_b` for every batch item (module doc), the tiled kernel; the
+/// CPU's `gemm::gemm` with device operands. `beta == 0` overwrites C.
+pub fn gemm<T: Float>(d: Dims, a: GpuMat<T>, b: GpuMat<T>, beta: T, c: GpuMatMut<T>) -> Result<(), GpuError> {
+    run(d, (a, b, beta, c), "gemm_tiled_f32", "gemm_tiled_f64")
+}
+
+/// [`gemm`] by the reference kernel: one thread per element of C, the k loop in order.
+pub fn gemm_naive<T: Float>(
+    d: Dims,
+    a: GpuMat<T>,
+    b: GpuMat<T>,
     beta: T,
-    c: &mut GpuBuffer<T>,
-    sc: Strides,
+    c: GpuMatMut<T>,
 ) -> Result<(), GpuError> {
-    let g = Gemm { batch, m, n, k, a, a_offset: 0, sa, b, b_offset: 0, sb, beta, c, c_offset: 0, sc };
-    gemm(g)
+    run(d, (a, b, beta, c), "gemm_naive_f32", "gemm_naive_f64")
 }
 
-/// [`gemm_batched`] on operands at element offsets of their buffers.
-pub fn gemm<T: Float>(g: Gemm<'_, T>) -> Result<(), GpuError> {
-    run(g, "gemm_tiled_f32", "gemm_tiled_f64")
-}
+type Operands<'a, T> = (GpuMat<'a, T>, GpuMat<'a, T>, T, GpuMatMut<'a, T>);
 
-/// The reference: one thread per element of C, the k loop in order.
-#[allow(clippy::too_many_arguments)]
-pub fn gemm_batched_naive<T: Float>(
-    batch: usize,
-    m: usize,
-    n: usize,
-    k: usize,
-    a: &GpuBuffer<T>,
-    sa: Strides,
-    b: &GpuBuffer<T>,
-    sb: Strides,
-    beta: T,
-    c: &mut GpuBuffer<T>,
-    sc: Strides,
+fn run<T: Float>(
+    d: Dims,
+    (a, b, beta, c): Operands<'_, T>,
+    f32_entry: &'static str,
+    f64_entry: &'static str,
 ) -> Result<(), GpuError> {
-    let g = Gemm { batch, m, n, k, a, a_offset: 0, sa, b, b_offset: 0, sb, beta, c, c_offset: 0, sc };
-    run(g, "gemm_naive_f32", "gemm_naive_f64")
-}
-
-fn run<T: Float>(g: Gemm<'_, T>, f32_entry: &'static str, f64_entry: &'static str) -> Result<(), GpuError> {
-    let Gemm { batch, m, n, k, a, a_offset, sa, b, b_offset, sb, beta, c, c_offset, sc } = g;
+    let Dims { batch, m, n, k } = d;
+    let (sa, sb, sc) = (a.s, b.s, c.s);
     assert!(sc.col == 1, "gemm: C must be row-major (column stride 1)");
-    check_len("A", a.len(), a_offset, batch, m, k, sa);
-    check_len("B", b.len(), b_offset, batch, k, n, sb);
-    check_len("C", c.len(), c_offset, batch, m, n, sc);
+    check_len("A", a.buf.len(), a.offset, batch, m, k, sa);
+    check_len("B", b.buf.len(), b.offset, batch, k, n, sb);
+    check_len("C", c.buf.len(), c.offset, batch, m, n, sc);
     if batch > 1 {
         assert!(sc.batch != 0, "gemm: C cannot be broadcast over the batch");
     }
@@ -95,9 +122,9 @@ fn run<T: Float>(g: Gemm<'_, T>, f32_entry: &'static str, f64_entry: &'static st
         |buf: &GpuBuffer<T>, off: usize| KernelArg::Ptr(buf.ptr() + (off * std::mem::size_of::<T>()) as u64);
     let args = [
         scalar::<T>(beta.to_f64()),
-        at(a, a_offset),
-        at(b, b_offset),
-        at(c, c_offset),
+        at(a.buf, a.offset),
+        at(b.buf, b.offset),
+        at(c.buf, c.offset),
         count(batch),
         count(m),
         count(n),
@@ -111,7 +138,7 @@ fn run<T: Float>(g: Gemm<'_, T>, f32_entry: &'static str, f64_entry: &'static st
         count(sc.batch),
         count(sc.row),
     ];
-    a.context().launch(kernel, dims, &args)
+    a.buf.context().launch(kernel, dims, &args)
 }
 
 fn check_len(name: &str, len: usize, offset: usize, batch: usize, rows: usize, cols: usize, s: Strides) {
@@ -129,7 +156,7 @@ fn check_len(name: &str, len: usize, offset: usize, batch: usize, rows: usize, c
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::gemm::{Dims, MatMut, MatRef};
+    use crate::gemm::{MatMut, MatRef};
     use crate::gpu::testing::{close, down, on, to, tol, up, wide};
     use crate::gpu::{test_contexts, GpuContext};
     use std::sync::Arc;
@@ -174,8 +201,9 @@ pub(crate) mod tests {
                 let mut got = Vec::new();
                 for naive in [false, true] {
                     let mut cb = up(ctx, &c0);
-                    let f = if naive { gemm_batched_naive::<T> } else { gemm_batched::<T> };
-                    f(batch, m, n, k, &ab, sa, &bb, sb, beta, &mut cb, sc).unwrap();
+                    let f = if naive { gemm_naive::<T> } else { gemm::<T> };
+                    let (a_op, b_op) = (GpuMat::new(&ab, sa), GpuMat::new(&bb, sb));
+                    f(d, a_op, b_op, beta, GpuMatMut::new(&mut cb, sc)).unwrap();
                     close(&down(&cb), &want, t, &format!("naive {naive} {what}"));
                     got.push(down(&cb));
                 }
@@ -213,23 +241,8 @@ pub(crate) mod tests {
             crate::gemm::gemm(Dims::new(m, n, k), a_at, b_at, 0.0, MatMut::new(&mut want, sc));
             let (ab, bb) = (GpuBuffer::from_host(&ctx, &a).unwrap(), GpuBuffer::from_host(&ctx, &b).unwrap());
             let mut cb = GpuBuffer::from_host(&ctx, &vec![f64::NAN; 4 + m * n]).unwrap();
-            let g = Gemm {
-                batch: 1,
-                m,
-                n,
-                k,
-                a: &ab,
-                a_offset: 3,
-                sa,
-                b: &bb,
-                b_offset: 2,
-                sb,
-                beta: 0.0,
-                c: &mut cb,
-                c_offset: 4,
-                sc,
-            };
-            gemm(g).unwrap();
+            let (a_op, b_op) = (GpuMat::new(&ab, sa).at(3), GpuMat::new(&bb, sb).at(2));
+            gemm(Dims::new(m, n, k), a_op, b_op, 0.0, GpuMatMut::new(&mut cb, sc).at(4)).unwrap();
             let got = cb.to_host().unwrap();
             assert!(got[..4].iter().all(|v| v.is_nan()), "wrote before the offset");
             for (i, (g, w)) in got[4..].iter().zip(&want).enumerate() {

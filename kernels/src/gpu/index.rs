@@ -78,7 +78,6 @@ pub fn index_add<T: Float>(
 
 /// out[o, j, i] = x[o, idx[o, j, i], i] (`torch.gather` along the middle dim).
 ///                                   x [outer, len, inner], idx, out [outer, m, inner]
-#[allow(clippy::too_many_arguments)]
 pub fn gather<T: Float>(
     x: &GpuBuffer<T>,
     outer: usize,
@@ -100,7 +99,6 @@ pub fn gather<T: Float>(
 }
 
 /// dx[o, idx[o, j, i], i] += g[o, j, i] (the adjoint of [`gather`]).
-#[allow(clippy::too_many_arguments)]
 pub fn scatter_add<T: Float>(
     g: &GpuBuffer<T>,
     outer: usize,

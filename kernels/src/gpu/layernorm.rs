@@ -1,5 +1,5 @@
 //! Layer normalisation on the GPU (`kernels/cuda/layernorm.cu`); the CPU twin is
-//! `kernels/src/layernorm.rs`, with the same arguments (device buffers for slices,
+//! `kernels/src/layernorm.rs`, with the same argument structs (device buffers for slices,
 //! `None` passed to the kernels as a null pointer).
 //!
 //! The row kernels run one block per row. dw and db are reduced over rows without
@@ -7,6 +7,8 @@
 //! chunk order, so every run gives the same bits.
 
 use super::{count, launch, pick, scalar, GpuBuffer, GpuError, Kernel, KernelArg};
+use crate::layernorm::{check, Len};
+pub use crate::layernorm::{LayerNormGrads, LayerNormIn, LayerNormStats};
 use crate::Float;
 
 pub const ENTRIES: &[&str] = &[
@@ -36,21 +38,21 @@ fn opt<T: Float>(b: Option<&GpuBuffer<T>>) -> KernelArg {
     KernelArg::Ptr(b.map_or(0, |b| b.ptr()))
 }
 
+impl<T: Float> Len for GpuBuffer<T> {
+    fn len(&self) -> usize {
+        GpuBuffer::len(self)
+    }
+}
+
 /// y = (x − μ)·rstd·w + b per row of `[rows, n]`; writes μ and rstd per row.
-#[allow(clippy::too_many_arguments)]
 pub fn layer_norm_forward<T: Float>(
-    x: &GpuBuffer<T>,
-    rows: usize,
-    n: usize,
-    w: Option<&GpuBuffer<T>>,
-    b: Option<&GpuBuffer<T>>,
+    ln: LayerNormIn<'_, GpuBuffer<T>>,
     eps: T,
     y: &mut GpuBuffer<T>,
-    mean: &mut GpuBuffer<T>,
-    rstd: &mut GpuBuffer<T>,
+    stats: LayerNormStats<&mut GpuBuffer<T>>,
 ) -> Result<(), GpuError> {
-    assert!(x.len() == rows * n && y.len() == x.len() && mean.len() == rows && rstd.len() == rows);
-    assert!(w.is_none_or(|w| w.len() == n) && b.is_none_or(|b| b.len() == n), "layer_norm: w, b must be [n]");
+    check(ln, y.len(), (stats.mean.len(), stats.rstd.len()), [None; 3]);
+    let (LayerNormIn { x, rows, n, w, b }, LayerNormStats { mean, rstd }) = (ln, stats);
     if rows == 0 {
         return Ok(());
     }
@@ -69,24 +71,17 @@ pub fn layer_norm_forward<T: Float>(
     x.context().launch(k, launch::rows(rows, launch::row_threads(n)), &args)
 }
 
-/// Adds the layer-norm gradients into `dx`, `dw`, `db` (each when given); math in
-/// the CPU twin's doc.
-#[allow(clippy::too_many_arguments)]
+/// Adds the layer-norm gradients into `grads` (each when given), `g` being dL/dy; math
+/// in the CPU twin's doc.
 pub fn layer_norm_backward<T: Float>(
-    x: &GpuBuffer<T>,
+    ln: LayerNormIn<'_, GpuBuffer<T>>,
+    stats: LayerNormStats<&GpuBuffer<T>>,
     g: &GpuBuffer<T>,
-    rows: usize,
-    n: usize,
-    w: Option<&GpuBuffer<T>>,
-    mean: &GpuBuffer<T>,
-    rstd: &GpuBuffer<T>,
-    dx: Option<&mut GpuBuffer<T>>,
-    dw: Option<&mut GpuBuffer<T>>,
-    db: Option<&mut GpuBuffer<T>>,
+    grads: LayerNormGrads<'_, GpuBuffer<T>>,
 ) -> Result<(), GpuError> {
-    assert!(x.len() == rows * n && g.len() == x.len() && mean.len() == rows && rstd.len() == rows);
-    assert!(w.is_none_or(|w| w.len() == n) && dx.as_ref().is_none_or(|d| d.len() == x.len()));
-    assert!(dw.as_ref().is_none_or(|d| d.len() == n) && db.as_ref().is_none_or(|d| d.len() == n));
+    check(ln, g.len(), (stats.mean.len(), stats.rstd.len()), grads.lens());
+    let (LayerNormIn { x, rows, n, w, .. }, LayerNormStats { mean, rstd }) = (ln, stats);
+    let LayerNormGrads { dx, dw, db } = grads;
     if rows == 0 || n == 0 {
         return Ok(());
     }
@@ -144,28 +139,34 @@ pub(crate) mod tests {
             let (ww, bw) = (wide(&w), wide(&b));
             let (wr, br) = if affine { (Some(&ww[..]), Some(&bw[..])) } else { (None, None) };
             let (mut y, mut mu, mut rs) = (vec![0.0; rows * n], vec![0.0; rows], vec![0.0; rows]);
-            layer_norm_forward_reference(&wide(&x), rows, n, wr, br, 1e-5, &mut y, &mut mu, &mut rs);
+            let (xw, gw) = (wide(&x), wide(&g));
+            let ln = LayerNormIn { x: &xw[..], rows, n, w: wr, b: br };
+            layer_norm_forward_reference(ln, 1e-5, &mut y, LayerNormStats { mean: &mut mu, rstd: &mut rs });
             let (mut dx, mut dw, mut db) = (vec![0.25; rows * n], vec![0.5; n], vec![-0.5; n]);
-            let (dxr, dwr, dbr) = (Some(&mut dx[..]), Some(&mut dw[..]), Some(&mut db[..]));
-            layer_norm_backward_reference(&wide(&x), &wide(&g), rows, n, wr, &mu, &rs, dxr, dwr, dbr);
+            let grads =
+                LayerNormGrads { dx: Some(&mut dx[..]), dw: Some(&mut dw[..]), db: Some(&mut db[..]) };
+            layer_norm_backward_reference(ln, LayerNormStats { mean: &mu[..], rstd: &rs[..] }, &gw, grads);
             let (wo, bo) = if affine { (Some(&wb), Some(&bb)) } else { (None, None) };
             let (mut yb, mut mb, mut rb) =
                 (out::<T>(ctx, rows * n), out::<T>(ctx, rows), out::<T>(ctx, rows));
             let eps = T::from_f64(1e-5);
-            layer_norm_forward(&xb, rows, n, wo, bo, eps, &mut yb, &mut mb, &mut rb).unwrap();
+            let lnb = LayerNormIn { x: &xb, rows, n, w: wo, b: bo };
+            layer_norm_forward(lnb, eps, &mut yb, LayerNormStats { mean: &mut mb, rstd: &mut rb }).unwrap();
             close(&down(&yb), &y, t_fwd, &format!("y {what}"));
             close(&down(&mb), &mu, t_fwd, &format!("mean {what}"));
             close(&down(&rb), &rs, t_fwd, &format!("rstd {what}"));
             let fill = |len: usize, v: f64| up(ctx, &vec![T::from_f64(v); len]);
             let (mut dxb, mut dwb, mut dbb) = (fill(rows * n, 0.25), fill(n, 0.5), fill(n, -0.5));
-            let (dxo, dwo, dbo) = (Some(&mut dxb), Some(&mut dwb), Some(&mut dbb));
-            layer_norm_backward(&xb, &gb, rows, n, wo, &mb, &rb, dxo, dwo, dbo).unwrap();
+            let grads = LayerNormGrads { dx: Some(&mut dxb), dw: Some(&mut dwb), db: Some(&mut dbb) };
+            let stats = LayerNormStats { mean: &mb, rstd: &rb };
+            layer_norm_backward(lnb, stats, &gb, grads).unwrap();
             close(&down(&dxb), &dx, t_bwd, &format!("dx {what}"));
             close(&down(&dwb), &dw, t_bwd, &format!("dw {what}"));
             close(&down(&dbb), &db, t_bwd, &format!("db {what}"));
             // only dw: the same bits as the run above
             let mut dw2 = fill(n, 0.5);
-            layer_norm_backward(&xb, &gb, rows, n, wo, &mb, &rb, None, Some(&mut dw2), None).unwrap();
+            let only_dw = LayerNormGrads { dx: None, dw: Some(&mut dw2), db: None };
+            layer_norm_backward(lnb, LayerNormStats { mean: &mb, rstd: &rb }, &gb, only_dw).unwrap();
             assert_eq!(dw2.to_host().unwrap(), dwb.to_host().unwrap(), "dw not deterministic: {what}");
         }
     }

@@ -49,7 +49,6 @@ pub fn softmax_forward<T: Float>(
 
 /// dx += the backward of softmax (or log_softmax) given its output `y` and output
 /// gradient `g` (math in the CPU twin's doc).
-#[allow(clippy::too_many_arguments)]
 pub fn softmax_backward<T: Float>(
     y: &GpuBuffer<T>,
     g: &GpuBuffer<T>,

@@ -8,7 +8,7 @@
 //! them in a fixed tree), and [`clip_scale`] rescales a buffer by it.
 
 use super::{count, launch, pick, scalar, GpuBuffer, GpuError, Kernel, KernelArg, LaunchDims};
-use crate::update::{AdamCoefs, AdamStep};
+use crate::update::{AdamCoefs, AdamStep, SgdStep};
 use crate::Float;
 
 pub const ENTRIES: &[&str] = &[
@@ -72,18 +72,13 @@ pub fn adam_update<T: Float>(
 
 /// One SGD step (see `update::sgd_update`), with velocity `buf` when momentum > 0.
 ///                                                           theta, g, buf (n)
-#[allow(clippy::too_many_arguments)]
 pub fn sgd_update<T: Float>(
     theta: &mut GpuBuffer<T>,
     g: &GpuBuffer<T>,
     buf: Option<&mut GpuBuffer<T>>,
-    lr: f64,
-    momentum: f64,
-    dampening: f64,
-    weight_decay: f64,
-    nesterov: bool,
-    first_step: bool,
+    s: SgdStep,
 ) -> Result<(), GpuError> {
+    let SgdStep { lr, momentum, dampening, weight_decay, nesterov, first_step } = s;
     let n = theta.len();
     assert!(
         g.len() == n && buf.as_ref().is_none_or(|b| b.len() == n),
@@ -214,9 +209,16 @@ pub(crate) mod tests {
             let (mut gt, gg, mut gb) = (up(ctx, &t), up(ctx, &g), up(ctx, &b));
             let has_buf = momentum > 0.0;
             let buf = has_buf.then_some(&mut b[..]);
-            cpu::sgd_update(&mut t, &g, buf, 0.05, momentum, 0.1, 0.01, nesterov, first);
-            sgd_update(&mut gt, &gg, has_buf.then_some(&mut gb), 0.05, momentum, 0.1, 0.01, nesterov, first)
-                .unwrap();
+            let s = SgdStep {
+                lr: 0.05,
+                momentum,
+                dampening: 0.1,
+                weight_decay: 0.01,
+                nesterov,
+                first_step: first,
+            };
+            cpu::sgd_update(&mut t, &g, buf, s);
+            sgd_update(&mut gt, &gg, has_buf.then_some(&mut gb), s).unwrap();
             same(ctx, &gt, &t, "sgd θ");
             same(ctx, &gb, &b, "sgd buffer");
         }

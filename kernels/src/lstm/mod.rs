@@ -30,7 +30,7 @@
 //! batch's reverse direction starts the sequences that join the batch at a step.
 //!
 //! # Packed recurrence
-//! [`sequence_forward`] / [`sequence_backward`] run the cell over a packed batch
+//! [`sequences_forward`] / [`sequences_backward`] run the cell over a packed batch
 //! (PyTorch's `PackedSequence` layout): sequences sorted by length, descending;
 //! step `t` holds the `batch_sizes[t]` sequences still running, as rows
 //! `offset_t..offset_t + batch_sizes[t]` of `[N, ·]` buffers, `N = Σ batch_sizes`.

@@ -130,30 +130,12 @@ fn prepack_alone() -> bool {
     threads::num_threads() == 1
 }
 
-/// LSTM recurrence over a packed batch, zero initial state, for one direction.
+/// LSTM recurrence over a packed batch, zero initial state, for each direction in `dirs`
+/// (one, or two: a bidirectional layer's, run concurrently, one per thread).
 ///
 /// Per step: z_t = xproj_t + h_{t−1}·W_hhᵀ on the running rows, then the fused cell.
 /// With `reverse` the steps run from the last to the first; each sequence then starts
 /// (from zero) at its own last step. See [`ForwardDir`] for the buffers.
-#[allow(clippy::too_many_arguments)]
-pub fn sequence_forward<T: Float>(
-    gates: &mut [T],
-    w_hh: &[T],
-    batch_sizes: &[usize],
-    hidden: usize,
-    reverse: bool,
-    h: &mut [T],
-    c: &mut [T],
-    tanh_c: &mut [T],
-    h_n: &mut [T],
-    c_n: &mut [T],
-) {
-    let dir = ForwardDir { gates, w_hh, reverse, h, c, tanh_c, h_n, c_n };
-    forward_one(dir, batch_sizes, hidden, prepack_alone());
-}
-
-/// [`sequence_forward`] for several directions over the same packed batch; two directions
-/// (a bidirectional layer) run concurrently, one per thread.
 pub fn sequences_forward<T: Float>(dirs: Vec<ForwardDir<'_, T>>, batch_sizes: &[usize], hidden: usize) {
     for_each_dir(dirs, |d, prepack| forward_one(d, batch_sizes, hidden, prepack));
 }
@@ -202,31 +184,11 @@ fn forward_one<T: Float>(d: ForwardDir<'_, T>, batch_sizes: &[usize], hidden: us
     }
 }
 
-/// Backward of [`sequence_forward`] (backpropagation through time), for one direction.
+/// Backward of [`sequences_forward`] (backpropagation through time), for each direction
+/// (two run concurrently, one per thread).
 ///
 /// Writes `d_gates` (dL/d input projection) and adds dL/dW_hh to `d_w_hh` when given:
 ///   dL/dxproj_t = dz_t,   dL/dh_{t−1} = dz_t·W_hh,   dW_hh = Σ_t dz_tᵀ · h_{t−1}.
-#[allow(clippy::too_many_arguments)]
-pub fn sequence_backward<T: Float>(
-    act: &[T],
-    w_hh: &[T],
-    batch_sizes: &[usize],
-    hidden: usize,
-    reverse: bool,
-    h: &[T],
-    c: &[T],
-    tanh_c: &[T],
-    d_h: &[T],
-    d_h_n: &[T],
-    d_c_n: &[T],
-    d_gates: &mut [T],
-    d_w_hh: Option<&mut [T]>,
-) {
-    let dir = BackwardDir { act, w_hh, reverse, h, c, tanh_c, d_h, d_h_n, d_c_n, d_gates, d_w_hh };
-    backward_one(dir, batch_sizes, hidden, prepack_alone());
-}
-
-/// [`sequence_backward`] for several directions; two run concurrently, one per thread.
 pub fn sequences_backward<T: Float>(dirs: Vec<BackwardDir<'_, T>>, batch_sizes: &[usize], hidden: usize) {
     for_each_dir(dirs, |d, prepack| backward_one(d, batch_sizes, hidden, prepack));
 }
@@ -321,18 +283,17 @@ mod tests {
             let mut act = xproj.clone();
             let z = |k| vec![0.0; k * hh];
             let (mut h, mut c, mut tc, mut hn, mut cn) = (z(n), z(n), z(n), z(b), z(b));
-            sequence_forward(
-                &mut act,
-                &w,
-                &batch_sizes,
-                hh,
+            let dir = ForwardDir {
+                gates: &mut act,
+                w_hh: &w,
                 reverse,
-                &mut h,
-                &mut c,
-                &mut tc,
-                &mut hn,
-                &mut cn,
-            );
+                h: &mut h,
+                c: &mut c,
+                tanh_c: &mut tc,
+                h_n: &mut hn,
+                c_n: &mut cn,
+            };
+            sequences_forward(vec![dir], &batch_sizes, hh);
             for (j, &len) in lens.iter().enumerate() {
                 let (mut hs, mut cs) = (vec![0.0; hh], vec![0.0; hh]);
                 let ts: Vec<usize> = if reverse { (0..len).rev().collect() } else { (0..len).collect() };

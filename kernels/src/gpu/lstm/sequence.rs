@@ -12,8 +12,8 @@
 //! in one block copies them there (`GpuBuffer::copy_from`, three device copies).
 
 use super::{at, CellBwd, CellFwd};
-use crate::gemm::Strides;
-use crate::gpu::gemm::{gemm, Gemm};
+
+use crate::gpu::gemm::{gemm, Dims, GpuMat, GpuMatMut};
 use crate::gpu::{GpuBuffer, GpuError};
 use crate::lstm::{check_batch_sizes, packed_offsets};
 use crate::Float;
@@ -67,25 +67,8 @@ fn steps(n_steps: usize, reverse: bool) -> Vec<usize> {
     }
 }
 
-/// LSTM recurrence over a packed batch, zero initial state, one direction (the CPU's
-/// `sequence_forward`).
-#[allow(clippy::too_many_arguments)]
-pub fn sequence_forward<T: Float>(
-    gates: &mut GpuBuffer<T>,
-    w_hh: &GpuBuffer<T>,
-    batch_sizes: &[usize],
-    hidden: usize,
-    reverse: bool,
-    h: &mut GpuBuffer<T>,
-    c: &mut GpuBuffer<T>,
-    tanh_c: &mut GpuBuffer<T>,
-    h_n: &mut GpuBuffer<T>,
-    c_n: &mut GpuBuffer<T>,
-) -> Result<(), GpuError> {
-    forward_one(ForwardDir { gates, w_hh, reverse, h, c, tanh_c, h_n, c_n }, batch_sizes, hidden)
-}
-
-/// [`sequence_forward`] for several directions over the same packed batch, in turn.
+/// LSTM recurrence over a packed batch, zero initial state, for each direction in `dirs`,
+/// in turn (the CPU's `sequences_forward`).
 pub fn sequences_forward<T: Float>(
     dirs: Vec<ForwardDir<'_, T>>,
     batch_sizes: &[usize],
@@ -113,22 +96,8 @@ fn forward_one<T: Float>(d: ForwardDir<'_, T>, batch_sizes: &[usize], hidden: us
         let prev_off = prev.map_or(0, |tp| offs[tp]);
         if p > 0 {
             // z[0..p] += h_prev · W_hhᵀ, W_hhᵀ (H, 4H): B(p, j) = w_hh[j·H + p]
-            gemm(Gemm {
-                batch: 1,
-                m: p,
-                n: g4,
-                k: hh,
-                a: h,
-                a_offset: prev_off * hh,
-                sa: Strides::row_major(p, hh),
-                b: w_hh,
-                b_offset: 0,
-                sb: Strides { batch: 0, row: 1, col: hh },
-                beta: T::ONE,
-                c: gates,
-                c_offset: off * g4,
-                sc: Strides::row_major(p, g4),
-            })?;
+            let (a, b) = (GpuMat::rows(h, hh).at(prev_off * hh), GpuMat::cols(w_hh, hh));
+            gemm(Dims::new(p, g4, hh), a, b, T::ONE, GpuMatMut::rows(gates, g4).at(off * g4))?;
         }
         CellFwd {
             gates: at(gates, off * g4),
@@ -150,50 +119,10 @@ fn forward_one<T: Float>(d: ForwardDir<'_, T>, batch_sizes: &[usize], hidden: us
     Ok(())
 }
 
-/// Backward of [`sequence_forward`] (backpropagation through time), one direction:
-/// writes `d_gates`, adds dL/dW_hh to `d_w_hh` when given (the CPU's `sequence_backward`,
-/// with an element offset after each buffer the CPU caller may pass as a sub-slice).
-#[allow(clippy::too_many_arguments)]
-pub fn sequence_backward<T: Float>(
-    act: &GpuBuffer<T>,
-    w_hh: &GpuBuffer<T>,
-    batch_sizes: &[usize],
-    hidden: usize,
-    reverse: bool,
-    h: &GpuBuffer<T>,
-    h_offset: usize,
-    c: &GpuBuffer<T>,
-    tanh_c: &GpuBuffer<T>,
-    d_h: &GpuBuffer<T>,
-    d_h_offset: usize,
-    d_h_n: &GpuBuffer<T>,
-    d_h_n_offset: usize,
-    d_c_n: &GpuBuffer<T>,
-    d_c_n_offset: usize,
-    d_gates: &mut GpuBuffer<T>,
-    d_w_hh: Option<&mut GpuBuffer<T>>,
-) -> Result<(), GpuError> {
-    let dir = BackwardDir {
-        act,
-        w_hh,
-        reverse,
-        h,
-        h_offset,
-        c,
-        tanh_c,
-        d_h,
-        d_h_offset,
-        d_h_n,
-        d_h_n_offset,
-        d_c_n,
-        d_c_n_offset,
-        d_gates,
-        d_w_hh,
-    };
-    backward_one(dir, batch_sizes, hidden)
-}
-
-/// [`sequence_backward`] for several directions, in turn.
+/// Backward of [`sequences_forward`] (backpropagation through time), each direction in
+/// turn: writes `d_gates`, adds dL/dW_hh to `d_w_hh` when given (the CPU's
+/// `sequences_backward`, with an element offset after each buffer the CPU caller may pass
+/// as a sub-slice).
 pub fn sequences_backward<T: Float>(
     dirs: Vec<BackwardDir<'_, T>>,
     batch_sizes: &[usize],
@@ -270,22 +199,8 @@ fn backward_one<T: Float>(
             continue;
         }
         // d h_prev = dz[0..p] · W_hh
-        gemm(Gemm {
-            batch: 1,
-            m: p,
-            n: hh,
-            k: g4,
-            a: d_gates,
-            a_offset: off * g4,
-            sa: Strides::row_major(p, g4),
-            b: w_hh,
-            b_offset: 0,
-            sb: Strides::row_major(g4, hh).broadcast(),
-            beta: T::ZERO,
-            c: &mut carry_h,
-            c_offset: 0,
-            sc: Strides::row_major(p, hh),
-        })?;
+        let (a, b) = (GpuMat::rows(d_gates, g4).at(off * g4), GpuMat::rows(w_hh, hh));
+        gemm(Dims::new(p, hh, g4), a, b, T::ZERO, GpuMatMut::rows(&mut carry_h, hh))?;
     }
     if let Some(dw) = d_w_hh {
         // dW_hh += d_gatesᵀ [4H, N] · h_prev [N, H], h_prev row i = the previous step's h
@@ -296,26 +211,8 @@ fn backward_one<T: Float>(
             let p = batch_sizes[tp].min(batch_sizes[t]);
             h_prev.copy_from(offs[t] * hh, h, h_offset + offs[tp] * hh, p * hh)?;
         }
-        let (a, b) = (&*d_gates, &h_prev);
-        let (sa, sb, sc) =
-            (Strides::transposed(n, g4), Strides::row_major(n, hh), Strides::row_major(g4, hh));
-        let g = Gemm {
-            batch: 1,
-            m: g4,
-            n: hh,
-            k: n,
-            a,
-            a_offset: 0,
-            sa,
-            b,
-            b_offset: 0,
-            sb,
-            beta: T::ONE,
-            c: dw,
-            c_offset: 0,
-            sc,
-        };
-        gemm(g)?;
+        let (dz_t, h_prev) = (GpuMat::cols(&*d_gates, g4), GpuMat::rows(&h_prev, hh));
+        gemm(Dims::new(g4, hh, n), dz_t, h_prev, T::ONE, GpuMatMut::rows(dw, hh))?;
     }
     Ok(())
 }
@@ -347,30 +244,47 @@ mod tests {
                 let mut act = xproj.clone();
                 let (mut h, mut c, mut tc, mut hn, mut cn) =
                     (z(n * hh), z(n * hh), z(n * hh), z(b * hh), z(b * hh));
-                cpu::sequence_forward(
-                    &mut act, &w, &bs, hh, reverse, &mut h, &mut c, &mut tc, &mut hn, &mut cn,
-                );
-                let (mut dz, mut dw) = (z(n * 4 * hh), vec![0.5; 4 * hh * hh]);
-                cpu::sequence_backward(
-                    &act,
-                    &w,
-                    &bs,
-                    hh,
+                let dir = cpu::ForwardDir {
+                    gates: &mut act,
+                    w_hh: &w,
                     reverse,
-                    &h,
-                    &c,
-                    &tc,
-                    &d_h,
-                    &dhn,
-                    &dcn,
-                    &mut dz,
-                    Some(&mut dw),
-                );
+                    h: &mut h,
+                    c: &mut c,
+                    tanh_c: &mut tc,
+                    h_n: &mut hn,
+                    c_n: &mut cn,
+                };
+                cpu::sequences_forward(vec![dir], &bs, hh);
+                let (mut dz, mut dw) = (z(n * 4 * hh), vec![0.5; 4 * hh * hh]);
+                let dir = cpu::BackwardDir {
+                    act: &act,
+                    w_hh: &w,
+                    reverse,
+                    h: &h,
+                    c: &c,
+                    tanh_c: &tc,
+                    d_h: &d_h,
+                    d_h_n: &dhn,
+                    d_c_n: &dcn,
+                    d_gates: &mut dz,
+                    d_w_hh: Some(&mut dw),
+                };
+                cpu::sequences_backward(vec![dir], &bs, hh);
                 let up = |v: &[f64]| GpuBuffer::from_host(&ctx, v).unwrap();
                 let (mut gb, wb) = (up(&xproj), up(&w));
                 let mut o: Vec<GpuBuffer<f64>> = [n, n, n, b, b].iter().map(|&r| up(&z(r * hh))).collect();
                 let [hb, cb, tcb, hnb, cnb] = &mut o[..] else { unreachable!() };
-                sequence_forward(&mut gb, &wb, &bs, hh, reverse, hb, cb, tcb, hnb, cnb).unwrap();
+                let dir = ForwardDir {
+                    gates: &mut gb,
+                    w_hh: &wb,
+                    reverse,
+                    h: hb,
+                    c: cb,
+                    tanh_c: tcb,
+                    h_n: hnb,
+                    c_n: cnb,
+                };
+                sequences_forward(vec![dir], &bs, hh).unwrap();
                 for (name, got, want) in
                     [("act", &gb, &act), ("h", hb, &h), ("c", cb, &c), ("h_n", hnb, &hn), ("c_n", cnb, &cn)]
                 {
@@ -426,26 +340,24 @@ mod tests {
                 h_at.copy_from(3, hb, 0, n * hh).unwrap();
                 let (mut dzb, mut dwb) = (f(&z(n * 4 * hh)), f(&vec![0.5; 4 * hh * hh]));
                 let (act, tanh_c) = (&gb, &*tcb);
-                sequence_backward(
+                let dir = BackwardDir {
                     act,
-                    &wb,
-                    &bs,
-                    hh,
+                    w_hh: &wb,
                     reverse,
-                    &h_at,
-                    3,
-                    cb,
+                    h: &h_at,
+                    h_offset: 3,
+                    c: cb,
                     tanh_c,
-                    &dhb,
-                    0,
-                    &dhnb,
-                    0,
-                    &dcnb,
-                    0,
-                    &mut dzb,
-                    Some(&mut dwb),
-                )
-                .unwrap();
+                    d_h: &dhb,
+                    d_h_offset: 0,
+                    d_h_n: &dhnb,
+                    d_h_n_offset: 0,
+                    d_c_n: &dcnb,
+                    d_c_n_offset: 0,
+                    d_gates: &mut dzb,
+                    d_w_hh: Some(&mut dwb),
+                };
+                sequences_backward(vec![dir], &bs, hh).unwrap();
                 close(&back(&dzb), &dz, 1e-4, &format!("f32 d_gates {what}"));
                 close(&back(&dwb), &dw, 1e-4, &format!("f32 d_w_hh {what}"));
             }
