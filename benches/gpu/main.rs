@@ -5,7 +5,7 @@
 //! Needs a CUDA GPU (the driver library is loaded at run time): without one it prints
 //! `SKIPPED gpu benches: <why>` to stderr and exits 0 with an empty criterion run.
 //!
-//! * **GEMM** (f32, row-major C): `gpu::gemm::gemm_batched` (the tiled kernel) against
+//! * **GEMM** (f32, row-major C): `gpu::gemm::gemm` (the tiled kernel) against
 //!   cuBLAS `cublasSgemmStridedBatched` (cudarc 0.19's `cublas::result::
 //!   sgemm_strided_batched`, on the raw device pointers of our buffers, issued on our
 //!   launcher's stream; math mode `CUBLAS_DEFAULT_MATH`: plain FP32, no TF32) on the
@@ -13,7 +13,7 @@
 //!   Each shape is validated before it is timed: ours against cuBLAS, element by element,
 //!   within the f32 rounding bound `(k+2)·ε·(|A|·|B| + |β·C₀|)` (that bound computed by
 //!   cuBLAS on the absolute values). Without libcublas the reference is our one-thread-
-//!   per-element kernel `gemm_batched_naive`.
+//!   per-element kernel `gemm_naive`.
 //! * **Bandwidth**: `GpuBuffer::copy_from` (the copy engine, `cuMemcpyDtoDAsync`), our
 //!   `unary_forward(Neg)` and our fused Adam update on 64 MiB, 256 MiB and 1 GiB buffers
 //!   (throughput in decimal bytes/s: what a kernel reads plus writes), each also checked
