@@ -9,8 +9,9 @@
 #   bash bin/scripts/accuracy_runs.sh minilm [SEED ...] [-- TRAIN-FLAGS ...]
 #
 # Seeds default to 1 2 3. The recipes (the README's two commands on the full data):
-#   bilstm: the tutorial's model with GloVe 50d, 5 epochs, constant Adam 1e-3 (train's
-#           defaults for --model bilstm), best epoch by validation loss;
+#   bilstm: the tutorial's model with GloVe 50d, 5 epochs, constant Adam 1e-3, gradients
+#           clipped to global norm 1 (train's defaults for --model bilstm), best epoch by
+#           validation loss;
 #   minilm: all-MiniLM-L6-v2, all 22,500 training reviews, 1 epoch, lr 1e-4, bf16 products
 #           (`--precision bf16`: AMX or AVX512-BF16 where the CPU has them, a plain-Rust
 #           path elsewhere; add `-- --precision f32` on a CPU without them), trained at

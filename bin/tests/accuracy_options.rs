@@ -105,6 +105,8 @@ fn forget_bias_sets_the_lstms_forget_gates() {
     let o = run(&f.train(&out, &["--epochs", "1", "--forget-bias", "5"]));
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(run_json(&out.join("last"))["args"]["forget_bias"], 5.0);
+    // no --clip given: the BiLSTM's default global-norm clip of 1 (README, "Accuracy")
+    assert_eq!(run_json(&out.join("last"))["args"]["clip"], 1.0);
     let bytes = fs::read(out.join("last").join("model.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let hidden = 8; // tiny_flags' --hidden

@@ -76,7 +76,10 @@ fn recipe(a: &TrainArgs) -> Recipe {
         weight_decay: a.weight_decay.unwrap_or(if bert { 0.01 } else { 0.0 }),
         warmup: a.warmup.unwrap_or(if bert { 0.1 } else { 0.0 }),
         schedule: a.schedule.unwrap_or(if bert { ScheduleKind::Linear } else { ScheduleKind::Constant }),
-        clip: a.clip.or(if bert { Some(1.0) } else { None }),
+        // global-norm clipping at 1.0 for both: BERT's recipe, and for the BiLSTM a measured
+        // departure from the tutorial, which does not clip (README, "Accuracy": over 3 seeds
+        // it lifts the mean test accuracy from 81.05 % to 86.06 %)
+        clip: a.clip.or(Some(1.0)),
         max_len: a.max_len.unwrap_or(if bert { 256 } else { validate::BILSTM_MAX_LEN }),
     }
 }
@@ -180,6 +183,9 @@ pub fn train(given: TrainArgs, interrupt: Arc<Interrupt>) -> Result<Outcome> {
         tapegrad_kernels::threads::set_num_threads(t);
     }
     let r = recipe(&args);
+    // A resumed run's stored arguments have every default written in, so its clip is
+    // explicit: `None` (a BiLSTM run started before clipping became its default) stays none.
+    let r = if resumed.is_some() { Recipe { clip: args.clip, ..r } } else { r };
     let say = |msg: String| {
         if !args.quiet {
             eprintln!("{msg}");
