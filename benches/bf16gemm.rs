@@ -4,8 +4,14 @@
 //! `y = x·Wᵀ` (NT), `dX = g·W` (NN) and `dW = gᵀ·x` (TN). One criterion group per shape and
 //! layout, all threads; throughput in elements = FLOP (2·m·n·k).
 //!
+//! A fourth group per shape, `_fwd_bias`, times the forward with its bias both ways, in
+//! each precision: the bias added by the product as each C tile starts
+//! (`MatMut::with_bias`, what `linear` runs) against the old way, C filled with the bias
+//! rows (`broadcast::expand`) and the product accumulated into it (beta 1): the baseline
+//! in the same run.
+//!
 //! `cargo bench --bench bf16gemm` (filter with e.g. `-- ffn_in`). The path in use is printed
-//! first (`avx512-bf16 12x32` or `portable 6x16`).
+//! first (`amx-bf16 32x32`, `avx512-bf16 12x32` or `portable 6x16`).
 #[path = "support/fill.rs"]
 mod support;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -13,6 +19,7 @@ use std::hint::black_box;
 use std::time::Duration;
 use support::fill;
 use tapegrad_kernels::bf16gemm::{self, bf16gemm};
+use tapegrad_kernels::broadcast::expand;
 use tapegrad_kernels::gemm::{Dims, MatMut, MatRef};
 use tapegrad_kernels::sgemm::{self, sgemm};
 
@@ -69,6 +76,32 @@ fn bench(c: &mut Criterion) {
             });
             grp.finish();
         }
+        // y (R, out) = x (R, in) · Wᵀ (in, out) + b (out), both ways, both precisions
+        let bias = fill(o, 4);
+        let (d, a, b) = (Dims::new(r, o, i), MatRef::rows(&x, i), MatRef::cols(&w, i));
+        let mut y = vec![0.0f32; r * o];
+        let mut grp = c.benchmark_group(format!("{}_fwd_bias", l.name));
+        grp.throughput(Throughput::Elements(d.flops() as u64));
+        grp.sample_size(10);
+        grp.warm_up_time(Duration::from_millis(300));
+        grp.measurement_time(Duration::from_secs(2));
+        type Product = fn(Dims, MatRef<f32>, MatRef<f32>, f32, MatMut<f32>);
+        for (precision, product) in [("f32", sgemm as Product), ("bf16", bf16gemm as Product)] {
+            grp.bench_function(format!("{precision}_expand_then_accumulate"), |bch| {
+                bch.iter(|| {
+                    expand(&bias, &[o], &[r, o], &mut y);
+                    product(d, a, b, 1.0, MatMut::rows(&mut y, o));
+                    black_box(&y);
+                })
+            });
+            grp.bench_function(format!("{precision}_bias_in_product"), |bch| {
+                bch.iter(|| {
+                    product(d, a, b, 0.0, MatMut::rows(&mut y, o).with_bias(&bias));
+                    black_box(&y);
+                })
+            });
+        }
+        grp.finish();
     }
 }
 

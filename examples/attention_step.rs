@@ -1,7 +1,7 @@
 //! Times the non-GEMM-layer kernels of a MiniLM layer at its shapes: the fused attention
 //! (evaluation forward; training forward + backward with dropout) and the broadcasts
-//! around a linear layer (the bias expanded to its rows, its gradient summed back, the
-//! residual add).
+//! around a linear layer (its bias gradient summed over the rows, the residual add; the
+//! bias itself is added inside the product, `gemm::MatMut::with_bias`).
 //!
 //! ```text
 //! cargo run --release --example attention_step [-- BATCH SEQ_LEN REPS THREADS]
@@ -12,7 +12,7 @@
 
 use std::time::Instant;
 use tapegrad::kernels::attention::{attention_backward, attention_forward, AttentionShape, DropoutMask, Qkv};
-use tapegrad::kernels::broadcast::{binary, expand, sum_to, Binary};
+use tapegrad::kernels::broadcast::{binary, sum_to, Binary};
 use tapegrad::kernels::threads::set_num_threads;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,7 +34,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (mut o, mut probs) = (vec![0f32; n], vec![0f32; s.probs_numel()]);
     let (mut dq, mut dk, mut dv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
     let dropout = Some(DropoutMask { p: 0.1, seed: 5 });
-    let bias = fill(hid, 5);
     let (x, y) = (fill(rows * hid, 6), fill(rows * hid, 7));
     let mut out = vec![0f32; rows * hid];
 
@@ -65,7 +64,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         attention_forward(s, qkv, Some(&mask), dropout, &mut o, Some(&mut probs));
         attention_backward(s, qkv, &probs, dropout, &g, Qkv { q: &mut dq, k: &mut dk, v: &mut dv });
     });
-    time("bias expand [384] -> [B·T, 384]", &mut || expand(&bias, &[hid], &[rows, hid], &mut out));
     let mut bias_grad = vec![0f32; hid];
     time("bias gradient [B·T, 384] -> [384]", &mut || sum_to(&x, &[rows, hid], &[hid], &mut bias_grad));
     time("residual add [B·T, 384]", &mut || {

@@ -1,13 +1,15 @@
 // Strided, batched matrix products (the GPU side of kernels/src/gemm.rs).
 //
-//   C_b = beta·C_b + A_b·B_b      for b in 0..batch
+//   C_b = beta·C_b + bias + A_b·B_b      for b in 0..batch
 //   A_b (m,k): A(i,p) = a[b·sa_batch + i·sa_row + p·sa_col]
 //   B_b (k,n): B(p,j) = b[b·sb_batch + p·sb_row + j·sb_col]
 //   C_b (m,n): C(i,j) = c[b·sc_batch + i·sc_row + j]          (row-major rows)
+//   bias (n):  bias[j] added to every row of every item; a null pointer: none
 //
 // Transposes are only strides (NN, NT, TN, TT all run here); a batch stride of 0
 // broadcasts one matrix. beta == 0 overwrites C without reading it (NaN there is
-// ignored), as the CPU's gemm_batched does.
+// ignored), as the CPU's gemm does; the bias is added in the store of each C element
+// (the CPU adds it as each C tile starts, in the same order: (beta·C + bias) + sum).
 //
 //   gemm_naive_T: one thread per C element, the k loop in order: the reference.
 //   gemm_tiled_T: 64×64 C tiles per 32×8-thread block, each thread an 8×2 register
@@ -25,9 +27,19 @@ struct GemmStrides {
     u64 batch, row, col;
 };
 
+// C(i, j) after the product: the sum `acc` added to what C starts as, beta·C + bias[j]
+// (either part absent: beta 0 does not read C, a null bias adds nothing).
 template <typename T>
-__device__ void gemm_naive(T beta, const T* a, const T* b, T* c, u64 batch, u64 m, u64 n, u64 k,
-                           GemmStrides sa, GemmStrides sb, u64 sc_batch, u64 sc_row) {
+__device__ __forceinline__ T with_start(T beta, const T* cij, const T* bias, u64 j, T acc) {
+    if (beta == T(0) && bias == nullptr) return acc;
+    T s = beta == T(0) ? bias[j] : beta * *cij;
+    if (beta != T(0) && bias != nullptr) s += bias[j];
+    return s + acc;
+}
+
+template <typename T>
+__device__ void gemm_naive(T beta, const T* a, const T* b, const T* bias, T* c, u64 batch, u64 m, u64 n,
+                           u64 k, GemmStrides sa, GemmStrides sb, u64 sc_batch, u64 sc_row) {
     const u64 mn = m * n;
     GRID_STRIDE(e, batch * mn) {
         const u64 bi = e / mn, i = (e % mn) / n, j = e % n;
@@ -36,7 +48,7 @@ __device__ void gemm_naive(T beta, const T* a, const T* b, T* c, u64 batch, u64 
         T acc = T(0);
         for (u64 p = 0; p < k; p++) acc += ab[p * sa.col] * bb[p * sb.row];
         T* cij = c + bi * sc_batch + i * sc_row + j;
-        *cij = beta == T(0) ? acc : beta * *cij + acc;
+        *cij = with_start(beta, cij, bias, j, acc);
     }
 }
 
@@ -69,8 +81,8 @@ __device__ __forceinline__ void load_tile(T (*s)[ROWS + PAD], const T* x, u64 rs
 }
 
 template <typename T>
-__device__ void gemm_tiled(T beta, const T* a, const T* b, T* c, u64 batch, u64 m, u64 n, u64 k,
-                           GemmStrides sa, GemmStrides sb, u64 sc_batch, u64 sc_row) {
+__device__ void gemm_tiled(T beta, const T* a, const T* b, const T* bias, T* c, u64 batch, u64 m, u64 n,
+                           u64 k, GemmStrides sa, GemmStrides sb, u64 sc_batch, u64 sc_row) {
     __shared__ T As[TILE_K][TILE_M + PAD]; // As[p][i] = A(i0 + i, p0 + p)
     __shared__ T Bs[TILE_K][TILE_N + PAD]; // Bs[p][j] = B(p0 + p, j0 + j)
     const int tx = threadIdx.x, ty = threadIdx.y, tid = ty * THREADS_X + tx;
@@ -111,25 +123,25 @@ __device__ void gemm_tiled(T beta, const T* a, const T* b, T* c, u64 batch, u64 
                         const u64 j = j0 + tx + THREADS_X * q;
                         if (j >= n) continue;
                         T* cij = cb + i * sc_row + j;
-                        *cij = beta == T(0) ? acc[r][q] : beta * *cij + acc[r][q];
+                        *cij = with_start(beta, cij, bias, j, acc[r][q]);
                     }
                 }
             }
 }
 
 #define GEMM(T, S)                                                                                        \
-    extern "C" __global__ void gemm_naive_##S(T beta, const T* a, const T* b, T* c, u64 batch, u64 m,     \
-                                              u64 n, u64 k, u64 sa_batch, u64 sa_row, u64 sa_col,         \
-                                              u64 sb_batch, u64 sb_row, u64 sb_col, u64 sc_batch,         \
-                                              u64 sc_row) {                                               \
-        gemm_naive<T>(beta, a, b, c, batch, m, n, k, GemmStrides{sa_batch, sa_row, sa_col},               \
+    extern "C" __global__ void gemm_naive_##S(T beta, const T* a, const T* b, const T* bias, T* c,        \
+                                              u64 batch, u64 m, u64 n, u64 k, u64 sa_batch, u64 sa_row,   \
+                                              u64 sa_col, u64 sb_batch, u64 sb_row, u64 sb_col,           \
+                                              u64 sc_batch, u64 sc_row) {                                 \
+        gemm_naive<T>(beta, a, b, bias, c, batch, m, n, k, GemmStrides{sa_batch, sa_row, sa_col},         \
                       GemmStrides{sb_batch, sb_row, sb_col}, sc_batch, sc_row);                           \
     }                                                                                                     \
     extern "C" __global__ void __launch_bounds__(256)                                                     \
-        gemm_tiled_##S(T beta, const T* a, const T* b, T* c, u64 batch, u64 m, u64 n, u64 k,              \
-                       u64 sa_batch, u64 sa_row, u64 sa_col, u64 sb_batch, u64 sb_row, u64 sb_col,        \
-                       u64 sc_batch, u64 sc_row) {                                                        \
-        gemm_tiled<T>(beta, a, b, c, batch, m, n, k, GemmStrides{sa_batch, sa_row, sa_col},               \
+        gemm_tiled_##S(T beta, const T* a, const T* b, const T* bias, T* c, u64 batch, u64 m, u64 n,      \
+                       u64 k, u64 sa_batch, u64 sa_row, u64 sa_col, u64 sb_batch, u64 sb_row,             \
+                       u64 sb_col, u64 sc_batch, u64 sc_row) {                                            \
+        gemm_tiled<T>(beta, a, b, bias, c, batch, m, n, k, GemmStrides{sa_batch, sa_row, sa_col},         \
                       GemmStrides{sb_batch, sb_row, sb_col}, sc_batch, sc_row);                           \
     }
 FOR_F32_F64(GEMM)

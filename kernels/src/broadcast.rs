@@ -3,9 +3,10 @@
 //!
 //! The cases a transformer runs on every layer take a threaded path: a binary op of
 //! two same-shape operands (the residual add), split into ranges over the threads; an
-//! expand that repeats `x` whole (a linear layer's bias, `[out]` → `[rows, out]`),
-//! split into blocks of whole copies; and its adjoint, the sum of those copies (the
-//! bias gradient), each thread summing a block of rows.
+//! expand that repeats `x` whole (a row `[n]` → `[rows, n]`), split into blocks of whole
+//! copies; and its adjoint, the sum of those copies (a linear layer's bias gradient), each
+//! thread summing a block of rows. (A linear layer's bias itself is not expanded on the
+//! CPU: the product adds it to each C tile, `gemm::MatMut::with_bias`.)
 
 use crate::elementwise::PAR_MIN;
 use crate::threads::{par_ranges, SharedMut};

@@ -2,6 +2,9 @@
 //!
 //! `C = beta·C + A·B`, `batch` times, with the sizes in a [`Dims`] and each operand a
 //! [`MatRef`] or [`MatMut`]: a slice and its [`Strides`], `A(i,p) = a[i·row + p·col]`.
+//! C may carry a bias row ([`MatMut::with_bias`]): `C = beta·C + bias + A·B`, the bias
+//! added to every row as each C tile is first written (a linear layer's `x·Wᵀ + b`
+//! without broadcasting b into C first).
 //! Transposes are only a change of strides, so autograd's backward products
 //! (`dA = dC·Bᵀ`, `dB = Aᵀ·dC`) need no copies. Every product of the crate takes these
 //! three types: [`gemm`] (any [`Float`]), [`crate::sgemm::sgemm`] (the f32 kernel it runs
@@ -110,20 +113,26 @@ impl<'a, T: Float> MatRef<'a, T> {
 }
 
 /// The matrix a product writes: row-major, element `(i, j)` of batch item `b` is
-/// `data[b·s.batch + i·s.row + j]` (`s.col` must be 1).
+/// `data[b·s.batch + i·s.row + j]` (`s.col` must be 1), and an optional bias row of `n`
+/// values added to every row of every item: `C(i, j) = beta·C(i, j) + bias[j] + (A·B)(i, j)`.
 #[derive(Debug)]
 pub struct MatMut<'a, T> {
     pub data: &'a mut [T],
     pub s: Strides,
+    pub bias: Option<&'a [T]>,
 }
 
 impl<'a, T> MatMut<'a, T> {
     pub fn new(data: &'a mut [T], s: Strides) -> Self {
-        MatMut { data, s }
+        MatMut { data, s, bias: None }
     }
     /// Row-major, rows `ld` apart (one matrix; [`Self::batch_stride`] for more).
     pub fn rows(data: &'a mut [T], ld: usize) -> Self {
-        MatMut { data, s: Strides { batch: 0, row: ld, col: 1 } }
+        MatMut::new(data, Strides { batch: 0, row: ld, col: 1 })
+    }
+    /// The same C with `bias` (one value per column) added to each of its rows by the product.
+    pub fn with_bias(self, bias: &'a [T]) -> Self {
+        MatMut { bias: Some(bias), ..self }
     }
     /// The next batch item starts `stride` elements on.
     pub fn batch_stride(self, stride: usize) -> Self {
@@ -132,7 +141,7 @@ impl<'a, T> MatMut<'a, T> {
     /// Batch item `b` as a matrix of its own.
     pub fn item(&mut self, b: usize) -> MatMut<'_, T> {
         let start = (b * self.s.batch).min(self.data.len()); // an empty item may start past the end
-        MatMut { data: &mut self.data[start..], s: self.s }
+        MatMut { data: &mut self.data[start..], s: self.s, bias: self.bias }
     }
     /// Element `(i, j)` of the first matrix.
     #[inline(always)]
@@ -144,16 +153,18 @@ impl<'a, T> MatMut<'a, T> {
 impl<'a, T: Float> MatMut<'a, T> {
     /// The same operand typed as f32, when `T` is f32.
     pub fn as_f32(self) -> Result<MatMut<'a, f32>, Self> {
-        let s = self.s;
+        let (s, bias) = (self.s, self.bias);
         if T::DTYPE == f32::DTYPE {
-            Ok(MatMut { data: as_f32_mut(self.data).expect("T is f32"), s })
+            let bias = bias.map(|b| as_f32(b).expect("T is f32"));
+            Ok(MatMut { data: as_f32_mut(self.data).expect("T is f32"), s, bias })
         } else {
             Err(self)
         }
     }
 }
 
-/// `C_b (m×n) = beta·C_b + A_b·B_b` for every item `b` of the batch.
+/// `C_b (m×n) = beta·C_b + A_b·B_b` for every item `b` of the batch (`+ bias` on every
+/// row when C carries one, [`MatMut::with_bias`]).
 ///
 /// `beta == 0` overwrites C (its old contents are ignored, NaN included). f32 runs
 /// on the packed SIMD [`sgemm`]; other types on the reference loop.
@@ -209,9 +220,12 @@ pub(crate) fn check<T>(op: &str, d: Dims, a: &MatRef<T>, b: &MatRef<T>, c: &MatM
     check_out(op, d, c);
 }
 
-/// [`check`]'s assertions on C alone.
+/// [`check`]'s assertions on C (and its bias) alone.
 pub(crate) fn check_out<T>(op: &str, d: Dims, c: &MatMut<T>) {
     let (m, n) = (d.m, d.n);
+    if let Some(bias) = c.bias {
+        assert!(bias.len() == n, "{op}: the bias has {} elements, C has n = {n} columns", bias.len());
+    }
     assert!(c.s.col == 1, "{op}: C must be row-major (column stride 1), got column stride {}", c.s.col);
     check_operand(op, "C", d.batch, (m, n), c.s, c.data.len());
     assert!(m <= 1 || n == 0 || c.s.row >= n, "{op}: C's rows overlap: row stride {} < n = {n}", c.s.row);

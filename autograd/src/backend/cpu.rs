@@ -94,12 +94,14 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         k::update::add_assign(self.as_mut_slice(), x.as_slice());
     }
 
-    fn gemm(&self, b: &Self, c: &mut Self, p: Gemm) {
+    fn gemm(&self, b: &Self, bias: Option<&Self>, c: &mut Self, p: Gemm) {
         use k::gemm::{Dims, MatMut, MatRef};
         let d = Dims { batch: p.batch, m: p.m, n: p.n, k: p.k };
         let a = MatRef::new(&self.as_slice()[p.a_offset..], p.sa);
         let b = MatRef::new(&b.as_slice()[p.b_offset..], p.sb);
-        let c = MatMut::new(&mut c.as_mut_slice()[p.c_offset..], p.sc);
+        // the bias is added as each C tile is first written (`kernels::gemm::MatMut::with_bias`)
+        let bias = bias.map(|bias| bias.as_slice());
+        let c = MatMut { bias, ..MatMut::new(&mut c.as_mut_slice()[p.c_offset..], p.sc) };
         let product = if p.bf16 { k::gemm::gemm_bf16 } else { k::gemm::gemm };
         product(d, a, b, T::from_f64(p.beta), c);
     }
@@ -319,16 +321,9 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         k::permute::narrow(g.as_slice(), b, 2 * hh, 1, 0, hh, &mut dh);
         k::permute::narrow(g.as_slice(), b, 2 * hh, 1, hh, hh, &mut dc);
         let (mut dz, mut dcp) = (overwritten(b * 4 * hh), overwritten(b * hh));
-        k::lstm::cell_backward(
-            self.as_slice(),
-            c_prev.as_slice(),
-            tanh_c.as_slice(),
-            &dh,
-            &dc,
-            hh,
-            &mut dz,
-            &mut dcp,
-        );
+        let (act, c_prev, tanh_c) = (self.as_slice(), c_prev.as_slice(), tanh_c.as_slice());
+        let x = k::lstm::CellBackwardIn { act, c_prev, tanh_c, dh: &dh, dc: &dc, hidden: hh };
+        k::lstm::cell_backward(x, k::lstm::CellGrads { d_gates: &mut dz, dc_prev: &mut dcp });
         (own(dz), own(dcp))
     }
     fn lstm_layer(dirs: &[(&Self, &Self)], l: &LstmLayer) -> (Self, Vec<LstmSaved<Self>>) {

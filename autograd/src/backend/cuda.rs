@@ -16,7 +16,7 @@ use tapegrad_kernels::broadcast::Binary;
 use tapegrad_kernels::elementwise::Unary;
 use tapegrad_kernels::gpu::gemm::{GpuMat, GpuMatMut};
 use tapegrad_kernels::gpu::layernorm::{LayerNormGrads, LayerNormIn, LayerNormStats};
-use tapegrad_kernels::gpu::lstm::{BackwardDir, ForwardDir};
+use tapegrad_kernels::gpu::lstm::{BackwardDir, CellBackwardIn, CellGrads, ForwardDir};
 use tapegrad_kernels::gpu::{self, DeviceRepr, GpuBuffer, GpuContext, GpuError};
 use tapegrad_kernels::update::AdamStep;
 use tapegrad_kernels::Float;
@@ -201,14 +201,16 @@ impl<T: Float> Backend<T> for CudaStorage<T> {
         self.in_place(|y| gpu::update::add_assign(y, x.get()?));
     }
 
-    fn gemm(&self, b: &Self, c: &mut Self, p: Gemm) {
+    fn gemm(&self, b: &Self, bias: Option<&Self>, c: &mut Self, p: Gemm) {
         // `precision::check_device` refuses bf16 off the CPU before any work
         assert!(!p.bf16, "gemm: bf16 products run on the CPU only (device {:?})", self.device());
         c.in_place(|cb| {
             let d = gpu::gemm::Dims::new(p.m, p.n, p.k).batched(p.batch);
             let a = GpuMat::new(self.get()?, p.sa).at(p.a_offset);
             let b = GpuMat::new(b.get()?, p.sb).at(p.b_offset);
-            gpu::gemm::gemm(d, a, b, T::from_f64(p.beta), GpuMatMut::new(cb, p.sc).at(p.c_offset))
+            // the bias is added as each C element is stored (`gemm.cu`'s `with_start`)
+            let c = GpuMatMut { bias: bias.map(|bias| bias.get()).transpose()?, ..GpuMatMut::new(cb, p.sc) };
+            gpu::gemm::gemm(d, a, b, T::from_f64(p.beta), c.at(p.c_offset))
         });
     }
     fn permute(&self, shape: &[usize], perm: &[usize]) -> Self {
@@ -447,7 +449,9 @@ impl<T: Float> Backend<T> for CudaStorage<T> {
         let [dz, dcp] = self.outs([self.len, c_prev.len], false, |[dz, dcp]| {
             let (mut dh, mut dc) = (self.uninit(b * hh)?, self.uninit(b * hh)?);
             gpu::lstm::split_hc(g.get()?, hh, &mut dh, &mut dc)?;
-            gpu::lstm::cell_backward(self.get()?, c_prev.get()?, tanh_c.get()?, &dh, &dc, hh, dz, dcp)
+            let (act, c_prev, tanh_c) = (self.get()?, c_prev.get()?, tanh_c.get()?);
+            let x = CellBackwardIn { act, c_prev, tanh_c, dh: &dh, dc: &dc, hidden: hh };
+            gpu::lstm::cell_backward(x, CellGrads { d_gates: dz, dc_prev: dcp })
         });
         (dz, dcp)
     }

@@ -149,9 +149,9 @@ impl<T: Float> Backend<T> for Storage<T> {
         each!(self, s => s.add_assign(same("gradient accumulation", d, x)))
     }
 
-    fn gemm(&self, b: &Self, c: &mut Self, p: Gemm) {
+    fn gemm(&self, b: &Self, bias: Option<&Self>, c: &mut Self, p: Gemm) {
         let d = self.device();
-        each!(self, s => s.gemm(same("gemm", d, b), same_mut("gemm", d, c), p))
+        each!(self, s => s.gemm(same("gemm", d, b), same_opt("gemm", d, bias), same_mut("gemm", d, c), p))
     }
     fn permute(&self, shape: &[usize], perm: &[usize]) -> Self {
         each!(self, s => s.permute(shape, perm).wrap())

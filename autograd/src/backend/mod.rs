@@ -177,8 +177,9 @@ pub trait Backend<T: Float>: Sized {
     fn add_assign(&mut self, x: &Self);
 
     // products and copies
-    /// c = beta·c + self·b as described by `p`.
-    fn gemm(&self, b: &Self, c: &mut Self, p: Gemm);
+    /// c = beta·c + bias + self·b as described by `p`, `bias` (`p.n` values) added to every
+    /// row of every item of c when given.
+    fn gemm(&self, b: &Self, bias: Option<&Self>, c: &mut Self, p: Gemm);
     fn permute(&self, shape: &[usize], perm: &[usize]) -> Self;
     fn narrow(&self, s: Slab) -> Self;
     /// The backward of narrow: self[:, start..start+len, :] += g.

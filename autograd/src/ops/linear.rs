@@ -11,8 +11,8 @@
 //!
 //! The same as `x.matmul(&w.transpose(0, 1)).add(b)` (the gradient tests compare the
 //! two), without their extra passes: Wᵀ is read through strides instead of copied, and
-//! y starts as the bias rows, which the product then accumulates into (no zero fill, no
-//! separate add).
+//! the product adds b to each tile of y as it first writes it (no zero fill, no broadcast
+//! copy of b, no separate add; `kernels::gemm::MatMut::with_bias`).
 //!
 //! In bf16 precision (`crate::precision`, f32 tensors) the three products round their
 //! operands to bf16 and sum in f32 (`kernels::bf16gemm`):
@@ -55,18 +55,17 @@ impl<T: Float> Tensor<T> {
         inputs.extend(bias);
         super::same_device("linear", &inputs);
 
-        // y (R, out) = bias rows (b expanded), then += x (R, in) · Wᵀ (in, out)
+        // y (R, out) = x (R, in) · Wᵀ (in, out) + b (out), b added to every row
         let x_st = self.storage();
-        let (mut y, beta) = match bias {
-            Some(b) => (b.storage().expand(&[out], &[rows, out]), 1.0),
-            None => (super::product_out(&x_st, rows * out, inp), 0.0),
-        };
+        let mut y = super::product_out(&x_st, rows * out, inp);
         let w_t = Strides { batch: 0, row: 1, col: inp }; // Wᵀ(p, j) = W[j*in + p]
         let rm = Strides::row_major;
+        let b_st = bias.map(|b| b.storage());
         x_st.gemm(
             &weight.storage(),
+            b_st.as_deref(),
             &mut y,
-            Gemm::new(1, (rows, out, inp), rm(rows, inp), w_t, rm(rows, out)).beta(beta).bf16(bf16),
+            Gemm::new(1, (rows, out, inp), rm(rows, inp), w_t, rm(rows, out)).bf16(bf16),
         );
 
         let (x, w, b) = (self.clone(), weight.clone(), bias.cloned());
@@ -78,6 +77,7 @@ impl<T: Float> Tensor<T> {
                 let mut dx = super::product_out(&gd, rows * inp, out);
                 gd.gemm(
                     &wv.storage(),
+                    None,
                     &mut dx,
                     Gemm::new(1, (rows, inp, out), rm(rows, out), rm(out, inp), rm(rows, inp)).bf16(bf16),
                 );
@@ -89,6 +89,7 @@ impl<T: Float> Tensor<T> {
                 let g_t = Strides::transposed(rows, out);
                 gd.gemm(
                     &xv.storage(),
+                    None,
                     &mut dw,
                     Gemm::new(1, (out, inp, rows), g_t, rm(rows, inp), rm(out, inp)).bf16(bf16),
                 );

@@ -43,7 +43,7 @@ impl<T: Float> Tensor<T> {
         let sc = Strides::row_major(m, n);
         let a_st = self.storage();
         let mut c = super::product_out(&a_st, batch * m * n, k);
-        a_st.gemm(&rhs.storage(), &mut c, Gemm::new(batch, (m, n, k), sa, sb, sc));
+        a_st.gemm(&rhs.storage(), None, &mut c, Gemm::new(batch, (m, n, k), sa, sb, sc));
 
         let (at, bt) = (self.clone(), rhs.clone());
         let (av, bv) = (self.detach(), rhs.detach()); // operand values as of the forward
@@ -67,10 +67,10 @@ impl<T: Float> Tensor<T> {
                             b_offset: i * sb.batch,
                             ..Gemm::new(1, (m, k, n), gs, bt_s, sda)
                         };
-                        gd.gemm(&bv.storage(), &mut da, p.beta(1.0));
+                        gd.gemm(&bv.storage(), None, &mut da, p.beta(1.0));
                     }
                 } else {
-                    gd.gemm(&bv.storage(), &mut da, Gemm::new(batch, (m, k, n), gs, bt_s, sda));
+                    gd.gemm(&bv.storage(), None, &mut da, Gemm::new(batch, (m, k, n), gs, bt_s, sda));
                 }
                 Tensor::from_storage(da, at.shape())
             });
@@ -86,9 +86,9 @@ impl<T: Float> Tensor<T> {
                     let mb = m * batch;
                     let p =
                         Gemm::new(1, (k, n, mb), Strides::transposed(mb, k), Strides::row_major(mb, n), sdb);
-                    av.storage().gemm(&gd, &mut db, p);
+                    av.storage().gemm(&gd, None, &mut db, p);
                 } else {
-                    av.storage().gemm(&gd, &mut db, Gemm::new(batch, (k, n, m), a_t, gs, sdb));
+                    av.storage().gemm(&gd, None, &mut db, Gemm::new(batch, (k, n, m), a_t, gs, sdb));
                 }
                 Tensor::from_storage(db, bt.shape())
             });

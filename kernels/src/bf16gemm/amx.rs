@@ -12,7 +12,7 @@
 //!                            tmm2 += tmm5·tmm6   tmm3 += tmm5·tmm7
 //! ```
 
-use super::driver::{gemm_seq, Gemm, Kernel};
+use super::driver::{gemm_seq, CStart, Gemm, Kernel};
 
 pub(crate) struct Amx;
 
@@ -25,14 +25,14 @@ impl Kernel for Amx {
     const A_ROWS: bool = true;
 
     #[inline(always)]
-    unsafe fn tile(kq: usize, a: *const u32, b: *const u32, c: *mut f32, rsc: usize, beta: f32) {
+    unsafe fn tile(kq: usize, a: *const u32, b: *const u32, c: *mut f32, rsc: usize, s: CStart) {
         #[cfg(target_arch = "x86_64")]
         {
-            kernel_32x32(kq, a, b, c, rsc, beta)
+            kernel_32x32(kq, a, b, c, rsc, s)
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (kq, a, b, c, rsc, beta);
+            let _ = (kq, a, b, c, rsc, s);
             unreachable!("the AMX kernel is only selected on x86_64")
         }
     }
@@ -105,13 +105,24 @@ struct TileConfig {
 /// the tiles configured as [`gemm_seq_amx`] does.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn kernel_32x32(kq: usize, a: *const u32, b: *const u32, c: *mut f32, rsc: usize, beta: f32) {
+unsafe fn kernel_32x32(kq: usize, a: *const u32, b: *const u32, c: *mut f32, rsc: usize, s: CStart) {
     use std::arch::asm;
+    let beta = s.beta;
     // C in place when beta is 0 or 1 (else into a scratch tile, merged below)
     let mut scratch = [0.0f32; 32 * 32];
     let (cp, cs) = if beta == 0.0 || beta == 1.0 { (c, rsc * 4) } else { (scratch.as_mut_ptr(), 32 * 4) };
     let c_rows = cp.add(16 * cs / 4);
-    if beta == 1.0 {
+    if !s.bias.is_null() {
+        // bias + sum (beta is 0): every row of the accumulators starts as the bias, a tile
+        // load with row stride 0 (columns 0..16 into tmm0 and tmm2, 16..32 into tmm1, tmm3)
+        asm!(
+            "tileloadd tmm0, [{b} + {zero}]",
+            "tileloadd tmm1, [{b} + {zero} + 64]",
+            "tileloadd tmm2, [{b} + {zero}]",
+            "tileloadd tmm3, [{b} + {zero} + 64]",
+            b = in(reg) s.bias, zero = in(reg) 0usize, options(nostack, readonly)
+        );
+    } else if beta == 1.0 {
         asm!(
             "tileloadd tmm0, [{c0} + {s}]",
             "tileloadd tmm1, [{c0} + {s} + 64]",

@@ -5,7 +5,7 @@
 //! `vdpbf16ps` (each lane += odd product, then += even product, f32, round to nearest even,
 //! denormals flushed). Twice the f32 kernel's multiply-adds per instruction.
 
-use super::driver::{gemm_seq, Gemm, Kernel};
+use super::driver::{gemm_seq, CStart, Gemm, Kernel};
 
 pub(crate) struct Avx512Bf16;
 
@@ -16,14 +16,14 @@ impl Kernel for Avx512Bf16 {
     const NC: usize = 4080 - 4080 % 32;
 
     #[inline(always)]
-    unsafe fn tile(kq: usize, a: *const u32, b: *const u32, c: *mut f32, rsc: usize, beta: f32) {
+    unsafe fn tile(kq: usize, a: *const u32, b: *const u32, c: *mut f32, rsc: usize, s: CStart) {
         #[cfg(target_arch = "x86_64")]
         {
-            kernel_12x32(kq, a, b, c, rsc, beta)
+            kernel_12x32(kq, a, b, c, rsc, s)
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (kq, a, b, c, rsc, beta);
+            let _ = (kq, a, b, c, rsc, s);
             unreachable!("the AVX512-BF16 kernel is only selected on x86_64")
         }
     }
@@ -42,7 +42,7 @@ pub(crate) unsafe fn gemm_seq_avx512bf16(g: Gemm) {
 /// See [`Kernel::tile`]; the CPU must support AVX512F and AVX512-BF16.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn kernel_12x32(kq: usize, mut a: *const u32, mut b: *const u32, c: *mut f32, rsc: usize, beta: f32) {
+unsafe fn kernel_12x32(kq: usize, mut a: *const u32, mut b: *const u32, c: *mut f32, rsc: usize, s: CStart) {
     use std::arch::x86_64::*;
     for i in 0..12 {
         let row = c.add(i * rsc) as *const i8;
@@ -62,13 +62,15 @@ unsafe fn kernel_12x32(kq: usize, mut a: *const u32, mut b: *const u32, c: *mut 
         a = a.add(12);
         b = b.add(32);
     }
-    let vb = _mm512_set1_ps(beta);
+    let (beta, vb) = (s.beta, _mm512_set1_ps(s.beta));
     for (i, row) in acc.iter().enumerate() {
         let p = c.add(i * rsc);
         for (h, &v) in row.iter().enumerate() {
             let q = p.add(16 * h);
             // beta·C + v rounded twice (no FMA), as the portable kernel and the reference do
-            let out = if beta == 0.0 {
+            let out = if !s.bias.is_null() {
+                _mm512_add_ps(_mm512_loadu_ps(s.bias.add(16 * h)), v) // bias + sum (beta is 0)
+            } else if beta == 0.0 {
                 v
             } else if beta == 1.0 {
                 _mm512_add_ps(_mm512_loadu_ps(q), v)

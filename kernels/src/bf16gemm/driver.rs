@@ -57,21 +57,23 @@ pub(crate) trait Kernel {
     const A_ROWS: bool = false;
 
     /// `C[i*rsc + j] = beta * C[i*rsc + j] + sum_q` (the pair products of `a[q*MR + i]` and
-    /// `b[q*NR + j]`, odd depth first) over `kq` pairs, for the full MR x NR tile (`beta == 0`
-    /// ignores C's old contents).
+    /// `b[q*NR + j]`, odd depth first) over `kq` pairs, for the full MR x NR tile (`s.beta ==
+    /// 0` ignores C's old contents), or, when `s.bias` is not null (`s.beta` is then 0),
+    /// `C[i*rsc + j] = bias[j] + sum` (`CStart::for_kernel`).
     ///
     /// # Safety
     /// `a` holds `kq*MR` words, `b` holds `kq*NR`, `c` addresses an MR x NR tile with row
-    /// stride `rsc`, and the CPU supports the kernel's features.
-    unsafe fn tile(kq: usize, a: *const u32, b: *const u32, c: *mut f32, rsc: usize, beta: f32);
+    /// stride `rsc`, a bias holds NR floats, and the CPU supports the kernel's features.
+    unsafe fn tile(kq: usize, a: *const u32, b: *const u32, c: *mut f32, rsc: usize, s: CStart);
 }
 
 /// The largest MR*NR of any kernel (sizes the stack tile for edges).
 const MAX_TILE: usize = 32 * 32;
 
-/// One product on raw pointers, `C (m×n, rows rsc apart) = beta·C + bf16(A)·bf16(B)`: the
-/// same description of a product, and the same row and column splits, as `sgemm`'s.
-pub(crate) use crate::sgemm::Gemm;
+/// One product on raw pointers, `C (m×n, rows rsc apart) = beta·C + bias + bf16(A)·bf16(B)`:
+/// the same description of a product, the same row and column splits, and the same start of
+/// each C tile (`CStart`, the bias in f32) as `sgemm`'s.
+pub(crate) use crate::sgemm::{CStart, Gemm};
 
 thread_local! {
     /// This thread's packing buffers (A block, B block), reused across calls.
@@ -85,7 +87,7 @@ thread_local! {
 /// the CPU supports `K`'s features.
 #[inline(always)]
 pub(crate) unsafe fn gemm_seq<K: Kernel>(g: Gemm) {
-    let Gemm { m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc } = g;
+    let Gemm { m, n, k, a, rsa, csa, b, rsb, csb, c, rsc, .. } = g;
     debug_assert!(m > 0 && n > 0 && k > 0);
     let (mut abuf, mut bbuf) = BUFS.with(|cell| cell.take());
     let kq_max = KC.min(k).div_ceil(2).next_multiple_of(K::KQ_ALIGN);
@@ -97,7 +99,7 @@ pub(crate) unsafe fn gemm_seq<K: Kernel>(g: Gemm) {
         for pc in (0..k).step_by(KC) {
             let kc = KC.min(k - pc);
             let kq = kc.div_ceil(2).next_multiple_of(K::KQ_ALIGN);
-            let beta = if pc == 0 { beta } else { 1.0 };
+            let start = g.start.cols_from(jc).at_depth(pc);
             // B block (kc x nc): NR-column panels; B(p, j) is column j of "rows" csb apart.
             for (s, jr) in (0..nc).step_by(K::NR).enumerate() {
                 let src = b.add(pc * rsb + (jc + jr) * csb);
@@ -122,15 +124,17 @@ pub(crate) unsafe fn gemm_seq<K: Kernel>(g: Gemm) {
                 for jr in (0..nc).step_by(K::NR) {
                     let nr = K::NR.min(nc - jr);
                     let bp = bbuf.as_ptr().add(jr * kq);
+                    let tile_start = start.cols_from(jr);
                     for ir in (0..mc).step_by(K::MR) {
                         let mr = K::MR.min(mc - ir);
                         let ap = abuf.as_ptr().add(ir * kq);
                         let cp = c.add((ic + ir) * rsc + jc + jr);
                         if mr == K::MR && nr == K::NR {
-                            K::tile(kq, ap, bp, cp, rsc, beta);
+                            K::tile(kq, ap, bp, cp, rsc, tile_start.for_kernel(K::MR, K::NR, cp, rsc));
                         } else {
-                            K::tile(kq, ap, bp, tmp.as_mut_ptr(), K::NR, 0.0);
-                            merge_tile(mr, nr, &tmp, K::NR, cp, rsc, beta);
+                            let zero = CStart { beta: 0.0, bias: std::ptr::null() };
+                            K::tile(kq, ap, bp, tmp.as_mut_ptr(), K::NR, zero);
+                            merge_tile(mr, nr, &tmp, K::NR, cp, rsc, tile_start);
                         }
                     }
                 }
@@ -204,19 +208,12 @@ unsafe fn pack_panel(x: *const f32, s_i: usize, s_p: usize, w: usize, kc: usize,
     }
 }
 
-/// Adds an `mr x nr` corner of a computed tile into C.
-unsafe fn merge_tile(mr: usize, nr: usize, tmp: &[f32], ldt: usize, c: *mut f32, rsc: usize, beta: f32) {
+/// Adds an `mr x nr` corner of a computed tile into C, from the start `s`.
+unsafe fn merge_tile(mr: usize, nr: usize, tmp: &[f32], ldt: usize, c: *mut f32, rsc: usize, s: CStart) {
     for i in 0..mr {
         let row = c.add(i * rsc);
         for (j, &v) in tmp[i * ldt..i * ldt + nr].iter().enumerate() {
-            let cj = row.add(j);
-            *cj = if beta == 0.0 {
-                v
-            } else if beta == 1.0 {
-                *cj + v
-            } else {
-                beta * *cj + v
-            };
+            s.finish(row.add(j), j, v);
         }
     }
 }
@@ -237,7 +234,7 @@ impl Kernel for Portable {
     const MC: usize = 144;
     const NC: usize = 4080;
 
-    unsafe fn tile(kq: usize, a: *const u32, b: *const u32, c: *mut f32, rsc: usize, beta: f32) {
+    unsafe fn tile(kq: usize, a: *const u32, b: *const u32, c: *mut f32, rsc: usize, s: CStart) {
         const MR: usize = Portable::MR;
         const NR: usize = Portable::NR;
         let mut acc = [[0.0f32; NR]; MR];
@@ -257,15 +254,8 @@ impl Kernel for Portable {
         }
         for (i, row) in acc.iter().enumerate() {
             for (j, &v) in row.iter().enumerate() {
-                // SAFETY: the caller guarantees the MR x NR tile of C.
-                let cij = unsafe { &mut *c.add(i * rsc + j) };
-                *cij = if beta == 0.0 {
-                    v
-                } else if beta == 1.0 {
-                    *cij + v
-                } else {
-                    beta * *cij + v
-                };
+                // SAFETY: the caller guarantees the MR x NR tile of C and NR values of a bias.
+                unsafe { s.finish(c.add(i * rsc + j), j, v) };
             }
         }
     }

@@ -101,7 +101,8 @@ pub fn path() -> Path {
 }
 
 /// `C = beta·C + bf16(A)·bf16(B)` (f32 sums) for every item of the batch; [`sgemm`]'s
-/// contract otherwise (`beta == 0` overwrites C, transposes are strides, C row-major).
+/// contract otherwise (`beta == 0` overwrites C, transposes are strides, C row-major, a
+/// bias that C carries is added to every row, in f32).
 ///
 /// [`sgemm`]: crate::sgemm::sgemm
 ///
@@ -141,18 +142,12 @@ fn one(path: Path, nthreads: usize, d: Dims, a: MatRef<f32>, b: MatRef<f32>, bet
     }
     threads::ensure_ftz();
     isa::note(Family::Bf16Gemm, if path == Path::Portable { Isa::Portable } else { Isa::Avx512 });
+    let g = Gemm::new(d, &a, &b, beta, &mut c);
     if k == 0 {
-        for i in 0..m {
-            let row = &mut c.data[i * rsc..i * rsc + n];
-            if beta == 0.0 {
-                row.fill(0.0);
-            } else if beta != 1.0 {
-                row.iter_mut().for_each(|x| *x *= beta);
-            }
-        }
+        // SAFETY: C (and its bias) were checked for m × n.
+        unsafe { g.start.write(m, n, g.c, rsc) };
         return;
     }
-    let g = Gemm::new(d, &a, &b, beta, &mut c);
     let (mr, nr) = match path {
         Path::Amx => (amx::Amx::MR, amx::Amx::NR),
         Path::Avx512Bf16 => (avx512::Avx512Bf16::MR, avx512::Avx512Bf16::NR),

@@ -21,10 +21,12 @@ pub fn round_bf16(x: f32) -> f32 {
     half::bf16::from_f32(x).to_f32()
 }
 
-/// `C = beta·C + bf16(A)·bf16(B)` for every item of the batch: products and sums in f32,
-/// the depth taken in pairs, odd product first (see the module doc). `beta == 0` ignores
-/// C's old contents.
+/// `C = beta·C + bf16(A)·bf16(B)` (`+ bias[j]` on every row when C carries a bias, added to
+/// `beta·C` before the sum) for every item of the batch: products and sums in f32, the depth
+/// taken in pairs, odd product first (see the module doc). `beta == 0` ignores C's old
+/// contents. The bias is not rounded: only A and B are.
 pub fn bf16gemm_reference(d: Dims, a: MatRef<f32>, b: MatRef<f32>, beta: f32, mut c: MatMut<f32>) {
+    let bias = c.bias;
     for item in 0..d.batch {
         let (a, b, mut c) = (a.item(item), b.item(item), c.item(item));
         let ah = |i: usize, p: usize| round_bf16(a.at(i, p));
@@ -39,7 +41,10 @@ pub fn bf16gemm_reference(d: Dims, a: MatRef<f32>, b: MatRef<f32>, beta: f32, mu
                     acc += ah(i, p) * bh(p, j);
                 }
                 let ci = c.at(i, j);
-                *ci = if beta == 0.0 { acc } else { beta * *ci + acc };
+                *ci = match crate::sgemm::reference::start(beta, *ci, bias.map(|bias| bias[j])) {
+                    Some(s) => s + acc,
+                    None => acc,
+                };
             }
         }
     }

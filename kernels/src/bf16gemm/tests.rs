@@ -55,17 +55,21 @@ fn every_path_equals_the_reference() {
     for path in paths() {
         for (m, n, k) in shapes {
             for (name, rsa, csa, rsb, csb) in layouts(m, n, k) {
-                for (beta, threads) in [(0.0, 1), (1.0, 2), (0.5, 2)] {
+                for (beta, threads, with_bias) in
+                    [(0.0, 1, false), (1.0, 2, false), (0.5, 2, false), (0.0, 2, true), (0.5, 1, true)]
+                {
                     let (a, b, c0) =
                         (rand_vec(&mut rng, m * k), rand_vec(&mut rng, k * n), rand_vec(&mut rng, m * n));
+                    let bias = rand_vec(&mut rng, n);
+                    let bias = with_bias.then_some(&bias[..]);
                     let d = Dims::new(m, n, k);
                     let a = MatRef::new(&a, Strides { batch: 0, row: rsa, col: csa });
                     let b = MatRef::new(&b, Strides { batch: 0, row: rsb, col: csb });
                     let mut got = c0.clone();
-                    bf16gemm_with(path, threads, d, a, b, beta, MatMut::rows(&mut got, n));
+                    bf16gemm_with(path, threads, d, a, b, beta, MatMut { bias, ..MatMut::rows(&mut got, n) });
                     let mut want = c0;
-                    bf16gemm_reference(d, a, b, beta, MatMut::rows(&mut want, n));
-                    let what = format!("{} {name} {m}x{n}x{k} beta {beta}", path.name());
+                    bf16gemm_reference(d, a, b, beta, MatMut { bias, ..MatMut::rows(&mut want, n) });
+                    let what = format!("{} {name} {m}x{n}x{k} beta {beta} bias {with_bias}", path.name());
                     if k <= KC && path != Path::Amx {
                         // same sums in the same order: the same bits
                         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -76,13 +80,38 @@ fn every_path_equals_the_reference() {
                         // instruction's documented pairwise rounding), and past one block each
                         // block's partial sum is added into C: f32 sums of the same k terms in
                         // another order, |Δ| ≤ k·2⁻²³·Σ|terms| (here k terms of magnitude ≤ 1,
-                        // plus |beta·C| ≤ 1)
-                        let tol = (k + 1) as f32 * 2f32.powi(-23) * (k + 1) as f32;
+                        // plus |beta·C| ≤ 1 and |bias| ≤ 1)
+                        let tol = (k + 2) as f32 * 2f32.powi(-23) * (k + 2) as f32;
                         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                             assert!((g - w).abs() <= tol, "{what}: C[{i}] = {g:e}, want {w:e}");
                         }
                     }
                 }
+            }
+        }
+    }
+}
+
+/// The bias as each tile starts (on AMX, the accumulators loaded from the bias row with
+/// stride 0) is the old way bit for bit: C filled with the bias rows, then accumulated into.
+#[test]
+fn bias_equals_filling_c_then_accumulating() {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    for path in paths() {
+        for (m, n, k) in [(37, 50, 64), (70, 96, KC), (65, 33, KC + 7)] {
+            let (a, b, bias) = (rand_vec(&mut rng, m * k), rand_vec(&mut rng, k * n), rand_vec(&mut rng, n));
+            let (d, a, b) = (Dims::new(m, n, k), MatRef::rows(&a, k), MatRef::cols(&b, k));
+            let mut filled: Vec<f32> = (0..m).flat_map(|_| bias.iter().copied()).collect();
+            bf16gemm_with(path, 2, d, a, b, 1.0, MatMut::rows(&mut filled, n));
+            let mut got = vec![f32::NAN; m * n];
+            bf16gemm_with(path, 2, d, a, b, 0.0, MatMut::rows(&mut got, n).with_bias(&bias));
+            for (i, (g, f)) in got.iter().zip(&filled).enumerate() {
+                assert_eq!(
+                    g.to_bits(),
+                    f.to_bits(),
+                    "{} {m}x{n}x{k}: C[{i}] = {g}, filled-then-added {f}",
+                    path.name()
+                );
             }
         }
     }
@@ -124,6 +153,10 @@ fn empty_and_zero_depth() {
     let mut c = vec![3.0f32; 6];
     bf16gemm(Dims::new(2, 3, 0), MatRef::rows(&[], 0), MatRef::rows(&[], 3), 0.5, MatMut::rows(&mut c, 3));
     assert_eq!(c, vec![1.5; 6]);
+    let bias = [1.0, 2.0, 3.0];
+    let (a, b) = (MatRef::rows(&[], 0), MatRef::rows(&[], 3));
+    bf16gemm(Dims::new(2, 3, 0), a, b, 2.0, MatMut::rows(&mut c, 3).with_bias(&bias));
+    assert_eq!(c, [4.0, 5.0, 6.0, 4.0, 5.0, 6.0]);
     let b = MatRef::rows(&[0.0; 12], 3);
     bf16gemm(Dims::new(0, 3, 4), MatRef::rows(&[], 4), b, 0.0, MatMut::rows(&mut [], 3));
 }

@@ -5,8 +5,11 @@
 //! (a step's rows of a packed LSTM batch).
 //!
 //! ```text
-//! C_b (m,n) = beta·C_b + A_b (m,k) · B_b (k,n)     b in 0..batch, C row-major
+//! C_b (m,n) = beta·C_b + bias (n) + A_b (m,k) · B_b (k,n)     b in 0..batch, C row-major
 //! ```
+//!
+//! The bias row is optional ([`GpuMatMut::with_bias`], as `MatMut::with_bias` on the CPU):
+//! a linear layer's `x·Wᵀ + b` in one kernel, b added as each C element is stored.
 //!
 //! [`gemm`] runs the tiled kernel; [`gemm_naive`] the one-thread-per-element reference
 //! kernel the tiled one is tested against.
@@ -53,16 +56,22 @@ impl<'a, T: Float> GpuMat<'a, T> {
     }
 }
 
-/// The written operand C: column stride 1, rows `s.row` apart.
+/// The written operand C: column stride 1, rows `s.row` apart; and an optional bias row of
+/// `n` values added to every row of every item.
 pub struct GpuMatMut<'a, T: Float> {
     pub buf: &'a mut GpuBuffer<T>,
     pub offset: usize,
     pub s: Strides,
+    pub bias: Option<&'a GpuBuffer<T>>,
 }
 
 impl<'a, T: Float> GpuMatMut<'a, T> {
     pub fn new(buf: &'a mut GpuBuffer<T>, s: Strides) -> Self {
-        GpuMatMut { buf, offset: 0, s }
+        GpuMatMut { buf, offset: 0, s, bias: None }
+    }
+    /// The same C with `bias` (one value per column) added to each of its rows by the product.
+    pub fn with_bias(self, bias: &'a GpuBuffer<T>) -> Self {
+        GpuMatMut { bias: Some(bias), ..self }
     }
     /// Row-major, rows `ld` apart.
     pub fn rows(buf: &'a mut GpuBuffer<T>, ld: usize) -> Self {
@@ -78,8 +87,9 @@ impl<'a, T: Float> GpuMatMut<'a, T> {
     }
 }
 
-/// `C_b = beta·C_b + A_b·B_b` for every batch item (module doc), the tiled kernel; the
-/// CPU's `gemm::gemm` with device operands. `beta == 0` overwrites C.
+/// `C_b = beta·C_b + A_b·B_b` (`+ bias` on every row when C carries one) for every batch
+/// item (module doc), the tiled kernel; the CPU's `gemm::gemm` with device operands.
+/// `beta == 0` overwrites C.
 pub fn gemm<T: Float>(d: Dims, a: GpuMat<T>, b: GpuMat<T>, beta: T, c: GpuMatMut<T>) -> Result<(), GpuError> {
     run(d, (a, b, beta, c), "gemm_tiled_f32", "gemm_tiled_f64")
 }
@@ -109,6 +119,9 @@ fn run<T: Float>(
     check_len("A", a.buf.len(), a.offset, batch, m, k, sa);
     check_len("B", b.buf.len(), b.offset, batch, k, n, sb);
     check_len("C", c.buf.len(), c.offset, batch, m, n, sc);
+    if let Some(bias) = c.bias {
+        assert!(bias.len() == n, "gemm: the bias has {} elements, C has n = {n} columns", bias.len());
+    }
     if batch > 1 {
         assert!(sc.batch != 0, "gemm: C cannot be broadcast over the batch");
     }
@@ -124,6 +137,7 @@ fn run<T: Float>(
         scalar::<T>(beta.to_f64()),
         at(a.buf, a.offset),
         at(b.buf, b.offset),
+        KernelArg::Ptr(c.bias.map_or(0, |bias| bias.ptr())), // null: no bias
         at(c.buf, c.offset),
         count(batch),
         count(m),
@@ -170,13 +184,15 @@ pub(crate) mod tests {
     }
 
     /// `batch`×`m`×`n`×`k` in T, NN, NT, TN and TT layouts, beta 0 and 1 (with a
-    /// broadcast B): the tiled and the naive kernel against the CPU's `gemm::gemm` in
+    /// broadcast B), with and without a bias row: the tiled and the naive kernel against the CPU's `gemm::gemm` in
     /// f64 on the same inputs; f64 to 1e-12, f32 within the rounding of sums of k
     /// products (k·2⁻²³ of the magnitudes' sum), and the two f32 kernels as close.
     pub(crate) fn check<T: Float>(ctx: &Arc<GpuContext>, (batch, m, n, k): (usize, usize, usize, usize)) {
         let t = tol::<T>(4.0 * (k as f64 + 2.0) * f32::EPSILON as f64 * 4.0, 1e-12);
         for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
-            for (beta, bcast) in [(0.0, false), (1.0, true)] {
+            for (beta, bcast, with_bias) in
+                [(0.0, false, false), (1.0, true, false), (0.0, false, true), (0.5, true, true)]
+            {
                 let sa = if ta { Strides::transposed(k, m) } else { Strides::row_major(m, k) };
                 let sb = if tb { Strides::transposed(n, k) } else { Strides::row_major(k, n) };
                 let sb = if bcast { sb.broadcast() } else { sb };
@@ -185,25 +201,27 @@ pub(crate) mod tests {
                 let a: Vec<T> = to(&values(la, 0.3));
                 let b: Vec<T> = to(&values(lb.max(1), 1.1));
                 let c0: Vec<T> = to(&values(batch * m * n, 2.9));
+                let bias: Vec<T> = to(&values(n, 4.3));
                 let mut want = wide(&c0);
-                let (a64, b64) = (wide(&a), wide(&b));
+                let (a64, b64, bias64) = (wide(&a), wide(&b), wide(&bias));
                 let d = Dims::new(m, n, k).batched(batch);
-                crate::gemm::gemm(
-                    d,
-                    MatRef::new(&a64, sa),
-                    MatRef::new(&b64, sb),
-                    beta,
-                    MatMut::new(&mut want, sc),
+                let c_cpu = MatMut::new(&mut want, sc);
+                let c_cpu = if with_bias { c_cpu.with_bias(&bias64) } else { c_cpu };
+                crate::gemm::gemm(d, MatRef::new(&a64, sa), MatRef::new(&b64, sb), beta, c_cpu);
+                let what = format!(
+                    "{batch}×{m}×{n}×{k} ta {ta} tb {tb} beta {beta} bias {with_bias}, {}",
+                    on::<T>(ctx)
                 );
-                let what = format!("{batch}×{m}×{n}×{k} ta {ta} tb {tb} beta {beta}, {}", on::<T>(ctx));
-                let (ab, bb) = (up(ctx, &a), up(ctx, &b));
+                let (ab, bb, biasb) = (up(ctx, &a), up(ctx, &b), up(ctx, &bias));
                 let beta = T::from_f64(beta);
                 let mut got = Vec::new();
                 for naive in [false, true] {
                     let mut cb = up(ctx, &c0);
                     let f = if naive { gemm_naive::<T> } else { gemm::<T> };
                     let (a_op, b_op) = (GpuMat::new(&ab, sa), GpuMat::new(&bb, sb));
-                    f(d, a_op, b_op, beta, GpuMatMut::new(&mut cb, sc)).unwrap();
+                    let c_op = GpuMatMut::new(&mut cb, sc);
+                    let c_op = if with_bias { c_op.with_bias(&biasb) } else { c_op };
+                    f(d, a_op, b_op, beta, c_op).unwrap();
                     close(&down(&cb), &want, t, &format!("naive {naive} {what}"));
                     got.push(down(&cb));
                 }
@@ -217,7 +235,7 @@ pub(crate) mod tests {
         }
     }
 
-    /// Odd sizes, tiles cut at every edge, k = 0 (C = beta·C).
+    /// Odd sizes, tiles cut at every edge, k = 0 (C = beta·C + bias).
     #[test]
     fn tiled_and_naive_match_cpu() {
         for ctx in test_contexts() {
@@ -226,6 +244,16 @@ pub(crate) mod tests {
                 check::<f32>(&ctx, shape);
             }
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "gemm: the bias has 2 elements, C has n = 3 columns")]
+    fn short_bias_panics_naming_it() {
+        let ctx = crate::gpu::sim_context();
+        let (ab, bb, bias) = (up(&ctx, &[1.0f32; 4]), up(&ctx, &[1.0f32; 6]), up(&ctx, &[1.0f32; 2]));
+        let mut cb = up(&ctx, &[0.0f32; 6]);
+        let (a, b) = (GpuMat::rows(&ab, 2), GpuMat::rows(&bb, 3));
+        gemm(Dims::new(2, 3, 2), a, b, 0.0, GpuMatMut::rows(&mut cb, 3).with_bias(&bias)).unwrap();
     }
 
     /// Operands at offsets (rows of a bigger buffer), and beta = 0 ignoring NaN in C.

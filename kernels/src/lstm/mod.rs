@@ -41,6 +41,7 @@ mod sequence;
 pub use sequence::*;
 
 use crate::activation::sigmoid;
+use crate::layernorm::Len;
 use crate::vecmath;
 use crate::Float;
 
@@ -155,37 +156,71 @@ unsafe fn cell_row_f32(
     }
 }
 
-/// Fused cell backward (see the module doc for the math).
+/// The fused cell backward's inputs on either device (`B` = `[T]` here, a `GpuBuffer<T>` in
+/// `gpu::lstm`): what the forward saved and the incoming gradients.
 ///
-/// `act` `[rows, 4H]`: the activations the forward saved; `c_prev` `[p, H]` (rows
-/// `p..` were zero); `tanh_c`, `dh`, `dc` `[rows, H]`. Writes `d_gates` `[rows, 4H]`
-/// (dL/d pre-activations) and `dc_prev` `[p, H]`.
-#[allow(clippy::too_many_arguments)]
-pub fn cell_backward<T: Float>(
-    act: &[T],
-    c_prev: &[T],
-    tanh_c: &[T],
-    dh: &[T],
-    dc: &[T],
-    hidden: usize,
-    d_gates: &mut [T],
-    dc_prev: &mut [T],
-) {
-    let hh = hidden;
+/// ```text
+/// act (rows, 4H)   the gate activations [i | f | g | o] the forward saved
+/// c_prev (p, H)    the previous cell state (rows p.. had none: zero)
+/// tanh_c (rows, H) dh (rows, H) dc (rows, H)
+/// ```
+pub struct CellBackwardIn<'a, B: ?Sized> {
+    pub act: &'a B,
+    pub c_prev: &'a B,
+    pub tanh_c: &'a B,
+    pub dh: &'a B,
+    pub dc: &'a B,
+    pub hidden: usize,
+}
+
+impl<B: ?Sized> Clone for CellBackwardIn<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: ?Sized> Copy for CellBackwardIn<'_, B> {}
+
+/// What the cell backward writes: `d_gates (rows, 4H)` (dL/d pre-activations) and
+/// `dc_prev (p, H)`.
+pub struct CellGrads<'a, B: ?Sized> {
+    pub d_gates: &'a mut B,
+    pub dc_prev: &'a mut B,
+}
+
+impl<B: ?Sized + Len> CellBackwardIn<'_, B> {
+    /// Checks every length against the rows `act` holds (one message for both devices) and
+    /// returns `(rows, p)`.
+    pub(crate) fn check(&self, out: &CellGrads<'_, B>) -> (usize, usize) {
+        let hh = self.hidden.max(1);
+        let rows = self.act.len() / (4 * hh);
+        let want = |what: &str, len: usize, need: usize| {
+            assert!(
+                len == need,
+                "lstm cell backward [{rows} rows, H {hh}]: {what} has {len} elements, needs {need}"
+            )
+        };
+        want("act", self.act.len(), rows * 4 * hh);
+        want("d_gates", out.d_gates.len(), rows * 4 * hh);
+        for (what, len) in [("tanh_c", self.tanh_c.len()), ("dh", self.dh.len()), ("dc", self.dc.len())] {
+            want(what, len, rows * hh);
+        }
+        let p = self.c_prev.len() / hh;
+        assert!(p <= rows, "lstm cell backward: c_prev has {p} rows, more than the {rows} of act");
+        want("c_prev", self.c_prev.len(), p * hh);
+        want("dc_prev", out.dc_prev.len(), p * hh);
+        (rows, p)
+    }
+}
+
+/// Fused cell backward (see the module doc for the math): reads `x`, writes `out`.
+pub fn cell_backward<T: Float>(x: CellBackwardIn<'_, [T]>, out: CellGrads<'_, [T]>) {
+    let hh = x.hidden;
     if hh == 0 {
         return;
     }
-    let rows = act.len() / (4 * hh);
-    assert!(
-        act.len() == rows * 4 * hh && d_gates.len() == rows * 4 * hh,
-        "lstm cell: gates must be [rows, 4H]"
-    );
-    assert!(tanh_c.len() == rows * hh && dh.len() == rows * hh && dc.len() == rows * hh);
-    assert!(
-        c_prev.len() <= rows * hh && dc_prev.len() == c_prev.len(),
-        "lstm cell: c_prev must be [p ≤ rows, H]"
-    );
-    let p = c_prev.len() / hh;
+    let (rows, p) = x.check(&out);
+    let CellBackwardIn { act, c_prev, tanh_c, dh, dc, .. } = x;
+    let CellGrads { d_gates, dc_prev } = out;
     let one = T::ONE;
     for r in 0..rows {
         let a = &act[r * 4 * hh..(r + 1) * 4 * hh];
@@ -341,9 +376,20 @@ mod tests {
             let dc = rand_vec(rows * hh, 1.0, &mut rng);
             let (dz_r, dcp_r) = cell_backward_reference(&pre, &cp, &dh, &dc, rows, hh);
             let (mut dz, mut dcp) = (vec![0.0; rows * 4 * hh], vec![0.0; rows * hh]);
-            cell_backward(&act, &cp, &tc, &dh, &dc, hh, &mut dz, &mut dcp);
+            let x = CellBackwardIn { act: &act[..], c_prev: &cp, tanh_c: &tc, dh: &dh, dc: &dc, hidden: hh };
+            cell_backward(x, CellGrads { d_gates: &mut dz, dc_prev: &mut dcp });
             assert!(max_diff(&dz, &dz_r) < 1e-14 && max_diff(&dcp, &dcp_r) < 1e-14);
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "lstm cell backward [3 rows, H 2]: dc has 5 elements, needs 6")]
+    fn cell_backward_names_a_short_buffer() {
+        let (act, cp, tc, dh, dc) =
+            (vec![0.0f32; 24], vec![0.0; 6], vec![0.0; 6], vec![0.0; 6], vec![0.0; 5]);
+        let (mut dz, mut dcp) = (vec![0.0; 24], vec![0.0; 6]);
+        let x = CellBackwardIn { act: &act[..], c_prev: &cp, tanh_c: &tc, dh: &dh, dc: &dc, hidden: 2 };
+        cell_backward(x, CellGrads { d_gates: &mut dz, dc_prev: &mut dcp });
     }
 
     #[test]
@@ -373,8 +419,11 @@ mod tests {
         let (dh, dc) = (rand_vec(rows * hh, 1.0, &mut rng), rand_vec(rows * hh, 1.0, &mut rng));
         let (mut dz1, mut dz2, mut dcp1, mut dcp2) =
             (vec![0.0; rows * 4 * hh], vec![0.0; rows * 4 * hh], z(), vec![0.0; p * hh]);
-        cell_backward(&a1, &cp, &t1, &dh, &dc, hh, &mut dz1, &mut dcp1);
-        cell_backward(&a2, &cp[..p * hh], &t2, &dh, &dc, hh, &mut dz2, &mut dcp2);
+        let x = CellBackwardIn { act: &a1[..], c_prev: &cp, tanh_c: &t1, dh: &dh, dc: &dc, hidden: hh };
+        cell_backward(x, CellGrads { d_gates: &mut dz1, dc_prev: &mut dcp1 });
+        let x =
+            CellBackwardIn { act: &a2[..], c_prev: &cp[..p * hh], tanh_c: &t2, dh: &dh, dc: &dc, hidden: hh };
+        cell_backward(x, CellGrads { d_gates: &mut dz2, dc_prev: &mut dcp2 });
         assert_eq!(dz1, dz2);
         assert_eq!(&dcp1[..p * hh], &dcp2[..]);
     }

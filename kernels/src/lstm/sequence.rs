@@ -10,7 +10,7 @@
 //! thread; the two directions of a bidirectional layer run at the same time, one per
 //! core ([`sequences_forward`], [`sequences_backward`]), with no synchronisation per step.
 
-use super::{cell_backward, cell_forward};
+use super::{cell_backward, cell_forward, CellBackwardIn, CellGrads};
 use crate::gemm::{gemm, Dims, MatMut, MatRef};
 use crate::sgemm::{sgemm_prepacked, PackedB};
 use crate::{as_f32, as_f32_mut, threads, Float};
@@ -221,16 +221,15 @@ fn backward_one<T: Float>(d: BackwardDir<'_, T>, batch_sizes: &[usize], hidden: 
             *d = g + ch;
         }
         let dz = &mut d_gates[off * g4..(off + bt) * g4];
-        cell_backward(
-            &act[off * g4..(off + bt) * g4],
-            &c[prev_off * hh..(prev_off + p) * hh],
-            &tanh_c[off * hh..(off + bt) * hh],
-            &dh[..bt * hh],
-            &carry_c[..bt * hh],
-            hh,
-            dz,
-            &mut dc_prev[..p * hh],
-        );
+        let x = CellBackwardIn {
+            act: &act[off * g4..(off + bt) * g4],
+            c_prev: &c[prev_off * hh..(prev_off + p) * hh],
+            tanh_c: &tanh_c[off * hh..(off + bt) * hh],
+            dh: &dh[..bt * hh],
+            dc: &carry_c[..bt * hh],
+            hidden: hh,
+        };
+        cell_backward(x, CellGrads { d_gates: dz, dc_prev: &mut dc_prev[..p * hh] });
         if p == 0 {
             continue;
         }

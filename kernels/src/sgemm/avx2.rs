@@ -9,7 +9,7 @@ use std::arch::x86::*;
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use super::driver::{gemm_seq, pack_a_rows_scalar, Gemm, Kernel};
+use super::driver::{gemm_seq, pack_a_rows_scalar, CStart, Gemm, Kernel};
 use super::team::{gemm_team, Team};
 
 /// Blocking: a 16 KB B micro-panel (KC x NR) in the 32 KB L1, a 144 KB A block (MC x KC) in
@@ -25,14 +25,14 @@ impl Kernel for Avx2 {
     const NC: usize = 4080;
 
     #[inline(always)]
-    unsafe fn tile(k: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, beta: f32) {
+    unsafe fn tile(k: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, s: CStart) {
         #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
         {
-            kernel_6x16(k, a, b, c, rsc, beta)
+            kernel_6x16(k, a, b, c, rsc, s)
         }
         #[cfg(not(any(target_arch = "x86", target_arch = "x86_64")))]
         {
-            let _ = (k, a, b, c, rsc, beta);
+            let _ = (k, a, b, c, rsc, s);
             unreachable!("the AVX2 kernel is only selected on x86")
         }
     }
@@ -89,7 +89,7 @@ pub(crate) unsafe fn gemm_team_avx2(team: &Team, g: Gemm) {
 /// See [`Kernel::tile`]; the CPU must support AVX2 and FMA.
 #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_6x16(k: usize, mut a: *const f32, mut b: *const f32, c: *mut f32, rsc: usize, beta: f32) {
+unsafe fn kernel_6x16(k: usize, mut a: *const f32, mut b: *const f32, c: *mut f32, rsc: usize, s: CStart) {
     let mut c00 = _mm256_setzero_ps();
     let mut c01 = _mm256_setzero_ps();
     let mut c10 = _mm256_setzero_ps();
@@ -166,10 +166,15 @@ unsafe fn kernel_6x16(k: usize, mut a: *const f32, mut b: *const f32, c: *mut f3
     }
     steps!(k - k / 2);
 
+    let beta = s.beta;
     macro_rules! store_row {
         ($i:expr, $lo:ident, $hi:ident) => {{
             let p = c.add($i * rsc);
-            if beta == 0.0 {
+            if !s.bias.is_null() {
+                // bias + sum (beta is 0)
+                _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(s.bias), $lo));
+                _mm256_storeu_ps(p.add(8), _mm256_add_ps(_mm256_loadu_ps(s.bias.add(8)), $hi));
+            } else if beta == 0.0 {
                 _mm256_storeu_ps(p, $lo);
                 _mm256_storeu_ps(p.add(8), $hi);
             } else if beta == 1.0 {

@@ -4,7 +4,7 @@
 //! Per depth step: two aligned loads of the packed B row (32 floats), twelve broadcasts of the
 //! packed A column, 24 FMAs. 24 accumulators + 2 B registers + 1 broadcast = 27 of 32 zmm.
 
-use super::driver::{gemm_seq, pack_a_rows_scalar, Gemm, Kernel};
+use super::driver::{gemm_seq, pack_a_rows_scalar, CStart, Gemm, Kernel};
 use super::team::{gemm_team, Team};
 
 pub(crate) struct Avx512;
@@ -17,14 +17,14 @@ impl Kernel for Avx512 {
     const NC: usize = 4080 - 4080 % 32;
 
     #[inline(always)]
-    unsafe fn tile(k: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, beta: f32) {
+    unsafe fn tile(k: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, s: CStart) {
         #[cfg(target_arch = "x86_64")]
         {
-            kernel_12x32(k, a, b, c, rsc, beta)
+            kernel_12x32(k, a, b, c, rsc, s)
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (k, a, b, c, rsc, beta);
+            let _ = (k, a, b, c, rsc, s);
             unreachable!("the AVX-512 kernel is only selected on x86_64")
         }
     }
@@ -79,7 +79,7 @@ pub(crate) unsafe fn gemm_seq_avx512(g: Gemm) {
 /// See [`Kernel::tile`]; the CPU must support AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn kernel_12x32(k: usize, mut a: *const f32, mut b: *const f32, c: *mut f32, rsc: usize, beta: f32) {
+unsafe fn kernel_12x32(k: usize, mut a: *const f32, mut b: *const f32, c: *mut f32, rsc: usize, s: CStart) {
     use std::arch::x86_64::*;
     for i in 0..12 {
         let row = c.add(i * rsc) as *const i8;
@@ -98,12 +98,14 @@ unsafe fn kernel_12x32(k: usize, mut a: *const f32, mut b: *const f32, c: *mut f
         a = a.add(12);
         b = b.add(32);
     }
-    let vb = _mm512_set1_ps(beta);
+    let (beta, vb) = (s.beta, _mm512_set1_ps(s.beta));
     for (i, row) in acc.iter().enumerate() {
         let p = c.add(i * rsc);
         for (h, &v) in row.iter().enumerate() {
             let q = p.add(16 * h);
-            let out = if beta == 0.0 {
+            let out = if !s.bias.is_null() {
+                _mm512_add_ps(_mm512_loadu_ps(s.bias.add(16 * h)), v) // bias + sum (beta is 0)
+            } else if beta == 0.0 {
                 v
             } else if beta == 1.0 {
                 _mm512_add_ps(_mm512_loadu_ps(q), v)

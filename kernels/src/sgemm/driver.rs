@@ -29,12 +29,14 @@ pub(crate) trait Kernel {
     const NC: usize;
 
     /// `C[i*rsc + j] = beta * C[i*rsc + j] + sum_p A[p*MR + i] * B[p*NR + j]` for the full
-    /// MR x NR tile (`beta == 0` ignores C's old contents).
+    /// MR x NR tile (`s.beta == 0` ignores C's old contents), or, when `s.bias` is not null
+    /// (`s.beta` is then 0), `C[i*rsc + j] = bias[j] + sum` (see [`CStart::for_kernel`]).
     ///
     /// # Safety
     /// `a` holds `k*MR` floats, `b` holds `k*NR` floats (64-byte aligned), `c` addresses an
-    /// MR x NR tile with row stride `rsc`, and the CPU supports the kernel's features.
-    unsafe fn tile(k: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, beta: f32);
+    /// MR x NR tile with row stride `rsc`, a bias holds NR floats, and the CPU supports the
+    /// kernel's features.
+    unsafe fn tile(k: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, s: CStart);
 
     /// Packs one full MR-row micro-panel of a row-major A (column stride 1, row stride `rsa`):
     /// `out[p*MR + i] = a[i*rsa + p]` for `p < kc`, `i < MR`. This is a transpose; kernels may
@@ -133,8 +135,9 @@ pub(super) struct PackBufs {
 }
 
 /// One product on raw pointers, as every layer of the GEMM passes it down:
-/// `C (m×n, rows rsc apart) = beta·C + A·B` with `A(i,p) = a[i·rsa + p·csa]` and
-/// `B(p,j) = b[p·rsb + j·csb]`.
+/// `C (m×n, rows rsc apart) = beta·C + bias + A·B` with `A(i,p) = a[i·rsa + p·csa]`,
+/// `B(p,j) = b[p·rsb + j·csb]`, and `start` holding `beta` and the bias row. Inside the loop
+/// nest one block of it is a `Gemm` too, with `b` the packed B block (`rsb`, `csb` unused).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Gemm {
     pub m: usize,
@@ -146,7 +149,7 @@ pub(crate) struct Gemm {
     pub b: *const f32,
     pub rsb: usize,
     pub csb: usize,
-    pub beta: f32,
+    pub start: CStart,
     pub c: *mut f32,
     pub rsc: usize,
 }
@@ -171,7 +174,7 @@ impl Gemm {
             b: b.data.as_ptr(),
             rsb: b.s.row,
             csb: b.s.col,
-            beta,
+            start: CStart { beta, bias: c.bias.map_or(std::ptr::null(), |bias| bias.as_ptr()) },
             c: c.data.as_mut_ptr(),
             rsc: c.s.row,
         }
@@ -190,7 +193,33 @@ impl Gemm {
     /// # Safety
     /// `lo <= hi <= n`.
     pub(crate) unsafe fn cols(self, lo: usize, hi: usize) -> Gemm {
-        Gemm { n: hi - lo, b: self.b.add(lo * self.csb), c: self.c.add(lo), ..self }
+        let start = self.start.cols_from(lo);
+        Gemm { n: hi - lo, b: self.b.add(lo * self.csb), start, c: self.c.add(lo), ..self }
+    }
+
+    /// The block at column `jc` and depth `pc`, `nc` wide and `kc` deep, against the packed B
+    /// block `bbuf`: what [`macro_block`] multiplies.
+    ///
+    /// # Safety
+    /// `jc < n`, `pc < k`.
+    #[inline(always)]
+    pub(crate) unsafe fn block(
+        self,
+        (jc, nc): (usize, usize),
+        (pc, kc): (usize, usize),
+        bbuf: *const f32,
+    ) -> Gemm {
+        Gemm {
+            n: nc,
+            k: kc,
+            a: self.a.add(pc * self.csa),
+            b: bbuf,
+            rsb: 0,
+            csb: 0,
+            start: self.start.cols_from(jc).at_depth(pc),
+            c: self.c.add(jc),
+            ..self
+        }
     }
 
     /// The same shapes and strides with A, B and C moved by these many elements (a batch item).
@@ -199,6 +228,96 @@ impl Gemm {
     /// The moved operands are in bounds.
     pub(crate) unsafe fn offset(self, da: usize, db: usize, dc: usize) -> Gemm {
         Gemm { a: self.a.add(da), b: self.b.add(db), c: self.c.add(dc), ..self }
+    }
+}
+
+/// What a C tile starts as before a micro-kernel adds the first depth block's sum into it:
+/// `beta·C + bias[j]` on every row (`beta == 0`: C's old contents are not read; a null `bias`:
+/// none). Later depth blocks accumulate ([`CStart::ACCUMULATE`]). A micro-kernel starts its
+/// tile from the bias itself (loaded beside its sum, or, on AMX, as the accumulators'
+/// first value), so C is only written, as with `beta == 0`: no pass filling C with the bias
+/// rows before the product, and no read of C back.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CStart {
+    pub beta: f32,
+    pub bias: *const f32,
+}
+
+impl CStart {
+    /// Add the sum to C as it is (every depth block after the first).
+    pub(crate) const ACCUMULATE: CStart = CStart { beta: 1.0, bias: std::ptr::null() };
+
+    /// The start of the depth block at `pc`: this one for the first, else accumulate.
+    #[inline(always)]
+    pub(crate) fn at_depth(self, pc: usize) -> CStart {
+        if pc == 0 {
+            self
+        } else {
+            Self::ACCUMULATE
+        }
+    }
+
+    /// The same start for C's columns from `j` on.
+    ///
+    /// # Safety
+    /// `j` is within the bias (at most n).
+    #[inline(always)]
+    pub(crate) unsafe fn cols_from(self, j: usize) -> CStart {
+        let bias = if self.bias.is_null() { self.bias } else { self.bias.add(j) };
+        CStart { bias, ..self }
+    }
+
+    /// The start to hand a micro-kernel for the `mr × nr` tile at `c`. Kernels take a bias
+    /// only with `beta == 0` (`C = bias + sum`); for a bias with another beta (no caller of
+    /// ours), `beta·C + bias` is written into the tile here and the kernel accumulates.
+    ///
+    /// # Safety
+    /// `c` addresses the tile (rows `rsc` apart) and the bias holds `nr` values.
+    #[inline(always)]
+    pub(crate) unsafe fn for_kernel(self, mr: usize, nr: usize, c: *mut f32, rsc: usize) -> CStart {
+        if self.bias.is_null() || self.beta == 0.0 {
+            return self;
+        }
+        self.write(mr, nr, c, rsc);
+        Self::ACCUMULATE
+    }
+
+    /// Writes C's element at `c`, in column `j`: the sum `v` added to what it starts as, in
+    /// [`reference::start`]'s order.
+    ///
+    /// # Safety
+    /// `c` is valid and the bias holds more than `j` values.
+    ///
+    /// [`reference::start`]: super::reference::start
+    #[inline(always)]
+    pub(crate) unsafe fn finish(self, c: *mut f32, j: usize, v: f32) {
+        *c = self.value(c, j).map_or(v, |s| s + v);
+    }
+
+    /// What C's element at `c`, in column `j`, starts as: `None` when neither beta nor a bias
+    /// gives it anything (C is then not read: it may hold anything, NaN included).
+    ///
+    /// # Safety
+    /// As [`CStart::finish`].
+    #[inline(always)]
+    unsafe fn value(self, c: *const f32, j: usize) -> Option<f32> {
+        let bias = (!self.bias.is_null()).then(|| *self.bias.add(j));
+        let old = if self.beta == 0.0 { 0.0 } else { *c };
+        super::reference::start(self.beta, old, bias)
+    }
+
+    /// `C = beta·C + bias` on the `m × n` C at `c`: a product with no depth (k = 0), or the
+    /// start [`CStart::for_kernel`] writes.
+    ///
+    /// # Safety
+    /// `c` addresses the `m × n` C (rows `rsc` apart) and the bias holds `n` values.
+    pub(crate) unsafe fn write(self, m: usize, n: usize, c: *mut f32, rsc: usize) {
+        for i in 0..m {
+            let row = std::slice::from_raw_parts_mut(c.add(i * rsc), n);
+            for (j, x) in row.iter_mut().enumerate() {
+                *x = self.value(x, j).unwrap_or(0.0);
+            }
+        }
     }
 }
 
@@ -234,36 +353,23 @@ pub(crate) unsafe fn gemm_seq<K: Kernel>(g: Gemm) {
 
 #[inline(always)]
 unsafe fn blocked<K: Kernel>(g: Gemm, abuf: *mut f32, bbuf: *mut f32) {
-    let Gemm { m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc } = g;
+    let Gemm { n, k, b, rsb, csb, .. } = g;
     for jc in (0..n).step_by(K::NC) {
         let nc = K::NC.min(n - jc);
         for pc in (0..k).step_by(K::KC) {
             let kc = K::KC.min(k - pc);
-            let beta_eff = if pc == 0 { beta } else { 1.0 };
             pack_b::<K>(kc, nc, b.add(pc * rsb + jc * csb), rsb, csb, bbuf);
-            macro_block::<K>(m, nc, kc, a.add(pc * csa), rsa, csa, bbuf, beta_eff, c.add(jc), rsc, abuf);
+            macro_block::<K>(g.block((jc, nc), (pc, kc), bbuf), abuf);
         }
     }
 }
 
-/// The three inner loops for one packed KC x NC block of B: `ic` over the `m` rows of A (`a`
-/// points at depth `pc`) by MC, packing each A block into `abuf`, then `jr` and `ir` over its
-/// micro-tiles (`c` points at column `jc`).
-#[allow(clippy::too_many_arguments)]
+/// The three inner loops for one block ([`Gemm::block`]: `a` at its depth, `b` the packed
+/// KC x NC block of B, `c` and the start's bias at its column): `ic` over the `m` rows of A
+/// by MC, packing each A block into `abuf`, then `jr` and `ir` over its micro-tiles.
 #[inline(always)]
-pub(super) unsafe fn macro_block<K: Kernel>(
-    m: usize,
-    nc: usize,
-    kc: usize,
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    bbuf: *const f32,
-    beta: f32,
-    c: *mut f32,
-    rsc: usize,
-    abuf: *mut f32,
-) {
+pub(super) unsafe fn macro_block<K: Kernel>(blk: Gemm, abuf: *mut f32) {
+    let Gemm { m, n: nc, k: kc, a, rsa, csa, b: bbuf, start, c, rsc, .. } = blk;
     let mut tmp = [0.0f32; MAX_TILE];
     debug_assert!(K::MR * K::NR <= MAX_TILE);
     for ic in (0..m).step_by(K::MC) {
@@ -272,6 +378,7 @@ pub(super) unsafe fn macro_block<K: Kernel>(
         for jr in (0..nc).step_by(K::NR) {
             let nr = K::NR.min(nc - jr);
             let bp = bbuf.add(jr * kc);
+            let tile_start = start.cols_from(jr);
             // While this micro-panel's tiles run, prefetch the next B micro-panel (KC x NR,
             // 16 KB for AVX2), a slice per tile. The B block is meant to sit in L3, but when
             // A is tall (2048 rows) its stream and C's push the block out, and each new
@@ -288,10 +395,11 @@ pub(super) unsafe fn macro_block<K: Kernel>(
                 let ap = abuf.add(ir * kc);
                 let cp = c.add((ic + ir) * rsc + jr);
                 if mr == K::MR && nr == K::NR {
-                    K::tile(kc, ap, bp, cp, rsc, beta);
+                    K::tile(kc, ap, bp, cp, rsc, tile_start.for_kernel(K::MR, K::NR, cp, rsc));
                 } else {
-                    K::tile(kc, ap, bp, tmp.as_mut_ptr(), K::NR, 0.0);
-                    merge_tile(mr, nr, &tmp, K::NR, cp, rsc, beta);
+                    let zero = CStart { beta: 0.0, bias: std::ptr::null() };
+                    K::tile(kc, ap, bp, tmp.as_mut_ptr(), K::NR, zero);
+                    merge_tile(mr, nr, &tmp, K::NR, cp, rsc, tile_start);
                 }
             }
         }
@@ -317,20 +425,12 @@ fn prefetch_l2(p: *const f32, len: usize) {
     let _ = (p, len);
 }
 
-/// Adds an `mr x nr` corner of a computed tile into C.
-unsafe fn merge_tile(mr: usize, nr: usize, tmp: &[f32], ldt: usize, c: *mut f32, rsc: usize, beta: f32) {
+/// Adds an `mr x nr` corner of a computed tile into C, from the start `s`.
+unsafe fn merge_tile(mr: usize, nr: usize, tmp: &[f32], ldt: usize, c: *mut f32, rsc: usize, s: CStart) {
     for i in 0..mr {
         let row = c.add(i * rsc);
-        let t = &tmp[i * ldt..i * ldt + nr];
-        for (j, &v) in t.iter().enumerate() {
-            let cj = row.add(j);
-            *cj = if beta == 0.0 {
-                v
-            } else if beta == 1.0 {
-                *cj + v
-            } else {
-                beta * *cj + v
-            };
+        for (j, &v) in tmp[i * ldt..i * ldt + nr].iter().enumerate() {
+            s.finish(row.add(j), j, v);
         }
     }
 }
@@ -439,7 +539,7 @@ impl<const MR: usize, const NR: usize, const MC: usize, const KC: usize, const N
     const KC: usize = KC;
     const NC: usize = NC;
 
-    unsafe fn tile(k: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, beta: f32) {
+    unsafe fn tile(k: usize, a: *const f32, b: *const f32, c: *mut f32, rsc: usize, s: CStart) {
         let mut acc = [[0.0f32; NR]; MR];
         // SAFETY: the caller guarantees k*MR and k*NR floats behind a and b.
         let (a, b) =
@@ -453,9 +553,8 @@ impl<const MR: usize, const NR: usize, const MC: usize, const KC: usize, const N
         }
         for (i, row) in acc.iter().enumerate() {
             for (j, &v) in row.iter().enumerate() {
-                // SAFETY: the caller guarantees the MR x NR tile of C.
-                let cij = unsafe { &mut *c.add(i * rsc + j) };
-                *cij = if beta == 0.0 { v } else { beta * *cij + v };
+                // SAFETY: the caller guarantees the MR x NR tile of C and NR values of a bias.
+                unsafe { s.finish(c.add(i * rsc + j), j, v) };
             }
         }
     }

@@ -28,8 +28,8 @@ use crate::gemm::{check, extent, Dims, MatMut, MatRef};
 use crate::isa::Family;
 pub(crate) use crate::isa::Isa;
 use crate::threads;
-pub(crate) use driver::Gemm;
 use driver::{gemm_seq, Generic, Kernel};
+pub(crate) use driver::{CStart, Gemm};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use team::{gemm_team, team_b_len, with_team_b, Team, TeamState};
 
@@ -63,7 +63,8 @@ pub fn kernel_name() -> &'static str {
 
 /// `C = beta·C + A·B` for every item of the batch, with any strides for A and B
 /// (`A(i,p) = a.data[i·a.s.row + p·a.s.col]`, the batch items `a.s.batch` apart; NN, NT,
-/// TN all work) and C row-major. `beta == 0.0` overwrites C (its old contents, even NaN,
+/// TN all work) and C row-major; `+ bias` on every row when C carries one
+/// ([`MatMut::with_bias`], added to each tile before its sum). `beta == 0.0` overwrites C (its old contents, even NaN,
 /// are ignored); `beta == 1.0` accumulates; other values scale. A or B may be broadcast
 /// over the batch (batch stride 0); if C's items overlap (e.g. batch stride 0), the
 /// products are applied one after another in batch order.
@@ -134,19 +135,12 @@ pub(crate) fn sgemm_with(
 /// # Safety
 /// Every addressed element is in bounds; C does not overlap A or B and its rows do not overlap.
 unsafe fn gemm_par(isa: Isa, nthreads: usize, g: Gemm) {
-    let Gemm { m, n, k, c, rsc, beta, .. } = g;
+    let Gemm { m, n, k, c, rsc, .. } = g;
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
-        for i in 0..m {
-            let row = std::slice::from_raw_parts_mut(c.add(i * rsc), n);
-            if beta == 0.0 {
-                row.fill(0.0);
-            } else if beta != 1.0 {
-                row.iter_mut().for_each(|x| *x *= beta);
-            }
-        }
+        g.start.write(m, n, c, rsc);
         return;
     }
     let (mr, nr) = match isa {

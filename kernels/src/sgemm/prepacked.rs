@@ -16,7 +16,7 @@
 use super::avx2::Avx2;
 #[cfg(target_arch = "x86_64")]
 use super::avx512::Avx512;
-use super::driver::{macro_block, pack_b, Kernel, BUFS};
+use super::driver::{macro_block, pack_b, CStart, Gemm, Kernel, BUFS};
 use super::{isa, Isa, Portable};
 use crate::gemm::{check_operand, check_out, extent, Dims, MatMut, MatRef};
 use crate::threads;
@@ -100,8 +100,8 @@ unsafe fn pack_all<K: Kernel>(k: usize, n: usize, b: *const f32, rsb: usize, csb
     }
 }
 
-/// `C (m × b.n()) = beta·C + A (m × b.k())·B` with B packed beforehand, on the calling
-/// thread; A's and C's batch strides are not used.
+/// `C (m × b.n()) = beta·C + A (m × b.k())·B` (`+ bias` on every row when C carries one)
+/// with B packed beforehand, on the calling thread; A's and C's batch strides are not used.
 ///
 /// # Panics
 /// If a slice is too short for its shape and strides, or C's rows overlap.
@@ -112,92 +112,64 @@ pub fn sgemm_prepacked(m: usize, a: MatRef<f32>, b: &PackedB, beta: f32, c: MatM
     }
     check_operand("sgemm_prepacked", "A", 1, (m, d.k), a.s, a.data.len());
     check_out("sgemm_prepacked", d, &c);
-    let (n, k, rsc) = (d.n, d.k, c.s.row);
-    let (rsa, csa) = (a.s.row, a.s.col);
-    let c = c.data;
-    if k == 0 {
-        for i in 0..m {
-            for v in &mut c[i * rsc..i * rsc + n] {
-                *v = if beta == 0.0 { 0.0 } else { beta * *v };
-            }
-        }
-        return;
-    }
-    threads::ensure_ftz();
-    crate::isa::note(crate::isa::Family::Prepacked, b.isa);
-    let (ap, bp, cp) = (a.data.as_ptr(), b.data(), c.as_mut_ptr());
+    // B's pointer is the packed panels (`rsb`, `csb` unused: `run` steps through them)
+    let g = Gemm {
+        m,
+        n: d.n,
+        k: d.k,
+        a: a.data.as_ptr(),
+        rsa: a.s.row,
+        csa: a.s.col,
+        b: b.data(),
+        rsb: 0,
+        csb: 0,
+        start: CStart { beta, bias: c.bias.map_or(std::ptr::null(), |bias| bias.as_ptr()) },
+        c: c.data.as_mut_ptr(),
+        rsc: c.s.row,
+    };
     // SAFETY: extents checked above; C is a distinct &mut slice; the CPU supports b.isa
     // (checked when B was packed).
     unsafe {
+        if g.k == 0 {
+            g.start.write(m, g.n, g.c, g.rsc);
+            return;
+        }
+        threads::ensure_ftz();
+        crate::isa::note(crate::isa::Family::Prepacked, b.isa);
         match b.isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => run_avx512(m, n, k, ap, rsa, csa, bp, beta, cp, rsc),
+            Isa::Avx512 => run_avx512(g),
             #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-            Isa::Avx2 => run_avx2(m, n, k, ap, rsa, csa, bp, beta, cp, rsc),
-            _ => run::<Portable>(m, n, k, ap, rsa, csa, bp, beta, cp, rsc),
+            Isa::Avx2 => run_avx2(g),
+            _ => run::<Portable>(g),
         }
     }
 }
 
 #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
 #[target_feature(enable = "avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn run_avx2(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    b: *const f32,
-    beta: f32,
-    c: *mut f32,
-    rsc: usize,
-) {
-    run::<Avx2>(m, n, k, a, rsa, csa, b, beta, c, rsc)
+unsafe fn run_avx2(g: Gemm) {
+    run::<Avx2>(g)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn run_avx512(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    b: *const f32,
-    beta: f32,
-    c: *mut f32,
-    rsc: usize,
-) {
-    run::<Avx512>(m, n, k, a, rsa, csa, b, beta, c, rsc)
+unsafe fn run_avx512(g: Gemm) {
+    run::<Avx512>(g)
 }
 
 /// The driver's loop nest without the B packing: `pc` over K by KC, each depth block of the
-/// packed B handed to [`macro_block`] (which packs A's blocks into this thread's buffer).
-#[allow(clippy::too_many_arguments)]
+/// packed B (`g.b`, panels of `n` rounded up to NR columns) handed to [`macro_block`] (which
+/// packs A's blocks into this thread's buffer).
 #[inline(always)]
-unsafe fn run<K: Kernel>(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: *const f32,
-    rsa: usize,
-    csa: usize,
-    b: *const f32,
-    beta: f32,
-    c: *mut f32,
-    rsc: usize,
-) {
+unsafe fn run<K: Kernel>(g: Gemm) {
+    let Gemm { m, n, k, b, .. } = g;
     let mut bufs = BUFS.with(|cell| cell.take());
     let abuf = bufs.a.get(K::MC.min(m.div_ceil(K::MR) * K::MR) * K::KC.min(k));
     let width = n.div_ceil(K::NR) * K::NR;
     for pc in (0..k).step_by(K::KC) {
         let kc = K::KC.min(k - pc);
-        let beta_eff = if pc == 0 { beta } else { 1.0 };
-        macro_block::<K>(m, n, kc, a.add(pc * csa), rsa, csa, b.add(pc * width), beta_eff, c, rsc, abuf);
+        macro_block::<K>(g.block((0, n), (pc, kc), b.add(pc * width)), abuf);
     }
     BUFS.with(|cell| cell.set(bufs));
 }
@@ -214,24 +186,38 @@ mod tests {
         for &(m, n, k) in
             &[(1, 1, 1), (7, 15, 17), (64, 1024, 256), (33, 255, 257), (13, 17, 1024), (150, 40, 9)]
         {
-            for &(trans_b, beta) in &[(false, 0.0f32), (true, 1.0), (false, 0.5)] {
+            for &(trans_b, beta, with_bias) in &[
+                (false, 0.0f32, false),
+                (true, 1.0, false),
+                (false, 0.5, false),
+                (true, 0.0, true),
+                (false, 0.5, true),
+            ] {
                 let a: Vec<f32> = (0..m * k).map(|_| rng.random_range(-1.0..1.0)).collect();
                 let b: Vec<f32> = (0..k * n).map(|_| rng.random_range(-1.0..1.0)).collect();
                 let c0: Vec<f32> = (0..m * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let bias: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let bias = with_bias.then_some(&bias[..]);
                 let (a, b) =
                     (MatRef::rows(&a, k), if trans_b { MatRef::cols(&b, k) } else { MatRef::rows(&b, n) });
                 let mut want = c0.clone();
-                sgemm_reference_f64(Dims::new(m, n, k), a, b, beta, MatMut::rows(&mut want, n));
+                sgemm_reference_f64(
+                    Dims::new(m, n, k),
+                    a,
+                    b,
+                    beta,
+                    MatMut { bias, ..MatMut::rows(&mut want, n) },
+                );
                 // every kernel this CPU runs, whichever the CPU would pick
                 for isa in Isa::ALL.into_iter().filter(|&i| crate::isa::cpu_supports(i)) {
                     let pb = PackedB::with_isa(isa, k, n, b);
                     let mut c = c0.clone();
-                    sgemm_prepacked(m, a, &pb, beta, MatMut::rows(&mut c, n));
+                    sgemm_prepacked(m, a, &pb, beta, MatMut { bias, ..MatMut::rows(&mut c, n) });
                     for (i, (&got, &w)) in c.iter().zip(&want).enumerate() {
                         let tol = 1e-5 * (k as f32).sqrt() * (1.0 + w.abs());
                         assert!(
                             (got - w).abs() <= tol,
-                            "{isa:?} m {m} n {n} k {k} transB {trans_b} beta {beta}: C[{i}] = {got}, want {w}"
+                            "{isa:?} m {m} n {n} k {k} transB {trans_b} beta {beta} bias {with_bias}: C[{i}] = {got}, want {w}"
                         );
                     }
                 }

@@ -82,7 +82,7 @@ pub(crate) fn team_b_len<K: Kernel>(n: usize, k: usize) -> usize {
 /// concurrently.
 #[inline(always)]
 pub(crate) unsafe fn gemm_team<K: Kernel>(team: &Team, g: Gemm) {
-    let Gemm { m, n, k, a, rsa, csa, b, rsb, csb, beta, c, rsc } = g;
+    let Gemm { m, n, k, b, rsb, csb, .. } = g;
     let (tid, st) = (team.tid, team.state);
     let parts = st.parts;
     let units = m.div_ceil(K::MR);
@@ -97,7 +97,6 @@ pub(crate) unsafe fn gemm_team<K: Kernel>(team: &Team, g: Gemm) {
         let nc = K::NC.min(n - jc);
         for pc in (0..k).step_by(K::KC) {
             let kc = K::KC.min(k - pc);
-            let beta_eff = if pc == 0 { beta } else { 1.0 };
             let bbuf = team.bbuf.add(blk % 2 * block_len);
             let panels = nc.div_ceil(K::NR);
             let chunks = panels.div_ceil(TEAM_CHUNK);
@@ -125,8 +124,7 @@ pub(crate) unsafe fn gemm_team<K: Kernel>(team: &Team, g: Gemm) {
             }
             wait_until(|| st.packed.load(Ordering::Acquire) >= base + chunks);
             if hi > lo {
-                let (a, c) = (a.add(lo * rsa + pc * csa), c.add(lo * rsc + jc));
-                macro_block::<K>(hi - lo, nc, kc, a, rsa, csa, bbuf, beta_eff, c, rsc, abuf);
+                macro_block::<K>(g.rows(lo, hi).block((jc, nc), (pc, kc), bbuf), abuf);
             }
             // Release: our reads of this block happen before anyone repacks its buffer.
             st.finished[blk % 2].fetch_add(1, Ordering::Release);

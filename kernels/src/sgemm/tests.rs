@@ -128,7 +128,19 @@ fn tol(k: usize) -> f32 {
 
 /// Runs one case and compares against the reference, including untouched padding in C
 /// (`padc` extra elements after each row).
-fn case(rng: &mut StdRng, imp: Imp, d: Dims, (la, lb): (Layout, Layout), beta: f32, padc: usize) {
+fn case(rng: &mut StdRng, imp: Imp, d: Dims, layouts: (Layout, Layout), beta: f32, padc: usize) {
+    case_bias(rng, imp, d, layouts, (beta, false), padc)
+}
+
+/// [`case`], with a random bias row carried by C when `with_bias`.
+fn case_bias(
+    rng: &mut StdRng,
+    imp: Imp,
+    d: Dims,
+    (la, lb): (Layout, Layout),
+    (beta, with_bias): (f32, bool),
+    padc: usize,
+) {
     let Dims { m, n, k, .. } = d;
     let (sa, alen) = la.strides(m, k);
     let (sb, blen) = lb.strides(k, n);
@@ -141,17 +153,19 @@ fn case(rng: &mut StdRng, imp: Imp, d: Dims, (la, lb): (Layout, Layout), beta: f
         c0.iter_mut().for_each(|x| *x = f32::NAN);
     }
     let (a, b) = (MatRef::new(&a, sa), MatRef::new(&b, sb));
+    let bias = rand_vec(rng, n);
+    let bias = with_bias.then_some(&bias[..]);
     let mut want = c0.clone();
-    sgemm_reference_f64(d, a, b, beta, MatMut::rows(&mut want, rsc));
+    sgemm_reference_f64(d, a, b, beta, MatMut { bias, ..MatMut::rows(&mut want, rsc) });
     let mut got = c0.clone();
-    run_imp(imp, d, a, b, beta, MatMut::rows(&mut got, rsc));
+    run_imp(imp, d, a, b, beta, MatMut { bias, ..MatMut::rows(&mut got, rsc) });
     for idx in 0..clen {
         let (i, j) = (idx / rsc, idx % rsc);
         if i < m && j < n {
             let (g, w) = (got[idx], want[idx]);
             assert!(
                 (g - w).abs() <= tol(k) * (1.0 + w.abs()),
-                "{imp:?} {m}x{n}x{k} {la:?} {lb:?} beta={beta}: C[{i},{j}] = {g}, want {w}"
+                "{imp:?} {m}x{n}x{k} {la:?} {lb:?} beta={beta} bias {with_bias}: C[{i},{j}] = {g}, want {w}"
             );
         } else {
             assert!(
@@ -197,6 +211,74 @@ fn nn_nt_tn_tt_and_strided() {
     }
 }
 
+/// A bias carried by C lands on every row, with every beta, on every kernel, at every tile
+/// edge.
+#[test]
+fn bias_on_every_row() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for imp in imps() {
+        for (i, (m, n, k)) in [(1, 1, 1), (7, 33, 17), (13, 45, 29), (25, 70, 9)].into_iter().enumerate() {
+            for beta in [0.0, 1.0, 0.5] {
+                let layouts = (LAYOUTS[i % 4], LAYOUTS[(i + 1) % 4]);
+                case_bias(&mut rng, imp, Dims::new(m, n, k), layouts, (beta, true), i % 3);
+            }
+        }
+    }
+}
+
+/// The bias start is the old way bit for bit: C filled with the bias rows, then the product
+/// accumulated into it (beta 1), so a linear layer's numbers did not move.
+#[test]
+fn bias_equals_filling_c_then_accumulating() {
+    let mut rng = StdRng::seed_from_u64(8);
+    let fast =
+        fast_isas().into_iter().flat_map(|isa| [Imp::Isa(isa, 1), Imp::Isa(isa, 2), Imp::TeamIsa(isa, 2)]);
+    for imp in [Imp::Isa(Isa::Portable, 1), Imp::Tiny].into_iter().chain(fast) {
+        for (m, n, k) in [(37, 45, 29), (150, 70, 300), (430, 200, 400)] {
+            let (a, b, bias) = (rand_vec(&mut rng, m * k), rand_vec(&mut rng, k * n), rand_vec(&mut rng, n));
+            let (d, a, b) = (Dims::new(m, n, k), MatRef::rows(&a, k), MatRef::cols(&b, k));
+            let mut filled: Vec<f32> = (0..m).flat_map(|_| bias.iter().copied()).collect();
+            run_imp(imp, d, a, b, 1.0, MatMut::rows(&mut filled, n));
+            let mut got = vec![f32::NAN; m * n];
+            run_imp(imp, d, a, b, 0.0, MatMut::rows(&mut got, n).with_bias(&bias));
+            for (i, (g, f)) in got.iter().zip(&filled).enumerate() {
+                assert_eq!(
+                    g.to_bits(),
+                    f.to_bits(),
+                    "{imp:?} {m}x{n}x{k}: C[{i}] = {g}, filled-then-added {f}"
+                );
+            }
+        }
+    }
+}
+
+/// A bias over a batch: the same row added to every item (broadcast), split over threads.
+#[test]
+fn bias_broadcast_over_the_batch() {
+    let mut rng = StdRng::seed_from_u64(9);
+    let (batch, m, n, k) = (3, 40, 50, 60);
+    let (a, b, bias) = (rand_vec(&mut rng, batch * m * k), rand_vec(&mut rng, k * n), rand_vec(&mut rng, n));
+    let d = Dims::new(m, n, k).batched(batch);
+    let (a, b) = (MatRef::rows(&a, k).batch_stride(m * k), MatRef::rows(&b, n));
+    let mut want = vec![0.0; batch * m * n];
+    sgemm_reference_f64(d, a, b, 0.0, MatMut::rows(&mut want, n).batch_stride(m * n).with_bias(&bias));
+    for isa in fast_isas().into_iter().chain([Isa::Portable]) {
+        let mut got = vec![f32::NAN; batch * m * n];
+        sgemm_with(isa, 2, d, a, b, 0.0, MatMut::rows(&mut got, n).batch_stride(m * n).with_bias(&bias));
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            assert!((g - w).abs() <= tol(k) * (1.0 + w.abs()), "{isa:?}: C[{i}] = {g}, want {w}");
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "sgemm: the bias has 2 elements, C has n = 3 columns")]
+fn short_bias_panics_naming_it() {
+    let mut c = vec![0.0f32; 6];
+    let (a, b) = (MatRef::rows(&[1.0; 4], 2), MatRef::rows(&[1.0; 6], 3));
+    sgemm(Dims::new(2, 3, 2), a, b, 0.0, MatMut::rows(&mut c, 3).with_bias(&[1.0, 2.0]));
+}
+
 #[test]
 fn larger_than_blocks() {
     // Crosses KC (256), MC (144) and several micro-tiles, with edges on every side.
@@ -214,6 +296,14 @@ fn larger_than_blocks() {
         // Crosses NC (4080) with a thin product.
         case(&mut rng, imp, Dims::new(7, 4100, 3), (Layout::Row(0), Layout::Row(0)), 1.0, 0);
         case(&mut rng, imp, Dims::new(3, 4100, 5), (Layout::Row(0), Layout::Col(0)), 0.0, 0);
+        // The bias at every block and split: a team (over M), depth blocks past the first
+        // (which must not add it again), NC blocks and a split over N (the bias shifted
+        // with the columns).
+        let rc = (Layout::Row(0), Layout::Col(0));
+        case_bias(&mut rng, imp, Dims::new(430, 200, 400), rc, (0.0, true), 1);
+        case_bias(&mut rng, imp, Dims::new(150, 64, 513), rc, (0.5, true), 0);
+        case_bias(&mut rng, imp, Dims::new(7, 4100, 3), rc, (1.0, true), 0);
+        case_bias(&mut rng, imp, Dims::new(3, 4100, 300), rc, (0.0, true), 2);
     }
 }
 
@@ -327,6 +417,13 @@ fn k_zero_scales_c() {
     let mut c = vec![2.0; 6];
     sgemm(Dims::new(2, 3, 0), a, b, 0.5, MatMut::rows(&mut c, 3));
     assert!(c.iter().all(|&x| x == 1.0));
+    // with a bias: C = beta·C + bias
+    let bias = [1.0, 2.0, 3.0];
+    sgemm(Dims::new(2, 3, 0), a, b, 0.5, MatMut::rows(&mut c, 3).with_bias(&bias));
+    assert_eq!(c, [1.5, 2.5, 3.5, 1.5, 2.5, 3.5]);
+    let mut c = vec![f32::NAN; 6];
+    sgemm(Dims::new(2, 3, 0), a, b, 0.0, MatMut::rows(&mut c, 3).with_bias(&bias));
+    assert_eq!(c, [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
     sgemm(
         Dims::new(0, 3, 4),
         MatRef::rows(&[], 4),

@@ -7,6 +7,7 @@ mod sequence;
 pub use sequence::*;
 
 use super::{count, launch, pick, DevPtr, GpuBuffer, GpuError, Kernel, KernelArg};
+pub use crate::lstm::{CellBackwardIn, CellGrads};
 use crate::Float;
 
 pub const ENTRIES: &[&str] = &[
@@ -108,38 +109,21 @@ pub fn cell_forward<T: Float>(
         .launch(on)
 }
 
-/// Fused cell backward: from the saved activations `act` `[rows, 4H]`, `c_prev`
-/// `[p, H]`, `tanh_c`, `dh`, `dc` `[rows, H]`; writes `d_gates` `[rows, 4H]` and
-/// `dc_prev` `[p, H]`.
-#[allow(clippy::too_many_arguments)]
+/// Fused cell backward (`lstm::cell_backward`'s math and argument structs, on device
+/// buffers): reads `x`, writes `out`.
 pub fn cell_backward<T: Float>(
-    act: &GpuBuffer<T>,
-    c_prev: &GpuBuffer<T>,
-    tanh_c: &GpuBuffer<T>,
-    dh: &GpuBuffer<T>,
-    dc: &GpuBuffer<T>,
-    hidden: usize,
-    d_gates: &mut GpuBuffer<T>,
-    dc_prev: &mut GpuBuffer<T>,
+    x: CellBackwardIn<'_, GpuBuffer<T>>,
+    out: CellGrads<'_, GpuBuffer<T>>,
 ) -> Result<(), GpuError> {
-    let hh = hidden;
+    let hh = x.hidden;
     if hh == 0 {
         return Ok(());
     }
-    let rows = act.len() / (4 * hh);
-    assert!(
-        act.len() == rows * 4 * hh && d_gates.len() == rows * 4 * hh,
-        "lstm cell: gates must be [rows, 4H]"
-    );
-    assert!(tanh_c.len() == rows * hh && dh.len() == rows * hh && dc.len() == rows * hh);
-    assert!(
-        c_prev.len() <= rows * hh && dc_prev.len() == c_prev.len() && c_prev.len().is_multiple_of(hh),
-        "lstm cell: c_prev must be [p ≤ rows, H]"
-    );
+    let (rows, p) = x.check(&out);
     if rows == 0 {
         return Ok(());
     }
-    let p = c_prev.len() / hh;
+    let (CellBackwardIn { act, c_prev, tanh_c, dh, dc, .. }, CellGrads { d_gates, dc_prev }) = (x, out);
     CellBwd {
         act: act.arg(),
         c_prev: c_prev.arg(),
@@ -219,7 +203,9 @@ pub(crate) mod tests {
         let (mut c, mut tc, mut h) = (z(rows * hh), z(rows * hh), z(rows * hh));
         cpu::cell_forward(&mut act, &wide(&cp), hh, &mut c, &mut tc, &mut h);
         let (mut dz, mut dcp) = (z(rows * 4 * hh), z(p * hh));
-        cpu::cell_backward(&act, &wide(&cp), &tc, &wide(&dh), &wide(&dc), hh, &mut dz, &mut dcp);
+        let (cpw, dhw, dcw) = (wide(&cp), wide(&dh), wide(&dc));
+        let x = CellBackwardIn { act: &act[..], c_prev: &cpw, tanh_c: &tc, dh: &dhw, dc: &dcw, hidden: hh };
+        cpu::cell_backward(x, CellGrads { d_gates: &mut dz, dc_prev: &mut dcp });
         let zeros = |n: usize| up(ctx, &vec![T::ZERO; n]);
         let (mut gb, cpb) = (up(ctx, &pre), up(ctx, &cp));
         let mut outs: Vec<GpuBuffer<T>> = (0..3).map(|_| zeros(rows * hh)).collect();
@@ -231,7 +217,8 @@ pub(crate) mod tests {
         close(&down(hb), &h, t_fwd, &format!("h {what}"));
         let (dhb, dcb) = (up(ctx, &dh), up(ctx, &dc));
         let (mut dzb, mut dcpb) = (zeros(rows * 4 * hh), zeros(p * hh));
-        cell_backward(&gb, &cpb, tcb, &dhb, &dcb, hh, &mut dzb, &mut dcpb).unwrap();
+        let x = CellBackwardIn { act: &gb, c_prev: &cpb, tanh_c: tcb, dh: &dhb, dc: &dcb, hidden: hh };
+        cell_backward(x, CellGrads { d_gates: &mut dzb, dc_prev: &mut dcpb }).unwrap();
         close(&down(&dzb), &dz, t_bwd, &format!("dz {what}"));
         close(&down(&dcpb), &dcp, t_bwd, &format!("dc_prev {what}"));
     }
