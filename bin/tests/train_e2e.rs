@@ -3,89 +3,16 @@
 //! slice of the real archive.
 
 mod data_common;
+mod run_common;
 
+use run_common::{last_line_accuracy, stderr, stdout, strings, synthetic_imdb, tiny_glove};
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-const BIN: &str = env!("CARGO_BIN_EXE_finetune-imdb");
-
-/// A learnable set: positive reviews use positive words, negative ones negative
-/// words, both padded with neutral filler of varying length.
-fn synthetic_imdb(root: &Path, per_class: usize) -> PathBuf {
-    let pos = ["great", "wonderful", "loved", "excellent", "moving"];
-    let neg = ["awful", "boring", "hated", "terrible", "dull"];
-    let filler = ["the", "movie", "film", "plot", "actor", "scene", "story", "and", "was", "it"];
-    let dir = root.join("aclImdb");
-    for split in ["train", "test"] {
-        for (label, words) in [("pos", &pos), ("neg", &neg)] {
-            let d = dir.join(split).join(label);
-            fs::create_dir_all(&d).unwrap();
-            for i in 0..per_class {
-                let mut text = Vec::new();
-                for j in 0..(5 + (i * 7 + j_offset(split)) % 20) {
-                    text.push(filler[(i * 3 + j) % filler.len()]);
-                    if j % 4 == 0 {
-                        text.push(words[(i + j) % words.len()]);
-                    }
-                }
-                fs::write(
-                    d.join(format!("{i}_{}.txt", if label == "pos" { 9 } else { 2 })),
-                    text.join(" ") + ".<br />",
-                )
-                .unwrap();
-            }
-        }
-    }
-    dir
-}
-
-fn j_offset(split: &str) -> usize {
-    if split == "train" {
-        0
-    } else {
-        3
-    }
-}
-
-/// GloVe-format vectors for the synthetic words (dimension 4).
-fn tiny_glove(root: &Path) -> PathBuf {
-    let words = ["the", "movie", "great", "awful", "film", "boring", "loved", "."];
-    let text: String = words
-        .iter()
-        .enumerate()
-        .map(|(i, w)| format!("{w} {} {} {} {}\n", i as f32 * 0.1, 0.5 - i as f32 * 0.05, 0.2, -0.3))
-        .collect();
-    let p = root.join("glove.tiny.4d.txt");
-    fs::write(&p, text).unwrap();
-    p
-}
-
+/// Runs `finetune-imdb` with these arguments (one thread), to the end.
 fn run(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env("TAPEGRAD_NUM_THREADS", "1").output().expect("run finetune-imdb")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).to_string()
-}
-
-/// The machine-readable last line: `test_accuracy=<f> reviews=<n>`.
-fn last_line_accuracy(o: &Output) -> (f64, usize) {
-    let out = stdout(o);
-    let last = out.lines().last().unwrap_or_else(|| panic!("no output; stderr: {}", stderr(o)));
-    let mut acc = None;
-    let mut n = None;
-    for kv in last.split_whitespace() {
-        match kv.split_once('=') {
-            Some(("test_accuracy", v)) => acc = v.parse().ok(),
-            Some(("reviews", v)) => n = v.parse().ok(),
-            _ => {}
-        }
-    }
-    (acc.expect("test_accuracy=…"), n.expect("reviews=…"))
+    run_common::run(&strings(args))
 }
 
 fn train_args<'a>(data: &'a str, glove: &'a str, out: &'a str, cache: &'a str) -> Vec<&'a str> {
