@@ -10,6 +10,9 @@
 //! repetitions, 1 thread. With 1 thread each figure is the calling thread's CPU time
 //! (Linux), so other work on a shared machine barely moves it; with more, the wall clock.
 
+#[path = "support/clock.rs"]
+mod clock;
+use clock::thread_cpu_seconds;
 use std::time::Instant;
 use tapegrad::kernels::attention::{attention_backward, attention_forward, AttentionShape, DropoutMask, Qkv};
 use tapegrad::kernels::broadcast::{binary, sum_to, Binary};
@@ -70,30 +73,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         binary(Binary::Add, &x, &[rows, hid], &y, &[rows, hid], &[rows, hid], &mut out)
     });
     Ok(())
-}
-
-/// The calling thread's CPU time in seconds (Linux); the wall clock elsewhere.
-#[cfg(target_os = "linux")]
-fn thread_cpu_seconds() -> f64 {
-    #[repr(C)]
-    struct Timespec {
-        sec: i64,
-        nsec: i64,
-    }
-    extern "C" {
-        fn clock_gettime(clk: i32, tp: *mut Timespec) -> i32;
-    }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    let mut ts = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec (64-bit Linux layout) into `ts`.
-    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime failed");
-    ts.sec as f64 + ts.nsec as f64 * 1e-9
-}
-
-#[cfg(not(target_os = "linux"))]
-fn thread_cpu_seconds() -> f64 {
-    use std::sync::OnceLock;
-    static T0: OnceLock<Instant> = OnceLock::new();
-    T0.get_or_init(Instant::now).elapsed().as_secs_f64()
 }

@@ -6,6 +6,9 @@
 //! of the wall clock (Linux; meaningful for `--threads 1` on a machine shared with other work).
 //! Every run is first validated on three rows against its reference (`sgemm_reference_f64`,
 //! or `bf16gemm_reference` for `--bf16`).
+#[path = "support/clock.rs"]
+mod clock;
+use clock::thread_cpu_seconds;
 use std::time::Instant;
 use tapegrad_kernels::bf16gemm::{self, bf16gemm, bf16gemm_reference};
 use tapegrad_kernels::gemm::{Dims, MatMut, MatRef};
@@ -123,32 +126,6 @@ fn main() {
         best * 1e3,
         flops / best / 1e9
     );
-}
-
-/// The calling thread's CPU time in seconds (Linux); the wall clock elsewhere.
-#[cfg(target_os = "linux")]
-fn thread_cpu_seconds() -> f64 {
-    #[repr(C)]
-    struct Timespec {
-        sec: i64,
-        nsec: i64,
-    }
-    extern "C" {
-        fn clock_gettime(clk: i32, tp: *mut Timespec) -> i32;
-    }
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    let mut ts = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec (64-bit Linux layout) into `ts`.
-    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime failed");
-    ts.sec as f64 + ts.nsec as f64 * 1e-9
-}
-
-#[cfg(not(target_os = "linux"))]
-fn thread_cpu_seconds() -> f64 {
-    use std::sync::OnceLock;
-    static T0: OnceLock<Instant> = OnceLock::new();
-    T0.get_or_init(Instant::now).elapsed().as_secs_f64()
 }
 
 /// A zeroed buffer; with `huge`, like numpy (which madvises arrays of 4 MB and more), its
