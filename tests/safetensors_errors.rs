@@ -3,40 +3,15 @@
 //! atomic saving and the loader's all-at-once mismatch report.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tapegrad::autograd::Tensor;
 use tapegrad::models::layers::Linear;
 use tapegrad::models::module::{join, Module};
 use tapegrad::models::safetensors_io::{load_into, save, LoadOptions, SafeTensorsFile, SafetensorsError};
 
-/// A fresh temporary folder for one test (removed at the end of the test).
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("tapegrad-st-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, bytes).unwrap();
-        p
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A file from a header (JSON text) and a data section.
-fn raw(header: &str, data: &[u8]) -> Vec<u8> {
-    let mut v = (header.len() as u64).to_le_bytes().to_vec();
-    v.extend_from_slice(header.as_bytes());
-    v.extend_from_slice(data);
-    v
-}
+#[path = "support/safetensors_files.rs"]
+mod files;
+use files::{raw, TempDir};
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()

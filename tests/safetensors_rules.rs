@@ -3,37 +3,13 @@
 //! reader (model weights, optimizer checkpoints) accepts exactly what the
 //! `safetensors` crate accepts, with errors that name the file and the tensor.
 
-use std::path::PathBuf;
 use tapegrad::autograd::Tensor;
 use tapegrad::models::safetensors_io::{SafeTensorsFile, SafetensorsError, MAX_HEADER_LEN};
 use tapegrad::optim::{load_checkpoint, save_checkpoint};
 
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("tapegrad-rules-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, bytes).unwrap();
-        p
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn raw(header: &str, data: &[u8]) -> Vec<u8> {
-    let mut v = (header.len() as u64).to_le_bytes().to_vec();
-    v.extend_from_slice(header.as_bytes());
-    v.extend_from_slice(data);
-    v
-}
+#[path = "support/safetensors_files.rs"]
+mod files;
+use files::{raw, TempDir};
 
 fn open_err(dir: &TempDir, name: &str, bytes: &[u8]) -> SafetensorsError {
     let path = dir.write(name, bytes);
