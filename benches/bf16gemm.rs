@@ -5,7 +5,7 @@
 //! layout, all threads; throughput in elements = FLOP (2·m·n·k).
 //!
 //! A fourth group per shape, `_fwd_bias`, times the forward with its bias both ways, in
-//! each precision: the bias added by the product as each C tile starts
+//! each precision: the bias added by the product as it stores each C tile
 //! (`MatMut::with_bias`, what `linear` runs) against the old way, C filled with the bias
 //! rows (`broadcast::expand`) and the product accumulated into it (beta 1): the baseline
 //! in the same run.

@@ -9,7 +9,7 @@
 // Transposes are only strides (NN, NT, TN, TT all run here); a batch stride of 0
 // broadcasts one matrix. beta == 0 overwrites C without reading it (NaN there is
 // ignored), as the CPU's gemm does; the bias is added in the store of each C element
-// (the CPU adds it as each C tile starts, in the same order: (beta·C + bias) + sum).
+// (the CPU adds it as it stores each C tile, in the same order: (beta·C + bias) + sum).
 //
 //   gemm_naive_T: one thread per C element, the k loop in order: the reference.
 //   gemm_tiled_T: 64×64 C tiles per 32×8-thread block, each thread an 8×2 register

@@ -132,8 +132,7 @@ pub(crate) unsafe fn gemm_seq<K: Kernel>(g: Gemm) {
                         if mr == K::MR && nr == K::NR {
                             K::tile(kq, ap, bp, cp, rsc, tile_start.for_kernel(K::MR, K::NR, cp, rsc));
                         } else {
-                            let zero = CStart { beta: 0.0, bias: std::ptr::null() };
-                            K::tile(kq, ap, bp, tmp.as_mut_ptr(), K::NR, zero);
+                            K::tile(kq, ap, bp, tmp.as_mut_ptr(), K::NR, CStart::OVERWRITE);
                             merge_tile(mr, nr, &tmp, K::NR, cp, rsc, tile_start);
                         }
                     }

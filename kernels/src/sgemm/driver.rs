@@ -246,6 +246,8 @@ pub(crate) struct CStart {
 impl CStart {
     /// Add the sum to C as it is (every depth block after the first).
     pub(crate) const ACCUMULATE: CStart = CStart { beta: 1.0, bias: std::ptr::null() };
+    /// Overwrite C with the sum (an edge tile's scratch, merged into C afterwards).
+    pub(crate) const OVERWRITE: CStart = CStart { beta: 0.0, bias: std::ptr::null() };
 
     /// The start of the depth block at `pc`: this one for the first, else accumulate.
     #[inline(always)]
@@ -397,8 +399,7 @@ pub(super) unsafe fn macro_block<K: Kernel>(blk: Gemm, abuf: *mut f32) {
                 if mr == K::MR && nr == K::NR {
                     K::tile(kc, ap, bp, cp, rsc, tile_start.for_kernel(K::MR, K::NR, cp, rsc));
                 } else {
-                    let zero = CStart { beta: 0.0, bias: std::ptr::null() };
-                    K::tile(kc, ap, bp, tmp.as_mut_ptr(), K::NR, zero);
+                    K::tile(kc, ap, bp, tmp.as_mut_ptr(), K::NR, CStart::OVERWRITE);
                     merge_tile(mr, nr, &tmp, K::NR, cp, rsc, tile_start);
                 }
             }

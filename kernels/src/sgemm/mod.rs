@@ -64,10 +64,11 @@ pub fn kernel_name() -> &'static str {
 /// `C = beta·C + A·B` for every item of the batch, with any strides for A and B
 /// (`A(i,p) = a.data[i·a.s.row + p·a.s.col]`, the batch items `a.s.batch` apart; NN, NT,
 /// TN all work) and C row-major; `+ bias` on every row when C carries one
-/// ([`MatMut::with_bias`], added to each tile before its sum). `beta == 0.0` overwrites C (its old contents, even NaN,
-/// are ignored); `beta == 1.0` accumulates; other values scale. A or B may be broadcast
-/// over the batch (batch stride 0); if C's items overlap (e.g. batch stride 0), the
-/// products are applied one after another in batch order.
+/// ([`MatMut::with_bias`], added by the micro-kernel as it stores each tile of C).
+/// `beta == 0.0` overwrites C (its old contents, even NaN, are ignored); `beta == 1.0`
+/// accumulates; other values scale. A or B may be broadcast over the batch (batch stride
+/// 0); if C's items overlap (e.g. batch stride 0), the products are applied one after
+/// another in batch order.
 ///
 /// # Panics
 /// If a slice is too short for its sizes and strides, C is not row-major, or C's rows
