@@ -1,5 +1,5 @@
 //! Times the non-GEMM-layer kernels of a MiniLM layer at its shapes: the fused attention
-//! (evaluation forward; training forward + backward with dropout) and the broadcasts
+//! (evaluation forward; training forward with dropout alone, and with its backward) and the broadcasts
 //! around a linear layer (its bias gradient summed over the rows, the residual add; the
 //! bias itself is added inside the product, `gemm::MatMut::with_bias`).
 //!
@@ -61,6 +61,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     time("attention forward (eval)", &mut || {
         attention_forward(s, Qkv { q: &q, k: &k, v: &v }, Some(&mask), None, &mut o, None)
+    });
+    time("attention forward (training, dropout)", &mut || {
+        attention_forward(s, Qkv { q: &q, k: &k, v: &v }, Some(&mask), dropout, &mut o, Some(&mut probs))
     });
     time("attention forward + backward (dropout)", &mut || {
         let qkv = Qkv { q: &q[..], k: &k[..], v: &v[..] };

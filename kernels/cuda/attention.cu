@@ -4,6 +4,7 @@
 //   q, k, v, o  (B, T, nh·d)      head h in columns h·d .. (h+1)·d
 //   key_mask    (B, T)            additive (null: none)
 //   S, P, P'    (B·nh, T, T)      per (batch, head) pair, row i of pair π at (π·T + i)·T
+//                                 (the saved P with the sign bit of each dropped entry set)
 //
 // Forward, for each pair π = b·nh + h, with scale = 1/√d and keep factors
 // M_ij ∈ {0, 1/(1−p)}:
@@ -16,7 +17,9 @@
 // M is the CPU's: entry (i, j) of pair π is kept when word i·T + j of ChaCha8 stream π
 // of `seed` is at least `threshold` = ⌊p·2³²⌋ (chacha.cuh). Each thread draws whole
 // 16-word ChaCha blocks of its row's word range, so no block is drawn twice per row
-// pass.
+// pass. The forward saves −P where M dropped the entry (P ≥ 0, so the sign bit is
+// free; −0.0 for a P of 0), and the backward reads M back from the signs instead of
+// drawing the stream again, as on the CPU.
 //
 // One block per row (pair, i), the reductions by warp shuffles then across warps; the
 // grid loops over rows beyond its size. Every element has one writer.
@@ -39,7 +42,7 @@ __device__ __forceinline__ void for_row_words(const u32 key[8], u64 pair, u64 i,
 }
 
 // In: s = Q Kᵀ per pair (may be the same buffer as p). Out: p = softmax(scale·s + mask),
-// and pd = p ⊙ M when `dropout` (pd unused otherwise).
+// and when `dropout` pd = p ⊙ M and p negated where M dropped (pd unused otherwise).
 template <typename T>
 __device__ void attn_probs(const T* s, const T* key_mask, T scale, u32 dropout, u64 seed, u64 threshold, T keep,
                            T* p, T* pd, u64 pairs, u64 heads, u64 t) {
@@ -62,37 +65,36 @@ __device__ void attn_probs(const T* s, const T* key_mask, T scale, u32 dropout, 
         if (dropout) {
             __syncthreads(); // P of the row written (by other threads) before it is read
             T* pdr = pd + row * t;
-            for_row_words(key, pair, i, t, [&](u64 j, u32 u) { pdr[j] = (u64)u >= threshold ? pr[j] * keep : T(0); });
+            for_row_words(key, pair, i, t, [&](u64 j, u32 u) {
+                const bool kept = (u64)u >= threshold;
+                pdr[j] = kept ? pr[j] * keep : T(0);
+                if (!kept) pr[j] = -pr[j]; // the mask, for the backward
+            });
         }
         __syncthreads(); // the next row's pass may reuse nothing, but keeps rows in step
     }
 }
 
-// In: p = P, dp = dP' = dO Vᵀ. Out: dp = dS = scale · P ⊙ (dP − rowsum(dP ⊙ P)) with
-// dP = dP' ⊙ M, and pd = P' = P ⊙ M when `dropout`.
+// In: p = P as the forward saved it (signs marking M), dp = dP' = dO Vᵀ. Out: dp = dS =
+// scale · P ⊙ (dP − rowsum(dP ⊙ P)) with dP = dP' ⊙ M, and pd = P' = P ⊙ M when `dropout`.
 template <typename T>
-__device__ void attn_probs_bwd(const T* p, T* dp, T* pd, T scale, u32 dropout, u64 seed, u64 threshold, T keep,
-                               u64 pairs, u64 t) {
+__device__ void attn_probs_bwd(const T* p, T* dp, T* pd, T scale, u32 dropout, T keep, u64 pairs, u64 t) {
     __shared__ T scratch[32];
-    u32 key[8];
-    chacha_key(seed, key);
     for (u64 row = blockIdx.x; row < pairs * t; row += gridDim.x) {
-        const u64 pair = row / t, i = row % t;
         const T* pr = p + row * t;
         T* dpr = dp + row * t;
-        if (dropout) {
+        if (dropout) { // each thread rereads only its own j below: no barrier needed
             T* pdr = pd + row * t;
-            for_row_words(key, pair, i, t, [&](u64 j, u32 u) {
-                const T f = (u64)u >= threshold ? keep : T(0);
+            for (u64 j = threadIdx.x; j < t; j += blockDim.x) {
+                const T f = signbit(pr[j]) ? T(0) : keep;
                 dpr[j] *= f;
-                pdr[j] = pr[j] * f;
-            });
-            __syncthreads(); // dP of the row written before the reduction reads it
+                pdr[j] = fabs(pr[j]) * f;
+            }
         }
         T dot = T(0);
-        for (u64 j = threadIdx.x; j < t; j += blockDim.x) dot += dpr[j] * pr[j];
+        for (u64 j = threadIdx.x; j < t; j += blockDim.x) dot += dpr[j] * fabs(pr[j]);
         dot = block_sum(dot, scratch);
-        for (u64 j = threadIdx.x; j < t; j += blockDim.x) dpr[j] = scale * (pr[j] * (dpr[j] - dot));
+        for (u64 j = threadIdx.x; j < t; j += blockDim.x) dpr[j] = scale * (fabs(pr[j]) * (dpr[j] - dot));
         __syncthreads();
     }
 }
@@ -103,8 +105,8 @@ __device__ void attn_probs_bwd(const T* p, T* dp, T* pd, T scale, u32 dropout, u
                                               u64 heads, u64 t) {                                        \
         attn_probs<T>(s, key_mask, scale, dropout, seed, threshold, keep, p, pd, pairs, heads, t);       \
     }                                                                                                    \
-    extern "C" __global__ void attn_probs_bwd_##S(const T* p, T* dp, T* pd, T scale, u32 dropout,        \
-                                                  u64 seed, u64 threshold, T keep, u64 pairs, u64 t) {   \
-        attn_probs_bwd<T>(p, dp, pd, scale, dropout, seed, threshold, keep, pairs, t);                   \
+    extern "C" __global__ void attn_probs_bwd_##S(const T* p, T* dp, T* pd, T scale, u32 dropout, T keep, \
+                                                  u64 pairs, u64 t) {                                    \
+        attn_probs_bwd<T>(p, dp, pd, scale, dropout, keep, pairs, t);                                    \
     }
 FOR_F32_F64(ATTENTION)

@@ -4,7 +4,8 @@
 //! ```text
 //! q, k, v, o  (B, T, nh·d)   head h in columns h·d .. (h+1)·d of every row
 //! key_mask    (B, T)         additive: 0 for a real key, a very negative number for padding
-//! probs       (B, nh, T, T)  the softmax P, kept by the forward for the backward
+//! probs       (B, nh, T, T)  the softmax P, kept by the forward for the backward, with
+//!                            the sign bit of each entry dropout dropped set (below)
 //! ```
 //!
 //! For each batch item b and head h, with scale = 1/√d and a dropout keep-mask M
@@ -34,9 +35,13 @@
 //! The (b, h) pairs are independent, so threads take them one at a time and keep S,
 //! P' and the dropout bits in per-thread scratch: a 256-token head's T×T block is
 //! 256 KiB and stays in L2. Only P reaches memory, and only when a backward needs it.
-//! The mask M is not stored: pair `i` draws it from ChaCha8 stream `i` of `seed`, row
-//! by row, and the backward draws it again. [`attention_forward_reference`] and
-//! [`attention_backward_reference`] are the same math as plain loops.
+//! Pair `i` draws its mask M from ChaCha8 stream `i` of `seed`, row by row. The mask
+//! travels to the backward inside the saved P, at no cost in memory: P ≥ 0, so its
+//! sign bit is free, and the forward saves −P (−0.0 for a P of 0) where M dropped the
+//! entry. The backward reads M back from the signs (`probs_backward_row`) instead of
+//! drawing the stream again. [`attention_forward_reference`] and
+//! [`attention_backward_reference`] are the same math as plain loops, from the
+//! unsigned P and the mask drawn anew.
 
 use crate::gemm::{Dims, MatMut, MatRef};
 use crate::sgemm::reference::gemm_reference;
@@ -103,10 +108,21 @@ impl DropoutMask {
         rng.set_stream(pair as u64);
         rng
     }
+    /// An entry is kept when its u32 is at least this: ⌊p·2³²⌋.
+    fn threshold(&self) -> u64 {
+        (self.p * 4_294_967_296.0) as u64
+    }
+    /// The factor of a kept entry, 1/(1−p) (0 when p = 1: nothing is kept).
+    fn keep<T: Float>(&self) -> T {
+        if self.p < 1.0 {
+            T::from_f64(1.0 / (1.0 - self.p))
+        } else {
+            T::ZERO
+        }
+    }
     /// The next row's keep factors m/(1−p) ∈ {0, 1/(1−p)}, from `bits` as scratch.
     fn next_row<T: Float>(&self, rng: &mut ChaCha8Rng, bits: &mut [u32], factors: &mut [T]) {
-        let threshold = (self.p * 4_294_967_296.0) as u64;
-        let keep = if self.p < 1.0 { T::from_f64(1.0 / (1.0 - self.p)) } else { T::ZERO };
+        let (threshold, keep) = (self.threshold(), self.keep());
         rng.fill(bits);
         for (f, &u) in factors.iter_mut().zip(bits.iter()) {
             *f = if (u as u64) < threshold { T::ZERO } else { keep };
@@ -169,8 +185,9 @@ fn check(s: AttentionShape, bufs: &[(&str, usize, usize)]) {
     }
 }
 
-/// o = attention(q, k, v) as in the module docs. `probs`, when given, receives P
-/// (for a backward); `key_mask` is (B, T) additive; `dropout` None means none.
+/// o = attention(q, k, v) as in the module docs. `probs`, when given, receives P for a
+/// backward, negated where dropout dropped the entry; `key_mask` is (B, T) additive;
+/// `dropout` None means none.
 pub fn attention_forward<T: Float>(
     s: AttentionShape,
     qkv: Qkv<&[T]>,
@@ -206,13 +223,13 @@ fn attention_forward_with<T: Float>(
     let (o, probs) = (SharedMut::new(o), probs.map(SharedMut::new));
     // Without a P to save or a dropout (evaluation), the scores go transposed (below).
     let transposed = probs.is_none() && dropout.is_none();
-    // scratch: S (T,T), P (T,T) unless saved, P' row factors, dropout bits, O_head (T,d),
+    // scratch: S (T,T), P (T,T) unless saved, a row's dropout bits, O_head (T,d),
     // the column maxima and sums of the transposed path (2T)
     let scratch = || {
         let (tt, p_tt) = (vec![T::ZERO; t * t], if transposed { 0 } else { t * t });
-        (tt, vec![T::ZERO; p_tt], vec![T::ZERO; t], vec![0u32; t], vec![T::ZERO; t * d], vec![T::ZERO; 2 * t])
+        (tt, vec![T::ZERO; p_tt], vec![0u32; t], vec![T::ZERO; t * d], vec![T::ZERO; 2 * t])
     };
-    for_each_pair(nthreads, s.pairs(), scratch, |pair, (sc, p_tmp, factors, bits, o_head, cols)| {
+    for_each_pair(nthreads, s.pairs(), scratch, |pair, (sc, p_tmp, bits, o_head, cols)| {
         let off = s.head_offset(pair);
         let mask = key_mask.map(|m| &m[(pair / s.heads) * t..][..t]);
         if transposed {
@@ -236,15 +253,21 @@ fn attention_forward_with<T: Float>(
         };
         // P = softmax(scale·S + mask), row by row, on this thread
         softmax::scaled_softmax_rows(sc, t, scale, mask, p);
-        // P' = P ⊙ M/(1−p), into S's buffer (S is no longer needed)
+        // P' = P ⊙ M/(1−p), into S's buffer (S is no longer needed); P becomes −P where M
+        // dropped the entry, the mask the backward reads back (module doc)
         let pd: &[T] = match dropout {
             Some(dm) => {
-                let mut rng = dm.rng(pair);
-                for (prow, drow) in p.chunks_exact(t).zip(sc.chunks_exact_mut(t)) {
-                    dm.next_row(&mut rng, bits, factors);
-                    drow.iter_mut()
-                        .zip(prow.iter().zip(factors.iter()))
-                        .for_each(|(x, (&pv, &f))| *x = pv * f);
+                let (mut rng, keep) = (dm.rng(pair), dm.keep::<T>());
+                // p = 1 keeps nothing through `keep` = 0, so its u32 threshold may saturate
+                let threshold = dm.threshold().min(u32::MAX as u64) as u32;
+                for (prow, drow) in p.chunks_exact_mut(t).zip(sc.chunks_exact_mut(t)) {
+                    rng.fill(&mut bits[..]);
+                    for ((pv, x), &u) in prow.iter_mut().zip(drow.iter_mut()).zip(bits.iter()) {
+                        let kept = u >= threshold;
+                        let (f, sign) = if kept { (keep, T::ONE) } else { (T::ZERO, -T::ONE) };
+                        *x = *pv * f;
+                        *pv = *pv * sign;
+                    }
                 }
                 sc
             }
@@ -258,7 +281,8 @@ fn attention_forward_with<T: Float>(
 }
 
 /// `grads` = dq, dk, dv (overwritten) from do_ = dL/dO, with `probs` the P saved by the
-/// forward and the same `dropout` (p and seed) it used.
+/// forward (the signs of its entries marking what dropout dropped) and the same
+/// `dropout` it used.
 pub fn attention_backward<T: Float>(
     s: AttentionShape,
     qkv: Qkv<&[T]>,
@@ -288,40 +312,37 @@ fn attention_backward_with<T: Float>(
     }
     let scale = T::from_f64(1.0 / (d as f64).sqrt());
     let (dq, dk, dv) = (SharedMut::new(dq), SharedMut::new(dk), SharedMut::new(dv));
-    // scratch: dP' (T,T), P' (T,T), dS (T,T), dropout factors and bits (T), a head's gradient (T,d)
+    // scratch: dP' (T,T), P' (T,T), dS (T,T), a row of P (T), a head's gradient (T,d)
     let scratch = || {
         let tt = || vec![T::ZERO; t * t];
-        (tt(), tt(), tt(), vec![T::ZERO; t], vec![0u32; t], vec![T::ZERO; t * d])
+        (tt(), tt(), tt(), vec![T::ZERO; t], vec![T::ZERO; t * d])
     };
-    for_each_pair(nthreads, s.pairs(), scratch, |pair, (dp, pd, ds, factors, bits, g_head)| {
+    for_each_pair(nthreads, s.pairs(), scratch, |pair, (dp, pd, ds, p_row, g_head)| {
         let off = s.head_offset(pair);
-        let p = &probs[pair * t * t..(pair + 1) * t * t];
+        let saved = &probs[pair * t * t..(pair + 1) * t * t];
         // dP' (T,T) = dO (T,d) · Vᵀ (d,T)
         gemm(Dims::new(t, t, d), MatRef::rows(&do_[off..], hid), MatRef::cols(&v[off..], hid), dp);
-        // the forward's P' = P ⊙ M/(1−p) again, and dP = dP' ⊙ M/(1−p), in place
+        // dS (T,T) = P ⊙ (dP − rowsum(dP ⊙ P)), row by row (the kernel adds into dS), with
+        // dP = dP' ⊙ M/(1−p); under dropout also the forward's P' = P ⊙ M/(1−p), into pd
+        ds.fill(T::ZERO);
         let pd: &[T] = match dropout {
             Some(dm) => {
-                let mut rng = dm.rng(pair);
-                for ((prow, pdrow), dprow) in
-                    p.chunks_exact(t).zip(pd.chunks_exact_mut(t)).zip(dp.chunks_exact_mut(t))
-                {
-                    dm.next_row(&mut rng, bits, factors);
-                    for j in 0..t {
-                        pdrow[j] = prow[j] * factors[j];
-                        dprow[j] *= factors[j];
-                    }
+                let rows = saved.chunks_exact(t).zip(pd.chunks_exact_mut(t));
+                for (((sr, pdr), dpr), dsr) in rows.zip(dp.chunks_exact_mut(t)).zip(ds.chunks_exact_mut(t)) {
+                    probs_backward_row(sr, dm.keep(), ProbsRow { p: p_row, pd: pdr, dp: dpr });
+                    softmax::softmax_backward_rows(p_row, dpr, t, dsr);
                 }
                 pd
             }
-            None => p,
+            None => {
+                softmax::softmax_backward_rows(saved, dp, t, ds);
+                saved
+            }
         };
         // SAFETY (the three scatters): pair `pair` alone writes its head's columns.
         // dV (T,d) = P'ᵀ (T,T) · dO (T,d)
         gemm(Dims::new(t, d, t), MatRef::cols(pd, t), MatRef::rows(&do_[off..], hid), g_head);
         unsafe { scatter_head(s, pair, g_head, &dv) };
-        // dS (T,T) = P ⊙ (dP − rowsum(dP ⊙ P)), row by row (the kernel adds into dS)
-        ds.fill(T::ZERO);
-        softmax::softmax_backward_rows(p, dp, t, ds);
         // dQ (T,d) = scale · dS (T,T) · K (T,d)
         gemm(Dims::new(t, d, t), MatRef::rows(ds, t), MatRef::rows(&k[off..], hid), g_head);
         g_head.iter_mut().for_each(|x| *x *= scale);
@@ -331,6 +352,28 @@ fn attention_backward_with<T: Float>(
         g_head.iter_mut().for_each(|x| *x *= scale);
         unsafe { scatter_head(s, pair, g_head, &dk) };
     });
+}
+
+/// One row's outputs of [`probs_backward_row`], each T long.
+struct ProbsRow<'a, T> {
+    /// P, the saved row without its signs
+    p: &'a mut [T],
+    /// P' = P ⊙ M/(1−p), the forward's dropped-out P
+    pd: &'a mut [T],
+    /// in: dP', out: dP = dP' ⊙ M/(1−p)
+    dp: &'a mut [T],
+}
+
+/// One row of the backward's dropout step, from `saved`, the row as the forward saved
+/// it (−P where M dropped the entry): M = the entries whose sign bit is clear.
+fn probs_backward_row<T: Float>(saved: &[T], keep: T, out: ProbsRow<T>) {
+    let ProbsRow { p, pd, dp } = out;
+    for (((&sv, p), pd), dp) in saved.iter().zip(p.iter_mut()).zip(pd.iter_mut()).zip(dp.iter_mut()) {
+        let f = if sv.is_sign_negative() { T::ZERO } else { keep };
+        *p = sv.abs();
+        *pd = *p * f;
+        *dp *= f;
+    }
 }
 
 /// The keep factors M/(1−p) of every pair, (B·nh, T, T), as the fast kernels draw them.
@@ -485,7 +528,15 @@ mod tests {
                     assert!(max_diff(&o, &want_o) < tol, "o: {what}");
                     // without P to save and without dropout, o2 takes the transposed path
                     assert!(max_diff(&o2, &want_o) < tol, "o without saving P: {what}");
-                    assert!(max_diff(&p, &want_p) < tol, "P: {what}");
+                    // P is saved with the sign bit of each dropped entry set
+                    let unsigned: Vec<T> = p.iter().map(|x| x.abs()).collect();
+                    assert!(max_diff(&unsigned, &want_p) < tol, "P: {what}");
+                    let factors = reference_factors::<T>(s, dropout);
+                    let dropped = |f: &T| dropout.is_some() && *f == T::ZERO;
+                    assert!(
+                        p.iter().zip(&factors).all(|(x, f)| x.is_sign_negative() == dropped(f)),
+                        "the signs of the saved P are not the mask: {what}"
+                    );
                     for (name, got, want) in [("dq", &dq, &*wq), ("dk", &dk, &*wk), ("dv", &dv, &*wv)] {
                         assert!(max_diff(got, want) < tol, "{name}: {what}: {}", max_diff(got, want));
                     }

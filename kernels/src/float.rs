@@ -46,6 +46,8 @@ pub trait Float:
     fn erf(self) -> Self;
     fn powf(self, p: Self) -> Self;
     fn abs(self) -> Self;
+    /// The sign bit: true for negative numbers, −0.0 and NaNs with the bit set.
+    fn is_sign_negative(self) -> bool;
     fn max(self, other: Self) -> Self;
     fn is_finite(self) -> bool;
     fn is_nan(self) -> bool;
@@ -93,6 +95,10 @@ macro_rules! impl_float {
             #[inline(always)]
             fn abs(self) -> Self {
                 <$t>::abs(self)
+            }
+            #[inline(always)]
+            fn is_sign_negative(self) -> bool {
+                <$t>::is_sign_negative(self)
             }
             #[inline(always)]
             fn max(self, other: Self) -> Self {

@@ -106,8 +106,8 @@ fn check(s: AttentionShape, bufs: &[(&str, usize, usize)]) {
     }
 }
 
-/// o = attention(q, k, v) as in the CPU twin. `probs`, when given, receives P (for a
-/// backward); `key_mask` is (B, T) additive; `dropout` None means none.
+/// o = attention(q, k, v) as in the CPU twin. `probs`, when given, receives P for a
+/// backward, negated where dropout dropped the entry; `key_mask` is (B, T) additive; `dropout` None means none.
 pub fn attention_forward<T: Float>(
     s: AttentionShape,
     Qkv { q, k, v }: Qkv<&GpuBuffer<T>>,
@@ -186,7 +186,8 @@ pub fn attention_forward<T: Float>(
 }
 
 /// `grads` = dq, dk, dv (overwritten) from do_ = dL/dO, with `probs` the P saved by the
-/// forward and the same `dropout` (p and seed) it used.
+/// forward (the signs of its entries marking what dropout dropped) and the same
+/// `dropout` it used.
 pub fn attention_backward<T: Float>(
     s: AttentionShape,
     Qkv { q, k, v }: Qkv<&GpuBuffer<T>>,
@@ -214,10 +215,10 @@ pub fn attention_backward<T: Float>(
     };
     let pairs = s.batch * s.heads;
     let kernel = Kernel { module: "attention", entry: pick::<T>("attn_probs_bwd_f32", "attn_probs_bwd_f64") };
-    let [on, seed, threshold, keep] = dropout_args::<T>(dropout);
+    let [on, _, _, keep] = dropout_args::<T>(dropout); // M is in the signs of the saved P
     let pd_arg = KernelArg::Ptr(pd.as_ref().map_or(0, |b| b.ptr()));
     let scale = scalar::<T>(1.0 / (d as f64).sqrt());
-    let args = [probs.arg(), dp.arg(), pd_arg, scale, on, seed, threshold, keep, count(pairs), count(t)];
+    let args = [probs.arg(), dp.arg(), pd_arg, scale, on, keep, count(pairs), count(t)];
     ctx.launch(kernel, launch::rows(pairs * t, launch::row_threads(t)), &args)?;
     let p_used = pd.as_ref().unwrap_or(probs);
     // dV (T,d) = P'ᵀ (T,T) · dO (T,d)
@@ -269,7 +270,25 @@ pub(crate) mod tests {
             let (mut ob, mut pb) = (out::<T>(ctx, n), out::<T>(ctx, s.probs_numel()));
             attention_forward(s, qkv_b, mo, dropout, &mut ob, Some(&mut pb)).unwrap();
             close(&down(&ob), &o, t_fwd, &format!("o {what}"));
-            close(&down(&pb), &p, t_fwd, &format!("P {what}"));
+            // the saved P marks the entries dropout dropped with their sign bit, as on the CPU
+            let saved: Vec<f64> = down(&pb);
+            let unsigned: Vec<f64> = saved.iter().map(|x| x.abs()).collect();
+            close(&unsigned, &p, t_fwd, &format!("P {what}"));
+            let mut cpu_saved = vec![T::ZERO; s.probs_numel()];
+            crate::attention::attention_forward(
+                s,
+                Qkv { q: &q[..], k: &k[..], v: &v[..] },
+                masked.then_some(&mask[..]),
+                dropout,
+                &mut vec![T::ZERO; n],
+                Some(&mut cpu_saved),
+            );
+            let signs = |x: &[f64]| x.iter().map(|v| v.is_sign_negative()).collect::<Vec<_>>();
+            assert_eq!(
+                signs(&saved),
+                signs(&wide(&cpu_saved)),
+                "the saved P's signs (the mask) differ from the CPU's: {what}"
+            );
             let mut o2 = out::<T>(ctx, n);
             attention_forward(s, qkv_b, mo, dropout, &mut o2, None).unwrap();
             assert_eq!(o2.to_host().unwrap(), ob.to_host().unwrap(), "o without saving P: {what}");
