@@ -12,7 +12,7 @@
 //       keep[i] = (word i ≥ threshold),  threshold = ⌊p·2³²⌋ (u64, so p = 1 keeps nothing)
 //       y[i] = keep[i] ? x[i]·scale : 0,  scale = 1/(1−p)
 //       one thread per ChaCha block of 16 elements (grid-stride)
-//   dropout_bwd_T(g, keep, scale, dx, n):  dx[i] += keep[i] ? g[i]·scale : 0
+//   dropout_bwd_T(g, keep, scale, dx, n):  dx[i] = keep[i] ? g[i]·scale : 0
 #include "chacha.cuh"
 
 template <typename T>
@@ -35,7 +35,7 @@ __device__ void dropout_fwd(u64 seed, u64 threshold, T scale, const T* x, T* y, 
 }
 
 template <typename T> __device__ void dropout_bwd(const T* g, const unsigned char* keep, T scale, T* dx, u64 n) {
-    GRID_STRIDE(i, n) dx[i] += keep[i] ? g[i] * scale : T(0);
+    GRID_STRIDE(i, n) dx[i] = keep[i] ? g[i] * scale : T(0);
 }
 
 #define DROPOUT(T, S)                                                                                         \

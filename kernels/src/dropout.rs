@@ -56,7 +56,7 @@ pub fn dropout_forward<T: Float>(x: &[T], p: f64, seed: u64, y: &mut [T], keep: 
     });
 }
 
-/// dx += g·m/(1−p) with m the `keep` bytes of the forward.
+/// dx = g·m/(1−p) (overwritten) with m the `keep` bytes of the forward.
 pub fn dropout_backward<T: Float>(g: &[T], keep: &[u8], p: f64, dx: &mut [T]) {
     assert!(keep.len() == g.len() && dx.len() == g.len(), "dropout_backward: bad buffer sizes");
     let scale = if p < 1.0 { T::from_f64(1.0 / (1.0 - p)) } else { T::ZERO };
@@ -65,7 +65,7 @@ pub fn dropout_backward<T: Float>(g: &[T], keep: &[u8], p: f64, dx: &mut [T]) {
         // SAFETY: each part writes only its own range of dx.
         let dx = unsafe { dxs.range(r.clone()) };
         for ((d, &g), &k) in dx.iter_mut().zip(&g[r.clone()]).zip(&keep[r]) {
-            *d += if k != 0 { g * scale } else { T::ZERO };
+            *d = if k != 0 { g * scale } else { T::ZERO };
         }
     });
 }
@@ -170,7 +170,7 @@ mod tests {
                 let mut dx = vec![1.0f32; n];
                 dropout_backward(&x, &keep, p, &mut dx);
                 for i in 0..n {
-                    assert_eq!(dx[i], 1.0 + y[i], "dx = 1 + g·m/(1−p) at {i}");
+                    assert_eq!(dx[i], y[i], "dx = g·m/(1−p), overwritten, at {i}");
                 }
             }
         }

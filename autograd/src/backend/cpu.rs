@@ -216,7 +216,7 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         (own(y), keep)
     }
     fn dropout_backward(&self, keep: &HostBuffer<u8>, p: f64) -> Self {
-        let mut dx = zeroed(self.len());
+        let mut dx = overwritten(self.len());
         k::dropout::dropout_backward(self.as_slice(), keep, p, &mut dx);
         own(dx)
     }

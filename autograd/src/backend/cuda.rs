@@ -345,7 +345,7 @@ impl<T: Float> Backend<T> for CudaStorage<T> {
         (y, keep)
     }
     fn dropout_backward(&self, keep: &CudaStorage<u8>, p: f64) -> Self {
-        self.out(self.len, true, |dx| gpu::dropout::dropout_backward(self.get()?, keep.get()?, p, dx))
+        self.out(self.len, false, |dx| gpu::dropout::dropout_backward(self.get()?, keep.get()?, p, dx))
     }
 
     fn index_select(&self, s: Slab, idx: &[usize]) -> Self {

@@ -52,7 +52,7 @@ pub fn dropout_forward<T: Float>(
     )
 }
 
-/// dx += g·m/(1−p) with m the `keep` bytes of the forward.     g, keep, dx (n)
+/// dx = g·m/(1−p) (overwritten) with m the `keep` bytes of the forward.     g, keep, dx (n)
 pub fn dropout_backward<T: Float>(
     g: &GpuBuffer<T>,
     keep: &GpuBuffer<u8>,
