@@ -367,6 +367,13 @@ table! {
         let (inp, out) = (dim(r, 5, 100..=160), dim(r, 5, 100..=160));
         (vec![x(&[first(s, r, 120..=180), inp], r), x(&[out, inp], r)], Box::new(|t| t[0].linear(&t[1], None)))
     };
+    linear_shared_input: 1 => |s, r| {
+        // x feeds two layers (as a BERT layer's input feeds Q, K and V): the second dx is
+        // summed into x's gradient by the product itself (β = 1)
+        let (inp, out) = (dim(r, 5, 100..=160), dim(r, 5, 100..=160));
+        let inputs = vec![x(&[first(s, r, 120..=180), inp], r), x(&[out, inp], r), x(&[out, inp], r)];
+        (inputs, Box::new(|t| t[0].linear(&t[1], None).add(&t[0].linear(&t[2], None))))
+    };
     sum: 1 => |s, r| unary(s, r, x, |a| a.sum());
     sum_dims: 2 => |s, r| {
         let d = random_dim(s, r);

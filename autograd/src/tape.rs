@@ -149,6 +149,31 @@ impl<T: Float> Tensor<T> {
         }
     }
 
+    /// dL/d(self) += g, with g written by a kernel that can accumulate for free (a
+    /// product's `C = beta·C + A·B`): `write(buf, beta)` must set `buf = beta·buf + g`.
+    /// Before any gradient, `buf` is `fresh()`, whose contents are not read (beta = 0),
+    /// and it becomes the gradient; after, it is the gradient so far and beta = 1, so
+    /// the sum costs no pass of its own (`accumulate_grad` would add g in one).
+    pub fn accumulate_grad_with(
+        &self,
+        fresh: impl FnOnce() -> Storage<T>,
+        write: impl FnOnce(&mut Storage<T>, f64),
+    ) {
+        if !self.tracks_grad() {
+            return;
+        }
+        let mut slot = self.0.grad.borrow_mut();
+        match slot.as_mut() {
+            None => {
+                let mut buf = fresh();
+                assert_eq!(buf.len(), self.numel(), "internal error: a fresh gradient of the wrong size");
+                write(&mut buf, 0.0);
+                *slot = Some(buf);
+            }
+            Some(acc) => write(acc, 1.0),
+        }
+    }
+
     /// dL/d(self) += (whatever `add` adds), in place: `add` receives the gradient
     /// accumulated so far (zeros if there is none yet). For ops whose gradient covers only
     /// part of their input (`narrow`): they add into their slice instead of building a

@@ -72,17 +72,15 @@ impl<T: Float> Tensor<T> {
         let (xv, wv) = (self.detach(), weight.detach()); // operand values as of the forward
         Tensor::from_op("linear", Tensor::from_storage(y, &shape), &inputs, move |g| {
             let gd = g.storage();
-            // dL/dx (R, in) = g (R, out) · W (out, in)
-            x.accumulate_grad(|| {
-                let mut dx = super::product_out(&gd, rows * inp, out);
-                gd.gemm(
-                    &wv.storage(),
-                    None,
-                    &mut dx,
-                    Gemm::new(1, (rows, inp, out), rm(rows, out), rm(out, inp), rm(rows, inp)).bf16(bf16),
-                );
-                Tensor::from_storage(dx, x.shape())
-            });
+            // dL/dx (R, in) += g (R, out) · W (out, in), summed into x's gradient by the
+            // product itself when x already has one (it feeds several layers: Q, K, V)
+            x.accumulate_grad_with(
+                || super::product_out(&gd, rows * inp, out),
+                |dx, beta| {
+                    let p = Gemm::new(1, (rows, inp, out), rm(rows, out), rm(out, inp), rm(rows, inp));
+                    gd.gemm(&wv.storage(), None, dx, p.beta(beta).bf16(bf16));
+                },
+            );
             // dL/dW (out, in) = gᵀ (out, R) · x (R, in)
             w.accumulate_grad(|| {
                 let mut dw = super::product_out(&gd, out * inp, rows);
