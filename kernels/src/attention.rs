@@ -38,7 +38,7 @@
 //! Pair `i` draws its mask M from ChaCha8 stream `i` of `seed`, row by row. The mask
 //! travels to the backward inside the saved P, at no cost in memory: P ≥ 0, so its
 //! sign bit is free, and the forward saves −P (−0.0 for a P of 0) where M dropped the
-//! entry. The backward reads M back from the signs (`probs_backward_row`) instead of
+//! entry. The backward reads M back from the signs (`unmask`) instead of
 //! drawing the stream again. [`attention_forward_reference`] and
 //! [`attention_backward_reference`] are the same math as plain loops, from the
 //! unsigned P and the mask drawn anew.
@@ -312,37 +312,36 @@ fn attention_backward_with<T: Float>(
     }
     let scale = T::from_f64(1.0 / (d as f64).sqrt());
     let (dq, dk, dv) = (SharedMut::new(dq), SharedMut::new(dk), SharedMut::new(dv));
-    // scratch: dP' (T,T), P' (T,T), dS (T,T), a row of P (T), a head's gradient (T,d)
+    // scratch: dP' (T,T), P' (T,T), dS (T,T), a head's gradient (T,d)
     let scratch = || {
         let tt = || vec![T::ZERO; t * t];
-        (tt(), tt(), tt(), vec![T::ZERO; t], vec![T::ZERO; t * d])
+        (tt(), tt(), tt(), vec![T::ZERO; t * d])
     };
-    for_each_pair(nthreads, s.pairs(), scratch, |pair, (dp, pd, ds, p_row, g_head)| {
+    for_each_pair(nthreads, s.pairs(), scratch, |pair, (dp, pd, ds, g_head)| {
         let off = s.head_offset(pair);
         let saved = &probs[pair * t * t..(pair + 1) * t * t];
         // dP' (T,T) = dO (T,d) · Vᵀ (d,T)
         gemm(Dims::new(t, t, d), MatRef::rows(&do_[off..], hid), MatRef::cols(&v[off..], hid), dp);
-        // dS (T,T) = P ⊙ (dP − rowsum(dP ⊙ P)), row by row (the kernel adds into dS), with
-        // dP = dP' ⊙ M/(1−p); under dropout also the forward's P' = P ⊙ M/(1−p), into pd
-        ds.fill(T::ZERO);
-        let pd: &[T] = match dropout {
-            Some(dm) => {
-                let rows = saved.chunks_exact(t).zip(pd.chunks_exact_mut(t));
-                for (((sr, pdr), dpr), dsr) in rows.zip(dp.chunks_exact_mut(t)).zip(ds.chunks_exact_mut(t)) {
-                    probs_backward_row(sr, dm.keep(), ProbsRow { p: p_row, pd: pdr, dp: dpr });
-                    softmax::softmax_backward_rows(p_row, dpr, t, dsr);
-                }
-                pd
-            }
-            None => {
-                softmax::softmax_backward_rows(saved, dp, t, ds);
-                saved
-            }
-        };
+        // the forward's P' = P ⊙ M/(1−p) again, and dP = dP' ⊙ M/(1−p) in place
+        if let Some(dm) = dropout {
+            unmask(saved, dm.keep(), pd, dp);
+        }
         // SAFETY (the three scatters): pair `pair` alone writes its head's columns.
         // dV (T,d) = P'ᵀ (T,T) · dO (T,d)
-        gemm(Dims::new(t, d, t), MatRef::cols(pd, t), MatRef::rows(&do_[off..], hid), g_head);
+        let p_dropped = if dropout.is_some() { &pd[..] } else { saved };
+        gemm(Dims::new(t, d, t), MatRef::cols(p_dropped, t), MatRef::rows(&do_[off..], hid), g_head);
         unsafe { scatter_head(s, pair, g_head, &dv) };
+        // P without the signs, into P''s buffer (free now)
+        let p = match dropout {
+            Some(_) => {
+                pd.iter_mut().zip(saved).for_each(|(p, &sv)| *p = sv.abs());
+                &pd[..]
+            }
+            None => saved,
+        };
+        // dS (T,T) = P ⊙ (dP − rowsum(dP ⊙ P)), row by row (the kernel adds into dS)
+        ds.fill(T::ZERO);
+        softmax::softmax_backward_rows(p, dp, t, ds);
         // dQ (T,d) = scale · dS (T,T) · K (T,d)
         gemm(Dims::new(t, d, t), MatRef::rows(ds, t), MatRef::rows(&k[off..], hid), g_head);
         g_head.iter_mut().for_each(|x| *x *= scale);
@@ -354,24 +353,13 @@ fn attention_backward_with<T: Float>(
     });
 }
 
-/// One row's outputs of [`probs_backward_row`], each T long.
-struct ProbsRow<'a, T> {
-    /// P, the saved row without its signs
-    p: &'a mut [T],
-    /// P' = P ⊙ M/(1−p), the forward's dropped-out P
-    pd: &'a mut [T],
-    /// in: dP', out: dP = dP' ⊙ M/(1−p)
-    dp: &'a mut [T],
-}
-
-/// One row of the backward's dropout step, from `saved`, the row as the forward saved
-/// it (−P where M dropped the entry): M = the entries whose sign bit is clear.
-fn probs_backward_row<T: Float>(saved: &[T], keep: T, out: ProbsRow<T>) {
-    let ProbsRow { p, pd, dp } = out;
-    for (((&sv, p), pd), dp) in saved.iter().zip(p.iter_mut()).zip(pd.iter_mut()).zip(dp.iter_mut()) {
+/// The backward's dropout step on one pair's (T,T) block, from `saved`, P as the forward
+/// saved it (−P where M dropped the entry, so M = the entries whose sign bit is clear):
+/// `pd` = P' = P ⊙ M/(1−p), and `dp` = dP' ⊙ M/(1−p) in place, with `keep` = 1/(1−p).
+fn unmask<T: Float>(saved: &[T], keep: T, pd: &mut [T], dp: &mut [T]) {
+    for ((&sv, pd), dp) in saved.iter().zip(pd.iter_mut()).zip(dp.iter_mut()) {
         let f = if sv.is_sign_negative() { T::ZERO } else { keep };
-        *p = sv.abs();
-        *pd = *p * f;
+        *pd = sv.abs() * f;
         *dp *= f;
     }
 }
