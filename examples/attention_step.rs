@@ -1,5 +1,6 @@
 //! Times the non-GEMM-layer kernels of a MiniLM layer at its shapes: the fused attention
-//! (evaluation forward; training forward with dropout alone, and with its backward) and the broadcasts
+//! (evaluation forward; training forward with dropout alone, and with its backward), the hidden
+//! dropout, and the broadcasts
 //! around a linear layer (its bias gradient summed over the rows, the residual add; the
 //! bias itself is added inside the product, `gemm::MatMut::with_bias`).
 //!
@@ -16,6 +17,7 @@ use clock::thread_cpu_seconds;
 use std::time::Instant;
 use tapegrad::kernels::attention::{attention_backward, attention_forward, AttentionShape, DropoutMask, Qkv};
 use tapegrad::kernels::broadcast::{binary, sum_to, Binary};
+use tapegrad::kernels::dropout::{dropout_backward, dropout_forward};
 use tapegrad::kernels::threads::set_num_threads;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -70,6 +72,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         attention_forward(s, qkv, Some(&mask), dropout, &mut o, Some(&mut probs));
         attention_backward(s, qkv, &probs, dropout, &g, Qkv { q: &mut dq, k: &mut dk, v: &mut dv });
     });
+    let (mut keep, mut dx) = (vec![0u8; rows * hid], vec![0f32; rows * hid]);
+    time("hidden dropout forward [B·T, 384]", &mut || dropout_forward(&x, 0.1, 9, &mut out, &mut keep));
+    time("hidden dropout backward [B·T, 384]", &mut || dropout_backward(&y, &keep, 0.1, &mut dx));
     let mut bias_grad = vec![0f32; hid];
     time("bias gradient [B·T, 384] -> [384]", &mut || sum_to(&x, &[rows, hid], &[hid], &mut bias_grad));
     time("residual add [B·T, 384]", &mut || {

@@ -35,8 +35,14 @@ const PAR_MIN: usize = 1 << 16;
 pub fn dropout_forward<T: Float>(x: &[T], p: f64, seed: u64, y: &mut [T], keep: &mut [u8]) {
     assert!(y.len() == x.len() && keep.len() == x.len(), "dropout_forward: bad buffer sizes");
     assert!((0.0..=1.0).contains(&p), "dropout: p = {p} is not a probability");
-    let threshold = (p * 4_294_967_296.0) as u64;
     let scale = if p < 1.0 { T::from_f64(1.0 / (1.0 - p)) } else { T::ZERO };
+    // ⌊p·2³²⌋ as a u32 (so the comparisons vectorize); 2³² (p = 1, or a p within 2⁻³³
+    // of it) keeps nothing
+    let Ok(threshold) = u32::try_from((p * 4_294_967_296.0) as u64) else {
+        y.fill(T::ZERO);
+        keep.fill(0);
+        return;
+    };
     let (y, keep) = (SharedMut::new(y), SharedMut::new(keep));
     par_ranges(x.len(), PAR_MIN, BLOCK, |r| {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -47,10 +53,10 @@ pub fn dropout_forward<T: Float>(x: &[T], p: f64, seed: u64, y: &mut [T], keep: 
         for ((x, y), keep) in x[r].chunks(BLOCK).zip(y.chunks_mut(BLOCK)).zip(keep.chunks_mut(BLOCK)) {
             let bits = &mut bits[..x.len()];
             rng.fill(bits);
-            for i in 0..x.len() {
-                let k = (bits[i] as u64) >= threshold;
-                keep[i] = k as u8;
-                y[i] = if k { x[i] * scale } else { T::ZERO };
+            for (((&u, &x), y), keep) in bits.iter().zip(x).zip(y.iter_mut()).zip(keep.iter_mut()) {
+                let k = u >= threshold;
+                *keep = k as u8;
+                *y = if k { x * scale } else { T::ZERO };
             }
         }
     });
