@@ -41,11 +41,12 @@ struct Args {
     peak: bool,
 }
 
+const USAGE: &str = "usage: bilstm_step [--steps N] [--batch B] [--hidden H] [--emb E] [--layers L] \
+                     [--min-len A] [--max-len Z] [--vocab V] [--peak]";
+
 fn usage(msg: &str) -> ! {
     eprintln!("error: {msg}");
-    eprintln!(
-        "usage: bilstm_step [--steps N] [--batch B] [--hidden H] [--emb E] [--layers L] [--min-len A] [--max-len Z] [--vocab V] [--peak]"
-    );
+    eprintln!("{USAGE}");
     std::process::exit(2);
 }
 
@@ -62,6 +63,10 @@ fn args() -> Args {
         peak: false,
     };
     let mut argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.iter().any(|x| x == "--help" || x == "-h") {
+        println!("{USAGE}");
+        std::process::exit(0);
+    }
     if let Some(i) = argv.iter().position(|x| x == "--peak") {
         a.peak = true;
         argv.remove(i);

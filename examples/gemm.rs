@@ -15,11 +15,12 @@ use tapegrad_kernels::gemm::{Dims, MatMut, MatRef};
 use tapegrad_kernels::sgemm::{kernel_name, sgemm, sgemm_reference_f64};
 use tapegrad_kernels::threads::set_num_threads;
 
+const USAGE: &str =
+    "usage: gemm --m M --n N --k K [--threads T] [--batch B] [--reps R] [--trans-a] [--trans-b] [--cpu-time] [--bf16]";
+
 fn usage(msg: &str) -> ! {
     eprintln!("error: {msg}");
-    eprintln!(
-        "usage: gemm --m M --n N --k K [--threads T] [--batch B] [--reps R] [--trans-a] [--trans-b] [--cpu-time] [--bf16]"
-    );
+    eprintln!("{USAGE}");
     std::process::exit(2);
 }
 
@@ -44,7 +45,10 @@ fn main() {
             "--trans-b" => tb = true,
             "--cpu-time" => cpu = true,
             "--bf16" => bf16 = true,
-            "-h" | "--help" => usage("help requested"),
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return;
+            }
             other => usage(&format!("unknown flag `{other}`")),
         }
     }
