@@ -4,9 +4,9 @@
 //   μ = mean(x),  rstd = 1/√(mean((x − μ)²) + eps),  x̂ = (x − μ)·rstd
 //   y = x̂·w + b                                   (w = 1, b = 0 when absent: null)
 //
-// Backward (adds into dx, dw, db; each optional: null), with ĝ = g·w:
+// Backward (overwrites dx, adds into dw and db; each optional: null), with ĝ = g·w:
 //
-//   dx += rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ·x̂))    per row
+//   dx = rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ·x̂))     per row
 //   dw += Σ_rows g·x̂,   db += Σ_rows g              per column
 //
 //   layernorm_fwd_T:        one block per row; μ and σ² by two block reductions
@@ -61,7 +61,7 @@ __device__ void layernorm_bwd_dx(const T* x, const T* g, const T* w, const T* me
         for (u64 j = threadIdx.x; j < n; j += blockDim.x) {
             const T xhat = (xr[j] - mu) * rs;
             const T gh = gr[j] * (w ? w[j] : T(1));
-            dx[r * n + j] += rs * (gh - mean_gh - xhat * mean_ghx);
+            dx[r * n + j] = rs * (gh - mean_gh - xhat * mean_ghx);
         }
     }
 }

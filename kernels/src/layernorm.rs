@@ -39,7 +39,8 @@ pub struct LayerNormStats<M> {
     pub rstd: M,
 }
 
-/// The gradients the backward adds into, each only when given: `dx (rows, n)`, `dw`, `db (n)`.
+/// The gradients the backward writes, each only when given: `dx (rows, n)`, overwritten, and
+/// `dw`, `db (n)`, added into.
 pub struct LayerNormGrads<'a, B: ?Sized> {
     pub dx: Option<&'a mut B>,
     pub dw: Option<&'a mut B>,
@@ -158,9 +159,10 @@ pub fn layer_norm_forward_reference<T: Float>(
     }
 }
 
-/// Accumulates the layer-norm gradients. Per row of n, with x̂ = (x − μ)·rstd and
+/// The layer-norm gradients. Per row of n, with x̂ = (x − μ)·rstd and
 /// ĝ = g·w (w = 1 when absent), since ∂x̂ᵢ/∂xⱼ = rstd·(δᵢⱼ − 1/n − x̂ᵢx̂ⱼ/n):
-///   dx += rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ·x̂)),  dw += Σ_rows g·x̂,  db += Σ_rows g.
+///   dx = rstd · (ĝ − mean(ĝ) − x̂ · mean(ĝ·x̂)),  dw += Σ_rows g·x̂,  db += Σ_rows g
+/// (dx overwritten: no zero fill needed; dw and db accumulated over the rows).
 ///
 /// `g (rows, n)` is dL/dy; `ln.b` is not read. f32 takes the vector kernel, rows split
 /// between threads; each thread sums its rows' dw and db into its own buffer and the
@@ -253,7 +255,7 @@ pub fn layer_norm_backward_reference<T: Float>(
             for j in 0..n {
                 let xhat = (xr[j] - mu) * rs;
                 let gh = gr[j] * w.map_or(T::ONE, |w| w[j]);
-                dx[r * n + j] += rs * (gh - mean_gh - xhat * mean_ghx);
+                dx[r * n + j] = rs * (gh - mean_gh - xhat * mean_ghx);
             }
         }
     }
@@ -312,7 +314,7 @@ mod fast {
     }
 
     /// One row of the backward: pdw += g·x̂, pdb += g, and (when asked)
-    /// dx += rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)). Two passes; the second reads the
+    /// dx = rstd·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)). Two passes; the second reads the
     /// row again from L1.
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn backward_row(
@@ -358,7 +360,7 @@ mod fast {
         let dx = &mut dx[..n];
         for j in 0..n {
             let xh = (x[j] - mu) * rs;
-            dx[j] += rs * (g[j] * w[j] - m1 - xh * m2);
+            dx[j] = rs * (g[j] * w[j] - m1 - xh * m2);
         }
     }
 }

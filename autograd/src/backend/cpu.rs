@@ -177,7 +177,7 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         (mean, rstd): (&Self, &Self),
         want: [bool; 3],
     ) -> [Option<Self>; 3] {
-        let mut dx = want[0].then(|| zeroed(self.len()));
+        let mut dx = want[0].then(|| overwritten(self.len()));
         let mut dw = want[1].then(|| zeroed(n));
         let mut db = want[2].then(|| zeroed(n));
         let ln = LayerNormIn { x: self.as_slice(), rows, n, w: w.map(|w| w.as_slice()), b: None };

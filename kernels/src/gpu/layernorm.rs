@@ -71,8 +71,8 @@ pub fn layer_norm_forward<T: Float>(
     x.context().launch(k, launch::rows(rows, launch::row_threads(n)), &args)
 }
 
-/// Adds the layer-norm gradients into `grads` (each when given), `g` being dL/dy; math
-/// in the CPU twin's doc.
+/// The layer-norm gradients into `grads` (each when given: dx overwritten, dw and db
+/// added into), `g` being dL/dy; math in the CPU twin's doc.
 pub fn layer_norm_backward<T: Float>(
     ln: LayerNormIn<'_, GpuBuffer<T>>,
     stats: LayerNormStats<&GpuBuffer<T>>,
