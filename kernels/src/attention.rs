@@ -266,7 +266,7 @@ fn attention_forward_with<T: Float>(
                         let kept = u >= threshold;
                         let (f, sign) = if kept { (keep, T::ONE) } else { (T::ZERO, -T::ONE) };
                         *x = *pv * f;
-                        *pv = *pv * sign;
+                        *pv *= sign;
                     }
                 }
                 sc
