@@ -16,7 +16,7 @@ use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cell::Cell;
-use tapegrad::autograd::{gradcheck, Device, DropoutMask, GradcheckOptions, Tensor};
+use tapegrad::autograd::{gradcheck, Device, DropoutMask, GradcheckOptions, Norm, Tensor};
 use tapegrad::kernels::Float;
 use tapegrad::models::layers::Dropout;
 use tapegrad::models::lstm::{Lstm, LstmWeights};
@@ -373,6 +373,23 @@ table! {
         let (inp, out) = (dim(r, 5, 100..=160), dim(r, 5, 100..=160));
         let inputs = vec![x(&[first(s, r, 120..=180), inp], r), x(&[out, inp], r), x(&[out, inp], r)];
         (inputs, Box::new(|t| t[0].linear(&t[1], None).add(&t[0].linear(&t[2], None))))
+    };
+    residual_layer_norm: 1 => |s, r| {
+        // layer_norm(x + residual) (no dropout), x and residual alike, n ≥ 2 as for layer_norm
+        let mut s = s.to_vec();
+        *s.last_mut().unwrap() += 1;
+        let n = s[s.len() - 1];
+        let norm = |t: &[Tn]| t[0].residual_layer_norm(&t[1], None, Norm { weight: Some(&t[2]), bias: Some(&t[3]), eps: 1e-5 });
+        (vec![x(&s, r), x(&s, r), x(&[n], r), x(&[n], r)], Box::new(norm))
+    };
+    residual_layer_norm_dropout: 1 => |s, r| {
+        // with dropout: the mask is a fixed function of the seed, so the op is smooth in x
+        let mut s = s.to_vec();
+        *s.last_mut().unwrap() += 1;
+        let n = s[s.len() - 1];
+        let dm = DropoutMask { p: 0.3, seed: r.random() };
+        let norm = move |t: &[Tn]| t[0].residual_layer_norm(&t[1], Some(dm), Norm { weight: Some(&t[2]), bias: Some(&t[3]), eps: 1e-5 });
+        (vec![x(&s, r), x(&s, r), x(&[n], r), x(&[n], r)], Box::new(norm))
     };
     sum: 1 => |s, r| unary(s, r, x, |a| a.sum());
     sum_dims: 2 => |s, r| {

@@ -34,32 +34,66 @@ const PAR_MIN: usize = 1 << 16;
 /// y = x·m/(1−p) and keep = m, for the mask of `seed` (see the module doc).
 pub fn dropout_forward<T: Float>(x: &[T], p: f64, seed: u64, y: &mut [T], keep: &mut [u8]) {
     assert!(y.len() == x.len() && keep.len() == x.len(), "dropout_forward: bad buffer sizes");
-    assert!((0.0..=1.0).contains(&p), "dropout: p = {p} is not a probability");
-    let scale = if p < 1.0 { T::from_f64(1.0 / (1.0 - p)) } else { T::ZERO };
-    // ⌊p·2³²⌋ as a u32 (so the comparisons vectorize); 2³² (p = 1, or a p within 2⁻³³
-    // of it) keeps nothing
-    let Ok(threshold) = u32::try_from((p * 4_294_967_296.0) as u64) else {
-        y.fill(T::ZERO);
-        keep.fill(0);
-        return;
-    };
+    let mask = Mask::new(p, seed);
     let (y, keep) = (SharedMut::new(y), SharedMut::new(keep));
     par_ranges(x.len(), PAR_MIN, BLOCK, |r| {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        rng.set_word_pos(r.start as u128);
+        let mut rng = mask.stream_at(r.start);
         let mut bits = [0u32; BLOCK];
         // SAFETY: each part writes only its own range of y and keep.
         let (y, keep) = unsafe { (y.range(r.clone()), keep.range(r.clone())) };
         for ((x, y), keep) in x[r].chunks(BLOCK).zip(y.chunks_mut(BLOCK)).zip(keep.chunks_mut(BLOCK)) {
-            let bits = &mut bits[..x.len()];
-            rng.fill(bits);
-            for (((&u, &x), y), keep) in bits.iter().zip(x).zip(y.iter_mut()).zip(keep.iter_mut()) {
-                let k = u >= threshold;
-                *keep = k as u8;
-                *y = if k { x * scale } else { T::ZERO };
-            }
+            mask.apply(&mut rng, &mut bits[..x.len()], x, y, keep);
         }
     });
+}
+
+/// Dropout's mask of one seed, for kernels that apply it as they go (this module's and
+/// `layernorm::residual_layer_norm_forward`).
+#[derive(Clone, Copy)]
+pub(crate) struct Mask {
+    seed: u64,
+    /// ⌊p·2³²⌋ as a u32 (so the comparisons vectorize); None when that is 2³² (p = 1, or a
+    /// p within 2⁻³³ of it): nothing is kept
+    threshold: Option<u32>,
+    /// 1/(1−p), or 0 when p = 1
+    scale: f64,
+}
+
+impl Mask {
+    pub(crate) fn new(p: f64, seed: u64) -> Self {
+        assert!((0.0..=1.0).contains(&p), "dropout: p = {p} is not a probability");
+        let scale = if p < 1.0 { 1.0 / (1.0 - p) } else { 0.0 };
+        Mask { seed, threshold: u32::try_from((p * 4_294_967_296.0) as u64).ok(), scale }
+    }
+    /// The stream of `seed`, at the word of element `i`.
+    pub(crate) fn stream_at(&self, i: usize) -> ChaCha8Rng {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        rng.set_word_pos(i as u128);
+        rng
+    }
+    /// The next `x.len()` elements: keep = m, y = x·m/(1−p), drawing the words into `bits`.
+    #[inline]
+    pub(crate) fn apply<T: Float>(
+        &self,
+        rng: &mut ChaCha8Rng,
+        bits: &mut [u32],
+        x: &[T],
+        y: &mut [T],
+        keep: &mut [u8],
+    ) {
+        rng.fill(&mut bits[..]);
+        let Some(threshold) = self.threshold else {
+            y.fill(T::ZERO);
+            keep.fill(0);
+            return;
+        };
+        let scale = T::from_f64(self.scale);
+        for (((&u, &x), y), keep) in bits.iter().zip(x).zip(y.iter_mut()).zip(keep.iter_mut()) {
+            let k = u >= threshold;
+            *keep = k as u8;
+            *y = if k { x * scale } else { T::ZERO };
+        }
+    }
 }
 
 /// dx = g·m/(1−p) (overwritten) with m the `keep` bytes of the forward.

@@ -140,6 +140,28 @@ fn check_layernorm(rng: &mut StdRng) {
     close("layer norm dx", &dx, &dx64, VEC_TOL);
     close("layer norm dw", &dw, &dw64, VEC_TOL * 10.0); // sums of 200 rows
     close("layer norm db", &db, &db64, VEC_TOL * 10.0);
+    // layer_norm(dropout(x) + r) in one pass: the same s and y as the reference kernels in f64
+    let r = rand_vec(rng, rows * n, 1.0);
+    let (mut s, mut keep) = (vec![0f32; rows * n], vec![0u8; rows * n]);
+    let out = ln::ResidualOut {
+        s: &mut s,
+        y: &mut y,
+        keep: Some(&mut keep[..]),
+        stats: ln::LayerNormStats { mean: &mut mean, rstd: &mut rstd },
+    };
+    ln::residual_layer_norm_forward(
+        ln::ResidualIn { ln: norm, residual: &r, dropout: Some((0.1, 4)) },
+        1e-5,
+        out,
+    );
+    let (mut d64, mut keep64) = (vec![0f64; rows * n], vec![0u8; rows * n]);
+    tapegrad_kernels::dropout::dropout_forward_reference(&x64, 0.1, 4, &mut d64, &mut keep64);
+    assert_eq!(keep, keep64, "residual layer norm: the dropout mask");
+    let s64: Vec<f64> = d64.iter().zip(widen(&r)).map(|(d, r)| d + r).collect();
+    let stats64 = ln::LayerNormStats { mean: &mut m64[..], rstd: &mut r64[..] };
+    ln::layer_norm_forward_reference(ln::LayerNormIn { x: &s64[..], ..norm64 }, 1e-5, &mut y64, stats64);
+    close("residual layer norm s", &s, &s64, VEC_TOL);
+    close("residual layer norm y", &y, &y64, VEC_TOL);
 }
 
 fn check_loss(rng: &mut StdRng) {

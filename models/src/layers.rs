@@ -107,6 +107,10 @@ impl<T: Float> LayerNorm<T> {
     pub fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
         x.layer_norm(Some(&self.weight), Some(&self.bias), self.eps)
     }
+    /// Its weight, bias and eps, for ops that normalise inside (`Tensor::residual_layer_norm`).
+    pub fn norm(&self) -> tapegrad_autograd::Norm<'_, T> {
+        tapegrad_autograd::Norm { weight: Some(&self.weight), bias: Some(&self.bias), eps: self.eps }
+    }
 }
 
 impl<T: Float> Module<T> for LayerNorm<T> {

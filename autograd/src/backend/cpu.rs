@@ -5,7 +5,7 @@
 //! kernel that writes every element of its output, [`zeroed`] for one that adds into
 //! it (`+=`, documented as such on the kernel).
 
-use super::{Backend, Gemm, LstmLayer, LstmSaved, SgdStep, Slab, Targets};
+use super::{Backend, Gemm, LstmLayer, LstmSaved, NormOf, ResidualNorm, SgdStep, Slab, Targets};
 use crate::alloc::HostBuffer;
 use crate::storage::{CpuStorage, Device};
 use tapegrad_kernels as k;
@@ -13,7 +13,7 @@ use tapegrad_kernels::attention::{AttentionShape, DropoutMask, Qkv};
 use tapegrad_kernels::broadcast::Binary;
 use tapegrad_kernels::elementwise::Unary;
 use tapegrad_kernels::gpu::GpuError;
-use tapegrad_kernels::layernorm::{LayerNormGrads, LayerNormIn, LayerNormStats};
+use tapegrad_kernels::layernorm::{LayerNormGrads, LayerNormIn, LayerNormStats, ResidualIn, ResidualOut};
 use tapegrad_kernels::update::AdamStep;
 use tapegrad_kernels::Float;
 
@@ -214,6 +214,30 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         let (mut y, mut keep) = (overwritten(n), HostBuffer::uninit(n));
         k::dropout::dropout_forward(self.as_slice(), p, seed, &mut y, &mut keep);
         (own(y), keep)
+    }
+    /// The fused kernel (`kernels::layernorm::residual_layer_norm_forward`): x and the
+    /// residual are read once, each row of s normalised while it is in L1.
+    fn residual_layer_norm(
+        &self,
+        residual: &Self,
+        dropout: Option<(f64, u64)>,
+        ln: NormOf<'_, Self>,
+    ) -> ResidualNorm<Self, HostBuffer<u8>> {
+        let (len, rows) = (self.len(), ln.rows);
+        let (mut s, mut y) = (overwritten(len), overwritten(len));
+        let (mut mean, mut rstd) = (overwritten(rows), overwritten(rows));
+        let mut keep = dropout.map(|_| HostBuffer::uninit(len));
+        let (w, b) = (ln.w.map(|w| w.as_slice()), ln.b.map(|b| b.as_slice()));
+        let x = LayerNormIn { x: self.as_slice(), rows, n: ln.n, w, b };
+        let inp = ResidualIn { ln: x, residual: residual.as_slice(), dropout };
+        let out = ResidualOut {
+            s: &mut s,
+            y: &mut y,
+            keep: keep.as_deref_mut(),
+            stats: LayerNormStats { mean: &mut mean, rstd: &mut rstd },
+        };
+        k::layernorm::residual_layer_norm_forward(inp, T::from_f64(ln.eps), out);
+        ResidualNorm { y: own(y), s: own(s), keep, mean: own(mean), rstd: own(rstd) }
     }
     fn dropout_backward(&self, keep: &HostBuffer<u8>, p: f64) -> Self {
         let mut dx = overwritten(self.len());

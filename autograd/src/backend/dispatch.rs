@@ -3,7 +3,7 @@
 //! naming the kernel family and both devices (the ops check first with the op's own
 //! name, see `ops::same_device`).
 
-use super::{Backend, CudaStorage, Gemm, LstmLayer, LstmSaved, SgdStep, Slab, Targets};
+use super::{Backend, CudaStorage, Gemm, LstmLayer, LstmSaved, NormOf, ResidualNorm, SgdStep, Slab, Targets};
 use crate::storage::{CpuStorage, Device, Storage};
 use tapegrad_kernels::attention::{AttentionShape, DropoutMask};
 use tapegrad_kernels::broadcast::Binary;
@@ -81,6 +81,27 @@ fn same_opt<'a, T: Float, B: Variant<T>>(op: &str, dev: Device, s: Option<&'a St
 
 fn wrap_saved<T: Float, B: Variant<T>>(s: LstmSaved<B>) -> LstmSaved<Storage<T>> {
     LstmSaved { act: s.act.wrap(), c: s.c.wrap(), tanh_c: s.tanh_c.wrap() }
+}
+
+/// `residual_layer_norm` on the variant `s`, its mask wrapped by `mask`.
+fn residual_on<T: Float, B: Variant<T>>(
+    s: &B,
+    residual: &Storage<T>,
+    dropout: Option<(f64, u64)>,
+    ln: NormOf<'_, Storage<T>>,
+    mask: impl Fn(B::Mask) -> Mask,
+) -> ResidualNorm<Storage<T>, Mask> {
+    let (d, op) = (s.device(), "residual_layer_norm");
+    let ln =
+        NormOf { w: same_opt(op, d, ln.w), b: same_opt(op, d, ln.b), rows: ln.rows, n: ln.n, eps: ln.eps };
+    let o = s.residual_layer_norm(same(op, d, residual), dropout, ln);
+    ResidualNorm {
+        y: o.y.wrap(),
+        s: o.s.wrap(),
+        keep: o.keep.map(mask),
+        mean: o.mean.wrap(),
+        rstd: o.rstd.wrap(),
+    }
 }
 
 /// Runs `$body` with `$b` bound to the variant of `$s` (the same tokens for both arms,
@@ -251,6 +272,17 @@ impl<T: Float> Backend<T> for Storage<T> {
                 let (y, m) = s.dropout(p, seed);
                 (y.wrap(), Mask::Cuda(m))
             }
+        }
+    }
+    fn residual_layer_norm(
+        &self,
+        residual: &Self,
+        dropout: Option<(f64, u64)>,
+        ln: NormOf<'_, Self>,
+    ) -> ResidualNorm<Self, Mask> {
+        match self {
+            Storage::Cpu(s) => residual_on(s, residual, dropout, ln, Mask::Cpu),
+            Storage::Cuda(s) => residual_on(s, residual, dropout, ln, Mask::Cuda),
         }
     }
     fn dropout_backward(&self, keep: &Mask, p: f64) -> Self {

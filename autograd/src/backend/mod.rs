@@ -75,6 +75,26 @@ impl Gemm {
     }
 }
 
+/// A layer norm over rows of n: the affine weight and bias (optional) and eps.
+#[derive(Clone, Copy)]
+pub struct NormOf<'a, S> {
+    pub rows: usize,
+    pub n: usize,
+    pub w: Option<&'a S>,
+    pub b: Option<&'a S>,
+    pub eps: f64,
+}
+
+/// What `Backend::residual_layer_norm` returns: y and s `[rows, n]`, the dropout mask
+/// (exactly when there is dropout) and the mean and rstd of each row of s.
+pub struct ResidualNorm<S, M> {
+    pub y: S,
+    pub s: S,
+    pub keep: Option<M>,
+    pub mean: S,
+    pub rstd: S,
+}
+
 /// A `[outer, n, inner]` view of a tensor around one dim, and a slice
 /// `start..start + len` of that dim (narrow; softmax and max use `start = 0, len = n`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -224,6 +244,27 @@ pub trait Backend<T: Float>: Sized {
     fn dropout(&self, p: f64, seed: u64) -> (Self, Self::Mask);
     /// self = g.
     fn dropout_backward(&self, keep: &Self::Mask, p: f64) -> Self;
+    /// self = x `[rows, n]`: s = dropout(x) + residual, with the mask `dropout(p, seed)`
+    /// draws (`dropout` None: s = x + residual), and y = layer_norm(s). By default the
+    /// three kernels in turn; the CPU fuses them into one pass over each row.
+    fn residual_layer_norm(
+        &self,
+        residual: &Self,
+        dropout: Option<(f64, u64)>,
+        ln: NormOf<'_, Self>,
+    ) -> ResidualNorm<Self, Self::Mask> {
+        let shape = [ln.rows, ln.n];
+        let (dropped, keep) = match dropout {
+            Some((p, seed)) => {
+                let (d, keep) = self.dropout(p, seed);
+                (Some(d), Some(keep))
+            }
+            None => (None, None),
+        };
+        let s = dropped.as_ref().unwrap_or(self).binary(Binary::Add, &shape, residual, &shape, &shape);
+        let (y, mean, rstd) = s.layer_norm(ln.rows, ln.n, ln.w, ln.b, ln.eps);
+        ResidualNorm { y, s, keep, mean, rstd }
+    }
 
     // gathers and scatter-adds (host indices)
     fn index_select(&self, s: Slab, idx: &[usize]) -> Self;

@@ -12,7 +12,7 @@ mod linear;
 mod loss;
 mod lstm_cell;
 mod matmul;
-mod norm;
+pub(crate) mod norm;
 mod reduce;
 mod set_data;
 mod shape;

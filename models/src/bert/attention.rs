@@ -83,8 +83,11 @@ impl<T: Float> BertResidualOutput<T> {
         }
     }
 
+    /// `layer_norm(dropout(dense(x)) + residual)`, the last three as one op
+    /// (`Tensor::residual_layer_norm`; its mask is the one `Dropout::forward` would draw).
     pub fn forward(&self, x: &Tensor<T>, residual: &Tensor<T>) -> Tensor<T> {
-        self.layer_norm.forward(&self.dropout.forward(&self.dense.forward(x)).add(residual))
+        let h = self.dense.forward(x);
+        h.residual_layer_norm(residual, self.dropout.mask_seed(), self.layer_norm.norm())
     }
 }
 
