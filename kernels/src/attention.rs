@@ -108,21 +108,14 @@ impl DropoutMask {
         rng.set_stream(pair as u64);
         rng
     }
-    /// An entry is kept when its u32 is at least this: ⌊p·2³²⌋.
-    fn threshold(&self) -> u64 {
-        (self.p * 4_294_967_296.0) as u64
-    }
     /// The factor of a kept entry, 1/(1−p) (0 when p = 1: nothing is kept).
     fn keep<T: Float>(&self) -> T {
-        if self.p < 1.0 {
-            T::from_f64(1.0 / (1.0 - self.p))
-        } else {
-            T::ZERO
-        }
+        T::from_f64(crate::dropout::keep_scale(self.p))
     }
-    /// The next row's keep factors m/(1−p) ∈ {0, 1/(1−p)}, from `bits` as scratch.
+    /// The next row's keep factors m/(1−p) ∈ {0, 1/(1−p)}, from `bits` as scratch: the
+    /// reference's spelling, an entry kept when its u32 is at least ⌊p·2³²⌋ as a u64.
     fn next_row<T: Float>(&self, rng: &mut ChaCha8Rng, bits: &mut [u32], factors: &mut [T]) {
-        let (threshold, keep) = (self.threshold(), self.keep());
+        let (threshold, keep) = ((self.p * 4_294_967_296.0) as u64, self.keep());
         rng.fill(bits);
         for (f, &u) in factors.iter_mut().zip(bits.iter()) {
             *f = if (u as u64) < threshold { T::ZERO } else { keep };
@@ -258,12 +251,15 @@ fn attention_forward_with<T: Float>(
         let pd: &[T] = match dropout {
             Some(dm) => {
                 let (mut rng, keep) = (dm.rng(pair), dm.keep::<T>());
-                // p = 1 keeps nothing through `keep` = 0, so its u32 threshold may saturate
-                let threshold = dm.threshold().min(u32::MAX as u64) as u32;
+                // no threshold (p within 2⁻³³ of 1): nothing is kept
+                let (any, threshold) = match crate::dropout::keep_threshold(dm.p) {
+                    Some(t) => (true, t),
+                    None => (false, 0),
+                };
                 for (prow, drow) in p.chunks_exact_mut(t).zip(sc.chunks_exact_mut(t)) {
                     rng.fill(&mut bits[..]);
                     for ((pv, x), &u) in prow.iter_mut().zip(drow.iter_mut()).zip(bits.iter()) {
-                        let kept = u >= threshold;
+                        let kept = any && u >= threshold;
                         let (f, sign) = if kept { (keep, T::ONE) } else { (T::ZERO, -T::ONE) };
                         *x = *pv * f;
                         *pv *= sign;
@@ -496,6 +492,7 @@ mod tests {
                 (None, None),
                 (Some(&mask[..]), None),
                 (Some(&mask[..]), Some(DropoutMask { p: 0.3, seed: 11 })),
+                (None, Some(DropoutMask { p: 1.0, seed: 12 })), // nothing kept
             ] {
                 let qkv = Qkv { q: &q[..], k: &k[..], v: &v[..] };
                 let mut want_o = vec![T::ZERO; n];

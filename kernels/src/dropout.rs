@@ -47,23 +47,37 @@ pub fn dropout_forward<T: Float>(x: &[T], p: f64, seed: u64, y: &mut [T], keep: 
     });
 }
 
+/// An element is kept when its u32 word is at least ⌊p·2³²⌋, returned as a u32 so the
+/// comparisons vectorize; None when that is 2³² (p = 1, or a p within 2⁻³³ of it):
+/// nothing is kept. (Dropout here and attention's dropout.)
+pub(crate) fn keep_threshold(p: f64) -> Option<u32> {
+    u32::try_from((p * 4_294_967_296.0) as u64).ok()
+}
+
+/// The factor of a kept element: 1/(1−p), or 0 when p = 1 (nothing is kept).
+pub(crate) fn keep_scale(p: f64) -> f64 {
+    if p < 1.0 {
+        1.0 / (1.0 - p)
+    } else {
+        0.0
+    }
+}
+
 /// Dropout's mask of one seed, for kernels that apply it as they go (this module's and
 /// `layernorm::residual_layer_norm_forward`).
 #[derive(Clone, Copy)]
 pub(crate) struct Mask {
     seed: u64,
-    /// ⌊p·2³²⌋ as a u32 (so the comparisons vectorize); None when that is 2³² (p = 1, or a
-    /// p within 2⁻³³ of it): nothing is kept
+    /// [`keep_threshold`]
     threshold: Option<u32>,
-    /// 1/(1−p), or 0 when p = 1
+    /// [`keep_scale`]
     scale: f64,
 }
 
 impl Mask {
     pub(crate) fn new(p: f64, seed: u64) -> Self {
         assert!((0.0..=1.0).contains(&p), "dropout: p = {p} is not a probability");
-        let scale = if p < 1.0 { 1.0 / (1.0 - p) } else { 0.0 };
-        Mask { seed, threshold: u32::try_from((p * 4_294_967_296.0) as u64).ok(), scale }
+        Mask { seed, threshold: keep_threshold(p), scale: keep_scale(p) }
     }
     /// The stream of `seed`, at the word of element `i`.
     pub(crate) fn stream_at(&self, i: usize) -> ChaCha8Rng {
@@ -99,7 +113,7 @@ impl Mask {
 /// dx = g·m/(1−p) (overwritten) with m the `keep` bytes of the forward.
 pub fn dropout_backward<T: Float>(g: &[T], keep: &[u8], p: f64, dx: &mut [T]) {
     assert!(keep.len() == g.len() && dx.len() == g.len(), "dropout_backward: bad buffer sizes");
-    let scale = if p < 1.0 { T::from_f64(1.0 / (1.0 - p)) } else { T::ZERO };
+    let scale = T::from_f64(keep_scale(p));
     let dxs = SharedMut::new(dx);
     par_ranges(g.len(), PAR_MIN, BLOCK, |r| {
         // SAFETY: each part writes only its own range of dx.

@@ -1,6 +1,7 @@
 //! Layer normalisation.
 
 use crate::backend::{Backend, NormOf, ResidualNorm};
+use crate::storage::Storage;
 use crate::Tensor;
 use tapegrad_kernels::attention::DropoutMask;
 use tapegrad_kernels::Float;
@@ -13,11 +14,7 @@ impl<T: Float> Tensor<T> {
     pub fn layer_norm(&self, weight: Option<&Tensor<T>>, bias: Option<&Tensor<T>>, eps: f64) -> Tensor<T> {
         assert!(self.rank() >= 1, "layer_norm: input must have at least one dim");
         let n = self.shape()[self.rank() - 1];
-        for (name, p) in [("weight", weight), ("bias", bias)] {
-            if let Some(p) = p {
-                assert_eq!(p.shape(), [n], "layer_norm: {name} must have shape [{n}], got {:?}", p.shape());
-            }
-        }
+        check_affine("layer_norm", n, weight, bias);
         let rows = self.numel() / n.max(1);
         let mut inputs = vec![self];
         inputs.extend(weight);
@@ -41,12 +38,7 @@ impl<T: Float> Tensor<T> {
             if let Some(dx) = dx {
                 x.accumulate_grad(|| Tensor::from_storage(dx, x.shape()));
             }
-            if let (Some(w), Some(dw)) = (&w, dw) {
-                w.accumulate_grad(|| Tensor::from_storage(dw, &[n]));
-            }
-            if let (Some(b), Some(db)) = (&b, db) {
-                b.accumulate_grad(|| Tensor::from_storage(db, &[n]));
-            }
+            accumulate_affine((&w, dw), (&b, db), n);
         })
     }
 }
@@ -76,16 +68,7 @@ impl<T: Float> Tensor<T> {
         );
         let n = shape[shape.len() - 1];
         let Norm { weight, bias, eps } = norm;
-        for (name, p) in [("weight", weight), ("bias", bias)] {
-            if let Some(p) = p {
-                assert_eq!(
-                    p.shape(),
-                    [n],
-                    "residual_layer_norm: {name} must have shape [{n}], got {:?}",
-                    p.shape()
-                );
-            }
-        }
+        check_affine("residual_layer_norm", n, weight, bias);
         if let Some(dm) = dropout {
             assert!(
                 (0.0..=1.0).contains(&dm.p),
@@ -126,13 +109,30 @@ impl<T: Float> Tensor<T> {
                 });
                 r.accumulate_grad(|| ds); // ds's own buffer when r has no gradient yet
             }
-            if let (Some(w), Some(dw)) = (&w, dw) {
-                w.accumulate_grad(|| Tensor::from_storage(dw, &[n]));
-            }
-            if let (Some(b), Some(db)) = (&b, db) {
-                b.accumulate_grad(|| Tensor::from_storage(db, &[n]));
-            }
+            accumulate_affine((&w, dw), (&b, db), n);
         })
+    }
+}
+
+/// Panics naming `op` unless the affine weight and bias, where given, are `[n]`.
+fn check_affine<T: Float>(op: &str, n: usize, weight: Option<&Tensor<T>>, bias: Option<&Tensor<T>>) {
+    for (name, p) in [("weight", weight), ("bias", bias)] {
+        if let Some(p) = p {
+            assert_eq!(p.shape(), [n], "{op}: {name} must have shape [{n}], got {:?}", p.shape());
+        }
+    }
+}
+
+/// The affine parameters' gradients `[n]`, where the backward computed them, into w and b.
+fn accumulate_affine<T: Float>(
+    (w, dw): (&Option<Tensor<T>>, Option<Storage<T>>),
+    (b, db): (&Option<Tensor<T>>, Option<Storage<T>>),
+    n: usize,
+) {
+    for (p, d) in [(w, dw), (b, db)] {
+        if let (Some(p), Some(d)) = (p, d) {
+            p.accumulate_grad(|| Tensor::from_storage(d, &[n]));
+        }
     }
 }
 

@@ -107,7 +107,8 @@ fn check(s: AttentionShape, bufs: &[(&str, usize, usize)]) {
 }
 
 /// o = attention(q, k, v) as in the CPU twin. `probs`, when given, receives P for a
-/// backward, negated where dropout dropped the entry; `key_mask` is (B, T) additive; `dropout` None means none.
+/// backward, negated where dropout dropped the entry; `key_mask` is (B, T) additive;
+/// `dropout` None means none.
 pub fn attention_forward<T: Float>(
     s: AttentionShape,
     Qkv { q, k, v }: Qkv<&GpuBuffer<T>>,
