@@ -151,7 +151,7 @@ impl Family {
     pub fn paths(self) -> &'static [Isa] {
         match self {
             Family::Sgemm | Family::Prepacked | Family::Attention => &Isa::ALL,
-            Family::Bf16Gemm => &[Isa::Avx512, Isa::Portable],
+            Family::Bf16Gemm => &Isa::ALL,
             _ => &[Isa::Avx2, Isa::Portable],
         }
     }

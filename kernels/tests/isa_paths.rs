@@ -364,8 +364,9 @@ fn main() {
         failed |= !errors.is_empty();
         println!("{line}");
     }
-    // the bf16 GEMM's avx512 path is its best kernel; its unit tests run each kernel by name
-    println!("isa paths  bf16gemm's avx512 path runs {} here", {
+    // the kernel the bf16 GEMM runs on the best path here (AMX or AVX512-BF16 under avx512);
+    // its unit tests run each kernel by name
+    println!("isa paths  bf16gemm's best path runs the {} kernel here", {
         let _g = isa::force(best_supported());
         bf16gemm::path().name()
     });

@@ -55,6 +55,12 @@ pub(crate) trait Kernel {
     /// A micro-panel row by row (`apack[i*kq + q]`, each row's pairs contiguous, as an AMX
     /// tile loads it) instead of pair by pair (`apack[q*MR + i]`).
     const A_ROWS: bool = false;
+    /// Each pair as two words instead of one, the f32 bits of its two bf16 values, the odd
+    /// depth's first (`apack[(2q+h)*MR + i]`, h = 0 the odd depth, 1 the even): the panels
+    /// of an f32 micro-kernel over 2·kq depths, for a CPU without bf16 instructions. An f32
+    /// FMA adds a product of two bf16 values exactly as the pair arithmetic does (the product
+    /// is exact in f32), so such a kernel gives the same bits. Not with `A_ROWS`.
+    const WIDE: bool = false;
 
     /// `C[i*rsc + j] = beta * C[i*rsc + j] + sum_q` (the pair products of `a[q*MR + i]` and
     /// `b[q*NR + j]`, odd depth first) over `kq` pairs, for the full MR x NR tile (`s.beta ==
@@ -90,9 +96,14 @@ pub(crate) unsafe fn gemm_seq<K: Kernel>(g: Gemm) {
     let Gemm { m, n, k, a, rsa, csa, b, rsb, csb, c, rsc, .. } = g;
     debug_assert!(m > 0 && n > 0 && k > 0);
     let (mut abuf, mut bbuf) = BUFS.with(|cell| cell.take());
+    // words a pair takes in a panel
+    let wpp = if K::WIDE { 2 } else { 1 };
     let kq_max = KC.min(k).div_ceil(2).next_multiple_of(K::KQ_ALIGN);
-    abuf.resize(abuf.len().max(K::MC.min(m.div_ceil(K::MR) * K::MR) * kq_max), 0);
-    bbuf.resize(bbuf.len().max(K::NC.min(n.div_ceil(K::NR) * K::NR) * kq_max), 0);
+    // 16 words more, for a 64-byte-aligned start (the AVX2 kernel's aligned loads)
+    abuf.resize(abuf.len().max(K::MC.min(m.div_ceil(K::MR) * K::MR) * kq_max * wpp + 16), 0);
+    bbuf.resize(bbuf.len().max(K::NC.min(n.div_ceil(K::NR) * K::NR) * kq_max * wpp + 16), 0);
+    let aligned = |v: &mut Vec<u32>| v.as_mut_ptr().add(v.as_ptr().align_offset(64));
+    let (ab, bb) = (aligned(&mut abuf), aligned(&mut bbuf));
     let mut tmp = [0.0f32; MAX_TILE];
     for jc in (0..n).step_by(K::NC) {
         let nc = K::NC.min(n - jc);
@@ -104,11 +115,12 @@ pub(crate) unsafe fn gemm_seq<K: Kernel>(g: Gemm) {
             for (s, jr) in (0..nc).step_by(K::NR).enumerate() {
                 let src = b.add(pc * rsb + (jc + jr) * csb);
                 let out = Panel {
-                    ptr: bbuf.as_mut_ptr().add(s * K::NR * kq),
+                    ptr: bb.add(s * K::NR * kq * wpp),
                     w_full: K::NR,
                     kq,
                     s_q: K::NR,
                     s_w: 1,
+                    wide: K::WIDE,
                 };
                 pack_panel(src, csb, rsb, K::NR.min(nc - jr), kc, out);
             }
@@ -117,17 +129,17 @@ pub(crate) unsafe fn gemm_seq<K: Kernel>(g: Gemm) {
                 for (r, ir) in (0..mc).step_by(K::MR).enumerate() {
                     let src = a.add((ic + ir) * rsa + pc * csa);
                     let (s_q, s_w) = if K::A_ROWS { (1, kq) } else { (K::MR, 1) };
-                    let out =
-                        Panel { ptr: abuf.as_mut_ptr().add(r * K::MR * kq), w_full: K::MR, kq, s_q, s_w };
+                    let ptr = ab.add(r * K::MR * kq * wpp);
+                    let out = Panel { ptr, w_full: K::MR, kq, s_q, s_w, wide: K::WIDE };
                     pack_panel(src, rsa, csa, K::MR.min(mc - ir), kc, out);
                 }
                 for jr in (0..nc).step_by(K::NR) {
                     let nr = K::NR.min(nc - jr);
-                    let bp = bbuf.as_ptr().add(jr * kq);
+                    let bp = bb.add(jr * kq * wpp);
                     let tile_start = start.cols_from(jr);
                     for ir in (0..mc).step_by(K::MR) {
                         let mr = K::MR.min(mc - ir);
-                        let ap = abuf.as_ptr().add(ir * kq);
+                        let ap = ab.add(ir * kq * wpp);
                         let cp = c.add((ic + ir) * rsc + jc + jr);
                         if mr == K::MR && nr == K::NR {
                             K::tile(kq, ap, bp, cp, rsc, tile_start.for_kernel(K::MR, K::NR, cp, rsc));
@@ -144,13 +156,15 @@ pub(crate) unsafe fn gemm_seq<K: Kernel>(g: Gemm) {
 }
 
 /// Where a packed micro-panel goes: `w_full` rows (A) or columns (B) of `kq` pairs, the pair
-/// `(i, q)` at `ptr[q*s_q + i*s_w]`.
+/// `(i, q)` at `ptr[q*s_q + i*s_w]`, or, `wide` (`Kernel::WIDE`), its two values at
+/// `ptr[(2q+h)*s_q + i*s_w]`.
 struct Panel {
     ptr: *mut u32,
     w_full: usize,
     kq: usize,
     s_q: usize,
     s_w: usize,
+    wide: bool,
 }
 
 /// Packs one micro-panel: pair `(i, q)` = `pair(X(i, 2q), X(i, 2q+1))` for `i < w`,
@@ -162,7 +176,10 @@ struct Panel {
 /// `x` addresses the `w x kc` elements; `out` addresses its `w_full x kq` pairs.
 #[inline(always)]
 unsafe fn pack_panel(x: *const f32, s_i: usize, s_p: usize, w: usize, kc: usize, out: Panel) {
-    let Panel { ptr, w_full, kq, s_q, s_w } = out;
+    if out.wide {
+        return pack_panel_wide(x, s_i, s_p, w, kc, out);
+    }
+    let Panel { ptr, w_full, kq, s_q, s_w, .. } = out;
     let even = kc / 2;
     if s_p == 1 && s_q == 1 {
         // Rows contiguous along the depth in and out: a plain f32 → bf16 conversion per row
@@ -203,6 +220,42 @@ unsafe fn pack_panel(x: *const f32, s_i: usize, s_p: usize, w: usize, kc: usize,
     for i in w..w_full {
         for q in 0..even {
             *ptr.add(q * s_q + i * s_w) = 0;
+        }
+    }
+}
+
+/// [`pack_panel`] for a `Kernel::WIDE` kernel: depth p of row i as the f32 bits of
+/// `bf16(X(i, p))` at word row `p ^ 1` (the odd depth of a pair first), zero past `kc` and
+/// for the rows `w <= i < w_full`.
+///
+/// # Safety
+/// As [`pack_panel`], `out` addressing `w_full x 2·kq` words.
+#[inline(always)]
+unsafe fn pack_panel_wide(x: *const f32, s_i: usize, s_p: usize, w: usize, kc: usize, out: Panel) {
+    let Panel { ptr, w_full, kq, s_q, s_w, .. } = out;
+    debug_assert!(s_q >= w_full && s_w == 1, "wide panels go depth by depth");
+    let at = |i: usize, p: usize| ptr.add((p ^ 1) * s_q + i * s_w);
+    let widened = |v: f32| bf16_bits(v) << 16;
+    if s_i == 1 {
+        // the panel's rows are contiguous at each depth
+        for p in 0..kc {
+            let (src, dst) = (x.add(p * s_p), at(0, p));
+            for i in 0..w {
+                *dst.add(i) = widened(*src.add(i));
+            }
+        }
+    } else {
+        for i in 0..w {
+            let src = x.add(i * s_i);
+            for p in 0..kc {
+                *at(i, p) = widened(*src.add(p * s_p));
+            }
+        }
+    }
+    for p in 0..2 * kq {
+        let from = if p < kc { w } else { 0 };
+        for i in from..w_full {
+            *at(i, p) = 0;
         }
     }
 }

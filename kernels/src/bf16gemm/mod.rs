@@ -10,17 +10,21 @@
 //! packed copies the micro-kernel reads are bf16, in pairs along the depth (`driver.rs`).
 //! Paths: AMX (`tdpbf16ps` on 16x16 tiles, a 32x32 C tile, `amx.rs`) where the CPU and the
 //! OS allow it, AVX512-BF16 (`vdpbf16ps`, 12x32 tile, `avx512.rs`) on CPUs that have it, else
-//! a portable kernel doing the same pair arithmetic in plain Rust; all are tested against
+//! on AVX2 the f32 AVX2 kernel on operands rounded to bf16 while packing (`avx2.rs`: the
+//! speed of f32, the numerics of bf16), else a portable kernel doing the same pair arithmetic
+//! in plain Rust; all are tested against
 //! [`bf16gemm_reference`], the definition as a triple loop. The relative error against the
 //! f32 product is that of rounding the operands: each product is off by at most `2·2⁻⁹`
 //! relative (bf16 keeps 8 significant bits), so `|C − C_f32| ≤ ~2⁻⁸ · Σ_p |A(i,p)·B(p,j)|`.
 //!
 //! The path follows `crate::isa`: under `isa::force(Isa::Avx512)` (or by default on such a
 //! CPU) AMX if granted (`TAPEGRAD_NO_AMX=1` leaves it out), else the AVX512-BF16 kernel if the
-//! CPU has AVX512-BF16; under any lower path the portable one. Large products split over M or N across the `crate::threads` pool, each thread
+//! CPU has AVX512-BF16, else (or under `isa::force(Isa::Avx2)`) the AVX2 one where the CPU has
+//! AVX2 and FMA; under the portable path the portable one. Large products split over M or N across the `crate::threads` pool, each thread
 //! packing its own operands.
 
 mod amx;
+mod avx2;
 mod avx512;
 mod driver;
 pub mod reference;
@@ -44,6 +48,8 @@ pub enum Path {
     Amx,
     /// AVX512-BF16 `vdpbf16ps`, 12x32 tile.
     Avx512Bf16,
+    /// The f32 AVX2 FMA kernel on operands rounded to bf16, 6x16 tile.
+    Avx2,
     /// Plain Rust, 6x16 tile.
     Portable,
 }
@@ -54,6 +60,7 @@ impl Path {
         match self {
             Path::Amx => "amx-bf16 32x32",
             Path::Avx512Bf16 => "avx512-bf16 12x32",
+            Path::Avx2 => "avx2+fma 6x16 (bf16 operands)",
             Path::Portable => "portable 6x16",
         }
     }
@@ -83,6 +90,7 @@ pub fn cpu_supports(path: Path) -> bool {
     match path {
         Path::Amx => cpu_has_amx(),
         Path::Avx512Bf16 => cpu_has_avx512bf16(),
+        Path::Avx2 => isa::cpu_supports(Isa::Avx2),
         Path::Portable => true,
     }
 }
@@ -91,10 +99,13 @@ pub fn cpu_supports(path: Path) -> bool {
 pub fn path() -> Path {
     static NO_AMX: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let no_amx = *NO_AMX.get_or_init(|| std::env::var_os("TAPEGRAD_NO_AMX").is_some());
-    if isa::active() >= Isa::Avx512 && !no_amx && cpu_has_amx() {
+    let active = isa::active(); // at most what the CPU supports
+    if active >= Isa::Avx512 && !no_amx && cpu_has_amx() {
         Path::Amx
-    } else if isa::active() >= Isa::Avx512 && cpu_has_avx512bf16() {
+    } else if active >= Isa::Avx512 && cpu_has_avx512bf16() {
         Path::Avx512Bf16
+    } else if active >= Isa::Avx2 {
+        Path::Avx2
     } else {
         Path::Portable
     }
@@ -141,7 +152,12 @@ fn one(path: Path, nthreads: usize, d: Dims, a: MatRef<f32>, b: MatRef<f32>, bet
         return;
     }
     threads::ensure_ftz();
-    isa::note(Family::Bf16Gemm, if path == Path::Portable { Isa::Portable } else { Isa::Avx512 });
+    let noted = match path {
+        Path::Amx | Path::Avx512Bf16 => Isa::Avx512,
+        Path::Avx2 => Isa::Avx2,
+        Path::Portable => Isa::Portable,
+    };
+    isa::note(Family::Bf16Gemm, noted);
     let g = Gemm::new(d, &a, &b, beta, &mut c);
     if k == 0 {
         // SAFETY: C (and its bias) were checked for m × n.
@@ -151,6 +167,7 @@ fn one(path: Path, nthreads: usize, d: Dims, a: MatRef<f32>, b: MatRef<f32>, bet
     let (mr, nr) = match path {
         Path::Amx => (amx::Amx::MR, amx::Amx::NR),
         Path::Avx512Bf16 => (avx512::Avx512Bf16::MR, avx512::Avx512Bf16::NR),
+        Path::Avx2 => (avx2::Avx2::MR, avx2::Avx2::NR),
         Path::Portable => (Portable::MR, Portable::NR),
     };
     // Split the larger of M and N; each part packs the other operand for itself.
@@ -165,13 +182,14 @@ fn one(path: Path, nthreads: usize, d: Dims, a: MatRef<f32>, b: MatRef<f32>, bet
             return;
         }
         // SAFETY: the asserts above put every addressed element in bounds; each part writes a
-        // disjoint range of C's rows (or columns); the AVX512-BF16 path was checked above.
+        // disjoint range of C's rows (or columns); the path was checked above (`cpu_supports`).
         unsafe {
             let part = if split_m { g.rows(lo, hi) } else { g.cols(lo, hi) };
             threads::ensure_ftz();
             match path {
                 Path::Amx => amx::gemm_seq_amx(part),
                 Path::Avx512Bf16 => avx512::gemm_seq_avx512bf16(part),
+                Path::Avx2 => avx2::gemm_seq_avx2(part),
                 Path::Portable => gemm_seq::<Portable>(part),
             }
         }

@@ -13,7 +13,7 @@ fn rand_vec(rng: &mut rand_chacha::ChaCha8Rng, n: usize) -> Vec<f32> {
 /// The paths this CPU runs; prints the ones it skips.
 fn paths() -> Vec<Path> {
     let mut v = vec![];
-    for p in [Path::Portable, Path::Avx512Bf16, Path::Amx] {
+    for p in [Path::Portable, Path::Avx2, Path::Avx512Bf16, Path::Amx] {
         if cpu_supports(p) {
             v.push(p);
         } else {
@@ -55,9 +55,14 @@ fn every_path_equals_the_reference() {
     for path in paths() {
         for (m, n, k) in shapes {
             for (name, rsa, csa, rsb, csb) in layouts(m, n, k) {
-                for (beta, threads, with_bias) in
-                    [(0.0, 1, false), (1.0, 2, false), (0.5, 2, false), (0.0, 2, true), (0.5, 1, true)]
-                {
+                for (beta, threads, with_bias) in [
+                    (0.0, 1, false),
+                    (1.0, 2, false),
+                    (0.5, 2, false),
+                    (0.3, 1, false),
+                    (0.0, 2, true),
+                    (0.5, 1, true),
+                ] {
                     let (a, b, c0) =
                         (rand_vec(&mut rng, m * k), rand_vec(&mut rng, k * n), rand_vec(&mut rng, m * n));
                     let bias = rand_vec(&mut rng, n);

@@ -89,7 +89,14 @@ pub(crate) unsafe fn gemm_team_avx2(team: &Team, g: Gemm) {
 /// See [`Kernel::tile`]; the CPU must support AVX2 and FMA.
 #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_6x16(k: usize, mut a: *const f32, mut b: *const f32, c: *mut f32, rsc: usize, s: CStart) {
+pub(crate) unsafe fn kernel_6x16(
+    k: usize,
+    mut a: *const f32,
+    mut b: *const f32,
+    c: *mut f32,
+    rsc: usize,
+    s: CStart,
+) {
     let mut c00 = _mm256_setzero_ps();
     let mut c01 = _mm256_setzero_ps();
     let mut c10 = _mm256_setzero_ps();

@@ -11,7 +11,7 @@
 //! C always has column stride 1 (`C[i*rsc + j]`); transposes of A and B are expressed through
 //! their strides (NN, NT, TN, TT and any other layout all work).
 
-mod avx2;
+pub(crate) mod avx2;
 mod avx512;
 mod driver;
 mod prepacked;
