@@ -31,6 +31,12 @@ fn zeroed<T: Float>(n: usize) -> HostBuffer<T> {
     HostBuffer::zeros(n)
 }
 
+/// The layer norm kernels' operands: x and `ln`'s rows, n, weight and bias as slices.
+fn norm_in<'a, T: Float>(x: &'a CpuStorage<T>, ln: NormOf<'a, CpuStorage<T>>) -> LayerNormIn<'a, [T]> {
+    let (w, b) = (ln.w.map(|w| w.as_slice()), ln.b.map(|b| b.as_slice()));
+    LayerNormIn { x: x.as_slice(), rows: ln.rows, n: ln.n, w, b }
+}
+
 impl<T: Float> Backend<T> for CpuStorage<T> {
     type Mask = HostBuffer<u8>;
     type F64 = CpuStorage<f64>;
@@ -145,42 +151,24 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         k::softmax::softmax_backward(self.as_slice(), g.as_slice(), s.outer, s.n, s.inner, &mut dx, log);
         own(dx)
     }
-    fn layer_norm(
-        &self,
-        rows: usize,
-        n: usize,
-        w: Option<&Self>,
-        b: Option<&Self>,
-        eps: f64,
-    ) -> (Self, Self, Self) {
+    fn layer_norm(&self, ln: NormOf<'_, Self>) -> (Self, Self, Self) {
+        let rows = ln.rows;
         let (mut y, mut mean, mut rstd) = (overwritten(self.len()), overwritten(rows), overwritten(rows));
-        let ln = LayerNormIn {
-            x: self.as_slice(),
-            rows,
-            n,
-            w: w.map(|w| w.as_slice()),
-            b: b.map(|b| b.as_slice()),
-        };
-        k::layernorm::layer_norm_forward(
-            ln,
-            T::from_f64(eps),
-            &mut y,
-            LayerNormStats { mean: &mut mean, rstd: &mut rstd },
-        );
+        let stats = LayerNormStats { mean: &mut mean[..], rstd: &mut rstd[..] };
+        k::layernorm::layer_norm_forward(norm_in(self, ln), T::from_f64(ln.eps), &mut y, stats);
         (own(y), own(mean), own(rstd))
     }
     fn layer_norm_backward(
         &self,
         g: &Self,
-        (rows, n): (usize, usize),
-        w: Option<&Self>,
+        ln: NormOf<'_, Self>,
         (mean, rstd): (&Self, &Self),
         want: [bool; 3],
     ) -> [Option<Self>; 3] {
         let mut dx = want[0].then(|| overwritten(self.len()));
-        let mut dw = want[1].then(|| zeroed(n));
-        let mut db = want[2].then(|| zeroed(n));
-        let ln = LayerNormIn { x: self.as_slice(), rows, n, w: w.map(|w| w.as_slice()), b: None };
+        let mut dw = want[1].then(|| zeroed(ln.n));
+        let mut db = want[2].then(|| zeroed(ln.n));
+        let ln = LayerNormIn { b: None, ..norm_in(self, ln) };
         let stats = LayerNormStats { mean: mean.as_slice(), rstd: rstd.as_slice() };
         let grads = LayerNormGrads { dx: dx.as_deref_mut(), dw: dw.as_deref_mut(), db: db.as_deref_mut() };
         k::layernorm::layer_norm_backward(ln, stats, g.as_slice(), grads);
@@ -227,9 +215,7 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         let (mut s, mut y) = (overwritten(len), overwritten(len));
         let (mut mean, mut rstd) = (overwritten(rows), overwritten(rows));
         let mut keep = dropout.map(|_| HostBuffer::uninit(len));
-        let (w, b) = (ln.w.map(|w| w.as_slice()), ln.b.map(|b| b.as_slice()));
-        let x = LayerNormIn { x: self.as_slice(), rows, n: ln.n, w, b };
-        let inp = ResidualIn { ln: x, residual: residual.as_slice(), dropout };
+        let inp = ResidualIn { ln: norm_in(self, ln), residual: residual.as_slice(), dropout };
         let out = ResidualOut {
             s: &mut s,
             y: &mut y,

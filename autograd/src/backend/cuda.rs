@@ -8,7 +8,7 @@
 //! error (see the module doc of `backend`) and return buffers that hold no memory.
 //! Host data an op needs on the device (indices, the mean's N) is uploaded per call.
 
-use super::{Backend, Gemm, LstmLayer, LstmSaved, SgdStep, Slab, Targets};
+use super::{Backend, Gemm, LstmLayer, LstmSaved, NormOf, SgdStep, Slab, Targets};
 use crate::storage::Device;
 use std::sync::Arc;
 use tapegrad_kernels::attention::{AttentionShape, DropoutMask, Qkv};
@@ -260,34 +260,32 @@ impl<T: Float> Backend<T> for CudaStorage<T> {
             gpu::softmax::softmax_backward(self.get()?, g.get()?, s.outer, s.n, s.inner, dx, log)
         })
     }
-    fn layer_norm(
-        &self,
-        rows: usize,
-        n: usize,
-        w: Option<&Self>,
-        b: Option<&Self>,
-        eps: f64,
-    ) -> (Self, Self, Self) {
+    fn layer_norm(&self, ln: NormOf<'_, Self>) -> (Self, Self, Self) {
+        let rows = ln.rows;
         let [y, mean, rstd] = self.outs([self.len, rows, rows], false, |[y, mean, rstd]| {
-            let (w, b) = (w.map(|w| w.get()).transpose()?, b.map(|b| b.get()).transpose()?);
-            let ln = LayerNormIn { x: self.get()?, rows, n, w, b };
-            gpu::layernorm::layer_norm_forward(ln, T::from_f64(eps), y, LayerNormStats { mean, rstd })
+            let (w, b) = (ln.w.map(|w| w.get()).transpose()?, ln.b.map(|b| b.get()).transpose()?);
+            let x = LayerNormIn { x: self.get()?, rows, n: ln.n, w, b };
+            gpu::layernorm::layer_norm_forward(x, T::from_f64(ln.eps), y, LayerNormStats { mean, rstd })
         });
         (y, mean, rstd)
     }
     fn layer_norm_backward(
         &self,
         g: &Self,
-        (rows, n): (usize, usize),
-        w: Option<&Self>,
+        ln: NormOf<'_, Self>,
         (mean, rstd): (&Self, &Self),
         want: [bool; 3],
     ) -> [Option<Self>; 3] {
-        let [dx, dw, db] = self.outs([self.len, n, n], true, |[dx, dw, db]| {
-            let ln = LayerNormIn { x: self.get()?, rows, n, w: w.map(|w| w.get()).transpose()?, b: None };
+        let (rows, n) = (ln.rows, ln.n);
+        // dx is overwritten; dw and db are sums over the rows, added into zeros
+        let [dx, dw, db] = self.outs([self.len, n, n], false, |[dx, dw, db]| {
+            dw.zero()?;
+            db.zero()?;
+            let w = ln.w.map(|w| w.get()).transpose()?;
+            let x = LayerNormIn { x: self.get()?, rows, n, w, b: None };
             let stats = LayerNormStats { mean: mean.get()?, rstd: rstd.get()? };
             let [dx, dw, db] = [(want[0], dx), (want[1], dw), (want[2], db)].map(|(on, b)| on.then_some(b));
-            gpu::layernorm::layer_norm_backward(ln, stats, g.get()?, LayerNormGrads { dx, dw, db })
+            gpu::layernorm::layer_norm_backward(x, stats, g.get()?, LayerNormGrads { dx, dw, db })
         });
         let mut r = [Some(dx), Some(dw), Some(db)];
         for (slot, on) in r.iter_mut().zip(want) {

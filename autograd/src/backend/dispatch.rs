@@ -79,6 +79,11 @@ fn same_opt<'a, T: Float, B: Variant<T>>(op: &str, dev: Device, s: Option<&'a St
     s.map(|s| same(op, dev, s))
 }
 
+/// `ln` with its weight and bias as the variant `B`, or a panic naming both devices.
+fn norm_on<'a, T: Float, B: Variant<T>>(op: &str, dev: Device, ln: NormOf<'a, Storage<T>>) -> NormOf<'a, B> {
+    NormOf { w: same_opt(op, dev, ln.w), b: same_opt(op, dev, ln.b), rows: ln.rows, n: ln.n, eps: ln.eps }
+}
+
 fn wrap_saved<T: Float, B: Variant<T>>(s: LstmSaved<B>) -> LstmSaved<Storage<T>> {
     LstmSaved { act: s.act.wrap(), c: s.c.wrap(), tanh_c: s.tanh_c.wrap() }
 }
@@ -92,9 +97,7 @@ fn residual_on<T: Float, B: Variant<T>>(
     mask: impl Fn(B::Mask) -> Mask,
 ) -> ResidualNorm<Storage<T>, Mask> {
     let (d, op) = (s.device(), "residual_layer_norm");
-    let ln =
-        NormOf { w: same_opt(op, d, ln.w), b: same_opt(op, d, ln.b), rows: ln.rows, n: ln.n, eps: ln.eps };
-    let o = s.residual_layer_norm(same(op, d, residual), dropout, ln);
+    let o = s.residual_layer_norm(same(op, d, residual), dropout, norm_on(op, d, ln));
     ResidualNorm {
         y: o.y.wrap(),
         s: o.s.wrap(),
@@ -214,25 +217,17 @@ impl<T: Float> Backend<T> for Storage<T> {
         let d = self.device();
         each!(self, s => s.softmax_backward(same("softmax", d, g), sl, log).wrap())
     }
-    fn layer_norm(
-        &self,
-        rows: usize,
-        n: usize,
-        w: Option<&Self>,
-        b: Option<&Self>,
-        eps: f64,
-    ) -> (Self, Self, Self) {
+    fn layer_norm(&self, ln: NormOf<'_, Self>) -> (Self, Self, Self) {
         let d = self.device();
         each!(self, s => {
-            let (y, m, r) = s.layer_norm(rows, n, same_opt("layer_norm", d, w), same_opt("layer_norm", d, b), eps);
+            let (y, m, r) = s.layer_norm(norm_on("layer_norm", d, ln));
             (y.wrap(), m.wrap(), r.wrap())
         })
     }
     fn layer_norm_backward(
         &self,
         g: &Self,
-        rows_n: (usize, usize),
-        w: Option<&Self>,
+        ln: NormOf<'_, Self>,
         (mean, rstd): (&Self, &Self),
         want: [bool; 3],
     ) -> [Option<Self>; 3] {
@@ -240,7 +235,7 @@ impl<T: Float> Backend<T> for Storage<T> {
         let op = "layer_norm";
         each!(self, s => {
             let saved = (same(op, d, mean), same(op, d, rstd));
-            s.layer_norm_backward(same(op, d, g), rows_n, same_opt(op, d, w), saved, want)
+            s.layer_norm_backward(same(op, d, g), norm_on(op, d, ln), saved, want)
                 .map(|x| x.map(Variant::wrap))
         })
     }

@@ -75,8 +75,8 @@ impl Gemm {
     }
 }
 
-/// A layer norm over rows of n: the affine weight and bias (optional) and eps.
-#[derive(Clone, Copy)]
+/// A layer norm over rows of n: the affine weight and bias (optional) and eps, as
+/// `Backend::layer_norm`, its backward and `Backend::residual_layer_norm` take it.
 pub struct NormOf<'a, S> {
     pub rows: usize,
     pub n: usize,
@@ -84,6 +84,14 @@ pub struct NormOf<'a, S> {
     pub b: Option<&'a S>,
     pub eps: f64,
 }
+
+// by hand: a derive would ask S: Copy, and only references to S are held
+impl<S> Clone for NormOf<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<S> Copy for NormOf<'_, S> {}
 
 /// What `Backend::residual_layer_norm` returns: y and s `[rows, n]`, the dropout mask
 /// (exactly when there is dropout) and the mean and rstd of each row of s.
@@ -214,21 +222,14 @@ pub trait Backend<T: Float>: Sized {
     fn softmax(&self, s: Slab, log: bool) -> Self;
     /// self = y.
     fn softmax_backward(&self, g: &Self, s: Slab, log: bool) -> Self;
-    /// (y, mean, rstd).
-    fn layer_norm(
-        &self,
-        rows: usize,
-        n: usize,
-        w: Option<&Self>,
-        b: Option<&Self>,
-        eps: f64,
-    ) -> (Self, Self, Self);
-    /// self = x `[rows, n]`; (dx, dw, db), each computed when `want` asks.
+    /// self = x `[ln.rows, ln.n]`: (y, mean, rstd).
+    fn layer_norm(&self, ln: NormOf<'_, Self>) -> (Self, Self, Self);
+    /// self = x `[ln.rows, ln.n]`, `saved` the forward's (mean, rstd); (dx, dw, db), each
+    /// computed when `want` asks. The backward reads `ln`'s weight, not its bias or eps.
     fn layer_norm_backward(
         &self,
         g: &Self,
-        rows_n: (usize, usize),
-        w: Option<&Self>,
+        ln: NormOf<'_, Self>,
         saved: (&Self, &Self),
         want: [bool; 3],
     ) -> [Option<Self>; 3];
@@ -262,7 +263,7 @@ pub trait Backend<T: Float>: Sized {
             None => (None, None),
         };
         let s = dropped.as_ref().unwrap_or(self).binary(Binary::Add, &shape, residual, &shape, &shape);
-        let (y, mean, rstd) = s.layer_norm(ln.rows, ln.n, ln.w, ln.b, ln.eps);
+        let (y, mean, rstd) = s.layer_norm(ln);
         ResidualNorm { y, s, keep, mean, rstd }
     }
 

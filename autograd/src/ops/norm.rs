@@ -21,20 +21,16 @@ impl<T: Float> Tensor<T> {
         inputs.extend(bias);
         super::same_device("layer_norm", &inputs);
         let (ws, bs) = (weight.map(|w| w.storage()), bias.map(|b| b.storage()));
-        let (y, mean, rstd) = self.storage().layer_norm(rows, n, ws.as_deref(), bs.as_deref(), eps);
+        let ln = NormOf { rows, n, w: ws.as_deref(), b: bs.as_deref(), eps };
+        let (y, mean, rstd) = self.storage().layer_norm(ln);
         let (x, w, b) = (self.clone(), weight.cloned(), bias.cloned());
         let (xv, wv) = (self.detach(), weight.map(|w| w.detach())); // values as of the forward
         Tensor::from_op("layer_norm", Tensor::from_storage(y, self.shape()), &inputs, move |g| {
             let needs = |t: &Option<Tensor<T>>| t.as_ref().is_some_and(|t| t.tracks_grad());
             let want = [x.tracks_grad(), needs(&w), needs(&b)];
             let ws = wv.as_ref().map(|w| w.storage());
-            let [dx, dw, db] = xv.storage().layer_norm_backward(
-                &g.storage(),
-                (rows, n),
-                ws.as_deref(),
-                (&mean, &rstd),
-                want,
-            );
+            let ln = NormOf { rows, n, w: ws.as_deref(), b: None, eps };
+            let [dx, dw, db] = xv.storage().layer_norm_backward(&g.storage(), ln, (&mean, &rstd), want);
             if let Some(dx) = dx {
                 x.accumulate_grad(|| Tensor::from_storage(dx, x.shape()));
             }
@@ -96,8 +92,8 @@ impl<T: Float> Tensor<T> {
             let needs = |t: &Option<Tensor<T>>| t.as_ref().is_some_and(|t| t.tracks_grad());
             let want = [x.tracks_grad() || r.tracks_grad(), needs(&w), needs(&b)];
             let ws = wv.as_ref().map(|w| w.storage());
-            let [ds, dw, db] =
-                s.layer_norm_backward(&g.storage(), (rows, n), ws.as_deref(), (&mean, &rstd), want);
+            let ln = NormOf { rows, n, w: ws.as_deref(), b: None, eps };
+            let [ds, dw, db] = s.layer_norm_backward(&g.storage(), ln, (&mean, &rstd), want);
             if let Some(ds) = ds {
                 let ds = Tensor::from_storage(ds, &shape);
                 // dx = ds ⊙ M/(1−p)
