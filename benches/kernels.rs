@@ -9,9 +9,11 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
+use tapegrad::kernels::dropout::{dropout_backward, dropout_forward};
 use tapegrad::kernels::elementwise::{unary_backward, unary_forward, Unary};
 use tapegrad::kernels::layernorm::{
-    layer_norm_backward, layer_norm_forward, LayerNormGrads, LayerNormIn, LayerNormStats,
+    layer_norm_backward, layer_norm_forward, residual_layer_norm_forward, LayerNormGrads, LayerNormIn,
+    LayerNormStats, ResidualIn, ResidualOut,
 };
 use tapegrad::kernels::loss::{cross_entropy_backward, cross_entropy_forward};
 use tapegrad::kernels::softmax::{softmax_backward, softmax_forward};
@@ -49,6 +51,25 @@ fn elementwise(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(2 * bytes));
     g.bench_function(BenchmarkId::new("backward", "gelu"), |b| {
         b.iter(|| unary_backward(Unary::Gelu, black_box(&x), &y, &gr, &mut dx))
+    });
+    g.finish();
+}
+
+fn dropout(c: &mut Criterion) {
+    let bytes = (2 * N * 4) as u64;
+    let (x, mut y) = memcpy(c, "dropout", bytes);
+    let mut g = c.benchmark_group("dropout");
+    g.sample_size(20);
+    // forward reads x and writes y and the mask (a byte each); backward reads g and the
+    // mask and writes dx
+    let mut keep = vec![0u8; N];
+    g.throughput(Throughput::Bytes(bytes + N as u64));
+    g.bench_function(BenchmarkId::new("forward", "p0.1"), |b| {
+        b.iter(|| dropout_forward(black_box(&x), 0.1, 7, &mut y, &mut keep))
+    });
+    let mut dx = vec![0f32; N];
+    g.bench_function(BenchmarkId::new("backward", "p0.1"), |b| {
+        b.iter(|| dropout_backward(black_box(&y), &keep, 0.1, &mut dx))
     });
     g.finish();
 }
@@ -130,8 +151,27 @@ fn layernorm(c: &mut Criterion) {
             )
         })
     });
+    // layer_norm(dropout(x) + r) in one pass (BERT's block after its dense layers): reads x
+    // and r, writes s, y and the mask: 2 + 1/4 times memcpy's bytes with dropout
+    let (r, mut s) = (data(N), vec![0f32; N]);
+    let mut keep = vec![0u8; N];
+    for (name, dropout) in [("residual_forward", None), ("residual_dropout_forward", Some((0.1, 7)))] {
+        g.throughput(Throughput::Bytes(2 * bytes + if dropout.is_some() { N as u64 } else { 0 }));
+        g.bench_function(BenchmarkId::new(name, n), |b| {
+            b.iter(|| {
+                let inp = ResidualIn { ln, residual: &r[..], dropout };
+                let out = ResidualOut {
+                    s: &mut s[..],
+                    y: &mut y[..],
+                    keep: dropout.map(|_| &mut keep[..]),
+                    stats: LayerNormStats { mean: &mut mean[..], rstd: &mut rstd[..] },
+                };
+                residual_layer_norm_forward(black_box(inp), 1e-5, out)
+            })
+        });
+    }
     g.finish();
 }
 
-criterion_group!(benches, elementwise, softmax, cross_entropy, layernorm);
+criterion_group!(benches, elementwise, dropout, softmax, cross_entropy, layernorm);
 criterion_main!(benches);
