@@ -68,8 +68,9 @@ pub(crate) trait Kernel {
     /// `C[i*rsc + j] = bias[j] + sum` (`CStart::for_kernel`).
     ///
     /// # Safety
-    /// `a` holds `kq*MR` words, `b` holds `kq*NR`, `c` addresses an MR x NR tile with row
-    /// stride `rsc`, a bias holds NR floats, and the CPU supports the kernel's features.
+    /// `a` holds `kq*MR` words, `b` holds `kq*NR` (twice that for a `WIDE` kernel), `c`
+    /// addresses an MR x NR tile with row stride `rsc`, a bias holds NR floats, and the CPU
+    /// supports the kernel's features.
     unsafe fn tile(kq: usize, a: *const u32, b: *const u32, c: *mut f32, rsc: usize, s: CStart);
 }
 
