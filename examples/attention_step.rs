@@ -11,6 +11,8 @@
 //! repetitions, 1 thread. With 1 thread each figure is the calling thread's CPU time
 //! (Linux), so other work on a shared machine barely moves it; with more, the wall clock.
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/clock.rs"]
 mod clock;
 use clock::thread_cpu_seconds;
@@ -20,12 +22,18 @@ use tapegrad::kernels::broadcast::{binary, sum_to, Binary};
 use tapegrad::kernels::dropout::{dropout_backward, dropout_forward};
 use tapegrad::kernels::threads::set_num_threads;
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let batch: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(16);
-    let seq: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(256);
-    let reps: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(20);
-    let threads: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(1);
+const USAGE: &str = "usage: attention_step [BATCH [SEQ_LEN [REPS [THREADS]]]]";
+
+fn main() {
+    let cli = cli::Cli::new(USAGE);
+    let mut args = cli.positionals(4);
+    let batch: usize = args.next("BATCH", "a non-negative integer", 16);
+    let seq: usize = args.next("SEQ_LEN", "a non-negative integer", 256);
+    let reps: usize = args.next("REPS", "a non-negative integer", 20);
+    let threads: usize = args.next("THREADS", "a non-negative integer", 1);
+    if reps == 0 || threads == 0 {
+        cli.fail("REPS and THREADS must be at least 1");
+    }
     set_num_threads(threads);
     let cpu = threads == 1;
     let s = AttentionShape { batch, seq, heads: 12, head_dim: 32 };
@@ -80,5 +88,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     time("residual add [B·T, 384]", &mut || {
         binary(Binary::Add, &x, &[rows, hid], &y, &[rows, hid], &[rows, hid], &mut out)
     });
-    Ok(())
 }

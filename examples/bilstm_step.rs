@@ -22,6 +22,8 @@ use tapegrad::autograd::Tensor;
 use tapegrad::models::{BiLstmClassifier, BiLstmConfig, Module};
 
 #[cfg(target_arch = "x86_64")]
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/fma.rs"]
 mod fma;
 
@@ -44,50 +46,22 @@ struct Args {
 const USAGE: &str = "usage: bilstm_step [--steps N] [--batch B] [--hidden H] [--emb E] [--layers L] \
                      [--min-len A] [--max-len Z] [--vocab V] [--peak]";
 
-fn usage(msg: &str) -> ! {
-    eprintln!("error: {msg}");
-    eprintln!("{USAGE}");
-    std::process::exit(2);
-}
-
 fn args() -> Args {
-    let mut a = Args {
-        steps: 2,
-        batch: 64,
-        hidden: 256,
-        emb: 50,
-        layers: 2,
-        min_len: 200,
-        max_len: 260,
-        vocab: 25_002,
-        peak: false,
+    let mut cli = cli::Cli::new(USAGE);
+    let peak = cli.switch("--peak");
+    let mut n = |flag: &str, default: usize| cli.value(flag, "a non-negative integer").unwrap_or(default);
+    let a = Args {
+        steps: n("--steps", 2),
+        batch: n("--batch", 64),
+        hidden: n("--hidden", 256),
+        emb: n("--emb", 50),
+        layers: n("--layers", 2),
+        min_len: n("--min-len", 200),
+        max_len: n("--max-len", 260),
+        vocab: n("--vocab", 25_002),
+        peak,
     };
-    let mut argv: Vec<String> = std::env::args().skip(1).collect();
-    if argv.iter().any(|x| x == "--help" || x == "-h") {
-        println!("{USAGE}");
-        std::process::exit(0);
-    }
-    if let Some(i) = argv.iter().position(|x| x == "--peak") {
-        a.peak = true;
-        argv.remove(i);
-    }
-    for pair in argv.chunks(2) {
-        let v: usize = pair
-            .get(1)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| usage(&format!("{} needs a non-negative integer value", pair[0])));
-        match pair[0].as_str() {
-            "--steps" => a.steps = v,
-            "--batch" => a.batch = v,
-            "--hidden" => a.hidden = v,
-            "--emb" => a.emb = v,
-            "--layers" => a.layers = v,
-            "--min-len" => a.min_len = v,
-            "--max-len" => a.max_len = v,
-            "--vocab" => a.vocab = v,
-            other => usage(&format!("unknown argument `{other}`")),
-        }
-    }
+    cli.positionals(0);
     a
 }
 

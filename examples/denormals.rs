@@ -7,6 +7,8 @@
 //! Run: `cargo run --release --example denormals` (one thread; prints ns per element
 //! and each time as a ratio to the normal numbers' time in the same run).
 
+#[path = "support/cli.rs"]
+mod cli;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -39,6 +41,7 @@ fn set_ftz_daz(on: bool) {
 fn set_ftz_daz(_on: bool) {}
 
 fn main() {
+    cli::Cli::new("usage: denormals (no arguments)").positionals(0);
     let normal = vec![1.5f32; N];
     let denormal = vec![1e-39f32; N];
     assert!(denormal[0] != 0.0 && denormal[0].abs() < f32::MIN_POSITIVE, "1e-39 is denormal in f32");

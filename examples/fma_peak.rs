@@ -11,26 +11,22 @@
 //! Each figure is the best of five runs, each thread running ~S/5 s (default S = 1).
 
 #[cfg(target_arch = "x86_64")]
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/fma.rs"]
 mod fma;
 
-fn usage(msg: &str) -> ! {
-    eprintln!("error: {msg}\nusage: fma_peak [--seconds S]");
-    std::process::exit(2);
-}
+const USAGE: &str = "usage: fma_peak [--seconds S]";
 
 fn main() {
     #[cfg(target_arch = "x86_64")]
     {
-        let argv: Vec<String> = std::env::args().skip(1).collect();
-        let secs = match argv.as_slice() {
-            [] => 1.0,
-            [flag, v] if flag == "--seconds" => match v.parse::<f64>() {
-                Ok(s) if s > 0.0 => s,
-                _ => usage(&format!("--seconds: `{v}` is not a positive number")),
-            },
-            _ => usage("unknown arguments"),
-        };
+        let mut cli = cli::Cli::new(USAGE);
+        let secs: f64 = cli.value("--seconds", "a positive number").unwrap_or(1.0);
+        cli.positionals(0);
+        if !(secs > 0.0 && secs.is_finite()) {
+            cli.fail(&format!("--seconds: {secs} is not a positive number"));
+        }
         if !fma::Width::Avx2.supported() {
             eprintln!("fma_peak: this CPU has no AVX2 + FMA");
             std::process::exit(2);

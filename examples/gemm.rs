@@ -6,6 +6,8 @@
 //! of the wall clock (Linux; meaningful for `--threads 1` on a machine shared with other work).
 //! Every run is first validated on three rows against its reference (`sgemm_reference_f64`,
 //! or `bf16gemm_reference` for `--bf16`).
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/clock.rs"]
 mod clock;
 use clock::thread_cpu_seconds;
@@ -18,43 +20,19 @@ use tapegrad_kernels::threads::set_num_threads;
 const USAGE: &str =
     "usage: gemm --m M --n N --k K [--threads T] [--batch B] [--reps R] [--trans-a] [--trans-b] [--cpu-time] [--bf16]";
 
-fn usage(msg: &str) -> ! {
-    eprintln!("error: {msg}");
-    eprintln!("{USAGE}");
-    std::process::exit(2);
-}
-
 fn main() {
-    let (mut m, mut n, mut k) = (None, None, None);
-    let (mut threads, mut batch, mut reps) = (None, 1usize, 0usize);
-    let (mut ta, mut tb, mut cpu, mut bf16) = (false, false, false, false);
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        let mut val = |name: &str| -> usize {
-            let v = args.next().unwrap_or_else(|| usage(&format!("{name} needs a value")));
-            v.parse().unwrap_or_else(|_| usage(&format!("{name}: `{v}` is not a non-negative integer")))
-        };
-        match flag.as_str() {
-            "--m" => m = Some(val("--m")),
-            "--n" => n = Some(val("--n")),
-            "--k" => k = Some(val("--k")),
-            "--threads" => threads = Some(val("--threads")),
-            "--batch" => batch = val("--batch"),
-            "--reps" => reps = val("--reps"),
-            "--trans-a" => ta = true,
-            "--trans-b" => tb = true,
-            "--cpu-time" => cpu = true,
-            "--bf16" => bf16 = true,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return;
-            }
-            other => usage(&format!("unknown flag `{other}`")),
-        }
-    }
-    let (m, n, k) = match (m, n, k) {
+    let mut cli = cli::Cli::new(USAGE);
+    let int = "a non-negative integer";
+    let (ta, tb, cpu, bf16) =
+        (cli.switch("--trans-a"), cli.switch("--trans-b"), cli.switch("--cpu-time"), cli.switch("--bf16"));
+    let (m, n, k) = (cli.value("--m", int), cli.value("--n", int), cli.value("--k", int));
+    let threads: Option<usize> = cli.value("--threads", int);
+    let batch: usize = cli.value("--batch", int).unwrap_or(1);
+    let reps: usize = cli.value("--reps", int).unwrap_or(0);
+    cli.positionals(0);
+    let (m, n, k): (usize, usize, usize) = match (m, n, k) {
         (Some(m), Some(n), Some(k)) => (m, n, k),
-        _ => usage("--m, --n and --k are required"),
+        _ => cli.fail("--m, --n and --k are required"),
     };
     if let Some(t) = threads {
         set_num_threads(t);

@@ -4,10 +4,13 @@
 //!
 //! Run: `cargo run --release --example gradient_descent`
 
+#[path = "support/cli.rs"]
+mod cli;
 use rand::{RngExt, SeedableRng};
 use tapegrad::autograd::{no_grad, Tensor};
 
 fn main() {
+    cli::Cli::new("usage: gradient_descent (no arguments)").positionals(0);
     // Data: N samples of y = 3x − 2 plus noise.
     let n = 64;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);

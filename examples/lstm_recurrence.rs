@@ -5,6 +5,8 @@
 //! sequences, then one direction alone on one thread. Best of 3–5 runs each.
 //!
 //! Run: `cargo run --release --example lstm_recurrence`
+#[path = "support/cli.rs"]
+mod cli;
 use std::time::Instant;
 use tapegrad_kernels::gemm::{MatMut, MatRef};
 use tapegrad_kernels::lstm::{cell_forward, sequences_backward, sequences_forward, BackwardDir, ForwardDir};
@@ -22,6 +24,7 @@ fn best<F: FnMut()>(reps: usize, mut f: F) -> f64 {
 }
 
 fn main() {
+    cli::Cli::new("usage: lstm_recurrence (no arguments)").positionals(0);
     let (m, hh) = (64usize, 256usize);
     let g4 = 4 * hh;
     let w: Vec<f32> = (0..g4 * hh).map(|i| ((i * 7919) % 1000) as f32 * 1e-4 - 0.05).collect();

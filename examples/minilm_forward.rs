@@ -18,6 +18,8 @@ use tapegrad::models::bert::{BertForSequenceClassification, BertInput};
 use tapegrad::models::tokenizer::Tokenizer;
 use tapegrad::models::Module;
 
+#[path = "support/cli.rs"]
+mod cli;
 #[path = "support/memory.rs"]
 mod memory;
 use memory::memory_line;
@@ -27,17 +29,31 @@ guessing until the very last minute, and the soundtrack is something I still hum
 Some scenes drag a little in the middle, and one or two characters felt underwritten, but the \
 director's eye for detail more than makes up for it. I would happily watch it again. ";
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let dir = args.next().map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/models/all-MiniLM-L6-v2"))
-    });
-    let batch: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(16);
-    let seq_len: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(256);
-    let steps: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(3);
-    let precision = args.next().unwrap_or_else(|| "f32".into());
+const USAGE: &str = "usage: minilm_forward [MODEL_DIR [BATCH [SEQ_LEN [STEPS [PRECISION]]]]]   \
+                     (PRECISION: f32, bf16 or both)";
+
+fn main() {
+    // errors (a missing model folder, a bad config) as their messages, not as Debug
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let cli = cli::Cli::new(USAGE);
+    let mut args = cli.positionals(5);
+    let default_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/models/all-MiniLM-L6-v2");
+    let dir: PathBuf = args.next("MODEL_DIR", "a path", default_dir.into());
+    let batch: usize = args.next("BATCH", "a non-negative integer", 16);
+    let seq_len: usize = args.next("SEQ_LEN", "a non-negative integer", 256);
+    let steps: usize = args.next("STEPS", "a non-negative integer", 3);
+    let precision: String = args.next("PRECISION", "a word", "f32".into());
     let both = precision == "both";
-    let precision = if both { Precision::F32 } else { Precision::parse(&precision)? };
+    let precision = match both {
+        true => Precision::F32,
+        false => Precision::parse(&precision).unwrap_or_else(|e| cli.fail(&format!("PRECISION: {e}"))),
+    };
     let _mode = set_linear_precision(precision);
 
     let t0 = Instant::now();

@@ -6,6 +6,8 @@
 //!
 //! Run: `cargo run --release --example optimizers`
 
+#[path = "support/cli.rs"]
+mod cli;
 use rand::{RngExt, SeedableRng};
 use tapegrad::autograd::Tensor;
 use tapegrad::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
@@ -36,6 +38,7 @@ fn loss(p: &Params, x: &Tensor, y: &Tensor) -> Tensor {
 }
 
 fn main() {
+    cli::Cli::new("usage: optimizers (no arguments)").positionals(0);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
     let xs: Vec<f32> = (0..N * D).map(|_| rng.random_range(-1.0..1.0)).collect();
     let ys: Vec<f32> = xs.chunks(D).map(|r| (2.0 * r[0]).sin() + r[1] * r[2]).collect();

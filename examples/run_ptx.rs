@@ -17,6 +17,8 @@
 //! skipped, shuffle mask naming exited lanes, shared-memory race) is reported with the
 //! kernel, block, thread and PTX line.
 
+#[path = "support/cli.rs"]
+mod cli;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -222,7 +224,7 @@ fn write_atomically(path: &Path, data: &[(String, Dtype, Vec<usize>, Vec<u8>)]) 
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args = cli::Cli::new(USAGE).into_args();
     let o = match parse_options(&args) {
         Ok(o) => o,
         Err(e) => {
