@@ -503,12 +503,12 @@ table! {
         let n = s[s.len() - 1] + 1; // n ≥ 2: a single element normalises to a constant
         let mut s = s.to_vec();
         *s.last_mut().unwrap() = n;
-        (vec![x(&s, r), x(&[n], r), x(&[n], r)], Box::new(|t| t[0].layer_norm(Some(&t[1]), Some(&t[2]), 1e-5)))
+        (vec![x(&s, r), x(&[n], r), x(&[n], r)], Box::new(|t| t[0].layer_norm(Norm { weight: Some(&t[1]), bias: Some(&t[2]), eps: 1e-5 })))
     };
     layer_norm_no_affine: 1 => |s, r| {
         let mut s = s.to_vec();
         *s.last_mut().unwrap() += 1;
-        (vec![x(&s, r)], Box::new(|t| t[0].layer_norm(None, None, 1e-5)))
+        (vec![x(&s, r)], Box::new(|t| t[0].layer_norm(Norm { weight: None, bias: None, eps: 1e-5 })))
     };
     dropout: 1 => |s, r| {
         let seed = r.random();

@@ -4,7 +4,7 @@
 //! GPU's index maps and reduction orders, bit for bit on the simulated GPU).
 
 use tapegrad::autograd::gradcheck::{gradcheck, GradcheckOptions};
-use tapegrad::autograd::Tensor;
+use tapegrad::autograd::{Norm, Tensor};
 use tapegrad::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 
 fn close(got: &[f64], want: &[f64], tol: f64) {
@@ -193,7 +193,7 @@ fn layer_norm_backward_closed_form() {
     let eps = 1e-5;
     let x = Tensor::<f64>::param(xs.clone(), &[1, 4]);
     let w = Tensor::<f64>::param(ws.clone(), &[4]);
-    let y = x.layer_norm(Some(&w), None, eps);
+    let y = x.layer_norm(Norm { weight: Some(&w), bias: None, eps });
     y.mul(&Tensor::from_vec(gs.clone(), &[1, 4])).sum().backward();
     let n = 4.0;
     let mu = xs.iter().sum::<f64>() / n;

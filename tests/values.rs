@@ -1,6 +1,6 @@
 //! Ops against numbers computed by hand.
 
-use tapegrad::autograd::Tensor;
+use tapegrad::autograd::{Norm, Tensor};
 
 fn close(a: &[f64], b: &[f64]) {
     assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
@@ -53,7 +53,7 @@ fn layer_norm_by_hand() {
     let x = Tensor::<f64>::from_vec(vec![1.0, 3.0], &[1, 2]);
     let w = Tensor::from_vec(vec![2.0, 3.0], &[2]);
     let b = Tensor::from_vec(vec![0.5, 0.5], &[2]);
-    close(&x.layer_norm(Some(&w), Some(&b), 0.0).to_vec(), &[-1.5, 3.5]);
+    close(&x.layer_norm(Norm { weight: Some(&w), bias: Some(&b), eps: 0.0 }).to_vec(), &[-1.5, 3.5]);
 }
 
 #[test]

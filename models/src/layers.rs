@@ -105,7 +105,7 @@ impl<T: Float> LayerNorm<T> {
         }
     }
     pub fn forward(&self, x: &Tensor<T>) -> Tensor<T> {
-        x.layer_norm(Some(&self.weight), Some(&self.bias), self.eps)
+        x.layer_norm(self.norm())
     }
     /// Its weight, bias and eps, for ops that normalise inside (`Tensor::residual_layer_norm`).
     pub fn norm(&self) -> tapegrad_autograd::Norm<'_, T> {

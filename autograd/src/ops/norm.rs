@@ -11,9 +11,13 @@ impl<T: Float> Tensor<T> {
     ///   μ = mean(x), σ² = mean((x − μ)²), x̂ = (x − μ)/√(σ² + eps), y = x̂·w + b.
     /// Backward (per row of n, ĝ = g·w):
     ///   dx = (1/√(σ²+eps)) · (ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)),  dw = Σ g·x̂,  db = Σ g.
-    pub fn layer_norm(&self, weight: Option<&Tensor<T>>, bias: Option<&Tensor<T>>, eps: f64) -> Tensor<T> {
+    ///
+    /// `norm` holds the affine weight and bias (each optional, `[n]`) and eps, as it does
+    /// for [`Tensor::residual_layer_norm`].
+    pub fn layer_norm(&self, norm: Norm<'_, T>) -> Tensor<T> {
         assert!(self.rank() >= 1, "layer_norm: input must have at least one dim");
         let n = self.shape()[self.rank() - 1];
+        let Norm { weight, bias, eps } = norm;
         check_affine("layer_norm", n, weight, bias);
         let rows = self.numel() / n.max(1);
         let mut inputs = vec![self];
@@ -168,7 +172,7 @@ mod tests {
             [&x, &r, &w, &b].iter().for_each(|t| t.zero_grad());
             // the three ops
             let dropped = x.dropout(rate.unwrap_or(0.0), rate.is_some(), &mut layer_rng.clone());
-            let slow = dropped.add(&r).layer_norm(Some(&w), Some(&b), 1e-5);
+            let slow = dropped.add(&r).layer_norm(norm);
             slow.mul(&wo).sum().backward();
             assert_eq!(fused.to_vec(), slow.to_vec(), "y differs, dropout {dropout:?}");
             for (name, (f, s)) in
