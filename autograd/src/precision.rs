@@ -63,6 +63,22 @@ pub fn check_device(precision: Precision, device: Device) -> Result<(), String> 
     }
 }
 
+/// What `precision` buys on this CPU, when that is less than one might expect: bf16 without
+/// AMX or AVX512-BF16 runs the f32 FMA kernel on bf16-rounded operands (`bf16gemm`'s AVX2
+/// path) or the portable kernel, so it gives bf16's numbers at about f32's speed or below.
+/// None for f32, and for bf16 where the CPU has bf16 arithmetic.
+pub fn cpu_speed_note(precision: Precision) -> Option<String> {
+    use tapegrad_kernels::bf16gemm::{path, Path};
+    match (precision, path()) {
+        (Precision::F32, _) | (Precision::Bf16, Path::Amx | Path::Avx512Bf16) => None,
+        (Precision::Bf16, p) => Some(format!(
+            "this CPU has neither AMX nor AVX512-BF16: the bf16 products run on the {} kernel, \
+             no faster than f32 (the same numbers as on a CPU with bf16 arithmetic)",
+            p.name()
+        )),
+    }
+}
+
 thread_local! {
     static LINEAR: Cell<Precision> = const { Cell::new(Precision::F32) };
 }
@@ -92,6 +108,17 @@ impl Drop for PrecisionGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn speed_note_only_for_bf16_without_bf16_arithmetic() {
+        use tapegrad_kernels::bf16gemm::{path, Path};
+        assert_eq!(cpu_speed_note(Precision::F32), None);
+        let note = cpu_speed_note(Precision::Bf16);
+        match path() {
+            Path::Amx | Path::Avx512Bf16 => assert_eq!(note, None),
+            p => assert!(note.is_some_and(|n| n.contains(p.name())), "path {p:?}"),
+        }
+    }
 
     #[test]
     fn parses_names_and_refuses_bf16_off_the_cpu() {

@@ -184,7 +184,7 @@ fn run_precision(
     trained: crate::cli::PrecisionKind,
     device: tapegrad_autograd::Device,
 ) -> tapegrad_autograd::precision::PrecisionGuard {
-    use tapegrad_autograd::precision::{check_device, set_linear_precision, Precision};
+    use tapegrad_autograd::precision::{check_device, cpu_speed_note, set_linear_precision, Precision};
     let trained: Precision = trained.into();
     let precision = match check_device(trained, device) {
         Ok(()) => trained,
@@ -193,6 +193,9 @@ fn run_precision(
             Precision::F32
         }
     };
+    if let Some(note) = cpu_speed_note(precision) {
+        eprintln!("note: this checkpoint trained in {}; {note}", precision.name());
+    }
     set_linear_precision(precision)
 }
 

@@ -167,6 +167,9 @@ pub fn lr_find(a: LrFindArgs, interrupt: Arc<Interrupt>) -> Result<Found> {
     check_args(&a)?;
     let args = with_defaults(a.train.clone());
     let _precision = tapegrad_autograd::precision::set_linear_precision(precision);
+    if let Some(note) = tapegrad_autograd::precision::cpu_speed_note(precision).filter(|_| !args.quiet) {
+        eprintln!("note: {note}");
+    }
     let data_path = args.data.clone().context("--data is required")?;
     if let Some(t) = args.threads {
         tapegrad_kernels::threads::set_num_threads(t);

@@ -124,6 +124,9 @@ pub fn train(given: TrainArgs, interrupt: Arc<Interrupt>) -> Result<Outcome> {
     let precision = args.precision.into();
     tapegrad_autograd::precision::check_device(precision, device).map_err(|e| anyhow::anyhow!(e))?;
     let _precision = tapegrad_autograd::precision::set_linear_precision(precision);
+    if let Some(note) = tapegrad_autograd::precision::cpu_speed_note(precision).filter(|_| !args.quiet) {
+        eprintln!("note: {note}");
+    }
     let data_path = args.data.clone().context("--data is required")?;
     if let Some(t) = args.threads {
         tapegrad_kernels::threads::set_num_threads(t);
