@@ -350,11 +350,13 @@ mod tests {
     use super::*;
     use rand::{Rng, RngExt, SeedableRng};
 
-    fn rand_vec(n: usize, scale: f64, rng: &mut impl Rng) -> Vec<f64> {
+    /// n values uniform in (−scale, scale) (also `sequence`'s tests).
+    pub(super) fn rand_vec(n: usize, scale: f64, rng: &mut impl Rng) -> Vec<f64> {
         (0..n).map(|_| rng.random_range(-scale..scale)).collect()
     }
 
-    fn max_diff<T: Float>(a: &[T], b: &[T]) -> f64 {
+    /// The largest |a − b| (also `sequence`'s tests).
+    pub(super) fn max_diff<T: Float>(a: &[T], b: &[T]) -> f64 {
         assert_eq!(a.len(), b.len());
         a.iter().zip(b).map(|(x, y)| (x.to_f64() - y.to_f64()).abs()).fold(0.0, f64::max)
     }

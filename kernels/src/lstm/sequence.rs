@@ -255,17 +255,9 @@ fn backward_one<T: Float>(d: BackwardDir<'_, T>, batch_sizes: &[usize], hidden: 
 #[cfg(test)]
 mod tests {
     use super::super::cell_forward_reference;
+    use super::super::tests::{max_diff, rand_vec};
     use super::*;
-    use rand::{Rng, RngExt, SeedableRng};
-
-    fn rand_vec(n: usize, scale: f64, rng: &mut impl Rng) -> Vec<f64> {
-        (0..n).map(|_| rng.random_range(-scale..scale)).collect()
-    }
-
-    fn max_diff<T: Float>(a: &[T], b: &[T]) -> f64 {
-        assert_eq!(a.len(), b.len());
-        a.iter().zip(b).map(|(x, y)| (x.to_f64() - y.to_f64()).abs()).fold(0.0, f64::max)
-    }
+    use rand::SeedableRng;
 
     /// The packed recurrence against the cell stepped by hand, per sequence.
     #[test]
