@@ -64,19 +64,25 @@ pub fn check_device(precision: Precision, device: Device) -> Result<(), String> 
 }
 
 /// What `precision` buys on this CPU, when that is less than one might expect: bf16 without
-/// AMX or AVX512-BF16 runs the f32 FMA kernel on bf16-rounded operands (`bf16gemm`'s AVX2
-/// path) or the portable kernel, so it gives bf16's numbers at about f32's speed or below.
-/// None for f32, and for bf16 where the CPU has bf16 arithmetic.
+/// AMX or AVX512-BF16 (absent, or switched off by `TAPEGRAD_NO_AVX512` or `isa::force`) runs
+/// the f32 FMA kernel on bf16-rounded operands (`bf16gemm`'s AVX2 path) or the portable
+/// kernel, so it gives bf16's numbers at about f32's speed or below. None for f32, and for
+/// bf16 on bf16 arithmetic.
 pub fn cpu_speed_note(precision: Precision) -> Option<String> {
-    use tapegrad_kernels::bf16gemm::{path, Path};
-    match (precision, path()) {
-        (Precision::F32, _) | (Precision::Bf16, Path::Amx | Path::Avx512Bf16) => None,
-        (Precision::Bf16, p) => Some(format!(
-            "this CPU has neither AMX nor AVX512-BF16: the bf16 products run on the {} kernel, \
-             no faster than f32 (the same numbers as on a CPU with bf16 arithmetic)",
-            p.name()
-        )),
-    }
+    use tapegrad_kernels::bf16gemm::{cpu_has_amx, cpu_has_avx512bf16, path, Path};
+    let p = match (precision, path()) {
+        (Precision::F32, _) | (Precision::Bf16, Path::Amx | Path::Avx512Bf16) => return None,
+        (Precision::Bf16, p) => p,
+    };
+    let why = match cpu_has_amx() || cpu_has_avx512bf16() {
+        true => "this CPU's bf16 arithmetic is switched off here (TAPEGRAD_NO_AVX512)",
+        false => "this CPU has neither AMX nor AVX512-BF16",
+    };
+    Some(format!(
+        "{why}: the bf16 products run on the {} kernel, no faster than f32 \
+         (the same numbers as with bf16 arithmetic)",
+        p.name()
+    ))
 }
 
 thread_local! {
