@@ -404,7 +404,7 @@ fn tiled_gemm_is_an_fma_chain_in_k_order() {
     for (ctx, naive) in gpu::test_contexts().into_iter().flat_map(|c| [(c.clone(), false), (c, true)]) {
         let (ab, bb) = (GpuBuffer::from_host(&ctx, &a).unwrap(), GpuBuffer::from_host(&ctx, &b).unwrap());
         let mut cb = GpuBuffer::<f32>::zeros(&ctx, m * n).unwrap();
-        let f = if naive { gpu::gemm::gemm_naive::<f32> } else { gpu::gemm::gemm::<f32> };
+        let f = if naive { gpu::gemm::gemm_naive::<f32> } else { gpu::gemm::gemm_tiled::<f32> };
         let (a_op, b_op) = (gpu::gemm::GpuMat::new(&ab, sa), gpu::gemm::GpuMat::new(&bb, sb));
         f(Dims::new(m, n, k), a_op, b_op, 0.0, gpu::gemm::GpuMatMut::new(&mut cb, sc)).unwrap();
         let got = cb.to_host().unwrap();

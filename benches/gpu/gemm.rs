@@ -266,7 +266,7 @@ impl Reference {
 pub fn ours(sh: &Shape, a: &Buf, b: &Buf, beta: f32, c: &mut Buf) -> Result<(), String> {
     let (sa, sb, sc) = sh.strides();
     let (a, b, c) = (GpuMat::new(a, sa), GpuMat::new(b, sb), GpuMatMut::new(c, sc));
-    gpu::gemm::gemm(sh.dims(), a, b, beta, c).map_err(|e| e.to_string())
+    gpu::gemm::gemm_tiled(sh.dims(), a, b, beta, c).map_err(|e| e.to_string())
 }
 
 fn abs(v: &[f32]) -> Vec<f32> {

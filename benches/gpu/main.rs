@@ -5,7 +5,7 @@
 //! Needs a CUDA GPU (the driver library is loaded at run time): without one it prints
 //! `SKIPPED gpu benches: <why>` to stderr and exits 0 with an empty criterion run.
 //!
-//! * **GEMM** (f32, row-major C): `gpu::gemm::gemm` (the tiled kernel) against
+//! * **GEMM** (f32, row-major C): `gpu::gemm::gemm_tiled` (the tiled kernel) against
 //!   cuBLAS `cublasSgemmStridedBatched` (cudarc 0.19's `cublas::result::
 //!   sgemm_strided_batched`, on the raw device pointers of our buffers, issued on our
 //!   launcher's stream; math mode `CUBLAS_DEFAULT_MATH`: plain FP32, no TF32) on the

@@ -57,7 +57,7 @@ pub fn run() {
             let (sa, sb, sc) = sh.strides();
             let d = Dims { k: sh.k - 1, ..sh.dims() };
             let (a, b, c) = (GpuMat::new(a, sa), GpuMat::new(b, sb), GpuMatMut::new(c, sc));
-            gpu::gemm::gemm(d, a, b, beta, c).map_err(|e| e.to_string())
+            gpu::gemm::gemm_tiled(d, a, b, beta, c).map_err(|e| e.to_string())
         };
         assert!(validate_product(&ctx, &r, &sh, short).is_err(), "{}: a wrong product passed", sh.name);
         let Operands { a, b, c } = &mut ops;

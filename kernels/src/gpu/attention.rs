@@ -1,7 +1,7 @@
 //! Fused multi-head attention on the GPU; the CPU twin (and the math) is
 //! `kernels/src/attention.rs`, with the same arguments and outputs.
 //!
-//! Correctness first: per batch item the products run through the tiled GEMM
+//! Correctness first: per batch item the products run through `gpu::gemm::gemm`
 //! (`gemm.cu`, the heads as a batch whose stride is the head size, read in place from
 //! the `[B, T, nh·d]` layout), and the T×T blocks of every (batch, head) pair live in
 //! global memory: S is written straight into P's buffer (`probs` when the caller keeps

@@ -11,8 +11,11 @@
 //! The bias row is optional ([`GpuMatMut::with_bias`], as `MatMut::with_bias` on the CPU):
 //! a linear layer's `x·Wᵀ + b` in one kernel, b added as each C element is stored.
 //!
-//! [`gemm`] runs the tiled kernel; [`gemm_naive`] the one-thread-per-element reference
-//! kernel the tiled one is tested against.
+//! [`gemm_tiled`] runs the tiled kernel (a block of 32×8 threads per 64×64 tile of C);
+//! [`gemm_naive`] the one-thread-per-element reference kernel the tiled one is tested
+//! against. [`gemm`], what the backends call, takes the tiled kernel, or the naive one for a
+//! C of fewer elements per batch item than a tile has threads ([`NAIVE_BELOW`]). Both
+//! compute each element as the same fma chain in k order, so the choice changes no number.
 
 use super::{count, launch, pick, scalar, GpuBuffer, GpuError, Kernel, KernelArg};
 pub use crate::gemm::{Dims, Strides};
@@ -87,10 +90,30 @@ impl<'a, T: Float> GpuMatMut<'a, T> {
     }
 }
 
+/// Below this many elements of C per batch item, [`gemm`] runs the one-thread-per-element
+/// kernel: a tile's block has 256 threads, so a smaller C would leave most of them idle (on a
+/// GPU either is one short launch; on the simulated GPU the idle threads still run, and the
+/// gradient checks' tiny products spent 86 % of their instructions in them).
+pub const NAIVE_BELOW: usize = 256;
+
 /// `C_b = beta·C_b + A_b·B_b` (`+ bias` on every row when C carries one) for every batch
-/// item (module doc), the tiled kernel; the CPU's `gemm::gemm` with device operands.
-/// `beta == 0` overwrites C.
+/// item (module doc); the CPU's `gemm::gemm` with device operands. `beta == 0` overwrites C.
+/// The tiled kernel, or for a C smaller than [`NAIVE_BELOW`] per item the naive one.
 pub fn gemm<T: Float>(d: Dims, a: GpuMat<T>, b: GpuMat<T>, beta: T, c: GpuMatMut<T>) -> Result<(), GpuError> {
+    match d.m * d.n < NAIVE_BELOW {
+        true => gemm_naive(d, a, b, beta, c),
+        false => gemm_tiled(d, a, b, beta, c),
+    }
+}
+
+/// [`gemm`] by the tiled kernel at any size.
+pub fn gemm_tiled<T: Float>(
+    d: Dims,
+    a: GpuMat<T>,
+    b: GpuMat<T>,
+    beta: T,
+    c: GpuMatMut<T>,
+) -> Result<(), GpuError> {
     run(d, (a, b, beta, c), "gemm_tiled_f32", "gemm_tiled_f64")
 }
 
@@ -175,6 +198,9 @@ pub(crate) mod tests {
     use crate::gpu::{test_contexts, GpuContext};
     use std::sync::Arc;
 
+    /// One of the three entry points.
+    type Gemm<T> = fn(Dims, GpuMat<'_, T>, GpuMat<'_, T>, T, GpuMatMut<'_, T>) -> Result<(), GpuError>;
+
     fn values(len: usize, seed: f64) -> Vec<f64> {
         (0..len)
             .map(|i| {
@@ -215,14 +241,16 @@ pub(crate) mod tests {
                 let (ab, bb, biasb) = (up(ctx, &a), up(ctx, &b), up(ctx, &bias));
                 let beta = T::from_f64(beta);
                 let mut got = Vec::new();
-                for naive in [false, true] {
+                // the tiled kernel, the naive one, and `gemm`, which picks one of them by size
+                for (f, name) in
+                    [(gemm_tiled::<T> as Gemm<T>, "tiled"), (gemm_naive, "naive"), (gemm, "gemm")]
+                {
                     let mut cb = up(ctx, &c0);
-                    let f = if naive { gemm_naive::<T> } else { gemm::<T> };
                     let (a_op, b_op) = (GpuMat::new(&ab, sa), GpuMat::new(&bb, sb));
                     let c_op = GpuMatMut::new(&mut cb, sc);
                     let c_op = if with_bias { c_op.with_bias(&biasb) } else { c_op };
                     f(d, a_op, b_op, beta, c_op).unwrap();
-                    close(&down(&cb), &want, t, &format!("naive {naive} {what}"));
+                    close(&down(&cb), &want, t, &format!("{name} {what}"));
                     got.push(down(&cb));
                 }
                 for (i, (tiled, naive)) in got[0].iter().zip(&got[1]).enumerate() {
@@ -231,15 +259,20 @@ pub(crate) mod tests {
                         "tiled vs naive {what} at {i}"
                     );
                 }
+                let picked = if m * n < NAIVE_BELOW { &got[1] } else { &got[0] };
+                let same = got[2].iter().zip(picked).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "gemm is not the kernel it picks for {m}×{n}: {what}");
             }
         }
     }
 
-    /// Odd sizes, tiles cut at every edge, k = 0 (C = beta·C + bias).
+    /// Odd sizes, tiles cut at every edge, k = 0 (C = beta·C + bias), C on both sides of
+    /// [`NAIVE_BELOW`] (15×17 and 16×16).
     #[test]
     fn tiled_and_naive_match_cpu() {
         for ctx in test_contexts() {
-            for shape in [(1, 1, 1, 1), (3, 5, 7, 3), (2, 67, 33, 19), (1, 130, 65, 70), (2, 3, 70, 0)] {
+            let shapes = [(1, 1, 1, 1), (3, 5, 7, 3), (2, 15, 17, 4), (1, 16, 16, 5), (2, 67, 33, 19)];
+            for shape in shapes.into_iter().chain([(1, 130, 65, 70), (2, 3, 70, 0)]) {
                 check::<f64>(&ctx, shape);
                 check::<f32>(&ctx, shape);
             }
