@@ -21,9 +21,9 @@ use std::time::Instant;
 use tapegrad::autograd::Tensor;
 use tapegrad::models::{BiLstmClassifier, BiLstmConfig, Module};
 
-#[cfg(target_arch = "x86_64")]
 #[path = "support/cli.rs"]
 mod cli;
+#[cfg(target_arch = "x86_64")]
 #[path = "support/fma.rs"]
 mod fma;
 

@@ -10,9 +10,9 @@
 //! Run: `cargo run --release --example fma_peak [-- --seconds S]` (x86_64 with AVX2 + FMA).
 //! Each figure is the best of five runs, each thread running ~S/5 s (default S = 1).
 
-#[cfg(target_arch = "x86_64")]
 #[path = "support/cli.rs"]
 mod cli;
+#[cfg(target_arch = "x86_64")]
 #[path = "support/fma.rs"]
 mod fma;
 

@@ -51,12 +51,12 @@ impl Cli {
         Some(v.parse().unwrap_or_else(|_| self.fail(&format!("{flag}: `{v}` is not {what}"))))
     }
 
-    /// The positional arguments left once the flags are taken: each parsed by `parse`
-    /// in order. Fails on an argument starting with `--` (a flag the example does not
-    /// take) or on more than `max` of them.
+    /// The positional arguments left once the flags are taken, read in order by
+    /// [`Positionals::next`]. Fails on an argument starting with `--` (a flag the example
+    /// does not take, or one given twice) or on more than `max` of them.
     pub fn positionals(&self, max: usize) -> Positionals<'_> {
         if let Some(f) = self.args.iter().find(|a| a.starts_with("--")) {
-            self.fail(&format!("unknown flag `{f}`"));
+            self.fail(&format!("unknown or repeated flag `{f}`"));
         }
         if let Some(extra) = self.args.get(max) {
             self.fail(&format!("unexpected argument `{extra}` (at most {max} positional arguments)"));

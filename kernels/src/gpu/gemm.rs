@@ -271,8 +271,16 @@ pub(crate) mod tests {
     #[test]
     fn tiled_and_naive_match_cpu() {
         for ctx in test_contexts() {
-            let shapes = [(1, 1, 1, 1), (3, 5, 7, 3), (2, 15, 17, 4), (1, 16, 16, 5), (2, 67, 33, 19)];
-            for shape in shapes.into_iter().chain([(1, 130, 65, 70), (2, 3, 70, 0)]) {
+            let shapes = [
+                (1, 1, 1, 1),
+                (3, 5, 7, 3),
+                (2, 15, 17, 4),
+                (1, 16, 16, 5),
+                (2, 67, 33, 19),
+                (1, 130, 65, 70),
+                (2, 3, 70, 0),
+            ];
+            for shape in shapes {
                 check::<f64>(&ctx, shape);
                 check::<f32>(&ctx, shape);
             }
