@@ -1,8 +1,11 @@
 //! Times all-MiniLM-L6-v2 on the CPU: loading (memory-mapped), a forward without
-//! the tape, and a forward + backward of the classification loss.
+//! the tape, and a forward + backward of the classification loss, both as `finetune-imdb`
+//! runs them (`BertForSequenceClassification::logits`: the last layer computed at the
+//! `[CLS]` position only), or with `--all-positions` every layer at every position, the
+//! work transformers' forward does.
 //!
 //! ```text
-//! cargo run --release --example minilm_forward [-- MODEL_DIR [BATCH [SEQ_LEN [STEPS [PRECISION]]]]]
+//! cargo run --release --example minilm_forward [-- [--all-positions] MODEL_DIR [BATCH [SEQ_LEN [STEPS [PRECISION]]]]]
 //! ```
 //! Defaults: `../shared/models/all-MiniLM-L6-v2`, 16 sequences of 256 tokens, 3 training steps,
 //! precision `f32`. PRECISION is the linear layers' precision (`f32` or `bf16`, see
@@ -14,7 +17,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tapegrad::autograd::precision::{set_linear_precision, Precision};
 use tapegrad::autograd::{no_grad, Tensor};
-use tapegrad::models::bert::{BertForSequenceClassification, BertInput};
+use tapegrad::models::bert::{BertForSequenceClassification, BertInput, Positions};
 use tapegrad::models::tokenizer::Tokenizer;
 use tapegrad::models::Module;
 
@@ -29,7 +32,8 @@ guessing until the very last minute, and the soundtrack is something I still hum
 Some scenes drag a little in the middle, and one or two characters felt underwritten, but the \
 director's eye for detail more than makes up for it. I would happily watch it again. ";
 
-const USAGE: &str = "usage: minilm_forward [MODEL_DIR [BATCH [SEQ_LEN [STEPS [PRECISION]]]]]   \
+const USAGE: &str =
+    "usage: minilm_forward [--all-positions] [MODEL_DIR [BATCH [SEQ_LEN [STEPS [PRECISION]]]]]   \
                      (PRECISION: f32, bf16 or both)";
 
 fn main() {
@@ -41,7 +45,8 @@ fn main() {
 }
 
 fn run() -> Result<(), Box<dyn std::error::Error>> {
-    let cli = cli::Cli::new(USAGE);
+    let mut cli = cli::Cli::new(USAGE);
+    let at = if cli.switch("--all-positions") { Positions::All } else { Positions::First };
     let mut args = cli.positionals(5);
     let default_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/models/all-MiniLM-L6-v2");
     let dir: PathBuf = args.next("MODEL_DIR", "a path", default_dir.into());
@@ -78,16 +83,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let labels: Vec<usize> = (0..batch).map(|i| i % 2).collect();
     println!("batch: {:?} tokens", x.shape);
     if both {
-        return compare(&mut model, &x, &labels, steps);
+        return compare(&mut model, &x, &labels, steps, at);
     }
-    println!("precision: {precision}");
+    println!("precision: {precision}, last layer at {at:?} positions");
 
     // Evaluation forwards: the first also pages in the weights and grows the cache.
     model.set_training(false);
     for i in 0..steps.max(2) {
         tapegrad::autograd::profile::reset();
         let t0 = Instant::now();
-        let logits = no_grad(|| model.forward(&x).map(|o| o.logits))?;
+        let logits = no_grad(|| logits(&model, &x, at))?;
         let fwd = t0.elapsed();
         println!(
             "forward {i} (no_grad): {:.3} s   logits[0] = {:?}",
@@ -106,8 +111,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     tapegrad::autograd::profile::reset();
     for step in 0..steps {
         let t0 = Instant::now();
-        let out = model.forward(&x)?;
-        let loss = model.loss(&out.logits, &labels)?;
+        let logits = logits(&model, &x, at)?;
+        let loss = model.loss(&logits, &labels)?;
         let t1 = Instant::now();
         loss.backward();
         let t2 = Instant::now();
@@ -118,7 +123,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             (t2 - t0).as_secs_f64(),
             loss.item()
         );
-        drop(out);
+        drop(logits);
         model.zero_grad();
         println!("  {}", memory_line());
         if tapegrad::autograd::profile::is_enabled() {
@@ -132,14 +137,24 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// The logits with the last layer at the positions `at` (`First`: `model.logits(x)`).
+fn logits(
+    model: &BertForSequenceClassification<f32>,
+    x: &BertInput,
+    at: Positions,
+) -> Result<Tensor<f32>, tapegrad::models::bert::BertError> {
+    Ok(model.forward_at(x, at)?.logits)
+}
+
 /// One evaluation forward (no tape) in seconds, in the thread's current precision.
 fn eval_forward(
     model: &mut BertForSequenceClassification<f32>,
     x: &BertInput,
+    at: Positions,
 ) -> Result<f64, Box<dyn std::error::Error>> {
     model.set_training(false);
     let t0 = Instant::now();
-    let logits: Tensor<f32> = no_grad(|| model.forward(x).map(|o| o.logits))?;
+    let logits: Tensor<f32> = no_grad(|| logits(model, x, at))?;
     let secs = t0.elapsed().as_secs_f64();
     drop(logits);
     Ok(secs)
@@ -150,14 +165,15 @@ fn train_step(
     model: &mut BertForSequenceClassification<f32>,
     x: &BertInput,
     labels: &[usize],
+    at: Positions,
 ) -> Result<(f64, f32), Box<dyn std::error::Error>> {
     model.set_training(true);
     let t0 = Instant::now();
-    let out = model.forward(x)?;
-    let loss = model.loss(&out.logits, labels)?;
+    let logits = logits(model, x, at)?;
+    let loss = model.loss(&logits, labels)?;
     loss.backward();
     let secs = t0.elapsed().as_secs_f64();
-    drop(out);
+    drop(logits);
     model.zero_grad();
     Ok((secs, loss.item()))
 }
@@ -173,20 +189,21 @@ fn compare(
     x: &BertInput,
     labels: &[usize],
     rounds: usize,
+    at: Positions,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let precisions = [Precision::F32, Precision::Bf16];
     for p in precisions {
         // warm-up: pages in the weights, grows the heap
         let _mode = set_linear_precision(p);
-        eval_forward(model, x)?;
-        train_step(model, x, labels)?;
+        eval_forward(model, x, at)?;
+        train_step(model, x, labels, at)?;
     }
     let (mut fwd, mut step) = (vec![vec![]; 2], vec![vec![]; 2]);
     for round in 0..rounds.max(1) {
         for (i, p) in precisions.into_iter().enumerate() {
             let _mode = set_linear_precision(p);
-            let f = eval_forward(model, x)?;
-            let (s, loss) = train_step(model, x, labels)?;
+            let f = eval_forward(model, x, at)?;
+            let (s, loss) = train_step(model, x, labels, at)?;
             println!("round {round} {p:>4}: forward (no_grad) {f:.3} s   training step {s:.3} s   loss = {loss:.4}");
             fwd[i].push(f);
             step[i].push(s);

@@ -16,6 +16,12 @@
 //! classifier); `every_gradient_f32_matches_f64` compares every parameter's gradient in f32
 //! with the same model's f64 gradient. Each test prints its worst error ratio.
 //!
+//! `minilm_parity_f32`/`_f64` run the full forward (every layer at every position, all of
+//! `last_hidden_state` compared); `minilm_parity_f32_first_position` and the `*_on_sim` tests
+//! run the path `BertForSequenceClassification::logits` takes in training and evaluation,
+//! the last layer at `[CLS]` only (`Positions::First`), where `[CLS]`'s last state, the
+//! logits, the loss and every gradient are compared.
+//!
 //! `*_on_sim` run the same checks, at the same tolerances, with the model on the simulated
 //! GPU (`Device::Sim`, the CUDA kernels' PTX interpreted on the CPU), except encoder layers
 //! 0–4, which stay on the CPU to keep the interpreter's share short: see [`place`].
@@ -26,7 +32,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use tapegrad::autograd::{Device, Float, Tensor};
 use tapegrad::models::bert::model::BertInput;
-use tapegrad::models::bert::BertForSequenceClassification;
+use tapegrad::models::bert::{BertForSequenceClassification, Positions};
 use tapegrad::models::safetensors_io::SafeTensorsFile;
 use tapegrad::models::tokenizer::Tokenizer;
 use tapegrad::models::Module;
@@ -220,11 +226,13 @@ fn place<T: Float>(model: &BertForSequenceClassification<T>, device: Device) {
 }
 
 /// The model with the fixture's classifier, moved to `device`, after forward and backward there
-/// on the fixture's batch.
+/// on the fixture's batch, the last layer computed at the positions `at` (`First`: the path
+/// `logits`, and so training and evaluation, take).
 fn model_after_backward<T: Float>(
     fx: &SafeTensorsFile,
     model_path: &Path,
     device: Device,
+    at: Positions,
 ) -> (BertForSequenceClassification<T>, tapegrad::models::bert::model::BertClassifierOutput<T>, Tensor<T>) {
     let num_labels = fx.info("param.classifier.weight").expect("param.classifier.weight").shape[0];
     let mut model = BertForSequenceClassification::<T>::from_pretrained(model_path, num_labels, 0).unwrap();
@@ -234,26 +242,29 @@ fn model_after_backward<T: Float>(
     place(&model, device);
     let x = fixture_input(fx);
     let (labels, _) = fx.tensor_usize("input.labels").unwrap();
-    let out = model.forward(&x).unwrap();
+    let out = model.forward_at(&x, at).unwrap();
     let loss = model.loss(&out.logits, &labels).unwrap();
     loss.backward();
     assert_eq!(loss.device(), device, "the loss is computed on the model's device");
     (model, out, loss)
 }
 
-fn run_parity<T: Float>(device: Device) {
+fn run_parity<T: Float>(device: Device, at: Positions) {
     let Some((fx, model_path)) = inputs() else { return };
     let t0 = std::time::Instant::now();
-    let (model, out, loss) = model_after_backward::<T>(&fx, &model_path, device);
+    let (model, out, loss) = model_after_backward::<T>(&fx, &model_path, device, at);
     let mut c = Checker::new(T::DTYPE);
     for (name, got) in [
         ("output.embeddings", &out.embeddings),
         ("output.last_hidden_state", &out.last_hidden_state),
         ("output.logits", &out.logits),
     ] {
-        let want = fx.tensor::<T>(name).unwrap();
+        let mut want = fx.tensor::<T>(name).unwrap();
+        if name == "output.last_hidden_state" {
+            want = at.keep(&want); // [B, T, H], or [B, 1, H] at the first position
+        }
         assert_eq!(got.shape(), want.shape(), "{name}: shape");
-        c.check(name, &got.to_vec(), &want.data(), 0.0);
+        c.check(name, &got.to_vec(), &want.to_vec(), 0.0);
     }
     let want = fx.tensor::<T>("output.loss").unwrap();
     c.check("output.loss", &[loss.item()], &want.data(), 0.0);
@@ -297,27 +308,35 @@ fn run_parity<T: Float>(device: Device) {
         compared += 1;
     }
     assert!(compared > 0, "the fixture has no gradients to compare");
-    c.finish(&format!("minilm parity with PyTorch on {device} ({:.1}s)", t0.elapsed().as_secs_f64()));
+    c.finish(&format!("minilm parity with PyTorch on {device}, {at:?} ({:.1}s)", t0.elapsed().as_secs_f64()));
 }
 
 #[test]
 fn minilm_parity_f32() {
-    run_parity::<f32>(Device::Cpu);
+    run_parity::<f32>(Device::Cpu, Positions::All);
 }
 
 #[test]
 fn minilm_parity_f64() {
-    run_parity::<f64>(Device::Cpu);
+    run_parity::<f64>(Device::Cpu, Positions::All);
 }
 
+/// The path training and evaluation take (`logits`: the last layer at `[CLS]` only), held to
+/// the same reference: the logits, the loss, `[CLS]`'s last state and every gradient.
+#[test]
+fn minilm_parity_f32_first_position() {
+    run_parity::<f32>(Device::Cpu, Positions::First);
+}
+
+/// On the simulated GPU, the path training and evaluation take.
 #[test]
 fn minilm_parity_f32_on_sim() {
-    run_parity::<f32>(Device::Sim);
+    run_parity::<f32>(Device::Sim, Positions::First);
 }
 
 #[test]
 fn minilm_parity_f64_on_sim() {
-    run_parity::<f64>(Device::Sim);
+    run_parity::<f64>(Device::Sim, Positions::First);
 }
 
 /// Every parameter's gradient in f32 (the fast kernels) against the same model's f64 gradient
@@ -330,8 +349,8 @@ fn minilm_parity_f64_on_sim() {
 #[test]
 fn every_gradient_f32_matches_f64() {
     let Some((fx, model_path)) = inputs() else { return };
-    let (m32, _, _) = model_after_backward::<f32>(&fx, &model_path, Device::Cpu);
-    let (m64, _, _) = model_after_backward::<f64>(&fx, &model_path, Device::Cpu);
+    let (m32, _, _) = model_after_backward::<f32>(&fx, &model_path, Device::Cpu, Positions::All);
+    let (m64, _, _) = model_after_backward::<f64>(&fx, &model_path, Device::Cpu, Positions::All);
     let g64: HashMap<String, Tensor<f64>> = m64.named_parameters().into_iter().collect();
     let mut c = Checker::new("F32");
     let mut compared = 0;

@@ -137,7 +137,7 @@ impl Task {
                     token_type_ids: vec![0; b * t],
                     shape: [b, t],
                 };
-                Ok(model.forward(&input)?.logits)
+                Ok(model.logits(&input)?)
             }
         }
     }

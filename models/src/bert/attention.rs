@@ -1,6 +1,6 @@
 //! Multi-head self-attention and its output block.
 
-use super::{BertConfig, Init};
+use super::{encoder::Positions, BertConfig, Init};
 use crate::layers::{Dropout, LayerNorm, Linear};
 use crate::module::{join, Module};
 use rand::Rng;
@@ -118,8 +118,10 @@ impl<T: Float> BertAttention<T> {
             output: BertResidualOutput::new(c, c.hidden_size, init, seed.wrapping_add(1)),
         }
     }
-    pub fn forward(&self, x: &Tensor<T>, mask: &Tensor<T>) -> Tensor<T> {
-        self.output.forward(&self.self_attention.forward(x, mask), x)
+    /// x `[B, T, H]` → `output(context, x)` at the positions `at` (see [`Positions`]).
+    pub fn forward(&self, x: &Tensor<T>, mask: &Tensor<T>, at: Positions) -> Tensor<T> {
+        let context = self.self_attention.forward(x, mask);
+        self.output.forward(&at.keep(&context), &at.keep(x))
     }
 }
 

@@ -14,6 +14,7 @@ pub mod encoder;
 pub mod model;
 
 pub use config::{Activation, BertConfig};
+pub use encoder::Positions;
 pub use model::{BertClassifierOutput, BertForSequenceClassification, BertInput, BertModel, BertModelOutput};
 
 use crate::layers::{standard_normal, Linear};

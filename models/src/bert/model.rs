@@ -1,7 +1,7 @@
 //! `BertModel` (embeddings, encoder, pooler) and `BertForSequenceClassification`.
 
 use super::embeddings::BertEmbeddings;
-use super::encoder::BertEncoder;
+use super::encoder::{BertEncoder, Positions};
 use super::{attention::additive_mask, BertConfig, BertError, Init};
 use crate::layers::{Dropout, Linear};
 use crate::module::{join, Module};
@@ -27,6 +27,8 @@ pub struct BertInput {
 pub struct BertModelOutput<T: Float = f32> {
     /// The embedding layer's output (after its LayerNorm and dropout) `[B, T, H]`.
     pub embeddings: Tensor<T>,
+    /// The last layer's output `[B, T, H]`, or `[B, 1, H]` where the last layer computed
+    /// the first position only ([`Positions::First`]).
     pub last_hidden_state: Tensor<T>,
     /// tanh(dense(first token's state)) `[B, H]`.
     pub pooled: Tensor<T>,
@@ -80,13 +82,20 @@ impl<T: Float> BertModel<T> {
         Ok(())
     }
 
+    /// Every layer at every position (transformers' `BertModel.forward`).
     pub fn forward(&self, x: &BertInput) -> Result<BertModelOutput<T>, BertError> {
+        self.forward_at(x, Positions::All)
+    }
+
+    /// The same with the last layer computed at the positions `last` only: with
+    /// [`Positions::First`], `pooled` is the same (up to rounding) for less work.
+    pub fn forward_at(&self, x: &BertInput, last: Positions) -> Result<BertModelOutput<T>, BertError> {
         self.check_input(x)?;
         let [b, _] = x.shape;
         let h = self.config.hidden_size;
         let embeddings = self.embeddings.forward(&x.input_ids, &x.token_type_ids, x.shape);
         let mask = additive_mask::<T>(&x.attention_mask, x.shape).to(embeddings.device()); // on the model's device
-        let last_hidden_state = self.encoder.forward(&embeddings, &mask);
+        let last_hidden_state = self.encoder.forward(&embeddings, &mask, last);
         // the pooler runs where its parameters are (see `BertEncoder::forward`)
         let first = last_hidden_state.narrow(1, 0, 1).reshape(&[b, h]).to(self.pooler.device());
         let pooled = self.pooler.forward(&first).tanh();
@@ -177,8 +186,23 @@ impl<T: Float> BertForSequenceClassification<T> {
         Ok(safetensors_io::load_into(self, file, &opts)?)
     }
 
+    /// Logits with every intermediate state at every position (transformers'
+    /// `BertForSequenceClassification.forward`), for inspection and parity checks.
+    /// Training and evaluation call [`Self::logits`].
     pub fn forward(&self, x: &BertInput) -> Result<BertClassifierOutput<T>, BertError> {
-        let out = self.bert.forward(x)?;
+        self.forward_at(x, Positions::All)
+    }
+
+    /// The logits `[B, num_labels]` alone: the same as `forward(x)?.logits` up to rounding,
+    /// with the last layer computed at the first position only, the one the pooler reads
+    /// ([`Positions::First`]: 11 % of MiniLM's multiply-adds at 256 tokens).
+    pub fn logits(&self, x: &BertInput) -> Result<Tensor<T>, BertError> {
+        Ok(self.forward_at(x, Positions::First)?.logits)
+    }
+
+    /// [`Self::forward`] with the last layer at the positions `last`.
+    pub fn forward_at(&self, x: &BertInput, last: Positions) -> Result<BertClassifierOutput<T>, BertError> {
+        let out = self.bert.forward_at(x, last)?;
         let pooled = out.pooled.to(self.classifier.device());
         let logits = self.classifier.forward(&self.dropout.forward(&pooled));
         Ok(BertClassifierOutput {

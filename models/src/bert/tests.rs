@@ -5,6 +5,7 @@ use super::*;
 use crate::module::Module;
 use crate::safetensors_io::SafeTensorsFile;
 use std::path::PathBuf;
+use tapegrad_autograd::Tensor;
 
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("tapegrad-bert-{}-{name}", std::process::id()));
@@ -178,4 +179,47 @@ fn bad_inputs_are_errors() {
         model.named_parameters().iter().all(|(_, p)| p.grad().is_some()),
         "every parameter gets a gradient"
     );
+}
+
+/// `logits` (the last layer at the first position only) gives the full forward's logits, bit
+/// for bit, and every parameter's gradient up to rounding; the last layer's state is the full
+/// one's first row.
+#[test]
+fn logits_at_the_first_position_equal_the_full_forward() {
+    let mut model = BertForSequenceClassification::<f64>::new(&BertConfig::tiny(), 2, 7);
+    model.set_training(false); // no dropout, so both paths compute the same function
+    let close = |what: &str, a: &[f64], b: &[f64]| {
+        assert_eq!(a.len(), b.len(), "{what}");
+        let scale = b.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
+        let worst = a.iter().zip(b).map(|(p, q)| (p - q).abs()).fold(0f64, f64::max);
+        assert!(worst <= 1e-12 * scale, "{what}: off by {worst:e} (scale {scale:e})");
+    };
+    let full = model.forward(&batch()).unwrap();
+    let first = model.forward_at(&batch(), Positions::First).unwrap();
+    let h = 8;
+    assert_eq!(first.last_hidden_state.shape(), &[2, 1, h]);
+    let state = full.last_hidden_state.to_vec();
+    let state_first: Vec<f64> = (0..2).flat_map(|b| state[b * 5 * h..][..h].to_vec()).collect();
+    // the forward values to the bit: each row of a product, a layer norm or GELU is computed
+    // the same way whatever the other rows
+    assert_eq!(first.last_hidden_state.to_vec(), state_first, "the last layer at position 0");
+    assert_eq!(first.pooled.to_vec(), full.pooled.to_vec(), "pooled");
+    assert_eq!(model.logits(&batch()).unwrap().to_vec(), full.logits.to_vec(), "logits");
+
+    let grads = |logits: Tensor<f64>| {
+        model.loss(&logits, &[1, 0]).unwrap().backward();
+        let g: Vec<(String, Vec<f64>)> = model
+            .named_parameters()
+            .into_iter()
+            .map(|(n, p)| (n, p.grad().map(|g| g.to_vec()).unwrap_or_default()))
+            .collect();
+        model.zero_grad();
+        g
+    };
+    let (g_full, g_first) =
+        (grads(model.forward(&batch()).unwrap().logits), grads(model.logits(&batch()).unwrap()));
+    for ((name, a), (_, b)) in g_first.iter().zip(&g_full) {
+        assert!(!b.is_empty() && b.iter().any(|&v| v != 0.0), "{name} has a gradient");
+        close(name, a, b);
+    }
 }
