@@ -208,9 +208,9 @@ impl<'a> Block<'a> {
                 self.shadow
                     .access(t, off, size, true)
                     .map_err(|m| SimError::new(format!("{}: {m}", self.at(t, pc))))?;
-                self.shared[off..off + size].copy_from_slice(&v.to_le_bytes()[..size]);
+                le_store(&mut self.shared[off..off + size], v);
             }
-            Loc::Local(off) => self.local[off..off + size].copy_from_slice(&v.to_le_bytes()[..size]),
+            Loc::Local(off) => le_store(&mut self.local[off..off + size], v),
             Loc::Param(_) => unreachable!("resolve rejects parameter stores"),
         }
         Ok(())
@@ -243,13 +243,13 @@ impl<'a> Block<'a> {
             Loc::Shared(off) => {
                 let old = le_load(&self.shared[off..off + size]);
                 let new = atom_new(op, ty, old, b, c);
-                self.shared[off..off + size].copy_from_slice(&new.to_le_bytes()[..size]);
+                le_store(&mut self.shared[off..off + size], new);
                 old
             }
             Loc::Local(off) => {
                 let old = le_load(&self.local[off..off + size]);
                 let new = atom_new(op, ty, old, b, c);
-                self.local[off..off + size].copy_from_slice(&new.to_le_bytes()[..size]);
+                le_store(&mut self.local[off..off + size], new);
                 old
             }
             _ => {
@@ -428,8 +428,30 @@ impl<'a> Block<'a> {
     }
 }
 
+/// The little-endian value of 1, 2, 4 or 8 bytes (the access sizes PTX has), zero-extended.
+/// Matching the fixed sizes compiles to single loads, where a copy of `b.len()` bytes was a
+/// `memcpy` call on every shared, local and parameter load.
 fn le_load(b: &[u8]) -> u64 {
-    let mut x = [0u8; 8];
-    x[..b.len()].copy_from_slice(b);
-    u64::from_le_bytes(x)
+    match *b {
+        [b0] => b0 as u64,
+        [b0, b1] => u16::from_le_bytes([b0, b1]) as u64,
+        [b0, b1, b2, b3] => u32::from_le_bytes([b0, b1, b2, b3]) as u64,
+        [b0, b1, b2, b3, b4, b5, b6, b7] => u64::from_le_bytes([b0, b1, b2, b3, b4, b5, b6, b7]),
+        _ => {
+            let mut x = [0u8; 8];
+            x[..b.len()].copy_from_slice(b);
+            u64::from_le_bytes(x)
+        }
+    }
+}
+
+/// Stores the low `b.len()` bytes of `v` (1, 2, 4 or 8) little-endian, as [`le_load`] reads them.
+fn le_store(b: &mut [u8], v: u64) {
+    match b.len() {
+        1 => b[0] = v as u8,
+        2 => b.copy_from_slice(&(v as u16).to_le_bytes()),
+        4 => b.copy_from_slice(&(v as u32).to_le_bytes()),
+        8 => b.copy_from_slice(&v.to_le_bytes()),
+        n => b.copy_from_slice(&v.to_le_bytes()[..n]),
+    }
 }
