@@ -23,24 +23,29 @@ struct Shape {
 
 const SHAPES: &[Shape] = &[
     // all-MiniLM-L6-v2 as finetune-imdb trains it: 16 reviews of 256 tokens, 12 heads of 32
-    Shape { name: "minilm_16x256", s: AttentionShape { batch: 16, seq: 256, heads: 12, head_dim: 32 } },
+    Shape { name: "minilm_16x256", s: AttentionShape::square(16, 256, 12, 32) },
+    // its last layer in the classifier: the [CLS] query alone over the 256 keys
+    Shape {
+        name: "minilm_16x256_cls",
+        s: AttentionShape { queries: 1, ..AttentionShape::square(16, 256, 12, 32) },
+    },
     // BERT-base's heads (64 wide) on shorter sequences
-    Shape { name: "bert_base_8x128", s: AttentionShape { batch: 8, seq: 128, heads: 12, head_dim: 64 } },
+    Shape { name: "bert_base_8x128", s: AttentionShape::square(8, 128, 12, 64) },
 ];
 
 fn bench(c: &mut Criterion) {
     let all = num_threads();
     let dropout = Some(DropoutMask { p: 0.1, seed: 7 });
     for Shape { name, s } in SHAPES {
-        let (s, n) = (*s, s.numel());
-        let (q, k, v, g) = (fill(n, 1), fill(n, 2), fill(n, 3), fill(n, 4));
+        let (s, nq, nkv) = (*s, s.q_numel(), s.kv_numel());
+        let (q, k, v, g) = (fill(nq, 1), fill(nkv, 2), fill(nkv, 3), fill(nq, 4));
         // the key mask of a batch with padding: the last eighth of each sequence's keys
         let mask: Vec<f32> =
             (0..s.batch * s.seq).map(|i| if i % s.seq >= s.seq * 7 / 8 { -1e4 } else { 0.0 }).collect();
-        let (mut o, mut probs) = (vec![0f32; n], vec![0f32; s.probs_numel()]);
-        let (mut dq, mut dk, mut dv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+        let (mut o, mut probs) = (vec![0f32; nq], vec![0f32; s.probs_numel()]);
+        let (mut dq, mut dk, mut dv) = (vec![0f32; nq], vec![0f32; nkv], vec![0f32; nkv]);
         let qkv = Qkv { q: &q[..], k: &k[..], v: &v[..] };
-        let forward_flop = 4 * s.batch * s.heads * s.seq * s.seq * s.head_dim;
+        let forward_flop = 4 * s.batch * s.heads * s.queries * s.seq * s.head_dim;
         let mut gr = c.benchmark_group(format!("attention/{name}"));
         gr.sample_size(10).warm_up_time(Duration::from_millis(300)).measurement_time(Duration::from_secs(2));
         let threads = if all > 1 { vec![1, all] } else { vec![1] };

@@ -36,8 +36,8 @@ fn main() {
     }
     set_num_threads(threads);
     let cpu = threads == 1;
-    let s = AttentionShape { batch, seq, heads: 12, head_dim: 32 };
-    let (n, hid, rows) = (s.numel(), 12 * 32, batch * seq);
+    let s = AttentionShape::square(batch, seq, 12, 32);
+    let (n, hid, rows) = (s.q_numel(), 12 * 32, batch * seq);
     // deterministic inputs in [-1, 1)
     let fill = |len: usize, k: usize| -> Vec<f32> {
         (0..len).map(|i| ((i * 7919 + k * 104_729) % 2000) as f32 / 1000.0 - 1.0).collect()

@@ -393,18 +393,19 @@ table! {
         }))
     };
     attention: 1 => |s, r| {
-        // q, k, v [B, T, nh·d] with padded keys; the mask is a constant
-        let (t, heads, d) = (r.random_range(1..=4), r.random_range(1..=2), r.random_range(1..=3));
-        let shape = [s[0], t, heads * d];
+        // q [B, Tq, nh·d], k, v [B, T, nh·d] with padded keys (Tq drawn apart from T: fewer
+        // queries, as a classifier's last layer asks, or more); the mask is a constant
+        let (t, tq, heads, d) = (r.random_range(1..=4), r.random_range(1..=4), r.random_range(1..=2), r.random_range(1..=3));
+        let (q_shape, shape) = ([s[0], tq, heads * d], [s[0], t, heads * d]);
         let mask = Tensor::from_vec((0..s[0] * t).map(|i| if i % t == t - 1 && t > 1 { -1e9 } else { 0.0 }).collect(), &[s[0], t]);
-        (vec![x(&shape, r), x(&shape, r), x(&shape, r)], Box::new(move |t| t[0].attention(&t[1], &t[2], heads, Some(&mask.to(t[0].device())), None)))
+        (vec![x(&q_shape, r), x(&shape, r), x(&shape, r)], Box::new(move |t| t[0].attention(&t[1], &t[2], heads, Some(&mask.to(t[0].device())), None)))
     };
     attention_dropout: 1 => |s, r| {
         // the same with dropout: the mask comes from the seed, so it is fixed across evaluations
-        let (t, heads, d) = (r.random_range(1..=4), r.random_range(1..=2), r.random_range(1..=3));
-        let shape = [s[0], t, heads * d];
+        let (t, tq, heads, d) = (r.random_range(1..=4), r.random_range(1..=4), r.random_range(1..=2), r.random_range(1..=3));
+        let (q_shape, shape) = ([s[0], tq, heads * d], [s[0], t, heads * d]);
         let dm = DropoutMask { p: 0.3, seed: r.random() };
-        (vec![x(&shape, r), x(&shape, r), x(&shape, r)], Box::new(move |t| t[0].attention(&t[1], &t[2], heads, None, Some(dm))))
+        (vec![x(&q_shape, r), x(&shape, r), x(&shape, r)], Box::new(move |t| t[0].attention(&t[1], &t[2], heads, None, Some(dm))))
     };
     lstm_layer: 1 => |s, r| {
         // the whole 2-layer BiLSTM over an unsorted padded batch: input and every weight

@@ -1,9 +1,11 @@
 // The row kernels of fused multi-head attention (the GPU side of
 // kernels/src/attention.rs; its launcher runs the products through gemm.cu).
 //
-//   q, k, v, o  (B, T, nh·d)      head h in columns h·d .. (h+1)·d
+//   q, o        (B, Tq, nh·d)     head h in columns h·d .. (h+1)·d
+//   k, v        (B, T, nh·d)      (Tq = T for self-attention; fewer queries, as a
+//                                 classifier's last layer asks, are the first rows of S)
 //   key_mask    (B, T)            additive (null: none)
-//   S, P, P'    (B·nh, T, T)      per (batch, head) pair, row i of pair π at (π·T + i)·T
+//   S, P, P'    (B·nh, Tq, T)     per (batch, head) pair, row i of pair π at (π·Tq + i)·T
 //                                 (the saved P with the sign bit of each dropped entry set)
 //
 // Forward, for each pair π = b·nh + h, with scale = 1/√d and keep factors
@@ -45,12 +47,12 @@ __device__ __forceinline__ void for_row_words(const u32 key[8], u64 pair, u64 i,
 // and when `dropout` pd = p ⊙ M and p negated where M dropped (pd unused otherwise).
 template <typename T>
 __device__ void attn_probs(const T* s, const T* key_mask, T scale, u32 dropout, u64 seed, u64 threshold, T keep,
-                           T* p, T* pd, u64 pairs, u64 heads, u64 t) {
+                           T* p, T* pd, u64 pairs, u64 heads, u64 tq, u64 t) {
     __shared__ T scratch[32];
     u32 key[8];
     chacha_key(seed, key);
-    for (u64 row = blockIdx.x; row < pairs * t; row += gridDim.x) {
-        const u64 pair = row / t, i = row % t, b = pair / heads;
+    for (u64 row = blockIdx.x; row < pairs * tq; row += gridDim.x) {
+        const u64 pair = row / tq, i = row % tq, b = pair / heads;
         const T* sr = s + row * t;
         T* pr = p + row * t;
         const T* mask = key_mask ? key_mask + b * t : nullptr;
@@ -75,12 +77,13 @@ __device__ void attn_probs(const T* s, const T* key_mask, T scale, u32 dropout, 
     }
 }
 
-// In: p = P as the forward saved it (signs marking M), dp = dP' = dO Vᵀ. Out: dp = dS =
+// The `rows` = B·nh·Tq rows of T. In: p = P as the forward saved it (signs marking M),
+// dp = dP' = dO Vᵀ. Out: dp = dS =
 // scale · P ⊙ (dP − rowsum(dP ⊙ P)) with dP = dP' ⊙ M, and pd = P' = P ⊙ M when `dropout`.
 template <typename T>
-__device__ void attn_probs_bwd(const T* p, T* dp, T* pd, T scale, u32 dropout, T keep, u64 pairs, u64 t) {
+__device__ void attn_probs_bwd(const T* p, T* dp, T* pd, T scale, u32 dropout, T keep, u64 rows, u64 t) {
     __shared__ T scratch[32];
-    for (u64 row = blockIdx.x; row < pairs * t; row += gridDim.x) {
+    for (u64 row = blockIdx.x; row < rows; row += gridDim.x) {
         const T* pr = p + row * t;
         T* dpr = dp + row * t;
         if (dropout) { // each thread rereads only its own j below: no barrier needed
@@ -102,11 +105,11 @@ __device__ void attn_probs_bwd(const T* p, T* dp, T* pd, T scale, u32 dropout, T
 #define ATTENTION(T, S)                                                                                  \
     extern "C" __global__ void attn_probs_##S(const T* s, const T* key_mask, T scale, u32 dropout,       \
                                               u64 seed, u64 threshold, T keep, T* p, T* pd, u64 pairs,   \
-                                              u64 heads, u64 t) {                                        \
-        attn_probs<T>(s, key_mask, scale, dropout, seed, threshold, keep, p, pd, pairs, heads, t);       \
+                                              u64 heads, u64 tq, u64 t) {                                \
+        attn_probs<T>(s, key_mask, scale, dropout, seed, threshold, keep, p, pd, pairs, heads, tq, t);   \
     }                                                                                                    \
     extern "C" __global__ void attn_probs_bwd_##S(const T* p, T* dp, T* pd, T scale, u32 dropout, T keep, \
-                                                  u64 pairs, u64 t) {                                    \
-        attn_probs_bwd<T>(p, dp, pd, scale, dropout, keep, pairs, t);                                    \
+                                                  u64 rows, u64 t) {                                     \
+        attn_probs_bwd<T>(p, dp, pd, scale, dropout, keep, rows, t);                                     \
     }
 FOR_F32_F64(ATTENTION)

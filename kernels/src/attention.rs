@@ -2,20 +2,26 @@
 //! the hidden dim (the layout the Q, K, V projections produce), so no permutes.
 //!
 //! ```text
-//! q, k, v, o  (B, T, nh·d)   head h in columns h·d .. (h+1)·d of every row
+//! q, o        (B, Tq, nh·d)  head h in columns h·d .. (h+1)·d of every row
+//! k, v        (B, T, nh·d)
 //! key_mask    (B, T)         additive: 0 for a real key, a very negative number for padding
-//! probs       (B, nh, T, T)  the softmax P, kept by the forward for the backward, with
+//! probs       (B, nh, Tq, T) the softmax P, kept by the forward for the backward, with
 //!                            the sign bit of each entry dropout dropped set (below)
 //! ```
+//!
+//! Self-attention has Tq = T. A model that reads the output at its first positions only
+//! (a classifier's last layer reads `[CLS]`) passes the queries of those positions alone:
+//! query i sees the same keys, mask and dropout row as in the full block, so its output
+//! is row i of the full attention's, at Tq/T of the cost.
 //!
 //! For each batch item b and head h, with scale = 1/√d and a dropout keep-mask M
 //! (each entry kept with probability 1−p):
 //!
 //! ```text
-//! S  = scale · Q Kᵀ + mask_b          (T,T)
-//! P  = softmax of each row of S       (T,T)
-//! P' = P ⊙ M / (1−p)                  (T,T)
-//! O  = P' V                           (T,d)
+//! S  = scale · Q Kᵀ + mask_b          (Tq,T)
+//! P  = softmax of each row of S       (Tq,T)
+//! P' = P ⊙ M / (1−p)                  (Tq,T)
+//! O  = P' V                           (Tq,d)
 //! ```
 //!
 //! and backward, given dO:
@@ -35,7 +41,8 @@
 //! The (b, h) pairs are independent, so threads take them one at a time and keep S,
 //! P' and the dropout bits in per-thread scratch: a 256-token head's T×T block is
 //! 256 KiB and stays in L2. Only P reaches memory, and only when a backward needs it.
-//! Pair `i` draws its mask M from ChaCha8 stream `i` of `seed`, row by row. The mask
+//! Pair `i` draws its mask M from ChaCha8 stream `i` of `seed`, row by row (entry (q, j)
+//! is word q·T + j of the stream, whatever Tq is). The mask
 //! travels to the backward inside the saved P, at no cost in memory: P ≥ 0, so its
 //! sign bit is free, and the forward saves −P (−0.0 for a P of 0) where M dropped the
 //! entry. The backward reads M back from the signs (`unmask`) instead of
@@ -61,23 +68,32 @@ pub struct Qkv<B> {
     pub v: B,
 }
 
-/// Batch B, sequence T, heads nh and head size d.
+/// Batch B, query positions Tq, key (and value) positions T, heads nh and head size d.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AttentionShape {
     pub batch: usize,
+    pub queries: usize,
     pub seq: usize,
     pub heads: usize,
     pub head_dim: usize,
 }
 
 impl AttentionShape {
-    /// Elements of q, k, v or o: B·T·nh·d.
-    pub fn numel(&self) -> usize {
-        self.batch * self.seq * self.heads * self.head_dim
+    /// Self-attention over `seq` positions: Tq = T.
+    pub const fn square(batch: usize, seq: usize, heads: usize, head_dim: usize) -> Self {
+        AttentionShape { batch, queries: seq, seq, heads, head_dim }
     }
-    /// Elements of the saved probabilities: B·nh·T·T.
+    /// Elements of q or o: B·Tq·nh·d.
+    pub fn q_numel(&self) -> usize {
+        self.batch * self.queries * self.hidden()
+    }
+    /// Elements of k or v: B·T·nh·d.
+    pub fn kv_numel(&self) -> usize {
+        self.batch * self.seq * self.hidden()
+    }
+    /// Elements of the saved probabilities: B·nh·Tq·T.
     pub fn probs_numel(&self) -> usize {
-        self.batch * self.heads * self.seq * self.seq
+        self.batch * self.heads * self.queries * self.seq
     }
     fn pairs(&self) -> usize {
         self.batch * self.heads
@@ -85,8 +101,13 @@ impl AttentionShape {
     fn hidden(&self) -> usize {
         self.heads * self.head_dim
     }
-    /// Where head h of batch item b starts in q, k, v or o (rows are `hidden()` apart).
-    fn head_offset(&self, pair: usize) -> usize {
+    /// Where head h of batch item b starts in q or o (rows are `hidden()` apart).
+    fn q_offset(&self, pair: usize) -> usize {
+        let (b, h) = (pair / self.heads, pair % self.heads);
+        b * self.queries * self.hidden() + h * self.head_dim
+    }
+    /// Where head h of batch item b starts in k or v.
+    fn kv_offset(&self, pair: usize) -> usize {
         let (b, h) = (pair / self.heads, pair % self.heads);
         b * self.seq * self.hidden() + h * self.head_dim
     }
@@ -160,12 +181,13 @@ fn for_each_pair<S>(
     });
 }
 
-/// Copies a contiguous (T, d) head into its columns of a (B, T, nh·d) buffer.
+/// Copies a contiguous (rows, d) head into its columns of a (B, rows, nh·d) buffer,
+/// starting at `base` (`q_offset` or `kv_offset` of the pair).
 ///
 /// # Safety
 /// As [`SharedMut::range`]: no other thread writes this pair's columns.
-unsafe fn scatter_head<T: Float>(s: AttentionShape, pair: usize, head: &[T], out: &SharedMut<T>) {
-    let (d, base) = (s.head_dim, s.head_offset(pair));
+unsafe fn scatter_head<T: Float>(s: AttentionShape, base: usize, head: &[T], out: &SharedMut<T>) {
+    let d = s.head_dim;
     for (i, row) in head.chunks_exact(d).enumerate() {
         let at = base + i * s.hidden();
         out.range(at..at + d).copy_from_slice(row);
@@ -201,47 +223,49 @@ fn attention_forward_with<T: Float>(
     o: &mut [T],
     probs: Option<&mut [T]>,
 ) {
-    let (n, t, d, hid) = (s.numel(), s.seq, s.head_dim, s.hidden());
-    check(s, &[("q", q.len(), n), ("k", k.len(), n), ("v", v.len(), n), ("o", o.len(), n)]);
+    let (t, tq, d, hid) = (s.seq, s.queries, s.head_dim, s.hidden());
+    let (nq, nkv) = (s.q_numel(), s.kv_numel());
+    check(s, &[("q", q.len(), nq), ("k", k.len(), nkv), ("v", v.len(), nkv), ("o", o.len(), nq)]);
     if let Some(m) = key_mask {
         check(s, &[("key_mask", m.len(), s.batch * t)]);
     }
     if let Some(p) = &probs {
         check(s, &[("probs", p.len(), s.probs_numel())]);
     }
-    if n == 0 {
-        return; // no tokens, or heads of size 0: nothing to attend
+    if nq == 0 || nkv == 0 {
+        o.fill(T::ZERO); // no queries, no keys or heads of size 0: each output an empty sum
+        return;
     }
     let scale = T::from_f64(1.0 / (d as f64).sqrt());
     let (o, probs) = (SharedMut::new(o), probs.map(SharedMut::new));
     // Without a P to save or a dropout (evaluation), the scores go transposed (below).
     let transposed = probs.is_none() && dropout.is_none();
-    // scratch: S (T,T), P (T,T) unless saved, a row's dropout bits, O_head (T,d),
-    // the column maxima and sums of the transposed path (2T)
+    // scratch: S (Tq,T), P (Tq,T) unless saved, a row's dropout bits, O_head (Tq,d),
+    // the column maxima and sums of the transposed path (2Tq)
     let scratch = || {
-        let (tt, p_tt) = (vec![T::ZERO; t * t], if transposed { 0 } else { t * t });
-        (tt, vec![T::ZERO; p_tt], vec![0u32; t], vec![T::ZERO; t * d], vec![T::ZERO; 2 * t])
+        let (st, p_st) = (vec![T::ZERO; tq * t], if transposed { 0 } else { tq * t });
+        (st, vec![T::ZERO; p_st], vec![0u32; t], vec![T::ZERO; tq * d], vec![T::ZERO; 2 * tq])
     };
     for_each_pair(nthreads, s.pairs(), scratch, |pair, (sc, p_tmp, bits, o_head, cols)| {
-        let off = s.head_offset(pair);
+        let (qo, ko) = (s.q_offset(pair), s.kv_offset(pair));
         let mask = key_mask.map(|m| &m[(pair / s.heads) * t..][..t]);
         if transposed {
-            // Sᵀ (T,T) = K (T,d) · Qᵀ (d,T): row j for key j, column i for query i
-            gemm(Dims::new(t, t, d), MatRef::rows(&k[off..], hid), MatRef::cols(&q[off..], hid), sc);
+            // Sᵀ (T,Tq) = K (T,d) · Qᵀ (d,Tq): row j for key j, column i for query i
+            gemm(Dims::new(t, tq, d), MatRef::rows(&k[ko..], hid), MatRef::cols(&q[qo..], hid), sc);
             // Pᵀ = the softmax down each column of scale·Sᵀ + mask (mask[j] on row j), in place
-            softmax::scaled_softmax_cols(sc, t, scale, mask, cols);
-            // O (T,d) = P · V with P(i,j) = Pᵀ[j·T + i]: a column-major A, which the GEMM
+            softmax::scaled_softmax_cols(sc, tq, scale, mask, cols);
+            // O (Tq,d) = P · V with P(i,j) = Pᵀ[j·Tq + i]: a column-major A, which the GEMM
             // packs by plain copies (a row-major P takes a transposing pack)
-            gemm(Dims::new(t, d, t), MatRef::cols(sc, t), MatRef::rows(&v[off..], hid), o_head);
+            gemm(Dims::new(tq, d, t), MatRef::cols(sc, tq), MatRef::rows(&v[ko..], hid), o_head);
             // SAFETY: pair `pair` alone writes its head's columns of o.
-            unsafe { scatter_head(s, pair, o_head, &o) };
+            unsafe { scatter_head(s, qo, o_head, &o) };
             return;
         }
-        // S (T,T) = Q (T,d) · Kᵀ (d,T), both read in place (rows hid apart)
-        gemm(Dims::new(t, t, d), MatRef::rows(&q[off..], hid), MatRef::cols(&k[off..], hid), sc);
-        // SAFETY: pair `pair` alone owns probs[pair·T² ..][..T²].
+        // S (Tq,T) = Q (Tq,d) · Kᵀ (d,T), both read in place (rows hid apart)
+        gemm(Dims::new(tq, t, d), MatRef::rows(&q[qo..], hid), MatRef::cols(&k[ko..], hid), sc);
+        // SAFETY: pair `pair` alone owns probs[pair·Tq·T ..][..Tq·T].
         let p = match &probs {
-            Some(pr) => unsafe { pr.range(pair * t * t..(pair + 1) * t * t) },
+            Some(pr) => unsafe { pr.range(pair * tq * t..(pair + 1) * tq * t) },
             None => &mut p_tmp[..],
         };
         // P = softmax(scale·S + mask), row by row, on this thread
@@ -269,10 +293,10 @@ fn attention_forward_with<T: Float>(
             }
             None => p,
         };
-        // O (T,d) = P' (T,T) · V (T,d)
-        gemm(Dims::new(t, d, t), MatRef::rows(pd, t), MatRef::rows(&v[off..], hid), o_head);
+        // O (Tq,d) = P' (Tq,T) · V (T,d)
+        gemm(Dims::new(tq, d, t), MatRef::rows(pd, t), MatRef::rows(&v[ko..], hid), o_head);
         // SAFETY: pair `pair` alone writes its head's columns of o.
-        unsafe { scatter_head(s, pair, o_head, &o) };
+        unsafe { scatter_head(s, qo, o_head, &o) };
     });
 }
 
@@ -299,34 +323,37 @@ fn attention_backward_with<T: Float>(
     do_: &[T],
     Qkv { q: dq, k: dk, v: dv }: Qkv<&mut [T]>,
 ) {
-    let (n, t, d, hid) = (s.numel(), s.seq, s.head_dim, s.hidden());
-    check(s, &[("q", q.len(), n), ("k", k.len(), n), ("v", v.len(), n), ("dO", do_.len(), n)]);
-    check(s, &[("dq", dq.len(), n), ("dk", dk.len(), n), ("dv", dv.len(), n)]);
+    let (t, tq, d, hid) = (s.seq, s.queries, s.head_dim, s.hidden());
+    let (nq, nkv) = (s.q_numel(), s.kv_numel());
+    check(s, &[("q", q.len(), nq), ("k", k.len(), nkv), ("v", v.len(), nkv), ("dO", do_.len(), nq)]);
+    check(s, &[("dq", dq.len(), nq), ("dk", dk.len(), nkv), ("dv", dv.len(), nkv)]);
     check(s, &[("probs", probs.len(), s.probs_numel())]);
-    if n == 0 {
+    if nq == 0 || nkv == 0 {
+        [dq, dk, dv].into_iter().for_each(|g| g.fill(T::ZERO)); // the forward was empty sums
         return;
     }
     let scale = T::from_f64(1.0 / (d as f64).sqrt());
     let (dq, dk, dv) = (SharedMut::new(dq), SharedMut::new(dk), SharedMut::new(dv));
-    // scratch: dP' (T,T), P' (T,T), dS (T,T), a head's gradient (T,d)
+    // scratch: dP' (Tq,T), P' (Tq,T), dS (Tq,T), a head's gradient (Tq,d) or (T,d)
     let scratch = || {
-        let tt = || vec![T::ZERO; t * t];
-        (tt(), tt(), tt(), vec![T::ZERO; t * d])
+        let st = || vec![T::ZERO; tq * t];
+        (st(), st(), st(), vec![T::ZERO; tq.max(t) * d])
     };
     for_each_pair(nthreads, s.pairs(), scratch, |pair, (dp, pd, ds, g_head)| {
-        let off = s.head_offset(pair);
-        let saved = &probs[pair * t * t..(pair + 1) * t * t];
-        // dP' (T,T) = dO (T,d) · Vᵀ (d,T)
-        gemm(Dims::new(t, t, d), MatRef::rows(&do_[off..], hid), MatRef::cols(&v[off..], hid), dp);
+        let (qo, ko) = (s.q_offset(pair), s.kv_offset(pair));
+        let saved = &probs[pair * tq * t..(pair + 1) * tq * t];
+        // dP' (Tq,T) = dO (Tq,d) · Vᵀ (d,T)
+        gemm(Dims::new(tq, t, d), MatRef::rows(&do_[qo..], hid), MatRef::cols(&v[ko..], hid), dp);
         // the forward's P' = P ⊙ M/(1−p) again, and dP = dP' ⊙ M/(1−p) in place
         if let Some(dm) = dropout {
             unmask(saved, dm.keep(), pd, dp);
         }
         // SAFETY (the three scatters): pair `pair` alone writes its head's columns.
-        // dV (T,d) = P'ᵀ (T,T) · dO (T,d)
+        // dV (T,d) = P'ᵀ (T,Tq) · dO (Tq,d)
         let p_dropped = if dropout.is_some() { &pd[..] } else { saved };
-        gemm(Dims::new(t, d, t), MatRef::cols(p_dropped, t), MatRef::rows(&do_[off..], hid), g_head);
-        unsafe { scatter_head(s, pair, g_head, &dv) };
+        let gk = &mut g_head[..t * d];
+        gemm(Dims::new(t, d, tq), MatRef::cols(p_dropped, t), MatRef::rows(&do_[qo..], hid), gk);
+        unsafe { scatter_head(s, ko, gk, &dv) };
         // P without the signs, into P''s buffer (free now)
         let p = match dropout {
             Some(_) => {
@@ -335,21 +362,23 @@ fn attention_backward_with<T: Float>(
             }
             None => saved,
         };
-        // dS (T,T) = P ⊙ (dP − rowsum(dP ⊙ P)), row by row (the kernel adds into dS)
+        // dS (Tq,T) = P ⊙ (dP − rowsum(dP ⊙ P)), row by row (the kernel adds into dS)
         ds.fill(T::ZERO);
         softmax::softmax_backward_rows(p, dp, t, ds);
-        // dQ (T,d) = scale · dS (T,T) · K (T,d)
-        gemm(Dims::new(t, d, t), MatRef::rows(ds, t), MatRef::rows(&k[off..], hid), g_head);
-        g_head.iter_mut().for_each(|x| *x *= scale);
-        unsafe { scatter_head(s, pair, g_head, &dq) };
-        // dK (T,d) = scale · dSᵀ (T,T) · Q (T,d)
-        gemm(Dims::new(t, d, t), MatRef::cols(ds, t), MatRef::rows(&q[off..], hid), g_head);
-        g_head.iter_mut().for_each(|x| *x *= scale);
-        unsafe { scatter_head(s, pair, g_head, &dk) };
+        // dQ (Tq,d) = scale · dS (Tq,T) · K (T,d)
+        let gq = &mut g_head[..tq * d];
+        gemm(Dims::new(tq, d, t), MatRef::rows(ds, t), MatRef::rows(&k[ko..], hid), gq);
+        gq.iter_mut().for_each(|x| *x *= scale);
+        unsafe { scatter_head(s, qo, gq, &dq) };
+        // dK (T,d) = scale · dSᵀ (T,Tq) · Q (Tq,d)
+        let gk = &mut g_head[..t * d];
+        gemm(Dims::new(t, d, tq), MatRef::cols(ds, t), MatRef::rows(&q[qo..], hid), gk);
+        gk.iter_mut().for_each(|x| *x *= scale);
+        unsafe { scatter_head(s, ko, gk, &dk) };
     });
 }
 
-/// The backward's dropout step on one pair's (T,T) block, from `saved`, P as the forward
+/// The backward's dropout step on one pair's (Tq,T) block, from `saved`, P as the forward
 /// saved it (−P where M dropped the entry, so M = the entries whose sign bit is clear):
 /// `pd` = P' = P ⊙ M/(1−p), and `dp` = dP' ⊙ M/(1−p) in place, with `keep` = 1/(1−p).
 fn unmask<T: Float>(saved: &[T], keep: T, pd: &mut [T], dp: &mut [T]) {
@@ -360,13 +389,13 @@ fn unmask<T: Float>(saved: &[T], keep: T, pd: &mut [T], dp: &mut [T]) {
     }
 }
 
-/// The keep factors M/(1−p) of every pair, (B·nh, T, T), as the fast kernels draw them.
+/// The keep factors M/(1−p) of every pair, (B·nh, Tq, T), as the fast kernels draw them.
 fn reference_factors<T: Float>(s: AttentionShape, dropout: Option<DropoutMask>) -> Vec<T> {
-    let t = s.seq;
+    let (t, tq) = (s.seq, s.queries);
     let mut f = vec![T::ONE; s.probs_numel()];
-    if let Some(dm) = dropout.filter(|_| t > 0) {
+    if let Some(dm) = dropout.filter(|_| t * tq > 0) {
         let mut bits = vec![0u32; t];
-        for (pair, fp) in f.chunks_exact_mut(t * t).enumerate() {
+        for (pair, fp) in f.chunks_exact_mut(tq * t).enumerate() {
             let mut rng = dm.rng(pair);
             fp.chunks_exact_mut(t).for_each(|row| dm.next_row(&mut rng, &mut bits, row));
         }
@@ -382,18 +411,19 @@ pub fn attention_forward_reference<T: Float>(
     dropout: Option<DropoutMask>,
     o: &mut [T],
 ) -> Vec<T> {
-    let (t, d, nh, hid) = (s.seq, s.head_dim, s.heads, s.hidden());
+    let (t, tq, d, nh, hid) = (s.seq, s.queries, s.head_dim, s.heads, s.hidden());
     let scale = T::from_f64(1.0 / (d as f64).sqrt());
-    let at = |b: usize, i: usize, h: usize, c: usize| (b * t + i) * hid + h * d + c;
+    let at_q = |b: usize, i: usize, h: usize, c: usize| (b * tq + i) * hid + h * d + c;
+    let at = |b: usize, j: usize, h: usize, c: usize| (b * t + j) * hid + h * d + c;
     let f = reference_factors::<T>(s, dropout);
     let mut probs = vec![T::ZERO; s.probs_numel()];
     for b in 0..s.batch {
         for h in 0..nh {
             let pair = b * nh + h;
-            for i in 0..t {
+            for i in 0..tq {
                 let mut row: Vec<T> = (0..t)
                     .map(|j| {
-                        let dot: T = (0..d).map(|c| q[at(b, i, h, c)] * k[at(b, j, h, c)]).sum();
+                        let dot: T = (0..d).map(|c| q[at_q(b, i, h, c)] * k[at(b, j, h, c)]).sum();
                         dot * scale + key_mask.map_or(T::ZERO, |m| m[b * t + j])
                     })
                     .collect();
@@ -401,12 +431,12 @@ pub fn attention_forward_reference<T: Float>(
                 row.iter_mut().for_each(|x| *x = (*x - max).exp());
                 let sum: T = row.iter().copied().sum();
                 for j in 0..t {
-                    probs[(pair * t + i) * t + j] = row[j] / sum;
+                    probs[(pair * tq + i) * t + j] = row[j] / sum;
                 }
                 for c in 0..d {
-                    o[at(b, i, h, c)] = (0..t)
+                    o[at_q(b, i, h, c)] = (0..t)
                         .map(|j| {
-                            let ij = (pair * t + i) * t + j;
+                            let ij = (pair * tq + i) * t + j;
                             probs[ij] * f[ij] * v[at(b, j, h, c)]
                         })
                         .sum();
@@ -426,9 +456,10 @@ pub fn attention_backward_reference<T: Float>(
     do_: &[T],
     Qkv { q: dq, k: dk, v: dv }: Qkv<&mut [T]>,
 ) {
-    let (t, d, nh, hid) = (s.seq, s.head_dim, s.heads, s.hidden());
+    let (t, tq, d, nh, hid) = (s.seq, s.queries, s.head_dim, s.heads, s.hidden());
     let scale = T::from_f64(1.0 / (d as f64).sqrt());
-    let at = |b: usize, i: usize, h: usize, c: usize| (b * t + i) * hid + h * d + c;
+    let at_q = |b: usize, i: usize, h: usize, c: usize| (b * tq + i) * hid + h * d + c;
+    let at = |b: usize, j: usize, h: usize, c: usize| (b * t + j) * hid + h * d + c;
     let f = reference_factors::<T>(s, dropout);
     for x in [&mut *dq, &mut *dk, &mut *dv] {
         x.fill(T::ZERO);
@@ -436,19 +467,21 @@ pub fn attention_backward_reference<T: Float>(
     for b in 0..s.batch {
         for h in 0..nh {
             let pair = b * nh + h;
-            let ij = |i: usize, j: usize| (pair * t + i) * t + j;
-            for i in 0..t {
+            let ij = |i: usize, j: usize| (pair * tq + i) * t + j;
+            for i in 0..tq {
                 // dP_ij = M_ij/(1−p) · Σ_c dO_ic V_jc
                 let dp: Vec<T> = (0..t)
-                    .map(|j| f[ij(i, j)] * (0..d).map(|c| do_[at(b, i, h, c)] * v[at(b, j, h, c)]).sum::<T>())
+                    .map(|j| {
+                        f[ij(i, j)] * (0..d).map(|c| do_[at_q(b, i, h, c)] * v[at(b, j, h, c)]).sum::<T>()
+                    })
                     .collect();
                 let dot: T = (0..t).map(|j| dp[j] * probs[ij(i, j)]).sum();
                 for j in 0..t {
                     let ds = probs[ij(i, j)] * (dp[j] - dot) * scale;
                     for c in 0..d {
-                        dv[at(b, j, h, c)] += probs[ij(i, j)] * f[ij(i, j)] * do_[at(b, i, h, c)];
-                        dq[at(b, i, h, c)] += ds * k[at(b, j, h, c)];
-                        dk[at(b, j, h, c)] += ds * q[at(b, i, h, c)];
+                        dv[at(b, j, h, c)] += probs[ij(i, j)] * f[ij(i, j)] * do_[at_q(b, i, h, c)];
+                        dq[at_q(b, i, h, c)] += ds * k[at(b, j, h, c)];
+                        dk[at(b, j, h, c)] += ds * q[at_q(b, i, h, c)];
                     }
                 }
             }
@@ -457,105 +490,4 @@ pub fn attention_backward_reference<T: Float>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use rand::{Rng, RngExt};
-
-    fn rand_vec<T: Float>(n: usize, rng: &mut impl Rng) -> Vec<T> {
-        (0..n).map(|_| T::from_f64(rng.random_range(-1.5..1.5))).collect()
-    }
-
-    fn max_diff<T: Float>(a: &[T], b: &[T]) -> f64 {
-        a.iter().zip(b).map(|(x, y)| (x.to_f64() - y.to_f64()).abs()).fold(0.0, f64::max)
-    }
-
-    /// Fast forward and backward against the loops, for f32 and f64, over odd sizes,
-    /// with and without padding and dropout, on 1 and 2 threads.
-    fn check_against_reference<T: Float>(tol: f64) {
-        let mut rng = ChaCha8Rng::seed_from_u64(17);
-        for (batch, seq, heads, head_dim) in
-            [(2, 0, 2, 3), (1, 1, 1, 1), (2, 7, 3, 5), (3, 17, 2, 8), (2, 33, 4, 16)]
-        {
-            let s = AttentionShape { batch, seq, heads, head_dim };
-            let n = s.numel();
-            let (q, k, v, g) = (
-                rand_vec::<T>(n, &mut rng),
-                rand_vec(n, &mut rng),
-                rand_vec(n, &mut rng),
-                rand_vec(n, &mut rng),
-            );
-            // the last third of each sequence is padding
-            let mask: Vec<T> = (0..batch * seq)
-                .map(|i| if i % seq >= seq - seq / 3 && i % seq > 0 { T::from_f64(-1e30) } else { T::ZERO })
-                .collect();
-            for (key_mask, dropout) in [
-                (None, None),
-                (Some(&mask[..]), None),
-                (Some(&mask[..]), Some(DropoutMask { p: 0.3, seed: 11 })),
-                (None, Some(DropoutMask { p: 1.0, seed: 12 })), // nothing kept
-            ] {
-                let qkv = Qkv { q: &q[..], k: &k[..], v: &v[..] };
-                let mut want_o = vec![T::ZERO; n];
-                let want_p = attention_forward_reference(s, qkv, key_mask, dropout, &mut want_o);
-                let mut want = [vec![T::ZERO; n], vec![T::ZERO; n], vec![T::ZERO; n]];
-                let [wq, wk, wv] = &mut want;
-                attention_backward_reference(s, qkv, &want_p, dropout, &g, Qkv { q: wq, k: wk, v: wv });
-                for threads in [1, 2] {
-                    let (mut o, mut p) = (vec![T::ZERO; n], vec![T::ZERO; s.probs_numel()]);
-                    attention_forward_with(threads, s, qkv, key_mask, dropout, &mut o, Some(&mut p));
-                    let mut o2 = vec![T::ZERO; n];
-                    attention_forward_with(threads, s, qkv, key_mask, dropout, &mut o2, None);
-                    let (mut dq, mut dk, mut dv) = (vec![T::ZERO; n], vec![T::ZERO; n], vec![T::ZERO; n]);
-                    let grads = Qkv { q: &mut dq[..], k: &mut dk[..], v: &mut dv[..] };
-                    attention_backward_with(threads, s, qkv, &p, dropout, &g, grads);
-                    let what =
-                        format!("{s:?} mask {} dropout {dropout:?} threads {threads}", key_mask.is_some());
-                    assert!(max_diff(&o, &want_o) < tol, "o: {what}");
-                    // without P to save and without dropout, o2 takes the transposed path
-                    assert!(max_diff(&o2, &want_o) < tol, "o without saving P: {what}");
-                    // P is saved with the sign bit of each dropped entry set
-                    let unsigned: Vec<T> = p.iter().map(|x| x.abs()).collect();
-                    assert!(max_diff(&unsigned, &want_p) < tol, "P: {what}");
-                    let factors = reference_factors::<T>(s, dropout);
-                    let dropped = |f: &T| dropout.is_some() && *f == T::ZERO;
-                    assert!(
-                        p.iter().zip(&factors).all(|(x, f)| x.is_sign_negative() == dropped(f)),
-                        "the signs of the saved P are not the mask: {what}"
-                    );
-                    for (name, got, want) in [("dq", &dq, &*wq), ("dk", &dk, &*wk), ("dv", &dv, &*wv)] {
-                        assert!(max_diff(got, want) < tol, "{name}: {what}: {}", max_diff(got, want));
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn fast_matches_reference_f32() {
-        check_against_reference::<f32>(2e-5);
-    }
-
-    #[test]
-    fn fast_matches_reference_f64() {
-        check_against_reference::<f64>(1e-12);
-    }
-
-    #[test]
-    fn padded_keys_get_no_probability_and_dropout_keeps_1_minus_p() {
-        let s = AttentionShape { batch: 1, seq: 64, heads: 2, head_dim: 4 };
-        let n = s.numel();
-        let mut rng = ChaCha8Rng::seed_from_u64(18);
-        let (q, k, v) = (rand_vec::<f32>(n, &mut rng), rand_vec(n, &mut rng), rand_vec(n, &mut rng));
-        let mask: Vec<f32> = (0..64).map(|j| if j >= 48 { f32::MIN } else { 0.0 }).collect();
-        let (mut o, mut p) = (vec![0.0; n], vec![0.0; s.probs_numel()]);
-        attention_forward(s, Qkv { q: &q, k: &k, v: &v }, Some(&mask), None, &mut o, Some(&mut p));
-        for row in p.chunks_exact(64) {
-            assert!(row[48..].iter().all(|&x| x == 0.0), "a padded key got probability");
-            assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
-        }
-        let f = reference_factors::<f32>(s, Some(DropoutMask { p: 0.25, seed: 5 }));
-        let kept = f.iter().filter(|&&x| x != 0.0).count() as f64 / f.len() as f64;
-        assert!((kept - 0.75).abs() < 0.02, "kept {kept}");
-        assert!(f.iter().all(|&x| x == 0.0 || (x - 1.0 / 0.75).abs() < 1e-6));
-    }
-}
+mod tests;

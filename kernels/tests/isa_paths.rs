@@ -220,8 +220,8 @@ fn check_update(rng: &mut StdRng) {
 }
 
 fn check_attention(rng: &mut StdRng) {
-    let s = AttentionShape { batch: 2, seq: 33, heads: 4, head_dim: 16 };
-    let n = s.numel();
+    let s = AttentionShape::square(2, 33, 4, 16);
+    let n = s.q_numel();
     let (q, k, v, g) =
         (rand_vec(rng, n, 1.5), rand_vec(rng, n, 1.5), rand_vec(rng, n, 1.5), rand_vec(rng, n, 1.0));
     let mask: Vec<f32> = (0..s.batch * s.seq).map(|i| if i % s.seq >= 25 { -1e30 } else { 0.0 }).collect();

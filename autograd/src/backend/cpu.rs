@@ -281,9 +281,9 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         dropout: Option<DropoutMask>,
         keep_probs: bool,
     ) -> (Self, Option<Self>) {
-        let mut o = overwritten(s.numel());
-        // every pair's P is written, unless there is no pair to run (heads of size 0)
-        let probs_buf = if s.numel() == 0 { zeroed } else { overwritten };
+        let mut o = overwritten(s.q_numel());
+        // every pair's P is written, unless there is no pair to run (no query, key or head)
+        let probs_buf = if s.q_numel() * s.kv_numel() == 0 { zeroed } else { overwritten };
         let mut probs = keep_probs.then(|| probs_buf(s.probs_numel()));
         k::attention::attention_forward(
             s,
@@ -304,8 +304,8 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         s: AttentionShape,
         dropout: Option<DropoutMask>,
     ) -> [Self; 3] {
-        let n = s.numel();
-        let (mut dq, mut dk, mut dv) = (overwritten(n), overwritten(n), overwritten(n));
+        let (nq, nkv) = (s.q_numel(), s.kv_numel());
+        let (mut dq, mut dk, mut dv) = (overwritten(nq), overwritten(nkv), overwritten(nkv));
         k::attention::attention_backward(
             s,
             Qkv { q: self.as_slice(), k: kk.as_slice(), v: v.as_slice() },

@@ -396,7 +396,7 @@ impl<T: Float> Backend<T> for CudaStorage<T> {
         keep_probs: bool,
     ) -> (Self, Option<Self>) {
         let mut probs = keep_probs.then(|| self.out(s.probs_numel(), false, |_| Ok(())));
-        let o = self.out(s.numel(), false, |o| {
+        let o = self.out(s.q_numel(), false, |o| {
             let mask = mask.map(|m| m.get()).transpose()?;
             let p = probs.as_mut().map(|p| {
                 p.buf.as_mut().ok_or_else(|| GpuError::Driver {
@@ -419,8 +419,8 @@ impl<T: Float> Backend<T> for CudaStorage<T> {
         s: AttentionShape,
         dropout: Option<DropoutMask>,
     ) -> [Self; 3] {
-        let n = s.numel();
-        self.outs([n, n, n], false, |[dq, dk, dv]| {
+        let (nq, nkv) = (s.q_numel(), s.kv_numel());
+        self.outs([nq, nkv, nkv], false, |[dq, dk, dv]| {
             let qkv = Qkv { q: self.get()?, k: k.get()?, v: v.get()? };
             gpu::attention::attention_backward(
                 s,

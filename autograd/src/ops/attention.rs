@@ -9,9 +9,12 @@ pub use tapegrad_kernels::attention::DropoutMask;
 use tapegrad_kernels::Float;
 
 impl<T: Float> Tensor<T> {
-    /// Attention of the queries `self` over keys `k` and values `v`, all `[B, T, nh·d]`
-    /// with the `heads` heads side by side (as the Q, K, V projections produce them),
-    /// → `[B, T, nh·d]`. Per batch item and head, with scale = 1/√d:
+    /// Attention of the queries `self` `[B, Tq, nh·d]` over keys `k` and values `v`
+    /// `[B, T, nh·d]`, with the `heads` heads side by side (as the Q, K, V projections
+    /// produce them), → `[B, Tq, nh·d]`. Self-attention has Tq = T; the queries of the
+    /// first Tq positions alone give the first Tq rows of the full result, dropout
+    /// included (a classifier's last layer, which reads `[CLS]` only, passes Tq = 1).
+    /// Per batch item and head, with scale = 1/√d:
     ///
     ///   S = scale·Q·Kᵀ + mask,  P = softmax(S) (rows),  P' = dropout(P),  O = P'·V
     ///
@@ -33,10 +36,13 @@ impl<T: Float> Tensor<T> {
         key_mask: Option<&Tensor<T>>,
         dropout: Option<DropoutMask>,
     ) -> Tensor<T> {
-        let shape = self.shape().to_vec();
+        let (shape, kv_shape) = (self.shape().to_vec(), k.shape().to_vec());
         assert!(
-            shape.len() == 3 && k.shape() == &shape[..] && v.shape() == &shape[..],
-            "attention: q, k, v must share one [B, T, H] shape, got {:?}, {:?}, {:?}",
+            shape.len() == 3
+                && kv_shape.len() == 3
+                && v.shape() == &kv_shape[..]
+                && (shape[0], shape[2]) == (kv_shape[0], kv_shape[2]),
+            "attention: q must be [B, Tq, H] and k, v one [B, T, H] shape, got {:?}, {:?}, {:?}",
             shape,
             k.shape(),
             v.shape()
@@ -46,7 +52,13 @@ impl<T: Float> Tensor<T> {
             "attention: hidden size {} does not split into {heads} heads",
             shape[2]
         );
-        let s = AttentionShape { batch: shape[0], seq: shape[1], heads, head_dim: shape[2] / heads };
+        let s = AttentionShape {
+            batch: shape[0],
+            queries: shape[1],
+            seq: kv_shape[1],
+            heads,
+            head_dim: shape[2] / heads,
+        };
         if let Some(m) = key_mask {
             assert!(
                 m.numel() == s.batch * s.seq,
@@ -66,7 +78,7 @@ impl<T: Float> Tensor<T> {
         operands.extend(mask.as_ref());
         super::same_device("attention", &operands);
 
-        // forward; P (B·nh·T·T) is kept only when a backward will need it
+        // forward; P (B·nh·Tq·T) is kept only when a backward will need it
         let mask_st = mask.as_ref().map(|m| m.storage());
         let (o, probs) =
             self.storage().attention(&k.storage(), &v.storage(), mask_st.as_deref(), s, dropout, recording);
@@ -84,8 +96,8 @@ impl<T: Float> Tensor<T> {
                 dropout,
             );
             qt.accumulate_grad(|| Tensor::from_storage(dq, &shape));
-            kt.accumulate_grad(|| Tensor::from_storage(dk, &shape));
-            vt.accumulate_grad(|| Tensor::from_storage(dv, &shape));
+            kt.accumulate_grad(|| Tensor::from_storage(dk, &kv_shape));
+            vt.accumulate_grad(|| Tensor::from_storage(dv, &kv_shape));
         })
     }
 }
@@ -114,27 +126,34 @@ mod tests {
         heads: usize,
         mask: &Tensor<f64>,
     ) -> Tensor<f64> {
-        let (b, t, h) = (q.shape()[0], q.shape()[1], q.shape()[2]);
+        let (b, h, t) = (q.shape()[0], q.shape()[2], k.shape()[1]);
         let d = h / heads;
-        let split = |x: &Tensor<f64>| x.reshape(&[b, t, heads, d]).permute(&[0, 2, 1, 3]);
+        let split = |x: &Tensor<f64>| x.reshape(&[b, x.shape()[1], heads, d]).permute(&[0, 2, 1, 3]);
         let scores = split(q).matmul(&split(k).permute(&[0, 1, 3, 2])).mul_scalar(1.0 / (d as f64).sqrt());
         let probs = scores.add(&mask.reshape(&[b, 1, 1, t])).softmax(-1);
-        probs.matmul(&split(v)).permute(&[0, 2, 1, 3]).reshape(&[b, t, h])
+        probs.matmul(&split(v)).permute(&[0, 2, 1, 3]).reshape(&[b, q.shape()[1], h])
     }
 
+    /// Self-attention (Tq = T) and the first queries only (Tq = 2 of T = 9).
     #[test]
     fn fused_equals_its_slow_twin_forward_and_backward() {
+        for tq in [9, 2] {
+            fused_equals_slow_twin(tq);
+        }
+    }
+
+    fn fused_equals_slow_twin(tq: usize) {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
         let (b, t, heads, d) = (2, 9, 3, 4);
         let mask_v: Vec<f64> =
             (0..b * t).map(|i| if i == 7 || i == 8 || i == 17 { -1e9 } else { 0.0 }).collect();
         let mask = Tensor::from_vec(mask_v, &[b, t]);
         let (q, k, v) = (
-            rand_tensor(&[b, t, heads * d], &mut rng, true),
+            rand_tensor(&[b, tq, heads * d], &mut rng, true),
             rand_tensor(&[b, t, heads * d], &mut rng, true),
             rand_tensor(&[b, t, heads * d], &mut rng, true),
         );
-        let w = rand_tensor(&[b, t, heads * d], &mut rng, false); // L = Σ w ⊙ O
+        let w = rand_tensor(&[b, tq, heads * d], &mut rng, false); // L = Σ w ⊙ O
         let fused = q.attention(&k, &v, heads, Some(&mask), None);
         fused.mul(&w).sum().backward();
         let grads: Vec<Vec<f64>> = [&q, &k, &v].iter().map(|x| x.grad().unwrap().to_vec()).collect();
@@ -144,9 +163,12 @@ mod tests {
         let slow = composed(&q, &k, &v, heads, &mask);
         slow.mul(&w).sum().backward();
         let close = |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-12);
-        assert!(close(&fused.to_vec(), &slow.to_vec()), "forward differs");
+        assert!(close(&fused.to_vec(), &slow.to_vec()), "forward differs, Tq = {tq}");
         for (name, (x, g)) in ["q", "k", "v"].iter().zip([&q, &k, &v].iter().zip(&grads)) {
-            assert!(close(g, &x.grad().unwrap().to_vec()), "d{name} differs from the composed ops'");
+            assert!(
+                close(g, &x.grad().unwrap().to_vec()),
+                "d{name} differs from the composed ops', Tq = {tq}"
+            );
         }
     }
 

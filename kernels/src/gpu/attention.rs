@@ -3,7 +3,7 @@
 //!
 //! Correctness first: per batch item the products run through `gpu::gemm::gemm`
 //! (`gemm.cu`, the heads as a batch whose stride is the head size, read in place from
-//! the `[B, T, nh·d]` layout), and the T×T blocks of every (batch, head) pair live in
+//! the `[B, T, nh·d]` layout), and the Tq×T blocks of every (batch, head) pair live in
 //! global memory: S is written straight into P's buffer (`probs` when the caller keeps
 //! it), and the row kernels of `attention.cu` turn it into P (and P' = P ⊙ M under
 //! dropout, M redrawn from the CPU's ChaCha8 streams, `chacha.cuh`).
@@ -32,8 +32,8 @@ fn dropout_args<T: Float>(dropout: Option<DropoutMask>) -> [KernelArg; 4] {
 }
 
 /// One head-batched product per batch item b: `C (m,n) = A·B` for the nh heads of b,
-/// each operand either a head of a `[B, T, nh·d]` buffer or a pair block of a
-/// `[B·nh, T, T]` buffer (see [`Operand`]).
+/// each operand either a head of a `[B, Tq, nh·d]` or `[B, T, nh·d]` buffer or a pair
+/// block of a `[B·nh, Tq, T]` buffer (see [`Operand`]).
 struct HeadProduct<'a, T: Float> {
     s: AttentionShape,
     m: usize,
@@ -59,24 +59,29 @@ impl<'a, T: Float> Operand<'a, T> {
 
 #[derive(Clone, Copy)]
 enum Layout {
-    /// A head of `[B, T, nh·d]`, read as (T, d), or as (d, T) when transposed.
-    Head { transposed: bool },
-    /// A pair's block of `[B·nh, T, T]`, read as is or transposed.
+    /// A head of q, o or their gradients `[B, Tq, nh·d]`, read as (Tq, d).
+    Queries,
+    /// A head of k, v or their gradients `[B, T, nh·d]`, read as (T, d), or as (d, T)
+    /// when transposed.
+    Keys { transposed: bool },
+    /// A pair's block of `[B·nh, Tq, T]`, read as is or transposed.
     Pairs { transposed: bool },
 }
 
 impl Layout {
     /// (offset of batch item b, strides over heads, rows and columns).
     fn place(self, s: AttentionShape, b: usize) -> (usize, Strides) {
-        let (t, d, hid) = (s.seq, s.head_dim, s.heads * s.head_dim);
+        let (tq, t, d, hid) = (s.queries, s.seq, s.head_dim, s.heads * s.head_dim);
+        let block = tq * t;
         match self {
-            Layout::Head { transposed: false } => (b * t * hid, Strides { batch: d, row: hid, col: 1 }),
-            Layout::Head { transposed: true } => (b * t * hid, Strides { batch: d, row: 1, col: hid }),
+            Layout::Queries => (b * tq * hid, Strides { batch: d, row: hid, col: 1 }),
+            Layout::Keys { transposed: false } => (b * t * hid, Strides { batch: d, row: hid, col: 1 }),
+            Layout::Keys { transposed: true } => (b * t * hid, Strides { batch: d, row: 1, col: hid }),
             Layout::Pairs { transposed: false } => {
-                (b * s.heads * t * t, Strides { batch: t * t, row: t, col: 1 })
+                (b * s.heads * block, Strides { batch: block, row: t, col: 1 })
             }
             Layout::Pairs { transposed: true } => {
-                (b * s.heads * t * t, Strides { batch: t * t, row: 1, col: t })
+                (b * s.heads * block, Strides { batch: block, row: 1, col: t })
             }
         }
     }
@@ -95,8 +100,9 @@ impl<T: Float> HeadProduct<'_, T> {
     }
 }
 
-const HEAD: Layout = Layout::Head { transposed: false };
-const HEAD_T: Layout = Layout::Head { transposed: true };
+const QUERIES: Layout = Layout::Queries;
+const KEYS: Layout = Layout::Keys { transposed: false };
+const KEYS_T: Layout = Layout::Keys { transposed: true };
 const PAIRS: Layout = Layout::Pairs { transposed: false };
 const PAIRS_T: Layout = Layout::Pairs { transposed: true };
 
@@ -117,16 +123,17 @@ pub fn attention_forward<T: Float>(
     o: &mut GpuBuffer<T>,
     probs: Option<&mut GpuBuffer<T>>,
 ) -> Result<(), GpuError> {
-    let (n, t, d) = (s.numel(), s.seq, s.head_dim);
-    check(s, &[("q", q.len(), n), ("k", k.len(), n), ("v", v.len(), n), ("o", o.len(), n)]);
+    let (tq, t, d) = (s.queries, s.seq, s.head_dim);
+    let (nq, nkv) = (s.q_numel(), s.kv_numel());
+    check(s, &[("q", q.len(), nq), ("k", k.len(), nkv), ("v", v.len(), nkv), ("o", o.len(), nq)]);
     if let Some(m) = key_mask {
         check(s, &[("key_mask", m.len(), s.batch * t)]);
     }
     if let Some(p) = &probs {
         check(s, &[("probs", p.len(), s.probs_numel())]);
     }
-    if n == 0 {
-        return Ok(());
+    if nq == 0 || nkv == 0 {
+        return o.zero(); // no queries, no keys or heads of size 0: each output an empty sum
     }
     let ctx = q.context();
     let mut own_p;
@@ -137,14 +144,14 @@ pub fn attention_forward<T: Float>(
             &mut own_p
         }
     };
-    // S (T,T) = Q (T,d) · Kᵀ (d,T), into P's buffer
+    // S (Tq,T) = Q (Tq,d) · Kᵀ (d,T), into P's buffer
     let qk = HeadProduct {
         s,
-        m: t,
+        m: tq,
         n: t,
         k: d,
-        a: Operand { buf: q, layout: HEAD },
-        b: Operand { buf: k, layout: HEAD_T },
+        a: Operand { buf: q, layout: QUERIES },
+        b: Operand { buf: k, layout: KEYS_T },
     };
     qk.run(p, PAIRS)?;
     // P = softmax(scale·S + mask) in place, P' = P ⊙ M under dropout
@@ -170,20 +177,21 @@ pub fn attention_forward<T: Float>(
         pd_arg,
         count(pairs),
         count(s.heads),
+        count(tq),
         count(t),
     ];
-    ctx.launch(kernel, launch::rows(pairs * t, launch::row_threads(t)), &args)?;
-    // O (T,d) = P' (T,T) · V (T,d)
+    ctx.launch(kernel, launch::rows(pairs * tq, launch::row_threads(t)), &args)?;
+    // O (Tq,d) = P' (Tq,T) · V (T,d)
     let p_used: &GpuBuffer<T> = pd.as_ref().unwrap_or(p);
     let pv = HeadProduct {
         s,
-        m: t,
+        m: tq,
         n: d,
         k: t,
         a: Operand { buf: p_used, layout: PAIRS },
-        b: Operand { buf: v, layout: HEAD },
+        b: Operand { buf: v, layout: KEYS },
     };
-    pv.run(o, HEAD)
+    pv.run(o, QUERIES)
 }
 
 /// `grads` = dq, dk, dv (overwritten) from do_ = dL/dO, with `probs` the P saved by the
@@ -197,18 +205,20 @@ pub fn attention_backward<T: Float>(
     do_: &GpuBuffer<T>,
     Qkv { q: dq, k: dk, v: dv }: Qkv<&mut GpuBuffer<T>>,
 ) -> Result<(), GpuError> {
-    let (n, t, d) = (s.numel(), s.seq, s.head_dim);
-    check(s, &[("q", q.len(), n), ("k", k.len(), n), ("v", v.len(), n), ("dO", do_.len(), n)]);
-    check(s, &[("dq", dq.len(), n), ("dk", dk.len(), n), ("dv", dv.len(), n)]);
+    let (tq, t, d) = (s.queries, s.seq, s.head_dim);
+    let (nq, nkv) = (s.q_numel(), s.kv_numel());
+    check(s, &[("q", q.len(), nq), ("k", k.len(), nkv), ("v", v.len(), nkv), ("dO", do_.len(), nq)]);
+    check(s, &[("dq", dq.len(), nq), ("dk", dk.len(), nkv), ("dv", dv.len(), nkv)]);
     check(s, &[("probs", probs.len(), s.probs_numel())]);
-    if n == 0 {
-        return Ok(());
+    if nq == 0 || nkv == 0 {
+        // the forward was empty sums
+        return [dq, dk, dv].into_iter().try_for_each(|g| g.zero());
     }
     let ctx = q.context();
     let op = |buf, layout| Operand { buf, layout };
-    // dP' (T,T) = dO (T,d) · Vᵀ (d,T)
+    // dP' (Tq,T) = dO (Tq,d) · Vᵀ (d,T)
     let mut dp = GpuBuffer::<T>::uninit(ctx, s.probs_numel())?;
-    HeadProduct { s, m: t, n: t, k: d, a: op(do_, HEAD), b: op(v, HEAD_T) }.run(&mut dp, PAIRS)?;
+    HeadProduct { s, m: tq, n: t, k: d, a: op(do_, QUERIES), b: op(v, KEYS_T) }.run(&mut dp, PAIRS)?;
     // dP = dP' ⊙ M, P' = P ⊙ M, then dS = scale · P ⊙ (dP − rowsum(dP ⊙ P)) in dP's buffer
     let pd = match dropout {
         Some(_) => Some(GpuBuffer::<T>::uninit(ctx, s.probs_numel())?),
@@ -219,14 +229,15 @@ pub fn attention_backward<T: Float>(
     let [on, _, _, keep] = dropout_args::<T>(dropout); // M is in the signs of the saved P
     let pd_arg = KernelArg::Ptr(pd.as_ref().map_or(0, |b| b.ptr()));
     let scale = scalar::<T>(1.0 / (d as f64).sqrt());
-    let args = [probs.arg(), dp.arg(), pd_arg, scale, on, keep, count(pairs), count(t)];
-    ctx.launch(kernel, launch::rows(pairs * t, launch::row_threads(t)), &args)?;
+    let rows = pairs * tq;
+    let args = [probs.arg(), dp.arg(), pd_arg, scale, on, keep, count(rows), count(t)];
+    ctx.launch(kernel, launch::rows(rows, launch::row_threads(t)), &args)?;
     let p_used = pd.as_ref().unwrap_or(probs);
-    // dV (T,d) = P'ᵀ (T,T) · dO (T,d)
-    HeadProduct { s, m: t, n: d, k: t, a: op(p_used, PAIRS_T), b: op(do_, HEAD) }.run(dv, HEAD)?;
-    // dQ (T,d) = dS (T,T) · K (T,d);  dK (T,d) = dSᵀ (T,T) · Q (T,d)   (scale is in dS)
-    HeadProduct { s, m: t, n: d, k: t, a: op(&dp, PAIRS), b: op(k, HEAD) }.run(dq, HEAD)?;
-    HeadProduct { s, m: t, n: d, k: t, a: op(&dp, PAIRS_T), b: op(q, HEAD) }.run(dk, HEAD)
+    // dV (T,d) = P'ᵀ (T,Tq) · dO (Tq,d)
+    HeadProduct { s, m: t, n: d, k: tq, a: op(p_used, PAIRS_T), b: op(do_, QUERIES) }.run(dv, KEYS)?;
+    // dQ (Tq,d) = dS (Tq,T) · K (T,d);  dK (T,d) = dSᵀ (T,Tq) · Q (Tq,d)   (scale is in dS)
+    HeadProduct { s, m: tq, n: d, k: t, a: op(&dp, PAIRS), b: op(k, KEYS) }.run(dq, QUERIES)?;
+    HeadProduct { s, m: t, n: d, k: tq, a: op(&dp, PAIRS_T), b: op(q, QUERIES) }.run(dk, KEYS)
 }
 
 #[cfg(test)]
@@ -246,9 +257,9 @@ pub(crate) mod tests {
     /// and dropout (the same ChaCha8 mask): f64 to 1e-12, f32 within rounding (2e-5
     /// forward, 1e-4 backward).
     pub(crate) fn check<T: Float>(ctx: &Arc<GpuContext>, s: AttentionShape) {
-        let (n, seq) = (s.numel(), s.seq);
+        let (nq, nkv, seq) = (s.q_numel(), s.kv_numel(), s.seq);
         let (q, k, v, g) =
-            (values::<T>(n, 0.1), values::<T>(n, 1.3), values::<T>(n, 2.2), values::<T>(n, 3.7));
+            (values::<T>(nq, 0.1), values::<T>(nkv, 1.3), values::<T>(nkv, 2.2), values::<T>(nq, 3.7));
         let mask: Vec<T> = to(&(0..s.batch * seq)
             .map(|i| if i % seq >= seq - seq / 3 && i % seq > 0 { -1e30 } else { 0.0 })
             .collect::<Vec<_>>());
@@ -260,15 +271,15 @@ pub(crate) mod tests {
             let mw = wide(&mask);
             let key_mask = masked.then_some(&mw[..]);
             let (qw, kw, vw) = (wide(&q), wide(&k), wide(&v));
-            let mut o = vec![0.0; n];
+            let mut o = vec![0.0; nq];
             let qkv = Qkv { q: &qw[..], k: &kw[..], v: &vw[..] };
             let p = attention_forward_reference(s, qkv, key_mask, dropout, &mut o);
-            let (mut dq, mut dk, mut dv) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+            let (mut dq, mut dk, mut dv) = (vec![0.0; nq], vec![0.0; nkv], vec![0.0; nkv]);
             let want = Qkv { q: &mut dq[..], k: &mut dk[..], v: &mut dv[..] };
             attention_backward_reference(s, qkv, &p, dropout, &wide(&g), want);
             let mo = masked.then_some(&mb);
             let qkv_b = Qkv { q: &qb, k: &kb, v: &vb };
-            let (mut ob, mut pb) = (out::<T>(ctx, n), out::<T>(ctx, s.probs_numel()));
+            let (mut ob, mut pb) = (out::<T>(ctx, nq), out::<T>(ctx, s.probs_numel()));
             attention_forward(s, qkv_b, mo, dropout, &mut ob, Some(&mut pb)).unwrap();
             close(&down(&ob), &o, t_fwd, &format!("o {what}"));
             // the saved P marks the entries dropout dropped with their sign bit, as on the CPU
@@ -281,7 +292,7 @@ pub(crate) mod tests {
                 Qkv { q: &q[..], k: &k[..], v: &v[..] },
                 masked.then_some(&mask[..]),
                 dropout,
-                &mut vec![T::ZERO; n],
+                &mut vec![T::ZERO; nq],
                 Some(&mut cpu_saved),
             );
             let signs = |x: &[f64]| x.iter().map(|v| v.is_sign_negative()).collect::<Vec<_>>();
@@ -290,10 +301,10 @@ pub(crate) mod tests {
                 signs(&wide(&cpu_saved)),
                 "the saved P's signs (the mask) differ from the CPU's: {what}"
             );
-            let mut o2 = out::<T>(ctx, n);
+            let mut o2 = out::<T>(ctx, nq);
             attention_forward(s, qkv_b, mo, dropout, &mut o2, None).unwrap();
             assert_eq!(o2.to_host().unwrap(), ob.to_host().unwrap(), "o without saving P: {what}");
-            let mut grads: Vec<GpuBuffer<T>> = (0..3).map(|_| out(ctx, n)).collect();
+            let mut grads: Vec<GpuBuffer<T>> = [nq, nkv, nkv].iter().map(|&n| out(ctx, n)).collect();
             let [dqb, dkb, dvb] = &mut grads[..] else { unreachable!() };
             attention_backward(s, qkv_b, &pb, dropout, &gb, Qkv { q: dqb, k: dkb, v: dvb }).unwrap();
             close(&down(dqb), &dq, t_bwd, &format!("dq {what}"));
@@ -302,12 +313,21 @@ pub(crate) mod tests {
         }
     }
 
-    /// Odd shapes, one head to several, rows shorter and longer than a warp.
+    /// Odd shapes, one head to several, rows shorter and longer than a warp, fewer
+    /// queries than keys (a classifier's last layer) and more.
     #[test]
     fn matches_cpu_reference() {
         for ctx in test_contexts() {
-            for (batch, seq, heads, head_dim) in [(1, 1, 1, 1), (2, 7, 3, 5), (2, 20, 2, 8), (1, 33, 1, 3)] {
-                let s = AttentionShape { batch, seq, heads, head_dim };
+            for (batch, queries, seq, heads, head_dim) in [
+                (1, 1, 1, 1, 1),
+                (2, 7, 7, 3, 5),
+                (2, 20, 20, 2, 8),
+                (1, 33, 33, 1, 3),
+                (2, 1, 20, 2, 8),
+                (1, 5, 33, 1, 3),
+                (2, 9, 4, 3, 5),
+            ] {
+                let s = AttentionShape { batch, queries, seq, heads, head_dim };
                 check::<f64>(&ctx, s);
                 check::<f32>(&ctx, s);
             }

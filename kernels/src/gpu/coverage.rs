@@ -33,8 +33,8 @@ use std::sync::Arc;
 
 type Check = fn(&Arc<GpuContext>);
 
-/// Attention: heads of odd size, rows shorter than a warp.
-const ATTN: AttentionShape = AttentionShape { batch: 2, seq: 7, heads: 3, head_dim: 5 };
+/// Attention: heads of odd size, rows shorter than a warp, fewer queries than keys.
+const ATTN: AttentionShape = AttentionShape { batch: 2, queries: 3, seq: 7, heads: 3, head_dim: 5 };
 /// Broadcast operands whose sums down take one thread per output (≤ 32 terms each) …
 const BC_THREAD: (&[usize], &[usize]) = (&[3, 1, 5], &[4, 1]);
 /// … and one block per output (35 and 33 terms, few outputs).

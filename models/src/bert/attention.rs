@@ -41,12 +41,15 @@ impl<T: Float> BertSelfAttention<T> {
         }
     }
 
-    /// x `[B, T, H]`, mask `[B, 1, 1, T]` (additive) → context `[B, T, H]`:
+    /// x `[B, T, H]`, mask `[B, 1, 1, T]` (additive) → context `[B, T, H]`, or `[B, 1, H]`
+    /// at [`Positions::First`]:
     ///   S = Q·Kᵀ/√d + mask,  P = dropout(softmax(S)),  C = P·V  (per head),
     /// with the heads side by side in H = nh·d. One fused op
-    /// ([`Tensor::attention`]) computes it from Q, K, V in their `[B, T, H]` layout.
-    pub fn forward(&self, x: &Tensor<T>, mask: &Tensor<T>) -> Tensor<T> {
-        let (q, k, v) = (self.query.forward(x), self.key.forward(x), self.value.forward(x));
+    /// ([`Tensor::attention`]) computes it from Q, K, V in their `[B, T, H]` layout; the
+    /// queries are projected only at the positions kept (keys and values at every one).
+    pub fn forward(&self, x: &Tensor<T>, mask: &Tensor<T>, at: Positions) -> Tensor<T> {
+        let q = self.query.forward(&at.keep(x));
+        let (k, v) = (self.key.forward(x), self.value.forward(x));
         q.attention(&k, &v, self.num_heads, Some(mask), self.dropout.mask_seed())
     }
 }
@@ -120,8 +123,8 @@ impl<T: Float> BertAttention<T> {
     }
     /// x `[B, T, H]` → `output(context, x)` at the positions `at` (see [`Positions`]).
     pub fn forward(&self, x: &Tensor<T>, mask: &Tensor<T>, at: Positions) -> Tensor<T> {
-        let context = self.self_attention.forward(x, mask);
-        self.output.forward(&at.keep(&context), &at.keep(x))
+        let context = self.self_attention.forward(x, mask, at);
+        self.output.forward(&context, &at.keep(x))
     }
 }
 

@@ -28,17 +28,19 @@ impl<T: Float> BertIntermediate<T> {
 /// Which positions a layer computes its output at.
 ///
 /// A classifier reads the last layer at the first position only (`[CLS]`, through the
-/// pooler). There every other position's output is dead work past attention: the output
-/// projection, the residual layer norms and the feed-forward block. With
-/// [`Positions::First`] the layer still projects and attends over every position (the
-/// first query reads every key and value, and the fused attention op runs all queries),
-/// then keeps the first position's context and computes the rest for it alone. For
-/// MiniLM (H 384, feed-forward 1536, 256 tokens) that skips 67.5 % of the layer's
-/// multiply-adds (the feed-forward block 60 %, the output projection 7.5 %). Its output at that position is the full layer's (the same rows
-/// of the same ops), and so is every gradient (the dropped positions get zero gradient
-/// either way), up to rounding: a product summed over fewer rows may fuse its adds
-/// differently. In training the two hidden dropouts draw their masks for `[B, 1, H]`
-/// instead of `[B, T, H]`: other draws from the same distribution.
+/// pooler). There every other position's output is dead work: its query, its scores and
+/// its context, the output projection, the residual layer norms and the feed-forward
+/// block. With [`Positions::First`] the layer projects keys and values at every position
+/// (the first query reads them all) and the query at the first alone, attends with that
+/// one query (the fused op's Tq = 1: row 0 of the full scores, with the same dropout row),
+/// and computes the rest for that position alone. For MiniLM (H 384, feed-forward 1536,
+/// 256 tokens) that skips 85.0 % of the layer's multiply-adds (the feed-forward block
+/// 60 %, the query and output projections 15 %, attention's products 10 %). Its output at
+/// that position is the full layer's (the same rows of the same ops), and so is every
+/// gradient (the dropped positions get zero gradient either way), up to rounding: a
+/// product summed over fewer rows may fuse its adds differently. In training the two
+/// hidden dropouts draw their masks for `[B, 1, H]` instead of `[B, T, H]`: other draws
+/// from the same distribution.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Positions {
     /// Every position: `[B, T, H]` in, `[B, T, H]` out.
