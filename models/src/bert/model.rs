@@ -195,7 +195,7 @@ impl<T: Float> BertForSequenceClassification<T> {
 
     /// The logits `[B, num_labels]` alone: the same as `forward(x)?.logits` up to rounding,
     /// with the last layer computed at the first position only, the one the pooler reads
-    /// ([`Positions::First`]: 11 % of MiniLM's multiply-adds at 256 tokens).
+    /// ([`Positions::First`]: 14 % of MiniLM's multiply-adds at 256 tokens).
     pub fn logits(&self, x: &BertInput) -> Result<Tensor<T>, BertError> {
         Ok(self.forward_at(x, Positions::First)?.logits)
     }
