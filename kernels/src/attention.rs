@@ -101,6 +101,13 @@ impl AttentionShape {
     fn hidden(&self) -> usize {
         self.heads * self.head_dim
     }
+    /// Asserts that each `(name, len, want)` buffer has its `want` elements (both
+    /// devices' kernels call it before any work).
+    pub(crate) fn check(&self, bufs: &[(&str, usize, usize)]) {
+        for &(name, len, want) in bufs {
+            assert!(len == want, "attention {self:?}: {name} has {len} elements, needs {want}");
+        }
+    }
     /// Where head h of batch item b starts in q or o (rows are `hidden()` apart).
     fn q_offset(&self, pair: usize) -> usize {
         let (b, h) = (pair / self.heads, pair % self.heads);
@@ -194,12 +201,6 @@ unsafe fn scatter_head<T: Float>(s: AttentionShape, base: usize, head: &[T], out
     }
 }
 
-fn check(s: AttentionShape, bufs: &[(&str, usize, usize)]) {
-    for &(name, len, want) in bufs {
-        assert!(len == want, "attention {s:?}: {name} has {len} elements, needs {want}");
-    }
-}
-
 /// o = attention(q, k, v) as in the module docs. `probs`, when given, receives P for a
 /// backward, negated where dropout dropped the entry; `key_mask` is (B, T) additive;
 /// `dropout` None means none.
@@ -225,12 +226,12 @@ fn attention_forward_with<T: Float>(
 ) {
     let (t, tq, d, hid) = (s.seq, s.queries, s.head_dim, s.hidden());
     let (nq, nkv) = (s.q_numel(), s.kv_numel());
-    check(s, &[("q", q.len(), nq), ("k", k.len(), nkv), ("v", v.len(), nkv), ("o", o.len(), nq)]);
+    s.check(&[("q", q.len(), nq), ("k", k.len(), nkv), ("v", v.len(), nkv), ("o", o.len(), nq)]);
     if let Some(m) = key_mask {
-        check(s, &[("key_mask", m.len(), s.batch * t)]);
+        s.check(&[("key_mask", m.len(), s.batch * t)]);
     }
     if let Some(p) = &probs {
-        check(s, &[("probs", p.len(), s.probs_numel())]);
+        s.check(&[("probs", p.len(), s.probs_numel())]);
     }
     if nq == 0 || nkv == 0 {
         o.fill(T::ZERO); // no queries, no keys or heads of size 0: each output an empty sum
@@ -325,9 +326,9 @@ fn attention_backward_with<T: Float>(
 ) {
     let (t, tq, d, hid) = (s.seq, s.queries, s.head_dim, s.hidden());
     let (nq, nkv) = (s.q_numel(), s.kv_numel());
-    check(s, &[("q", q.len(), nq), ("k", k.len(), nkv), ("v", v.len(), nkv), ("dO", do_.len(), nq)]);
-    check(s, &[("dq", dq.len(), nq), ("dk", dk.len(), nkv), ("dv", dv.len(), nkv)]);
-    check(s, &[("probs", probs.len(), s.probs_numel())]);
+    s.check(&[("q", q.len(), nq), ("k", k.len(), nkv), ("v", v.len(), nkv), ("dO", do_.len(), nq)]);
+    s.check(&[("dq", dq.len(), nq), ("dk", dk.len(), nkv), ("dv", dv.len(), nkv)]);
+    s.check(&[("probs", probs.len(), s.probs_numel())]);
     if nq == 0 || nkv == 0 {
         [dq, dk, dv].into_iter().for_each(|g| g.fill(T::ZERO)); // the forward was empty sums
         return;

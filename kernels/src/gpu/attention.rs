@@ -106,12 +106,6 @@ const KEYS_T: Layout = Layout::Keys { transposed: true };
 const PAIRS: Layout = Layout::Pairs { transposed: false };
 const PAIRS_T: Layout = Layout::Pairs { transposed: true };
 
-fn check(s: AttentionShape, bufs: &[(&str, usize, usize)]) {
-    for &(name, len, want) in bufs {
-        assert!(len == want, "attention {s:?}: {name} has {len} elements, needs {want}");
-    }
-}
-
 /// o = attention(q, k, v) as in the CPU twin. `probs`, when given, receives P for a
 /// backward, negated where dropout dropped the entry; `key_mask` is (B, T) additive;
 /// `dropout` None means none.
@@ -125,12 +119,12 @@ pub fn attention_forward<T: Float>(
 ) -> Result<(), GpuError> {
     let (tq, t, d) = (s.queries, s.seq, s.head_dim);
     let (nq, nkv) = (s.q_numel(), s.kv_numel());
-    check(s, &[("q", q.len(), nq), ("k", k.len(), nkv), ("v", v.len(), nkv), ("o", o.len(), nq)]);
+    s.check(&[("q", q.len(), nq), ("k", k.len(), nkv), ("v", v.len(), nkv), ("o", o.len(), nq)]);
     if let Some(m) = key_mask {
-        check(s, &[("key_mask", m.len(), s.batch * t)]);
+        s.check(&[("key_mask", m.len(), s.batch * t)]);
     }
     if let Some(p) = &probs {
-        check(s, &[("probs", p.len(), s.probs_numel())]);
+        s.check(&[("probs", p.len(), s.probs_numel())]);
     }
     if nq == 0 || nkv == 0 {
         return o.zero(); // no queries, no keys or heads of size 0: each output an empty sum
@@ -207,9 +201,9 @@ pub fn attention_backward<T: Float>(
 ) -> Result<(), GpuError> {
     let (tq, t, d) = (s.queries, s.seq, s.head_dim);
     let (nq, nkv) = (s.q_numel(), s.kv_numel());
-    check(s, &[("q", q.len(), nq), ("k", k.len(), nkv), ("v", v.len(), nkv), ("dO", do_.len(), nq)]);
-    check(s, &[("dq", dq.len(), nq), ("dk", dk.len(), nkv), ("dv", dv.len(), nkv)]);
-    check(s, &[("probs", probs.len(), s.probs_numel())]);
+    s.check(&[("q", q.len(), nq), ("k", k.len(), nkv), ("v", v.len(), nkv), ("dO", do_.len(), nq)]);
+    s.check(&[("dq", dq.len(), nq), ("dk", dk.len(), nkv), ("dv", dv.len(), nkv)]);
+    s.check(&[("probs", probs.len(), s.probs_numel())]);
     if nq == 0 || nkv == 0 {
         // the forward was empty sums
         return [dq, dk, dv].into_iter().try_for_each(|g| g.zero());
