@@ -441,27 +441,50 @@ unsafe fn merge_tile(mr: usize, nr: usize, tmp: &[f32], ldt: usize, c: *mut f32,
 #[inline(always)]
 unsafe fn pack_a<K: Kernel>(mc: usize, kc: usize, a: *const f32, rsa: usize, csa: usize, out: *mut f32) {
     let mr_full = K::MR;
-    for ir in (0..mc).step_by(mr_full) {
-        let mr = mr_full.min(mc - ir);
-        let dst = out.add(ir * kc);
-        let src = a.add(ir * rsa);
-        if mr == mr_full && csa == 1 {
-            // Row-major A: a transpose of MR rows (the kernel may vectorise it).
-            K::pack_a_rows(kc, src, rsa, dst);
-        } else if mr == mr_full && rsa == 1 {
-            // Column-major A (transposed): MR contiguous floats per depth step.
-            for p in 0..kc {
-                std::ptr::copy_nonoverlapping(src.add(p * csa), dst.add(p * mr_full), mr_full);
+    let full = mc / mr_full;
+    if rsa == 1 && csa != 1 {
+        // Column-major A (transposed, e.g. gᵀ in dL/dW = gᵀ·x): depth step p's mc floats are
+        // contiguous, and successive depth steps a whole row of the source apart (one page).
+        // Walking one panel down all kc steps touches kc lines in one L1 set; walking one step
+        // across all panels writes to mc/MR streams that alias in L1. So: four depth steps at
+        // a time (their lines stay in L1), every panel's 4·MR floats written in one run.
+        // (dL/dW of a [N, 1024] output at n = 16, one thread: 1.6x the packing-bound product.)
+        const STEPS: usize = 4;
+        for p0 in (0..kc).step_by(STEPS) {
+            let steps = STEPS.min(kc - p0);
+            for r in 0..full {
+                let (src, dst) = (a.add(p0 * csa + r * mr_full), out.add(r * mr_full * kc + p0 * mr_full));
+                for p in 0..steps {
+                    std::ptr::copy_nonoverlapping(src.add(p * csa), dst.add(p * mr_full), mr_full);
+                }
             }
-        } else {
-            for p in 0..kc {
-                let d = dst.add(p * mr_full);
-                for i in 0..mr {
-                    *d.add(i) = *src.add(i * rsa + p * csa);
+        }
+    } else {
+        for r in 0..full {
+            let (src, dst) = (a.add(r * mr_full * rsa), out.add(r * mr_full * kc));
+            if csa == 1 {
+                // Row-major A: a transpose of MR rows (the kernel may vectorise it).
+                K::pack_a_rows(kc, src, rsa, dst);
+            } else {
+                for p in 0..kc {
+                    for i in 0..mr_full {
+                        *dst.add(p * mr_full + i) = *src.add(i * rsa + p * csa);
+                    }
                 }
-                for i in mr..mr_full {
-                    *d.add(i) = 0.0;
-                }
+            }
+        }
+    }
+    // The partial last panel, zero-padded.
+    let mr = mc - full * mr_full;
+    if mr > 0 {
+        let (src, dst) = (a.add(full * mr_full * rsa), out.add(full * mr_full * kc));
+        for p in 0..kc {
+            let d = dst.add(p * mr_full);
+            for i in 0..mr {
+                *d.add(i) = *src.add(i * rsa + p * csa);
+            }
+            for i in mr..mr_full {
+                *d.add(i) = 0.0;
             }
         }
     }
