@@ -133,10 +133,10 @@ impl Dir {
         }
     }
 
-    /// The forward's buffers, the gates reset to the input projections `x`.
-    fn forward<'a>(&'a mut self, x: &[f32], w_hh: &'a [f32], reverse: bool) -> ForwardDir<'a, f32> {
-        self.gates.copy_from_slice(x);
+    /// The forward's buffers, reading the input projections `x`.
+    fn forward<'a>(&'a mut self, x: &'a [f32], w_hh: &'a [f32], reverse: bool) -> ForwardDir<'a, f32> {
         ForwardDir {
+            xproj: x,
             gates: &mut self.gates,
             w_hh,
             reverse,

@@ -34,8 +34,11 @@ fn default_threads() -> usize {
     }
 }
 
-/// The number of threads kernels may use (at least 1).
+/// The number of threads kernels may use (at least 1): the global count, or 1 inside [`alone`].
 pub fn num_threads() -> usize {
+    if ALONE.with(Cell::get) {
+        return 1;
+    }
     let n = NUM_THREADS.load(Ordering::Relaxed);
     if n != 0 {
         return n;
@@ -46,6 +49,27 @@ pub fn num_threads() -> usize {
         Ok(_) => d,
         Err(cur) => cur,
     }
+}
+
+thread_local! {
+    /// Set while the current thread runs inside [`alone`].
+    static ALONE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with every kernel it calls on the current thread only ([`num_threads`] is 1
+/// there): for work that already keeps each core busy with its own share, such as the two
+/// directions of a bidirectional LSTM layer, one per core. Without it a product inside one
+/// share would split itself over the pool too and put a third busy thread on two cores.
+pub fn alone<R>(f: impl FnOnce() -> R) -> R {
+    /// Restores the previous state, also when `f` unwinds.
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ALONE.with(|a| a.set(self.0));
+        }
+    }
+    let _restore = Restore(ALONE.with(|a| a.replace(true)));
+    f()
 }
 
 /// Sets the number of threads kernels may use; 0 is treated as 1.
@@ -80,7 +104,9 @@ pub fn pool(n: usize) -> Arc<rayon::ThreadPool> {
 }
 
 /// Runs `f(0..parts)` with each index on some thread: index 0 on the calling thread, the others
-/// on the pool. Returns when all are done. `parts <= 1` runs inline.
+/// on the pool (of `parts - 1` workers or more: the caller is the last thread, so that no
+/// spare worker spins for a core the parts need). Returns when all are done. `parts <= 1`
+/// runs inline.
 pub fn run_parts<F: Fn(usize) + Sync>(parts: usize, f: F) {
     if parts <= 1 {
         if parts == 1 {
@@ -88,7 +114,7 @@ pub fn run_parts<F: Fn(usize) + Sync>(parts: usize, f: F) {
         }
         return;
     }
-    let p = pool(parts);
+    let p = pool(parts - 1);
     let f = &f;
     p.in_place_scope(|s| {
         for i in 1..parts {
@@ -106,7 +132,7 @@ pub fn join<A: FnOnce() + Send, B: FnOnce() + Send>(a: A, b: B) {
         b();
         return;
     }
-    pool(2).in_place_scope(|s| {
+    pool(1).in_place_scope(|s| {
         s.spawn(|_| b());
         a();
     });
@@ -186,7 +212,28 @@ mod tests {
         });
         assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
         assert_eq!(*on_caller.lock().unwrap(), [true, false, false]);
-        assert!(pool(2).current_num_threads() >= 3, "the pool grows to the parts asked for, never shrinks");
+        assert!(
+            pool(1).current_num_threads() >= 2,
+            "the pool grows to the parts asked for less the caller, never shrinks"
+        );
+    }
+
+    #[test]
+    fn alone_limits_kernels_to_the_calling_thread_and_restores() {
+        // (the flag, not num_threads(): other tests may set the global count meanwhile)
+        let alone_now = || ALONE.with(Cell::get);
+        alone(|| {
+            assert_eq!(num_threads(), 1);
+            alone(|| assert_eq!(num_threads(), 1));
+            assert!(alone_now(), "a nested alone leaves the outer one in force");
+            // par_ranges stays on this thread
+            let caller = std::thread::current().id();
+            par_ranges(1 << 20, 1, 1, |_| assert_eq!(std::thread::current().id(), caller));
+        });
+        assert!(!alone_now());
+        let unwound = std::panic::catch_unwind(|| alone(|| panic!("inside alone")));
+        assert!(unwound.is_err());
+        assert!(!alone_now(), "restored when the work panics");
     }
 }
 

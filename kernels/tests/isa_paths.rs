@@ -192,6 +192,21 @@ fn check_lstm(rng: &mut StdRng) {
     close("lstm c", &c, &c64, VEC_TOL);
     close("lstm tanh c", &tc, &tc64, VEC_TOL);
     close("lstm h", &hh, &h64, VEC_TOL);
+    // the backward from what this forward saved, against the f64 textbook backward
+    let (dh, dc) = (rand_vec(rng, rows * h, 1.0), rand_vec(rng, rows * h, 1.0));
+    let (mut dz, mut dcp) = (vec![f32::NAN; rows * 4 * h], vec![f32::NAN; p * h]);
+    let x = lstm::CellBackwardIn {
+        act: &act[..],
+        c_prev: &c_prev[..],
+        tanh_c: &tc[..],
+        dh: &dh[..],
+        dc: &dc[..],
+        hidden: h,
+    };
+    lstm::cell_backward(x, lstm::CellGrads { d_gates: &mut dz[..], dc_prev: &mut dcp[..] });
+    let (dz64, dcp64) = lstm::cell_backward_reference(&widen(&pre), &cp64, &widen(&dh), &widen(&dc), rows, h);
+    close("lstm d_gates", &dz, &dz64, VEC_TOL);
+    close("lstm dc_prev", &dcp, &dcp64[..p * h], VEC_TOL);
 }
 
 fn check_update(rng: &mut StdRng) {

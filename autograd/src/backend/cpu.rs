@@ -341,8 +341,7 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         let hh = l.hidden;
         let nd = dirs.len();
         // Saved per direction: the activated gates [N, 4H], c and tanh(c) [N, H].
-        let mut acts: Vec<HostBuffer<T>> =
-            dirs.iter().map(|(x, _)| HostBuffer::from_slice(x.as_slice())).collect();
+        let mut acts: Vec<HostBuffer<T>> = (0..nd).map(|_| overwritten(n * 4 * hh)).collect();
         let mut cs: Vec<HostBuffer<T>> = (0..nd).map(|_| overwritten(n * hh)).collect();
         let mut tcs: Vec<HostBuffer<T>> = (0..nd).map(|_| overwritten(n * hh)).collect();
         // One output buffer; per direction a block [h (N rows) | h_n (B rows) | c_n (B rows)] × H.
@@ -354,6 +353,7 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
             let (h, rest) = o.split_at_mut(n * hh);
             let (h_n, c_n) = rest.split_at_mut(b * hh);
             bufs.push(k::lstm::ForwardDir {
+                xproj: dirs[d].0.as_slice(),
                 gates,
                 w_hh: dirs[d].1.as_slice(),
                 reverse: l.reverse[d],

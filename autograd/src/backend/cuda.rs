@@ -461,17 +461,16 @@ impl<T: Float> Backend<T> for CudaStorage<T> {
         let block = l.block_rows() * hh;
         let run = first.attempt(|| {
             let mut per_dir = Vec::with_capacity(nd);
-            for (x, _) in dirs {
-                let mut gates = first.uninit(n * 4 * hh)?;
-                gates.copy_from(0, x.get()?, 0, n * 4 * hh)?;
+            for _ in dirs {
+                let gates = first.uninit(n * 4 * hh)?;
                 let bufs = [n * hh, n * hh, n * hh, b * hh, b * hh].map(|len| first.uninit(len));
                 let [h, c, tanh_c, h_n, c_n] = bufs;
                 per_dir.push((gates, h?, c?, tanh_c?, h_n?, c_n?));
             }
             let mut fwd = Vec::with_capacity(nd);
             for (d, (gates, h, c, tanh_c, h_n, c_n)) in per_dir.iter_mut().enumerate() {
-                let w_hh = dirs[d].1.get()?;
-                fwd.push(ForwardDir { gates, w_hh, reverse: l.reverse[d], h, c, tanh_c, h_n, c_n });
+                let (xproj, w_hh) = (dirs[d].0.get()?, dirs[d].1.get()?);
+                fwd.push(ForwardDir { xproj, gates, w_hh, reverse: l.reverse[d], h, c, tanh_c, h_n, c_n });
             }
             gpu::lstm::sequences_forward(fwd, &l.batch_sizes, hh)?;
             let mut out = first.uninit(nd * block)?;

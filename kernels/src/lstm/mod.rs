@@ -213,6 +213,7 @@ impl<B: ?Sized + Len> CellBackwardIn<'_, B> {
 }
 
 /// Fused cell backward (see the module doc for the math): reads `x`, writes `out`.
+/// In f32 with AVX2 the rows run through the same loop compiled for AVX2+FMA (8 lanes).
 pub fn cell_backward<T: Float>(x: CellBackwardIn<'_, [T]>, out: CellGrads<'_, [T]>) {
     let hh = x.hidden;
     if hh == 0 {
@@ -221,30 +222,91 @@ pub fn cell_backward<T: Float>(x: CellBackwardIn<'_, [T]>, out: CellGrads<'_, [T
     let (rows, p) = x.check(&out);
     let CellBackwardIn { act, c_prev, tanh_c, dh, dc, .. } = x;
     let CellGrads { d_gates, dc_prev } = out;
-    let one = T::ONE;
+    let simd = crate::elementwise::simd_path::<T>(crate::isa::Family::Lstm, true);
+    // Rows p.. have no previous state: c_prev = 0, and their dc_prev goes nowhere.
+    let (zeros, mut sink) =
+        if p < rows { (vec![T::ZERO; hh], vec![T::ZERO; hh]) } else { (Vec::new(), Vec::new()) };
     for r in 0..rows {
-        let a = &act[r * 4 * hh..(r + 1) * 4 * hh];
-        let (ai, af, ag, ao) = (&a[..hh], &a[hh..2 * hh], &a[2 * hh..3 * hh], &a[3 * hh..]);
+        let (cp, dcp) = if r < p {
+            (&c_prev[r * hh..(r + 1) * hh], &mut dc_prev[r * hh..(r + 1) * hh])
+        } else {
+            (&zeros[..], &mut sink[..])
+        };
+        let row = BackwardRow {
+            act: &act[r * 4 * hh..(r + 1) * 4 * hh],
+            c_prev: cp,
+            tanh_c: &tanh_c[r * hh..(r + 1) * hh],
+            dh: &dh[r * hh..(r + 1) * hh],
+            dc: &dc[r * hh..(r + 1) * hh],
+        };
         let dz = &mut d_gates[r * 4 * hh..(r + 1) * 4 * hh];
-        let (dzi, rest) = dz.split_at_mut(hh);
-        let (dzf, rest) = rest.split_at_mut(hh);
-        let (dzg, dzo) = rest.split_at_mut(hh);
-        let (tc, dhr, dcr) =
-            (&tanh_c[r * hh..(r + 1) * hh], &dh[r * hh..(r + 1) * hh], &dc[r * hh..(r + 1) * hh]);
-        let has_prev = r < p;
-        for j in 0..hh {
-            let (i, f, g, o, t) = (ai[j], af[j], ag[j], ao[j], tc[j]);
-            let dct = dcr[j] + dhr[j] * o * (one - t * t);
-            let cp = if has_prev { c_prev[r * hh + j] } else { T::ZERO };
-            dzi[j] = dct * g * i * (one - i);
-            dzf[j] = dct * cp * f * (one - f);
-            dzg[j] = dct * i * (one - g * g);
-            dzo[j] = dhr[j] * t * o * (one - o);
-            if has_prev {
-                dc_prev[r * hh + j] = dct * f;
+        if simd {
+            #[cfg(target_arch = "x86_64")]
+            {
+                let (row, dz, dcp) = (row.as_f32(), crate::as_f32_mut(dz), crate::as_f32_mut(dcp));
+                // SAFETY: AVX2 and FMA are present (`simd_path` checked); T is f32.
+                unsafe { backward_row_avx2(row, dz.expect("f32"), dcp.expect("f32")) };
+                continue;
             }
         }
+        backward_row(row, dz, dcp);
     }
+}
+
+/// One row of [`cell_backward`]'s inputs: `act` `[4H]`, the others `[H]`.
+#[derive(Clone, Copy)]
+struct BackwardRow<'a, T> {
+    act: &'a [T],
+    c_prev: &'a [T],
+    tanh_c: &'a [T],
+    dh: &'a [T],
+    dc: &'a [T],
+}
+
+impl<'a, T: Float> BackwardRow<'a, T> {
+    #[cfg(target_arch = "x86_64")]
+    fn as_f32(self) -> BackwardRow<'a, f32> {
+        let f = |v: &'a [T]| crate::as_f32(v).expect("f32");
+        BackwardRow {
+            act: f(self.act),
+            c_prev: f(self.c_prev),
+            tanh_c: f(self.tanh_c),
+            dh: f(self.dh),
+            dc: f(self.dc),
+        }
+    }
+}
+
+/// The cell backward of one row (formulas in the module doc), writing `dz` `[4H]` and
+/// `dc_prev` `[H]`.
+#[inline(always)]
+fn backward_row<T: Float>(x: BackwardRow<'_, T>, dz: &mut [T], dc_prev: &mut [T]) {
+    let hh = x.tanh_c.len();
+    let one = T::ONE;
+    let a = &x.act[..4 * hh];
+    let (ai, af, ag, ao) = (&a[..hh], &a[hh..2 * hh], &a[2 * hh..3 * hh], &a[3 * hh..]);
+    let (dzi, rest) = dz[..4 * hh].split_at_mut(hh);
+    let (dzf, rest) = rest.split_at_mut(hh);
+    let (dzg, dzo) = rest.split_at_mut(hh);
+    let (cp, dcp) = (&x.c_prev[..hh], &mut dc_prev[..hh]);
+    let (tc, dh, dc) = (&x.tanh_c[..hh], &x.dh[..hh], &x.dc[..hh]);
+    for j in 0..hh {
+        let (i, f, g, o, t) = (ai[j], af[j], ag[j], ao[j], tc[j]);
+        let dct = dc[j] + dh[j] * o * (one - t * t);
+        dzi[j] = dct * g * i * (one - i);
+        dzf[j] = dct * cp[j] * f * (one - f);
+        dzg[j] = dct * i * (one - g * g);
+        dzo[j] = dh[j] * t * o * (one - o);
+        dcp[j] = dct * f;
+    }
+}
+
+/// [`backward_row`] compiled for AVX2+FMA (the same operations: no contraction into FMAs, so
+/// the results are those of the portable loop, bit for bit).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn backward_row_avx2(x: BackwardRow<'_, f32>, dz: &mut [f32], dc_prev: &mut [f32]) {
+    backward_row(x, dz, dc_prev)
 }
 
 /// What [`cell_forward_reference`] returns: activations `[rows, 4H]`, c, tanh c, h.

@@ -17,8 +17,9 @@ use crate::{as_f32, as_f32_mut, threads, Float};
 
 /// One direction's buffers for [`sequences_forward`] (shapes in its doc).
 pub struct ForwardDir<'a, T> {
-    /// `[N, 4H]`: in, each step's input projection `x_t·W_ihᵀ + b_ih + b_hh`; out, the
-    /// activated gates (saved for backward).
+    /// `[N, 4H]`: each step's input projection `x_t·W_ihᵀ + b_ih + b_hh`.
+    pub xproj: &'a [T],
+    /// `[N, 4H]`, written: the activated gates (saved for backward).
     pub gates: &'a mut [T],
     /// `[4H, H]` (PyTorch's layout).
     pub w_hh: &'a [T],
@@ -141,12 +142,13 @@ pub fn sequences_forward<T: Float>(dirs: Vec<ForwardDir<'_, T>>, batch_sizes: &[
 }
 
 /// Runs `run(dir, prepack)` for every direction: two at the same time, one per thread, each
-/// with its weight prepacked; otherwise one after another.
+/// with its weight prepacked and every product in it on its own thread ([`threads::alone`]);
+/// otherwise one after another.
 fn for_each_dir<D: Send>(dirs: Vec<D>, run: impl Fn(D, bool) + Sync) {
     if dirs.len() == 2 && threads::num_threads() > 1 {
         let mut dirs = dirs.into_iter();
         let (a, b) = (dirs.next().expect("two"), dirs.next().expect("two"));
-        threads::join(|| run(a, true), || run(b, true));
+        threads::join(|| threads::alone(|| run(a, true)), || threads::alone(|| run(b, true)));
     } else {
         dirs.into_iter().for_each(|d| run(d, prepack_alone()));
     }
@@ -156,8 +158,8 @@ fn forward_one<T: Float>(d: ForwardDir<'_, T>, batch_sizes: &[usize], hidden: us
     threads::ensure_ftz();
     let (n, b) = check_batch_sizes(batch_sizes);
     let (hh, g4) = (hidden, 4 * hidden);
-    let ForwardDir { gates, w_hh, reverse, h, c, tanh_c, h_n, c_n } = d;
-    assert!(gates.len() == n * g4 && w_hh.len() == g4 * hh);
+    let ForwardDir { xproj, gates, w_hh, reverse, h, c, tanh_c, h_n, c_n } = d;
+    assert!(xproj.len() == n * g4 && gates.len() == n * g4 && w_hh.len() == g4 * hh);
     assert!(h.len() == n * hh && c.len() == n * hh && tanh_c.len() == n * hh);
     assert!(h_n.len() == b * hh && c_n.len() == b * hh);
     // B = W_hhᵀ [H, 4H]: B(p, j) = w_hh[j*H + p].
@@ -166,7 +168,10 @@ fn forward_one<T: Float>(d: ForwardDir<'_, T>, batch_sizes: &[usize], hidden: us
     let order = steps(batch_sizes.len(), reverse);
     for (k, &t) in order.iter().enumerate() {
         let (bt, off) = (batch_sizes[t], offs[t]);
+        // z = xproj_t, copied here (on this direction's thread, just before the product
+        // reads it) rather than all N rows up front
         let z = &mut gates[off * g4..(off + bt) * g4];
+        z.copy_from_slice(&xproj[off * g4..(off + bt) * g4]);
         let prev = k.checked_sub(1).map(|k| order[k]);
         let p = prev.map_or(0, |tp| batch_sizes[tp].min(bt));
         let prev_off = prev.map_or(0, |tp| offs[tp]);
@@ -271,10 +276,11 @@ mod tests {
         let xproj = rand_vec(n * 4 * hh, 2.0, &mut rng);
         let w = rand_vec(4 * hh * hh, 1.0, &mut rng);
         for reverse in [false, true] {
-            let mut act = xproj.clone();
+            let mut act = vec![f64::NAN; n * 4 * hh]; // written, never read
             let z = |k| vec![0.0; k * hh];
             let (mut h, mut c, mut tc, mut hn, mut cn) = (z(n), z(n), z(n), z(b), z(b));
             let dir = ForwardDir {
+                xproj: &xproj,
                 gates: &mut act,
                 w_hh: &w,
                 reverse,
@@ -319,17 +325,19 @@ mod tests {
         let d_h = f(rand_vec(n * hh, 1.0, &mut rng));
         let (dhn, dcn) = (f(rand_vec(b * hh, 1.0, &mut rng)), f(rand_vec(b * hh, 1.0, &mut rng)));
         type Saved = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
-        let new_saved = |x: &Vec<f32>| -> Saved {
+        // (the gates start as NaN: the forward writes every element)
+        let new_saved = || -> Saved {
             let z = |k| vec![0f32; k * hh];
-            (x.clone(), z(n), z(n), z(n), z(b), z(b))
+            (vec![f32::NAN; n * 4 * hh], z(n), z(n), z(n), z(b), z(b))
         };
-        let (mut s0, mut s1) = (new_saved(&xs[0]), new_saved(&xs[1]));
-        fn fwd<'a>(s: &'a mut Saved, w: &'a [f32], reverse: bool) -> ForwardDir<'a, f32> {
+        let (mut s0, mut s1) = (new_saved(), new_saved());
+        fn fwd<'a>(s: &'a mut Saved, x: &'a [f32], w: &'a [f32], reverse: bool) -> ForwardDir<'a, f32> {
             let (gates, h, c, tanh_c, h_n, c_n) =
                 (&mut s.0, &mut s.1, &mut s.2, &mut s.3, &mut s.4, &mut s.5);
-            ForwardDir { gates, w_hh: w, reverse, h, c, tanh_c, h_n, c_n }
+            ForwardDir { xproj: x, gates, w_hh: w, reverse, h, c, tanh_c, h_n, c_n }
         }
-        sequences_forward(vec![fwd(&mut s0, &ws[0], false), fwd(&mut s1, &ws[1], true)], &bs, hh);
+        let dirs = vec![fwd(&mut s0, &xs[0], &ws[0], false), fwd(&mut s1, &xs[1], &ws[1], true)];
+        sequences_forward(dirs, &bs, hh);
         let mut back = Vec::new();
         let mut grads = [
             (vec![0f32; n * 4 * hh], vec![0f32; 4 * hh * hh]),
@@ -355,11 +363,8 @@ mod tests {
         }
         sequences_backward(back, &bs, hh);
         for (d, reverse) in [(0, false), (1, true)] {
-            let mut one = new_saved(&xs[d]);
-            let (a, hs, cs, ts, hn, cn) =
-                (&mut one.0, &mut one.1, &mut one.2, &mut one.3, &mut one.4, &mut one.5);
-            let bufs =
-                ForwardDir { gates: a, w_hh: &ws[d], reverse, h: hs, c: cs, tanh_c: ts, h_n: hn, c_n: cn };
+            let mut one = new_saved();
+            let bufs = fwd(&mut one, &xs[d], &ws[d], reverse);
             forward_one(bufs, &bs, hh, false);
             let s = if d == 0 { &s0 } else { &s1 };
             assert!(

@@ -20,7 +20,9 @@ use crate::Float;
 
 /// One direction's buffers for [`sequences_forward`] (shapes as the CPU's `ForwardDir`).
 pub struct ForwardDir<'a, T: Float> {
-    /// `[N, 4H]`: in, each step's input projection; out, the activated gates.
+    /// `[N, 4H]`: each step's input projection.
+    pub xproj: &'a GpuBuffer<T>,
+    /// `[N, 4H]`, written: the activated gates.
     pub gates: &'a mut GpuBuffer<T>,
     /// `[4H, H]` (PyTorch's layout).
     pub w_hh: &'a GpuBuffer<T>,
@@ -80,13 +82,15 @@ pub fn sequences_forward<T: Float>(
 fn forward_one<T: Float>(d: ForwardDir<'_, T>, batch_sizes: &[usize], hidden: usize) -> Result<(), GpuError> {
     let (n, b) = check_batch_sizes(batch_sizes);
     let (hh, g4) = (hidden, 4 * hidden);
-    let ForwardDir { gates, w_hh, reverse, h, c, tanh_c, h_n, c_n } = d;
-    assert!(gates.len() == n * g4 && w_hh.len() == g4 * hh);
+    let ForwardDir { xproj, gates, w_hh, reverse, h, c, tanh_c, h_n, c_n } = d;
+    assert!(xproj.len() == n * g4 && gates.len() == n * g4 && w_hh.len() == g4 * hh);
     assert!(h.len() == n * hh && c.len() == n * hh && tanh_c.len() == n * hh);
     assert!(h_n.len() == b * hh && c_n.len() == b * hh);
     if n == 0 || hh == 0 {
         return Ok(());
     }
+    // z = xproj (one device copy: each step's product then adds into its rows)
+    gates.copy_from(0, xproj, 0, n * g4)?;
     let offs = packed_offsets(batch_sizes);
     let order = steps(batch_sizes.len(), reverse);
     for (k, &t) in order.iter().enumerate() {
@@ -241,10 +245,11 @@ mod tests {
             for reverse in [false, true] {
                 let what = format!("reverse {reverse} on {}", ctx.name());
                 let z = |k: usize| vec![0.0; k];
-                let mut act = xproj.clone();
+                let mut act = vec![f64::NAN; n * 4 * hh];
                 let (mut h, mut c, mut tc, mut hn, mut cn) =
                     (z(n * hh), z(n * hh), z(n * hh), z(b * hh), z(b * hh));
                 let dir = cpu::ForwardDir {
+                    xproj: &xproj,
                     gates: &mut act,
                     w_hh: &w,
                     reverse,
@@ -271,10 +276,11 @@ mod tests {
                 };
                 cpu::sequences_backward(vec![dir], &bs, hh);
                 let up = |v: &[f64]| GpuBuffer::from_host(&ctx, v).unwrap();
-                let (mut gb, wb) = (up(&xproj), up(&w));
+                let (xb, mut gb, wb) = (up(&xproj), up(&vec![f64::NAN; n * 4 * hh]), up(&w));
                 let mut o: Vec<GpuBuffer<f64>> = [n, n, n, b, b].iter().map(|&r| up(&z(r * hh))).collect();
                 let [hb, cb, tcb, hnb, cnb] = &mut o[..] else { unreachable!() };
                 let dir = ForwardDir {
+                    xproj: &xb,
                     gates: &mut gb,
                     w_hh: &wb,
                     reverse,
@@ -317,10 +323,11 @@ mod tests {
                 let f = |v: &[f64]| {
                     GpuBuffer::from_host(&ctx, &v.iter().map(|&x| x as f32).collect::<Vec<_>>()).unwrap()
                 };
-                let (mut gb, wb) = (f(&xproj), f(&w));
+                let (xb, mut gb, wb) = (f(&xproj), f(&vec![f64::NAN; n * 4 * hh]), f(&w));
                 let mut o: Vec<GpuBuffer<f32>> = [n, n, n, b, b].iter().map(|&r| f(&z(r * hh))).collect();
                 let [hb, cb, tcb, hnb, cnb] = &mut o[..] else { unreachable!() };
                 let dir = ForwardDir {
+                    xproj: &xb,
                     gates: &mut gb,
                     w_hh: &wb,
                     reverse,
