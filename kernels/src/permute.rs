@@ -146,9 +146,39 @@ fn transpose_tiled<T: Copy>(src: &[T], m: usize, n: usize, out: &mut [T]) {
     }
 }
 
+/// Elements per thread at least for the row copies below (smaller inputs stay on the
+/// calling thread): they are memory-bound, and a second core still adds bandwidth.
+const PAR_MIN: usize = 1 << 16;
+
+/// `f(dst row r [..width], src row r [..width])` for r < rows, rows `src_stride` and
+/// `dst_stride` apart, the rows·width elements split over the threads (a part may start or
+/// end mid-row; `f` then gets the piece).
+fn rows_apply<T: Copy + Send + Sync>(
+    src: &[T],
+    src_stride: usize,
+    dst: &mut [T],
+    dst_stride: usize,
+    (rows, width): (usize, usize),
+    f: impl Fn(&mut [T], &[T]) + Sync,
+) {
+    let dst = crate::threads::SharedMut::new(dst);
+    crate::threads::par_ranges(rows * width, PAR_MIN, 16, |range| {
+        let mut e = range.start;
+        while e < range.end {
+            let (r, j0) = (e / width, e % width);
+            let j1 = width.min(j0 + (range.end - e));
+            // SAFETY: parts take disjoint element ranges, and (row, column) ↦ row·dst_stride +
+            // column is one-to-one for column < width ≤ dst_stride: disjoint pieces of dst.
+            let d = unsafe { dst.range(r * dst_stride + j0..r * dst_stride + j1) };
+            f(d, &src[r * src_stride + j0..r * src_stride + j1]);
+            e += j1 - j0;
+        }
+    });
+}
+
 /// out[o, j, i] = x[o, start + j, i] for j < len: elements `start..start+len` of the
 /// middle dim.                               x [outer, n, inner], out [outer, len, inner]
-pub fn narrow<T: Copy>(
+pub fn narrow<T: Copy + Send + Sync>(
     x: &[T],
     outer: usize,
     n: usize,
@@ -158,10 +188,10 @@ pub fn narrow<T: Copy>(
     out: &mut [T],
 ) {
     assert!(start + len <= n && x.len() == outer * n * inner && out.len() == outer * len * inner);
-    for o in 0..outer {
-        let src = &x[(o * n + start) * inner..(o * n + start + len) * inner];
-        out[o * len * inner..(o + 1) * len * inner].copy_from_slice(src);
-    }
+    let w = len * inner;
+    // (min: an empty x, outer = 0, has no element `start·inner`)
+    let x = &x[(start * inner).min(x.len())..];
+    rows_apply(x, n * inner, out, w, (outer, w), |d, s| d.copy_from_slice(s));
 }
 
 /// The backward of [`narrow`]: dx[o, start + j, i] += g[o, j, i]; the rest of dx is
@@ -176,16 +206,21 @@ pub fn narrow_backward<T: crate::Float>(
     dx: &mut [T],
 ) {
     assert!(start + len <= n && dx.len() == outer * n * inner && g.len() == outer * len * inner);
-    for o in 0..outer {
-        let dst = &mut dx[(o * n + start) * inner..(o * n + start + len) * inner];
-        let src = &g[o * len * inner..(o + 1) * len * inner];
-        dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v);
-    }
+    let w = len * inner;
+    let add = |d: &mut [T], s: &[T]| d.iter_mut().zip(s).for_each(|(d, &v)| *d += v);
+    let at = (start * inner).min(dx.len());
+    rows_apply(g, w, &mut dx[at..], n * inner, (outer, w), add);
 }
 
 /// Joins `xs` along the middle dim: x_k is `[outer, sizes[k], inner]`, out is
 /// `[outer, Σ sizes, inner]` (each x_k's gradient is a [`narrow`] of out's).
-pub fn concat<T: Copy>(xs: &[&[T]], sizes: &[usize], outer: usize, inner: usize, out: &mut [T]) {
+pub fn concat<T: Copy + Send + Sync>(
+    xs: &[&[T]],
+    sizes: &[usize],
+    outer: usize,
+    inner: usize,
+    out: &mut [T],
+) {
     let total: usize = sizes.iter().sum();
     assert!(xs.len() == sizes.len() && out.len() == outer * total * inner, "concat: bad buffer sizes");
     let mut start = 0;
@@ -196,10 +231,9 @@ pub fn concat<T: Copy>(xs: &[&[T]], sizes: &[usize], outer: usize, inner: usize,
             "concat: a part holds {} elements, not {outer}·{n}·{inner}",
             x.len()
         );
-        for o in 0..outer {
-            let dst = &mut out[(o * total + start) * inner..(o * total + start + n) * inner];
-            dst.copy_from_slice(&x[o * n * inner..(o + 1) * n * inner]);
-        }
+        let w = n * inner;
+        let dst = &mut out[(start * inner).min(outer * total * inner)..];
+        rows_apply(x, w, dst, total * inner, (outer, w), |d, s| d.copy_from_slice(s));
         start += n;
     }
 }
@@ -269,6 +303,44 @@ mod tests {
         narrow_backward(&b, 2, 4, 2, 3, 1, &mut d);
         assert_eq!(d[6..8], [101.0, 102.0]);
         assert_eq!(d.iter().filter(|&&v| v == 1.0).count(), 12);
+    }
+
+    /// Large enough to split over the threads, with parts starting mid-row: narrow, its
+    /// backward and concat against plain loops.
+    #[test]
+    fn row_copies_split_over_threads_match_loops() {
+        let (outer, n, inner) = (5usize, 7001usize, 9usize);
+        let x: Vec<f64> = (0..outer * n * inner).map(|i| i as f64).collect();
+        for (start, len) in [(0, n), (3, 4000), (6999, 2)] {
+            let mut out = vec![f64::NAN; outer * len * inner];
+            narrow(&x, outer, n, inner, start, len, &mut out);
+            let mut dx = vec![0.5; outer * n * inner];
+            narrow_backward(&out, outer, n, inner, start, len, &mut dx);
+            for o in 0..outer {
+                for j in 0..n {
+                    for i in 0..inner {
+                        let xi = (o * n + j) * inner + i;
+                        if (start..start + len).contains(&j) {
+                            assert_eq!(out[(o * len + j - start) * inner + i], x[xi]);
+                            assert_eq!(dx[xi], 0.5 + x[xi]);
+                        } else {
+                            assert_eq!(dx[xi], 0.5, "outside the narrowed range");
+                        }
+                    }
+                }
+            }
+        }
+        let (a, b): (Vec<f64>, Vec<f64>) = (
+            (0..outer * 3000 * inner).map(|i| i as f64).collect(),
+            (0..outer * 4001 * inner).map(|i| -(i as f64)).collect(),
+        );
+        let mut ab = vec![f64::NAN; x.len()];
+        concat(&[&a, &b], &[3000, 4001], outer, inner, &mut ab);
+        for o in 0..outer {
+            let row = &ab[o * n * inner..(o + 1) * n * inner];
+            assert_eq!(row[..3000 * inner], a[o * 3000 * inner..(o + 1) * 3000 * inner]);
+            assert_eq!(row[3000 * inner..], b[o * 4001 * inner..(o + 1) * 4001 * inner]);
+        }
     }
 
     #[test]
