@@ -435,7 +435,7 @@ table! {
             };
             let out = lstm.forward(&t[0], &lengths);
             let flat = |t: &Tn| t.reshape(&[t.numel()]);
-            Tensor::concat(&[&flat(&out.output), &flat(&out.h_n), &flat(&out.c_n)], 0)
+            Tensor::concat(&[&flat(&out.output()), &flat(&out.h_n), &flat(&out.c_n)], 0)
         }))
     };
 }

@@ -12,7 +12,7 @@
 //! `rnn.weight_ih_l0`, …, `rnn.bias_hh_l1_reverse`, `fc.weight`, `fc.bias`.
 
 use crate::layers::{Dropout, Embedding, Linear};
-use crate::lstm::Lstm;
+use crate::lstm::{Lstm, LstmOutput};
 use crate::module::{join, Module};
 use rand::{Rng, RngExt};
 use tapegrad_autograd::{Float, Tensor};
@@ -57,11 +57,18 @@ impl BiLstmConfig {
 pub struct ClassifierOutput<T: Float = f32> {
     /// `[B, output_dim]`.
     pub logits: Tensor<T>,
-    /// `[B, T, D·H]`: the last LSTM layer's outputs, zero past each length.
-    pub sequence: Tensor<T>,
     /// `[layers·D, B, H]` final hidden and cell states.
     pub h_n: Tensor<T>,
     pub c_n: Tensor<T>,
+    rnn: LstmOutput<T>,
+}
+
+impl<T: Float> ClassifierOutput<T> {
+    /// `[B, T, D·H]`: the last LSTM layer's outputs, zero past each length (built when
+    /// asked for: the logits do not need it; see [`LstmOutput::output`]).
+    pub fn sequence(&self) -> Tensor<T> {
+        self.rnn.output()
+    }
 }
 
 pub struct BiLstmClassifier<T: Float = f32> {
@@ -111,9 +118,9 @@ impl<T: Float> BiLstmClassifier<T> {
         let hidden = self.dropout.forward(&last);
         ClassifierOutput {
             logits: self.fc.forward(&hidden),
-            sequence: out.output,
-            h_n: out.h_n,
-            c_n: out.c_n,
+            h_n: out.h_n.clone(),
+            c_n: out.c_n.clone(),
+            rnn: out,
         }
     }
 }

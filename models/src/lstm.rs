@@ -14,9 +14,10 @@
 //! - the reverse direction runs the steps backwards, each sequence starting from
 //!   the zero state at its own last token;
 //! - a layer's packed output `[N, D·H]` is the next layer's packed input (with
-//!   dropout between layers in training); the last layer's output is scattered
-//!   back to `[B, T, D·H]` with zeros at padded positions, and the final states are
-//!   put back in the caller's batch order.
+//!   dropout between layers in training); the final states are put back in the
+//!   caller's batch order, and the last layer's output is scattered back to
+//!   `[B, T, D·H]` with zeros at padded positions when asked for
+//!   ([`LstmOutput::output`]: a classifier reading only the final states skips it).
 
 use crate::layers::{uniform, Dropout};
 use crate::module::{join, Module};
@@ -37,14 +38,40 @@ pub struct LstmWeights<T: Float = f32> {
 
 /// What [`Lstm::forward`] returns.
 pub struct LstmOutput<T: Float = f32> {
-    /// `[B, T, D·H]`: the last layer's outputs (forward then backward direction),
-    /// zero at padded positions (`pad_packed_sequence(..., total_length=T)`).
-    pub output: Tensor<T>,
     /// `[layers·D, B, H]`: each sequence's final hidden state, taken at its own
     /// length (PyTorch's order: l0 fwd, l0 bwd, l1 fwd, …).
     pub h_n: Tensor<T>,
     /// `[layers·D, B, H]`: the final cell states, same order.
     pub c_n: Tensor<T>,
+    sequence: Sequence<T>,
+}
+
+/// The last layer's outputs as [`Lstm::forward`] leaves them (packed `[N, D·H]`, with how to
+/// put them back), or already padded (the slow twin, [`lstm_reference`]).
+enum Sequence<T: Float> {
+    Packed { packed: Tensor<T>, packing: Packing, lengths: Vec<usize>, max_t: usize },
+    Padded(Tensor<T>),
+}
+
+impl<T: Float> LstmOutput<T> {
+    /// `[B, T, D·H]`: the last layer's outputs (forward then backward direction),
+    /// zero at padded positions (`pad_packed_sequence(..., total_length=T)`).
+    ///
+    /// Scattered from the packed rows when called (and recorded on the tape then): a
+    /// caller that reads only the final states, as the classifier does, never builds
+    /// this `[B, T, D·H]` copy.
+    pub fn output(&self) -> Tensor<T> {
+        match &self.sequence {
+            Sequence::Packed { packed, packing, lengths, max_t } => {
+                let width = packed.shape()[1];
+                let zero_row = Tensor::full_on(&[1, width], T::ZERO, packed.device());
+                Tensor::concat(&[packed, &zero_row], 0)
+                    .index_select(0, &packing.scatter_index(lengths, *max_t))
+                    .reshape(&[lengths.len(), *max_t, width])
+            }
+            Sequence::Padded(output) => output.clone(),
+        }
+    }
 }
 
 /// A multi-layer (bi)LSTM, `batch_first`, with `weight_ih_l{k}`, `weight_hh_l{k}`,
@@ -212,16 +239,13 @@ impl<T: Float> Lstm<T> {
             };
             input = if k + 1 < self.layers.len() { self.dropout.forward(&out) } else { out };
         }
-        let width = input.shape()[1];
-        let zero_row = Tensor::full_on(&[1, width], T::ZERO, input.device());
-        let output = Tensor::concat(&[&input, &zero_row], 0)
-            .index_select(0, &pk.scatter_index(lengths, max_t))
-            .reshape(&[b, max_t, width]);
         // final states: stacked in PyTorch's order, then un-sorted along the batch dim
         let pos = pk.position();
         let unsort =
             |v: Vec<Tensor<T>>| Tensor::stack(&v.iter().collect::<Vec<_>>(), 0).index_select(1, &pos);
-        LstmOutput { output, h_n: unsort(hs), c_n: unsort(cs) }
+        let (h_n, c_n) = (unsort(hs), unsort(cs));
+        let sequence = Sequence::Packed { packed: input, packing: pk, lengths: lengths.to_vec(), max_t };
+        LstmOutput { h_n, c_n, sequence }
     }
 }
 
@@ -305,9 +329,9 @@ pub fn lstm_reference<T: Float>(lstm: &Lstm<T>, x: &Tensor<T>, lengths: &[usize]
         Tensor::stack(&per_layer.iter().collect::<Vec<_>>(), 0)
     };
     LstmOutput {
-        output: Tensor::concat(&outputs.iter().collect::<Vec<_>>(), 0),
         h_n: stack(h_n),
         c_n: stack(c_n),
+        sequence: Sequence::Padded(Tensor::concat(&outputs.iter().collect::<Vec<_>>(), 0)),
     }
 }
 
@@ -350,8 +374,8 @@ mod tests {
     fn weighted_loss(out: &LstmOutput<f64>, seed: u64) -> T64 {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut w = |t: &T64| T64::from_vec(uniform(t.numel(), 1.0, &mut rng), t.shape());
-        let (wo, wh, wc) = (w(&out.output), w(&out.h_n), w(&out.c_n));
-        out.output.mul(&wo).sum().add(&out.h_n.mul(&wh).sum()).add(&out.c_n.mul(&wc).sum())
+        let (wo, wh, wc) = (w(&out.output()), w(&out.h_n), w(&out.c_n));
+        out.output().mul(&wo).sum().add(&out.h_n.mul(&wh).sum()).add(&out.c_n.mul(&wc).sum())
     }
 
     /// Runs `f`, backward of its weighted loss; returns outputs and every gradient
@@ -377,7 +401,7 @@ mod tests {
         let x = rand_tensor(&[lengths.len(), max_t, 3], &mut rng);
         let (fast, gf) = run(&lstm, &x, |l, x| l.forward(x, lengths));
         let (slow, gs) = run(&lstm, &x, |l, x| lstm_reference(l, x, lengths));
-        assert!(max_diff(&fast.output, &slow.output) < 1e-12, "output");
+        assert!(max_diff(&fast.output(), &slow.output()) < 1e-12, "output");
         assert!(max_diff(&fast.h_n, &slow.h_n) < 1e-12, "h_n");
         assert!(max_diff(&fast.c_n, &slow.c_n) < 1e-12, "c_n");
         for ((name, _), (a, b)) in lstm.named_parameters().iter().zip(gf.iter().zip(&gs)) {
@@ -422,13 +446,13 @@ mod tests {
         let x2 = T64::param(v, &[3, 5, 3]);
         let (o1, g1) = run(&lstm, &x1, |l, x| l.forward(x, &lengths));
         let (o2, g2) = run(&lstm, &x2, |l, x| l.forward(x, &lengths));
-        assert_eq!(o1.output.to_vec(), o2.output.to_vec());
+        assert_eq!(o1.output().to_vec(), o2.output().to_vec());
         assert_eq!(o1.h_n.to_vec(), o2.h_n.to_vec());
         assert_eq!(o1.c_n.to_vec(), o2.c_n.to_vec());
         for (a, b) in g1.iter().zip(&g2) {
             assert_eq!(a.to_vec(), b.to_vec());
         }
-        let (out, gx) = (o1.output.to_vec(), g1[g1.len() - 1].to_vec());
+        let (out, gx) = (o1.output().to_vec(), g1[g1.len() - 1].to_vec());
         for (i, &len) in lengths.iter().enumerate() {
             for t in len..5 {
                 assert!(
@@ -456,8 +480,8 @@ mod tests {
         for (i, &len) in lengths.iter().enumerate() {
             let xi = x.narrow(0, i, 1).narrow(1, 0, len);
             let alone = lstm.forward(&xi, &[len]);
-            let in_batch = batch.output.narrow(0, i, 1).narrow(1, 0, len);
-            assert!(max_diff(&alone.output, &in_batch) < 1e-13, "sequence {i}");
+            let in_batch = batch.output().narrow(0, i, 1).narrow(1, 0, len);
+            assert!(max_diff(&alone.output(), &in_batch) < 1e-13, "sequence {i}");
             assert!(max_diff(&alone.h_n, &batch.h_n.narrow(1, i, 1)) < 1e-13, "h_n {i}");
             assert!(max_diff(&alone.c_n, &batch.c_n.narrow(1, i, 1)) < 1e-13, "c_n {i}");
         }
@@ -470,15 +494,15 @@ mod tests {
         let mut two = Lstm::<f64>::new(3, 4, 2, true, 0.5, &mut rng);
         let x = rand_tensor(&[2, 3, 3], &mut rng);
         two.set_training(false);
-        let eval = two.forward(&x, &[3, 2]).output.to_vec();
-        assert_eq!(eval, two.forward(&x, &[3, 2]).output.to_vec());
+        let eval = two.forward(&x, &[3, 2]).output().to_vec();
+        assert_eq!(eval, two.forward(&x, &[3, 2]).output().to_vec());
         two.set_training(true);
-        assert_ne!(eval, two.forward(&x, &[3, 2]).output.to_vec());
+        assert_ne!(eval, two.forward(&x, &[3, 2]).output().to_vec());
         let mut one = Lstm::<f64>::new(3, 4, 1, true, 0.5, &mut rng);
         one.set_training(false);
-        let eval = one.forward(&x, &[3, 2]).output.to_vec();
+        let eval = one.forward(&x, &[3, 2]).output().to_vec();
         one.set_training(true);
-        assert_eq!(eval, one.forward(&x, &[3, 2]).output.to_vec());
+        assert_eq!(eval, one.forward(&x, &[3, 2]).output().to_vec());
     }
 
     #[test]
