@@ -163,6 +163,7 @@ impl Dir {
             h: &self.h,
             c: &self.c,
             tanh_c: &self.tanh_c,
+            stride: (w_hh.len() / 4).isqrt(), // H: h and d_h are this direction's own [N, H]
             d_h,
             d_h_n: d_n,
             d_c_n: d_n,

@@ -387,9 +387,11 @@ table! {
         let n: usize = lengths.iter().sum();
         let inputs = vec![x(&[n, 4 * h], r), x(&[4 * h, h], r), x(&[n, 4 * h], r), x(&[4 * h, h], r)];
         (inputs, Box::new(move |t| {
-            let outs = Tensor::lstm_packed_dirs(&[(&t[0], &t[1], false), (&t[2], &t[3], true)], &batch_sizes);
-            let all: Vec<&Tn> = outs.iter().flat_map(|(o, hn, cn)| [o, hn, cn]).collect();
-            Tensor::concat(&all, 0)
+            let l = Tensor::lstm_packed_dirs(&[(&t[0], &t[1], false), (&t[2], &t[3], true)], &batch_sizes);
+            let flat = |t: &Tn| t.reshape(&[t.numel()]);
+            let mut all = vec![flat(&l.out)];
+            all.extend(l.h_n.iter().zip(&l.c_n).flat_map(|(hn, cn)| [flat(hn), flat(cn)]));
+            Tensor::concat(&all.iter().collect::<Vec<_>>(), 0)
         }))
     };
     attention: 1 => |s, r| {

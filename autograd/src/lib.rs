@@ -22,6 +22,7 @@ mod tensor;
 
 pub use gradcheck::{gradcheck, GradcheckError, GradcheckOptions};
 pub use ops::attention::DropoutMask;
+pub use ops::lstm_cell::LstmLayerOut;
 pub use ops::norm::Norm;
 pub use precision::Precision;
 pub use storage::{Device, Storage};

@@ -226,17 +226,11 @@ impl<T: Float> Lstm<T> {
             // Both directions in one op: they run concurrently, one per core.
             let dirs: Vec<_> =
                 xprojs.iter().zip(layer).enumerate().map(|(d, (x, w))| (x, &w.weight_hh, d == 1)).collect();
-            let mut outs = Vec::with_capacity(layer.len());
-            for (out, h_n, c_n) in Tensor::lstm_packed_dirs(&dirs, &pk.batch_sizes) {
-                outs.push(out);
-                hs.push(h_n);
-                cs.push(c_n);
-            }
-            let out = if outs.len() == 1 {
-                outs.pop().expect("one direction")
-            } else {
-                Tensor::concat(&[&outs[0], &outs[1]], 1)
-            };
+            // out [N, D·H]: the directions side by side, as the next layer reads them
+            let layer_out = Tensor::lstm_packed_dirs(&dirs, &pk.batch_sizes);
+            hs.extend(layer_out.h_n);
+            cs.extend(layer_out.c_n);
+            let out = layer_out.out;
             input = if k + 1 < self.layers.len() { self.dropout.forward(&out) } else { out };
         }
         // final states: stacked in PyTorch's order, then un-sorted along the batch dim

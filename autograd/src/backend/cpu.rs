@@ -5,7 +5,7 @@
 //! kernel that writes every element of its output, [`zeroed`] for one that adds into
 //! it (`+=`, documented as such on the kernel).
 
-use super::{Backend, Gemm, LstmLayer, LstmSaved, NormOf, ResidualNorm, SgdStep, Slab, Targets};
+use super::{Backend, Gemm, LstmGrads, LstmLayer, LstmSaved, NormOf, ResidualNorm, SgdStep, Slab, Targets};
 use crate::alloc::HostBuffer;
 use crate::storage::{CpuStorage, Device};
 use tapegrad_kernels as k;
@@ -336,7 +336,7 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         k::lstm::cell_backward(x, k::lstm::CellGrads { d_gates: &mut dz, dc_prev: &mut dcp });
         (own(dz), own(dcp))
     }
-    fn lstm_layer(dirs: &[(&Self, &Self)], l: &LstmLayer) -> (Self, Vec<LstmSaved<Self>>) {
+    fn lstm_layer(dirs: &[(&Self, &Self)], l: &LstmLayer) -> (Self, Self, Vec<LstmSaved<Self>>) {
         let (n, b) = l.n_b();
         let hh = l.hidden;
         let nd = dirs.len();
@@ -344,14 +344,16 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         let mut acts: Vec<HostBuffer<T>> = (0..nd).map(|_| overwritten(n * 4 * hh)).collect();
         let mut cs: Vec<HostBuffer<T>> = (0..nd).map(|_| overwritten(n * hh)).collect();
         let mut tcs: Vec<HostBuffer<T>> = (0..nd).map(|_| overwritten(n * hh)).collect();
-        // One output buffer; per direction a block [h (N rows) | h_n (B rows) | c_n (B rows)] × H.
-        let block = (n + 2 * b) * hh;
-        let mut hs = overwritten(nd * block);
+        // Each direction's h [N, H] (the recurrence multiplies its rows), then side by side
+        // in the output; its h_n is not kept (the op takes it from the output's rows).
+        let mut hs: Vec<HostBuffer<T>> = (0..nd).map(|_| overwritten(n * hh)).collect();
+        let mut h_ns: Vec<HostBuffer<T>> = (0..nd).map(|_| overwritten(b * hh)).collect();
+        let mut c_n = overwritten(nd * b * hh);
         let mut bufs = Vec::with_capacity(nd);
-        let iter = acts.iter_mut().zip(&mut cs).zip(&mut tcs).zip(hs.chunks_mut(block.max(1)));
-        for (d, (((gates, c), tanh_c), o)) in iter.enumerate() {
-            let (h, rest) = o.split_at_mut(n * hh);
-            let (h_n, c_n) = rest.split_at_mut(b * hh);
+        let iter = acts.iter_mut().zip(&mut cs).zip(&mut tcs).zip(&mut hs).zip(&mut h_ns);
+        for (d, (((((gates, c), tanh_c), h), h_n), c_n_d)) in
+            iter.zip(c_n.chunks_mut((b * hh).max(1))).enumerate()
+        {
             bufs.push(k::lstm::ForwardDir {
                 xproj: dirs[d].0.as_slice(),
                 gates,
@@ -361,49 +363,55 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
                 c,
                 tanh_c,
                 h_n,
-                c_n,
+                c_n: c_n_d,
             });
         }
         k::lstm::sequences_forward(bufs, &l.batch_sizes, hh);
+        let mut out = overwritten(n * nd * hh);
+        let parts: Vec<&[T]> = hs.iter().map(|h| &h[..]).collect();
+        k::permute::concat(&parts, &vec![hh; nd], n, 1, &mut out);
         let saved = acts
             .into_iter()
             .zip(cs)
             .zip(tcs)
             .map(|((act, c), tanh_c)| LstmSaved { act: own(act), c: own(c), tanh_c: own(tanh_c) })
             .collect();
-        (own(hs), saved)
+        (own(out), own(c_n), saved)
     }
     fn lstm_layer_backward(
-        w_hh: &[&Self],
-        saved: &[LstmSaved<&Self>],
-        out: &Self,
-        g: &Self,
+        g: LstmGrads<'_, Self>,
         l: &LstmLayer,
         want_dw: &[bool],
     ) -> Vec<(Self, Option<Self>)> {
         let (n, b) = l.n_b();
         let hh = l.hidden;
-        let nd = w_hh.len();
-        let block = (n + 2 * b) * hh;
-        let (gd, sh) = (g.as_slice(), out.as_slice());
+        let nd = g.w_hh.len();
+        let width = nd * hh;
+        // A missing gradient is zero (the output's when only c_n is used, and the reverse).
+        let zero_out = g.d_out.is_none().then(|| zeroed(n * width));
+        let zero_c_n = zeroed(if g.d_c_n.is_none() { nd * b * hh } else { 0 });
+        let d_out = g.d_out.map_or_else(|| &zero_out.as_ref().expect("made above")[..], |d| d.as_slice());
+        let d_c_n = g.d_c_n.map_or(&zero_c_n[..], |d| d.as_slice());
+        // d h_n is part of d_out: h_n is a row of the output
+        let zero_h_n = zeroed(b * hh);
         let mut dzs: Vec<HostBuffer<T>> = (0..nd).map(|_| overwritten(n * 4 * hh)).collect();
         let mut dws: Vec<Option<HostBuffer<T>>> =
             want_dw.iter().map(|&w| w.then(|| zeroed(4 * hh * hh))).collect();
+        let out = g.out.as_slice();
         let mut bufs = Vec::with_capacity(nd);
         for (d, (dz, dw)) in dzs.iter_mut().zip(&mut dws).enumerate() {
-            let gb = &gd[d * block..(d + 1) * block];
-            let (d_h, rest) = gb.split_at(n * hh);
-            let (d_h_n, d_c_n) = rest.split_at(b * hh);
+            // this direction's columns of the output and of its gradient: rows `width` apart
             bufs.push(k::lstm::BackwardDir {
-                act: saved[d].act.as_slice(),
-                w_hh: w_hh[d].as_slice(),
+                act: g.saved[d].act.as_slice(),
+                w_hh: g.w_hh[d].as_slice(),
                 reverse: l.reverse[d],
-                h: &sh[d * block..d * block + n * hh],
-                c: saved[d].c.as_slice(),
-                tanh_c: saved[d].tanh_c.as_slice(),
-                d_h,
-                d_h_n,
-                d_c_n,
+                h: &out[d * hh..],
+                c: g.saved[d].c.as_slice(),
+                tanh_c: g.saved[d].tanh_c.as_slice(),
+                stride: width,
+                d_h: &d_out[d * hh..],
+                d_h_n: &zero_h_n,
+                d_c_n: &d_c_n[d * b * hh..(d + 1) * b * hh],
                 d_gates: dz,
                 d_w_hh: dw.as_deref_mut(),
             });

@@ -8,7 +8,7 @@
 //! error (see the module doc of `backend`) and return buffers that hold no memory.
 //! Host data an op needs on the device (indices, the mean's N) is uploaded per call.
 
-use super::{Backend, Gemm, LstmLayer, LstmSaved, NormOf, SgdStep, Slab, Targets};
+use super::{Backend, Gemm, LstmGrads, LstmLayer, LstmSaved, NormOf, SgdStep, Slab, Targets};
 use crate::storage::Device;
 use std::sync::Arc;
 use tapegrad_kernels::attention::{AttentionShape, DropoutMask, Qkv};
@@ -453,12 +453,11 @@ impl<T: Float> Backend<T> for CudaStorage<T> {
         });
         (dz, dcp)
     }
-    /// Per direction the recurrence writes h, h_n and c_n to their own buffers; they
-    /// are then copied into the direction's `[h | h_n | c_n]` block of the output.
-    fn lstm_layer(dirs: &[(&Self, &Self)], l: &LstmLayer) -> (Self, Vec<LstmSaved<Self>>) {
+    /// Per direction the recurrence writes h, h_n and c_n to their own buffers; the h are
+    /// then put side by side in the output (one concat) and the c_n one after another.
+    fn lstm_layer(dirs: &[(&Self, &Self)], l: &LstmLayer) -> (Self, Self, Vec<LstmSaved<Self>>) {
         let first = dirs[0].0;
         let ((n, b), hh, nd) = (l.n_b(), l.hidden, dirs.len());
-        let block = l.block_rows() * hh;
         let run = first.attempt(|| {
             let mut per_dir = Vec::with_capacity(nd);
             for _ in dirs {
@@ -473,59 +472,84 @@ impl<T: Float> Backend<T> for CudaStorage<T> {
                 fwd.push(ForwardDir { xproj, gates, w_hh, reverse: l.reverse[d], h, c, tanh_c, h_n, c_n });
             }
             gpu::lstm::sequences_forward(fwd, &l.batch_sizes, hh)?;
-            let mut out = first.uninit(nd * block)?;
-            for (d, (_, h, _, _, h_n, c_n)) in per_dir.iter().enumerate() {
-                out.copy_from(d * block, h, 0, n * hh)?;
-                out.copy_from(d * block + n * hh, h_n, 0, b * hh)?;
-                out.copy_from(d * block + (n + b) * hh, c_n, 0, b * hh)?;
+            let mut out = first.uninit(n * nd * hh)?;
+            let hs: Vec<&GpuBuffer<T>> = per_dir.iter().map(|d| &d.1).collect();
+            gpu::permute::concat(&hs, &vec![hh; nd], n, 1, &mut out)?;
+            let mut c_n = first.uninit(nd * b * hh)?;
+            for (d, dir) in per_dir.iter().enumerate() {
+                c_n.copy_from(d * b * hh, &dir.5, 0, b * hh)?;
             }
-            Ok((out, per_dir))
+            Ok((out, c_n, per_dir))
         });
         let saved = |act, c, tanh_c| LstmSaved {
             act: first.wrap(act, n * 4 * hh),
             c: first.wrap(c, n * hh),
             tanh_c: first.wrap(tanh_c, n * hh),
         };
+        let (out_len, c_n_len) = (n * nd * hh, nd * b * hh);
         match run {
-            Some((out, per_dir)) => {
+            Some((out, c_n, per_dir)) => {
                 let s = per_dir.into_iter().map(|(act, _, c, tc, _, _)| saved(Some(act), Some(c), Some(tc)));
-                (first.wrap(Some(out), nd * block), s.collect())
+                (first.wrap(Some(out), out_len), first.wrap(Some(c_n), c_n_len), s.collect())
             }
-            None => (first.wrap(None, nd * block), (0..nd).map(|_| saved(None, None, None)).collect()),
+            None => (
+                first.wrap(None, out_len),
+                first.wrap(None, c_n_len),
+                (0..nd).map(|_| saved(None, None, None)).collect(),
+            ),
         }
     }
+    /// The recurrence reads each direction's h and d_h as its own `[N, H]`: they are taken
+    /// out of the output's columns first (a missing gradient is zero).
     fn lstm_layer_backward(
-        w_hh: &[&Self],
-        saved: &[LstmSaved<&Self>],
-        out: &Self,
-        g: &Self,
+        g: LstmGrads<'_, Self>,
         l: &LstmLayer,
         want_dw: &[bool],
     ) -> Vec<(Self, Option<Self>)> {
         let ((n, b), hh) = (l.n_b(), l.hidden);
-        let block = l.block_rows() * hh;
+        let (nd, out) = (g.w_hh.len(), g.out);
         let run = out.attempt(|| {
-            let mut grads = Vec::with_capacity(w_hh.len());
+            let columns = |buf: &GpuBuffer<T>, d: usize| -> Res<GpuBuffer<T>> {
+                let mut o = out.uninit(n * hh)?;
+                gpu::permute::narrow(buf, n, nd, hh, d, 1, &mut o)?;
+                Ok(o)
+            };
+            let zero_h_n = out.zeros(b * hh)?;
+            let zero_c_n = if g.d_c_n.is_none() { Some(out.zeros(nd * b * hh)?) } else { None };
+            let d_c_n = match (g.d_c_n, &zero_c_n) {
+                (Some(d), _) => d.get()?,
+                (None, z) => z.as_ref().expect("made above"),
+            };
+            let mut per_dir = Vec::with_capacity(nd);
+            for d in 0..nd {
+                let h = columns(out.get()?, d)?;
+                let d_h = match g.d_out {
+                    Some(d_out) => columns(d_out.get()?, d)?,
+                    None => out.zeros(n * hh)?,
+                };
+                per_dir.push((h, d_h));
+            }
+            let mut grads = Vec::with_capacity(nd);
             for &want in want_dw {
                 grads
                     .push((out.uninit(n * 4 * hh)?, if want { Some(out.zeros(4 * hh * hh)?) } else { None }));
             }
-            let mut dirs = Vec::with_capacity(w_hh.len());
-            for (d, (d_gates, d_w_hh)) in grads.iter_mut().enumerate() {
+            let mut dirs = Vec::with_capacity(nd);
+            for (d, ((d_gates, d_w_hh), (h, d_h))) in grads.iter_mut().zip(&per_dir).enumerate() {
                 dirs.push(BackwardDir {
-                    act: saved[d].act.get()?,
-                    w_hh: w_hh[d].get()?,
+                    act: g.saved[d].act.get()?,
+                    w_hh: g.w_hh[d].get()?,
                     reverse: l.reverse[d],
-                    h: out.get()?,
-                    h_offset: d * block,
-                    c: saved[d].c.get()?,
-                    tanh_c: saved[d].tanh_c.get()?,
-                    d_h: g.get()?,
-                    d_h_offset: d * block,
-                    d_h_n: g.get()?,
-                    d_h_n_offset: d * block + n * hh,
-                    d_c_n: g.get()?,
-                    d_c_n_offset: d * block + (n + b) * hh,
+                    h,
+                    h_offset: 0,
+                    c: g.saved[d].c.get()?,
+                    tanh_c: g.saved[d].tanh_c.get()?,
+                    d_h,
+                    d_h_offset: 0,
+                    d_h_n: &zero_h_n,
+                    d_h_n_offset: 0,
+                    d_c_n,
+                    d_c_n_offset: d * b * hh,
                     d_gates,
                     d_w_hh: d_w_hh.as_mut(),
                 });

@@ -3,7 +3,9 @@
 //! naming the kernel family and both devices (the ops check first with the op's own
 //! name, see `ops::same_device`).
 
-use super::{Backend, CudaStorage, Gemm, LstmLayer, LstmSaved, NormOf, ResidualNorm, SgdStep, Slab, Targets};
+use super::{
+    Backend, CudaStorage, Gemm, LstmGrads, LstmLayer, LstmSaved, NormOf, ResidualNorm, SgdStep, Slab, Targets,
+};
 use crate::storage::{CpuStorage, Device, Storage};
 use tapegrad_kernels::attention::{AttentionShape, DropoutMask};
 use tapegrad_kernels::broadcast::Binary;
@@ -363,43 +365,35 @@ impl<T: Float> Backend<T> for Storage<T> {
             (dz.wrap(), dc.wrap())
         })
     }
-    fn lstm_layer(dirs: &[(&Self, &Self)], l: &LstmLayer) -> (Self, Vec<LstmSaved<Self>>) {
-        let d = dirs[0].0.device();
-        let op = "lstm_packed";
+    fn lstm_layer(dirs: &[(&Self, &Self)], l: &LstmLayer) -> (Self, Self, Vec<LstmSaved<Self>>) {
+        fn run<T: Float, B: Variant<T>>(
+            dirs: &[(&Storage<T>, &Storage<T>)],
+            l: &LstmLayer,
+        ) -> (Storage<T>, Storage<T>, Vec<LstmSaved<Storage<T>>>) {
+            let (d, op) = (dirs[0].0.device(), "lstm_packed");
+            let ds: Vec<(&B, &B)> = dirs.iter().map(|(x, w)| (same(op, d, x), same(op, d, w))).collect();
+            let (out, c_n, saved) = B::lstm_layer(&ds, l);
+            (out.wrap(), c_n.wrap(), saved.into_iter().map(wrap_saved).collect())
+        }
         match dirs[0].0 {
-            Storage::Cpu(_) => {
-                let ds: Vec<(&CpuStorage<T>, &CpuStorage<T>)> =
-                    dirs.iter().map(|(x, w)| (same(op, d, x), same(op, d, w))).collect();
-                let (out, saved) = CpuStorage::lstm_layer(&ds, l);
-                (out.wrap(), saved.into_iter().map(wrap_saved).collect())
-            }
-            Storage::Cuda(_) => {
-                let ds: Vec<(&CudaStorage<T>, &CudaStorage<T>)> =
-                    dirs.iter().map(|(x, w)| (same(op, d, x), same(op, d, w))).collect();
-                let (out, saved) = CudaStorage::lstm_layer(&ds, l);
-                (out.wrap(), saved.into_iter().map(wrap_saved).collect())
-            }
+            Storage::Cpu(_) => run::<T, CpuStorage<T>>(dirs, l),
+            Storage::Cuda(_) => run::<T, CudaStorage<T>>(dirs, l),
         }
     }
     fn lstm_layer_backward(
-        w_hh: &[&Self],
-        saved: &[LstmSaved<&Self>],
-        out: &Self,
-        g: &Self,
+        g: LstmGrads<'_, Self>,
         l: &LstmLayer,
         want_dw: &[bool],
     ) -> Vec<(Self, Option<Self>)> {
         fn run<T: Float, B: Variant<T>>(
-            w_hh: &[&Storage<T>],
-            saved: &[LstmSaved<&Storage<T>>],
-            out: &Storage<T>,
-            g: &Storage<T>,
+            g: LstmGrads<'_, Storage<T>>,
             l: &LstmLayer,
             want_dw: &[bool],
         ) -> Vec<(Storage<T>, Option<Storage<T>>)> {
-            let (d, op) = (out.device(), "lstm_packed");
-            let ws: Vec<&B> = w_hh.iter().map(|w| same(op, d, w)).collect();
-            let sv: Vec<LstmSaved<&B>> = saved
+            let (d, op) = (g.out.device(), "lstm_packed");
+            let ws: Vec<&B> = g.w_hh.iter().map(|w| same(op, d, w)).collect();
+            let sv: Vec<LstmSaved<&B>> = g
+                .saved
                 .iter()
                 .map(|s| LstmSaved {
                     act: same(op, d, s.act),
@@ -407,12 +401,19 @@ impl<T: Float> Backend<T> for Storage<T> {
                     tanh_c: same(op, d, s.tanh_c),
                 })
                 .collect();
-            let r = B::lstm_layer_backward(&ws, &sv, same(op, d, out), same(op, d, g), l, want_dw);
+            let gb = LstmGrads {
+                w_hh: &ws,
+                saved: &sv,
+                out: same(op, d, g.out),
+                d_out: g.d_out.map(|x| same(op, d, x)),
+                d_c_n: g.d_c_n.map(|x| same(op, d, x)),
+            };
+            let r = B::lstm_layer_backward(gb, l, want_dw);
             r.into_iter().map(|(dz, dw)| (dz.wrap(), dw.map(Variant::wrap))).collect()
         }
-        match out {
-            Storage::Cpu(_) => run::<T, CpuStorage<T>>(w_hh, saved, out, g, l, want_dw),
-            Storage::Cuda(_) => run::<T, CudaStorage<T>>(w_hh, saved, out, g, l, want_dw),
+        match g.out {
+            Storage::Cpu(_) => run::<T, CpuStorage<T>>(g, l, want_dw),
+            Storage::Cuda(_) => run::<T, CudaStorage<T>>(g, l, want_dw),
         }
     }
 

@@ -133,11 +133,23 @@ pub struct Targets<'a> {
 }
 
 /// What a packed LSTM layer keeps per direction for its backward: the activated gates
-/// `[N, 4H]`, c and tanh(c) `[N, H]` (the h rows are part of the op's output).
+/// `[N, 4H]`, c and tanh(c) `[N, H]` (the h rows are the op's output).
 pub struct LstmSaved<S> {
     pub act: S,
     pub c: S,
     pub tanh_c: S,
+}
+
+/// What a packed LSTM layer's backward reads: per direction its recurrent weight and what
+/// the forward saved, the forward's output, and the output gradients (None: zero).
+pub struct LstmGrads<'a, S> {
+    pub w_hh: &'a [&'a S],
+    pub saved: &'a [LstmSaved<&'a S>],
+    /// `[N, D·H]`.
+    pub out: &'a S,
+    /// `[N, D·H]`, `[D·B, H]`.
+    pub d_out: Option<&'a S>,
+    pub d_c_n: Option<&'a S>,
 }
 
 /// The packed LSTM layer's geometry: `batch_sizes` per step, hidden size, and each
@@ -154,10 +166,9 @@ impl LstmLayer {
     pub fn n_b(&self) -> (usize, usize) {
         (self.batch_sizes.iter().sum(), self.batch_sizes.first().copied().unwrap_or(0))
     }
-    /// Rows of one direction's block of the output: h (N) | h_n (B) | c_n (B).
-    pub fn block_rows(&self) -> usize {
-        let (n, b) = self.n_b();
-        n + 2 * b
+    /// Directions.
+    pub fn dirs(&self) -> usize {
+        self.reverse.len()
     }
 }
 
@@ -305,14 +316,14 @@ pub trait Backend<T: Float>: Sized {
     fn lstm_cell(&self, c_prev: &Self, hidden: usize) -> (Self, Self, Self);
     /// self = activated gates; g = dL/d[h | c] → (dgates, dc_prev).
     fn lstm_cell_backward(&self, c_prev: &Self, tanh_c: &Self, g: &Self, hidden: usize) -> (Self, Self);
-    /// `dirs[d] = (xproj [N, 4H], w_hh [4H, H])` → (every direction's `[h | h_n | c_n]` block, saved).
-    fn lstm_layer(dirs: &[(&Self, &Self)], l: &LstmLayer) -> (Self, Vec<LstmSaved<Self>>);
-    /// out = the forward's output, g its gradient → per direction (dxproj, dw_hh if asked).
+    /// `dirs[d] = (xproj [N, 4H], w_hh [4H, H])` → (out `[N, D·H]`: every step's h with the
+    /// directions side by side, the next layer's input; c_n `[D·B, H]`: each direction's
+    /// final cell states; saved).
+    fn lstm_layer(dirs: &[(&Self, &Self)], l: &LstmLayer) -> (Self, Self, Vec<LstmSaved<Self>>);
+    /// out = the forward's output (its h rows); `d_out` `[N, D·H]` and `d_c_n` `[D·B, H]`
+    /// the gradients (None: zero) → per direction (dxproj, dw_hh if asked).
     fn lstm_layer_backward(
-        w_hh: &[&Self],
-        saved: &[LstmSaved<&Self>],
-        out: &Self,
-        g: &Self,
+        g: LstmGrads<'_, Self>,
         l: &LstmLayer,
         want_dw: &[bool],
     ) -> Vec<(Self, Option<Self>)>;

@@ -17,11 +17,12 @@
 //! dc_prev = dc_tot⊙f
 //! ```
 //!
-//! Both ops produce a single tensor holding every output (so one backward sees
-//! all the output gradients at once) and hand out `narrow` views of it.
+//! The cell produces a single tensor `[h | c]` (so one backward sees both gradients at
+//! once) and hands out `narrow`s of it; the packed layer, see [`Tensor::lstm_packed_dirs`].
 
-use crate::backend::{Backend, LstmLayer, LstmSaved};
+use crate::backend::{Backend, LstmGrads, LstmLayer, LstmSaved};
 use crate::{Storage, Tensor};
+use std::rc::Rc;
 use tapegrad_kernels::lstm as k;
 use tapegrad_kernels::Float;
 
@@ -86,20 +87,29 @@ impl<T: Float> Tensor<T> {
         batch_sizes: &[usize],
         reverse: bool,
     ) -> (Tensor<T>, Tensor<T>, Tensor<T>) {
-        let mut out = Tensor::lstm_packed_dirs(&[(self, w_hh, reverse)], batch_sizes);
-        out.pop().expect("one direction")
+        let LstmLayerOut { out, mut h_n, mut c_n } =
+            Tensor::lstm_packed_dirs(&[(self, w_hh, reverse)], batch_sizes);
+        (out, h_n.pop().expect("one direction"), c_n.pop().expect("one direction"))
     }
 
     /// Several directions of an LSTM layer over the same packed batch as ONE op:
     /// `dirs[d] = (xproj_d [N, 4H], w_hh_d [4H, H], reverse_d)`, each as in
     /// [`Tensor::lstm_packed`]. A bidirectional layer's two directions are independent,
     /// so forward and backward run them at the same time, one per core
-    /// ([`k::sequences_forward`], [`k::sequences_backward`]). Returns `(h, h_n, c_n)`
-    /// per direction; the math per direction is that of `lstm_packed`.
+    /// ([`k::sequences_forward`], [`k::sequences_backward`]).
+    ///
+    /// Returns the layer's output `[N, D·H]`, every step's h with the directions side by
+    /// side (the next layer's input, as the recurrence leaves it), and per direction its
+    /// final states `(h_n, c_n)`, each `[B, H]`. h_n is a row of the output (a sequence's
+    /// last step; step 0 in reverse), selected from it, so its gradient reaches the
+    /// recurrence through the output's. c_n is a second node on the tape over the same
+    /// inputs: its backward is the recurrence's backward with the output's gradient zero,
+    /// and the output's has c_n's zero; by linearity the two add up to the whole backward,
+    /// and a model that never reads c_n (a classifier) runs it once.
     pub fn lstm_packed_dirs(
         dirs: &[(&Tensor<T>, &Tensor<T>, bool)],
         batch_sizes: &[usize],
-    ) -> Vec<(Tensor<T>, Tensor<T>, Tensor<T>)> {
+    ) -> LstmLayerOut<T> {
         let (n, b) = k::check_batch_sizes(batch_sizes);
         assert!(!dirs.is_empty(), "lstm_packed: no direction given");
         let hh = dirs[0].1.shape().get(1).copied().unwrap_or(0);
@@ -124,39 +134,86 @@ impl<T: Float> Tensor<T> {
             reverse: dirs.iter().map(|d| d.2).collect(),
         };
         let wvs: Vec<Tensor<T>> = dirs.iter().map(|(_, w, _)| w.detach()).collect();
-        // per direction a block [h (N rows) | h_n (B rows) | c_n (B rows)] × H, and what
-        // the backward needs (activated gates, c, tanh c)
-        let (out, saved) = {
+        // the output [N, D·H], the final cell states [D·B, H], and what the backward needs
+        // (activated gates, c, tanh c)
+        let (out, c_n, saved) = {
             let sts: Vec<_> =
                 dirs.iter().map(|(x, _, _)| x.storage()).zip(wvs.iter().map(|w| w.storage())).collect();
             let pairs: Vec<(&Storage<T>, &Storage<T>)> = sts.iter().map(|(x, w)| (&**x, &**w)).collect();
             Storage::lstm_layer(&pairs, &layer)
         };
-        let value = Tensor::from_storage(out, &[nd * (n + 2 * b), hh]);
-        let saved_out = value.clone(); // the h rows of the output: captured, not copied
-        let xs: Vec<Tensor<T>> = dirs.iter().map(|(x, _, _)| (*x).clone()).collect();
-        let ws: Vec<Tensor<T>> = dirs.iter().map(|(_, w, _)| (*w).clone()).collect();
-        let all = Tensor::from_op("lstm_packed", value, &all_inputs, move |g| {
-            let wsts: Vec<_> = wvs.iter().map(|w| w.storage()).collect();
-            let w_hh: Vec<&Storage<T>> = wsts.iter().map(|w| &**w).collect();
-            let sv: Vec<LstmSaved<&Storage<T>>> =
-                saved.iter().map(|s| LstmSaved { act: &s.act, c: &s.c, tanh_c: &s.tanh_c }).collect();
-            let want: Vec<bool> = ws.iter().map(|w| w.tracks_grad()).collect();
-            let grads =
-                Storage::lstm_layer_backward(&w_hh, &sv, &saved_out.storage(), &g.storage(), &layer, &want);
-            for ((x, w), (dz, dw)) in xs.iter().zip(&ws).zip(grads) {
-                x.accumulate_grad(|| Tensor::from_storage(dz, &[n, 4 * hh]));
-                if let Some(dw) = dw {
-                    w.accumulate_grad(|| Tensor::from_storage(dw, &[4 * hh, hh]));
-                }
-            }
+        let out = Tensor::from_storage(out, &[n, nd * hh]);
+        let bw = Rc::new(LayerBackward {
+            out: out.clone(), // the h rows the backward reads: captured, not copied
+            saved,
+            xs: dirs.iter().map(|(x, _, _)| (*x).clone()).collect(),
+            ws: dirs.iter().map(|(_, w, _)| (*w).clone()).collect(),
+            wvs,
+            layer,
         });
-        (0..nd)
-            .map(|d| {
-                let o = d * (n + 2 * b);
-                (all.narrow(0, o, n), all.narrow(0, o + n, b), all.narrow(0, o + n + b, b))
-            })
-            .collect()
+        let b2 = Rc::clone(&bw);
+        let out = Tensor::from_op("lstm_packed", out, &all_inputs, move |g| b2.run(Some(&g.storage()), None));
+        let c_n = Tensor::from_storage(c_n, &[nd * b, hh]);
+        let c_n = Tensor::from_op("lstm_packed", c_n, &all_inputs, move |g| bw.run(None, Some(&g.storage())));
+        // every direction's final rows in one selection [D·B, D·H] (one gradient scattered
+        // back into the output's, not one per direction added up)
+        let rows: Vec<usize> = dirs.iter().flat_map(|d| final_rows(batch_sizes, d.2)).collect();
+        let last = out.index_select(0, &rows);
+        let h_n = (0..nd).map(|d| last.narrow(0, d * b, b).narrow(1, d * hh, hh)).collect();
+        let c_n = (0..nd).map(|d| c_n.narrow(0, d * b, b)).collect();
+        LstmLayerOut { out, h_n, c_n }
+    }
+}
+
+/// What [`Tensor::lstm_packed_dirs`] returns.
+pub struct LstmLayerOut<T: Float> {
+    /// `[N, D·H]`: every step's h, the directions side by side.
+    pub out: Tensor<T>,
+    /// Per direction, each sequence's final hidden and cell state `[B, H]`.
+    pub h_n: Vec<Tensor<T>>,
+    pub c_n: Vec<Tensor<T>>,
+}
+
+/// Row of each sequence's final step in the packed layout (sorted sequence j runs while
+/// `batch_sizes[t] > j`): its last step forward, step 0 in reverse.
+fn final_rows(batch_sizes: &[usize], reverse: bool) -> Vec<usize> {
+    let offsets = k::packed_offsets(batch_sizes);
+    let b = batch_sizes.first().copied().unwrap_or(0);
+    (0..b)
+        .map(|j| if reverse { j } else { offsets[batch_sizes.iter().filter(|&&bt| bt > j).count() - 1] + j })
+        .collect()
+}
+
+/// What both tape nodes of a packed LSTM layer (the output, c_n) share for their backward.
+struct LayerBackward<T: Float> {
+    out: Tensor<T>,
+    saved: Vec<LstmSaved<Storage<T>>>,
+    xs: Vec<Tensor<T>>,
+    ws: Vec<Tensor<T>>,
+    /// w_hh as of the forward.
+    wvs: Vec<Tensor<T>>,
+    layer: LstmLayer,
+}
+
+impl<T: Float> LayerBackward<T> {
+    /// Backpropagation through time from the output's and c_n's gradients (None: zero),
+    /// accumulated into the input projections and the recurrent weights.
+    fn run(&self, d_out: Option<&Storage<T>>, d_c_n: Option<&Storage<T>>) {
+        let ((n, _), hh) = (self.layer.n_b(), self.layer.hidden);
+        let wsts: Vec<_> = self.wvs.iter().map(|w| w.storage()).collect();
+        let w_hh: Vec<&Storage<T>> = wsts.iter().map(|w| &**w).collect();
+        let saved: Vec<LstmSaved<&Storage<T>>> =
+            self.saved.iter().map(|s| LstmSaved { act: &s.act, c: &s.c, tanh_c: &s.tanh_c }).collect();
+        let want: Vec<bool> = self.ws.iter().map(|w| w.tracks_grad()).collect();
+        let out = self.out.storage();
+        let g = LstmGrads { w_hh: &w_hh, saved: &saved, out: &out, d_out, d_c_n };
+        let grads = Storage::lstm_layer_backward(g, &self.layer, &want);
+        for ((x, w), (dz, dw)) in self.xs.iter().zip(&self.ws).zip(grads) {
+            x.accumulate_grad(|| Tensor::from_storage(dz, &[n, 4 * hh]));
+            if let Some(dw) = dw {
+                w.accumulate_grad(|| Tensor::from_storage(dw, &[4 * hh, hh]));
+            }
+        }
     }
 }
 

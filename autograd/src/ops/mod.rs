@@ -10,7 +10,7 @@ mod dropout;
 mod index;
 mod linear;
 mod loss;
-mod lstm_cell;
+pub(crate) mod lstm_cell;
 mod matmul;
 pub(crate) mod norm;
 mod reduce;

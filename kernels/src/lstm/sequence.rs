@@ -36,14 +36,19 @@ pub struct ForwardDir<'a, T> {
 
 /// One direction's buffers for [`sequences_backward`].
 pub struct BackwardDir<'a, T> {
-    /// What the forward saved: activated gates `[N, 4H]`, `h`, `c`, `tanh_c` `[N, H]`.
+    /// What the forward saved: activated gates `[N, 4H]`, `h` (N rows of H, `stride`
+    /// apart), `c`, `tanh_c` `[N, H]`.
     pub act: &'a [T],
     pub w_hh: &'a [T],
     pub reverse: bool,
     pub h: &'a [T],
     pub c: &'a [T],
     pub tanh_c: &'a [T],
-    /// Output gradients: `d_h` `[N, H]`, `d_h_n`, `d_c_n` `[B, H]`.
+    /// Row stride of `h` and `d_h`: H when they are the direction's own `[N, H]`, D·H when
+    /// they are its columns of a layer's output `[N, D·H]` (the slices then start at the
+    /// direction's first column).
+    pub stride: usize,
+    /// Output gradients: `d_h` (N rows of H, `stride` apart), `d_h_n`, `d_c_n` `[B, H]`.
     pub d_h: &'a [T],
     pub d_h_n: &'a [T],
     pub d_c_n: &'a [T],
@@ -202,9 +207,19 @@ fn backward_one<T: Float>(d: BackwardDir<'_, T>, batch_sizes: &[usize], hidden: 
     threads::ensure_ftz();
     let (n, b) = check_batch_sizes(batch_sizes);
     let (hh, g4) = (hidden, 4 * hidden);
-    let BackwardDir { act, w_hh, reverse, h, c, tanh_c, d_h, d_h_n, d_c_n, d_gates, d_w_hh } = d;
+    let BackwardDir { act, w_hh, reverse, h, c, tanh_c, stride, d_h, d_h_n, d_c_n, d_gates, d_w_hh } = d;
     assert!(act.len() == n * g4 && d_gates.len() == n * g4 && w_hh.len() == g4 * hh);
-    assert!(h.len() == n * hh && c.len() == n * hh && tanh_c.len() == n * hh && d_h.len() == n * hh);
+    assert!(c.len() == n * hh && tanh_c.len() == n * hh);
+    // h and d_h: N rows of H, `stride` apart (the last row need not be followed by a gap)
+    let rows_len = if n == 0 { 0 } else { (n - 1) * stride + hh };
+    assert!(
+        stride >= hh && h.len() >= rows_len && d_h.len() >= rows_len,
+        "lstm backward: h or d_h too short"
+    );
+    // row r of h or d_h
+    fn row<T>(buf: &[T], r: usize, stride: usize, hh: usize) -> &[T] {
+        &buf[r * stride..r * stride + hh]
+    }
     assert!(d_h_n.len() == b * hh && d_c_n.len() == b * hh);
     // B = W_hh [4H, H], row-major.
     let w = StepWeight::new(MatRef::rows(w_hh, hh), g4, hh, prepack);
@@ -222,8 +237,12 @@ fn backward_one<T: Float>(d: BackwardDir<'_, T>, batch_sizes: &[usize], hidden: 
         let p = prev.map_or(0, |tp| batch_sizes[tp].min(bt));
         let prev_off = prev.map_or(0, |tp| offs[tp]);
         // dL/dh_t = the output's gradient + what step t+1 sent back
-        for ((d, &g), &ch) in dh[..bt * hh].iter_mut().zip(&d_h[off * hh..(off + bt) * hh]).zip(&carry_h) {
-            *d = g + ch;
+        for (j, (dh_row, ch_row)) in
+            dh[..bt * hh].chunks_exact_mut(hh).zip(carry_h.chunks_exact(hh)).enumerate()
+        {
+            for ((d, &g), &ch) in dh_row.iter_mut().zip(row(d_h, off + j, stride, hh)).zip(ch_row) {
+                *d = g + ch;
+            }
         }
         let dz = &mut d_gates[off * g4..(off + bt) * g4];
         let x = CellBackwardIn {
@@ -250,7 +269,14 @@ fn backward_one<T: Float>(d: BackwardDir<'_, T>, batch_sizes: &[usize], hidden: 
         for (k, &t) in order.iter().enumerate().skip(1) {
             let tp = order[k - 1];
             let p = batch_sizes[tp].min(batch_sizes[t]);
-            h_prev[offs[t] * hh..(offs[t] + p) * hh].copy_from_slice(&h[offs[tp] * hh..(offs[tp] + p) * hh]);
+            for j in 0..p {
+                h_prev[(offs[t] + j) * hh..(offs[t] + j + 1) * hh].copy_from_slice(row(
+                    h,
+                    offs[tp] + j,
+                    stride,
+                    hh,
+                ));
+            }
         }
         let (dz_t, h_prev) = (MatRef::cols(d_gates, g4), MatRef::rows(&h_prev, hh));
         gemm(Dims::new(g4, hh, n), dz_t, h_prev, T::ONE, MatMut::rows(dw, hh));
@@ -353,6 +379,7 @@ mod tests {
                     h: &s.1,
                     c: &s.2,
                     tanh_c: &s.3,
+                    stride: hh,
                     d_h: &d_h,
                     d_h_n: &dhn,
                     d_c_n: &dcn,
@@ -380,6 +407,7 @@ mod tests {
                 h: &one.1,
                 c: &one.2,
                 tanh_c: &one.3,
+                stride: hh,
                 d_h: &d_h,
                 d_h_n: &dhn,
                 d_c_n: &dcn,
@@ -390,5 +418,65 @@ mod tests {
             assert!(max_diff(&dz, &grads[d].0) < 1e-4, "dz {}", max_diff(&dz, &grads[d].0));
             assert!(max_diff(&dw, &grads[d].1) < 1e-3, "dW {}", max_diff(&dw, &grads[d].1));
         }
+    }
+
+    /// h and d_h read as a direction's columns of a wider output (`stride` > H) give the
+    /// same bits as the direction's own `[N, H]`.
+    #[test]
+    fn backward_reads_strided_h_and_d_h() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+        let hh = 5;
+        let lens = [6usize, 4, 4, 1];
+        let bs: Vec<usize> = (0..6).map(|t| lens.iter().filter(|&&l| l > t).count()).collect();
+        let (n, b) = check_batch_sizes(&bs);
+        let xproj = rand_vec(n * 4 * hh, 2.0, &mut rng);
+        let w = rand_vec(4 * hh * hh, 0.5, &mut rng);
+        let d_h = rand_vec(n * hh, 1.0, &mut rng);
+        let z = |k: usize| vec![0.0; k * hh];
+        let (mut act, mut h, mut c, mut tc, mut hn, mut cn) = (z(4 * n), z(n), z(n), z(n), z(b), z(b));
+        let dir = ForwardDir {
+            xproj: &xproj,
+            gates: &mut act,
+            w_hh: &w,
+            reverse: true,
+            h: &mut h,
+            c: &mut c,
+            tanh_c: &mut tc,
+            h_n: &mut hn,
+            c_n: &mut cn,
+        };
+        sequences_forward(vec![dir], &bs, hh);
+        // the same rows as columns hh..2hh of [N, 3H] buffers (the rest NaN: never read)
+        let wide = |v: &[f64]| {
+            let mut o = vec![f64::NAN; n * 3 * hh];
+            for (r, row) in v.chunks_exact(hh).enumerate() {
+                o[r * 3 * hh + hh..r * 3 * hh + 2 * hh].copy_from_slice(row);
+            }
+            o
+        };
+        let (h_wide, d_h_wide) = (wide(&h), wide(&d_h));
+        let run = |h: &[f64], d_h: &[f64], stride: usize| {
+            let (mut dz, mut dw, zeros) = (z(4 * n), vec![0.0; 4 * hh * hh], vec![0.0; b * hh]);
+            let dir = BackwardDir {
+                act: &act,
+                w_hh: &w,
+                reverse: true,
+                h,
+                c: &c,
+                tanh_c: &tc,
+                stride,
+                d_h,
+                d_h_n: &zeros,
+                d_c_n: &zeros,
+                d_gates: &mut dz,
+                d_w_hh: Some(&mut dw),
+            };
+            sequences_backward(vec![dir], &bs, hh);
+            (dz, dw)
+        };
+        let own = run(&h, &d_h, hh);
+        let strided = run(&h_wide[hh..], &d_h_wide[hh..], 3 * hh);
+        assert_eq!(own, strided);
+        assert!(own.0.iter().chain(&own.1).all(|v| v.is_finite()));
     }
 }

@@ -268,6 +268,7 @@ mod tests {
                     h: &h,
                     c: &c,
                     tanh_c: &tc,
+                    stride: hh,
                     d_h: &d_h,
                     d_h_n: &dhn,
                     d_c_n: &dcn,
