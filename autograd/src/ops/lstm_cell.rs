@@ -151,10 +151,19 @@ impl<T: Float> Tensor<T> {
             wvs,
             layer,
         });
-        let b2 = Rc::clone(&bw);
-        let out = Tensor::from_op("lstm_packed", out, &all_inputs, move |g| b2.run(Some(&g.storage()), None));
+        // The output's node owns the saved state, so that its backward frees it (as the tape
+        // frees every op's); c_n's node reaches it through the output (one of its inputs,
+        // which it sends no gradient) and runs first, being newer.
+        let weak = Rc::downgrade(&bw);
+        let out = Tensor::from_op("lstm_packed", out, &all_inputs, move |g| bw.run(Some(&g.storage()), None));
         let c_n = Tensor::from_storage(c_n, &[nd * b, hh]);
-        let c_n = Tensor::from_op("lstm_packed", c_n, &all_inputs, move |g| bw.run(None, Some(&g.storage())));
+        let c_n_inputs: Vec<&Tensor<T>> = all_inputs.iter().copied().chain([&out]).collect();
+        let c_n = Tensor::from_op("lstm_packed", c_n, &c_n_inputs, move |g| {
+            let bw = weak.upgrade().expect(
+                "backward(): the graph through `lstm_packed` was already freed by an earlier backward",
+            );
+            bw.run(None, Some(&g.storage()))
+        });
         // every direction's final rows in one selection [D·B, D·H] (one gradient scattered
         // back into the output's, not one per direction added up)
         let rows: Vec<usize> = dirs.iter().flat_map(|d| final_rows(batch_sizes, d.2)).collect();
@@ -184,7 +193,7 @@ fn final_rows(batch_sizes: &[usize], reverse: bool) -> Vec<usize> {
         .collect()
 }
 
-/// What both tape nodes of a packed LSTM layer (the output, c_n) share for their backward.
+/// What both tape nodes of a packed LSTM layer (the output, c_n) need for their backward.
 struct LayerBackward<T: Float> {
     out: Tensor<T>,
     saved: Vec<LstmSaved<Storage<T>>>,
@@ -325,5 +334,36 @@ mod tests {
             xproj.zero_grad();
             w.zero_grad();
         }
+    }
+
+    /// c_n alone, its layer's output dropped: the same gradients as through the kept
+    /// output; and a loss on the output alone does not need c_n's node to be dropped first.
+    #[test]
+    fn final_cell_states_alone_and_the_output_alone() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(13);
+        let hh = 2;
+        let batch_sizes = [3usize, 2, 2, 1];
+        let n: usize = batch_sizes.iter().sum();
+        let xs = [param(&[n, 4 * hh], 2.0, &mut rng), param(&[n, 4 * hh], 2.0, &mut rng)];
+        let ws = [param(&[4 * hh, hh], 1.0, &mut rng), param(&[4 * hh, hh], 1.0, &mut rng)];
+        let dirs = [(&xs[0], &ws[0], false), (&xs[1], &ws[1], true)];
+        let grads = || -> Vec<Vec<f64>> {
+            let g = xs.iter().chain(&ws).map(|t| t.grad().expect("a gradient").to_vec()).collect();
+            xs.iter().chain(&ws).for_each(|t| t.zero_grad());
+            g
+        };
+        // c_n of the reverse direction, the output and h_n dropped before the backward
+        let c_n = Tensor::lstm_packed_dirs(&dirs, &batch_sizes).c_n.pop().expect("two");
+        c_n.sum().backward();
+        let alone = grads();
+        // the same loss with the output kept (a zero-weighted term on it)
+        let l = Tensor::lstm_packed_dirs(&dirs, &batch_sizes);
+        l.c_n[1].sum().add(&l.out.mul(&T64::scalar(0.0)).sum()).backward();
+        assert_eq!(alone, grads());
+        // the output alone, with c_n still held
+        let l = Tensor::lstm_packed_dirs(&dirs, &batch_sizes);
+        l.out.sum().backward();
+        assert!(grads().iter().flatten().any(|&v| v != 0.0));
+        drop(l);
     }
 }
