@@ -166,10 +166,6 @@ impl LstmLayer {
     pub fn n_b(&self) -> (usize, usize) {
         (self.batch_sizes.iter().sum(), self.batch_sizes.first().copied().unwrap_or(0))
     }
-    /// Directions.
-    pub fn dirs(&self) -> usize {
-        self.reverse.len()
-    }
 }
 
 /// A buffer of `T` on one device and every kernel family on it (module doc).
