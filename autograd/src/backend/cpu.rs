@@ -389,9 +389,9 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         let width = nd * hh;
         // A missing gradient is zero (the output's when only c_n is used, and the reverse).
         let zero_out = g.d_out.is_none().then(|| zeroed(n * width));
-        let zero_c_n = zeroed(if g.d_c_n.is_none() { nd * b * hh } else { 0 });
+        let zero_c_n = g.d_c_n.is_none().then(|| zeroed(nd * b * hh));
         let d_out = g.d_out.map_or_else(|| &zero_out.as_ref().expect("made above")[..], |d| d.as_slice());
-        let d_c_n = g.d_c_n.map_or(&zero_c_n[..], |d| d.as_slice());
+        let d_c_n = g.d_c_n.map_or_else(|| &zero_c_n.as_ref().expect("made above")[..], |d| d.as_slice());
         // d h_n is part of d_out: h_n is a row of the output
         let zero_h_n = zeroed(b * hh);
         let mut dzs: Vec<HostBuffer<T>> = (0..nd).map(|_| overwritten(n * 4 * hh)).collect();
