@@ -54,10 +54,12 @@ use crate::gemm::{Dims, MatMut, MatRef};
 use crate::sgemm::reference::gemm_reference;
 use crate::sgemm::{isa, sgemm_with};
 use crate::threads::{num_threads, run_parts, SharedMut};
-use crate::{softmax, Float};
+use crate::{as_f32, as_f32_mut, softmax, Float};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::sync::atomic::{AtomicUsize, Ordering};
+
+mod panels;
 
 /// Q, K and V `(B, T, nh·d)`, read (`B = &[T]`), or their gradients, written
 /// (`B = &mut [T]`); on the GPU the same over device buffers.
@@ -237,31 +239,23 @@ fn attention_forward_with<T: Float>(
         o.fill(T::ZERO); // no queries, no keys or heads of size 0: each output an empty sum
         return;
     }
+    if probs.is_none() && dropout.is_none() {
+        // evaluation in f32: the panels path (module doc)
+        if let (Some(q), Some(k), Some(v), Some(o)) = (as_f32(q), as_f32(k), as_f32(v), as_f32_mut(&mut *o)) {
+            let mask = key_mask.map(|m| as_f32(m).expect("T is f32"));
+            return eval_forward(nthreads, s, Qkv { q, k, v }, mask, o);
+        }
+    }
     let scale = T::from_f64(1.0 / (d as f64).sqrt());
     let (o, probs) = (SharedMut::new(o), probs.map(SharedMut::new));
-    // Without a P to save or a dropout (evaluation), the scores go transposed (below).
-    let transposed = probs.is_none() && dropout.is_none();
-    // scratch: S (Tq,T), P (Tq,T) unless saved, a row's dropout bits, O_head (Tq,d),
-    // the column maxima and sums of the transposed path (2Tq)
+    // scratch: S (Tq,T), P (Tq,T) unless saved, a row's dropout bits, O_head (Tq,d)
     let scratch = || {
-        let (st, p_st) = (vec![T::ZERO; tq * t], if transposed { 0 } else { tq * t });
-        (st, vec![T::ZERO; p_st], vec![0u32; t], vec![T::ZERO; tq * d], vec![T::ZERO; 2 * tq])
+        let p_tmp = if probs.is_some() { 0 } else { tq * t };
+        (vec![T::ZERO; tq * t], vec![T::ZERO; p_tmp], vec![0u32; t], vec![T::ZERO; tq * d])
     };
-    for_each_pair(nthreads, s.pairs(), scratch, |pair, (sc, p_tmp, bits, o_head, cols)| {
+    for_each_pair(nthreads, s.pairs(), scratch, |pair, (sc, p_tmp, bits, o_head)| {
         let (qo, ko) = (s.q_offset(pair), s.kv_offset(pair));
         let mask = key_mask.map(|m| &m[(pair / s.heads) * t..][..t]);
-        if transposed {
-            // Sᵀ (T,Tq) = K (T,d) · Qᵀ (d,Tq): row j for key j, column i for query i
-            gemm(Dims::new(t, tq, d), MatRef::rows(&k[ko..], hid), MatRef::cols(&q[qo..], hid), sc);
-            // Pᵀ = the softmax down each column of scale·Sᵀ + mask (mask[j] on row j), in place
-            softmax::scaled_softmax_cols(sc, tq, scale, mask, cols);
-            // O (Tq,d) = P · V with P(i,j) = Pᵀ[j·Tq + i]: a column-major A, which the GEMM
-            // packs by plain copies (a row-major P takes a transposing pack)
-            gemm(Dims::new(tq, d, t), MatRef::cols(sc, tq), MatRef::rows(&v[ko..], hid), o_head);
-            // SAFETY: pair `pair` alone writes its head's columns of o.
-            unsafe { scatter_head(s, qo, o_head, &o) };
-            return;
-        }
         // S (Tq,T) = Q (Tq,d) · Kᵀ (d,T), both read in place (rows hid apart)
         gemm(Dims::new(tq, t, d), MatRef::rows(&q[qo..], hid), MatRef::cols(&k[ko..], hid), sc);
         // SAFETY: pair `pair` alone owns probs[pair·Tq·T ..][..Tq·T].
@@ -298,6 +292,35 @@ fn attention_forward_with<T: Float>(
         gemm(Dims::new(tq, d, t), MatRef::rows(pd, t), MatRef::rows(&v[ko..], hid), o_head);
         // SAFETY: pair `pair` alone writes its head's columns of o.
         unsafe { scatter_head(s, qo, o_head, &o) };
+    });
+}
+
+/// The evaluation forward in f32 (no P saved, no dropout): each pair on the micro-kernel's
+/// panels (`panels::eval_pair`), its O scattered into its head's columns. The shapes
+/// and lengths were checked by the caller; no buffer is empty.
+fn eval_forward(
+    nthreads: usize,
+    s: AttentionShape,
+    qkv: Qkv<&[f32]>,
+    key_mask: Option<&[f32]>,
+    o: &mut [f32],
+) {
+    let (t, hid) = (s.seq, s.hidden());
+    let shape = panels::PairShape { seq: t, queries: s.queries, head_dim: s.head_dim, stride: hid };
+    let isa = isa();
+    crate::isa::note(crate::isa::Family::Attention, isa);
+    let o = SharedMut::new(o);
+    for_each_pair(nthreads, s.pairs(), panels::Scratch::default, |pair, bufs| {
+        let (qo, ko) = (s.q_offset(pair), s.kv_offset(pair));
+        let head = panels::Head {
+            q: &qkv.q[qo..],
+            k: &qkv.k[ko..],
+            v: &qkv.v[ko..],
+            mask: key_mask.map(|m| &m[(pair / s.heads) * t..][..t]),
+            out: panels::OutRows { o: &o, at: qo, stride: hid },
+        };
+        // SAFETY: pair `pair` alone writes its head's columns of o.
+        unsafe { panels::eval_pair(isa, shape, &head, bufs) };
     });
 }
 

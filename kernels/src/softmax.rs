@@ -70,49 +70,42 @@ pub fn scaled_softmax_rows_reference<T: Float>(
     }
 }
 
-/// Attention's softmax down the columns of a transposed score block, in place, on the
-/// calling thread: `st` `(n, cols)` holds Sᵀ (row j for key j, column i for query i);
-/// each entry becomes `scale·st[j, i] + mask[j]`, then each column its softmax over j,
-/// so `st` ends as Pᵀ. `scratch` holds `2·cols` values (the column maxima and sums).
-/// Every pass walks whole rows with the vector lanes on neighbouring columns, so no
-/// pass reduces across lanes.
-pub fn scaled_softmax_cols<T: Float>(
-    st: &mut [T],
-    cols: usize,
-    scale: T,
-    mask: Option<&[T]>,
-    scratch: &mut [T],
-) {
+/// Attention's softmax down the columns of a transposed score block, in place, without
+/// its division: `st` `(n, cols)` holds Sᵀ (row j for key j, column i for query i); each
+/// entry becomes `e^{scale·st[j, i] + mask[j] − max_i}` with `max_i` the column's largest
+/// `scale·st[j, i] + mask[j]`, and `sums[i]` the column's sum of them, so that
+/// `Pᵀ[j, i] = st[j, i] / sums[i]`. The caller divides (attention divides O's rows, d
+/// values each, rather than P's T). Every pass walks whole rows with the vector lanes on
+/// neighbouring columns, so no pass reduces across lanes.
+pub fn scaled_exp_cols<T: Float>(st: &mut [T], cols: usize, scale: T, mask: Option<&[T]>, sums: &mut [T]) {
     crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
-    assert!(cols > 0 && st.len().is_multiple_of(cols), "scaled_softmax_cols: bad buffer sizes");
-    assert!(scratch.len() >= 2 * cols, "scaled_softmax_cols: scratch needs 2·cols values");
+    assert!(cols > 0 && st.len().is_multiple_of(cols), "scaled_exp_cols: bad buffer sizes");
+    assert!(sums.len() >= cols, "scaled_exp_cols: sums needs cols values");
     assert!(
         mask.is_none_or(|m| m.len() == st.len() / cols),
-        "scaled_softmax_cols: the mask needs one value a row"
+        "scaled_exp_cols: the mask needs one value a row"
     );
-    if simd_path::<T>(Family::Softmax, true) {
-        if let (Some(sf), Some(scr)) = (as_f32_mut(st), as_f32_mut(scratch)) {
+    if cols.is_multiple_of(8) && simd_path::<T>(Family::Softmax, true) {
+        if let (Some(sf), Some(sums)) = (as_f32_mut(st), as_f32_mut(sums)) {
             let mf = mask.map(|m| as_f32(m).expect("T is f32"));
-            let (colmax, colsum) = scr.split_at_mut(cols);
-            // SAFETY: AVX2 and FMA are present (checked above).
-            unsafe { fast::scaled_softmax_cols(sf, cols, scale.to_f64() as f32, mf, colmax, colsum) };
+            // SAFETY: AVX2 and FMA are present (checked above); cols is a multiple of 8.
+            unsafe { fast::scaled_exp_cols(sf, cols, scale.to_f64() as f32, mf, sums) };
             return;
         }
     }
-    scaled_softmax_cols_reference(st, cols, scale, mask, scratch);
+    scaled_exp_cols_reference(st, cols, scale, mask, sums);
 }
 
-/// The scalar reference of [`scaled_softmax_cols`] (the same passes).
-pub fn scaled_softmax_cols_reference<T: Float>(
+/// The scalar reference of [`scaled_exp_cols`] (the same two passes).
+pub fn scaled_exp_cols_reference<T: Float>(
     st: &mut [T],
     cols: usize,
     scale: T,
     mask: Option<&[T]>,
-    scratch: &mut [T],
+    sums: &mut [T],
 ) {
-    let (colmax, colsum) = scratch[..2 * cols].split_at_mut(cols);
-    colmax.fill(T::NEG_INFINITY);
-    colsum.fill(T::ZERO);
+    let sums = &mut sums[..cols];
+    let mut colmax = vec![T::NEG_INFINITY; cols];
     for (j, row) in st.chunks_exact_mut(cols).enumerate() {
         let mk = mask.map_or(T::ZERO, |m| m[j]);
         for (x, m) in row.iter_mut().zip(colmax.iter_mut()) {
@@ -120,15 +113,12 @@ pub fn scaled_softmax_cols_reference<T: Float>(
             *m = m.max(*x);
         }
     }
+    sums.fill(T::ZERO);
     for row in st.chunks_exact_mut(cols) {
-        for ((x, &m), s) in row.iter_mut().zip(colmax.iter()).zip(colsum.iter_mut()) {
+        for ((x, &m), s) in row.iter_mut().zip(colmax.iter()).zip(sums.iter_mut()) {
             *x = (*x - m).exp();
             *s += *x;
         }
-    }
-    colsum.iter_mut().for_each(|s| *s = T::ONE / *s);
-    for row in st.chunks_exact_mut(cols) {
-        row.iter_mut().zip(colsum.iter()).for_each(|(x, &inv)| *x *= inv);
     }
 }
 
@@ -277,14 +267,7 @@ pub(crate) mod fast {
     pub(crate) unsafe fn scaled_softmax_row(_: &mut [f32], _: f32, _: Option<&[f32]>, _: &mut [f32]) {
         unreachable!("simd_available() is false off x86_64")
     }
-    pub(crate) unsafe fn scaled_softmax_cols(
-        _: &mut [f32],
-        _: usize,
-        _: f32,
-        _: Option<&[f32]>,
-        _: &mut [f32],
-        _: &mut [f32],
-    ) {
+    pub(crate) unsafe fn scaled_exp_cols(_: &mut [f32], _: usize, _: f32, _: Option<&[f32]>, _: &mut [f32]) {
         unreachable!("simd_available() is false off x86_64")
     }
     pub(crate) unsafe fn sum_exp(_: &[f32], _: f32) -> f32 {
@@ -326,11 +309,12 @@ mod tests {
         }
     }
 
-    /// The column softmax (fast and reference) against the row softmax of the transpose.
+    /// The column exponentials (fast and reference), divided by their sums, against the row
+    /// softmax of the transpose.
     #[test]
-    fn scaled_cols_match_rows_of_the_transpose() {
+    fn scaled_exp_cols_over_their_sums_are_rows_of_the_transpose() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-        for (n, cols) in [(1usize, 1usize), (7, 9), (17, 8), (33, 40), (256, 256)] {
+        for (n, cols) in [(1usize, 1usize), (7, 9), (17, 8), (33, 40), (5, 16), (256, 32), (256, 256)] {
             let st: Vec<f32> = (0..n * cols).map(|_| rng.random_range(-20.0..20.0)).collect();
             let mask: Vec<f32> =
                 (0..n).map(|j| if j > 0 && j >= n - n / 4 { f32::MIN } else { 0.0 }).collect();
@@ -340,12 +324,14 @@ mod tests {
                 let m64: Option<Vec<f64>> = m.map(|m| m.iter().map(|&v| v as f64).collect());
                 let mut p64 = vec![0f64; cols * n];
                 scaled_softmax_rows_reference(&mut s64, n, 0.3, m64.as_deref(), &mut p64);
-                let (mut fast, mut slow, mut scratch) = (st.clone(), st.clone(), vec![0f32; 2 * cols]);
-                scaled_softmax_cols(&mut fast, cols, 0.3, m, &mut scratch);
-                scaled_softmax_cols_reference(&mut slow, cols, 0.3, m, &mut scratch);
+                let (mut fast, mut slow) = (st.clone(), st.clone());
+                let (mut fast_sums, mut slow_sums) = (vec![f32::NAN; cols], vec![f32::NAN; cols]);
+                scaled_exp_cols(&mut fast, cols, 0.3, m, &mut fast_sums);
+                scaled_exp_cols_reference(&mut slow, cols, 0.3, m, &mut slow_sums);
                 for (j, i) in (0..n).flat_map(|j| (0..cols).map(move |i| (j, i))) {
                     let want = p64[i * n + j];
-                    for (what, got) in [("fast", fast[j * cols + i]), ("reference", slow[j * cols + i])] {
+                    for (what, e, sums) in [("fast", &fast, &fast_sums), ("reference", &slow, &slow_sums)] {
+                        let got = e[j * cols + i] / sums[i];
                         assert!(
                             (got as f64 - want).abs() <= 1e-6,
                             "{what} n={n} cols={cols} ({j}, {i}): {got} vs {want}"

@@ -439,7 +439,14 @@ unsafe fn merge_tile(mr: usize, nr: usize, tmp: &[f32], ldt: usize, c: *mut f32,
 /// Packs an `mc x kc` block of A into MR-row micro-panels: panel `r`, depth `p`, row `i` goes to
 /// `out[r*MR*kc + p*MR + i]`; rows past `mc` are zero.
 #[inline(always)]
-unsafe fn pack_a<K: Kernel>(mc: usize, kc: usize, a: *const f32, rsa: usize, csa: usize, out: *mut f32) {
+pub(crate) unsafe fn pack_a<K: Kernel>(
+    mc: usize,
+    kc: usize,
+    a: *const f32,
+    rsa: usize,
+    csa: usize,
+    out: *mut f32,
+) {
     let mr_full = K::MR;
     let full = mc / mr_full;
     if rsa == 1 && csa != 1 {
@@ -493,7 +500,7 @@ unsafe fn pack_a<K: Kernel>(mc: usize, kc: usize, a: *const f32, rsa: usize, csa
 /// Packs a `kc x nc` block of B into NR-column micro-panels: panel `s`, depth `p`, column `j` goes
 /// to `out[s*NR*kc + p*NR + j]`; columns past `nc` are zero.
 #[inline(always)]
-pub(super) unsafe fn pack_b<K: Kernel>(
+pub(crate) unsafe fn pack_b<K: Kernel>(
     kc: usize,
     nc: usize,
     b: *const f32,

@@ -12,8 +12,8 @@
 //! their strides (NN, NT, TN, TT and any other layout all work).
 
 pub(crate) mod avx2;
-mod avx512;
-mod driver;
+pub(crate) mod avx512;
+pub(crate) mod driver;
 mod prepacked;
 pub mod reference;
 mod team;

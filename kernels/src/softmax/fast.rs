@@ -67,47 +67,40 @@ pub(crate) unsafe fn scaled_softmax_row(s: &mut [f32], scale: f32, mask: Option<
     p.iter_mut().for_each(|y| *y *= inv);
 }
 
-/// [`super::scaled_softmax_cols`]: the reference's passes, the exp pass 8 columns at a time.
+/// [`super::scaled_exp_cols`] for `cols` a multiple of 8: each group of 8 columns in
+/// registers, its maxima in one pass and its exponentials and sums in a second, which
+/// recomputes scale·x + mask[j] rather than storing it (the same operations as the
+/// reference, so the same values before the exp).
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn scaled_softmax_cols(
+pub(crate) unsafe fn scaled_exp_cols(
     st: &mut [f32],
     cols: usize,
     scale: f32,
     mask: Option<&[f32]>,
-    colmax: &mut [f32],
-    colsum: &mut [f32],
+    sums: &mut [f32],
 ) {
-    let (colmax, colsum) = (&mut colmax[..cols], &mut colsum[..cols]);
-    colmax.fill(f32::NEG_INFINITY);
-    colsum.fill(0.0);
-    // pass 1: x = scale·x + mask[j], column maxima (plain loops: the compiler vectorizes them)
-    for (j, row) in st.chunks_exact_mut(cols).enumerate() {
-        let mk = mask.map_or(0.0, |m| m[j]);
-        for (x, m) in row.iter_mut().zip(colmax.iter_mut()) {
-            *x = *x * scale + mk;
-            *m = m.max(*x);
+    debug_assert!(cols.is_multiple_of(8) && sums.len() >= cols);
+    let rows = st.len() / cols;
+    let p = st.as_mut_ptr();
+    let vscale = _mm256_set1_ps(scale);
+    // scale·x + mask[j] of the 8 values at `at` in row j
+    let x = |j: usize, at: *const f32| {
+        let mk = _mm256_set1_ps(mask.map_or(0.0, |m| m[j]));
+        _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(at), vscale), mk)
+    };
+    for g in (0..cols).step_by(8) {
+        let at = |j: usize| p.add(j * cols + g);
+        let mut max = _mm256_set1_ps(f32::NEG_INFINITY);
+        for j in 0..rows {
+            max = _mm256_max_ps(max, x(j, at(j)));
         }
-    }
-    // pass 2: x = e^{x − max}, column sums
-    let c8 = cols / 8 * 8;
-    let (pm, ps) = (colmax.as_ptr(), colsum.as_mut_ptr());
-    for row in st.chunks_exact_mut(cols) {
-        let p = row.as_mut_ptr();
-        for i in (0..c8).step_by(8) {
-            let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p.add(i)), _mm256_loadu_ps(pm.add(i))));
-            _mm256_storeu_ps(p.add(i), e);
-            _mm256_storeu_ps(ps.add(i), _mm256_add_ps(_mm256_loadu_ps(ps.add(i)), e));
+        let mut sum = _mm256_setzero_ps();
+        for j in 0..rows {
+            let e = exp8(_mm256_sub_ps(x(j, at(j)), max));
+            _mm256_storeu_ps(at(j), e);
+            sum = _mm256_add_ps(sum, e);
         }
-        for i in c8..cols {
-            let e = vecmath::exp(*p.add(i) - *pm.add(i));
-            *p.add(i) = e;
-            *ps.add(i) += e;
-        }
-    }
-    // pass 3: x /= column sum
-    colsum.iter_mut().for_each(|s| *s = 1.0 / *s);
-    for row in st.chunks_exact_mut(cols) {
-        row.iter_mut().zip(colsum.iter()).for_each(|(x, &inv)| *x *= inv);
+        _mm256_storeu_ps(sums.as_mut_ptr().add(g), sum);
     }
 }
 

@@ -1,0 +1,189 @@
+//! The evaluation forward of one (b, h) pair in f32 (no P kept, no dropout), on the
+//! GEMM micro-kernel's own packed panels: nothing is packed twice, and no T×T block is
+//! written out.
+//!
+//! With the micro-kernel's MR × NR tile (AVX2 6×16, AVX-512 12×32):
+//!
+//! ```text
+//! ka  = K  (T,d)  packed as an A operand: ⌈T/MR⌉ panels of MR keys, depth d
+//! qb  = Qᵀ (d,Tq) packed as a B operand:  ⌈Tq/NR⌉ panels of NR queries, depth d
+//! va  = Vᵀ (d,T)  packed as an A operand: ⌈d/MR⌉ panels of MR columns of V, depth T
+//! for each panel of NR queries:
+//!   pt  = Sᵀ (T,NR) = K Qᵀ   ⌈T/MR⌉ tiles of depth d, stored one under the next, which
+//!                            is already the packed-B layout of Pᵀ for the product below
+//!   pt  = E = e^{scale·Sᵀ + mask − max} down each column (mask[j] on row j), and the
+//!         columns' sums: Pᵀ = E / sums, the softmax without its division
+//!   ot  = Vᵀ E (d,NR)        ⌈d/MR⌉ tiles of depth T
+//!   o   ← its columns over their sums, transposed: these queries' rows of O (Tq,d)
+//! ```
+//!
+//! The division by the sums moves from P's T entries a query to O's d.
+//! A panel of Sᵀ is T·NR floats (16 KiB at T = 256 on AVX2), so the scores stay in L1
+//! from the first product through the softmax to the second. Rows of a partial key
+//! panel past T and columns of a partial query panel past Tq are zero-padded operands:
+//! their scores are never read (the softmax and the second product stop at row T) and
+//! their outputs never stored. The general path (`attention_forward_with`, saving P)
+//! computes the same O with the driver's products; the tests hold the two to the plain
+//! loops of `attention_forward_reference`.
+
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+use crate::sgemm::avx2::Avx2;
+#[cfg(target_arch = "x86_64")]
+use crate::sgemm::avx512::Avx512;
+use crate::sgemm::driver::{pack_a, pack_b, CStart, Kernel};
+use crate::sgemm::{Isa, Portable};
+use crate::softmax;
+use crate::threads::SharedMut;
+
+/// Sizes of one pair: keys T, queries Tq, head size d, and the row stride of q, k and v
+/// (the hidden size nh·d).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct PairShape {
+    pub seq: usize,
+    pub queries: usize,
+    pub head_dim: usize,
+    pub stride: usize,
+}
+
+/// One pair's operands: its head's columns of q, k and v (each slice starting at the
+/// pair's first element, rows `stride` apart), its key mask (T, additive), and where its
+/// output goes.
+pub(super) struct Head<'a> {
+    pub q: &'a [f32],
+    pub k: &'a [f32],
+    pub v: &'a [f32],
+    pub mask: Option<&'a [f32]>,
+    pub out: OutRows<'a>,
+}
+
+/// Where a pair's O goes: its head's d columns of each row of o (B, Tq, nh·d), row i of the
+/// pair at `at + i·stride`.
+pub(super) struct OutRows<'a> {
+    pub o: &'a SharedMut<f32>,
+    pub at: usize,
+    pub stride: usize,
+}
+
+/// A thread's buffers, 64-byte aligned, grown to the largest pair it has met.
+#[derive(Default)]
+pub(super) struct Scratch {
+    buf: Vec<f32>,
+}
+
+/// The five buffers of the module doc, each starting on a 64-byte line.
+struct Bufs {
+    ka: *mut f32,
+    qb: *mut f32,
+    va: *mut f32,
+    pt: *mut f32,
+    ot: *mut f32,
+}
+
+impl Scratch {
+    fn bufs<K: Kernel>(&mut self, s: PairShape) -> Bufs {
+        let up = |n: usize, to: usize| n.div_ceil(to) * to;
+        let line = |n: usize| up(n, 16); // floats, so every buffer starts 64 bytes on
+        let (t_pad, d_pad) = (up(s.seq, K::MR), up(s.head_dim, K::MR));
+        let lens = [
+            line(t_pad * s.head_dim),                // ka
+            line(up(s.queries, K::NR) * s.head_dim), // qb
+            line(d_pad * s.seq),                     // va
+            line(t_pad * K::NR),                     // pt
+            line(d_pad * K::NR),                     // ot
+        ];
+        let total: usize = lens.iter().sum::<usize>() + 16;
+        if self.buf.len() < total {
+            self.buf = vec![0.0; total];
+        }
+        let base = self.buf.as_mut_ptr();
+        let mut at = base.align_offset(64);
+        let mut next = |len: usize| {
+            // SAFETY: at + len ≤ total (the lengths sum to total − 16, and align_offset < 16).
+            let p = unsafe { base.add(at) };
+            at += len;
+            p
+        };
+        Bufs { ka: next(lens[0]), qb: next(lens[1]), va: next(lens[2]), pt: next(lens[3]), ot: next(lens[4]) }
+    }
+}
+
+/// O (Tq,d) of one pair into its rows of o, with the micro-kernel of `isa` (one the CPU
+/// supports): the module doc's loop.
+///
+/// # Safety
+/// No other thread writes this pair's columns of o (`head.out`'s d columns of its Tq rows)
+/// while this runs.
+pub(super) unsafe fn eval_pair(isa: Isa, s: PairShape, head: &Head, scratch: &mut Scratch) {
+    let (t, tq, d, hid) = (s.seq, s.queries, s.head_dim, s.stride);
+    assert!(t > 0 && tq > 0 && d > 0, "eval_pair: empty pair {s:?}");
+    let ext = |rows: usize| (rows - 1) * hid + d;
+    assert!(
+        head.q.len() >= ext(tq) && head.k.len() >= ext(t) && head.v.len() >= ext(t),
+        "eval_pair: short operands"
+    );
+    assert!(head.mask.is_none_or(|m| m.len() == t), "eval_pair: the mask needs T values");
+    // SAFETY: the operands cover their extents (checked above; o by `SharedMut::range`),
+    // the CPU runs `isa`, and the caller owns the pair's columns of o.
+    unsafe {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => eval_pair_avx512(s, head, scratch),
+            #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+            Isa::Avx2 => eval_pair_avx2(s, head, scratch),
+            _ => eval_pair_with::<Portable>(s, head, scratch),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn eval_pair_avx512(s: PairShape, head: &Head, scratch: &mut Scratch) {
+    eval_pair_with::<Avx512>(s, head, scratch)
+}
+
+#[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn eval_pair_avx2(s: PairShape, head: &Head, scratch: &mut Scratch) {
+    eval_pair_with::<Avx2>(s, head, scratch)
+}
+
+/// # Safety
+/// As [`eval_pair`]'s checks; the CPU supports `K`'s features.
+#[inline(always)]
+unsafe fn eval_pair_with<K: Kernel>(s: PairShape, head: &Head, scratch: &mut Scratch) {
+    let (t, tq, d, hid) = (s.seq, s.queries, s.head_dim, s.stride);
+    let (scale, out) = ((1.0 / (d as f64).sqrt()) as f32, &head.out);
+    let (mr, nr) = (K::MR, K::NR);
+    let Bufs { ka, qb, va, pt, ot } = scratch.bufs::<K>(s);
+    // ka: K (T,d) row-major as A; qb: Qᵀ (d,Tq) as B (column-major: Qᵀ(p,i) = q[i·hid + p]);
+    // va: Vᵀ (d,T) as A (column-major: Vᵀ(c,j) = v[j·hid + c])
+    pack_a::<K>(t, d, head.k.as_ptr(), hid, 1, ka);
+    pack_b::<K>(d, tq, head.q.as_ptr(), 1, hid, qb);
+    pack_a::<K>(d, t, head.v.as_ptr(), 1, hid, va);
+    const { assert!(K::NR <= 32, "the sums' buffer below holds 32 columns") };
+    let mut sums = [0.0f32; 32];
+    let sums = &mut sums[..nr];
+    for (qp, i0) in (0..tq).step_by(nr).enumerate() {
+        // Sᵀ (T,NR): key panel kp's tile is rows kp·MR.. of the panel (row stride NR)
+        for kp in 0..t.div_ceil(mr) {
+            K::tile(d, ka.add(kp * mr * d), qb.add(qp * nr * d), pt.add(kp * mr * nr), nr, CStart::OVERWRITE);
+        }
+        // E = e^{scale·Sᵀ + mask − max} down each of the NR columns (the T real rows), and
+        // the columns' sums: Pᵀ = E / sums
+        let e = std::slice::from_raw_parts_mut(pt, t * nr);
+        softmax::scaled_exp_cols(e, nr, scale, head.mask, sums);
+        // Oᵀ·sums (d,NR) = Vᵀ (d,T) · E (T,NR), E read as the packed B panel it already is
+        for cp in 0..d.div_ceil(mr) {
+            K::tile(t, va.add(cp * mr * t), pt, ot.add(cp * mr * nr), nr, CStart::OVERWRITE);
+        }
+        // O's rows i0.. ← Oᵀ's columns, each divided by its sum (d divisions, not T)
+        for (i, &sum) in sums.iter().enumerate().take(tq - i0) {
+            let inv = 1.0 / sum;
+            let at = out.at + (i0 + i) * out.stride;
+            let row = out.o.range(at..at + d);
+            for (c, x) in row.iter_mut().enumerate() {
+                *x = *ot.add(c * nr + i) * inv;
+            }
+        }
+    }
+}
