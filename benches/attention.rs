@@ -1,5 +1,5 @@
 //! The fused attention (`kernels/src/attention.rs`) on named shapes: the evaluation
-//! forward (no P kept, no dropout: the transposed path), the training forward (dropout
+//! forward (no P kept, no dropout: the panels path, `attention/panels.rs`), the training forward (dropout
 //! 0.1, P saved for the backward) and the backward, on 1 thread and on all of them.
 //! Throughput is in elements = FLOP of the products: the forward's two (Q·Kᵀ and P·V)
 //! are 4·B·nh·T²·d, the backward's four 8·B·nh·T²·d; the softmax, the mask and the

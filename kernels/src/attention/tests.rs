@@ -26,6 +26,10 @@ fn check_against_reference<T: Float>(tol: f64) {
         (3, 5, 17, 2, 8),
         (2, 9, 4, 3, 5),
         (2, 3, 0, 2, 3),
+        // MiniLM's head size: several key and query panels of the evaluation path, each
+        // with a partial last one, and the classifier's single query
+        (1, 40, 70, 2, 32),
+        (2, 1, 70, 2, 32),
     ] {
         let s = AttentionShape { batch, queries, seq, heads, head_dim };
         let (nq, nkv) = (s.q_numel(), s.kv_numel());
