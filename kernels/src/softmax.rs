@@ -75,8 +75,8 @@ pub fn scaled_softmax_rows_reference<T: Float>(
 /// entry becomes `e^{scale·st[j, i] + mask[j] − max_i}` with `max_i` the column's largest
 /// `scale·st[j, i] + mask[j]`, and `sums[i]` the column's sum of them, so that
 /// `Pᵀ[j, i] = st[j, i] / sums[i]`. The caller divides (attention divides O's rows, d
-/// values each, rather than P's T). Every pass walks whole rows with the vector lanes on
-/// neighbouring columns, so no pass reduces across lanes.
+/// values each, rather than P's T). Every pass walks down the rows with the vector lanes
+/// on neighbouring columns, so no pass reduces across lanes.
 pub fn scaled_exp_cols<T: Float>(st: &mut [T], cols: usize, scale: T, mask: Option<&[T]>, sums: &mut [T]) {
     crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
     assert!(cols > 0 && st.len().is_multiple_of(cols), "scaled_exp_cols: bad buffer sizes");
