@@ -33,10 +33,12 @@
 //! dQ  = scale · dS K                  dK = scale · dSᵀ Q
 //! ```
 //!
-//! Without a P to keep and without dropout (evaluation) the forward computes the same
-//! thing transposed: Sᵀ = K Qᵀ, the softmax down its columns (the mask on its rows),
-//! and O = P V with P read from Pᵀ, so the GEMM takes P as a column-major operand,
-//! which it packs by plain copies instead of a transposing gather.
+//! Without a P to keep and without dropout (evaluation, f32), and with at least a
+//! panel's worth of queries, the forward computes the same thing transposed, NR queries
+//! at a time, on the micro-kernel's packed panels (`panels`): Sᵀ = K Qᵀ, the softmax
+//! down its columns (the mask on its rows), and Oᵀ = Vᵀ Pᵀ, with Pᵀ already laid out as
+//! the product's packed operand. Fewer queries (a classifier's one `[CLS]` query) take
+//! the row path below, which then computes no scores it does not keep.
 //!
 //! The (b, h) pairs are independent, so threads take them one at a time and keep S,
 //! P' and the dropout bits in per-thread scratch: a 256-token head's T×T block is
@@ -239,8 +241,8 @@ fn attention_forward_with<T: Float>(
         o.fill(T::ZERO); // no queries, no keys or heads of size 0: each output an empty sum
         return;
     }
-    if probs.is_none() && dropout.is_none() {
-        // evaluation in f32: the panels path (module doc)
+    if probs.is_none() && dropout.is_none() && panels::pays(isa(), tq) {
+        // evaluation in f32 with a panel's worth of queries: the panels path (module doc)
         if let (Some(q), Some(k), Some(v), Some(o)) = (as_f32(q), as_f32(k), as_f32(v), as_f32_mut(&mut *o)) {
             let mask = key_mask.map(|m| as_f32(m).expect("T is f32"));
             return eval_forward(nthreads, s, Qkv { q, k, v }, mask, o);

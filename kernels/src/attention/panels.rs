@@ -35,6 +35,22 @@ use crate::sgemm::{Isa, Portable};
 use crate::softmax;
 use crate::threads::SharedMut;
 
+/// Whether a pair with `queries` queries is worth the panels path on `isa`'s micro-kernel:
+/// at least one full panel of NR queries. With fewer, a panel computes NR columns of
+/// scores, exponentials and outputs for the few it keeps (for a single query 16 times the
+/// work on AVX2), while the row path packs V as it stands and exponentiates only the
+/// scores it keeps.
+pub(super) fn pays(isa: Isa, queries: usize) -> bool {
+    let nr = match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => Avx512::NR,
+        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
+        Isa::Avx2 => Avx2::NR,
+        _ => Portable::NR,
+    };
+    queries >= nr
+}
+
 /// Sizes of one pair: keys T, queries Tq, head size d, and the row stride of q, k and v
 /// (the hidden size nh·d).
 #[derive(Clone, Copy, Debug)]

@@ -27,7 +27,8 @@ fn check_against_reference<T: Float>(tol: f64) {
         (2, 9, 4, 3, 5),
         (2, 3, 0, 2, 3),
         // MiniLM's head size: several key and query panels of the evaluation path, each
-        // with a partial last one, and the classifier's single query
+        // with a partial last one (the panels path), and the classifier's single query (the
+        // row path)
         (1, 40, 70, 2, 32),
         (2, 1, 70, 2, 32),
     ] {
@@ -67,7 +68,8 @@ fn check_against_reference<T: Float>(tol: f64) {
                 attention_backward_with(threads, s, qkv, &p, dropout, &g, grads);
                 let what = format!("{s:?} mask {} dropout {dropout:?} threads {threads}", key_mask.is_some());
                 assert!(max_diff(&o, &want_o) < tol, "o: {what}");
-                // without P to save and without dropout, o2 takes the transposed path
+                // without P to save and without dropout, o2 takes the evaluation path: the
+                // panels from a panel's worth of queries on (`panels::pays`), else the row path
                 assert!(max_diff(&o2, &want_o) < tol, "o without saving P: {what}");
                 // P is saved with the sign bit of each dropped entry set
                 let unsigned: Vec<T> = p.iter().map(|x| x.abs()).collect();
