@@ -241,11 +241,12 @@ fn attention_forward_with<T: Float>(
         o.fill(T::ZERO); // no queries, no keys or heads of size 0: each output an empty sum
         return;
     }
-    if probs.is_none() && dropout.is_none() && panels::pays(isa(), tq) {
+    let isa = isa();
+    if probs.is_none() && dropout.is_none() && panels::pays(isa, tq) {
         // evaluation in f32 with a panel's worth of queries: the panels path (module doc)
         if let (Some(q), Some(k), Some(v), Some(o)) = (as_f32(q), as_f32(k), as_f32(v), as_f32_mut(&mut *o)) {
             let mask = key_mask.map(|m| as_f32(m).expect("T is f32"));
-            return eval_forward(nthreads, s, Qkv { q, k, v }, mask, o);
+            return eval_forward(isa, nthreads, s, Qkv { q, k, v }, mask, o);
         }
     }
     let scale = T::from_f64(1.0 / (d as f64).sqrt());
@@ -301,6 +302,7 @@ fn attention_forward_with<T: Float>(
 /// panels (`panels::eval_pair`), its O scattered into its head's columns. The shapes
 /// and lengths were checked by the caller; no buffer is empty.
 fn eval_forward(
+    isa: crate::sgemm::Isa,
     nthreads: usize,
     s: AttentionShape,
     qkv: Qkv<&[f32]>,
@@ -309,7 +311,6 @@ fn eval_forward(
 ) {
     let (t, hid) = (s.seq, s.hidden());
     let shape = panels::PairShape { seq: t, queries: s.queries, head_dim: s.head_dim, stride: hid };
-    let isa = isa();
     crate::isa::note(crate::isa::Family::Attention, isa);
     let o = SharedMut::new(o);
     for_each_pair(nthreads, s.pairs(), panels::Scratch::default, |pair, bufs| {

@@ -41,14 +41,7 @@ use crate::threads::SharedMut;
 /// work on AVX2), while the row path packs V as it stands and exponentiates only the
 /// scores it keeps.
 pub(super) fn pays(isa: Isa, queries: usize) -> bool {
-    let nr = match isa {
-        #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => Avx512::NR,
-        #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
-        Isa::Avx2 => Avx2::NR,
-        _ => Portable::NR,
-    };
-    queries >= nr
+    queries >= crate::sgemm::tile_shape(isa).1
 }
 
 /// Sizes of one pair: keys T, queries Tq, head size d, and the row stride of q, k and v

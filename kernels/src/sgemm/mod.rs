@@ -90,6 +90,15 @@ impl MutPtr {
     }
 }
 
+/// The micro-kernel's C tile, MR × NR, of `isa`'s family.
+pub(crate) fn tile_shape(isa: Isa) -> (usize, usize) {
+    match isa {
+        Isa::Avx512 => (avx512::Avx512::MR, avx512::Avx512::NR),
+        Isa::Avx2 => (avx2::Avx2::MR, avx2::Avx2::NR),
+        Isa::Portable => (Portable::MR, Portable::NR),
+    }
+}
+
 /// [`sgemm`] with an explicit kernel family and thread count (for tests and benchmarks).
 pub(crate) fn sgemm_with(
     isa: Isa,
@@ -144,11 +153,7 @@ unsafe fn gemm_par(isa: Isa, nthreads: usize, g: Gemm) {
         g.start.write(m, n, c, rsc);
         return;
     }
-    let (mr, nr) = match isa {
-        Isa::Avx512 => (avx512::Avx512::MR, avx512::Avx512::NR),
-        Isa::Avx2 => (avx2::Avx2::MR, avx2::Avx2::NR),
-        Isa::Portable => (Portable::MR, Portable::NR),
-    };
+    let (mr, nr) = tile_shape(isa);
     let flops = 2 * m * n * k;
     // Split the larger of M and N: the other operand is the one every part packs for itself.
     let split_m = m >= n;
