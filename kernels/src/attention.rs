@@ -47,8 +47,9 @@
 //! is word q·T + j of the stream, whatever Tq is). The mask
 //! travels to the backward inside the saved P, at no cost in memory: P ≥ 0, so its
 //! sign bit is free, and the forward saves −P (−0.0 for a P of 0) where M dropped the
-//! entry. The backward reads M back from the signs (`unmask`) instead of
-//! drawing the stream again. [`attention_forward_reference`] and
+//! entry. The backward reads M back from the signs (`softmax_dropout_backward`, which
+//! also turns dP' into scale·dS in place, a row at a time) instead of drawing the
+//! stream again. [`attention_forward_reference`] and
 //! [`attention_backward_reference`] are the same math as plain loops, from the
 //! unsigned P and the mask drawn anew.
 
@@ -62,6 +63,9 @@ use rand_chacha::ChaCha8Rng;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 mod panels;
+mod softmax_backward;
+
+use softmax_backward::{softmax_dropout_backward, SoftmaxBackward};
 
 /// Q, K and V `(B, T, nh·d)`, read (`B = &[T]`), or their gradients, written
 /// (`B = &mut [T]`); on the GPU the same over device buffers.
@@ -360,60 +364,37 @@ fn attention_backward_with<T: Float>(
         return;
     }
     let scale = T::from_f64(1.0 / (d as f64).sqrt());
+    let keep = dropout.map(|dm| dm.keep::<T>());
     let (dq, dk, dv) = (SharedMut::new(dq), SharedMut::new(dk), SharedMut::new(dv));
-    // scratch: dP' (Tq,T), P' (Tq,T), dS (Tq,T), a head's gradient (Tq,d) or (T,d)
+    // scratch: dP', then scale·dS (Tq,T); P' (Tq,T) with dropout; a head's gradient
+    // (Tq,d) or (T,d)
     let scratch = || {
-        let st = || vec![T::ZERO; tq * t];
-        (st(), st(), st(), vec![T::ZERO; tq.max(t) * d])
+        let pd = if dropout.is_some() { tq * t } else { 0 };
+        (vec![T::ZERO; tq * t], vec![T::ZERO; pd], vec![T::ZERO; tq.max(t) * d])
     };
-    for_each_pair(nthreads, s.pairs(), scratch, |pair, (dp, pd, ds, g_head)| {
+    for_each_pair(nthreads, s.pairs(), scratch, |pair, (dp, pd, g_head)| {
         let (qo, ko) = (s.q_offset(pair), s.kv_offset(pair));
         let saved = &probs[pair * tq * t..(pair + 1) * tq * t];
         // dP' (Tq,T) = dO (Tq,d) · Vᵀ (d,T)
         gemm(Dims::new(tq, t, d), MatRef::rows(&do_[qo..], hid), MatRef::cols(&v[ko..], hid), dp);
-        // the forward's P' = P ⊙ M/(1−p) again, and dP = dP' ⊙ M/(1−p) in place
-        if let Some(dm) = dropout {
-            unmask(saved, dm.keep(), pd, dp);
-        }
+        // dP' becomes scale·dS in place (the dropout's and the softmax's backward), and
+        // with dropout P' is rebuilt from the saved P and its signs
+        softmax_dropout_backward(SoftmaxBackward { saved, t, keep, scale }, dp, pd);
+        let (p_dropped, ds) = (if dropout.is_some() { &pd[..] } else { saved }, &dp[..]);
         // SAFETY (the three scatters): pair `pair` alone writes its head's columns.
         // dV (T,d) = P'ᵀ (T,Tq) · dO (Tq,d)
-        let p_dropped = if dropout.is_some() { &pd[..] } else { saved };
         let gk = &mut g_head[..t * d];
         gemm(Dims::new(t, d, tq), MatRef::cols(p_dropped, t), MatRef::rows(&do_[qo..], hid), gk);
         unsafe { scatter_head(s, ko, gk, &dv) };
-        // P without the signs, into P''s buffer (free now)
-        let p = match dropout {
-            Some(_) => {
-                pd.iter_mut().zip(saved).for_each(|(p, &sv)| *p = sv.abs());
-                &pd[..]
-            }
-            None => saved,
-        };
-        // dS (Tq,T) = P ⊙ (dP − rowsum(dP ⊙ P)), row by row (the kernel adds into dS)
-        ds.fill(T::ZERO);
-        softmax::softmax_backward_rows(p, dp, t, ds);
-        // dQ (Tq,d) = scale · dS (Tq,T) · K (T,d)
+        // dQ (Tq,d) = (scale·dS) (Tq,T) · K (T,d)
         let gq = &mut g_head[..tq * d];
         gemm(Dims::new(tq, d, t), MatRef::rows(ds, t), MatRef::rows(&k[ko..], hid), gq);
-        gq.iter_mut().for_each(|x| *x *= scale);
         unsafe { scatter_head(s, qo, gq, &dq) };
-        // dK (T,d) = scale · dSᵀ (T,Tq) · Q (Tq,d)
+        // dK (T,d) = (scale·dS)ᵀ (T,Tq) · Q (Tq,d)
         let gk = &mut g_head[..t * d];
         gemm(Dims::new(t, d, tq), MatRef::cols(ds, t), MatRef::rows(&q[qo..], hid), gk);
-        gk.iter_mut().for_each(|x| *x *= scale);
         unsafe { scatter_head(s, ko, gk, &dk) };
     });
-}
-
-/// The backward's dropout step on one pair's (Tq,T) block, from `saved`, P as the forward
-/// saved it (−P where M dropped the entry, so M = the entries whose sign bit is clear):
-/// `pd` = P' = P ⊙ M/(1−p), and `dp` = dP' ⊙ M/(1−p) in place, with `keep` = 1/(1−p).
-fn unmask<T: Float>(saved: &[T], keep: T, pd: &mut [T], dp: &mut [T]) {
-    for ((&sv, pd), dp) in saved.iter().zip(pd.iter_mut()).zip(dp.iter_mut()) {
-        let f = if sv.is_sign_negative() { T::ZERO } else { keep };
-        *pd = sv.abs() * f;
-        *dp *= f;
-    }
 }
 
 /// The keep factors M/(1−p) of every pair, (B·nh, Tq, T), as the fast kernels draw them.

@@ -269,7 +269,7 @@ fn check_attention(rng: &mut StdRng) {
     close("attention dq", &dq, &dq64, VEC_TOL);
     close("attention dk", &dk, &dk64, VEC_TOL);
     close("attention dv", &dv, &dv64, VEC_TOL);
-    // evaluation: no P kept, no dropout (the transposed-scores path)
+    // evaluation: no P kept, no dropout (the packed-panels path)
     let mut o_eval = vec![0f32; n];
     att::attention_forward(s, qkv, Some(&mask), None, &mut o_eval, None);
     let mut o64_eval = vec![0f64; n];
