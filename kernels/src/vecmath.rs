@@ -26,8 +26,9 @@ fn clamp(x: f32, lo: f32, hi: f32) -> f32 {
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
-// 1.5·2²³: adding it rounds to an integer held in the low mantissa bits
-const MAGIC: f32 = 12_582_912.0;
+// 1.5·2²³ + 127: adding it to x·log₂e rounds that to an integer n, held in the low mantissa
+// bits as n + 127, 2ⁿ's biased exponent
+const MAGIC: f32 = 12_583_039.0;
 const EXP_LO: f32 = -87.336_55;
 const EXP_HI: f32 = 88.376_26;
 const EXP_P: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5e-1];
@@ -37,18 +38,20 @@ const EXP_P: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579
 pub fn exp(x: f32) -> f32 {
     let x = clamp(x, EXP_LO, EXP_HI);
     let t = x.mul_add(LOG2E, MAGIC);
-    let n = t - MAGIC; // round(x·log₂e), as a float
-    let r = x - n * LN2_HI - n * LN2_LO;
+    // n = round(x·log₂e), as a float; r = x − n·ln2 in two steps (n·LN2_HI is exact:
+    // LN2_HI has 9 significant bits)
+    let n = t - MAGIC;
+    let r = (-n).mul_add(LN2_LO, (-n).mul_add(LN2_HI, x));
     // e^r ≈ 1 + r + r²·P(r)
     let mut p = EXP_P[0];
     for &c in &EXP_P[1..] {
         p = p.mul_add(r, c);
     }
     let er = (p * r).mul_add(r, r) + 1.0;
-    // 2ⁿ through the exponent bits: n as an integer is t's bits minus MAGIC's
-    // (n ∈ [−126, 127] after the clamp); integer ops only, so this vectorizes.
-    let n_int = t.to_bits().wrapping_sub(MAGIC.to_bits());
-    let two_n = f32::from_bits(n_int.wrapping_add(127) << 23);
+    // 2ⁿ through the exponent bits: t's low 8 mantissa bits hold n + 127 ∈ [1, 254] (n ∈
+    // [−126, 127] after the clamp); shifted into the exponent field, the bits above them
+    // fall off. One integer op, so this vectorizes.
+    let two_n = f32::from_bits(t.to_bits() << 23);
     er * two_n
 }
 
@@ -72,14 +75,13 @@ pub mod x86 {
         let x = _mm256_min_ps(c(EXP_HI), _mm256_max_ps(c(EXP_LO), x));
         let t = _mm256_fmadd_ps(x, c(LOG2E), c(MAGIC));
         let n = _mm256_sub_ps(t, c(MAGIC));
-        let r = _mm256_sub_ps(_mm256_sub_ps(x, _mm256_mul_ps(n, c(LN2_HI))), _mm256_mul_ps(n, c(LN2_LO)));
+        let r = _mm256_fnmadd_ps(n, c(LN2_LO), _mm256_fnmadd_ps(n, c(LN2_HI), x));
         let mut p = c(EXP_P[0]);
         for &k in &EXP_P[1..] {
             p = _mm256_fmadd_ps(p, r, c(k));
         }
         let er = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), c(1.0));
-        let n_int = _mm256_sub_epi32(_mm256_castps_si256(t), _mm256_set1_epi32(MAGIC.to_bits() as i32));
-        let two_n = _mm256_slli_epi32::<23>(_mm256_add_epi32(n_int, _mm256_set1_epi32(127)));
+        let two_n = _mm256_slli_epi32::<23>(_mm256_castps_si256(t));
         _mm256_mul_ps(er, _mm256_castsi256_ps(two_n))
     }
 
