@@ -7,6 +7,8 @@
 #   MiniLM evaluation forward >= 1.5x PyTorch                  (the same rounds)
 #   SGEMM 512-2048, 1 and 2 threads >= 1.0x OpenBLAS           (benches/openblas_table.sh)
 #   peak resident memory of MiniLM's steps <= PyTorch's        (/usr/bin/time -v, both)
+#   and, reported without a target: MiniLM's bf16 mixed precision against our f32
+#   (examples/minilm_forward ... both), a speed-up only where the CPU has AMX or AVX512-BF16
 #
 #   PYTHON=/path/to/python-with-torch-transformers-numpy bash benches/targets.sh [ROUNDS]
 #
@@ -64,6 +66,10 @@ for _ in $(seq "$rounds"); do
   awk -v o="$o" -v p="$p" 'BEGIN {print o / p}' >> "$tmp/mem"
 done
 
+echo "== MiniLM bf16 products against f32, interleaved (minilm_forward ... $rounds both)"
+TAPEGRAD_NUM_THREADS=2 "$ex/minilm_forward" "$model" 16 256 "$rounds" both | grep '^median' | tee "$tmp/bf16"
+bf16() { sed -n "s/.*$1 f32 [0-9.]* s, bf16 [0-9.]* s (bf16\/f32 \([0-9.]*\)).*/\1/p" "$tmp/bf16"; }
+
 echo
 echo "== Targets on this CPU (the median of the rounds decides)"
 row "target" "measured: median (range)" "verdict"
@@ -73,3 +79,5 @@ row "MiniLM evaluation forward >= 1.5x PyTorch" "$(summary < "$tmp/eval")x" "$(v
 row "SGEMM 512-2048, 1-2 threads >= 1.0x OpenBLAS" "$(summary < "$tmp/gemm_ratio")x (each shape's best)" \
   "$(verdict "$(sort -g "$tmp/gemm_ratio" | head -1)" 1.0 ge) in every shape; median $(verdict "$(median < "$tmp/gemm_ratio")" 1.0 ge)"
 row "MiniLM peak memory <= PyTorch's" "$(summary < "$tmp/mem")x" "$(verdict "$(median < "$tmp/mem")" 1.0 le)"
+row "MiniLM bf16 time / f32 time (no target)" "forward $(bf16 forward)x, training step $(bf16 'training step')x" \
+  "reported (median of the rounds)"
