@@ -48,7 +48,7 @@ pub(super) fn softmax_dropout_backward<T: Float>(b: SoftmaxBackward<T>, dp: &mut
 }
 
 /// P' = |s|·f into `pd` and dP = dP'·f in place, f = M/(1−p) from the sign of `s`; returns
-/// dP·P.
+/// dP·P. One entry of the portable loop, and of each AVX2 row's tail.
 #[inline(always)]
 fn unmask<T: Float>(s: T, keep: T, dp: &mut T, pd: &mut T) -> T {
     let (f, p) = (if s.is_sign_negative() { T::ZERO } else { keep }, s.abs());
@@ -57,7 +57,7 @@ fn unmask<T: Float>(s: T, keep: T, dp: &mut T, pd: &mut T) -> T {
     *dp * p
 }
 
-/// The portable loops (and the tail of each AVX2 row).
+/// The portable loops.
 fn rows<T: Float>(b: SoftmaxBackward<T>, dp: &mut [T], pd: &mut [T]) {
     let SoftmaxBackward { saved, t, keep, scale } = b;
     for (i, (sv, dp)) in saved.chunks_exact(t).zip(dp.chunks_exact_mut(t)).enumerate() {
