@@ -122,27 +122,6 @@ pub fn scaled_exp_cols_reference<T: Float>(
     }
 }
 
-/// Attention's softmax backward on the calling thread: `dx += y ⊙ (g − rowsum(g ⊙ y))`
-/// for each row of n of `y`, `g`, `dx` (as [`softmax_backward`] along the last dim).
-pub fn softmax_backward_rows<T: Float>(y: &[T], g: &[T], n: usize, dx: &mut [T]) {
-    crate::threads::ensure_ftz(); // denormals flush to zero (see `threads`)
-    let len = dx.len();
-    assert!(
-        y.len() == len && g.len() == len && n > 0 && len.is_multiple_of(n),
-        "softmax_backward_rows: bad sizes"
-    );
-    if simd_path::<T>(Family::Softmax, true) {
-        if let (Some(y), Some(g), Some(dx)) = (as_f32(y), as_f32(g), as_f32_mut(dx)) {
-            for ((yr, gr), dr) in y.chunks_exact(n).zip(g.chunks_exact(n)).zip(dx.chunks_exact_mut(n)) {
-                // SAFETY: AVX2 and FMA are present (checked above).
-                unsafe { fast::backward_row(yr, gr, dr, false) };
-            }
-            return;
-        }
-    }
-    softmax_backward_reference(y, g, len / n, n, 1, dx, false);
-}
-
 /// The scalar reference of [`softmax_forward`].
 pub fn softmax_forward_reference<T: Float>(
     x: &[T],
@@ -283,15 +262,14 @@ mod tests {
     use super::*;
     use rand::{RngExt, SeedableRng};
 
-    /// Attention's one-thread row kernels (scale, mask, softmax; its backward) against
-    /// their scalar references, with the last keys masked by f32::MIN.
+    /// Attention's one-thread row kernel (scale, mask, softmax) against its scalar
+    /// reference, with the last keys masked by f32::MIN.
     #[test]
     fn scaled_rows_match_reference() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(4);
         for n in [1usize, 7, 8, 17, 33, 256] {
             let rows = 5;
             let s: Vec<f32> = (0..rows * n).map(|_| rng.random_range(-20.0..20.0)).collect();
-            let g: Vec<f32> = (0..rows * n).map(|_| rng.random_range(-1.0..1.0)).collect();
             let mask: Vec<f32> =
                 (0..n).map(|j| if j > 0 && j >= n - n / 4 { f32::MIN } else { 0.0 }).collect();
             for m in [None, Some(&mask[..])] {
@@ -301,10 +279,6 @@ mod tests {
                 scaled_softmax_rows_reference(&mut s2, n, 0.3, m, &mut p2);
                 assert_eq!(s1, s2, "n={n}: scale·s + mask differs");
                 assert!(p1.iter().zip(&p2).all(|(a, b)| (a - b).abs() <= 1e-6), "n={n}: P differs");
-                let (mut d1, mut d2) = (vec![0.5f32; rows * n], vec![0.5f32; rows * n]);
-                softmax_backward_rows(&p2, &g, n, &mut d1);
-                softmax_backward_reference(&p2, &g, rows, n, 1, &mut d2, false);
-                assert!(d1.iter().zip(&d2).all(|(a, b)| (a - b).abs() <= 1e-6), "n={n}: dS differs");
             }
         }
     }
