@@ -5,17 +5,23 @@
 //! bandwidth. Throughput is reported in bytes/s: the bytes a kernel reads plus the
 //! bytes it writes (a `+=` output counts twice), memcpy's being 2 × 16 MiB.
 //!
+//! The LSTM cell (`lstm_cell`) is the exception: at the tutorial's step (64 rows, H = 256)
+//! its buffers stay in L2 and five transcendentals a unit bound it, so its group times each
+//! path the CPU has (`isa::force`) against the portable loop, in units of the cell a second.
+//!
 //! `cargo bench --bench kernels`
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use tapegrad::kernels::dropout::{dropout_backward, dropout_forward};
 use tapegrad::kernels::elementwise::{unary_backward, unary_forward, Unary};
+use tapegrad::kernels::isa::{self, Isa};
 use tapegrad::kernels::layernorm::{
     layer_norm_backward, layer_norm_forward, residual_layer_norm_forward, LayerNormGrads, LayerNormIn,
     LayerNormStats, ResidualIn, ResidualOut,
 };
 use tapegrad::kernels::loss::{cross_entropy_backward, cross_entropy_forward};
+use tapegrad::kernels::lstm::{cell_backward, cell_forward, CellBackwardIn, CellGrads};
 use tapegrad::kernels::softmax::{softmax_backward, softmax_forward};
 
 /// 16 MiB of f32 in, 16 MiB out.
@@ -173,5 +179,48 @@ fn layernorm(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, elementwise, dropout, softmax, cross_entropy, layernorm);
+/// The fused LSTM cell, forward (z's copy back to the pre-activations included: the cell
+/// overwrites them) and backward, on one step of the tutorial's recurrence: 64 rows, H = 256,
+/// every row with a previous state.
+fn lstm_cell(c: &mut Criterion) {
+    let (rows, hh) = (64, 256);
+    let pre = data(rows * 4 * hh);
+    let c_prev: Vec<f32> = data(rows * hh).iter().map(|v| v * 0.5).collect();
+    let (mut z, mut cs, mut tc, mut h) =
+        (pre.clone(), vec![0f32; rows * hh], vec![0f32; rows * hh], vec![0f32; rows * hh]);
+    let (dh, dc) = (data(rows * hh), data(rows * hh));
+    let (mut dz, mut dcp) = (vec![0f32; rows * 4 * hh], vec![0f32; rows * hh]);
+    let mut g = c.benchmark_group("lstm_cell");
+    g.throughput(Throughput::Elements((rows * hh) as u64));
+    for isa in [Isa::Avx2, Isa::Portable] {
+        if !isa::Family::Lstm.cpu_supports(isa) {
+            eprintln!("lstm_cell/{}: SKIPPED (this CPU lacks it)", isa.name());
+            continue;
+        }
+        let _forced = isa::force(isa);
+        g.bench_function(BenchmarkId::new("forward", isa.name()), |b| {
+            b.iter(|| {
+                z.copy_from_slice(&pre);
+                cell_forward(&mut z, black_box(&c_prev), hh, &mut cs, &mut tc, &mut h)
+            })
+        });
+        cell_forward(&mut z, &c_prev, hh, &mut cs, &mut tc, &mut h); // z: the activations
+        g.bench_function(BenchmarkId::new("backward", isa.name()), |b| {
+            b.iter(|| {
+                let x = CellBackwardIn {
+                    act: &z[..],
+                    c_prev: &c_prev[..],
+                    tanh_c: &tc[..],
+                    dh: &dh[..],
+                    dc: &dc[..],
+                    hidden: hh,
+                };
+                cell_backward(black_box(x), CellGrads { d_gates: &mut dz[..], dc_prev: &mut dcp[..] })
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, elementwise, dropout, softmax, cross_entropy, layernorm, lstm_cell);
 criterion_main!(benches);
