@@ -180,6 +180,7 @@ mod tests {
     #[test]
     fn exp8_matches_exp() {
         if !crate::elementwise::simd_available() {
+            eprintln!("exp8: SKIPPED (this CPU lacks AVX2+FMA)");
             return;
         }
         let xs: Vec<f32> =
