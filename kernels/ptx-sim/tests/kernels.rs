@@ -407,40 +407,18 @@ fn tiled_sgemm_matches_the_reference_exactly() {
     }
 }
 
+/// Block `ctr` of stream `stream` of ChaCha8 under `key`, from `rand_chacha` (the generator the
+/// CPU's dropout draws from): the same 64-bit block counter in words 12–13 and stream in 14–15.
 fn chacha8_ref(key: &[u32; 8], stream: u64, ctr: u64) -> [u32; 16] {
-    let mut s = [0u32; 16];
-    s[..4].copy_from_slice(&[0x61707865, 0x3320646e, 0x79622d32, 0x6b206574]);
-    s[4..12].copy_from_slice(key);
-    s[12] = ctr as u32;
-    s[13] = (ctr >> 32) as u32;
-    s[14] = stream as u32;
-    s[15] = (stream >> 32) as u32;
-    let mut x = s;
-    let qr = |x: &mut [u32; 16], a: usize, b: usize, c: usize, d: usize| {
-        x[a] = x[a].wrapping_add(x[b]);
-        x[d] = (x[d] ^ x[a]).rotate_left(16);
-        x[c] = x[c].wrapping_add(x[d]);
-        x[b] = (x[b] ^ x[c]).rotate_left(12);
-        x[a] = x[a].wrapping_add(x[b]);
-        x[d] = (x[d] ^ x[a]).rotate_left(8);
-        x[c] = x[c].wrapping_add(x[d]);
-        x[b] = (x[b] ^ x[c]).rotate_left(7);
-    };
-    for _ in 0..4 {
-        qr(&mut x, 0, 4, 8, 12);
-        qr(&mut x, 1, 5, 9, 13);
-        qr(&mut x, 2, 6, 10, 14);
-        qr(&mut x, 3, 7, 11, 15);
-        qr(&mut x, 0, 5, 10, 15);
-        qr(&mut x, 1, 6, 11, 12);
-        qr(&mut x, 2, 7, 8, 13);
-        qr(&mut x, 3, 4, 9, 14);
+    use rand_chacha::rand_core::{Rng, SeedableRng};
+    let mut seed = [0u8; 32];
+    for (bytes, word) in seed.chunks_exact_mut(4).zip(key) {
+        bytes.copy_from_slice(&word.to_le_bytes());
     }
-    let mut out = [0u32; 16];
-    for k in 0..16 {
-        out[k] = x[k].wrapping_add(s[k]);
-    }
-    out
+    let mut rng = rand_chacha::ChaCha8Rng::from_seed(seed);
+    rng.set_stream(stream);
+    rng.set_word_pos(16 * ctr as u128);
+    std::array::from_fn(|_| rng.next_u32())
 }
 
 #[test]
