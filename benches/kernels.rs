@@ -15,7 +15,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use std::hint::black_box;
 use tapegrad::kernels::dropout::{dropout_backward, dropout_forward};
 use tapegrad::kernels::elementwise::{unary_backward, unary_forward, Unary};
-use tapegrad::kernels::isa::{self, Isa};
+use tapegrad::kernels::isa::{self, Family};
 use tapegrad::kernels::layernorm::{
     layer_norm_backward, layer_norm_forward, residual_layer_norm_forward, LayerNormGrads, LayerNormIn,
     LayerNormStats, ResidualIn, ResidualOut,
@@ -192,8 +192,8 @@ fn lstm_cell(c: &mut Criterion) {
     let (mut dz, mut dcp) = (vec![0f32; rows * 4 * hh], vec![0f32; rows * hh]);
     let mut g = c.benchmark_group("lstm_cell");
     g.throughput(Throughput::Elements((rows * hh) as u64));
-    for isa in [Isa::Avx2, Isa::Portable] {
-        if !isa::Family::Lstm.cpu_supports(isa) {
+    for &isa in Family::Lstm.paths() {
+        if !Family::Lstm.cpu_supports(isa) {
             eprintln!("lstm_cell/{}: SKIPPED (this CPU lacks it)", isa.name());
             continue;
         }
