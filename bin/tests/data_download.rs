@@ -17,16 +17,18 @@ use finetune_imdb::data::download::{
 };
 use finetune_imdb::data::imdb::{read_imdb, Split};
 
-/// A route: body and the Content-Length to announce (may lie).
+/// A route: body and the Content-Length to announce (may lie), and how long to hold the
+/// connection open, silent, after the body before closing it.
 #[derive(Clone)]
 struct Route {
     body: Vec<u8>,
     content_length: usize,
+    stall: Duration,
 }
 
 impl Route {
     fn ok(body: Vec<u8>) -> Route {
-        Route { content_length: body.len(), body }
+        Route { content_length: body.len(), body, stall: Duration::ZERO }
     }
 }
 
@@ -65,8 +67,10 @@ fn serve(routes: HashMap<String, Route>, max_requests: usize) -> (String, JoinHa
             }
             let path = request_line.split(' ').nth(1).unwrap_or("").to_owned();
             let mut stream = reader.into_inner();
+            let mut stall = Duration::ZERO;
             let response = match routes.get(&path) {
                 Some(r) => {
+                    stall = r.stall;
                     let mut head = format!(
                         "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
                         r.content_length
@@ -80,6 +84,7 @@ fn serve(routes: HashMap<String, Route>, max_requests: usize) -> (String, JoinHa
             };
             let _ = stream.write_all(&response);
             let _ = stream.flush();
+            std::thread::sleep(stall);
             seen.push(path);
         }
         seen
@@ -158,7 +163,10 @@ fn imdb_archive_download_checksum_and_cache() {
 #[test]
 fn short_body_is_an_error_and_leaves_nothing() {
     let mut routes = HashMap::new();
-    routes.insert("/short.bin".to_owned(), Route { body: vec![7u8; 1000], content_length: 5000 });
+    routes.insert(
+        "/short.bin".to_owned(),
+        Route { body: vec![7u8; 1000], content_length: 5000, stall: Duration::ZERO },
+    );
     let (base, server) = serve(routes, 1);
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("short.bin");
@@ -171,6 +179,31 @@ fn short_body_is_an_error_and_leaves_nothing() {
         ),
         "{e:?}"
     );
+    assert!(files_in(dir.path()).is_empty(), "{:?}", files_in(dir.path()));
+    server.join().unwrap();
+}
+
+#[test]
+fn a_silent_server_times_out_and_leaves_nothing() {
+    // 1000 bytes of the 5000 announced, then silence: the read timeout ends the wait
+    let mut routes = HashMap::new();
+    let stall = Duration::from_secs(2);
+    routes.insert("/slow.bin".to_owned(), Route { body: vec![7u8; 1000], content_length: 5000, stall });
+    let (base, server) = serve(routes, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("slow.bin");
+    let opts = DownloadOptions { read_timeout: Duration::from_millis(300), ..quiet() };
+    let start = Instant::now();
+    let e = download_file(&format!("{base}/slow.bin"), &dest, None, &opts).unwrap_err();
+    let waited = start.elapsed();
+    eprintln!("silent server, after {waited:?}: {e}");
+    match &e {
+        DownloadError::Transport { message, .. } => {
+            assert!(message.starts_with("after 1000 bytes"), "{message}")
+        }
+        e => panic!("{e:?}"),
+    }
+    assert!(waited < stall, "gave up after {waited:?}, not before the server's {stall:?} of silence ended");
     assert!(files_in(dir.path()).is_empty(), "{:?}", files_in(dir.path()));
     server.join().unwrap();
 }

@@ -127,15 +127,17 @@ pub fn download_file(
     };
     fs::create_dir_all(&dir).map_err(io_err(&dir))?;
 
-    let agent = ureq::AgentBuilder::new()
-        .timeout_connect(opts.connect_timeout)
-        .timeout_read(opts.read_timeout)
-        .build();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_connect(Some(opts.connect_timeout))
+        .timeout_per_read(Some(opts.read_timeout))
+        .build()
+        .into();
+    // A status of 400 or more comes back as `Error::StatusCode` (ureq's default).
     let response = agent.get(url).call().map_err(|e| match e {
-        ureq::Error::Status(status, _) => DownloadError::Status { url: url.to_owned(), status },
-        ureq::Error::Transport(t) => DownloadError::Transport { url: url.to_owned(), message: t.to_string() },
+        ureq::Error::StatusCode(status) => DownloadError::Status { url: url.to_owned(), status },
+        e => DownloadError::Transport { url: url.to_owned(), message: e.to_string() },
     })?;
-    let content_length: Option<u64> = response.header("Content-Length").and_then(|v| v.trim().parse().ok());
+    let content_length: Option<u64> = response.body().content_length();
 
     let name = dest.file_name().and_then(|s| s.to_str()).unwrap_or("download").to_owned();
     let bar = if opts.progress {
@@ -159,7 +161,7 @@ pub fn download_file(
     let mut failure = None;
     let mut got: u64 = 0;
     let written = tapegrad_fsio::write_file(dest, |w| {
-        let mut reader = response.into_reader();
+        let mut reader = response.into_body().into_reader();
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 16];
         loop {
