@@ -15,7 +15,7 @@
 //! m̂_t = m_t/(1 − β1^t), v̂_t = v_t/(1 − β2^t): the tutorial's θ − η·d with the
 //! normalised direction d = m̂/(sqrt(v̂) + ε).
 
-use crate::optimizer::{Core, Optimizer, ParamGroup};
+use crate::optimizer::{core_accessors, Core, Optimizer, ParamGroup};
 use crate::state::{host, meta_f64, meta_field, OptimState, StateError, StateTensor};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -104,24 +104,7 @@ impl<T: Float> Optimizer<T> for Adam<T> {
             "adam"
         }
     }
-    fn groups(&self) -> &[ParamGroup<T>] {
-        &self.core.groups
-    }
-    fn groups_mut(&mut self) -> &mut [ParamGroup<T>] {
-        &mut self.core.groups
-    }
-    fn lr(&self) -> f64 {
-        self.core.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.core.lr = lr;
-    }
-    fn weight_decay(&self) -> f64 {
-        self.core.weight_decay
-    }
-    fn step_count(&self) -> u64 {
-        self.core.step
-    }
+    core_accessors!();
 
     fn step(&mut self) {
         self.core.step += 1;

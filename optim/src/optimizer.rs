@@ -95,6 +95,33 @@ pub trait Optimizer<T: Float = f32> {
     }
 }
 
+/// The [`Optimizer`] methods every optimizer answers from its [`Core`] (a field `core`):
+/// written once here, expanded inside each `impl Optimizer<T> for …`, so that an
+/// optimizer's file shows its own math (`kind`, `step`, its state) and nothing else.
+macro_rules! core_accessors {
+    () => {
+        fn groups(&self) -> &[$crate::ParamGroup<T>] {
+            &self.core.groups
+        }
+        fn groups_mut(&mut self) -> &mut [$crate::ParamGroup<T>] {
+            &mut self.core.groups
+        }
+        fn lr(&self) -> f64 {
+            self.core.lr
+        }
+        fn set_lr(&mut self, lr: f64) {
+            self.core.lr = lr;
+        }
+        fn weight_decay(&self) -> f64 {
+            self.core.weight_decay
+        }
+        fn step_count(&self) -> u64 {
+            self.core.step
+        }
+    };
+}
+pub(crate) use core_accessors;
+
 /// The part every optimizer shares: groups, defaults, step count, and their
 /// (de)serialisation. Crate-private.
 pub(crate) struct Core<T: Float> {

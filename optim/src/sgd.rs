@@ -12,7 +12,7 @@
 //!
 //! With μ = 0 and λ = 0 this is the tutorial's θ_{t+1} = θ_t − η∇L(θ_t).
 
-use crate::optimizer::{Core, Optimizer, ParamGroup};
+use crate::optimizer::{core_accessors, Core, Optimizer, ParamGroup};
 use crate::state::{OptimState, StateError, StateTensor};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -89,24 +89,7 @@ impl<T: Float> Optimizer<T> for Sgd<T> {
     fn kind(&self) -> &'static str {
         "sgd"
     }
-    fn groups(&self) -> &[ParamGroup<T>] {
-        &self.core.groups
-    }
-    fn groups_mut(&mut self) -> &mut [ParamGroup<T>] {
-        &mut self.core.groups
-    }
-    fn lr(&self) -> f64 {
-        self.core.lr
-    }
-    fn set_lr(&mut self, lr: f64) {
-        self.core.lr = lr;
-    }
-    fn weight_decay(&self) -> f64 {
-        self.core.weight_decay
-    }
-    fn step_count(&self) -> u64 {
-        self.core.step
-    }
+    core_accessors!();
 
     fn step(&mut self) {
         self.core.step += 1;
