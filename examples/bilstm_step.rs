@@ -11,6 +11,9 @@
 //! use (`examples/support/fma.rs`, as `examples/fma_peak` does) before and after the steps,
 //! on as many threads as the step uses, and reports the steady steps (all but the first)
 //! as a share of it: a ratio that holds on any CPU, whatever else the machine is doing.
+//! On Linux it splits that share in two: the part of its threads' time the process was on
+//! a CPU (its CPU clock over the steady steps' wall time), and the peak's share it ran at
+//! while there; a low figure from a machine busy with other work shows in the first.
 //!
 //! Run: `cargo run --release --example bilstm_step [-- --steps N --batch B --hidden H
 //! --emb E --layers L --min-len A --max-len Z --vocab V --peak]`
@@ -23,6 +26,8 @@ use tapegrad::models::{BiLstmClassifier, BiLstmConfig, Module};
 
 #[path = "support/cli.rs"]
 mod cli;
+#[path = "support/clock.rs"]
+mod clock;
 #[cfg(target_arch = "x86_64")]
 #[path = "support/fma.rs"]
 mod fma;
@@ -117,8 +122,13 @@ fn main() {
     let peak_before = measure_peak(a.peak, threads);
     let mut total = (0.0, 0.0, 0usize);
     let mut steady = (0.0, 0usize); // all steps but the first: seconds, tokens
+                                    // where the steady steps start: the wall clock and the process's CPU time (all threads)
+    let mut steady_start = (Instant::now(), clock::process_cpu_seconds());
     let mut last_batch_sizes = Vec::new();
     for step in 0..a.steps {
+        if step == 1 {
+            steady_start = (Instant::now(), clock::process_cpu_seconds());
+        }
         let lengths: Vec<usize> = (0..a.batch).map(|_| rng.random_range(a.min_len..=a.max_len)).collect();
         let t = *lengths.iter().max().expect("non-empty batch");
         let mut text = vec![1usize; a.batch * t];
@@ -161,6 +171,13 @@ fn main() {
         sorted.sort_by(|x, y| y.cmp(x));
         last_batch_sizes = (0..t).map(|s| sorted.iter().filter(|&&l| l > s).count()).collect();
     }
+    // the share of the threads' time the process was on a CPU over the steady steps
+    let busy = match (steady_start.1, clock::process_cpu_seconds()) {
+        (Some(cpu0), Some(cpu1)) if a.steps > 1 => {
+            Some((cpu1 - cpu0) / (threads as f64 * steady_start.0.elapsed().as_secs_f64()))
+        }
+        _ => None,
+    };
     tapegrad::autograd::alloc::empty_cache(); // the end of a phase: the cache goes back
     println!("after empty_cache: {}", memory_line());
     let steps = a.steps as f64;
@@ -195,6 +212,7 @@ fn main() {
             flops_per_token: flops / last_tokens as f64,
             steady,
             threads,
+            busy,
         });
     }
 }
@@ -221,6 +239,8 @@ struct PeakReport {
     /// The steady steps (all but the first): seconds, tokens.
     steady: (f64, usize),
     threads: usize,
+    /// The process's CPU time over the steady steps per thread's wall time (Linux).
+    busy: Option<f64>,
 }
 
 /// The steady step's arithmetic rate as a share of the better of the two peak measurements.
@@ -237,9 +257,18 @@ fn report_peak(r: PeakReport) {
     }
     let peak = before.max(after);
     let rate = r.flops_per_token * r.steady.1 as f64 / r.steady.0 / 1e9;
+    let share = rate / peak;
+    let threads = if r.threads == 1 { "1 thread".to_string() } else { format!("{} threads", r.threads) };
     println!(
-        "steady steps (all but the first) run at {rate:.1} GFLOP/s = {:.1}% of the {width} FMA peak on {} threads ({before:.1} before, {after:.1} after the steps)",
-        100.0 * rate / peak,
-        r.threads
+        "steady steps (all but the first) run at {rate:.1} GFLOP/s = {:.1}% of the {width} FMA peak on {threads} ({before:.1} before, {after:.1} after the steps)",
+        100.0 * share,
     );
+    // share = busy × (the rate while on a CPU): which of the two a low figure comes from
+    if let Some(busy) = r.busy {
+        println!(
+            "  the process was on a CPU {:.1}% of the time of its {threads} over those steps (the rest: waiting, or the machine's other work); while on a CPU, {:.1}% of the peak",
+            100.0 * busy,
+            100.0 * share / busy
+        );
+    }
 }
