@@ -122,9 +122,9 @@ fn main() {
     let peak_before = measure_peak(a.peak, threads);
     let mut total = (0.0, 0.0, 0usize);
     let mut steady = (0.0, 0usize); // all steps but the first: seconds, tokens
-                                    // where the steady steps start: the wall clock and the process's CPU time (all threads)
-    let mut steady_start = (Instant::now(), clock::process_cpu_seconds());
     let mut last_batch_sizes = Vec::new();
+    // where the steady steps start: the wall clock and the process's CPU time (all threads)
+    let mut steady_start = (Instant::now(), clock::process_cpu_seconds());
     for step in 0..a.steps {
         if step == 1 {
             steady_start = (Instant::now(), clock::process_cpu_seconds());
