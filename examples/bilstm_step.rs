@@ -124,10 +124,10 @@ fn main() {
     let mut steady = (0.0, 0usize); // all steps but the first: seconds, tokens
     let mut last_batch_sizes = Vec::new();
     // where the steady steps start: the wall clock and the process's CPU time (all threads)
-    let mut steady_start = (Instant::now(), clock::process_cpu_seconds());
+    let mut steady_start = None;
     for step in 0..a.steps {
         if step == 1 {
-            steady_start = (Instant::now(), clock::process_cpu_seconds());
+            steady_start = Some((Instant::now(), clock::process_cpu_seconds()));
         }
         let lengths: Vec<usize> = (0..a.batch).map(|_| rng.random_range(a.min_len..=a.max_len)).collect();
         let t = *lengths.iter().max().expect("non-empty batch");
@@ -172,9 +172,9 @@ fn main() {
         last_batch_sizes = (0..t).map(|s| sorted.iter().filter(|&&l| l > s).count()).collect();
     }
     // the share of the threads' time the process was on a CPU over the steady steps
-    let busy = match (steady_start.1, clock::process_cpu_seconds()) {
-        (Some(cpu0), Some(cpu1)) if a.steps > 1 => {
-            Some((cpu1 - cpu0) / (threads as f64 * steady_start.0.elapsed().as_secs_f64()))
+    let busy = match (steady_start, clock::process_cpu_seconds()) {
+        (Some((wall0, Some(cpu0))), Some(cpu1)) => {
+            Some((cpu1 - cpu0) / (threads as f64 * wall0.elapsed().as_secs_f64()))
         }
         _ => None,
     };
