@@ -379,6 +379,13 @@ fn main() {
         failed |= !errors.is_empty();
         println!("{line}");
     }
+    if !isa::cpu_supports(Isa::Avx512) {
+        // what covers the AVX-512 families' code here: `Avx512Shaped` and its kin in the unit tests
+        println!(
+            "isa paths  avx512: its instructions cannot run here; the kernels' unit tests run its geometry \
+             (tiles, blocks, packed layouts, AMX's too) on the portable arithmetic"
+        );
+    }
     // the kernel the bf16 GEMM runs on the best path here (AMX or AVX512-BF16 under avx512);
     // its unit tests run each kernel by name
     println!("isa paths  bf16gemm's best path runs the {} kernel here", {

@@ -123,14 +123,7 @@ impl Scratch {
 /// No other thread writes this pair's columns of o (`head.out`'s d columns of its Tq rows)
 /// while this runs.
 pub(super) unsafe fn eval_pair(isa: Isa, s: PairShape, head: &Head, scratch: &mut Scratch) {
-    let (t, tq, d, hid) = (s.seq, s.queries, s.head_dim, s.stride);
-    assert!(t > 0 && tq > 0 && d > 0, "eval_pair: empty pair {s:?}");
-    let ext = |rows: usize| (rows - 1) * hid + d;
-    assert!(
-        head.q.len() >= ext(tq) && head.k.len() >= ext(t) && head.v.len() >= ext(t),
-        "eval_pair: short operands"
-    );
-    assert!(head.mask.is_none_or(|m| m.len() == t), "eval_pair: the mask needs T values");
+    check(s, head);
     // SAFETY: the operands cover their extents (checked above; o by `SharedMut::range`),
     // the CPU runs `isa`, and the caller owns the pair's columns of o.
     unsafe {
@@ -142,6 +135,18 @@ pub(super) unsafe fn eval_pair(isa: Isa, s: PairShape, head: &Head, scratch: &mu
             _ => eval_pair_with::<Portable>(s, head, scratch),
         }
     }
+}
+
+/// Asserts that the pair is not empty and its operands cover their extents.
+fn check(s: PairShape, head: &Head) {
+    let (t, tq, d, hid) = (s.seq, s.queries, s.head_dim, s.stride);
+    assert!(t > 0 && tq > 0 && d > 0, "eval_pair: empty pair {s:?}");
+    let ext = |rows: usize| (rows - 1) * hid + d;
+    assert!(
+        head.q.len() >= ext(tq) && head.k.len() >= ext(t) && head.v.len() >= ext(t),
+        "eval_pair: short operands"
+    );
+    assert!(head.mask.is_none_or(|m| m.len() == t), "eval_pair: the mask needs T values");
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -192,6 +197,84 @@ unsafe fn eval_pair_with<K: Kernel>(s: PairShape, head: &Head, scratch: &mut Scr
             let row = out.o.range(at..at + d);
             for (c, x) in row.iter_mut().enumerate() {
                 *x = *ot.add(c * nr + i) * inv;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The panels path at each kernel family's geometry with the portable arithmetic (AVX2's
+    //! 6 × 16, AVX-512's 12 × 32, and a 4 × 8 tile that leaves partial panels everywhere), on
+    //! every CPU: every pair of a batch of several heads against the plain loops.
+
+    use super::*;
+    use crate::attention::{attention_forward_reference, AttentionShape, Qkv};
+    use crate::sgemm::driver::Generic;
+    use crate::sgemm::Avx512Shaped;
+    use rand::{RngExt, SeedableRng};
+
+    /// O of every pair of `s`, one after another, through the panels at `K`'s geometry.
+    fn eval_all<K: Kernel>(s: AttentionShape, qkv: Qkv<&[f32]>, mask: Option<&[f32]>) -> Vec<f32> {
+        let (t, hid) = (s.seq, s.hidden());
+        let shape = PairShape { seq: t, queries: s.queries, head_dim: s.head_dim, stride: hid };
+        let mut o = vec![f32::NAN; s.q_numel()]; // every element is written
+        let o = SharedMut::new(&mut o);
+        let mut scratch = Scratch::default(); // reused, as a thread reuses it
+        for pair in 0..s.pairs() {
+            let (qo, ko) = (s.q_offset(pair), s.kv_offset(pair));
+            let head = Head {
+                q: &qkv.q[qo..],
+                k: &qkv.k[ko..],
+                v: &qkv.v[ko..],
+                mask: mask.map(|m| &m[(pair / s.heads) * t..][..t]),
+                out: OutRows { o: &o, at: qo, stride: hid },
+            };
+            check(shape, &head);
+            // SAFETY: checked above; `K` is portable here; pairs run one at a time.
+            unsafe { eval_pair_with::<K>(shape, &head, &mut scratch) };
+        }
+        // SAFETY: no slice of `o` is alive any more.
+        unsafe { o.range(0..s.q_numel()) }.to_vec()
+    }
+
+    #[test]
+    fn panels_match_the_loops_at_every_geometry() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(23);
+        for (batch, queries, seq, heads, head_dim) in [
+            (1, 1, 1, 1, 1),
+            (1, 32, 32, 1, 12), // exactly one AVX-512 tile of queries and of keys
+            (2, 33, 70, 2, 32), // MiniLM's head size, partial last panels
+            (2, 40, 13, 3, 7),  // more queries than keys, d < MR
+            (1, 64, 100, 2, 13),
+        ] {
+            let s = AttentionShape { batch, queries, seq, heads, head_dim };
+            let mut rand = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.random_range(-1.5..1.5)).collect() };
+            let (q, k, v) = (rand(s.q_numel()), rand(s.kv_numel()), rand(s.kv_numel()));
+            // the last third of each sequence is padding
+            let mask: Vec<f32> = (0..batch * seq)
+                .map(|i| if i % seq >= seq - seq / 3 && i % seq > 0 { -1e30 } else { 0.0 })
+                .collect();
+            let widen = |x: &[f32]| -> Vec<f64> { x.iter().map(|&v| v as f64).collect() };
+            let (q64, k64, v64, mask64) = (widen(&q), widen(&k), widen(&v), widen(&mask));
+            for masked in [false, true] {
+                let mut want = vec![0.0f64; s.q_numel()];
+                let qkv64 = Qkv { q: &q64[..], k: &k64[..], v: &v64[..] };
+                attention_forward_reference(s, qkv64, masked.then_some(&mask64[..]), None, &mut want);
+                let qkv = Qkv { q: &q[..], k: &k[..], v: &v[..] };
+                let mask = masked.then_some(&mask[..]);
+                for (name, got) in [
+                    ("portable 6x16", eval_all::<Portable>(s, qkv, mask)),
+                    ("avx-512's 12x32", eval_all::<Avx512Shaped>(s, qkv, mask)),
+                    ("4x8", eval_all::<Generic<4, 8, 8, 5, 16>>(s, qkv, mask)),
+                ] {
+                    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+                        assert!(
+                            (g as f64 - w).abs() < 2e-5,
+                            "{name} {s:?} mask {masked}: o[{i}] = {g}, want {w}"
+                        );
+                    }
+                }
             }
         }
     }

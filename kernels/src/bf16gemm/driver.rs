@@ -105,6 +105,7 @@ pub(crate) unsafe fn gemm_seq<K: Kernel>(g: Gemm) {
     bbuf.resize(bbuf.len().max(K::NC.min(n.div_ceil(K::NR) * K::NR) * kq_max * wpp + 16), 0);
     let aligned = |v: &mut Vec<u32>| v.as_mut_ptr().add(v.as_ptr().align_offset(64));
     let (ab, bb) = (aligned(&mut abuf), aligned(&mut bbuf));
+    const { assert!(K::MR * K::NR <= MAX_TILE, "the edge tile's buffer is too small for this kernel") };
     let mut tmp = [0.0f32; MAX_TILE];
     for jc in (0..n).step_by(K::NC) {
         let nc = K::NC.min(n - jc);
@@ -278,31 +279,53 @@ fn widen(h: u32) -> f32 {
 }
 
 /// The portable micro-kernel (plain Rust, auto-vectorised): the pair arithmetic of
-/// `vdpbf16ps` lane by lane, odd product first.
-pub(crate) struct Portable;
+/// `vdpbf16ps` lane by lane, odd product first, on an MR × NR tile, with A's panel pair by
+/// pair or, `A_ROWS`, row by row (AMX's layout), and the depth padded to `KQ_ALIGN` pairs.
+/// The portable path runs [`Portable`]; the tests also run the driver at the AVX512-BF16 and
+/// AMX paths' geometries with it, on every CPU.
+pub(crate) struct Generic<
+    const MR: usize,
+    const NR: usize,
+    const MC: usize,
+    const NC: usize,
+    const KQ_ALIGN: usize,
+    const A_ROWS: bool,
+>;
 
-impl Kernel for Portable {
-    const MR: usize = 6;
-    const NR: usize = 16;
-    const MC: usize = 144;
-    const NC: usize = 4080;
+/// The portable path's kernel: 6 × 16, A pair by pair.
+pub(crate) type Portable = Generic<6, 16, 144, 4080, 1, false>;
+
+impl<
+        const MR: usize,
+        const NR: usize,
+        const MC: usize,
+        const NC: usize,
+        const KQ_ALIGN: usize,
+        const A_ROWS: bool,
+    > Kernel for Generic<MR, NR, MC, NC, KQ_ALIGN, A_ROWS>
+{
+    const MR: usize = MR;
+    const NR: usize = NR;
+    const MC: usize = MC;
+    const NC: usize = NC;
+    const KQ_ALIGN: usize = KQ_ALIGN;
+    const A_ROWS: bool = A_ROWS;
 
     unsafe fn tile(kq: usize, a: *const u32, b: *const u32, c: *mut f32, rsc: usize, s: CStart) {
-        const MR: usize = Portable::MR;
-        const NR: usize = Portable::NR;
         let mut acc = [[0.0f32; NR]; MR];
         // SAFETY: the caller guarantees kq*MR and kq*NR words behind a and b.
         let (a, b) =
             unsafe { (std::slice::from_raw_parts(a, kq * MR), std::slice::from_raw_parts(b, kq * NR)) };
-        for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
-            let (b_lo, b_hi): ([f32; NR], [f32; NR]) =
-                (std::array::from_fn(|j| widen(bp[j] & 0xffff)), std::array::from_fn(|j| widen(bp[j] >> 16)));
-            for (row, &ai) in acc.iter_mut().zip(ap) {
-                let (a_lo, a_hi) = (widen(ai & 0xffff), widen(ai >> 16));
-                for j in 0..NR {
-                    row[j] += a_hi * b_hi[j];
-                    row[j] += a_lo * b_lo[j];
-                }
+        if A_ROWS {
+            // pair (i, q) of A at a[i·kq + q]: gather each depth's column
+            for (q, bp) in b.chunks_exact(NR).enumerate() {
+                let ap: [u32; MR] = std::array::from_fn(|i| a[i * kq + q]);
+                pair_products(&mut acc, &ap, bp);
+            }
+        } else {
+            // pair (i, q) of A at a[q·MR + i]
+            for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+                pair_products(&mut acc, ap, bp);
             }
         }
         for (i, row) in acc.iter().enumerate() {
@@ -310,6 +333,21 @@ impl Kernel for Portable {
                 // SAFETY: the caller guarantees the MR x NR tile of C and NR values of a bias.
                 unsafe { s.finish(c.add(i * rsc + j), j, v) };
             }
+        }
+    }
+}
+
+/// `acc[i][j] +=` the pair product of `ap[i]` and `bp[j]`, odd depth first (one depth pair of
+/// a portable tile).
+#[inline(always)]
+fn pair_products<const MR: usize, const NR: usize>(acc: &mut [[f32; NR]; MR], ap: &[u32], bp: &[u32]) {
+    let (b_lo, b_hi): ([f32; NR], [f32; NR]) =
+        (std::array::from_fn(|j| widen(bp[j] & 0xffff)), std::array::from_fn(|j| widen(bp[j] >> 16)));
+    for (row, &ai) in acc.iter_mut().zip(ap) {
+        let (a_lo, a_hi) = (widen(ai & 0xffff), widen(ai >> 16));
+        for j in 0..NR {
+            row[j] += a_hi * b_hi[j];
+            row[j] += a_lo * b_lo[j];
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Every path the CPU runs against the reference (bit-exact within one depth block), the
 //! reference against the f32 product (within bf16's error bound), and the rounding.
 
-use super::driver::{bf16_bits, KC};
+use super::driver::{bf16_bits, Generic, KC};
 use super::*;
 use crate::gemm::Strides;
 use rand::{RngExt, SeedableRng};
@@ -17,10 +17,81 @@ fn paths() -> Vec<Path> {
         if cpu_supports(p) {
             v.push(p);
         } else {
-            eprintln!("bf16gemm: SKIPPED the {} path (this CPU or OS cannot run it)", p.name());
+            eprintln!(
+                "bf16gemm: SKIPPED the {} path (this CPU or OS cannot run it; its geometry runs below, \
+                 on the portable arithmetic)",
+                p.name()
+            );
         }
     }
     v
+}
+
+/// The driver with the portable arithmetic at the AVX512-BF16 path's geometry (12 × 32) and
+/// at the AMX path's (32 × 32, A's panels row by row, the depth padded to 16 pairs): those
+/// paths' packing and edges on every CPU, not only where their instructions run.
+type Avx512Bf16Shaped = Generic<
+    { avx512::Avx512Bf16::MR },
+    { avx512::Avx512Bf16::NR },
+    { avx512::Avx512Bf16::MC },
+    { avx512::Avx512Bf16::NC },
+    { <avx512::Avx512Bf16 as Kernel>::KQ_ALIGN },
+    { <avx512::Avx512Bf16 as Kernel>::A_ROWS },
+>;
+type AmxShaped = Generic<
+    { amx::Amx::MR },
+    { amx::Amx::NR },
+    { amx::Amx::MC },
+    { amx::Amx::NC },
+    { <amx::Amx as Kernel>::KQ_ALIGN },
+    { <amx::Amx as Kernel>::A_ROWS },
+>;
+
+/// What computes a product in these tests: a path as users get it, or the sequential driver
+/// on a portable kernel at another path's geometry (one thread whatever `threads` says).
+#[derive(Clone, Copy)]
+enum Runner {
+    Path(Path),
+    Shaped(&'static str, unsafe fn(Gemm)),
+}
+
+impl Runner {
+    fn name(self) -> &'static str {
+        match self {
+            Runner::Path(p) => p.name(),
+            Runner::Shaped(name, _) => name,
+        }
+    }
+
+    fn run(self, threads: usize, d: Dims, a: MatRef<f32>, b: MatRef<f32>, beta: f32, mut c: MatMut<f32>) {
+        match self {
+            Runner::Path(p) => bf16gemm_with(p, threads, d, a, b, beta, c),
+            Runner::Shaped(_, seq) => {
+                check("bf16gemm", d, &a, &b, &c);
+                assert!(
+                    d.batch == 1 && d.m > 0 && d.n > 0 && d.k > 0,
+                    "the driver takes one non-empty product"
+                );
+                // SAFETY: the operands cover their extents (checked above); the kernel is portable.
+                unsafe { seq(Gemm::new(d, &a, &b, beta, &mut c)) }
+            }
+        }
+    }
+
+    /// Whether it sums each C element's pairs in the reference's order (bit-exact within one
+    /// depth block): all but AMX, which sums a tile's 32 depths in its own order.
+    fn in_order(self) -> bool {
+        !matches!(self, Runner::Path(Path::Amx))
+    }
+}
+
+/// The paths this CPU runs (printing the ones it skips), and the other paths' geometries.
+fn runners() -> Vec<Runner> {
+    let shaped = [
+        Runner::Shaped("avx512-bf16's 12x32 (portable arithmetic)", gemm_seq::<Avx512Bf16Shaped>),
+        Runner::Shaped("amx's 32x32, rows of A (portable arithmetic)", gemm_seq::<AmxShaped>),
+    ];
+    paths().into_iter().map(Runner::Path).chain(shaped).collect()
 }
 
 /// Layouts of (A, B) as (rsa, csa, rsb, csb) for an m x k A and k x n B.
@@ -52,7 +123,7 @@ fn every_path_equals_the_reference() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2);
     // edges of both tiles, an odd depth, one full block, several blocks
     let shapes = [(1, 1, 1), (13, 35, 7), (37, 50, 64), (25, 70, KC), (30, 40, KC + 1), (20, 33, 3 * KC - 5)];
-    for path in paths() {
+    for runner in runners() {
         for (m, n, k) in shapes {
             for (name, rsa, csa, rsb, csb) in layouts(m, n, k) {
                 for (beta, threads, with_bias) in [
@@ -71,11 +142,11 @@ fn every_path_equals_the_reference() {
                     let a = MatRef::new(&a, Strides { batch: 0, row: rsa, col: csa });
                     let b = MatRef::new(&b, Strides { batch: 0, row: rsb, col: csb });
                     let mut got = c0.clone();
-                    bf16gemm_with(path, threads, d, a, b, beta, MatMut { bias, ..MatMut::rows(&mut got, n) });
+                    runner.run(threads, d, a, b, beta, MatMut { bias, ..MatMut::rows(&mut got, n) });
                     let mut want = c0;
                     bf16gemm_reference(d, a, b, beta, MatMut { bias, ..MatMut::rows(&mut want, n) });
-                    let what = format!("{} {name} {m}x{n}x{k} beta {beta} bias {with_bias}", path.name());
-                    if k <= KC && path != Path::Amx {
+                    let what = format!("{} {name} {m}x{n}x{k} beta {beta} bias {with_bias}", runner.name());
+                    if k <= KC && runner.in_order() {
                         // same sums in the same order: the same bits
                         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                             assert_eq!(g.to_bits(), w.to_bits(), "{what}: C[{i}] = {g:e}, want {w:e}");
@@ -102,20 +173,20 @@ fn every_path_equals_the_reference() {
 #[test]
 fn bias_equals_filling_c_then_accumulating() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
-    for path in paths() {
+    for runner in runners() {
         for (m, n, k) in [(37, 50, 64), (70, 96, KC), (65, 33, KC + 7)] {
             let (a, b, bias) = (rand_vec(&mut rng, m * k), rand_vec(&mut rng, k * n), rand_vec(&mut rng, n));
             let (d, a, b) = (Dims::new(m, n, k), MatRef::rows(&a, k), MatRef::cols(&b, k));
             let mut filled: Vec<f32> = (0..m).flat_map(|_| bias.iter().copied()).collect();
-            bf16gemm_with(path, 2, d, a, b, 1.0, MatMut::rows(&mut filled, n));
+            runner.run(2, d, a, b, 1.0, MatMut::rows(&mut filled, n));
             let mut got = vec![f32::NAN; m * n];
-            bf16gemm_with(path, 2, d, a, b, 0.0, MatMut::rows(&mut got, n).with_bias(&bias));
+            runner.run(2, d, a, b, 0.0, MatMut::rows(&mut got, n).with_bias(&bias));
             for (i, (g, f)) in got.iter().zip(&filled).enumerate() {
                 assert_eq!(
                     g.to_bits(),
                     f.to_bits(),
                     "{} {m}x{n}x{k}: C[{i}] = {g}, filled-then-added {f}",
-                    path.name()
+                    runner.name()
                 );
             }
         }

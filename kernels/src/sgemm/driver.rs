@@ -372,8 +372,8 @@ unsafe fn blocked<K: Kernel>(g: Gemm, abuf: *mut f32, bbuf: *mut f32) {
 #[inline(always)]
 pub(super) unsafe fn macro_block<K: Kernel>(blk: Gemm, abuf: *mut f32) {
     let Gemm { m, n: nc, k: kc, a, rsa, csa, b: bbuf, start, c, rsc, .. } = blk;
+    const { assert!(K::MR * K::NR <= MAX_TILE, "the edge tile's buffer is too small for this kernel") };
     let mut tmp = [0.0f32; MAX_TILE];
-    debug_assert!(K::MR * K::NR <= MAX_TILE);
     for ic in (0..m).step_by(K::MC) {
         let mc = K::MC.min(m - ic);
         pack_a::<K>(mc, kc, a.add(ic * rsa), rsa, csa, abuf);

@@ -46,6 +46,18 @@ const TEAM_MIN_FLOPS: usize = 1 << 26;
 /// The portable fallback: the same geometry as the AVX2 kernel.
 pub(crate) type Portable = Generic<6, 16, 144, 256, 4080>;
 
+/// The AVX-512 family's geometry (its 12 × 32 tile and its blocks) with the portable
+/// arithmetic: the tests run the code generic over the kernel (the prepacked product, the
+/// attention panels) at that geometry on every CPU, not only where AVX-512 runs.
+#[cfg(test)]
+pub(crate) type Avx512Shaped = Generic<
+    { avx512::Avx512::MR },
+    { avx512::Avx512::NR },
+    { avx512::Avx512::MC },
+    { avx512::Avx512::KC },
+    { avx512::Avx512::NC },
+>;
+
 /// The micro-kernel family in use now ([`crate::isa::active`]: the CPU's best, or the one
 /// [`crate::isa::force`] set).
 pub(crate) fn isa() -> Isa {

@@ -112,21 +112,7 @@ pub fn sgemm_prepacked(m: usize, a: MatRef<f32>, b: &PackedB, beta: f32, c: MatM
     }
     check_operand("sgemm_prepacked", "A", 1, (m, d.k), a.s, a.data.len());
     check_out("sgemm_prepacked", d, &c);
-    // B's pointer is the packed panels (`rsb`, `csb` unused: `run` steps through them)
-    let g = Gemm {
-        m,
-        n: d.n,
-        k: d.k,
-        a: a.data.as_ptr(),
-        rsa: a.s.row,
-        csa: a.s.col,
-        b: b.data(),
-        rsb: 0,
-        csb: 0,
-        start: CStart { beta, bias: c.bias.map_or(std::ptr::null(), |bias| bias.as_ptr()) },
-        c: c.data.as_mut_ptr(),
-        rsc: c.s.row,
-    };
+    let g = on_packed(d, &a, b.data(), beta, c);
     // SAFETY: extents checked above; C is a distinct &mut slice; the CPU supports b.isa
     // (checked when B was packed).
     unsafe {
@@ -158,6 +144,25 @@ unsafe fn run_avx512(g: Gemm) {
     run::<Avx512>(g)
 }
 
+/// The product `C = beta·C + A·B` with B's pointer the packed panels (`rsb`, `csb` unused:
+/// [`run`] steps through them).
+fn on_packed(d: Dims, a: &MatRef<f32>, packed: *const f32, beta: f32, c: MatMut<f32>) -> Gemm {
+    Gemm {
+        m: d.m,
+        n: d.n,
+        k: d.k,
+        a: a.data.as_ptr(),
+        rsa: a.s.row,
+        csa: a.s.col,
+        b: packed,
+        rsb: 0,
+        csb: 0,
+        start: CStart { beta, bias: c.bias.map_or(std::ptr::null(), |bias| bias.as_ptr()) },
+        c: c.data.as_mut_ptr(),
+        rsc: c.s.row,
+    }
+}
+
 /// The driver's loop nest without the B packing: `pc` over K by KC, each depth block of the
 /// packed B (`g.b`, panels of `n` rounded up to NR columns) handed to [`macro_block`] (which
 /// packs A's blocks into this thread's buffer).
@@ -177,8 +182,23 @@ unsafe fn run<K: Kernel>(g: Gemm) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sgemm::sgemm_reference_f64;
+    use crate::sgemm::{sgemm_reference_f64, Avx512Shaped};
     use rand::{RngExt, SeedableRng};
+
+    /// `C = beta·C + A·B` with B packed for the kernel `K` and the product run on it, on any
+    /// CPU when `K` is portable: a kernel family's packed layout and depth blocks where the CPU
+    /// cannot run its instructions.
+    fn prepacked_with<K: Kernel>(d: Dims, a: MatRef<f32>, b: MatRef<f32>, beta: f32, c: MatMut<f32>) {
+        check_operand("prepacked_with", "A", 1, (d.m, d.k), a.s, a.data.len());
+        check_operand("prepacked_with", "B", 1, (d.k, d.n), b.s, b.data.len());
+        check_out("prepacked_with", d, &c);
+        let mut packed = vec![0.0; packed_len::<K>(d.k, d.n)];
+        // SAFETY: the operands cover their extents (checked above); `packed` holds B's panels.
+        unsafe {
+            pack_all::<K>(d.k, d.n, b.data.as_ptr(), b.s.row, b.s.col, packed.as_mut_ptr());
+            run::<K>(on_packed(d, &a, packed.as_ptr(), beta, c));
+        }
+    }
 
     #[test]
     fn prepacked_matches_reference_on_odd_shapes() {
@@ -208,19 +228,32 @@ mod tests {
                     beta,
                     MatMut { bias, ..MatMut::rows(&mut want, n) },
                 );
+                let check = |what: &str, c: &[f32]| {
+                    for (i, (&got, &w)) in c.iter().zip(&want).enumerate() {
+                        let tol = 1e-5 * (k as f32).sqrt() * (1.0 + w.abs());
+                        assert!(
+                            (got - w).abs() <= tol,
+                            "{what} m {m} n {n} k {k} transB {trans_b} beta {beta} bias {with_bias}: C[{i}] = {got}, want {w}"
+                        );
+                    }
+                };
                 // every kernel this CPU runs, whichever the CPU would pick
                 for isa in Isa::ALL.into_iter().filter(|&i| crate::isa::cpu_supports(i)) {
                     let pb = PackedB::with_isa(isa, k, n, b);
                     let mut c = c0.clone();
                     sgemm_prepacked(m, a, &pb, beta, MatMut { bias, ..MatMut::rows(&mut c, n) });
-                    for (i, (&got, &w)) in c.iter().zip(&want).enumerate() {
-                        let tol = 1e-5 * (k as f32).sqrt() * (1.0 + w.abs());
-                        assert!(
-                            (got - w).abs() <= tol,
-                            "{isa:?} m {m} n {n} k {k} transB {trans_b} beta {beta} bias {with_bias}: C[{i}] = {got}, want {w}"
-                        );
-                    }
+                    check(&format!("{isa:?}"), &c);
                 }
+                // and the AVX-512 family's packing and loop nest, on any CPU
+                let mut c = c0.clone();
+                prepacked_with::<Avx512Shaped>(
+                    Dims::new(m, n, k),
+                    a,
+                    b,
+                    beta,
+                    MatMut { bias, ..MatMut::rows(&mut c, n) },
+                );
+                check("AVX-512's geometry (portable arithmetic)", &c);
             }
         }
     }
