@@ -16,7 +16,7 @@
 use super::avx2::Avx2;
 #[cfg(target_arch = "x86_64")]
 use super::avx512::Avx512;
-use super::driver::{macro_block, pack_b, CStart, Gemm, Kernel, BUFS};
+use super::driver::{macro_block, pack_b, Gemm, Kernel, BUFS};
 use super::{isa, Isa, Portable};
 use crate::gemm::{check_operand, check_out, extent, Dims, MatMut, MatRef};
 use crate::threads;
@@ -146,21 +146,8 @@ unsafe fn run_avx512(g: Gemm) {
 
 /// The product `C = beta·C + A·B` with B's pointer the packed panels (`rsb`, `csb` unused:
 /// [`run`] steps through them).
-fn on_packed(d: Dims, a: &MatRef<f32>, packed: *const f32, beta: f32, c: MatMut<f32>) -> Gemm {
-    Gemm {
-        m: d.m,
-        n: d.n,
-        k: d.k,
-        a: a.data.as_ptr(),
-        rsa: a.s.row,
-        csa: a.s.col,
-        b: packed,
-        rsb: 0,
-        csb: 0,
-        start: CStart { beta, bias: c.bias.map_or(std::ptr::null(), |bias| bias.as_ptr()) },
-        c: c.data.as_mut_ptr(),
-        rsc: c.s.row,
-    }
+fn on_packed(d: Dims, a: &MatRef<f32>, packed: *const f32, beta: f32, mut c: MatMut<f32>) -> Gemm {
+    Gemm { b: packed, rsb: 0, csb: 0, ..Gemm::new(d, a, &MatRef::rows(&[], 0), beta, &mut c) }
 }
 
 /// The driver's loop nest without the B packing: `pc` over K by KC, each depth block of the
