@@ -3,16 +3,21 @@
 //!
 //! One table drives the whole suite: each row names an op and builds, from a
 //! proptest-drawn base shape and seed, the op's inputs and the function to check.
-//! `cargo test --test gradcheck -- --list` shows one test per row, twice: `<row>` runs it in
+//! `cargo test --test gradcheck -- --list` shows one test per row and device: `<row>` runs it in
 //! f64 against finite differences; `f32_fast::<row>` runs the same row in f32, on sizes that
 //! take the SIMD kernels, the sgemm driver and the threaded splits, and compares its backward
 //! with the f64 backward on the same inputs (see [`harness::run_f32`]). `sim::<row>` runs the f64
 //! row against finite differences on the simulated GPU, and `sim_f32::<row>` the f32 row on
-//! the simulated GPU against the same row on the CPU, at the f32 sizes (see [`harness::run_f32_sim`]).
+//! the simulated GPU against the same row on the CPU, at the f32 sizes (see [`harness::run_f32_on`]).
+//! `cuda::<row>` and `cuda_f32::<row>` run the same two on a real GPU (`cuda:0`) where the
+//! machine has one; elsewhere (CI) they pass after one `SKIPPED` line.
 
+#[path = "support/cuda_device.rs"]
+mod cuda_device;
 #[path = "gradcheck/harness.rs"]
 mod harness;
 
+use cuda_device::cuda;
 use harness::*;
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
@@ -107,7 +112,9 @@ fn binary<T: Float>(
 
 /// One `#[test]` per row: `name: min_rank => build`, in f64 against finite differences, the
 /// same as `sim::name` on the simulated GPU, as `f32_fast::name` in f32 against the f64
-/// backward, and as `sim_f32::name` in f32 on the simulated GPU against the CPU. The row's body is built twice, with `Tn`
+/// backward, and as `sim_f32::name` in f32 on the simulated GPU against the CPU; `cuda::name`
+/// and `cuda_f32::name` are the two GPU rows on `cuda:0` where there is one (else they say
+/// once that they skipped). The row's body is built twice, with `Tn`
 /// the tensor type and `E` the element type of each precision.
 macro_rules! table {
     ($($name:ident: $rank:literal => $build:expr;)*) => {
@@ -138,7 +145,15 @@ macro_rules! table {
         }
         mod sim_f32 {
             use super::*;
-            $( #[test] fn $name() { run_f32_sim(rows_f32::$name, $rank) } )*
+            $( #[test] fn $name() { run_f32_on(Device::Sim, rows_f32::$name, $rank) } )*
+        }
+        mod cuda {
+            use super::*;
+            $( #[test] fn $name() { if let Some(d) = cuda() { run_on(d, CUDA_CASES, rows_f64::$name, $rank) } } )*
+        }
+        mod cuda_f32 {
+            use super::*;
+            $( #[test] fn $name() { if let Some(d) = cuda() { run_f32_on(d, rows_f32::$name, $rank) } } )*
         }
         mod f32_fast {
             use super::*;

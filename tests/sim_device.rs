@@ -1,10 +1,15 @@
 //! Training on the simulated GPU (`Device::Sim`: the CUDA kernels' PTX interpreted on
-//! the CPU) against the same training on the CPU: the models are built on the CPU from
+//! the CPU), and on a real one (`cuda:0`) where the machine has one, against the same
+//! training on the CPU: the models are built on the CPU from
 //! one seed, one copy is moved with `Module::to`, and both take the same Adam steps
 //! with dropout on. Dropout masks are the same on both devices by design (ChaCha8 from
 //! the same seeds), so the losses of every step and the final parameters must agree
 //! to float round-off: see [`TOL`].
 
+#[path = "support/cuda_device.rs"]
+mod cuda_device;
+
+use cuda_device::cuda;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::io::Write;
@@ -24,14 +29,17 @@ use tapegrad::optim::{clip_grad_norm, Adam, AdamConfig, Optimizer, ParamGroup};
 /// losses within 6e-8, parameters within 3.3e-7.
 const TOL: f64 = 1e-5;
 
-/// What a run leaves: each step's loss, then every parameter by name (on the host).
+/// What a run leaves: the device it ran on, each step's loss, then every parameter by name
+/// (on the host).
 struct Run {
+    device: Device,
     losses: Vec<f32>,
     params: Vec<(String, Vec<f32>)>,
 }
 
 /// Compares two runs element by element (see [`TOL`]); prints the largest differences.
 fn assert_close(what: &str, cpu: &Run, sim: &Run) {
+    let on = sim.device;
     let rel = |a: f32, b: f32| (a as f64 - b as f64).abs() / (b as f64).abs().max(1.0);
     assert_eq!(cpu.losses.len(), sim.losses.len());
     let mut failures = Vec::new();
@@ -40,7 +48,7 @@ fn assert_close(what: &str, cpu: &Run, sim: &Run) {
         let e = rel(s, c);
         worst_loss = worst_loss.max(e);
         if e.is_nan() || e > TOL {
-            failures.push(format!("step {k}: loss {s} on the sim, {c} on the CPU"));
+            failures.push(format!("step {k}: loss {s} on {on}, {c} on the CPU"));
         }
     }
     let mut worst_param = (0.0f64, String::new());
@@ -53,14 +61,14 @@ fn assert_close(what: &str, cpu: &Run, sim: &Run) {
                 worst_param = (e, format!("{name}[{i}]"));
             }
             if e.is_nan() || e > TOL {
-                failures.push(format!("{name}[{i}]: {a} on the sim, {b} on the CPU"));
+                failures.push(format!("{name}[{i}]: {a} on {on}, {b} on the CPU"));
             }
         }
     }
     // straight to stderr, past libtest's capture, so the numbers show in the run
     let _ = writeln!(
         std::io::stderr(),
-        "{what}: losses {:?} (CPU) / {:?} (sim); worst loss difference {worst_loss:.2e}, worst parameter \
+        "{what}: losses {:?} (CPU) / {:?} ({on}); worst loss difference {worst_loss:.2e}, worst parameter \
          difference {:.2e} at {}",
         cpu.losses,
         sim.losses,
@@ -145,7 +153,7 @@ fn bilstm_run(device: Device, dropout: f64) -> Run {
         assert_eq!(logits.device(), device);
         losses.push(step(&logits.binary_cross_entropy_with_logits(&y), &mut opt, true));
     }
-    Run { losses, params: host_params(&model, device) }
+    Run { device, losses, params: host_params(&model, device) }
 }
 
 #[test]
@@ -157,6 +165,18 @@ fn bilstm_training_steps_on_sim_match_the_cpu() {
     let no_dropout = bilstm_run(Device::Cpu, 0.0);
     assert!(no_dropout.losses[0] != cpu.losses[0], "dropout changed nothing: {:?}", cpu.losses);
     assert_close("BiLSTM, 3 Adam steps with dropout", &cpu, &sim);
+}
+
+/// The same on a real GPU, where there is one.
+#[test]
+fn bilstm_training_steps_on_cuda_match_the_cpu() {
+    if let Some(gpu) = cuda() {
+        assert_close(
+            "BiLSTM, 3 Adam steps with dropout",
+            &bilstm_run(Device::Cpu, 0.3),
+            &bilstm_run(gpu, 0.3),
+        );
+    }
 }
 
 /// A MiniLM-shaped BERT (`BertConfig::tiny()`: 2 layers, 2 heads, GELU, random weights)
@@ -203,7 +223,7 @@ fn bert_run(device: Device, split: bool, clip: bool) -> Run {
             (n, p.to_vec())
         })
         .collect();
-    Run { losses, params }
+    Run { device, losses, params }
 }
 
 #[test]
@@ -211,6 +231,17 @@ fn bert_training_steps_on_sim_match_the_cpu() {
     let cpu = bert_run(Device::Cpu, false, true);
     let sim = bert_run(Device::Sim, false, true);
     assert_close("tiny BERT, 3 AdamW steps with dropout", &cpu, &sim);
+}
+
+/// The same on a real GPU, where there is one.
+#[test]
+fn bert_training_steps_on_cuda_match_the_cpu() {
+    if let Some(gpu) = cuda() {
+        let (cpu, on_gpu) = (bert_run(Device::Cpu, false, true), bert_run(gpu, false, true));
+        assert_close("tiny BERT, 3 AdamW steps with dropout", &cpu, &on_gpu);
+        let split = bert_run(gpu, true, false);
+        assert_close("tiny BERT split over CPU and cuda:0", &bert_run(Device::Cpu, false, false), &split);
+    }
 }
 
 /// The same BERT split over the CPU (layer 0) and the sim (the rest) trains as on one device.
@@ -224,8 +255,8 @@ fn bert_split_over_cpu_and_sim_matches_the_cpu() {
 /// Tensors with a zero dimension go through the ops on both devices alike (the CPU's
 /// permute used to panic on them: `kernels/src/permute.rs`, `empty_shapes_permute_to_nothing`).
 #[test]
-fn empty_tensors_on_both_devices() {
-    for device in [Device::Cpu, Device::Sim] {
+fn empty_tensors_on_every_device() {
+    for device in [Device::Cpu, Device::Sim].into_iter().chain(cuda()) {
         let on = |v: Vec<f32>, shape: &[usize]| {
             let t = Tensor::param(v, shape);
             t.move_to(device);

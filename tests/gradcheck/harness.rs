@@ -1,6 +1,6 @@
 //! How a row of the table in `tests/gradcheck.rs` runs: in f64 against central finite
 //! differences on a device ([`run`], [`run_on`]), and in f32 against the f64 backward on the
-//! CPU ([`run_f32`]) and against the CPU on the simulated GPU ([`run_f32_sim`]).
+//! CPU ([`run_f32`]) and against the CPU on a GPU, simulated or real ([`run_f32_on`]).
 
 use super::uniform;
 use proptest::prelude::*;
@@ -31,8 +31,11 @@ pub fn run(build: Build<f64>, min_rank: usize) {
 /// (each case runs the forward twice per input element).
 pub const SIM_CASES: u32 = 2;
 
+/// Cases per row on a real GPU (`cuda::<row>`, where there is one).
+pub const CUDA_CASES: u32 = 8;
+
 /// The same on `device` with `cases` shapes: the simulated GPU runs the whole table
-/// through this (`sim::<row>`), and a real GPU would too.
+/// through this (`sim::<row>`), and a real GPU too (`cuda::<row>`).
 pub fn run_on(device: Device, cases: u32, build: Build<f64>, min_rank: usize) {
     // a failing case is saved in tests/gradcheck/harness.proptest-regressions and replayed first
     let persist = FileFailurePersistence::SourceParallel("proptest-regressions");
@@ -125,7 +128,8 @@ pub fn run_f32(build32: Build<f32>, build64: Build<f64>, min_rank: usize) {
     }
 }
 
-/// Runs one row in f32 on the simulated GPU and on the CPU, from the same inputs, at the f32
+/// Runs one row in f32 on a GPU (the simulated one, `sim_f32::<row>`, or a real one,
+/// `cuda_f32::<row>`) and on the CPU, from the same inputs, at the f32
 /// rows' sizes (many blocks, edge tiles, grid-stride loops, rows longer than a block), and
 /// compares the outputs and every input's gradient (under the same output weighting).
 ///
@@ -137,22 +141,22 @@ pub fn run_f32(build32: Build<f32>, build64: Build<f64>, min_rank: usize) {
 /// ≤ 30u every gradient, and the matrix products' outputs bit for bit. The 1-D base shape
 /// (70,001, sized for the CPU's thread split) is left out: rows that take its length as a
 /// batch run minutes in the interpreter (attention launches its products per batch item).
-pub fn run_f32_sim(build32: Build<f32>, min_rank: usize) {
+pub fn run_f32_on(gpu: Device, build32: Build<f32>, min_rank: usize) {
     FAST.with(|f| f.set(true));
     for (case, &shape) in F32_SHAPES.iter().enumerate().filter(|(_, s)| s.len() >= min_rank.max(2)) {
         let seed = 0xf32 + case as u64;
         let (cpu_in, f_cpu) = build32(shape, &mut ChaCha8Rng::seed_from_u64(seed));
-        let (sim_in, f_sim) = build32(shape, &mut ChaCha8Rng::seed_from_u64(seed));
-        sim_in.iter().for_each(|t| t.move_to(Device::Sim));
-        let (out_cpu, out_sim) = (f_cpu(&cpu_in), f_sim(&sim_in));
-        assert_eq!(out_sim.device(), Device::Sim, "shape {shape:?}: the output left the sim");
+        let (gpu_in, f_gpu) = build32(shape, &mut ChaCha8Rng::seed_from_u64(seed));
+        gpu_in.iter().for_each(|t| t.move_to(gpu));
+        let (out_cpu, out_gpu) = (f_cpu(&cpu_in), f_gpu(&gpu_in));
+        assert_eq!(out_gpu.device(), gpu, "shape {shape:?}: the output left {gpu}");
         let mut rng = ChaCha8Rng::seed_from_u64(!seed);
         let w: Vec<f32> = uniform(out_cpu.numel(), &mut rng, -1.0, 1.0);
-        out_sim.mul(&Tensor::from_vec(w.clone(), out_sim.shape()).to(Device::Sim)).sum().backward();
+        out_gpu.mul(&Tensor::from_vec(w.clone(), out_gpu.shape()).to(gpu)).sum().backward();
         out_cpu.mul(&Tensor::from_vec(w, out_cpu.shape())).sum().backward();
-        let compare = |what: &str, sim: Vec<f32>, cpu: Vec<f32>, fanin: f64| {
+        let compare = |what: &str, on_gpu: Vec<f32>, cpu: Vec<f32>, fanin: f64| {
             let scale = cpu.iter().fold(0f64, |m, v| m.max(v.abs() as f64));
-            let (worst, at) = sim
+            let (worst, at) = on_gpu
                 .iter()
                 .zip(&cpu)
                 .map(|(&p, &q)| (p as f64 - q as f64).abs())
@@ -161,9 +165,9 @@ pub fn run_f32_sim(build32: Build<f32>, min_rank: usize) {
             let allowed_u = 2.0 * (F32_TOL_U + F32_TOL_FANIN_U * fanin.sqrt());
             assert!(
                 worst <= allowed_u * U * scale,
-                "shape {shape:?} seed {seed} {what}: [{at}] = {} on the sim vs {} on the CPU \
+                "shape {shape:?} seed {seed} {what}: [{at}] = {} on {gpu} vs {} on the CPU \
                  (off by {:.0}u of the largest {scale:.3e}; allowed {allowed_u:.0}u)",
-                sim[at],
+                on_gpu[at],
                 cpu[at],
                 worst / (U * scale)
             );
@@ -171,11 +175,11 @@ pub fn run_f32_sim(build32: Build<f32>, min_rank: usize) {
         let widest = cpu_in.iter().map(|t| t.numel()).max().unwrap_or(1);
         compare(
             "output",
-            out_sim.to_vec(),
+            out_gpu.to_vec(),
             out_cpu.to_vec(),
             (widest / out_cpu.numel().max(1)).max(1) as f64,
         );
-        for (i, (a, b)) in sim_in.iter().zip(&cpu_in).enumerate() {
+        for (i, (a, b)) in gpu_in.iter().zip(&cpu_in).enumerate() {
             if !b.tracks_grad() {
                 continue;
             }
