@@ -313,19 +313,11 @@ fn eval_forward(
     key_mask: Option<&[f32]>,
     o: &mut [f32],
 ) {
-    let (t, hid) = (s.seq, s.hidden());
-    let shape = panels::PairShape { seq: t, queries: s.queries, head_dim: s.head_dim, stride: hid };
+    let shape = panels::PairShape::of(s);
     crate::isa::note(crate::isa::Family::Attention, isa);
     let o = SharedMut::new(o);
     for_each_pair(nthreads, s.pairs(), panels::Scratch::default, |pair, bufs| {
-        let (qo, ko) = (s.q_offset(pair), s.kv_offset(pair));
-        let head = panels::Head {
-            q: &qkv.q[qo..],
-            k: &qkv.k[ko..],
-            v: &qkv.v[ko..],
-            mask: key_mask.map(|m| &m[(pair / s.heads) * t..][..t]),
-            out: panels::OutRows { o: &o, at: qo, stride: hid },
-        };
+        let head = panels::Head::of(s, pair, qkv, key_mask, &o);
         // SAFETY: pair `pair` alone writes its head's columns of o.
         unsafe { panels::eval_pair(isa, shape, &head, bufs) };
     });

@@ -26,6 +26,7 @@
 //! computes the same O with the driver's products; the tests hold the two to the plain
 //! loops of `attention_forward_reference`.
 
+use super::{AttentionShape, Qkv};
 #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
 use crate::sgemm::avx2::Avx2;
 #[cfg(target_arch = "x86_64")]
@@ -63,6 +64,34 @@ pub(super) struct Head<'a> {
     pub v: &'a [f32],
     pub mask: Option<&'a [f32]>,
     pub out: OutRows<'a>,
+}
+
+impl PairShape {
+    /// The shape every pair of `s` has.
+    pub(super) fn of(s: AttentionShape) -> PairShape {
+        PairShape { seq: s.seq, queries: s.queries, head_dim: s.head_dim, stride: s.hidden() }
+    }
+}
+
+impl<'a> Head<'a> {
+    /// Pair `pair` of `s` (batch item `pair / nh`, head `pair % nh`): its head's columns of q,
+    /// k and v, its item's key mask, and its rows of o.
+    pub(super) fn of(
+        s: AttentionShape,
+        pair: usize,
+        qkv: Qkv<&'a [f32]>,
+        key_mask: Option<&'a [f32]>,
+        o: &'a SharedMut<f32>,
+    ) -> Head<'a> {
+        let (qo, ko, t) = (s.q_offset(pair), s.kv_offset(pair), s.seq);
+        Head {
+            q: &qkv.q[qo..],
+            k: &qkv.k[ko..],
+            v: &qkv.v[ko..],
+            mask: key_mask.map(|m| &m[(pair / s.heads) * t..][..t]),
+            out: OutRows { o, at: qo, stride: s.hidden() },
+        }
+    }
 }
 
 /// Where a pair's O goes: its head's d columns of each row of o (B, Tq, nh·d), row i of the
@@ -209,27 +238,19 @@ mod tests {
     //! every CPU: every pair of a batch of several heads against the plain loops.
 
     use super::*;
-    use crate::attention::{attention_forward_reference, AttentionShape, Qkv};
+    use crate::attention::attention_forward_reference;
     use crate::sgemm::driver::Generic;
     use crate::sgemm::Avx512Shaped;
     use rand::{RngExt, SeedableRng};
 
     /// O of every pair of `s`, one after another, through the panels at `K`'s geometry.
     fn eval_all<K: Kernel>(s: AttentionShape, qkv: Qkv<&[f32]>, mask: Option<&[f32]>) -> Vec<f32> {
-        let (t, hid) = (s.seq, s.hidden());
-        let shape = PairShape { seq: t, queries: s.queries, head_dim: s.head_dim, stride: hid };
+        let shape = PairShape::of(s);
         let mut o = vec![f32::NAN; s.q_numel()]; // every element is written
         let o = SharedMut::new(&mut o);
         let mut scratch = Scratch::default(); // reused, as a thread reuses it
         for pair in 0..s.pairs() {
-            let (qo, ko) = (s.q_offset(pair), s.kv_offset(pair));
-            let head = Head {
-                q: &qkv.q[qo..],
-                k: &qkv.k[ko..],
-                v: &qkv.v[ko..],
-                mask: mask.map(|m| &m[(pair / s.heads) * t..][..t]),
-                out: OutRows { o: &o, at: qo, stride: hid },
-            };
+            let head = Head::of(s, pair, qkv, mask, &o);
             check(shape, &head);
             // SAFETY: checked above; `K` is portable here; pairs run one at a time.
             unsafe { eval_pair_with::<K>(shape, &head, &mut scratch) };
