@@ -131,11 +131,12 @@ fn run() -> Res<()> {
         }
         let tokens = (batch * len) as f64;
         println!(
-            "step {step}: forward {:.3} s + backward {:.3} s = {:.3} s, {:.0} tokens/s   loss = {loss_value:.4}",
+            "step {step}: forward {:.3} s + backward {:.3} s = {:.3} s, {:.0} tokens/s   loss = {loss_value:.4}   ({} weight tensors, each with a gradient)",
             (t1 - t0).as_secs_f64(),
             (t2 - t1).as_secs_f64(),
             (t2 - t0).as_secs_f64(),
             tokens / (t2 - t0).as_secs_f64(),
+            check.weights
         );
     }
     Ok(())

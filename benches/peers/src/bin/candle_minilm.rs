@@ -107,7 +107,15 @@ fn run() -> Res<()> {
     )?;
     let weights = dir.join("model.safetensors");
 
-    // ids (B, T): [CLS], ids spread over the vocabulary, [SEP]
+    // ids (B, T): [CLS], ids spread over the vocabulary past its special tokens, [SEP]
+    if config.vocab_size < 2000 {
+        return Err(format!(
+            "{}: a vocabulary of {} tokens; BERT's has 30,522",
+            dir.display(),
+            config.vocab_size
+        )
+        .into());
+    }
     let vocab = config.vocab_size as u32;
     let ids: Vec<u32> = (0..batch * seq_len)
         .map(|i| match i % seq_len {
@@ -151,10 +159,13 @@ fn run() -> Res<()> {
     let n_vars = vars.len() + head_vars.all_vars().len();
     let word =
         vars.get("embeddings.word_embeddings.weight").ok_or("no embeddings.word_embeddings.weight")?.clone();
-    let all: Vec<(String, Tensor)> = vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut all: Vec<(String, Tensor)> = vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let vb = VarBuilder::from_tensors(vars, DType::F32, &dev);
     let model = Classifier::<TrainableBert>::load(vb, head_vb.pp("classifier"), &config)?;
-    // same_logits_as_candle: the trainable copy computes candle-transformers' forward
+    all.extend(
+        head_vars.all_vars().iter().map(|v| ("the classifier head".to_string(), v.as_tensor().clone())),
+    );
+    // the trainable copy computes candle-transformers' forward
     let theirs = eval_logits.ok_or("no evaluation forward ran")?;
     let gap = (model.forward(&ids, &types, &mask)? - &theirs)?.abs()?.max_all()?.to_scalar::<f32>()?;
     let scale = theirs.abs()?.max_all()?.to_scalar::<f32>()?.max(1.0);
