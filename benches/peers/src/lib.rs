@@ -1,6 +1,111 @@
 //! Peers' implementations of this project's workloads, timed by `benches/peers.sh` beside
 //! ours. Not part of the engine: a separate crate with its own lock file, so that the
 //! workspace (and CI) never builds candle or burn. The binaries (`src/bin/`) each time one
-//! workload on one peer and print lines in the format of the example that times ours.
+//! workload on one peer and print lines in the format of the example that times ours; what
+//! they share (their command lines, the product's operands and its check) is here.
 
 pub mod trainable_bert;
+
+use std::error::Error;
+use std::time::Instant;
+
+pub type Res<T> = Result<T, Box<dyn Error>>;
+
+/// Runs a binary's `run`, printing its error as `error: …` and exiting 1, as our examples do.
+pub fn exit_on_error(run: impl FnOnce() -> Res<()>) {
+    if let Err(e) = run() {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// The command line as numbers: every argument a non-negative integer, or an error naming it.
+fn numbers(usage: &str) -> Res<Vec<usize>> {
+    std::env::args()
+        .skip(1)
+        .map(|s| s.parse().map_err(|_| format!("{usage}: {s:?} is not a number").into()))
+        .collect()
+}
+
+/// `M N K [REPS]`: a product of an M×K and a K×N matrix, timed REPS times.
+pub struct GemmArgs {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub reps: Option<usize>,
+}
+
+impl GemmArgs {
+    pub fn parse(usage: &str) -> Res<Self> {
+        match numbers(usage)?[..] {
+            [m, n, k, ref rest @ ..] if m > 0 && n > 0 && k > 0 && rest.len() <= 1 => {
+                Ok(Self { m, n, k, reps: rest.first().copied() })
+            }
+            _ => Err(format!("{usage} (M, N, K at least 1)").into()),
+        }
+    }
+
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.m * self.n * self.k) as f64
+    }
+
+    /// A (M, K) and B (K, N), row-major: values in [-0.5, 0.5), the same in every binary.
+    pub fn operands(&self) -> (Vec<f32>, Vec<f32>) {
+        let fill = |len: usize, seed: usize| -> Vec<f32> {
+            (0..len).map(|i| ((i * 7919 + seed) % 1000) as f32 / 1000.0 - 0.5).collect()
+        };
+        (fill(self.m * self.k, 1), fill(self.k * self.n, 2))
+    }
+
+    /// Checks one element of C = A·B (row-major, (M, N)) against its dot product in f64, so
+    /// that a wrong product is never timed.
+    pub fn check(&self, a: &[f32], b: &[f32], c: &[f32]) -> Res<()> {
+        let (m, n, k) = (self.m, self.n, self.k);
+        let (i, j) = (m / 2, n / 3);
+        let want: f64 = (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64).sum();
+        let got = c[i * n + j] as f64;
+        if (got - want).abs() > 1e-3 * (1.0 + want.abs()) {
+            return Err(format!("C[{i}][{j}] = {got}, want {want}").into());
+        }
+        Ok(())
+    }
+
+    /// The best wall time of `product` over REPS runs, as `examples/gemm.rs` times ours: by
+    /// default as many runs as take about a second (3 to 200), after one that sets the count.
+    pub fn best_seconds(&self, mut product: impl FnMut()) -> (f64, usize) {
+        let t0 = Instant::now();
+        product();
+        let once = t0.elapsed().as_secs_f64().max(1e-7);
+        let reps = self.reps.unwrap_or(((1.0 / once) as usize).clamp(3, 200));
+        let mut best = f64::INFINITY;
+        for _ in 0..reps {
+            let t0 = Instant::now();
+            product();
+            best = best.min(t0.elapsed().as_secs_f64());
+        }
+        (best, reps)
+    }
+}
+
+/// `[STEPS [BATCH [LEN]]]` of a BiLSTM training step: by default 3 steps of 64 reviews of 230
+/// tokens.
+pub struct StepArgs {
+    pub steps: usize,
+    pub batch: usize,
+    pub len: usize,
+}
+
+impl StepArgs {
+    pub fn parse(usage: &str) -> Res<Self> {
+        let args = numbers(usage)?;
+        if args.len() > 3 {
+            return Err(usage.into());
+        }
+        let at = |i: usize, default: usize| args.get(i).copied().unwrap_or(default);
+        let (steps, batch, len) = (at(0, 3), at(1, 64), at(2, 230));
+        if batch == 0 || len == 0 {
+            return Err(format!("{usage}: BATCH and LEN must be at least 1").into());
+        }
+        Ok(Self { steps, batch, len })
+    }
+}

@@ -29,13 +29,12 @@ use burn::nn::{
 use burn::prelude::*;
 use burn::tensor::Gradients;
 use std::time::Instant;
+use tapegrad_peers::{exit_on_error, Res, StepArgs};
 
 const EMB: usize = 50;
 const HIDDEN: usize = 256;
 const VOCAB: usize = 25_002;
 const DROPOUT: f64 = 0.5;
-
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 #[derive(Module, Debug)]
 struct Classifier {
@@ -86,24 +85,11 @@ impl ModuleVisitor for Missing<'_> {
 }
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    exit_on_error(run)
 }
 
 fn run() -> Res<()> {
-    let usage = "usage: burn_bilstm [STEPS [BATCH [LEN]]]";
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|s| s.parse().map_err(|_| format!("{usage}: {s:?} is not a number")))
-        .collect::<Result<_, _>>()?;
-    let steps = args.first().copied().unwrap_or(3);
-    let batch = args.get(1).copied().unwrap_or(64);
-    let len = args.get(2).copied().unwrap_or(230);
-    if batch == 0 || len == 0 {
-        return Err(format!("{usage}: BATCH and LEN must be at least 1").into());
-    }
+    let StepArgs { steps, batch, len } = StepArgs::parse("usage: burn_bilstm [STEPS [BATCH [LEN]]]")?;
     let device = Device::flex().autodiff();
     let model = Classifier::new(&device);
     let ids: Vec<i64> = (0..batch * len).map(|i| (2 + (i * 7919) % (VOCAB - 2)) as i64).collect();

@@ -26,6 +26,7 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::rnn::{Direction, LSTMConfig, LSTM, RNN};
 use candle_nn::{Embedding, Linear, Module, VarBuilder, VarMap};
 use std::time::Instant;
+use tapegrad_peers::{exit_on_error, Res, StepArgs};
 
 const EMB: usize = 50;
 const HIDDEN: usize = 256;
@@ -33,13 +34,8 @@ const LAYERS: usize = 2;
 const VOCAB: usize = 25_002;
 const DROPOUT: f32 = 0.5;
 
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
-
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    exit_on_error(run)
 }
 
 struct Classifier {
@@ -87,17 +83,7 @@ impl Classifier {
 }
 
 fn run() -> Res<()> {
-    let usage = "usage: candle_bilstm [STEPS [BATCH [LEN]]]";
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .map(|s| s.parse().map_err(|_| format!("{usage}: {s:?} is not a number")))
-        .collect::<Result<_, _>>()?;
-    let steps = args.first().copied().unwrap_or(3);
-    let batch = args.get(1).copied().unwrap_or(64);
-    let len = args.get(2).copied().unwrap_or(230);
-    if batch == 0 || len == 0 {
-        return Err(format!("{usage}: BATCH and LEN must be at least 1").into());
-    }
+    let StepArgs { steps, batch, len } = StepArgs::parse("usage: candle_bilstm [STEPS [BATCH [LEN]]]")?;
     let dev = Device::Cpu;
     let vars = VarMap::new();
     let model = Classifier::new(VarBuilder::from_varmap(&vars, DType::F32, &dev))?;

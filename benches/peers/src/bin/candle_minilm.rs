@@ -25,14 +25,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 use tapegrad_peers::trainable_bert::TrainableBert;
-
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
+use tapegrad_peers::{exit_on_error, Res};
 
 fn main() {
-    if let Err(e) = run() {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
+    exit_on_error(run)
 }
 
 /// An encoder: ids, token types and mask (B, T) to states (B, T, H).
