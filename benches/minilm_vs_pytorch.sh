@@ -12,16 +12,12 @@ py=${PYTHON:-python3}
 precision=${PRECISION:-f32}
 case $precision in f32|bf16) ;; *) echo "error: PRECISION must be f32 or bf16, got $precision" >&2; exit 2 ;; esac
 cargo build --release --example minilm_forward >/dev/null 2>&1
-best() { # best "forward N (no_grad): X s" and best "training step ... = X s" from stdin
-  awk '/no_grad\):/ {f=$4; if (bf=="" || f<bf) bf=f}
-       /^training step/ {t=""; for (i=1;i<=NF;i++) if ($i=="=" && t=="") t=$(i+1); if (bt=="" || t<bt) bt=t}
-       END {printf "%s %s\n", bf, bt}'
-}
+. benches/support/timings.sh
 echo "precision: $precision"
 printf "%-6s %-10s %16s %16s\n" round engine "eval forward s" "train step s"
 for r in $(seq 1 "$rounds"); do
-  o=$(TAPEGRAD_NUM_THREADS=2 ./target/release/examples/minilm_forward "$model" "$batch" "$seq" 3 "$precision" | best)
-  p=$("$py" benches/pytorch_minilm.py "$model" "$batch" "$seq" 3 2 "$precision" 2>/dev/null | best)
+  o=$(TAPEGRAD_NUM_THREADS=2 ./target/release/examples/minilm_forward "$model" "$batch" "$seq" 3 "$precision" | best_minilm)
+  p=$("$py" benches/pytorch_minilm.py "$model" "$batch" "$seq" 3 2 "$precision" 2>/dev/null | best_minilm)
   printf "%-6s %-10s %16s %16s\n" "$r" tapegrad $o
   printf "%-6s %-10s %16s %16s\n" "$r" pytorch $p
 done

@@ -27,11 +27,9 @@ peers_target=${PEERS_TARGET:-$PWD/benches/peers/target}
 ours=target/release/examples
 peer=$peers_target/release
 gflops() { grep -o 'gflops=[0-9.]*' | cut -d= -f2; }
-best_minilm() { # best evaluation forward and best training step, in seconds, as minilm_vs_pytorch.sh
-  awk '/no_grad\):/ {f=$4; if (bf=="" || f<bf) bf=f}
-       /^training step/ {t=""; for (i=1;i<=NF;i++) if ($i=="=" && t=="") t=$(i+1); if (bt=="" || t<bt) bt=t}
-       END {printf "%s %s\n", bf, bt}'
-}
+. benches/support/timings.sh
+# the best "step N: ... = X s" of a peer's BiLSTM steps
+best_step() { awk '/^step [0-9]+:/ {t=""; for (i=1;i<=NF;i++) if ($i=="=" && t=="") t=$(i+1); if (b=="" || t<b) b=t} END {print b}'; }
 # median of the numbers on stdin
 median() { sort -g | awk '{v[NR]=$1} END {if (NR==0) print "-"; else if (NR%2) print v[(NR+1)/2]; else printf "%.3f\n", (v[NR/2]+v[NR/2+1])/2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f\n", a/b}'; }
@@ -70,7 +68,6 @@ echo "== BiLSTM step, 64 x 230 tokens: best step s, ours, candle, burn"
 for r in $(seq 1 "$rounds"); do
   o=$(TAPEGRAD_NUM_THREADS=2 $ours/bilstm_step --steps 3 --min-len 230 --max-len 230 |
     awk '/^step [0-9]+:/ {for (i=1;i<=NF;i++) if ($i=="total") t=$(i+1)/1000; if (b=="" || t<b) b=t} END {print b}')
-  best_step() { awk '/^step [0-9]+:/ {t=""; for (i=1;i<=NF;i++) if ($i=="=" && t=="") t=$(i+1); if (b=="" || t<b) b=t} END {print b}'; }
   c=$(RAYON_NUM_THREADS=2 $peer/candle_bilstm 2 64 230 | best_step)
   b=$(RAYON_NUM_THREADS=2 $peer/burn_bilstm 2 64 230 | best_step)
   echo "round $r  ours $o, candle $c, burn $b"

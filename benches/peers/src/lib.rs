@@ -7,7 +7,7 @@
 pub mod trainable_bert;
 
 use std::error::Error;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub type Res<T> = Result<T, Box<dyn Error>>;
 
@@ -112,4 +112,15 @@ impl StepArgs {
         }
         Ok(Self { steps, batch, len })
     }
+}
+
+/// A BiLSTM step's line, in the format `benches/peers.sh` reads (the best of its `= N s`):
+/// `step S: forward F s + backward B s = T s, R tokens/s   loss = L`, then `note`.
+pub fn print_step(step: usize, forward: Duration, backward: Duration, tokens: usize, loss: f32, note: &str) {
+    let (f, b) = (forward.as_secs_f64(), backward.as_secs_f64());
+    println!(
+        "step {step}: forward {f:.3} s + backward {b:.3} s = {:.3} s, {:.0} tokens/s   loss = {loss:.4}{note}",
+        f + b,
+        tokens as f64 / (f + b)
+    );
 }

@@ -29,7 +29,7 @@ use burn::nn::{
 use burn::prelude::*;
 use burn::tensor::Gradients;
 use std::time::Instant;
-use tapegrad_peers::{exit_on_error, Res, StepArgs};
+use tapegrad_peers::{exit_on_error, print_step, Res, StepArgs};
 
 const EMB: usize = 50;
 const HIDDEN: usize = 256;
@@ -115,15 +115,8 @@ fn run() -> Res<()> {
             )
             .into());
         }
-        let tokens = (batch * len) as f64;
-        println!(
-            "step {step}: forward {:.3} s + backward {:.3} s = {:.3} s, {:.0} tokens/s   loss = {loss_value:.4}   ({} weight tensors, each with a gradient)",
-            (t1 - t0).as_secs_f64(),
-            (t2 - t1).as_secs_f64(),
-            (t2 - t0).as_secs_f64(),
-            tokens / (t2 - t0).as_secs_f64(),
-            check.weights
-        );
+        let note = format!("   ({} weight tensors, each with a gradient)", check.weights);
+        print_step(step, t1 - t0, t2 - t1, batch * len, loss_value, &note);
     }
     Ok(())
 }

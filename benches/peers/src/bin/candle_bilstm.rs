@@ -26,7 +26,7 @@ use candle_core::{DType, Device, Tensor, D};
 use candle_nn::rnn::{Direction, LSTMConfig, LSTM, RNN};
 use candle_nn::{Embedding, Linear, Module, VarBuilder, VarMap};
 use std::time::Instant;
-use tapegrad_peers::{exit_on_error, Res, StepArgs};
+use tapegrad_peers::{exit_on_error, print_step, Res, StepArgs};
 
 const EMB: usize = 50;
 const HIDDEN: usize = 256;
@@ -107,15 +107,7 @@ fn run() -> Res<()> {
                 format!("the backward left a weight of shape {:?} without a gradient", v.shape()).into()
             );
         }
-        let tokens = (batch * len) as f64;
-        println!(
-            "step {step}: forward {:.3} s + backward {:.3} s = {:.3} s, {:.0} tokens/s   loss = {:.4}",
-            (t1 - t0).as_secs_f64(),
-            (t2 - t1).as_secs_f64(),
-            (t2 - t0).as_secs_f64(),
-            tokens / (t2 - t0).as_secs_f64(),
-            loss.to_scalar::<f32>()?
-        );
+        print_step(step, t1 - t0, t2 - t1, batch * len, loss.to_scalar::<f32>()?, "");
     }
     Ok(())
 }
