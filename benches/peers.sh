@@ -5,8 +5,9 @@
 #     Tensor::matmul), best GFLOP/s of each run, ratio ours/theirs;
 #   - all-MiniLM-L6-v2, 16 × 256 tokens: the evaluation forward and the training step (forward and
 #     backward), ours as finetune-imdb runs it (the last layer at [CLS] only) and at every position
-#     (candle's work), against candle-transformers' BERT, best time of each run, ratio
-#     candle/ours (how many times faster ours is); burn ships no BERT;
+#     (the peers' work), against candle-transformers' BERT and a BERT of burn-nn's modules
+#     (burn ships none; checked against PyTorch's fixture before it is timed), best time of
+#     each run, ratio theirs/ours (how many times faster ours is);
 #   - the tutorial's BiLSTM training step, 64 reviews of 230 tokens (the peers have no packed
 #     sequences, so ours runs equal lengths too), against candle's LSTM and burn's BiLstm, best
 #     step of each run, ratio theirs/ours.
@@ -59,9 +60,14 @@ for r in $(seq 1 "$rounds"); do
   a_eval=$1 a_step=$2
   set -- $(RAYON_NUM_THREADS=2 $peer/candle_minilm "$model" 16 256 2 | best_minilm)
   c_eval=$1 c_step=$2
-  echo "round $r  ours ([CLS] last layer) $o_eval $o_step; ours (every position) $a_eval $a_step; candle $c_eval $c_step"
-  echo "eval $(ratio "$c_eval" "$o_eval") $(ratio "$c_eval" "$a_eval")" >>"$log"
-  echo "step $(ratio "$c_step" "$o_step") $(ratio "$c_step" "$a_step")" >>"$log"
+  set -- $(RAYON_NUM_THREADS=2 $peer/burn_minilm "$model" 16 256 2 | best_minilm)
+  b_eval=$1 b_step=$2
+  echo "round $r  ours ([CLS] last layer) $o_eval $o_step; ours (every position) $a_eval $a_step; candle $c_eval $c_step; burn $b_eval $b_step"
+  for peer_times in "candle $c_eval $c_step" "burn $b_eval $b_step"; do
+    set -- $peer_times
+    echo "eval $1 $(ratio "$2" "$o_eval") $(ratio "$2" "$a_eval")" >>"$log"
+    echo "step $1 $(ratio "$3" "$o_step") $(ratio "$3" "$a_step")" >>"$log"
+  done
 done
 
 echo "== BiLSTM step, 64 x 230 tokens: best step s, ours, candle, burn"
@@ -86,9 +92,11 @@ for t in 1 2; do
     awk -v n=$n -v t=$t '$1=="sgemm" && $2==n && $3==t {print $5}' "$log" | row "SGEMM ${n}³, $t thread(s): ours/burn GFLOP/s"
   done
 done
-awk '$1=="eval" {print $2}' "$log" | row "MiniLM evaluation forward: candle/ours time"
-awk '$1=="eval" {print $3}' "$log" | row "  ours at every position (candle's work)"
-awk '$1=="step" {print $2}' "$log" | row "MiniLM training step: candle/ours time"
-awk '$1=="step" {print $3}' "$log" | row "  ours at every position (candle's work)"
+for p in candle burn; do
+  awk -v p=$p '$1=="eval" && $2==p {print $3}' "$log" | row "MiniLM evaluation forward: $p/ours time"
+  awk -v p=$p '$1=="eval" && $2==p {print $4}' "$log" | row "  ours at every position ($p's work)"
+  awk -v p=$p '$1=="step" && $2==p {print $3}' "$log" | row "MiniLM training step: $p/ours time"
+  awk -v p=$p '$1=="step" && $2==p {print $4}' "$log" | row "  ours at every position ($p's work)"
+done
 awk '$1=="bilstm" {print $2}' "$log" | row "BiLSTM training step (equal lengths): candle/ours time"
 awk '$1=="bilstm" {print $3}' "$log" | row "BiLSTM training step (equal lengths): burn/ours time"

@@ -7,6 +7,7 @@
 pub mod trainable_bert;
 
 use std::error::Error;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 pub type Res<T> = Result<T, Box<dyn Error>>;
@@ -89,6 +90,91 @@ impl GemmArgs {
         }
         (best, reps)
     }
+}
+
+/// `MODEL_DIR [BATCH [SEQ_LEN [STEPS]]]` of the MiniLM binaries: by default 3 evaluation
+/// forwards and 3 training steps of 16 sequences of 256 tokens.
+pub struct MinilmArgs {
+    pub dir: PathBuf,
+    pub batch: usize,
+    pub seq_len: usize,
+    pub steps: usize,
+}
+
+impl MinilmArgs {
+    pub fn parse(usage: &str) -> Res<Self> {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let dir = PathBuf::from(args.first().ok_or(usage)?);
+        if args.len() > 4 {
+            return Err(usage.into());
+        }
+        let num = |i: usize, default: usize| -> Res<usize> {
+            match args.get(i) {
+                None => Ok(default),
+                Some(s) => s.parse().map_err(|_| format!("{usage}: {s:?} is not a number").into()),
+            }
+        };
+        let (batch, seq_len, steps) = (num(1, 16)?, num(2, 256)?, num(3, 3)?);
+        if batch == 0 || seq_len < 2 {
+            return Err(format!("{usage}: BATCH must be at least 1 and SEQ_LEN at least 2").into());
+        }
+        Ok(Self { dir, batch, seq_len, steps })
+    }
+
+    /// The model's `config.json`, parsed.
+    pub fn config<T: serde::de::DeserializeOwned>(&self) -> Res<T> {
+        let path = self.dir.join("config.json");
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        serde_json::from_slice(&bytes).map_err(|e| format!("{}: {e}", path.display()).into())
+    }
+
+    /// The timed batch's ids (B, T), row-major: [CLS], ids spread over the vocabulary past its
+    /// special tokens, [SEP]; the same in every binary (the products' cost does not depend on
+    /// which ids they are).
+    pub fn ids(&self, vocab_size: usize) -> Res<Vec<u32>> {
+        let (batch, seq_len) = (self.batch, self.seq_len);
+        if vocab_size < 2000 {
+            return Err(format!(
+                "{}: a vocabulary of {vocab_size} tokens; BERT's has 30,522",
+                self.dir.display()
+            )
+            .into());
+        }
+        let vocab = vocab_size as u32;
+        Ok((0..batch * seq_len)
+            .map(|i| match i % seq_len {
+                0 => 101,
+                t if t == seq_len - 1 => 102,
+                t => 1000 + ((t * 7919 + i / seq_len * 104_729) as u32 % (vocab - 1000)),
+            })
+            .collect())
+    }
+}
+
+/// How many of a burn module's weights `backward()` gave a gradient: (weights, without one).
+/// A training binary checks that its timed backward did the whole job.
+pub fn burn_weights_without_gradient(
+    module: &impl burn::module::Module,
+    grads: &burn::tensor::Gradients,
+) -> (usize, usize) {
+    use burn::module::{ModuleVisitor, Param};
+    use burn::tensor::Tensor;
+    struct Missing<'a> {
+        grads: &'a burn::tensor::Gradients,
+        weights: usize,
+        missing: usize,
+    }
+    impl ModuleVisitor for Missing<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.weights += 1;
+            if param.val().grad(self.grads).is_none() {
+                self.missing += 1;
+            }
+        }
+    }
+    let mut check = Missing { grads, weights: 0, missing: 0 };
+    module.visit(&mut check);
+    (check.weights, check.missing)
 }
 
 /// `[STEPS [BATCH [LEN]]]` of a BiLSTM training step: by default 3 steps of 64 reviews of 230

@@ -21,15 +21,14 @@
 //! Defaults: 3 steps of 64 reviews of 230 tokens; embedding 50, hidden 256, 2 layers, a
 //! vocabulary of 25,002, dropout 0.5 (the tutorial's).
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{
     BiLstm, BiLstmConfig, Dropout, DropoutConfig, Embedding, EmbeddingConfig, Linear, LinearConfig,
 };
 use burn::prelude::*;
-use burn::tensor::Gradients;
 use std::time::Instant;
-use tapegrad_peers::{exit_on_error, print_step, Res, StepArgs};
+use tapegrad_peers::{burn_weights_without_gradient, exit_on_error, print_step, Res, StepArgs};
 
 const EMB: usize = 50;
 const HIDDEN: usize = 256;
@@ -68,22 +67,6 @@ impl Classifier {
     }
 }
 
-/// Counts the weights that have no gradient in `grads`.
-struct Missing<'a> {
-    grads: &'a Gradients,
-    weights: usize,
-    missing: usize,
-}
-
-impl ModuleVisitor for Missing<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        self.weights += 1;
-        if param.val().grad(self.grads).is_none() {
-            self.missing += 1;
-        }
-    }
-}
-
 fn main() {
     exit_on_error(run)
 }
@@ -106,16 +89,11 @@ fn run() -> Res<()> {
         let t1 = Instant::now();
         let grads = loss.backward();
         let t2 = Instant::now();
-        let mut check = Missing { grads: &grads, weights: 0, missing: 0 };
-        model.visit(&mut check);
-        if check.missing > 0 {
-            return Err(format!(
-                "the backward left {} of {} weights without a gradient",
-                check.missing, check.weights
-            )
-            .into());
+        let (weights, missing) = burn_weights_without_gradient(&model, &grads);
+        if missing > 0 {
+            return Err(format!("the backward left {missing} of {weights} weights without a gradient").into());
         }
-        let note = format!("   ({} weight tensors, each with a gradient)", check.weights);
+        let note = format!("   ({weights} weight tensors, each with a gradient)");
         print_step(step, t1 - t0, t2 - t1, batch * len, loss_value, &note);
     }
     Ok(())

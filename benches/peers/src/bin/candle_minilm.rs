@@ -10,8 +10,8 @@
 //!   it takes has no backward (see that module). candle's BERT has no dropout (its `Dropout`
 //!   is the identity), so its steps skip the masks ours draw.
 //!
-//! The batch is BATCH sequences of SEQ_LEN token ids ([CLS], ids spread over the vocabulary,
-//! [SEP]) with a full attention mask: the products' cost does not depend on which ids they are.
+//! The batch is BATCH sequences of SEQ_LEN token ids (`MinilmArgs::ids`) with a full attention
+//! mask.
 //!
 //! ```text
 //! RAYON_NUM_THREADS=2 cargo run --release --bin candle_minilm -- MODEL_DIR [BATCH [SEQ_LEN [STEPS]]]
@@ -22,10 +22,9 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{Linear, Module, VarBuilder};
 use candle_transformers::models::bert::{BertModel, Config};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::Instant;
 use tapegrad_peers::trainable_bert::TrainableBert;
-use tapegrad_peers::{exit_on_error, Res};
+use tapegrad_peers::{exit_on_error, MinilmArgs, Res};
 
 fn main() {
     exit_on_error(run)
@@ -83,43 +82,12 @@ impl<E: Encoder> Classifier<E> {
 }
 
 fn run() -> Res<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: candle_minilm MODEL_DIR [BATCH [SEQ_LEN [STEPS]]]";
-    let dir = PathBuf::from(args.first().ok_or(usage)?);
-    let num = |i: usize, default: usize| -> Res<usize> {
-        match args.get(i) {
-            None => Ok(default),
-            Some(s) => s.parse().map_err(|_| format!("{usage}: {s:?} is not a number").into()),
-        }
-    };
-    let (batch, seq_len, steps) = (num(1, 16)?, num(2, 256)?, num(3, 3)?);
-    if batch == 0 || seq_len < 2 {
-        return Err(format!("{usage}: BATCH must be at least 1 and SEQ_LEN at least 2").into());
-    }
+    let args = MinilmArgs::parse("usage: candle_minilm MODEL_DIR [BATCH [SEQ_LEN [STEPS]]]")?;
+    let (batch, seq_len, steps) = (args.batch, args.seq_len, args.steps);
     let dev = Device::Cpu;
-    let config: Config = serde_json::from_slice(
-        &std::fs::read(dir.join("config.json"))
-            .map_err(|e| format!("{}: {e}", dir.join("config.json").display()))?,
-    )?;
-    let weights = dir.join("model.safetensors");
-
-    // ids (B, T): [CLS], ids spread over the vocabulary past its special tokens, [SEP]
-    if config.vocab_size < 2000 {
-        return Err(format!(
-            "{}: a vocabulary of {} tokens; BERT's has 30,522",
-            dir.display(),
-            config.vocab_size
-        )
-        .into());
-    }
-    let vocab = config.vocab_size as u32;
-    let ids: Vec<u32> = (0..batch * seq_len)
-        .map(|i| match i % seq_len {
-            0 => 101,
-            t if t == seq_len - 1 => 102,
-            t => 1000 + ((t * 7919 + i / seq_len * 104_729) as u32 % (vocab - 1000)),
-        })
-        .collect();
+    let config: Config = args.config()?;
+    let weights = args.dir.join("model.safetensors");
+    let ids = args.ids(config.vocab_size)?;
     let ids = Tensor::from_vec(ids, (batch, seq_len), &dev)?;
     let types = ids.zeros_like()?;
     let mask = ids.ones_like()?;
