@@ -286,3 +286,73 @@ fn loader_maps_prefixes_and_keeps_views_until_written() {
     assert!(!w.is_mapped());
     assert_eq!(file.tensor::<f32>("enc.weight").unwrap().to_vec()[0], 1.0, "the file is untouched");
 }
+
+/// A weight that is NaN or infinite is refused by the loader, naming the file, the tensor
+/// and the element, in every float dtype (f32 at any place of a block, f16, bf16, f64);
+/// the model is left as it was, and finite values (the largest, the subnormals) pass.
+#[test]
+fn loader_refuses_non_finite_weights() {
+    let dir = TempDir::new("nonfinite");
+    let model = two();
+    let good = [1.0f32, f32::MAX, f32::MIN_POSITIVE / 2.0, -0.0, 5.0, 6.0];
+    let header = |dtype: &str, width: usize| {
+        format!(
+            r#"{{"enc.weight":{{"dtype":"{dtype}","shape":[3,2],"data_offsets":[0,{w}]}},"enc.bias":{{"dtype":"{dtype}","shape":[3],"data_offsets":[{w},{e}]}},"head.weight":{{"dtype":"{dtype}","shape":[1,3],"data_offsets":[{e},{h}]}},"head.bias":{{"dtype":"{dtype}","shape":[1],"data_offsets":[{h},{end}]}}}}"#,
+            w = 6 * width,
+            e = 9 * width,
+            h = 12 * width,
+            end = 13 * width
+        )
+    };
+    // enc.weight's element `at` replaced by `bad` (as bytes of the dtype), the rest finite
+    let cases: Vec<(&str, Vec<u8>, usize)> = vec![
+        ("F32", f32_bytes(&[good[0], good[1], good[2], good[3], f32::NAN, good[5]]), 4),
+        ("F32", f32_bytes(&[f32::NEG_INFINITY, good[1], good[2], good[3], good[4], good[5]]), 0),
+        (
+            "F16",
+            [0x3C00u16, 0x3C00, 0x7C00, 0x3C00, 0x3C00, 0x3C00]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+            2,
+        ),
+        (
+            "BF16",
+            [0x3F80u16, 0x7FC0, 0x3F80, 0x3F80, 0x3F80, 0x3F80]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+            1,
+        ),
+        (
+            "F64",
+            [1.0f64, 1.0, 1.0, 1.0, 1.0, f64::INFINITY].iter().flat_map(|v| v.to_le_bytes()).collect(),
+            5,
+        ),
+    ];
+    for (i, (dtype, weight, at)) in cases.into_iter().enumerate() {
+        let width = weight.len() / 6;
+        let mut data = weight;
+        data.extend(std::iter::repeat_n(0u8, 7 * width)); // the other tensors: zeros
+        let name = format!("nan{i}.safetensors");
+        let path = dir.write(&name, &raw(&header(dtype, width), &data));
+        let err =
+            load_into(&model, &SafeTensorsFile::open(&path).unwrap(), &LoadOptions::default()).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, SafetensorsError::BadValue { .. }), "{dtype}: {msg}");
+        for m in [name.as_str(), "enc.weight", &format!("element {at} ")] {
+            assert!(msg.contains(m), "{dtype}: the error must name `{m}`: {msg}");
+        }
+        assert!(model.enc.weight.to_vec().iter().all(|&v| v == 0.0), "a failed load changes nothing");
+    }
+    // finite extremes load; a NaN past the first 1,024-element block is found at its place
+    let path =
+        dir.write("finite.safetensors", &raw(&header("F32", 4), &[f32_bytes(&good), vec![0; 28]].concat()));
+    load_into(&model, &SafeTensorsFile::open(&path).unwrap(), &LoadOptions::default()).unwrap();
+    let mut long = vec![0.5f32; 3000];
+    long[2500] = f32::NAN;
+    let h = r#"{"x":{"dtype":"F32","shape":[3000],"data_offsets":[0,12000]}}"#;
+    let f = SafeTensorsFile::open(dir.write("long.safetensors", &raw(h, &f32_bytes(&long)))).unwrap();
+    let msg = f.check_finite("x").unwrap_err().to_string();
+    assert!(msg.contains("element 2500 "), "{msg}");
+}

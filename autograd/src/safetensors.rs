@@ -374,6 +374,42 @@ impl SafeTensorsFile {
         Ok((info, &self.map[start + info.begin..start + info.end]))
     }
 
+    /// Refuses a float tensor holding a NaN or an infinity, naming the first one: weights
+    /// read as a model's are finite numbers (one pass over the bytes; integer tensors pass).
+    pub fn check_finite(&self, name: &str) -> Result<(), SafetensorsError> {
+        let (info, bytes) = self.raw(name)?;
+        // a float is non-finite when its exponent bits are all ones
+        fn first<const N: usize>(bytes: &[u8], non_finite: impl Fn([u8; N]) -> bool) -> Option<usize> {
+            let word = |c: &[u8]| std::array::from_fn(|i| c[i]);
+            let blocks = bytes.chunks(N * 1024);
+            for (b, block) in blocks.enumerate() {
+                // branch-free over a block (vectorised), then the exact place only if needed
+                if block.chunks_exact(N).fold(false, |any, c| any | non_finite(word(c))) {
+                    let at = block.chunks_exact(N).position(|c| non_finite(word(c)))?;
+                    return Some(b * 1024 + at);
+                }
+            }
+            None
+        }
+        let bad = match info.dtype {
+            Dtype::F32 => first::<4>(bytes, |b| u32::from_le_bytes(b) & 0x7f80_0000 == 0x7f80_0000),
+            Dtype::F64 => {
+                first::<8>(bytes, |b| u64::from_le_bytes(b) & 0x7ff0_0000_0000_0000 == 0x7ff0_0000_0000_0000)
+            }
+            Dtype::F16 => first::<2>(bytes, |b| u16::from_le_bytes(b) & 0x7c00 == 0x7c00),
+            Dtype::BF16 => first::<2>(bytes, |b| u16::from_le_bytes(b) & 0x7f80 == 0x7f80),
+            _ => None,
+        };
+        match bad {
+            None => Ok(()),
+            Some(i) => Err(SafetensorsError::BadValue {
+                path: self.path.clone(),
+                name: name.into(),
+                msg: format!("element {i} is not a finite number (NaN or infinity): not usable as a weight"),
+            }),
+        }
+    }
+
     /// A float tensor as a constant `Tensor<T>`: a zero-copy view when the file's
     /// dtype is `T`'s and the data is aligned, else converted (F64, F32, F16, BF16).
     pub fn tensor<T: Float>(&self, name: &str) -> Result<Tensor<T>, SafetensorsError> {

@@ -160,6 +160,33 @@ fn imdb_archive_download_checksum_and_cache() {
     assert_eq!(seen.len(), 3, "{seen:?}");
 }
 
+/// Without a checksum the archive itself is checked: an error page served with status 200
+/// is refused and removed, and a truncated archive left in the cache (reported as cached
+/// before) is fetched again.
+#[test]
+fn imdb_archive_is_checked_without_a_checksum() {
+    let archive = tar_gz_bytes(&fixture_files());
+    let mut routes = HashMap::new();
+    routes.insert(format!("/data/{IMDB_ARCHIVE}"), Route::ok(archive.clone()));
+    routes.insert(format!("/html/{IMDB_ARCHIVE}"), Route::ok(b"<html><body>Moved</body></html>".to_vec()));
+    // Requests: the error page, then the archive again for the truncated copy.
+    let (base, server) = serve(routes, 2);
+
+    let cache = tempfile::tempdir().unwrap();
+    let e = download_imdb(&format!("{base}/html"), cache.path(), None, &quiet()).unwrap_err();
+    assert!(matches!(e, DownloadError::NotAnArchive { .. }), "{e:?}");
+    assert!(e.to_string().contains(IMDB_ARCHIVE), "{e}");
+    assert!(files_in(cache.path()).is_empty(), "{:?}", files_in(cache.path()));
+
+    let cache = tempfile::tempdir().unwrap();
+    fs::write(cache.path().join(IMDB_ARCHIVE), &archive[..archive.len() / 2]).unwrap();
+    let path = download_imdb(&format!("{base}/data"), cache.path(), None, &quiet()).unwrap();
+    assert_eq!(fs::read(&path).unwrap(), archive, "fetched again, whole");
+
+    let seen = server.join().unwrap();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+}
+
 #[test]
 fn short_body_is_an_error_and_leaves_nothing() {
     let mut routes = HashMap::new();

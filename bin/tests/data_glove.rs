@@ -70,6 +70,16 @@ fn errors_name_file_and_line() {
         }
         e => panic!("{e:?}"),
     }
+    // `nan`, `inf` and numbers past f32's range parse as floats, but are no vector
+    for (i, bad) in ["nan", "-inf", "1e999"].iter().enumerate() {
+        let p = write(&format!("inf{i}.txt"), &format!("a 1 2 3\nb 1 {bad} 3\n"));
+        match Glove::from_text(&p, None).unwrap_err() {
+            e @ GloveError::BadNumber { line: 2, .. } => {
+                assert!(e.to_string().contains(&format!("inf{i}.txt:2: not a finite number")), "{e}")
+            }
+            e => panic!("{bad}: {e:?}"),
+        }
+    }
     let p = write("empty.txt", "\n\n");
     assert!(matches!(Glove::from_text(&p, None).unwrap_err(), GloveError::Empty { .. }));
     let p = write("word-only.txt", "a\n");

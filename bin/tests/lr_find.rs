@@ -80,7 +80,7 @@ fn arguments_are_checked_before_the_data_is_read() {
         (vec!["--lr", "0.1"], "--lr does not apply to lr-find"),
         (vec!["--epochs", "2"], "--epochs does not apply to lr-find"),
         (vec!["--start-lr", "1", "--end-lr", "0.1"], "start < end"),
-        (vec!["--steps", "3"], "--steps must be at least 10"),
+        (vec!["--steps", "3"], "--steps must be in 10..="),
         (vec!["--smooth", "1"], "--smooth"),
         (vec!["--diverge", "0.5"], "--diverge"),
         (vec!["--max-vocab", "0"], "--max-vocab must be at least 1"),

@@ -44,7 +44,8 @@ pub struct LoadReport {
 /// Loads every parameter of `model` from `file`, matching names exactly or up to
 /// `opts.optional_prefix`. Parameters become views into the map (copy-on-write)
 /// when the dtypes match. All missing, unexpected and mis-shaped tensors are
-/// reported together in one [`SafetensorsError::Mismatch`]; nothing is changed then.
+/// reported together in one [`SafetensorsError::Mismatch`], and a tensor holding a NaN or
+/// an infinity is refused by name; nothing is changed then.
 pub fn load_into<T: Float>(
     model: &(impl Module<T> + ?Sized),
     file: &SafeTensorsFile,
@@ -98,7 +99,11 @@ pub fn load_into<T: Float>(
             mis_shaped,
         });
     }
-    // Read everything before changing anything, so a bad dtype leaves the model as it was.
+    // Read everything before changing anything, so a bad dtype or a NaN leaves the model
+    // as it was.
+    for (_, found, _) in &plan {
+        file.check_finite(found)?;
+    }
     let values = plan.iter().map(|(_, found, _)| file.tensor::<T>(found)).collect::<Result<Vec<_>, _>>()?;
     for ((p, _, name), v) in plan.into_iter().zip(values) {
         p.set_data(&v);

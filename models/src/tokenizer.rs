@@ -79,6 +79,11 @@ impl Tokenizer {
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }
+    /// The largest id it can give (added tokens included): a model's embedding table
+    /// needs more rows than that.
+    pub fn max_id(&self) -> Option<u32> {
+        self.inner.get_vocab(true).into_values().max()
+    }
 
     /// Tokenizes a batch with `[CLS] … [SEP]`: flat `[B, T]` ids, attention mask and
     /// token types, T the longest (truncated) sequence.

@@ -48,6 +48,8 @@ pub enum DownloadError {
     ChecksumMismatch { url: String, expected: String, actual: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("{url}: what came is not the IMDB archive ({msg}); removed {path}")]
+    NotAnArchive { url: String, path: PathBuf, msg: String },
 }
 
 /// Download options.
@@ -213,9 +215,32 @@ pub fn download_imdb(
     sha256: Option<&str>,
     opts: &DownloadOptions,
 ) -> Result<PathBuf, DownloadError> {
-    let dest = cache_dir.join(IMDB_ARCHIVE);
-    download_file(&join_url(base_url, IMDB_ARCHIVE), &dest, sha256, opts)?;
+    let (dest, url) = (cache_dir.join(IMDB_ARCHIVE), join_url(base_url, IMDB_ARCHIVE));
+    let fetched = download_file(&url, &dest, sha256, opts)?;
+    // Without a checksum to compare, the archive itself is the check: a truncated copy
+    // left in the cache is fetched again; an error page served as the file is refused.
+    if let Err(e) = check_imdb(&dest) {
+        if matches!(fetched, Fetched::Cached) {
+            eprintln!("note: {} is not a readable IMDB archive ({e}); downloading it again", dest.display());
+            download_file(&url, &dest, sha256, &DownloadOptions { force: true, ..opts.clone() })?;
+        }
+        if let Err(e) = check_imdb(&dest) {
+            let _ = fs::remove_file(&dest);
+            return Err(DownloadError::NotAnArchive { url, path: dest, msg: e });
+        }
+    }
     Ok(dest)
+}
+
+/// Whether `path` is an archive [`read_imdb`](super::imdb::read_imdb) reads, with training
+/// and test reviews: the error says what is wrong if not.
+fn check_imdb(path: &Path) -> Result<(), String> {
+    use super::imdb::{read_imdb, Split};
+    let data = read_imdb(path, &[Split::Train, Split::Test]).map_err(|e| e.to_string())?;
+    if data.train.is_empty() || data.test.is_empty() {
+        return Err(format!("{} training and {} test reviews", data.train.len(), data.test.len()));
+    }
+    Ok(())
 }
 
 /// Download the [`MINILM_FILES`] from `base_url` (pass [`MINILM_BASE_URL`])

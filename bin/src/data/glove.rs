@@ -37,7 +37,7 @@ pub enum GloveError {
     Io { path: PathBuf, source: io::Error },
     #[error("{path}:{line}: expected {expected} dimensions, found {found}")]
     DimMismatch { path: PathBuf, line: usize, expected: usize, found: usize },
-    #[error("{path}:{line}: not a number: {value:?}")]
+    #[error("{path}:{line}: not a finite number: {value:?}")]
     BadNumber { path: PathBuf, line: usize, value: String },
     #[error("{path}: no vectors")]
     Empty { path: PathBuf },
@@ -216,8 +216,9 @@ impl Glove {
             let start = data.len();
             for v in &fields[split..] {
                 match v.parse::<f32>() {
-                    Ok(x) => data.push(x),
-                    Err(_) => {
+                    // `nan`, `inf` and numbers past f32's range parse, but are no vector
+                    Ok(x) if x.is_finite() => data.push(x),
+                    _ => {
                         return Err(GloveError::BadNumber {
                             path: path.to_owned(),
                             line: line_no,

@@ -202,6 +202,14 @@ fn run_precision(
 /// `finetune-imdb eval`: accuracy of a checkpoint on a data set's test split (or
 /// on a folder with pos/ and neg/).
 pub fn eval_checkpoint(args: &EvalArgs) -> anyhow::Result<EvalResult> {
+    // as `train` checks its own: before the checkpoint or the data is read
+    for (flag, value) in
+        [("--batch-size", args.batch_size), ("--limit-test", args.limit_test), ("--threads", args.threads)]
+    {
+        if value == Some(0) {
+            anyhow::bail!("{flag} must be at least 1");
+        }
+    }
     let device = super::open_device(&args.device)?;
     if let Some(t) = args.threads {
         tapegrad_kernels::threads::set_num_threads(t);

@@ -122,6 +122,9 @@ pub fn suggest(lrs: &[f64], smoothed: &[f64]) -> Option<usize> {
         .map(|(i, _)| i)
 }
 
+/// The most steps a range test takes (its points are kept in memory and drawn).
+const MAX_STEPS: usize = 100_000;
+
 /// Checks `lr-find`'s own flags, then `train`'s checks on the model and data flags.
 fn check_args(a: &LrFindArgs) -> Result<()> {
     let mut bad: Vec<String> = NOT_FOR_LR_FIND
@@ -138,8 +141,12 @@ fn check_args(a: &LrFindArgs) -> Result<()> {
             a.start_lr, a.end_lr
         ));
     }
-    if a.steps < 10 {
-        bad.push(format!("--steps must be at least 10 to draw a curve, got {}", a.steps));
+    if !(10..=MAX_STEPS).contains(&a.steps) {
+        bad.push(format!(
+            "--steps must be in 10..={MAX_STEPS} (at least 10 to draw a curve; a range test is a few \
+             hundred steps), got {}",
+            a.steps
+        ));
     }
     if !(0.0..1.0).contains(&a.smooth) {
         bad.push(format!("--smooth is an average's weight β in [0, 1), got {}", a.smooth));

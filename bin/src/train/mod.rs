@@ -109,8 +109,14 @@ pub fn train(given: TrainArgs, interrupt: Arc<Interrupt>) -> Result<Outcome> {
             if let Some(d) = a.data.as_ref().filter(|d| !d.exists()) {
                 bail!("--data {}: no such file or folder", d.display());
             }
-            if a.threads == Some(0) || a.max_steps == Some(0) {
-                bail!("--threads and --max-steps must be at least 1");
+            // the stored arguments too: run.json is a file a person can edit
+            let bad = validate::number_problems(&a);
+            if !bad.is_empty() {
+                bail!(
+                    "{}: the run's arguments with the flags given now are invalid:\n  {}",
+                    dir.join(checkpoint::RUN_FILE).display(),
+                    bad.join("\n  ")
+                );
             }
             (a, Some((dir, run)))
         }
@@ -144,7 +150,7 @@ pub fn train(given: TrainArgs, interrupt: Arc<Interrupt>) -> Result<Outcome> {
     // The run folder: one run, no stale temporaries.
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let run_id = resumed.as_ref().map_or_else(run_dir::new_run_id, |(_, run)| run.run_id.clone());
-    run_dir::claim(&args.out, resumed.as_ref().map(|_| run_id.as_str()), args.overwrite)?;
+    let claim = run_dir::claim(&args.out, resumed.as_ref().map(|_| run_id.as_str()), args.overwrite)?;
 
     // The data: train (minus a validation split) and test.
     let t0 = Instant::now();
@@ -239,6 +245,8 @@ pub fn train(given: TrainArgs, interrupt: Arc<Interrupt>) -> Result<Outcome> {
         None => RunState::new(run_id, args.clone(), spec, fingerprint, total_steps),
     };
 
+    // Data, model and optimizer are ready: only now does --overwrite remove the old run.
+    claim.take()?;
     // The folder's logs are the run's: rewritten from the checkpoint (a resume
     // after a crash drops the lines of steps that were not saved).
     let file = |name: &str| args.out.join(name);

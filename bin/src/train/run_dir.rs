@@ -2,14 +2,15 @@
 //! (and `epoch-N/` with `--keep-epochs`), `metrics.jsonl`, `steps.jsonl` and
 //! `curves.svg`. A new run refuses a folder
 //! that holds another one unless `--overwrite`; a resumed run continues in the
-//! folder of its own run (or starts a fresh folder). Temporaries left by an
+//! folder of its own run (or starts a fresh folder). `--overwrite` removes the other
+//! run only once the new one has its data and model. Temporaries left by an
 //! interrupted checkpoint write are cleaned up, and said so, at the start.
 
 use super::checkpoint::{self, RUN_FILE};
 use crate::report::{CURVES_FILE, METRICS_FILE, STEPS_FILE};
 use anyhow::{bail, Context, Result};
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The checkpoint folders of a run.
 pub const CHECKPOINTS: [&str; 2] = ["last", "best"];
@@ -42,9 +43,20 @@ fn epoch_checkpoints(out: &Path) -> Vec<String> {
     names
 }
 
-/// Removes half-written checkpoint temporaries and puts back a checkpoint that a
-/// crash left only under its `.old` name, printing what was done.
+/// Removes half-written checkpoint temporaries and log files (`.metrics.jsonl.tmp-<pid>`,
+/// left by a process killed mid-write) and puts back a checkpoint that a crash left only
+/// under its `.old` name, printing what was done.
 pub fn recover(out: &Path) -> Result<()> {
+    let logs: Vec<String> =
+        [METRICS_FILE, STEPS_FILE, CURVES_FILE].iter().map(|f| format!(".{f}.tmp-")).collect();
+    for entry in fs::read_dir(out).with_context(|| format!("reading {}", out.display()))? {
+        let path = entry.with_context(|| format!("reading {}", out.display()))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if path.is_file() && logs.iter().any(|l| name.starts_with(l.as_str())) {
+            fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+            eprintln!("note: removed {}, a log write that did not finish", path.display());
+        }
+    }
     let names = CHECKPOINTS.iter().map(|c| c.to_string()).chain(epoch_checkpoints(out));
     for name in names {
         let dir = out.join(&name);
@@ -66,31 +78,53 @@ pub fn recover(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Makes sure `out` holds no run but `run_id`'s (when resuming) or none at all;
-/// with `overwrite`, removes another run's files first.
-pub fn claim(out: &Path, run_id: Option<&str>, overwrite: bool) -> Result<()> {
-    let mut present: Vec<String> =
-        ENTRIES.into_iter().filter(|e| out.join(e).exists()).map(String::from).collect();
-    present.extend(epoch_checkpoints(out));
-    if present.is_empty() {
-        return Ok(());
-    }
-    let holder = CHECKPOINTS.iter().find_map(|c| checkpoint::read_run(&out.join(c)).ok().map(|r| r.run_id));
-    if run_id.is_some() && holder.as_deref() == run_id {
-        return Ok(());
-    }
-    if overwrite {
-        for e in &present {
-            let p = out.join(e);
+/// What [`claim`] found in a run folder: nothing in the way, or (with `--overwrite`)
+/// another run's entries, which [`Claim::take`] removes. The removal waits until the
+/// new run has read its data and built its model, so that a run that fails before it
+/// can write anything (a corrupt archive, a bad embeddings line) leaves the old run
+/// as it was.
+#[must_use = "a claim with --overwrite removes the old run only when taken"]
+pub struct Claim {
+    out: PathBuf,
+    replace: Vec<String>,
+}
+
+impl Claim {
+    /// Removes the replaced run's files, if any, saying which.
+    pub fn take(self) -> Result<()> {
+        if self.replace.is_empty() {
+            return Ok(());
+        }
+        for e in &self.replace {
+            let p = self.out.join(e);
             let removed = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
             removed.with_context(|| format!("removing {}", p.display()))?;
         }
         eprintln!(
             "note: --overwrite: removed the previous run's {} from {}",
-            present.join(", "),
-            out.display()
+            self.replace.join(", "),
+            self.out.display()
         );
-        return Ok(());
+        Ok(())
+    }
+}
+
+/// Makes sure `out` holds no run but `run_id`'s (when resuming) or none at all;
+/// with `overwrite`, another run's files are to be replaced (see [`Claim`]).
+pub fn claim(out: &Path, run_id: Option<&str>, overwrite: bool) -> Result<Claim> {
+    let mut present: Vec<String> =
+        ENTRIES.into_iter().filter(|e| out.join(e).exists()).map(String::from).collect();
+    present.extend(epoch_checkpoints(out));
+    let free = Claim { out: out.to_path_buf(), replace: Vec::new() };
+    if present.is_empty() {
+        return Ok(free);
+    }
+    let holder = CHECKPOINTS.iter().find_map(|c| checkpoint::read_run(&out.join(c)).ok().map(|r| r.run_id));
+    if run_id.is_some() && holder.as_deref() == run_id {
+        return Ok(free);
+    }
+    if overwrite {
+        return Ok(Claim { replace: present, ..free });
     }
     let how = if out.join("last").join(RUN_FILE).exists() {
         format!(", or --resume {} to continue it", out.join("last").display())

@@ -65,6 +65,16 @@ impl Task {
             .with_context(|| format!("loading the pretrained model in {}", dir.display()))?;
         let tokenizer = Tokenizer::from_dir(dir, max_len)
             .with_context(|| format!("loading the tokenizer in {}", dir.display()))?;
+        // Checked here, before the data is tokenized: an id past the embedding table would
+        // fail only at the first forward.
+        let rows = model.bert.config.vocab_size;
+        if let Some(id) = tokenizer.max_id().filter(|&id| id as usize >= rows) {
+            bail!(
+                "{}: gives token ids up to {id}, but {}'s `vocab_size` is {rows}: not that model's tokenizer",
+                dir.join("tokenizer.json").display(),
+                dir.join("config.json").display()
+            );
+        }
         let mut assets = Vec::new();
         for f in BERT_ASSETS {
             let path = dir.join(f);

@@ -33,51 +33,13 @@ const FREE_ON_RESUME: [&str; 10] =
 /// Checks a new run's arguments (defaults filled in by `recipe`) before any data
 /// is read; `max_positions` is BERT's `max_position_embeddings`.
 pub fn check_args(a: &TrainArgs, max_positions: Option<usize>) -> Result<()> {
-    let mut bad: Vec<String> = Vec::new();
+    let mut bad = number_problems(a);
     let mut need = |ok: bool, msg: String| {
         if !ok {
             bad.push(msg);
         }
     };
-    let positive = |v: Option<f64>| v.is_none_or(|v| v.is_finite() && v > 0.0);
     need(a.data.is_some(), "--data is required (an aclImdb folder or .tar.gz archive)".into());
-    need(a.epochs != Some(0), "--epochs must be at least 1".into());
-    need(
-        a.batch_size != Some(0),
-        "--batch-size must be at least 1 (a batch_size of 0 makes no batches)".into(),
-    );
-    need(positive(a.lr), format!("--lr must be a positive number, got {}", a.lr.unwrap_or_default()));
-    need(
-        a.weight_decay.is_none_or(|v| v.is_finite() && v >= 0.0),
-        format!("--weight-decay must be 0 or more, got {}", a.weight_decay.unwrap_or_default()),
-    );
-    need(
-        a.warmup.is_none_or(|v| (0.0..1.0).contains(&v)),
-        format!("--warmup is a fraction of all steps, in [0, 1), got {}", a.warmup.unwrap_or_default()),
-    );
-    need(positive(a.clip), format!("--clip must be a positive norm, got {}", a.clip.unwrap_or_default()));
-    need(a.hidden >= 1, "--hidden must be at least 1".into());
-    need(a.layers >= 1, "--layers must be at least 1".into());
-    need((0.0..1.0).contains(&a.dropout), format!("--dropout must be in [0, 1), got {}", a.dropout));
-    need(a.forget_bias.is_finite(), format!("--forget-bias must be a finite number, got {}", a.forget_bias));
-    need(a.max_vocab >= 1, "--max-vocab must be at least 1".into());
-    need(a.min_freq >= 1, "--min-freq must be at least 1".into());
-    need(
-        (0.0..0.5).contains(&a.valid_fraction),
-        format!(
-            "--valid-fraction must be in [0, 0.5) (more would hold out more reviews than it trains on), got {}",
-            a.valid_fraction
-        ),
-    );
-    need(a.limit_train != Some(0), "--limit-train 0 would train on nothing".into());
-    need(a.limit_test != Some(0), "--limit-test 0 would test on nothing".into());
-    need(a.threads != Some(0), "--threads must be at least 1".into());
-    need(a.max_steps != Some(0), "--max-steps must be at least 1".into());
-    need(a.patience != Some(0), "--patience must be at least 1".into());
-    need(
-        a.patience.is_none() || a.valid_fraction > 0.0,
-        "--patience needs a validation set (--valid-fraction above 0)".into(),
-    );
     match a.model {
         ModelKind::Bilstm => {
             need(a.max_len != Some(0), "--max-len must be at least 1".into());
@@ -125,10 +87,111 @@ pub fn check_args(a: &TrainArgs, max_positions: Option<usize>) -> Result<()> {
             bad.push(format!("--{flag} {}: no such file or folder", p.display()));
         }
     }
+    // the kind of each path, where it is known before reading it
+    if let Some(p) = a.embeddings.as_ref().filter(|p| p.is_dir()) {
+        bad.push(format!("--embeddings {}: a folder; expected a GloVe text file", p.display()));
+    }
+    if let Some(p) = a.pretrained.as_ref().filter(|p| p.exists() && !p.is_dir()) {
+        bad.push(format!(
+            "--pretrained {}: not a folder; expected one with config.json, model.safetensors and tokenizer.json",
+            p.display()
+        ));
+    }
+    if a.cache.exists() && !a.cache.is_dir() {
+        bad.push(format!("--cache {}: not a folder", a.cache.display()));
+    }
     if bad.is_empty() {
         return Ok(());
     }
     bail!("invalid arguments:\n  {}", bad.join("\n  "))
+}
+
+/// The BiLSTM's recurrent layers' weights (the embeddings, whose size needs the data, left
+/// out): per layer and direction W_ih (4H, in), W_hh (4H, H) and two biases of 4H, with
+/// in = the embedding size (counted as 0 here) in layer 0 and 2H above it. Training holds
+/// each weight 4 times (itself, its gradient, Adam's two moments), in f32.
+fn bilstm_training_bytes(hidden: usize, layers: usize) -> f64 {
+    let h = hidden as f64;
+    let first = 2.0 * 4.0 * h * (h + 2.0);
+    let above = 2.0 * 4.0 * h * (2.0 * h + h + 2.0);
+    (first + (layers as f64 - 1.0) * above) * 4.0 * 4.0
+}
+
+/// An error for `--hidden`/`--layers` whose weights alone, trained, would not fit in
+/// `memory` bytes (this machine's, where known; 1 TiB otherwise): refused before any
+/// work, where the allocation would otherwise abort the process.
+fn bilstm_too_large(hidden: usize, layers: usize, memory: Option<u64>) -> Option<String> {
+    let need = bilstm_training_bytes(hidden, layers);
+    let have = memory.unwrap_or(1 << 40) as f64;
+    let gib = |b: f64| b / f64::from(1u32 << 30);
+    (need > have).then(|| {
+        format!(
+            "--hidden {hidden} --layers {layers}: the BiLSTM's weights, their gradients and Adam's \
+             moments alone would take {:.1} GiB, more than this machine's {:.1} GiB",
+            gib(need),
+            gib(have)
+        )
+    })
+}
+
+/// This machine's memory in bytes (`MemTotal` of /proc/meminfo), where the OS says.
+fn machine_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb = info.lines().find_map(|l| l.strip_prefix("MemTotal:"))?.trim().strip_suffix("kB")?;
+    kb.trim().parse::<u64>().ok().map(|kb| kb * 1024)
+}
+
+/// The problems of the flags that are numbers (each message names its flag): what a new
+/// run checks first, and what a resumed run checks again in its stored arguments.
+pub fn number_problems(a: &TrainArgs) -> Vec<String> {
+    let mut bad: Vec<String> = Vec::new();
+    let mut need = |ok: bool, msg: String| {
+        if !ok {
+            bad.push(msg);
+        }
+    };
+    let positive = |v: Option<f64>| v.is_none_or(|v| v.is_finite() && v > 0.0);
+    need(a.epochs != Some(0), "--epochs must be at least 1".into());
+    need(
+        a.batch_size != Some(0),
+        "--batch-size must be at least 1 (a batch_size of 0 makes no batches)".into(),
+    );
+    need(positive(a.lr), format!("--lr must be a positive number, got {}", a.lr.unwrap_or_default()));
+    need(
+        a.weight_decay.is_none_or(|v| v.is_finite() && v >= 0.0),
+        format!("--weight-decay must be 0 or more, got {}", a.weight_decay.unwrap_or_default()),
+    );
+    need(
+        a.warmup.is_none_or(|v| (0.0..1.0).contains(&v)),
+        format!("--warmup is a fraction of all steps, in [0, 1), got {}", a.warmup.unwrap_or_default()),
+    );
+    need(positive(a.clip), format!("--clip must be a positive norm, got {}", a.clip.unwrap_or_default()));
+    need(a.hidden >= 1, "--hidden must be at least 1".into());
+    need(a.layers >= 1, "--layers must be at least 1".into());
+    let sized = a.model == ModelKind::Bilstm && a.hidden >= 1 && a.layers >= 1;
+    let too_large = sized.then(|| bilstm_too_large(a.hidden, a.layers, machine_memory())).flatten();
+    need(too_large.is_none(), too_large.clone().unwrap_or_default());
+    need((0.0..1.0).contains(&a.dropout), format!("--dropout must be in [0, 1), got {}", a.dropout));
+    need(a.forget_bias.is_finite(), format!("--forget-bias must be a finite number, got {}", a.forget_bias));
+    need(a.max_vocab >= 1, "--max-vocab must be at least 1".into());
+    need(a.min_freq >= 1, "--min-freq must be at least 1".into());
+    need(
+        (0.0..0.5).contains(&a.valid_fraction),
+        format!(
+            "--valid-fraction must be in [0, 0.5) (more would hold out more reviews than it trains on), got {}",
+            a.valid_fraction
+        ),
+    );
+    need(a.limit_train != Some(0), "--limit-train 0 would train on nothing".into());
+    need(a.limit_test != Some(0), "--limit-test 0 would test on nothing".into());
+    need(a.threads != Some(0), "--threads must be at least 1".into());
+    need(a.max_steps != Some(0), "--max-steps must be at least 1".into());
+    need(a.patience != Some(0), "--patience must be at least 1".into());
+    need(
+        a.patience.is_none() || a.valid_fraction > 0.0,
+        "--patience needs a validation set (--valid-fraction above 0)".into(),
+    );
+    bad
 }
 
 /// With `--resume`, the flags given again must keep their checkpointed values
@@ -193,4 +256,25 @@ pub fn fingerprint(data: &ImdbData) -> String {
         }
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tutorial's BiLSTM (256 hidden, 2 layers) fits anywhere; sizes that would abort
+    /// the process at their first allocation are refused with the flags named.
+    #[test]
+    fn bilstm_sizes_are_checked_against_the_machine() {
+        // 2·4·256·258 + 2·4·256·770 floats, 16 bytes each (weights, gradients, moments)
+        assert_eq!(
+            bilstm_training_bytes(256, 2),
+            (2.0 * 4.0 * 256.0 * 258.0 + 2.0 * 4.0 * 256.0 * 770.0) * 16.0
+        );
+        assert_eq!(bilstm_too_large(256, 2, Some(1 << 30)), None);
+        let msg = bilstm_too_large(100_000_000, 1, Some(64 << 30)).expect("refused");
+        assert!(msg.contains("--hidden 100000000") && msg.contains("64.0 GiB"), "{msg}");
+        assert!(bilstm_too_large(256, 1_000_000_000, None).is_some(), "1e9 layers refused without /proc");
+        assert!(machine_memory().is_none_or(|m| m > 1 << 20));
+    }
 }

@@ -87,6 +87,26 @@ impl BertConfig {
                 self.hidden_size, self.num_attention_heads
             ));
         }
+        for (key, n) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+        ] {
+            if n == 0 {
+                return Err(format!("`{key}` is 0"));
+            }
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            return Err(format!("`layer_norm_eps` = {} is not a positive number", self.layer_norm_eps));
+        }
+        if !(self.initializer_range.is_finite() && self.initializer_range >= 0.0) {
+            return Err(format!(
+                "`initializer_range` = {} is not a standard deviation",
+                self.initializer_range
+            ));
+        }
         for (key, p) in [
             ("hidden_dropout_prob", self.hidden_dropout_prob),
             ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
@@ -96,6 +116,17 @@ impl BertConfig {
             }
         }
         Ok(())
+    }
+
+    /// How many numbers the encoder's weights hold (embeddings and layers; the pooler
+    /// and a head left out): what a weights file for this config must at least contain.
+    pub fn encoder_weights(&self) -> u128 {
+        let (v, h, i) = (self.vocab_size as u128, self.hidden_size as u128, self.intermediate_size as u128);
+        let (p, t) = (self.max_position_embeddings as u128, self.type_vocab_size as u128);
+        let embeddings = (v + p + t) * h + 2 * h;
+        // Q, K, V and the output projection; two LayerNorms; the feed-forward block
+        let layer = 4 * (h * h + h) + 2 * 2 * h + (h * i + i) + (i * h + h);
+        embeddings + self.num_hidden_layers as u128 * layer
     }
 
     pub fn head_dim(&self) -> usize {
@@ -123,6 +154,44 @@ impl BertConfig {
             layer_norm_eps: 1e-12,
             pad_token_id: 0,
             initializer_range: 0.02,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::BertConfig;
+
+    /// all-MiniLM-L6-v2's config.json, as the model ships it.
+    const MINILM: &str = r#"{"vocab_size": 30522, "hidden_size": 384, "num_hidden_layers": 6,
+        "num_attention_heads": 12, "intermediate_size": 1536, "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+        "max_position_embeddings": 512, "type_vocab_size": 2, "layer_norm_eps": 1e-12,
+        "pad_token_id": 0, "initializer_range": 0.02}"#;
+
+    /// The encoder's count is MiniLM's 22,713,986 parameters less its pooler (384² + 384)
+    /// and 2-class head (2·384 + 2), as `minilm_forward` counts them.
+    #[test]
+    fn encoder_weights_count_minilm() {
+        let c = BertConfig::from_json(MINILM).unwrap();
+        assert_eq!(c.encoder_weights(), 22_713_986 - (384 * 384 + 384) - (2 * 384 + 2));
+    }
+
+    /// Values no model has are refused, naming the key.
+    #[test]
+    fn impossible_values_are_refused_by_key() {
+        for (key, value) in [
+            ("layer_norm_eps", "-1"),
+            ("layer_norm_eps", "0"),
+            ("hidden_size", "0"),
+            ("vocab_size", "0"),
+            ("intermediate_size", "0"),
+            ("initializer_range", "-0.5"),
+        ] {
+            let text =
+                MINILM.replacen(&format!("\"{key}\": "), &format!("\"{key}\": {value}, \"_was\": "), 1);
+            let e = BertConfig::from_json(&text).unwrap_err();
+            assert!(e.contains(key), "{key} = {value}: {e}");
         }
     }
 }

@@ -167,6 +167,27 @@ impl<T: Float> BertForSequenceClassification<T> {
         let dir = dir.as_ref();
         let config = BertConfig::from_file(dir.join("config.json"))?;
         let file = SafeTensorsFile::open(dir.join("model.safetensors"))?;
+        // Before anything is allocated: a config that describes more weights than the file
+        // holds is not this file's (and a huge one would abort the process at allocation).
+        let held: u128 = file
+            .names()
+            .filter_map(|n| file.info(n))
+            .map(|i| i.shape.iter().product::<usize>() as u128)
+            .sum();
+        if config.encoder_weights() > held {
+            return Err(BertError::Config {
+                path: dir.join("config.json"),
+                msg: format!(
+                    "describes an encoder of {} weights ({} layers, hidden size {}, a vocabulary of {}), \
+                     more than the {held} numbers in {}: not that model's config",
+                    config.encoder_weights(),
+                    config.num_hidden_layers,
+                    config.hidden_size,
+                    config.vocab_size,
+                    file.path().display()
+                ),
+            });
+        }
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         // Placeholders: zeros cost no random numbers and are replaced by the file's views.
         let bert = BertModel::new(&config, &mut Init::<ChaCha8Rng>::Zeros, seed);

@@ -1,0 +1,226 @@
+//! What a hostile-input audit of `finetune-imdb` found (stop 38: 274 cases, the non-OK ones
+//! fixed here): a replaced run lost before the new one could start, sizes that aborted the
+//! process at their first allocation, zeros and stored arguments checked late or not at
+//! all, non-finite numbers accepted from files, log temporaries left forever.
+
+mod run_common;
+
+use run_common::*;
+use std::fs;
+
+/// `args` with the value of `flag` (a tiny run's flag) replaced: a flag given twice is a
+/// usage error.
+fn replaced(mut args: Vec<String>, flag: &str, value: &str) -> Vec<String> {
+    let at = args.iter().position(|a| a == flag).expect("the flag is there") + 1;
+    args[at] = value.into();
+    args
+}
+
+/// `--overwrite` removes the previous run only once the new run has its data and model: a
+/// new run that fails before (here on a GloVe line holding `nan`, named with its line)
+/// leaves the old run whole.
+#[test]
+fn overwrite_keeps_the_old_run_when_the_new_one_fails_early() {
+    let f = Fixture::new(8);
+    let out = f.path("out");
+    let o = run(&f.train(&out, &["--epochs", "1"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first_id = run_json(&out.join("last"))["run_id"].clone();
+    let bad_glove = f.path("glove.nan.4d.txt");
+    let mut text = fs::read_to_string(&f.glove).unwrap();
+    text.push_str("odd nan 0.1 0.2 0.3\n");
+    fs::write(&bad_glove, &text).unwrap();
+    let line = text.lines().count();
+    let args = replaced(
+        f.train(&out, &["--epochs", "1", "--overwrite"]),
+        "--embeddings",
+        bad_glove.to_str().unwrap(),
+    );
+    let o = run(&args);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains(&format!("glove.nan.4d.txt:{line}")) && e.contains("\"nan\""), "{e}");
+    assert!(!e.contains("removed the previous run"), "{e}");
+    assert_eq!(run_json(&out.join("last"))["run_id"], first_id, "the old run is intact");
+    assert_eq!(lines(&out.join("metrics.jsonl")), 1);
+    // and with good inputs --overwrite still replaces it
+    let o = run(&f.train(&out, &["--epochs", "1", "--overwrite"]));
+    assert!(o.status.success() && stderr(&o).contains("removed the previous run"), "{}", stderr(&o));
+    assert_ne!(run_json(&out.join("last"))["run_id"], first_id);
+}
+
+/// Sizes whose weights could not be allocated are refused before any work, naming the
+/// flags (they aborted the process, or ran on for ever); so are range tests too long to
+/// keep in memory.
+#[test]
+fn sizes_past_the_machine_are_refused_up_front() {
+    let f = Fixture::new(4);
+    let out = f.path("out");
+    for (flag, value) in [("--hidden", "100000000"), ("--layers", "1000000000")] {
+        let o = run(&replaced(f.train(&out, &[]), flag, value));
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{flag} {value}: {e}");
+        assert!(e.contains(&format!("{flag} {value}")) && e.contains("GiB"), "{flag} {value}: {e}");
+        assert!(!out.exists(), "{flag} {value}: nothing written");
+    }
+    for steps in ["18446744073709551615", "1000000000"] {
+        let mut args = f.train(&out, &["--steps", steps]);
+        args[0] = "lr-find".into();
+        let o = run(&args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "--steps {steps}: {e}");
+        assert!(e.contains("--steps must be in 10..=100000"), "{e}");
+    }
+}
+
+/// `eval`'s zero counts are refused before the checkpoint or the data is read, naming the
+/// flag (`--batch-size 0` failed after tokenizing with an unnamed message; `--limit-test 0`
+/// printed an accuracy of NaN and exited 0).
+#[test]
+fn eval_refuses_zero_counts_up_front() {
+    for flag in ["--batch-size", "--limit-test", "--threads"] {
+        let o = run(&strings(&[
+            "eval",
+            "--checkpoint",
+            "/nonexistent/ckpt",
+            "--data",
+            "/nonexistent/data",
+            flag,
+            "0",
+        ]));
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{flag}: {e}");
+        assert!(e.contains(&format!("{flag} must be at least 1")), "{flag}: {e}");
+    }
+}
+
+/// A resumed run checks the arguments stored in its run.json (a file a person can edit):
+/// a negative learning rate there is refused, naming the file and the flag, where it used
+/// to train at that rate.
+#[test]
+fn a_resumed_run_checks_its_stored_arguments() {
+    let f = Fixture::new(8);
+    let out = f.path("out");
+    let o = run(&f.train(&out, &["--epochs", "2", "--max-steps", "1"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run_file = out.join("last").join("run.json");
+    let mut stored: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&run_file).unwrap()).unwrap();
+    stored["args"]["lr"] = serde_json::json!(-1.0);
+    fs::write(&run_file, serde_json::to_string(&stored).unwrap()).unwrap();
+    let o = run(&f.resume(&out, &[]));
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("run.json") && e.contains("--lr must be a positive number"), "{e}");
+}
+
+/// Log temporaries of a process killed mid-write (`.metrics.jsonl.tmp-<pid>`) are removed,
+/// and said so, when the folder is next used.
+#[test]
+fn stale_log_temporaries_are_removed() {
+    let f = Fixture::new(4);
+    let out = f.path("out");
+    fs::create_dir_all(&out).unwrap();
+    let stale = out.join(".metrics.jsonl.tmp-4242");
+    fs::write(&stale, "{\"epoch\": 1").unwrap();
+    let kept = out.join("notes.txt"); // not ours: left alone
+    fs::write(&kept, "mine").unwrap();
+    let o = run(&f.train(&out, &["--epochs", "1"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains(".metrics.jsonl.tmp-4242"), "{}", stderr(&o));
+    assert!(!stale.exists() && kept.exists());
+}
+
+/// Paths of the wrong kind are refused with the arguments, before any data is read.
+#[test]
+fn paths_of_the_wrong_kind_are_refused_up_front() {
+    let f = Fixture::new(4);
+    let out = f.path("out");
+    let file = f.path("a_file");
+    fs::write(&file, "x").unwrap();
+    let folder = f.path("a_folder");
+    fs::create_dir_all(&folder).unwrap();
+    let with =
+        |flag: &str, value: &std::path::Path| replaced(f.train(&out, &[]), flag, value.to_str().unwrap());
+    let bert = strings(&[
+        "train",
+        "--out",
+        out.to_str().unwrap(),
+        "--data",
+        f.data.to_str().unwrap(),
+        "--model",
+        "bert",
+        "--pretrained",
+        file.to_str().unwrap(),
+    ]);
+    let cases = [
+        (with("--embeddings", &folder), "a folder; expected a GloVe text file"),
+        (with("--cache", &file), "not a folder"),
+        (bert, "not a folder; expected one with config.json"),
+    ];
+    for (args, named) in cases {
+        let o = run(&args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {e}");
+        assert!(e.contains(named), "{args:?}: {e}");
+        assert!(!out.exists(), "{args:?}: nothing written");
+    }
+}
+
+/// MiniLM from `../shared/models` with one file of the folder changed: a config that
+/// describes more weights than model.safetensors holds is refused before anything is
+/// allocated (a huge one aborted the process), and a tokenizer giving ids past the
+/// embedding table is refused before the data is tokenized (it failed at the first
+/// forward, naming no file).
+#[test]
+fn a_pretrained_folder_must_agree_with_itself() {
+    let model =
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/models/all-MiniLM-L6-v2"));
+    if !model.exists() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "CI=true but {} is missing", model.display());
+        eprintln!("SKIPPED: a_pretrained_folder_must_agree_with_itself: {} not found", model.display());
+        return;
+    }
+    let f = Fixture::new(4);
+    let json = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&fs::read_to_string(model.join(name)).unwrap()).unwrap()
+    };
+    let mut config = json("config.json");
+    config["num_hidden_layers"] = serde_json::json!(100_000);
+    let mut tokenizer = json("tokenizer.json");
+    tokenizer["model"]["vocab"]["zzodd"] = serde_json::json!(999_999);
+    for (changed, value, named) in [
+        ("config.json", config, "describes an encoder of"),
+        ("tokenizer.json", tokenizer, "gives token ids up to 999999"),
+    ] {
+        let dir = f.path(&format!("minilm-{changed}"));
+        fs::create_dir_all(&dir).unwrap();
+        for entry in fs::read_dir(model).unwrap() {
+            let from = entry.unwrap().path();
+            let to = dir.join(from.file_name().unwrap());
+            if from.file_name().unwrap() == changed {
+                fs::write(&to, serde_json::to_string(&value).unwrap()).unwrap();
+            } else if from.is_file() {
+                std::os::unix::fs::symlink(&from, &to).unwrap();
+            }
+        }
+        let out = f.path(&format!("out-{changed}"));
+        let o = run(&strings(&[
+            "train",
+            "--model",
+            "bert",
+            "--pretrained",
+            dir.to_str().unwrap(),
+            "--data",
+            f.data.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--max-len",
+            "16",
+        ]));
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{changed}: {e}");
+        assert!(e.contains(named) && e.contains(changed), "{changed}: {e}");
+        assert!(!e.contains("tokenized"), "{changed}: refused before the data is tokenized: {e}");
+    }
+}
