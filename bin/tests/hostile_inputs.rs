@@ -224,3 +224,45 @@ fn a_pretrained_folder_must_agree_with_itself() {
         assert!(!e.contains("tokenized"), "{changed}: refused before the data is tokenized: {e}");
     }
 }
+
+/// A BiLSTM checkpoint whose weights file is damaged is blamed on that file, not on its
+/// run.json; a run.json describing more weights than the file holds names both
+/// descriptions and the file.
+#[test]
+fn a_damaged_checkpoint_is_blamed_on_the_damaged_file() {
+    let f = Fixture::new(8);
+    let out = f.path("out");
+    let o = run(&f.train(&out, &["--epochs", "1"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let eval = |ckpt: &std::path::Path| {
+        run(&strings(&["eval", "--checkpoint", ckpt.to_str().unwrap(), "--data", f.data.to_str().unwrap()]))
+    };
+    let copy = |name: &str| {
+        let to = f.path(name);
+        fs::create_dir_all(&to).unwrap();
+        for e in fs::read_dir(out.join("last")).unwrap() {
+            let from = e.unwrap().path();
+            fs::copy(&from, to.join(from.file_name().unwrap())).unwrap();
+        }
+        to
+    };
+    let garbage = copy("garbage");
+    fs::write(garbage.join("model.safetensors"), b"not a safetensors file at all").unwrap();
+    let o = eval(&garbage);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("model.safetensors") && !e.contains("run.json"), "{e}");
+
+    let oversized = copy("oversized");
+    let run_file = oversized.join("run.json");
+    let mut stored: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&run_file).unwrap()).unwrap();
+    stored["spec"]["hidden"] = serde_json::json!(100_000);
+    fs::write(&run_file, serde_json::to_string(&stored).unwrap()).unwrap();
+    let o = eval(&oversized);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    for named in ["run.json", "vocab.json", "model.safetensors", "hidden 100000", "do not belong together"] {
+        assert!(e.contains(named), "{named}: {e}");
+    }
+}

@@ -254,8 +254,10 @@ fn bilstm_config(vocab: usize, spec: &ModelSpec) -> BiLstmConfig {
 
 /// A checkpoint's `run.json` shape, checked before a model is built from it: sizes
 /// at least 1, a dropout probability, and no more parameters than the weights file
-/// has room for (so a damaged `run.json` cannot make us allocate without bound).
+/// holds (so a damaged `run.json` or `vocab.json` cannot make us allocate without
+/// bound). The weights file is opened first: a damaged one is an error naming it.
 fn check_bilstm_spec(spec: &ModelSpec, vocab: usize, weights: &Path) -> Result<()> {
+    let file = open_weights(weights)?;
     let run_json = weights.with_file_name(super::checkpoint::RUN_FILE);
     let (e, h, l, p) = (spec.embedding_dim, spec.hidden, spec.layers, spec.dropout);
     if e == 0 || h == 0 || l == 0 || !(0.0..=1.0).contains(&p) {
@@ -265,14 +267,15 @@ fn check_bilstm_spec(spec: &ModelSpec, vocab: usize, weights: &Path) -> Result<(
             run_json.display()
         );
     }
-    let file_len =
-        std::fs::metadata(weights).with_context(|| format!("reading {}", weights.display()))?.len();
-    let needed = bilstm_config(vocab, spec).parameter_count().and_then(|n| n.checked_mul(4));
-    if needed.is_none_or(|n| n as u64 > file_len) {
+    let held: u128 =
+        file.names().filter_map(|n| file.info(n)).map(|i| i.shape.iter().product::<usize>() as u128).sum();
+    let needed = bilstm_config(vocab, spec).parameter_count();
+    if needed.is_none_or(|n| n as u128 > held) {
         bail!(
-            "{}: the model it describes (vocabulary {vocab}, embedding_dim {e}, hidden {h}, layers {l}) \
-             needs {} bytes of weights, but {} holds {file_len}: they do not belong together",
+            "{} and {} describe a model (vocabulary {vocab}, embedding_dim {e}, hidden {h}, layers {l}) \
+             of {} weights, but {} holds {held}: they do not belong together",
             run_json.display(),
+            weights.with_file_name(VOCAB_FILE).display(),
             needed.map_or("more than 2^64".into(), |n| n.to_string()),
             weights.display()
         );
