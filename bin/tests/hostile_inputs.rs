@@ -63,6 +63,12 @@ fn sizes_past_the_machine_are_refused_up_front() {
         assert!(e.contains(&format!("{flag} {value}")) && e.contains("GiB"), "{flag} {value}: {e}");
         assert!(!out.exists(), "{flag} {value}: nothing written");
     }
+    // a vocabulary of <unk> and <pad> alone is refused, naming the flag that emptied it
+    let o = run(&f.train(&out, &["--min-freq", "1000000"]));
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("--min-freq 1000000") && e.contains("only <unk> and <pad>"), "{e}");
+    fs::remove_dir_all(&out).ok();
     for steps in ["18446744073709551615", "1000000000"] {
         let mut args = f.train(&out, &["--steps", steps]);
         args[0] = "lr-find".into();

@@ -497,6 +497,15 @@ fn build_task(
             let t = Instant::now();
             let opts = VocabOptions { max_size: Some(args.max_vocab), min_freq: args.min_freq };
             let vocab = Vocab::build(train.iter().map(|r| r.text.as_str()), &opts);
+            // <unk> and <pad> alone: every review would read as unknown words
+            if vocab.len() <= 2 {
+                bail!(
+                    "no word of the {} training reviews occurs --min-freq {} times: the vocabulary \
+                     would hold only <unk> and <pad>",
+                    train.len(),
+                    args.min_freq
+                );
+            }
             let (dim, vectors) = match &args.embeddings {
                 Some(path) => {
                     let (glove, status) = Glove::load_cached(path, &args.cache, None)?;

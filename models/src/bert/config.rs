@@ -98,6 +98,12 @@ impl BertConfig {
                 return Err(format!("`{key}` is 0"));
             }
         }
+        if self.pad_token_id >= self.vocab_size {
+            return Err(format!(
+                "`pad_token_id` {} is past the vocabulary of `vocab_size` {}",
+                self.pad_token_id, self.vocab_size
+            ));
+        }
         if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
             return Err(format!("`layer_norm_eps` = {} is not a positive number", self.layer_norm_eps));
         }
@@ -187,6 +193,7 @@ mod tests {
             ("vocab_size", "0"),
             ("intermediate_size", "0"),
             ("initializer_range", "-0.5"),
+            ("pad_token_id", "30522"),
         ] {
             let text =
                 MINILM.replacen(&format!("\"{key}\": "), &format!("\"{key}\": {value}, \"_was\": "), 1);
