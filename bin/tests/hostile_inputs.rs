@@ -271,4 +271,17 @@ fn a_damaged_checkpoint_is_blamed_on_the_damaged_file() {
     for named in ["run.json", "vocab.json", "model.safetensors", "hidden 100000", "do not belong together"] {
         assert!(e.contains(named), "{named}: {e}");
     }
+
+    // run.json naming the other kind: the mismatch is the error, not a missing file
+    let other_kind = copy("other_kind");
+    let run_file = other_kind.join("run.json");
+    let mut stored: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&run_file).unwrap()).unwrap();
+    stored["spec"]["kind"] = serde_json::json!("bert");
+    fs::write(&run_file, serde_json::to_string(&stored).unwrap()).unwrap();
+    fs::remove_file(other_kind.join("config.json")).ok();
+    let o = eval(&other_kind);
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("says the model is `bert`") && e.contains("a BiLSTM checkpoint"), "{e}");
 }

@@ -288,6 +288,22 @@ fn check_bilstm_spec(spec: &ModelSpec, vocab: usize, weights: &Path) -> Result<(
 /// tensor of the file must be a parameter (BERT's head included).
 pub fn load_task(spec: &ModelSpec, dir: &Path, rng: &mut impl Rng) -> Result<Task> {
     let weights = dir.join(super::checkpoint::MODEL_FILE);
+    // The files that mark each kind's checkpoint: a run.json naming the other kind is
+    // the mismatch, not a missing file.
+    let (bilstm_files, bert_files) = (dir.join(VOCAB_FILE).is_file(), dir.join("config.json").is_file());
+    let other = match spec.kind.as_str() {
+        "bilstm" if !bilstm_files && bert_files => Some("a BERT checkpoint (config.json, no vocab.json)"),
+        "bert" if !bert_files && bilstm_files => Some("a BiLSTM checkpoint (vocab.json, no config.json)"),
+        _ => None,
+    };
+    if let Some(other) = other {
+        bail!(
+            "{}: says the model is `{}`, but {} holds {other}",
+            dir.join(super::checkpoint::RUN_FILE).display(),
+            spec.kind,
+            dir.display()
+        );
+    }
     match spec.kind.as_str() {
         "bilstm" => {
             let path = dir.join(VOCAB_FILE);

@@ -122,14 +122,16 @@ fn bilstm_training_bytes(hidden: usize, layers: usize) -> f64 {
 /// work, where the allocation would otherwise abort the process.
 fn bilstm_too_large(hidden: usize, layers: usize, memory: Option<u64>) -> Option<String> {
     let need = bilstm_training_bytes(hidden, layers);
-    let have = memory.unwrap_or(1 << 40) as f64;
     let gib = |b: f64| b / f64::from(1u32 << 30);
+    let (have, whose) = match memory {
+        Some(m) => (m as f64, format!("this machine's {:.1} GiB", gib(m as f64))),
+        None => ((1u64 << 40) as f64, "1 TiB".to_string()),
+    };
     (need > have).then(|| {
         format!(
             "--hidden {hidden} --layers {layers}: the BiLSTM's weights, their gradients and Adam's \
-             moments alone would take {:.1} GiB, more than this machine's {:.1} GiB",
-            gib(need),
-            gib(have)
+             moments alone would take {:.1} GiB, more than {whose}",
+            gib(need)
         )
     })
 }
@@ -274,7 +276,8 @@ mod tests {
         assert_eq!(bilstm_too_large(256, 2, Some(1 << 30)), None);
         let msg = bilstm_too_large(100_000_000, 1, Some(64 << 30)).expect("refused");
         assert!(msg.contains("--hidden 100000000") && msg.contains("64.0 GiB"), "{msg}");
-        assert!(bilstm_too_large(256, 1_000_000_000, None).is_some(), "1e9 layers refused without /proc");
+        let msg = bilstm_too_large(256, 1_000_000_000, None).expect("1e9 layers refused without /proc");
+        assert!(msg.ends_with("more than 1 TiB"), "{msg}");
         assert!(machine_memory().is_none_or(|m| m > 1 << 20));
     }
 }
