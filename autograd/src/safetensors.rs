@@ -341,6 +341,11 @@ impl SafeTensorsFile {
     pub fn names(&self) -> impl Iterator<Item = &str> {
         self.header.tensors.keys().map(String::as_str)
     }
+    /// How many numbers the file's tensors hold, all together: what a model built from
+    /// a config may at most need, checked before it is allocated.
+    pub fn numel(&self) -> u128 {
+        self.header.tensors.values().map(|i| i.shape.iter().map(|&d| d as u128).product::<u128>()).sum()
+    }
     pub fn info(&self, name: &str) -> Option<&TensorInfo> {
         self.header.tensors.get(name)
     }

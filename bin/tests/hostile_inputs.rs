@@ -16,6 +16,15 @@ fn replaced(mut args: Vec<String>, flag: &str, value: &str) -> Vec<String> {
     args
 }
 
+/// Sets `key` (a JSON pointer, `/args/lr`) of the checkpoint folder's run.json to `value`,
+/// as a person editing the file would.
+fn edit_run_json(checkpoint: &std::path::Path, key: &str, value: serde_json::Value) {
+    let path = checkpoint.join("run.json");
+    let mut stored: serde_json::Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    *stored.pointer_mut(key).expect("a key run.json has") = value;
+    fs::write(&path, serde_json::to_string(&stored).unwrap()).unwrap();
+}
+
 /// `--overwrite` removes the previous run only once the new run has its data and model: a
 /// new run that fails before (here on a GloVe line holding `nan`, named with its line)
 /// leaves the old run whole.
@@ -109,11 +118,7 @@ fn a_resumed_run_checks_its_stored_arguments() {
     let out = f.path("out");
     let o = run(&f.train(&out, &["--epochs", "2", "--max-steps", "1"]));
     assert!(o.status.success(), "{}", stderr(&o));
-    let run_file = out.join("last").join("run.json");
-    let mut stored: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&run_file).unwrap()).unwrap();
-    stored["args"]["lr"] = serde_json::json!(-1.0);
-    fs::write(&run_file, serde_json::to_string(&stored).unwrap()).unwrap();
+    edit_run_json(&out.join("last"), "/args/lr", serde_json::json!(-1.0));
     let o = run(&f.resume(&out, &[]));
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{e}");
@@ -260,11 +265,7 @@ fn a_damaged_checkpoint_is_blamed_on_the_damaged_file() {
     assert!(e.contains("model.safetensors") && !e.contains("run.json"), "{e}");
 
     let oversized = copy("oversized");
-    let run_file = oversized.join("run.json");
-    let mut stored: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&run_file).unwrap()).unwrap();
-    stored["spec"]["hidden"] = serde_json::json!(100_000);
-    fs::write(&run_file, serde_json::to_string(&stored).unwrap()).unwrap();
+    edit_run_json(&oversized, "/spec/hidden", serde_json::json!(100_000));
     let o = eval(&oversized);
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{e}");
@@ -274,11 +275,7 @@ fn a_damaged_checkpoint_is_blamed_on_the_damaged_file() {
 
     // run.json naming the other kind: the mismatch is the error, not a missing file
     let other_kind = copy("other_kind");
-    let run_file = other_kind.join("run.json");
-    let mut stored: serde_json::Value =
-        serde_json::from_str(&fs::read_to_string(&run_file).unwrap()).unwrap();
-    stored["spec"]["kind"] = serde_json::json!("bert");
-    fs::write(&run_file, serde_json::to_string(&stored).unwrap()).unwrap();
+    edit_run_json(&other_kind, "/spec/kind", serde_json::json!("bert"));
     fs::remove_file(other_kind.join("config.json")).ok();
     let o = eval(&other_kind);
     let e = stderr(&o);

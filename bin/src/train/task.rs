@@ -267,8 +267,7 @@ fn check_bilstm_spec(spec: &ModelSpec, vocab: usize, weights: &Path) -> Result<(
             run_json.display()
         );
     }
-    let held: u128 =
-        file.names().filter_map(|n| file.info(n)).map(|i| i.shape.iter().product::<usize>() as u128).sum();
+    let held = file.numel();
     let needed = bilstm_config(vocab, spec).parameter_count();
     if needed.is_none_or(|n| n as u128 > held) {
         bail!(

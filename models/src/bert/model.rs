@@ -169,11 +169,7 @@ impl<T: Float> BertForSequenceClassification<T> {
         let file = SafeTensorsFile::open(dir.join("model.safetensors"))?;
         // Before anything is allocated: a config that describes more weights than the file
         // holds is not this file's (and a huge one would abort the process at allocation).
-        let held: u128 = file
-            .names()
-            .filter_map(|n| file.info(n))
-            .map(|i| i.shape.iter().product::<usize>() as u128)
-            .sum();
+        let held = file.numel();
         if config.encoder_weights() > held {
             return Err(BertError::Config {
                 path: dir.join("config.json"),
