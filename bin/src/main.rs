@@ -85,6 +85,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             if matches!(args.what, DownloadWhat::Minilm | DownloadWhat::All) {
                 let dir = download_minilm(&args.minilm_url, &args.cache, &[], &opts)?;
+                // Each file was checked alone; whether they make one model (the weights'
+                // shapes against config.json, the tokenizer against the vocabulary) is
+                // what loading them tells.
+                train::task::Task::bert(&dir, 128, 0)
+                    .with_context(|| format!("{}: the files do not make one model", dir.display()))?;
                 println!("minilm={}", dir.display());
             }
             Ok(ExitCode::SUCCESS)

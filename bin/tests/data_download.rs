@@ -174,7 +174,7 @@ fn imdb_archive_is_checked_without_a_checksum() {
 
     let cache = tempfile::tempdir().unwrap();
     let e = download_imdb(&format!("{base}/html"), cache.path(), None, &quiet()).unwrap_err();
-    assert!(matches!(e, DownloadError::NotAnArchive { .. }), "{e:?}");
+    assert!(matches!(e, DownloadError::Unusable { what: "the IMDB archive", .. }), "{e:?}");
     assert!(e.to_string().contains(IMDB_ARCHIVE), "{e}");
     assert!(files_in(cache.path()).is_empty(), "{:?}", files_in(cache.path()));
 
@@ -235,15 +235,34 @@ fn a_silent_server_times_out_and_leaves_nothing() {
     server.join().unwrap();
 }
 
+/// A safetensors file of one 2-element f32 tensor `w`.
+fn tiny_safetensors() -> Vec<u8> {
+    let header = br#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+    let mut out = (header.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(header);
+    out.extend_from_slice(&[0u8; 8]);
+    out
+}
+
+/// Contents of each MiniLM file that pass their checks: JSON objects, a safetensors
+/// file, text.
+fn minilm_contents(file: &str) -> Vec<u8> {
+    match file {
+        "model.safetensors" => tiny_safetensors(),
+        "vocab.txt" => b"[PAD]\n[UNK]\n".to_vec(),
+        f => format!("{{\"file\": \"{f}\"}}").into_bytes(),
+    }
+}
+
 #[test]
 fn minilm_files() {
     let mut routes = HashMap::new();
     for f in MINILM_FILES {
-        routes.insert(format!("/m/resolve/main/{f}"), Route::ok(format!("contents of {f}").into_bytes()));
+        routes.insert(format!("/m/resolve/main/{f}"), Route::ok(minilm_contents(f)));
     }
     let (base, server) = serve(routes, MINILM_FILES.len());
     let cache = tempfile::tempdir().unwrap();
-    let sha = sha_hex(b"contents of config.json");
+    let sha = sha_hex(&minilm_contents("config.json"));
     let dir =
         download_minilm(&format!("{base}/m/resolve/main/"), cache.path(), &[("config.json", &sha)], &quiet())
             .unwrap();
@@ -251,6 +270,60 @@ fn minilm_files() {
     let mut want: Vec<String> = MINILM_FILES.iter().map(|s| s.to_string()).collect();
     want.sort();
     assert_eq!(files_in(&dir), want);
-    assert_eq!(fs::read_to_string(dir.join("vocab.txt")).unwrap(), "contents of vocab.txt");
+    assert_eq!(fs::read(dir.join("vocab.txt")).unwrap(), minilm_contents("vocab.txt"));
     assert_eq!(server.join().unwrap().len(), MINILM_FILES.len());
+}
+
+/// No checksum is published for the MiniLM files, so each is checked by its content: a
+/// cached folder left half-written by a failed download (a truncated model, an error page
+/// as the vocabulary) has those files fetched again and the good ones kept; an error page
+/// served with status 200 in place of the weights is refused, named and removed.
+#[test]
+fn minilm_files_are_checked_without_checksums() {
+    let html = b"<!DOCTYPE html><html><body>Not here</body></html>".to_vec();
+    let mut routes = HashMap::new();
+    for f in MINILM_FILES {
+        routes.insert(format!("/m/{f}"), Route::ok(minilm_contents(f)));
+        let page = if f == "model.safetensors" { html.clone() } else { minilm_contents(f) };
+        routes.insert(format!("/html/{f}"), Route::ok(page));
+    }
+    // Requests: the two damaged cached files, then the error page run up to the weights.
+    let (base, server) = serve(routes, 2 + 3);
+
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().join("all-MiniLM-L6-v2");
+    fs::create_dir_all(&dir).unwrap();
+    for f in MINILM_FILES {
+        fs::write(dir.join(f), minilm_contents(f)).unwrap();
+    }
+    let whole = tiny_safetensors();
+    fs::write(dir.join("model.safetensors"), &whole[..whole.len() - 3]).unwrap();
+    fs::write(dir.join("vocab.txt"), &html).unwrap();
+    download_minilm(&format!("{base}/m"), cache.path(), &[], &quiet()).unwrap();
+    for f in MINILM_FILES {
+        assert_eq!(fs::read(dir.join(f)).unwrap(), minilm_contents(f), "{f}");
+    }
+
+    let cache = tempfile::tempdir().unwrap();
+    let e = download_minilm(&format!("{base}/html"), cache.path(), &[], &quiet()).unwrap_err();
+    match &e {
+        DownloadError::Unusable { url, what, .. } => {
+            assert!(url.ends_with("/html/model.safetensors") && *what == "a safetensors file", "{e}")
+        }
+        e => panic!("{e:?}"),
+    }
+    let dir = cache.path().join("all-MiniLM-L6-v2");
+    assert_eq!(files_in(&dir), ["config.json", "tokenizer.json"], "the weights' page removed");
+
+    let seen = server.join().unwrap();
+    assert_eq!(
+        seen,
+        [
+            "/m/model.safetensors",
+            "/m/vocab.txt",
+            "/html/config.json",
+            "/html/tokenizer.json",
+            "/html/model.safetensors"
+        ]
+    );
 }

@@ -24,7 +24,7 @@ fn parse_txt_and_gz() {
     fs::write(&gzp, gz(SMALL.as_bytes())).unwrap();
     for p in [&txt, &gzp] {
         let g = Glove::from_text(p, Some(3)).unwrap();
-        assert_eq!((g.len(), g.dim(), g.duplicates), (3, 3, 1));
+        assert_eq!((g.len(), g.dim(), g.notes.duplicates), (3, 3, 1));
         assert_eq!(g.get("the").unwrap(), [0.1, 0.2, 0.3]); // first occurrence wins
         assert_eq!(g.get("film").unwrap(), [0.01, 2.5, -0.5]);
         assert_eq!(g.index(","), Some(1));
@@ -36,6 +36,28 @@ fn parse_txt_and_gz() {
     fs::write(&p, "a 1 2\r\nnew york 3 4\r\n").unwrap();
     let g = Glove::from_text(&p, None).unwrap();
     assert_eq!(g.get("new york").unwrap(), [3.0, 4.0]);
+}
+
+/// A word line that is not UTF-8 (a Latin-1 `café`) is read, lossily, and said: its line
+/// and count come with the table built from the text, not with a cache already built.
+#[test]
+fn lines_not_in_utf8_are_counted_and_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("latin1.txt");
+    let mut text = b"the 0.1 0.2\n".to_vec();
+    text.extend_from_slice(b"caf\xe9 1 2\nfilm 3 4\n\xe0 5 6\n");
+    fs::write(&p, &text).unwrap();
+    let g = Glove::from_text(&p, None).unwrap();
+    assert_eq!((g.len(), g.notes.lossy_utf8, g.notes.first_lossy_line), (4, 2, Some(2)));
+    assert_eq!(g.get("caf\u{fffd}").unwrap(), [1.0, 2.0]);
+    let said = g.notes.warning(&p).expect("a warning");
+    assert!(said.contains("latin1.txt: 2 line(s) were not valid UTF-8 (the first: line 2)"), "{said}");
+
+    let cache = tmp.path().join("cache");
+    let (built, status) = Glove::load_cached(&p, &cache, None).unwrap();
+    assert_eq!((status, built.notes), (CacheStatus::Built, g.notes));
+    let (hit, status) = Glove::load_cached(&p, &cache, None).unwrap();
+    assert_eq!((status, hit.notes.warning(&p)), (CacheStatus::Hit, None));
 }
 
 #[test]

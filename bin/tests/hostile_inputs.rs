@@ -164,9 +164,11 @@ fn paths_of_the_wrong_kind_are_refused_up_front() {
         "--pretrained",
         file.to_str().unwrap(),
     ]);
+    let under_file = file.join("cache");
     let cases = [
         (with("--embeddings", &folder), "a folder; expected a GloVe text file"),
         (with("--cache", &file), "not a folder"),
+        (with("--cache", &under_file), "cannot be made: "),
         (bert, "not a folder; expected one with config.json"),
     ];
     for (args, named) in cases {
@@ -178,11 +180,63 @@ fn paths_of_the_wrong_kind_are_refused_up_front() {
     }
 }
 
+/// `--out` under a file is refused with the arguments too (it failed when the run first
+/// wrote into it).
+#[test]
+fn an_out_folder_under_a_file_is_refused_up_front() {
+    let f = Fixture::new(4);
+    let file = f.path("a_file");
+    fs::write(&file, "x").unwrap();
+    let o = run(&f.train(&file.join("runs/a"), &[]));
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("--out ") && e.contains("a_file is not a folder"), "{e}");
+    assert!(!e.contains("data:"), "refused before the data is read: {e}");
+}
+
+/// Empty reviews: counted and said when some are, refused when every training review is
+/// (a run that learns from nothing); a text given to `predict` with no tokens is refused
+/// (it was scored as the empty sequence), before any text is scored.
+#[test]
+fn empty_reviews_and_texts_are_said_or_refused() {
+    let f = Fixture::new(4);
+    let empty = f.data.join("train/pos/0_9.txt");
+    fs::write(&empty, " \n").unwrap();
+    let out = f.path("out");
+    let o = run(&f.train(&out, &["--epochs", "1"]));
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(e.contains("1 of 16 reviews in") && e.contains("are empty"), "{e}");
+    let checkpoint = out.join("last");
+    for (texts, named) in
+        [(vec!["a fine film", ""], "text 2 of 2 (\"\")"), (vec![" ;: \"\" "], "text 1 of 1")]
+    {
+        let mut args = strings(&["predict", "--checkpoint", checkpoint.to_str().unwrap()]);
+        args.extend(strings(&texts));
+        let o = run(&args);
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{texts:?}: {e}");
+        assert!(e.contains(named) && e.contains("has no tokens"), "{texts:?}: {e}");
+        assert!(stdout(&o).is_empty(), "{texts:?}: nothing scored");
+    }
+
+    for split in ["pos", "neg"] {
+        for entry in fs::read_dir(f.data.join("train").join(split)).unwrap() {
+            fs::write(entry.unwrap().path(), "").unwrap();
+        }
+    }
+    let o = run(&f.train(&f.path("out2"), &["--epochs", "1"]));
+    let e = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{e}");
+    assert!(e.contains("every training review is empty"), "{e}");
+}
+
 /// MiniLM from `../shared/models` with one file of the folder changed: a config that
 /// describes more weights than model.safetensors holds is refused before anything is
 /// allocated (a huge one aborted the process), and a tokenizer giving ids past the
 /// embedding table is refused before the data is tokenized (it failed at the first
-/// forward, naming no file).
+/// forward, naming no file), and so is one that puts no `[CLS]` first (the head would read
+/// the first word).
 #[test]
 fn a_pretrained_folder_must_agree_with_itself() {
     let model =
@@ -200,11 +254,17 @@ fn a_pretrained_folder_must_agree_with_itself() {
     config["num_hidden_layers"] = serde_json::json!(100_000);
     let mut tokenizer = json("tokenizer.json");
     tokenizer["model"]["vocab"]["zzodd"] = serde_json::json!(999_999);
-    for (changed, value, named) in [
+    let mut unframed = json("tokenizer.json");
+    unframed["post_processor"] = serde_json::Value::Null;
+    for (case, (changed, value, named)) in [
         ("config.json", config, "describes an encoder of"),
         ("tokenizer.json", tokenizer, "gives token ids up to 999999"),
-    ] {
-        let dir = f.path(&format!("minilm-{changed}"));
+        ("tokenizer.json", unframed, "does not frame a text with special tokens"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let dir = f.path(&format!("minilm-{case}"));
         fs::create_dir_all(&dir).unwrap();
         for entry in fs::read_dir(model).unwrap() {
             let from = entry.unwrap().path();
@@ -215,7 +275,7 @@ fn a_pretrained_folder_must_agree_with_itself() {
                 std::os::unix::fs::symlink(&from, &to).unwrap();
             }
         }
-        let out = f.path(&format!("out-{changed}"));
+        let out = f.path(&format!("out-{case}"));
         let o = run(&strings(&[
             "train",
             "--model",

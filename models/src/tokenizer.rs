@@ -21,6 +21,8 @@ pub enum TokenizerError {
     Load { path: PathBuf, msg: String },
     #[error("{path}: the vocabulary has no `{token}` token")]
     NoPadToken { path: PathBuf, token: String },
+    #[error("{path}: the tokenizer does not frame a text with special tokens (`[CLS]` first, `[SEP]` last: its `post_processor`), and the classifier reads the first position")]
+    NoFraming { path: PathBuf },
     #[error("tokenizing failed: {0}")]
     Encode(String),
 }
@@ -51,6 +53,21 @@ impl Tokenizer {
         let pad_id = inner
             .token_to_id(&pad_token)
             .ok_or_else(|| TokenizerError::NoPadToken { path: path.into(), token: pad_token.clone() })?;
+        // Probed before our truncation and padding are set (the file's own are dropped):
+        // the pooler and the classification head read position 0, so a tokenizer
+        // without a special token there would have them read the text's first word.
+        inner.with_truncation(None).map_err(|e| load(e.to_string()))?;
+        inner.with_padding(None);
+        let framed = inner
+            .encode("a", true)
+            .map(|e| {
+                let mask = e.get_special_tokens_mask();
+                mask.len() >= 2 && mask[0] == 1 && mask[mask.len() - 1] == 1
+            })
+            .map_err(|e| load(e.to_string()))?;
+        if !framed {
+            return Err(TokenizerError::NoFraming { path: path.into() });
+        }
         inner
             .with_truncation(Some(TruncationParams {
                 direction: TruncationDirection::Right,

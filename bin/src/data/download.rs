@@ -7,6 +7,10 @@
 //! complete, verified file. An existing destination is reused (after
 //! verifying its checksum, if one is given) unless `force` is set.
 //!
+//! No checksum is published for these files, so [`download_checked`] checks what came
+//! (and what a cache holds) by its content, as [`Expect`] says: a cached file that fails
+//! is fetched again, a fetched one that fails is removed and named in the error.
+//!
 //! The base URLs are arguments so that tests (or mirrors) can serve the files.
 
 use std::fs;
@@ -48,8 +52,8 @@ pub enum DownloadError {
     ChecksumMismatch { url: String, expected: String, actual: String },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error("{url}: what came is not the IMDB archive ({msg}); removed {path}")]
-    NotAnArchive { url: String, path: PathBuf, msg: String },
+    #[error("{url}: what came is not {what} ({msg}); removed {path}")]
+    Unusable { url: String, path: PathBuf, what: &'static str, msg: String },
 }
 
 /// Download options.
@@ -206,6 +210,115 @@ fn join_url(base: &str, file: &str) -> String {
     format!("{}/{}", base.trim_end_matches('/'), file)
 }
 
+/// What a downloaded file must be; [`Expect::check`] reads it to tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// An archive [`read_imdb`](super::imdb::read_imdb) reads, with training and test reviews.
+    ImdbArchive,
+    /// A JSON object (`config.json`, `tokenizer.json`, …).
+    JsonObject,
+    /// A safetensors file whose header and offsets hold together.
+    SafeTensors,
+    /// UTF-8 text, not empty and not an HTML page (`vocab.txt`).
+    Text,
+}
+
+impl Expect {
+    /// What a MiniLM file must be, by its name's extension.
+    pub fn of_minilm_file(name: &str) -> Expect {
+        match Path::new(name).extension().and_then(|e| e.to_str()) {
+            Some("json") => Expect::JsonObject,
+            Some("safetensors") => Expect::SafeTensors,
+            _ => Expect::Text,
+        }
+    }
+
+    /// In an error: "what came is not …".
+    fn what(self) -> &'static str {
+        match self {
+            Expect::ImdbArchive => "the IMDB archive",
+            Expect::JsonObject => "a JSON object",
+            Expect::SafeTensors => "a safetensors file",
+            Expect::Text => "UTF-8 text",
+        }
+    }
+
+    /// `Ok` if `path` is what `self` names; the error says what is wrong if not.
+    pub fn check(self, path: &Path) -> Result<(), String> {
+        match self {
+            Expect::ImdbArchive => {
+                use super::imdb::{read_imdb, Split};
+                let data = read_imdb(path, &[Split::Train, Split::Test]).map_err(|e| e.to_string())?;
+                if data.train.is_empty() || data.test.is_empty() {
+                    return Err(format!(
+                        "{} training and {} test reviews",
+                        data.train.len(),
+                        data.test.len()
+                    ));
+                }
+            }
+            Expect::JsonObject => {
+                let file = fs::File::open(path).map_err(|e| e.to_string())?;
+                let value: serde_json::Value =
+                    serde_json::from_reader(io::BufReader::new(file)).map_err(|e| e.to_string())?;
+                if !value.is_object() {
+                    return Err("valid JSON, but not an object".into());
+                }
+            }
+            Expect::SafeTensors => {
+                let file = fs::File::open(path).map_err(|e| e.to_string())?;
+                // SAFETY: read-only map of a file this process just wrote or found in its
+                // cache; it is only read here, and dropped before returning.
+                let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| e.to_string())?;
+                safetensors::SafeTensors::deserialize(&map).map_err(|e| e.to_string())?;
+            }
+            Expect::Text => {
+                let bytes = fs::read(path).map_err(|e| e.to_string())?;
+                let text = std::str::from_utf8(&bytes).map_err(|e| e.to_string())?;
+                if text.trim().is_empty() {
+                    return Err("empty".into());
+                }
+                let start: String =
+                    text.trim_start().chars().take(14).collect::<String>().to_ascii_lowercase();
+                if start.starts_with("<!doctype html") || start.starts_with("<html") {
+                    return Err("an HTML page".into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// [`download_file`], then the content checked as `expect` says: a cached copy that
+/// fails is fetched again (a truncated file left by another tool, say); a fetched one
+/// that fails (an error page served with status 200) is removed, and the error names
+/// the URL, the path and what is wrong.
+pub fn download_checked(
+    url: &str,
+    dest: &Path,
+    sha256: Option<&str>,
+    expect: Expect,
+    opts: &DownloadOptions,
+) -> Result<Fetched, DownloadError> {
+    let mut fetched = download_file(url, dest, sha256, opts)?;
+    if let Err(e) = expect.check(dest) {
+        if matches!(fetched, Fetched::Cached) {
+            eprintln!("note: {} is not {} ({e}); downloading it again", dest.display(), expect.what());
+            fetched = download_file(url, dest, sha256, &DownloadOptions { force: true, ..opts.clone() })?;
+        }
+        if let Err(msg) = expect.check(dest) {
+            let _ = fs::remove_file(dest);
+            return Err(DownloadError::Unusable {
+                url: url.into(),
+                path: dest.into(),
+                what: expect.what(),
+                msg,
+            });
+        }
+    }
+    Ok(fetched)
+}
+
 /// Download `<base_url>/aclImdb_v1.tar.gz` (pass [`IMDB_BASE_URL`]) into
 /// `cache_dir`; returns the archive path (readable by
 /// [`read_imdb`](super::imdb::read_imdb)).
@@ -216,36 +329,15 @@ pub fn download_imdb(
     opts: &DownloadOptions,
 ) -> Result<PathBuf, DownloadError> {
     let (dest, url) = (cache_dir.join(IMDB_ARCHIVE), join_url(base_url, IMDB_ARCHIVE));
-    let fetched = download_file(&url, &dest, sha256, opts)?;
-    // Without a checksum to compare, the archive itself is the check: a truncated copy
-    // left in the cache is fetched again; an error page served as the file is refused.
-    if let Err(e) = check_imdb(&dest) {
-        if matches!(fetched, Fetched::Cached) {
-            eprintln!("note: {} is not a readable IMDB archive ({e}); downloading it again", dest.display());
-            download_file(&url, &dest, sha256, &DownloadOptions { force: true, ..opts.clone() })?;
-        }
-        if let Err(e) = check_imdb(&dest) {
-            let _ = fs::remove_file(&dest);
-            return Err(DownloadError::NotAnArchive { url, path: dest, msg: e });
-        }
-    }
+    download_checked(&url, &dest, sha256, Expect::ImdbArchive, opts)?;
     Ok(dest)
 }
 
-/// Whether `path` is an archive [`read_imdb`](super::imdb::read_imdb) reads, with training
-/// and test reviews: the error says what is wrong if not.
-fn check_imdb(path: &Path) -> Result<(), String> {
-    use super::imdb::{read_imdb, Split};
-    let data = read_imdb(path, &[Split::Train, Split::Test]).map_err(|e| e.to_string())?;
-    if data.train.is_empty() || data.test.is_empty() {
-        return Err(format!("{} training and {} test reviews", data.train.len(), data.test.len()));
-    }
-    Ok(())
-}
-
 /// Download the [`MINILM_FILES`] from `base_url` (pass [`MINILM_BASE_URL`])
-/// into `<cache_dir>/all-MiniLM-L6-v2/`; returns that folder. `checksums`:
-/// optional `(file name, hex SHA-256)` pairs.
+/// into `<cache_dir>/all-MiniLM-L6-v2/`, each checked as [`Expect::of_minilm_file`]
+/// says; returns that folder. `checksums`: optional `(file name, hex SHA-256)` pairs.
+/// Whether the files make one model (the weights' shapes against config.json, the
+/// tokenizer's ids against the vocabulary) is the model loader's check.
 pub fn download_minilm(
     base_url: &str,
     cache_dir: &Path,
@@ -255,7 +347,13 @@ pub fn download_minilm(
     let dir = cache_dir.join(MINILM_DIR);
     for file in MINILM_FILES {
         let sha = checksums.iter().find(|(f, _)| *f == file).map(|(_, s)| *s);
-        download_file(&join_url(base_url, file), &dir.join(file), sha, opts)?;
+        download_checked(
+            &join_url(base_url, file),
+            &dir.join(file),
+            sha,
+            Expect::of_minilm_file(file),
+            opts,
+        )?;
     }
     Ok(dir)
 }

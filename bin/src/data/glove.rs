@@ -101,8 +101,33 @@ pub struct Glove {
     index: HashMap<String, u32>,
     dim: usize,
     storage: Storage,
-    /// Repeated words skipped while parsing (0 for a cache).
+    /// What parsing the text passed over (all zero for a cache that was already built).
+    pub notes: ParseNotes,
+}
+
+/// Lines of a GloVe text that were read but not as written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ParseNotes {
+    /// Repeated words skipped (the first vector of each is kept).
     pub duplicates: usize,
+    /// Lines that were not valid UTF-8: their words were decoded lossily, so they match
+    /// no review word.
+    pub lossy_utf8: usize,
+    /// The first of those lines (1-based).
+    pub first_lossy_line: Option<usize>,
+}
+
+impl ParseNotes {
+    /// What a reader of `path` should be told (the library never prints).
+    pub fn warning(&self, path: &Path) -> Option<String> {
+        let line = self.first_lossy_line?;
+        Some(format!(
+            "warning: {}: {} line(s) were not valid UTF-8 (the first: line {line}); their words were \
+             decoded lossily and match no review word",
+            path.display(),
+            self.lossy_utf8
+        ))
+    }
 }
 
 impl std::fmt::Debug for Glove {
@@ -168,7 +193,7 @@ impl Glove {
         let mut words = Vec::new();
         let mut index = HashMap::new();
         let mut data = Vec::new();
-        let mut duplicates = 0;
+        let mut notes = ParseNotes::default();
         let mut buf = Vec::new();
         let mut line_no = 0;
         loop {
@@ -178,6 +203,10 @@ impl Glove {
             }
             line_no += 1;
             let line = String::from_utf8_lossy(&buf);
+            if let std::borrow::Cow::Owned(_) = line {
+                notes.lossy_utf8 += 1;
+                notes.first_lossy_line.get_or_insert(line_no);
+            }
             let line = line.trim_end_matches(['\n', '\r']);
             if line.trim().is_empty() {
                 continue;
@@ -229,7 +258,7 @@ impl Glove {
             }
             let word = fields[..split].join(" ");
             if index.contains_key(&word) {
-                duplicates += 1;
+                notes.duplicates += 1;
                 data.truncate(start);
                 continue;
             }
@@ -239,7 +268,7 @@ impl Glove {
         let Some(dim) = dim.filter(|_| !words.is_empty()) else {
             return Err(GloveError::Empty { path: path.to_owned() });
         };
-        Ok(Glove { words, index, dim, storage: Storage::Owned(data), duplicates })
+        Ok(Glove { words, index, dim, storage: Storage::Owned(data), notes })
     }
 
     /// The cache file [`Glove::load_cached`] uses for `source`:
@@ -273,7 +302,8 @@ impl Glove {
         let glove = Self::from_text(source, expected_dim)?;
         std::fs::create_dir_all(cache_dir).map_err(io_err(cache_dir))?;
         glove.write_cache(&cache, Some(&stamp))?;
-        Ok((Self::open_cache(&cache)?.glove, CacheStatus::Built))
+        let mapped = Self::open_cache(&cache)?.glove;
+        Ok((Glove { notes: glove.notes, ..mapped }, CacheStatus::Built))
     }
 
     /// Write this table as a safetensors file, atomically ([`tapegrad_fsio::write_bytes`]).
@@ -338,7 +368,7 @@ impl Glove {
         }
         Ok(OpenedCache {
             cache_stamp: kv.get("source").cloned(),
-            glove: Glove { words, index, dim, storage, duplicates: 0 },
+            glove: Glove { words, index, dim, storage, notes: ParseNotes::default() },
         })
     }
 

@@ -75,11 +75,39 @@ pub struct ReadStats {
     pub files: usize,
     /// Of those, files that were not valid UTF-8 and were decoded lossily.
     pub lossy_utf8: usize,
+    /// Of those, files with no text (nothing but whitespace): each is read as a review of
+    /// no words.
+    pub empty: usize,
     /// Bytes of review text read (before decoding).
     pub bytes: u64,
     /// Archive entries or directory files that were skipped (not a labelled
     /// review of a requested split).
     pub skipped: usize,
+}
+
+impl ReadStats {
+    /// What a reader of `path` should be told (the library never prints): files decoded
+    /// lossily, empty reviews.
+    pub fn warnings(&self, path: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.lossy_utf8 > 0 {
+            out.push(format!(
+                "warning: {} of {} reviews in {} were not valid UTF-8 and were decoded lossily",
+                self.lossy_utf8,
+                self.files,
+                path.display()
+            ));
+        }
+        if self.empty > 0 {
+            out.push(format!(
+                "warning: {} of {} reviews in {} are empty; each is read as a review of no words",
+                self.empty,
+                self.files,
+                path.display()
+            ));
+        }
+        out
+    }
 }
 
 /// What [`read_imdb`] returns.
@@ -182,13 +210,15 @@ fn br_tag_end(s: &[u8]) -> Option<usize> {
 fn decode(bytes: Vec<u8>, stats: &mut ReadStats) -> String {
     stats.files += 1;
     stats.bytes += bytes.len() as u64;
-    match String::from_utf8(bytes) {
+    let text = match String::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => {
             stats.lossy_utf8 += 1;
             String::from_utf8_lossy(e.as_bytes()).into_owned()
         }
-    }
+    };
+    stats.empty += usize::from(text.trim().is_empty());
+    text
 }
 
 fn label_of(folder: &str) -> Option<u8> {
@@ -475,10 +505,18 @@ mod tests {
     }
 
     #[test]
-    fn lossy_decode_is_counted() {
+    fn lossy_and_empty_reviews_are_counted() {
         let mut stats = ReadStats::default();
         assert_eq!(decode(b"ok".to_vec(), &mut stats), "ok");
         assert_eq!(decode(vec![b'a', 0xff, b'b'], &mut stats), "a\u{fffd}b");
         assert_eq!((stats.files, stats.lossy_utf8, stats.bytes), (2, 1, 5));
+        assert_eq!(decode(b" \n\t".to_vec(), &mut stats), " \n\t");
+        assert_eq!(decode(Vec::new(), &mut stats), "");
+        assert_eq!((stats.files, stats.lossy_utf8, stats.empty), (4, 1, 2));
+        let said = stats.warnings(Path::new("imdb"));
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(said[0].contains("1 of 4 reviews in imdb were not valid UTF-8"), "{said:?}");
+        assert!(said[1].contains("2 of 4 reviews in imdb are empty"), "{said:?}");
+        assert!(ReadStats::default().warnings(Path::new("imdb")).is_empty());
     }
 }

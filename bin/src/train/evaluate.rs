@@ -99,6 +99,11 @@ impl Drop for EmptyCacheOnDrop {
 pub fn predict(task: &Task, texts: &[String], max_len: Option<usize>) -> anyhow::Result<Vec<f32>> {
     let refs: Vec<&str> = texts.iter().map(|t| t.as_str()).collect();
     let ids = task.encode_all(&refs)?;
+    // A text without a token would be scored as the empty sequence (a lone `<unk>`, or
+    // `[CLS] [SEP]`): a number that says nothing about the text.
+    if let Some(i) = ids.iter().position(|seq| seq.len() <= task.special_tokens_per_text()) {
+        bail!("text {} of {} ({:?}) has no tokens: there is nothing to score", i + 1, texts.len(), texts[i]);
+    }
     let labels = vec![0u8; ids.len()];
     let cfg = BatchConfig {
         batch_size: 32,
@@ -230,15 +235,15 @@ pub fn eval_checkpoint(args: &EvalArgs) -> anyhow::Result<EvalResult> {
 /// The reviews `eval` scores: the data set's test split, or the validation reviews
 /// the run held out (from the same data set, or the split would be another one).
 fn eval_reviews(args: &EvalArgs, run: &super::checkpoint::RunState) -> anyhow::Result<Vec<Review>> {
-    let warn_lossy = |n: usize| {
-        if n > 0 {
-            eprintln!("warning: {n} reviews in {} were decoded lossily (invalid UTF-8)", args.data.display());
+    let warn = |stats: &crate::data::imdb::ReadStats| {
+        for warning in stats.warnings(&args.data) {
+            eprintln!("{warning}");
         }
     };
     match args.split {
         EvalSplit::Test => {
             let (reviews, stats) = read_split(&args.data, Split::Test)?;
-            warn_lossy(stats.lossy_utf8);
+            warn(&stats);
             Ok(reviews)
         }
         EvalSplit::Valid => {
@@ -249,7 +254,7 @@ fn eval_reviews(args: &EvalArgs, run: &super::checkpoint::RunState) -> anyhow::R
                 );
             }
             let data = read_imdb(&args.data, &[Split::Train, Split::Test])?;
-            warn_lossy(data.stats.lossy_utf8);
+            warn(&data.stats);
             let here = super::validate::fingerprint(&data);
             if !run.data_fingerprint.is_empty() && run.data_fingerprint != here {
                 bail!(

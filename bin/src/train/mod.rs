@@ -170,13 +170,11 @@ pub fn train(given: TrainArgs, interrupt: Arc<Interrupt>) -> Result<Outcome> {
             );
         }
     }
-    if data.stats.lossy_utf8 > 0 {
-        eprintln!(
-            "warning: {} of {} reviews in {} were not valid UTF-8 and were decoded lossily",
-            data.stats.lossy_utf8,
-            data.stats.files,
-            data_path.display()
-        );
+    for warning in data.stats.warnings(&data_path) {
+        eprintln!("{warning}");
+    }
+    if data.train.iter().all(|r| r.text.trim().is_empty()) {
+        bail!("{}: every training review is empty: there is nothing to learn from", data_path.display());
     }
     let evaluate::RunSplits { train: train_reviews, valid: valid_reviews, test: test_reviews } =
         evaluate::run_splits(data.train, data.test, &args)?;
@@ -509,6 +507,9 @@ fn build_task(
             let (dim, vectors) = match &args.embeddings {
                 Some(path) => {
                     let (glove, status) = Glove::load_cached(path, &args.cache, None)?;
+                    if let Some(warning) = glove.notes.warning(path) {
+                        eprintln!("{warning}");
+                    }
                     let m = glove.embedding_matrix(&vocab, args.seed);
                     say(format!(
                         "embeddings: {} ({status:?}), {} of {} words found ({:.1}s)",

@@ -114,6 +114,14 @@ impl Task {
         }
     }
 
+    /// Special tokens [`Task::encode_all`] adds to each text: BERT's `[CLS]` and `[SEP]`.
+    pub fn special_tokens_per_text(&self) -> usize {
+        match self {
+            Task::Bilstm { .. } => 0,
+            Task::Bert { .. } => 2,
+        }
+    }
+
     pub fn pad_id(&self) -> u32 {
         match self {
             Task::Bilstm { .. } => PAD_ID,

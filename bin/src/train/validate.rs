@@ -6,6 +6,7 @@ use crate::cli::{ModelKind, PrecisionKind, TrainArgs};
 use crate::data::imdb::ImdbData;
 use anyhow::{bail, Result};
 use sha2::{Digest, Sha256};
+use std::path::Path;
 
 /// The BiLSTM's default cap on a review's length in tokens: the newer tutorial's
 /// `max_length = 256`, which keeps a pathological review (megabytes of text) from
@@ -97,13 +98,35 @@ pub fn check_args(a: &TrainArgs, max_positions: Option<usize>) -> Result<()> {
             p.display()
         ));
     }
-    if a.cache.exists() && !a.cache.is_dir() {
-        bad.push(format!("--cache {}: not a folder", a.cache.display()));
+    for (flag, path) in [("out", &a.out), ("cache", &a.cache)] {
+        bad.extend(folder_problem(flag, path));
     }
     if bad.is_empty() {
         return Ok(());
     }
     bail!("invalid arguments:\n  {}", bad.join("\n  "))
+}
+
+/// What is wrong with `path` as a folder the run writes into, if anything: it must be a
+/// folder, or not be there yet with the nearest thing above it that is there a folder
+/// (a path under a file fails only when the run first writes, after minutes of work).
+fn folder_problem(flag: &str, path: &Path) -> Option<String> {
+    let mut at = Some(path);
+    while let Some(p) = at {
+        if p.exists() {
+            return match p.is_dir() {
+                true => None,
+                false if p == path => Some(format!("--{flag} {}: not a folder", path.display())),
+                false => Some(format!(
+                    "--{flag} {}: cannot be made: {} is not a folder",
+                    path.display(),
+                    p.display()
+                )),
+            };
+        }
+        at = p.parent().filter(|p| !p.as_os_str().is_empty());
+    }
+    None
 }
 
 /// The BiLSTM's recurrent layers' weights (the embeddings, whose size needs the data, left
@@ -263,6 +286,24 @@ pub fn fingerprint(data: &ImdbData) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A folder the run writes into may be there or be made, not sit under a file.
+    #[test]
+    fn folders_to_write_into_are_checked_before_the_run() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("notes.txt");
+        std::fs::write(&file, "x").unwrap();
+        assert_eq!(folder_problem("out", tmp.path()), None);
+        assert_eq!(folder_problem("out", &tmp.path().join("new/runs/a")), None);
+        assert_eq!(folder_problem("cache", Path::new("relative-not-there")), None);
+        let said = folder_problem("cache", &file).unwrap();
+        assert!(said.starts_with("--cache ") && said.ends_with("notes.txt: not a folder"), "{said}");
+        let said = folder_problem("out", &file.join("runs/a")).unwrap();
+        assert!(
+            said.contains("runs/a: cannot be made:") && said.ends_with("notes.txt is not a folder"),
+            "{said}"
+        );
+    }
 
     /// The tutorial's BiLSTM (256 hidden, 2 layers) fits anywhere; sizes that would abort
     /// the process at their first allocation are refused with the flags named.
