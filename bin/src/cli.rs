@@ -27,6 +27,8 @@ pub enum Command {
     /// Print the probability that each text is positive.
     Predict(PredictArgs),
     /// Fetch the IMDB archive and the MiniLM model files into a cache folder.
+    ///
+    /// Each file is checked by its content; one already in the cache is reused when it passes.
     Download(DownloadArgs),
 }
 
