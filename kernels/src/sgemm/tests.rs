@@ -211,6 +211,23 @@ fn nn_nt_tn_tt_and_strided() {
     }
 }
 
+/// Every height of the last micro-panel (1 to MR - 1 rows, for every kernel's MR up to 12) on
+/// full-width tiles, which a kernel may compute in place ([`Kernel::tile_rows`]), and with a
+/// column edge beside them: every start (beta 0, 1, 0.5; a bias).
+#[test]
+fn every_row_edge_of_full_width_tiles() {
+    let mut rng = StdRng::seed_from_u64(11);
+    for imp in imps() {
+        for m in 1..=25 {
+            for n in [64, 70] {
+                let beta = [0.0, 1.0, 0.5][m % 3];
+                let layouts = (LAYOUTS[m % 4], LAYOUTS[(m / 4) % 4]);
+                case_bias(&mut rng, imp, Dims::new(m, n, 19), layouts, (beta, m % 2 == 0), m % 3);
+            }
+        }
+    }
+}
+
 /// A bias carried by C lands on every row, with every beta, on every kernel, at every tile
 /// edge.
 #[test]
