@@ -72,6 +72,30 @@ pub(crate) trait Kernel {
     /// addresses an MR x NR tile with row stride `rsc`, a bias holds NR floats, and the CPU
     /// supports the kernel's features.
     unsafe fn tile(kq: usize, a: *const u32, b: *const u32, c: *mut f32, rsc: usize, s: CStart);
+
+    /// Packs an A micro-panel of a row-major A (depth stride 1, rows `rsa` apart): as
+    /// [`pack_panel`] with `X = A`. A kernel may override it with a vectorised conversion and
+    /// transpose (the scalar one took 40 % of a 4096 x 384 x 1536 product on AVX512-BF16).
+    ///
+    /// # Safety
+    /// As [`pack_panel`].
+    #[inline(always)]
+    unsafe fn pack_a_row_major(x: *const f32, rsa: usize, w: usize, kc: usize, out: Panel) {
+        pack_panel::<Self>(x, rsa, 1, w, kc, out)
+    }
+
+    /// `dst[i] = pair(lo[i], hi[i])` for `i < w`: one pair of depths of a panel whose rows
+    /// are contiguous at each depth (a transposed A, as in a weight gradient `dYᵀ·X`, or a
+    /// row-major B). A kernel may override it with a vectorised conversion.
+    ///
+    /// # Safety
+    /// `lo` and `hi` address `w` floats, `dst` `w` words; the CPU supports the kernel's features.
+    #[inline(always)]
+    unsafe fn pair_runs(lo: *const f32, hi: *const f32, w: usize, dst: *mut u32) {
+        for i in 0..w {
+            *dst.add(i) = pair(*lo.add(i), *hi.add(i));
+        }
+    }
 }
 
 /// The largest MR*NR of any kernel (sizes the stack tile for edges).
@@ -124,7 +148,7 @@ pub(crate) unsafe fn gemm_seq<K: Kernel>(g: Gemm) {
                     s_w: 1,
                     wide: K::WIDE,
                 };
-                pack_panel(src, csb, rsb, K::NR.min(nc - jr), kc, out);
+                pack_panel::<K>(src, csb, rsb, K::NR.min(nc - jr), kc, out);
             }
             for ic in (0..m).step_by(K::MC) {
                 let mc = K::MC.min(m - ic);
@@ -133,7 +157,11 @@ pub(crate) unsafe fn gemm_seq<K: Kernel>(g: Gemm) {
                     let (s_q, s_w) = if K::A_ROWS { (1, kq) } else { (K::MR, 1) };
                     let ptr = ab.add(r * K::MR * kq * wpp);
                     let out = Panel { ptr, w_full: K::MR, kq, s_q, s_w, wide: K::WIDE };
-                    pack_panel(src, rsa, csa, K::MR.min(mc - ir), kc, out);
+                    if csa == 1 {
+                        K::pack_a_row_major(src, rsa, K::MR.min(mc - ir), kc, out);
+                    } else {
+                        pack_panel::<K>(src, rsa, csa, K::MR.min(mc - ir), kc, out);
+                    }
                 }
                 for jr in (0..nc).step_by(K::NR) {
                     let nr = K::NR.min(nc - jr);
@@ -160,13 +188,13 @@ pub(crate) unsafe fn gemm_seq<K: Kernel>(g: Gemm) {
 /// Where a packed micro-panel goes: `w_full` rows (A) or columns (B) of `kq` pairs, the pair
 /// `(i, q)` at `ptr[q*s_q + i*s_w]`, or, `wide` (`Kernel::WIDE`), its two values at
 /// `ptr[(2q+h)*s_q + i*s_w]`.
-struct Panel {
-    ptr: *mut u32,
-    w_full: usize,
-    kq: usize,
-    s_q: usize,
-    s_w: usize,
-    wide: bool,
+pub(crate) struct Panel {
+    pub(crate) ptr: *mut u32,
+    pub(crate) w_full: usize,
+    pub(crate) kq: usize,
+    pub(crate) s_q: usize,
+    pub(crate) s_w: usize,
+    pub(crate) wide: bool,
 }
 
 /// Packs one micro-panel: pair `(i, q)` = `pair(X(i, 2q), X(i, 2q+1))` for `i < w`,
@@ -177,7 +205,14 @@ struct Panel {
 /// # Safety
 /// `x` addresses the `w x kc` elements; `out` addresses its `w_full x kq` pairs.
 #[inline(always)]
-unsafe fn pack_panel(x: *const f32, s_i: usize, s_p: usize, w: usize, kc: usize, out: Panel) {
+pub(crate) unsafe fn pack_panel<K: Kernel + ?Sized>(
+    x: *const f32,
+    s_i: usize,
+    s_p: usize,
+    w: usize,
+    kc: usize,
+    out: Panel,
+) {
     if out.wide {
         return pack_panel_wide(x, s_i, s_p, w, kc, out);
     }
@@ -192,8 +227,12 @@ unsafe fn pack_panel(x: *const f32, s_i: usize, s_p: usize, w: usize, kc: usize,
                 *dst.add(p) = bf16_bits(*src.add(p)) as u16;
             }
         }
+    } else if s_i == 1 && s_w == 1 {
+        // The panel's rows are contiguous at each depth, in and out: pair up two such runs.
+        for q in 0..even {
+            K::pair_runs(x.add(2 * q * s_p), x.add((2 * q + 1) * s_p), w, ptr.add(q * s_q));
+        }
     } else if s_i == 1 {
-        // The panel's rows are contiguous at each depth: pair up two such runs.
         for q in 0..even {
             let (lo, hi) = (x.add(2 * q * s_p), x.add((2 * q + 1) * s_p));
             let d = ptr.add(q * s_q);

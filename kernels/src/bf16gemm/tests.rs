@@ -249,3 +249,87 @@ fn short_operand_panics_naming_it() {
         MatMut::rows(&mut c, 2),
     );
 }
+
+/// The AVX512-BF16 path's vectorised packing of a row-major A micro-panel (conversion by
+/// `vcvtne2ps2bf16`, then a transpose) writes the words of the scalar packing (`bf16_bits`),
+/// bit for bit, on special values (NaN, infinities, subnormals, ties to even) and random bit
+/// patterns, for every panel height and depths around the vector width and the block.
+#[test]
+fn avx512_a_packing_equals_the_scalar_one() {
+    use super::driver::{pack_panel, Kernel, Panel};
+    if !cpu_supports(Path::Avx512Bf16) {
+        eprintln!("bf16gemm: SKIPPED the AVX512-BF16 A packing (this CPU lacks AVX512-BF16)");
+        return;
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    let specials = [
+        f32::NAN,
+        -f32::NAN,
+        f32::from_bits(0x7f80_0001), // a signalling NaN
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::MIN_POSITIVE / 3.0, // subnormal: flushes
+        -f32::MIN_POSITIVE / 3.0,
+        f32::MAX,
+        1.0 + 2f32.powi(-8), // ties: to even
+        1.0 + 3.0 * 2f32.powi(-8),
+        -0.0,
+    ];
+    let rsa = KC + 5;
+    // 12 rows of rsa for the row-major reads, 33 * KC for the depth-major ones below
+    let a: Vec<f32> =
+        (0..33 * rsa)
+            .map(|i| {
+                if i % 7 == 0 {
+                    specials[i / 7 % specials.len()]
+                } else {
+                    f32::from_bits(rng.random::<u32>())
+                }
+            })
+            .collect();
+    for kc in [1, 2, 15, 16, 31, 32, 33, 64, 99, KC - 1, KC] {
+        let kq = kc.div_ceil(2);
+        for w in 1..=12 {
+            let mut want = vec![0xdead_beefu32; 12 * kq];
+            let mut got = want.clone();
+            let panel = |v: &mut Vec<u32>| Panel {
+                ptr: v.as_mut_ptr(),
+                w_full: 12,
+                kq,
+                s_q: 12,
+                s_w: 1,
+                wide: false,
+            };
+            // SAFETY: the panel holds 12 x kq words; A holds 12 rows of rsa >= kc floats.
+            unsafe {
+                pack_panel::<Portable>(a.as_ptr(), rsa, 1, w, kc, panel(&mut want));
+                super::avx512::Avx512Bf16::pack_a_row_major(a.as_ptr(), rsa, w, kc, panel(&mut got));
+            }
+            for (q, (g, s)) in got.chunks(12).zip(want.chunks(12)).enumerate() {
+                assert_eq!(g, s, "kc {kc}, {w} rows: pair {q}: {g:08x?} vs the scalar {s:08x?}");
+            }
+        }
+        // Rows contiguous at each depth (`Kernel::pair_runs`): a transposed A's 12-row panel
+        // and a row-major B's 32-column panel, read from the same values as a depth-major X.
+        for w_full in [12, 32] {
+            for w in 1..=w_full {
+                let mut want = vec![0xdead_beefu32; w_full * kq];
+                let mut got = want.clone();
+                let panel = |v: &mut Vec<u32>| Panel {
+                    ptr: v.as_mut_ptr(),
+                    w_full,
+                    kq,
+                    s_q: w_full,
+                    s_w: 1,
+                    wide: false,
+                };
+                // SAFETY: X(i, p) = a[p*33 + i] for i < w <= 32, p < kc <= KC: within 33 * rsa.
+                unsafe {
+                    pack_panel::<Portable>(a.as_ptr(), 1, 33, w, kc, panel(&mut want));
+                    pack_panel::<super::avx512::Avx512Bf16>(a.as_ptr(), 1, 33, w, kc, panel(&mut got));
+                }
+                assert_eq!(got, want, "kc {kc}, {w} of {w_full} contiguous rows");
+            }
+        }
+    }
+}

@@ -178,7 +178,7 @@ unsafe fn kernel_rows_x32<const R: usize>(
 /// As [`Kernel::pack_a_rows`]; the CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn pack_a_12rows(kc: usize, a: *const f32, rsa: usize, out: *mut f32) {
+pub(crate) unsafe fn pack_a_12rows(kc: usize, a: *const f32, rsa: usize, out: *mut f32) {
     use std::arch::x86_64::*;
     let full = kc / 8 * 8;
     for p in (0..full).step_by(8) {
