@@ -6,9 +6,9 @@
 //! denormals flushed). Twice the f32 kernel's multiply-adds per instruction.
 //!
 //! Packing rounds with `vcvtne2ps2bf16` (the same bits as the scalar `bf16_bits`, tested on
-//! NaN, subnormals and ties): a row-major A panel 32 depths per row at a time and then
-//! transposed, a panel whose rows are contiguous at each depth (a transposed A, a row-major B)
-//! 16 rows at a time. On a Zen 4, 2 threads, against the scalar packing: 4096 x 384 x 1536
+//! NaN, subnormals and ties): a panel whose rows are contiguous along the depth (a row-major
+//! A, a transposed B) 32 depths per row at a time and then transposed, a panel whose rows are
+//! contiguous at each depth (a transposed A, a row-major B) 16 rows at a time. On a Zen 4, 2 threads, against the scalar packing: 4096 x 384 x 1536
 //! 246 -> 308 GFLOP/s, a weight gradient (`dYᵀ·X`, 1536 x 384 x 4096) 207 -> 359.
 
 use super::driver::{gemm_seq, CStart, Gemm, Kernel, Panel, KC};
@@ -50,14 +50,14 @@ impl Kernel for Avx512Bf16 {
     }
 
     #[inline(always)]
-    unsafe fn pack_a_row_major(x: *const f32, rsa: usize, w: usize, kc: usize, out: Panel) {
+    unsafe fn pack_depth_contiguous(x: *const f32, s_i: usize, w: usize, kc: usize, out: Panel) {
         #[cfg(target_arch = "x86_64")]
         {
-            pack_a_12rows_bf16(x, rsa, w, kc, out)
+            pack_depth_contiguous_avx512(x, s_i, w, kc, out)
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            super::driver::pack_panel::<Self>(x, rsa, 1, w, kc, out)
+            super::driver::pack_panel::<Self>(x, s_i, 1, w, kc, out)
         }
     }
 }
@@ -86,25 +86,27 @@ unsafe fn pair_runs_avx512(lo: *const f32, hi: *const f32, w: usize, dst: *mut u
     }
 }
 
-/// [`Kernel::pack_a_row_major`] for the 12-row panel, `apack[q*12 + i] = pair(A(i, 2q), A(i,
-/// 2q+1))`: each row's depths rounded to bf16 pairs 32 at a time (`vcvtne2ps2bf16`: nearest
-/// even, subnormals to zero, NaN quieted, the same bits as `bf16_bits`; a pair's low half is
-/// its even depth), rows past `w` zero, then the 12 rows of words transposed as the f32
-/// kernel transposes its 12 rows (`sgemm::avx512::pack_a_12rows`: moves, no arithmetic).
+/// [`Kernel::pack_depth_contiguous`] for this kernel's panels (A: 12 rows, B: 32 columns),
+/// `out[q*w_full + i] = pair(X(i, 2q), X(i, 2q+1))`: each row's depths rounded to bf16 pairs
+/// 32 at a time (`vcvtne2ps2bf16`: nearest even, subnormals to zero, NaN quieted, the same
+/// bits as `bf16_bits`; a pair's low half is its even depth), rows past `w` zero, then the
+/// rows of words transposed as the f32 kernel transposes its panels (`pack_a_12rows`, and
+/// `transpose_8rows` for each 8 of B's 32: moves, no arithmetic).
 ///
 /// # Safety
-/// As [`Kernel::pack_a_row_major`], `out` the 12-row pair-by-pair panel of this kernel; the
-/// CPU must support AVX512F, AVX512BW and AVX512-BF16.
+/// As [`Kernel::pack_depth_contiguous`], `out` a pair-by-pair panel of 12 or 32 rows; the CPU
+/// must support AVX512F, AVX512BW and AVX512-BF16.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx2,fma")]
-unsafe fn pack_a_12rows_bf16(x: *const f32, rsa: usize, w: usize, kc: usize, out: Panel) {
+unsafe fn pack_depth_contiguous_avx512(x: *const f32, s_i: usize, w: usize, kc: usize, out: Panel) {
     use std::arch::x86_64::*;
     let kq = kc.div_ceil(2);
-    debug_assert!(kc <= KC && out.kq == kq && out.w_full == 12 && (out.s_q, out.s_w) == (12, 1) && !out.wide);
+    let Panel { ptr, w_full, s_q, s_w, wide, .. } = out;
+    debug_assert!(kc <= KC && out.kq == kq && s_q == w_full && s_w == 1 && !wide && w <= w_full);
     // rows[i*kq + q]: row i's pairs, in depth order
-    let mut rows = [0u32; 12 * KC / 2];
+    let mut rows = [0u32; 32 * KC / 2];
     for i in 0..w {
-        let (src, dst) = (x.add(i * rsa), rows.as_mut_ptr().add(i * kq));
+        let (src, dst) = (x.add(i * s_i), rows.as_mut_ptr().add(i * kq));
         for p in (0..kc).step_by(32) {
             let left = kc - p;
             let mask =
@@ -117,7 +119,15 @@ unsafe fn pack_a_12rows_bf16(x: *const f32, rsa: usize, w: usize, kc: usize, out
             _mm512_mask_storeu_epi32(dst.add(p / 2) as *mut i32, ((1u32 << words) - 1) as u16, pairs);
         }
     }
-    crate::sgemm::avx512::pack_a_12rows(kq, rows.as_ptr() as *const f32, kq, out.ptr as *mut f32);
+    let (rows, ptr) = (rows.as_ptr() as *const f32, ptr as *mut f32);
+    if w_full == 12 {
+        crate::sgemm::avx512::pack_a_12rows(kq, rows, kq, ptr);
+    } else {
+        debug_assert_eq!(w_full, 32);
+        for g in 0..4 {
+            crate::sgemm::avx2::transpose_8rows(kq, rows.add(8 * g * kq), kq, ptr.add(8 * g), 32);
+        }
+    }
 }
 
 /// The whole blocked product compiled with AVX512-BF16 (packing included, kernel inlined).

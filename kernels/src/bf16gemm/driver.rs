@@ -73,15 +73,16 @@ pub(crate) trait Kernel {
     /// supports the kernel's features.
     unsafe fn tile(kq: usize, a: *const u32, b: *const u32, c: *mut f32, rsc: usize, s: CStart);
 
-    /// Packs an A micro-panel of a row-major A (depth stride 1, rows `rsa` apart): as
-    /// [`pack_panel`] with `X = A`. A kernel may override it with a vectorised conversion and
-    /// transpose (the scalar one took 40 % of a 4096 x 384 x 1536 product on AVX512-BF16).
+    /// Packs a micro-panel whose rows are contiguous along the depth (`X(i, p) = x[i*s_i +
+    /// p]`: a row-major A, a transposed B as in a linear layer's `X·Wᵀ`): as [`pack_panel`].
+    /// A kernel may override it with a vectorised conversion and transpose (the scalar one
+    /// took 40 % of a 4096 x 384 x 1536 product on AVX512-BF16).
     ///
     /// # Safety
-    /// As [`pack_panel`].
+    /// As [`pack_panel`] with `s_p = 1`.
     #[inline(always)]
-    unsafe fn pack_a_row_major(x: *const f32, rsa: usize, w: usize, kc: usize, out: Panel) {
-        pack_panel::<Self>(x, rsa, 1, w, kc, out)
+    unsafe fn pack_depth_contiguous(x: *const f32, s_i: usize, w: usize, kc: usize, out: Panel) {
+        pack_panel::<Self>(x, s_i, 1, w, kc, out)
     }
 
     /// `dst[i] = pair(lo[i], hi[i])` for `i < w`: one pair of depths of a panel whose rows
@@ -148,7 +149,11 @@ pub(crate) unsafe fn gemm_seq<K: Kernel>(g: Gemm) {
                     s_w: 1,
                     wide: K::WIDE,
                 };
-                pack_panel::<K>(src, csb, rsb, K::NR.min(nc - jr), kc, out);
+                if rsb == 1 {
+                    K::pack_depth_contiguous(src, csb, K::NR.min(nc - jr), kc, out);
+                } else {
+                    pack_panel::<K>(src, csb, rsb, K::NR.min(nc - jr), kc, out);
+                }
             }
             for ic in (0..m).step_by(K::MC) {
                 let mc = K::MC.min(m - ic);
@@ -158,7 +163,7 @@ pub(crate) unsafe fn gemm_seq<K: Kernel>(g: Gemm) {
                     let ptr = ab.add(r * K::MR * kq * wpp);
                     let out = Panel { ptr, w_full: K::MR, kq, s_q, s_w, wide: K::WIDE };
                     if csa == 1 {
-                        K::pack_a_row_major(src, rsa, K::MR.min(mc - ir), kc, out);
+                        K::pack_depth_contiguous(src, rsa, K::MR.min(mc - ir), kc, out);
                     } else {
                         pack_panel::<K>(src, rsa, csa, K::MR.min(mc - ir), kc, out);
                     }

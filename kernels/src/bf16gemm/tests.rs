@@ -276,7 +276,7 @@ fn avx512_a_packing_equals_the_scalar_one() {
         -0.0,
     ];
     let rsa = KC + 5;
-    // 12 rows of rsa for the row-major reads, 33 * KC for the depth-major ones below
+    // 32 rows of rsa for the row-major reads, 33 * KC for the depth-major ones below
     let a: Vec<f32> =
         (0..33 * rsa)
             .map(|i| {
@@ -289,24 +289,31 @@ fn avx512_a_packing_equals_the_scalar_one() {
             .collect();
     for kc in [1, 2, 15, 16, 31, 32, 33, 64, 99, KC - 1, KC] {
         let kq = kc.div_ceil(2);
-        for w in 1..=12 {
-            let mut want = vec![0xdead_beefu32; 12 * kq];
-            let mut got = want.clone();
-            let panel = |v: &mut Vec<u32>| Panel {
-                ptr: v.as_mut_ptr(),
-                w_full: 12,
-                kq,
-                s_q: 12,
-                s_w: 1,
-                wide: false,
-            };
-            // SAFETY: the panel holds 12 x kq words; A holds 12 rows of rsa >= kc floats.
-            unsafe {
-                pack_panel::<Portable>(a.as_ptr(), rsa, 1, w, kc, panel(&mut want));
-                super::avx512::Avx512Bf16::pack_a_row_major(a.as_ptr(), rsa, w, kc, panel(&mut got));
-            }
-            for (q, (g, s)) in got.chunks(12).zip(want.chunks(12)).enumerate() {
-                assert_eq!(g, s, "kc {kc}, {w} rows: pair {q}: {g:08x?} vs the scalar {s:08x?}");
+        // Rows contiguous along the depth (`Kernel::pack_depth_contiguous`): a row-major A's
+        // 12-row panel and a transposed B's 32-column panel.
+        for w_full in [12, 32] {
+            for w in 1..=w_full {
+                let mut want = vec![0xdead_beefu32; w_full * kq];
+                let mut got = want.clone();
+                let panel = |v: &mut Vec<u32>| Panel {
+                    ptr: v.as_mut_ptr(),
+                    w_full,
+                    kq,
+                    s_q: w_full,
+                    s_w: 1,
+                    wide: false,
+                };
+                // SAFETY: the panel holds w_full x kq words; X holds 32 rows of rsa >= kc floats.
+                unsafe {
+                    pack_panel::<Portable>(a.as_ptr(), rsa, 1, w, kc, panel(&mut want));
+                    super::avx512::Avx512Bf16::pack_depth_contiguous(a.as_ptr(), rsa, w, kc, panel(&mut got));
+                }
+                for (q, (g, s)) in got.chunks(w_full).zip(want.chunks(w_full)).enumerate() {
+                    assert_eq!(
+                        g, s,
+                        "kc {kc}, {w} of {w_full} rows: pair {q}: {g:08x?} vs the scalar {s:08x?}"
+                    );
+                }
             }
         }
         // Rows contiguous at each depth (`Kernel::pair_runs`): a transposed A's 12-row panel

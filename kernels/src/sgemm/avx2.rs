@@ -266,7 +266,7 @@ unsafe fn pack_a_6rows(kc: usize, a: *const f32, rsa: usize, out: *mut f32) {
 /// floats `ostride` apart; the CPU must support AVX2.
 #[cfg(any(target_arch = "x86", target_arch = "x86_64"))]
 #[target_feature(enable = "avx2,fma")]
-pub(super) unsafe fn transpose_8rows(kc: usize, a: *const f32, rsa: usize, out: *mut f32, ostride: usize) {
+pub(crate) unsafe fn transpose_8rows(kc: usize, a: *const f32, rsa: usize, out: *mut f32, ostride: usize) {
     let full = kc / 8 * 8;
     for p in (0..full).step_by(8) {
         let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(a.add(i * rsa + p)));
