@@ -289,9 +289,10 @@ fn avx512_a_packing_equals_the_scalar_one() {
             .collect();
     for kc in [1, 2, 15, 16, 31, 32, 33, 64, 99, KC - 1, KC] {
         let kq = kc.div_ceil(2);
-        // Rows contiguous along the depth (`Kernel::pack_depth_contiguous`): a row-major A's
-        // 12-row panel and a transposed B's 32-column panel.
-        for w_full in [12, 32] {
+        // X(i, p) = a[i*s_i + p*s_p]: rows contiguous along the depth (`Kernel::pack_depth_contiguous`:
+        // a row-major A, a transposed B) or at each depth (`Kernel::pair_runs`, inside
+        // `pack_panel`: a transposed A, a row-major B), on A's 12-row and B's 32-column panels.
+        for ((s_i, s_p), w_full) in [(rsa, 1), (1, 33)].into_iter().flat_map(|l| [(l, 12), (l, 32)]) {
             for w in 1..=w_full {
                 let mut want = vec![0xdead_beefu32; w_full * kq];
                 let mut got = want.clone();
@@ -303,39 +304,28 @@ fn avx512_a_packing_equals_the_scalar_one() {
                     s_w: 1,
                     wide: false,
                 };
-                // SAFETY: the panel holds w_full x kq words; X holds 32 rows of rsa >= kc floats.
+                // SAFETY: the panel holds w_full x kq words; X's elements lie within a's 33 * rsa
+                // (32 rows of rsa >= kc, or kc <= KC depths 33 apart).
                 unsafe {
-                    pack_panel::<Portable>(a.as_ptr(), rsa, 1, w, kc, panel(&mut want));
-                    super::avx512::Avx512Bf16::pack_depth_contiguous(a.as_ptr(), rsa, w, kc, panel(&mut got));
+                    pack_panel::<Portable>(a.as_ptr(), s_i, s_p, w, kc, panel(&mut want));
+                    if s_p == 1 {
+                        super::avx512::Avx512Bf16::pack_depth_contiguous(
+                            a.as_ptr(),
+                            s_i,
+                            w,
+                            kc,
+                            panel(&mut got),
+                        );
+                    } else {
+                        pack_panel::<super::avx512::Avx512Bf16>(a.as_ptr(), s_i, s_p, w, kc, panel(&mut got));
+                    }
                 }
                 for (q, (g, s)) in got.chunks(w_full).zip(want.chunks(w_full)).enumerate() {
                     assert_eq!(
                         g, s,
-                        "kc {kc}, {w} of {w_full} rows: pair {q}: {g:08x?} vs the scalar {s:08x?}"
+                        "X strides ({s_i}, {s_p}), kc {kc}, {w} of {w_full} rows: pair {q}: {g:08x?} vs the scalar {s:08x?}"
                     );
                 }
-            }
-        }
-        // Rows contiguous at each depth (`Kernel::pair_runs`): a transposed A's 12-row panel
-        // and a row-major B's 32-column panel, read from the same values as a depth-major X.
-        for w_full in [12, 32] {
-            for w in 1..=w_full {
-                let mut want = vec![0xdead_beefu32; w_full * kq];
-                let mut got = want.clone();
-                let panel = |v: &mut Vec<u32>| Panel {
-                    ptr: v.as_mut_ptr(),
-                    w_full,
-                    kq,
-                    s_q: w_full,
-                    s_w: 1,
-                    wide: false,
-                };
-                // SAFETY: X(i, p) = a[p*33 + i] for i < w <= 32, p < kc <= KC: within 33 * rsa.
-                unsafe {
-                    pack_panel::<Portable>(a.as_ptr(), 1, 33, w, kc, panel(&mut want));
-                    pack_panel::<super::avx512::Avx512Bf16>(a.as_ptr(), 1, 33, w, kc, panel(&mut got));
-                }
-                assert_eq!(got, want, "kc {kc}, {w} of {w_full} contiguous rows");
             }
         }
     }
