@@ -4,6 +4,9 @@
 //!
 //! Stable Rust has no AMX intrinsics, so the tile instructions are inline assembly. Linux
 //! hands a process the 8 KB tile state only on request ([`os_grants_amx`], once per process).
+//! The panels are packed by the AVX512-BF16 kernel's vectorised packing (`vcvtne2ps2bf16`,
+//! `avx512.rs`): every CPU with AMX-BF16 has AVX512-BF16, so that packing is tested, bit for
+//! bit against the scalar one, on any CPU with AVX512-BF16.
 //!
 //! ```text
 //! A panel: 32 rows, row i = kq pairs contiguous      tmm4 = rows 0..16, tmm5 = rows 16..32
@@ -12,7 +15,7 @@
 //!                            tmm2 += tmm5·tmm6   tmm3 += tmm5·tmm7
 //! ```
 
-use super::driver::{gemm_seq, CStart, Gemm, Kernel};
+use super::driver::{gemm_seq, CStart, Gemm, Kernel, Panel};
 
 pub(crate) struct Amx;
 
@@ -33,6 +36,35 @@ impl Kernel for Amx {
         #[cfg(not(target_arch = "x86_64"))]
         {
             let _ = (kq, a, b, c, rsc, s);
+            unreachable!("the AMX kernel is only selected on x86_64")
+        }
+    }
+
+    // Packing rounds with AVX512-BF16's `vcvtne2ps2bf16`, as that kernel's does: every CPU
+    // with AMX-BF16 has it, and the AMX path is taken only where it is (`os_grants_amx`).
+
+    #[inline(always)]
+    unsafe fn pack_depth_contiguous(x: *const f32, s_i: usize, w: usize, kc: usize, out: Panel) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            super::avx512::pack_depth_contiguous_avx512(x, s_i, w, kc, out)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (x, s_i, w, kc, out);
+            unreachable!("the AMX kernel is only selected on x86_64")
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn pair_runs(lo: *const f32, hi: *const f32, w: usize, dst: *mut u32) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            <super::avx512::Avx512Bf16 as Kernel>::pair_runs(lo, hi, w, dst)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (lo, hi, w, dst);
             unreachable!("the AMX kernel is only selected on x86_64")
         }
     }

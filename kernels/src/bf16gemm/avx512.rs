@@ -10,7 +10,8 @@
 //! A, a transposed B) 32 depths per row at a time and then transposed, a panel whose rows are
 //! contiguous at each depth (a transposed A, a row-major B) 16 rows at a time. On a Zen 4, 2
 //! threads, against the scalar packing: 4096 x 384 x 1536 246 -> 308 GFLOP/s, a weight
-//! gradient (`dYᵀ·X`, 1536 x 384 x 4096) 207 -> 359.
+//! gradient (`dYᵀ·X`, 1536 x 384 x 4096) 207 -> 359. The AMX kernel packs with the same
+//! functions (its A panels row by row, its depth padded to 16 pairs).
 
 use super::driver::{gemm_seq, CStart, Gemm, Kernel, Panel, KC};
 
@@ -77,48 +78,63 @@ unsafe fn pair_runs_avx512(lo: *const f32, hi: *const f32, w: usize, dst: *mut u
         31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18,
         2, 17, 1, 16, 0,
     );
-    for i in (0..w).step_by(16) {
-        let mask = if w - i >= 16 { !0u16 } else { (1u16 << (w - i)) - 1 };
+    // 16 words, the first `mask`'s lanes (whole runs of 16, then the tail: no mask to compute
+    // for a panel's full width, the same one every depth for a short panel)
+    let words = |i: usize, mask: u16| {
         let l = _mm512_maskz_loadu_ps(mask, lo.add(i));
         let h = _mm512_maskz_loadu_ps(mask, hi.add(i));
+        // SAFETY (transmute): __m512bh and __m512i are both 512 plain bits.
         let halves: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(h, l));
         _mm512_mask_storeu_epi32(dst.add(i) as *mut i32, mask, _mm512_permutexvar_epi16(zip, halves));
+    };
+    let full = w - w % 16;
+    for i in (0..full).step_by(16) {
+        words(i, !0);
+    }
+    if full < w {
+        words(full, (1u16 << (w - full)) - 1);
     }
 }
 
-/// [`Kernel::pack_depth_contiguous`] for this kernel's panels (A: 12 rows, B: 32 columns),
-/// `out[q*w_full + i] = pair(X(i, 2q), X(i, 2q+1))`: each row's depths rounded to bf16 pairs
-/// 32 at a time (`vcvtne2ps2bf16`: nearest even, subnormals to zero, NaN quieted, the same
-/// bits as `bf16_bits`; a pair's low half is its even depth), rows past `w` zero, then the
-/// rows of words transposed as the f32 kernel transposes its panels (`pack_a_12rows`, and
-/// `transpose_8rows` for each 8 of B's 32: moves, no arithmetic).
+/// [`Kernel::pack_depth_contiguous`] for this kernel's panels and AMX's: each row's depths
+/// rounded to bf16 pairs 32 at a time ([`round_rows`]), then, for a panel stored pair by pair
+/// (`out[q*w_full + i]`: this kernel's 12-row A and 32-column B, AMX's B), the rows of words
+/// transposed as the f32 kernel transposes its panels (`pack_a_12rows`, and `transpose_8rows`
+/// for each 8 of 32: moves, no arithmetic); a panel stored row by row (AMX's A, `s_q == 1`)
+/// takes the rounded rows as they are. Rows past `w` and the padding pairs past
+/// `kc.div_ceil(2)` (AMX pads the depth to 16 pairs) are zero.
 ///
 /// # Safety
-/// As [`Kernel::pack_depth_contiguous`], `out` a pair-by-pair panel of 12 or 32 rows; the CPU
-/// must support AVX512F, AVX512BW and AVX512-BF16.
+/// As [`Kernel::pack_depth_contiguous`], `out` a pair-by-pair panel of 12 or 32 rows or a
+/// row-by-row one, of at most `KC / 2` pairs; the CPU must support AVX512F, AVX512BW and
+/// AVX512-BF16.
 #[cfg(target_arch = "x86_64")]
+#[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx2,fma")]
-unsafe fn pack_depth_contiguous_avx512(x: *const f32, s_i: usize, w: usize, kc: usize, out: Panel) {
-    use std::arch::x86_64::*;
-    let kq = kc.div_ceil(2);
-    let Panel { ptr, w_full, s_q, s_w, wide, .. } = out;
-    debug_assert!(kc <= KC && out.kq == kq && s_q == w_full && s_w == 1 && !wide && w <= w_full);
-    // rows[i*kq + q]: row i's pairs, in depth order
-    let mut rows = [0u32; 32 * KC / 2];
-    for i in 0..w {
-        let (src, dst) = (x.add(i * s_i), rows.as_mut_ptr().add(i * kq));
-        for p in (0..kc).step_by(32) {
-            let left = kc - p;
-            let mask =
-                |from: usize| if left >= from + 16 { !0 } else { (1u16 << left.saturating_sub(from)) - 1 };
-            let lo = _mm512_maskz_loadu_ps(mask(0), src.add(p));
-            let hi = _mm512_maskz_loadu_ps(mask(16), src.add(p + 16));
-            // bf16 lanes 0-15 from `lo`, 16-31 from `hi`: as 16 words, the pairs p/2..p/2+16
-            let pairs: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
-            let words = left.div_ceil(2).min(16);
-            _mm512_mask_storeu_epi32(dst.add(p / 2) as *mut i32, ((1u32 << words) - 1) as u16, pairs);
+pub(crate) unsafe fn pack_depth_contiguous_avx512(
+    x: *const f32,
+    s_i: usize,
+    w: usize,
+    kc: usize,
+    out: Panel,
+) {
+    let Panel { ptr, w_full, kq, s_q, s_w, wide } = out;
+    let pairs = kc.div_ceil(2);
+    debug_assert!(kc <= KC && pairs <= kq && kq <= KC / 2 && !wide && w <= w_full);
+    if s_q == 1 {
+        // row by row: row i's kq pairs at ptr[i*s_w..]
+        debug_assert!(s_w >= kq);
+        round_rows(x, s_i, w, kc, ptr, s_w);
+        for i in 0..w_full {
+            let from = if i < w { pairs } else { 0 };
+            ptr.add(i * s_w + from).write_bytes(0, kq - from);
         }
+        return;
     }
+    debug_assert!(s_q == w_full && s_w == 1);
+    // rows[i*kq + q]: row i's pairs, in depth order, zero past `pairs` and past row w
+    let mut rows = [0u32; 32 * KC / 2];
+    round_rows(x, s_i, w, kc, rows.as_mut_ptr(), kq);
     let (rows, ptr) = (rows.as_ptr() as *const f32, ptr as *mut f32);
     if w_full == 12 {
         crate::sgemm::avx512::pack_a_12rows(kq, rows, kq, ptr);
@@ -126,6 +142,35 @@ unsafe fn pack_depth_contiguous_avx512(x: *const f32, s_i: usize, w: usize, kc: 
         debug_assert_eq!(w_full, 32);
         for g in 0..4 {
             crate::sgemm::avx2::transpose_8rows(kq, rows.add(8 * g * kq), kq, ptr.add(8 * g), 32);
+        }
+    }
+}
+
+/// `dst[i*s_dst + q] = pair(X(i, 2q), X(i, 2q+1))` for `i < w`, `q < kc.div_ceil(2)` (the odd
+/// depth's high half 0), `X(i, p) = x[i*s_i + p]`: 32 depths a `vcvtne2ps2bf16` (nearest
+/// even, subnormals to zero, NaN quieted: the same bits as `bf16_bits`; bf16 lanes 0-15 from
+/// the low 16 depths, so a pair's low half is its even depth). Writes nothing else.
+///
+/// # Safety
+/// `x` addresses the `w x kc` elements, `dst` the `w` rows of pairs; the CPU must support
+/// AVX512F, AVX512BW and AVX512-BF16.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx2,fma")]
+unsafe fn round_rows(x: *const f32, s_i: usize, w: usize, kc: usize, dst: *mut u32, s_dst: usize) {
+    use std::arch::x86_64::*;
+    for i in 0..w {
+        let (src, dst) = (x.add(i * s_i), dst.add(i * s_dst));
+        for p in (0..kc).step_by(32) {
+            let left = kc - p;
+            let mask =
+                |from: usize| if left >= from + 16 { !0 } else { (1u16 << left.saturating_sub(from)) - 1 };
+            let lo = _mm512_maskz_loadu_ps(mask(0), src.add(p));
+            let hi = _mm512_maskz_loadu_ps(mask(16), src.add(p + 16));
+            // SAFETY (transmute): __m512bh and __m512i are both 512 plain bits.
+            let pairs: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(hi, lo));
+            let words = left.div_ceil(2).min(16);
+            _mm512_mask_storeu_epi32(dst.add(p / 2) as *mut i32, ((1u32 << words) - 1) as u16, pairs);
         }
     }
 }

@@ -101,6 +101,8 @@ pub(crate) trait Kernel {
 
 /// The largest MR*NR of any kernel (sizes the stack tile for edges).
 const MAX_TILE: usize = 32 * 32;
+/// The largest MR of an `A_ROWS` kernel (sizes `pack_panel`'s copy for its transposed A).
+const MAX_A_ROWS: usize = 32;
 
 /// One product on raw pointers, `C (m×n, rows rsc apart) = beta·C + bias + bf16(A)·bf16(B)`:
 /// the same description of a product, the same row and column splits, and the same start of
@@ -131,6 +133,7 @@ pub(crate) unsafe fn gemm_seq<K: Kernel>(g: Gemm) {
     let aligned = |v: &mut Vec<u32>| v.as_mut_ptr().add(v.as_ptr().align_offset(64));
     let (ab, bb) = (aligned(&mut abuf), aligned(&mut bbuf));
     const { assert!(K::MR * K::NR <= MAX_TILE, "the edge tile's buffer is too small for this kernel") };
+    const { assert!(!K::A_ROWS || K::MR <= MAX_A_ROWS, "pack_panel's copy is too small for this kernel") };
     let mut tmp = [0.0f32; MAX_TILE];
     for jc in (0..n).step_by(K::NC) {
         let nc = K::NC.min(n - jc);
@@ -149,11 +152,7 @@ pub(crate) unsafe fn gemm_seq<K: Kernel>(g: Gemm) {
                     s_w: 1,
                     wide: K::WIDE,
                 };
-                if rsb == 1 {
-                    K::pack_depth_contiguous(src, csb, K::NR.min(nc - jr), kc, out);
-                } else {
-                    pack_panel::<K>(src, csb, rsb, K::NR.min(nc - jr), kc, out);
-                }
+                pack::<K>(src, csb, rsb, K::NR.min(nc - jr), kc, out);
             }
             for ic in (0..m).step_by(K::MC) {
                 let mc = K::MC.min(m - ic);
@@ -162,11 +161,7 @@ pub(crate) unsafe fn gemm_seq<K: Kernel>(g: Gemm) {
                     let (s_q, s_w) = if K::A_ROWS { (1, kq) } else { (K::MR, 1) };
                     let ptr = ab.add(r * K::MR * kq * wpp);
                     let out = Panel { ptr, w_full: K::MR, kq, s_q, s_w, wide: K::WIDE };
-                    if csa == 1 {
-                        K::pack_depth_contiguous(src, rsa, K::MR.min(mc - ir), kc, out);
-                    } else {
-                        pack_panel::<K>(src, rsa, csa, K::MR.min(mc - ir), kc, out);
-                    }
+                    pack::<K>(src, rsa, csa, K::MR.min(mc - ir), kc, out);
                 }
                 for jr in (0..nc).step_by(K::NR) {
                     let nr = K::NR.min(nc - jr);
@@ -200,6 +195,20 @@ pub(crate) struct Panel {
     pub(crate) s_q: usize,
     pub(crate) s_w: usize,
     pub(crate) wide: bool,
+}
+
+/// Packs one micro-panel as [`pack_panel`] does, through the kernel's packing when the panel's
+/// rows are contiguous along the depth (`s_p == 1`: [`Kernel::pack_depth_contiguous`]).
+///
+/// # Safety
+/// As [`pack_panel`]; the CPU supports `K`'s features.
+#[inline(always)]
+pub(crate) unsafe fn pack<K: Kernel>(x: *const f32, s_i: usize, s_p: usize, w: usize, kc: usize, out: Panel) {
+    if s_p == 1 {
+        K::pack_depth_contiguous(x, s_i, w, kc, out)
+    } else {
+        pack_panel::<K>(x, s_i, s_p, w, kc, out)
+    }
 }
 
 /// Packs one micro-panel: pair `(i, q)` = `pair(X(i, 2q), X(i, 2q+1))` for `i < w`,
@@ -238,11 +247,17 @@ pub(crate) unsafe fn pack_panel<K: Kernel + ?Sized>(
             K::pair_runs(x.add(2 * q * s_p), x.add((2 * q + 1) * s_p), w, ptr.add(q * s_q));
         }
     } else if s_i == 1 {
+        // Rows contiguous at each depth into a panel stored row by row (AMX's A, `A_ROWS`):
+        // pair up the runs as above into a pair-by-pair copy, then lay its columns out as rows.
+        let mut runs = std::mem::MaybeUninit::<[u32; MAX_A_ROWS * KC / 2]>::uninit();
+        assert!(w <= MAX_A_ROWS && even <= KC / 2, "a row-by-row panel of {w} rows, {kc} depths");
+        let runs = runs.as_mut_ptr() as *mut u32; // words q*w + i, written before they are read
         for q in 0..even {
-            let (lo, hi) = (x.add(2 * q * s_p), x.add((2 * q + 1) * s_p));
-            let d = ptr.add(q * s_q);
-            for i in 0..w {
-                *d.add(i * s_w) = pair(*lo.add(i), *hi.add(i));
+            K::pair_runs(x.add(2 * q * s_p), x.add((2 * q + 1) * s_p), w, runs.add(q * w));
+        }
+        for i in 0..w {
+            for q in 0..even {
+                *ptr.add(q * s_q + i * s_w) = *runs.add(q * w + i);
             }
         }
     } else {

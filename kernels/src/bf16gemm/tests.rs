@@ -250,15 +250,19 @@ fn short_operand_panics_naming_it() {
     );
 }
 
-/// The AVX512-BF16 path's vectorised packing of a row-major A micro-panel (conversion by
-/// `vcvtne2ps2bf16`, then a transpose) writes the words of the scalar packing (`bf16_bits`),
+/// The vectorised packing of the AVX512-BF16 and AMX paths (conversion by `vcvtne2ps2bf16`,
+/// then a transpose or an interleave) writes the words of the scalar packing (`bf16_bits`),
 /// bit for bit, on special values (NaN, infinities, subnormals, ties to even) and random bit
-/// patterns, for every panel height and depths around the vector width and the block.
+/// patterns, for both source layouts, every panel of both kernels (pair by pair, 12 and 32
+/// wide; AMX's A row by row; AMX's depth padded to 16 pairs), every panel height, and depths
+/// around the vector width and the block. AMX's packing needs only AVX512-BF16, so it is
+/// tested wherever that runs, AMX or not.
 #[test]
-fn avx512_a_packing_equals_the_scalar_one() {
-    use super::driver::{pack_panel, Kernel, Panel};
+fn avx512_packing_equals_the_scalar_one() {
+    use super::driver::{pack, Kernel, Panel};
+    use super::{amx::Amx, avx512::Avx512Bf16};
     if !cpu_supports(Path::Avx512Bf16) {
-        eprintln!("bf16gemm: SKIPPED the AVX512-BF16 A packing (this CPU lacks AVX512-BF16)");
+        eprintln!("bf16gemm: SKIPPED the AVX512-BF16 and AMX packing (this CPU lacks AVX512-BF16)");
         return;
     }
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
@@ -287,44 +291,44 @@ fn avx512_a_packing_equals_the_scalar_one() {
                 }
             })
             .collect();
-    for kc in [1, 2, 15, 16, 31, 32, 33, 64, 99, KC - 1, KC] {
-        let kq = kc.div_ceil(2);
-        // X(i, p) = a[i*s_i + p*s_p]: rows contiguous along the depth (`Kernel::pack_depth_contiguous`:
-        // a row-major A, a transposed B) or at each depth (`Kernel::pair_runs`, inside
-        // `pack_panel`: a transposed A, a row-major B), on A's 12-row and B's 32-column panels.
-        for ((s_i, s_p), w_full) in [(rsa, 1), (1, 33)].into_iter().flat_map(|l| [(l, 12), (l, 32)]) {
-            for w in 1..=w_full {
-                let mut want = vec![0xdead_beefu32; w_full * kq];
-                let mut got = want.clone();
-                let panel = |v: &mut Vec<u32>| Panel {
-                    ptr: v.as_mut_ptr(),
-                    w_full,
-                    kq,
-                    s_q: w_full,
-                    s_w: 1,
-                    wide: false,
-                };
-                // SAFETY: the panel holds w_full x kq words; X's elements lie within a's 33 * rsa
-                // (32 rows of rsa >= kc, or kc <= KC depths 33 apart).
-                unsafe {
-                    pack_panel::<Portable>(a.as_ptr(), s_i, s_p, w, kc, panel(&mut want));
-                    if s_p == 1 {
-                        super::avx512::Avx512Bf16::pack_depth_contiguous(
-                            a.as_ptr(),
-                            s_i,
-                            w,
-                            kc,
-                            panel(&mut got),
+    // (kernel, which panel, its width, depth padding in pairs, row by row, the kernel's packing)
+    type Packer = unsafe fn(*const f32, usize, usize, usize, usize, Panel);
+    let panels: [(&str, &str, usize, usize, bool, Packer); 4] = [
+        ("avx512-bf16", "A", Avx512Bf16::MR, 1, false, pack::<Avx512Bf16>),
+        ("avx512-bf16", "B", Avx512Bf16::NR, 1, false, pack::<Avx512Bf16>),
+        ("amx", "A", Amx::MR, Amx::KQ_ALIGN, Amx::A_ROWS, pack::<Amx>),
+        ("amx", "B", Amx::NR, Amx::KQ_ALIGN, false, pack::<Amx>),
+    ];
+    for (kernel, which, w_full, align, rows, packer) in panels {
+        for kc in [1, 2, 15, 16, 31, 32, 33, 64, 99, KC - 1, KC] {
+            let kq = kc.div_ceil(2).next_multiple_of(align);
+            let (s_q, s_w) = if rows { (1, kq) } else { (w_full, 1) };
+            // X(i, p) = a[i*s_i + p*s_p]: rows contiguous along the depth (a row-major A, a
+            // transposed B: `Kernel::pack_depth_contiguous`) or at each depth (a transposed A,
+            // a row-major B: `Kernel::pair_runs` inside `pack_panel`).
+            for (s_i, s_p) in [(rsa, 1), (1, 33)] {
+                for w in 1..=w_full {
+                    // the scalar packing by its definition: row i's pairs, zero past X
+                    let x = |i: usize, p: usize| if i < w && p < kc { a[i * s_i + p * s_p] } else { 0.0 };
+                    let want = |i: usize| -> Vec<u32> {
+                        (0..kq).map(|q| bf16_bits(x(i, 2 * q)) | bf16_bits(x(i, 2 * q + 1)) << 16).collect()
+                    };
+                    let mut got = vec![0xdead_beefu32; w_full * kq];
+                    let out = Panel { ptr: got.as_mut_ptr(), w_full, kq, s_q, s_w, wide: false };
+                    // SAFETY: the panel holds w_full x kq words; X's elements lie within a's
+                    // 33 * rsa (32 rows of rsa >= kc, or kc <= KC depths 33 apart); the CPU
+                    // has AVX512-BF16, all either kernel's packing uses.
+                    unsafe { packer(a.as_ptr(), s_i, s_p, w, kc, out) };
+                    for i in 0..w_full {
+                        let g: Vec<u32> = (0..kq).map(|q| got[q * s_q + i * s_w]).collect();
+                        assert_eq!(
+                            g,
+                            want(i),
+                            "{kernel} {which} panel, X strides ({s_i}, {s_p}), kc {kc}, {w} of {w_full} rows: row {i}: \
+                             {g:08x?} vs the scalar {:08x?}",
+                            want(i)
                         );
-                    } else {
-                        pack_panel::<super::avx512::Avx512Bf16>(a.as_ptr(), s_i, s_p, w, kc, panel(&mut got));
                     }
-                }
-                for (q, (g, s)) in got.chunks(w_full).zip(want.chunks(w_full)).enumerate() {
-                    assert_eq!(
-                        g, s,
-                        "X strides ({s_i}, {s_p}), kc {kc}, {w} of {w_full} rows: pair {q}: {g:08x?} vs the scalar {s:08x?}"
-                    );
                 }
             }
         }
