@@ -15,6 +15,7 @@ pub(crate) mod avx2;
 pub(crate) mod avx512;
 pub(crate) mod driver;
 mod prepacked;
+mod product;
 pub mod reference;
 mod team;
 #[cfg(test)]
