@@ -116,7 +116,7 @@ impl Packing {
         Packing { order, batch_sizes, offsets, n }
     }
 
-    /// Row of `[B·T, ·]` for each packed row: (order[j], t) for t, then j < batch_sizes[t].
+    /// Row of `[B·T, ·]` for each packed row: `(order[j], t)` for t, then `j < batch_sizes[t]`.
     fn gather_index(&self, max_t: usize) -> Vec<usize> {
         let mut idx = Vec::with_capacity(self.n);
         for (t, &bt) in self.batch_sizes.iter().enumerate() {

@@ -91,7 +91,7 @@ pub fn cross_entropy_backward<T: Float>(
     dlogits.context().launch(kernel::<T>("ce_bwd_f32", "ce_bwd_f64"), dims, &args)
 }
 
-/// loss[0] = (1/N) Σᵢ f(aᵢ, bᵢ) by the partial-sum kernel `partial`.
+/// `loss[0] = (1/N) Σᵢ f(aᵢ, bᵢ)` by the partial-sum kernel `partial`.
 fn mean_of<T: Float>(
     partial: Kernel,
     a: &GpuBuffer<T>,

@@ -69,7 +69,7 @@ pub(crate) unsafe fn scaled_softmax_row(s: &mut [f32], scale: f32, mask: Option<
 
 /// [`super::scaled_exp_cols`] for `cols` a multiple of 8: each group of 8 columns in
 /// registers, its maxima in one pass and its exponentials and sums in a second, which
-/// recomputes scale·x + mask[j] rather than storing it (the same operations as the
+/// recomputes `scale·x + mask[j]` rather than storing it (the same operations as the
 /// reference, so the same values before the exp).
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn scaled_exp_cols(
