@@ -121,21 +121,20 @@ pub(crate) unsafe fn pack_depth_contiguous_avx512(
     let Panel { ptr, w_full, kq, s_q, s_w, wide } = out;
     let pairs = kc.div_ceil(2);
     debug_assert!(kc <= KC && pairs <= kq && kq <= KC / 2 && !wide && w <= w_full);
+    // The rounded rows, row i's kq pairs at dst[i*stride..], zero past `pairs` and past row w:
+    // the panel itself when it is stored row by row (s_q == 1), else a copy to transpose.
+    let mut copy = std::mem::MaybeUninit::<[u32; 32 * KC / 2]>::uninit();
+    let (dst, stride) = if s_q == 1 { (ptr, s_w) } else { (copy.as_mut_ptr() as *mut u32, kq) };
+    debug_assert!(stride >= kq && (s_q == 1 || (s_q == w_full && s_w == 1 && w_full <= 32)));
+    round_rows(x, s_i, w, kc, dst, stride);
+    for i in 0..w_full {
+        let from = if i < w { pairs } else { 0 };
+        dst.add(i * stride + from).write_bytes(0, kq - from);
+    }
     if s_q == 1 {
-        // row by row: row i's kq pairs at ptr[i*s_w..]
-        debug_assert!(s_w >= kq);
-        round_rows(x, s_i, w, kc, ptr, s_w);
-        for i in 0..w_full {
-            let from = if i < w { pairs } else { 0 };
-            ptr.add(i * s_w + from).write_bytes(0, kq - from);
-        }
         return;
     }
-    debug_assert!(s_q == w_full && s_w == 1);
-    // rows[i*kq + q]: row i's pairs, in depth order, zero past `pairs` and past row w
-    let mut rows = [0u32; 32 * KC / 2];
-    round_rows(x, s_i, w, kc, rows.as_mut_ptr(), kq);
-    let (rows, ptr) = (rows.as_ptr() as *const f32, ptr as *mut f32);
+    let (rows, ptr) = (dst as *const f32, ptr as *mut f32);
     if w_full == 12 {
         crate::sgemm::avx512::pack_a_12rows(kq, rows, kq, ptr);
     } else {
