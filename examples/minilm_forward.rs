@@ -8,14 +8,14 @@
 //! cargo run --release --example minilm_forward [-- [--all-positions] MODEL_DIR [BATCH [SEQ_LEN [STEPS [PRECISION]]]]]
 //! ```
 //! Defaults: `../shared/models/all-MiniLM-L6-v2`, 16 sequences of 256 tokens, 3 training steps,
-//! precision `f32`. PRECISION is the linear layers' precision (`f32` or `bf16`, see
+//! precision `f32`. PRECISION is the precision of the linear layers' and attention's products (`f32` or `bf16`, see
 //! `autograd::precision`), or `both`: then, after one warm-up of each, STEPS rounds each time an
 //! evaluation forward and a training step in f32 and then in bf16 (interleaved), and the
 //! median bf16/f32 time ratios.
 
 use std::path::PathBuf;
 use std::time::Instant;
-use tapegrad::autograd::precision::{set_linear_precision, Precision};
+use tapegrad::autograd::precision::{set_product_precision, Precision};
 use tapegrad::autograd::{no_grad, Tensor};
 use tapegrad::models::bert::{BertForSequenceClassification, BertInput, Positions};
 use tapegrad::models::tokenizer::Tokenizer;
@@ -59,7 +59,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         true => Precision::F32,
         false => Precision::parse(&precision).unwrap_or_else(|e| cli.fail(&format!("PRECISION: {e}"))),
     };
-    let _mode = set_linear_precision(precision);
+    let _mode = set_product_precision(precision);
 
     let t0 = Instant::now();
     let mut model = BertForSequenceClassification::<f32>::from_pretrained(&dir, 2, 0)?;
@@ -194,14 +194,14 @@ fn compare(
     let precisions = [Precision::F32, Precision::Bf16];
     for p in precisions {
         // warm-up: pages in the weights, grows the heap
-        let _mode = set_linear_precision(p);
+        let _mode = set_product_precision(p);
         eval_forward(model, x, at)?;
         train_step(model, x, labels, at)?;
     }
     let (mut fwd, mut step) = (vec![vec![]; 2], vec![vec![]; 2]);
     for round in 0..rounds.max(1) {
         for (i, p) in precisions.into_iter().enumerate() {
-            let _mode = set_linear_precision(p);
+            let _mode = set_product_precision(p);
             let f = eval_forward(model, x, at)?;
             let (s, loss) = train_step(model, x, labels, at)?;
             println!("round {round} {p:>4}: forward (no_grad) {f:.3} s   training step {s:.3} s   loss = {loss:.4}");

@@ -1,24 +1,28 @@
-//! The precision of the linear layers' products on this thread: f32 (the default) or bf16
-//! mixed precision.
+//! The precision of the products of linear layers and attention on this thread: f32 (the
+//! default) or bf16 mixed precision.
 //!
 //! ```text
 //! bf16:  y  = bf16(x)·bf16(W)ᵀ + b          f32 sums (kernels::bf16gemm), f32 output
 //!        dX = bf16(g)·bf16(W)                 the backward's products alike
 //!        dW = bf16(g)ᵀ·bf16(x)                gradients f32
+//!        S  = bf16(Q)·bf16(K)ᵀ,  O = bf16(P')·bf16(V)    attention, per head; its backward's
+//!                                                         four products alike
 //! ```
 //!
-//! Only the operands of `Tensor::linear`'s three products are rounded, in the GEMM's packing;
-//! every tensor stays f32, so the parameters are their own f32 master copies and the optimizer
-//! is unchanged. Everything else (attention's products, layer norm, softmax, losses) runs in
-//! f32. The mode is read when a linear op runs forward, and its backward uses the mode of its
-//! forward. f64 tensors (the gradient checks' reference path) always compute in f64. bf16 runs
-//! on the CPU only: [`check_device`].
+//! Only the operands of `Tensor::linear`'s three products and `Tensor::attention`'s six are
+//! rounded, in the GEMM's packing; every tensor stays f32, so the parameters are their own f32
+//! master copies and the optimizer is unchanged. Everything else (attention's softmax and
+//! dropout, layer norm, GELU, losses, `matmul`) runs in f32, as under PyTorch's
+//! `torch.autocast(dtype=torch.bfloat16)` on the CPU. The mode is read when a linear or
+//! attention op runs forward, and its backward uses the mode of its forward. f64 tensors (the
+//! gradient checks' reference path) always compute in f64. bf16 runs on the CPU only:
+//! [`check_device`].
 
 use crate::Device;
 use std::cell::Cell;
 use std::fmt;
 
-/// The arithmetic of the linear layers' products.
+/// The arithmetic of the linear layers' and attention's products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Precision {
     /// f32 operands, f32 sums.
@@ -86,28 +90,34 @@ pub fn cpu_speed_note(precision: Precision) -> Option<String> {
 }
 
 thread_local! {
-    static LINEAR: Cell<Precision> = const { Cell::new(Precision::F32) };
+    static PRODUCTS: Cell<Precision> = const { Cell::new(Precision::F32) };
 }
 
-/// The precision linear ops on this thread compute in now.
-pub fn linear_precision() -> Precision {
-    LINEAR.with(|p| p.get())
+/// The precision the linear and attention ops on this thread compute their products in now.
+pub fn product_precision() -> Precision {
+    PRODUCTS.with(|p| p.get())
 }
 
-/// Runs the linear ops of this thread in `precision` until the guard drops (then the previous
-/// precision is back).
-pub fn set_linear_precision(precision: Precision) -> PrecisionGuard {
-    PrecisionGuard { prev: LINEAR.with(|p| p.replace(precision)) }
+/// Whether an op on `T` tensors starting now takes bf16 products: f32 tensors in bf16
+/// precision (f64 always computes in f64).
+pub(crate) fn bf16_products<T: tapegrad_kernels::Float>() -> bool {
+    T::DTYPE == "F32" && product_precision() == Precision::Bf16
 }
 
-/// The guard of [`set_linear_precision`].
+/// Runs the linear and attention ops of this thread in `precision` until the guard drops (then
+/// the previous precision is back).
+pub fn set_product_precision(precision: Precision) -> PrecisionGuard {
+    PrecisionGuard { prev: PRODUCTS.with(|p| p.replace(precision)) }
+}
+
+/// The guard of [`set_product_precision`].
 pub struct PrecisionGuard {
     prev: Precision,
 }
 
 impl Drop for PrecisionGuard {
     fn drop(&mut self) {
-        LINEAR.with(|p| p.set(self.prev));
+        PRODUCTS.with(|p| p.set(self.prev));
     }
 }
 
@@ -139,16 +149,16 @@ mod tests {
 
     #[test]
     fn the_guard_restores_the_previous_precision() {
-        assert_eq!(linear_precision(), Precision::F32);
+        assert_eq!(product_precision(), Precision::F32);
         {
-            let _outer = set_linear_precision(Precision::Bf16);
-            assert_eq!(linear_precision(), Precision::Bf16);
+            let _outer = set_product_precision(Precision::Bf16);
+            assert_eq!(product_precision(), Precision::Bf16);
             {
-                let _inner = set_linear_precision(Precision::F32);
-                assert_eq!(linear_precision(), Precision::F32);
+                let _inner = set_product_precision(Precision::F32);
+                assert_eq!(product_precision(), Precision::F32);
             }
-            assert_eq!(linear_precision(), Precision::Bf16);
+            assert_eq!(product_precision(), Precision::Bf16);
         }
-        assert_eq!(linear_precision(), Precision::F32);
+        assert_eq!(product_precision(), Precision::F32);
     }
 }

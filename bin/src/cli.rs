@@ -41,7 +41,7 @@ pub enum ModelKind {
     Bert,
 }
 
-/// `--precision`: the arithmetic of the transformer's linear layers (see
+/// `--precision`: the arithmetic of the transformer's linear layers and attention (see
 /// `tapegrad_autograd::precision`).
 #[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -171,8 +171,8 @@ pub struct TrainArgs {
     /// Where to train: cpu, cuda, cuda:N, or sim (the simulated GPU: slow, for tiny runs).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: String,
-    /// Precision of the linear layers' products: f32, or bf16 (operands rounded to bf16,
-    /// f32 sums, f32 master weights; --model bert on the CPU only).
+    /// Precision of the linear layers' and attention's products: f32, or bf16 (operands
+    /// rounded to bf16, f32 sums, f32 master weights; --model bert on the CPU only).
     #[arg(long, value_enum, default_value = "f32")]
     #[serde(default)]
     pub precision: PrecisionKind,

@@ -40,6 +40,13 @@
 //! the product's packed operand. Fewer queries (a classifier's one `[CLS]` query) take
 //! the row path below, which then computes no scores it does not keep.
 //!
+//! `attention_forward_bf16` and `attention_backward_bf16` (`--precision bf16`) are the
+//! same kernels with each product's two operands rounded to bf16 and f32 sums
+//! (`bf16gemm`, one thread per pair): S = bf16(Q)·bf16(K)ᵀ, O = bf16(P')·bf16(V), and in
+//! the backward bf16(dO)·bf16(V)ᵀ, bf16(P')ᵀ·bf16(dO), bf16(scale·dS)·bf16(K) and
+//! bf16(scale·dS)ᵀ·bf16(Q). The softmax, the dropout and every stored value stay f32, as
+//! under PyTorch's autocast; they take the row path, evaluation too.
+//!
 //! The (b, h) pairs are independent, so threads take them one at a time and keep S,
 //! P' and the dropout bits in per-thread scratch: a 256-token head's T×T block is
 //! 256 KiB and stays in L2. Only P reaches memory, and only when a backward needs it.
@@ -63,7 +70,13 @@ use rand_chacha::ChaCha8Rng;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 mod panels;
+mod reference;
 mod softmax_backward;
+
+pub use reference::{
+    attention_backward_bf16_reference, attention_backward_reference, attention_forward_bf16_reference,
+    attention_forward_reference,
+};
 
 use softmax_backward::{softmax_dropout_backward, SoftmaxBackward};
 
@@ -159,10 +172,30 @@ impl DropoutMask {
     }
 }
 
-/// `c (m,n) = A·B` on one thread (c row-major, overwritten).
-fn gemm<T: Float>(d: Dims, a: MatRef<T>, b: MatRef<T>, c: &mut [T]) {
+/// How a call runs: on how many threads, and whether its products round their operands to
+/// bf16 (f32 data only; the f32 products otherwise).
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    threads: usize,
+    bf16: bool,
+}
+
+impl Run {
+    /// All the threads, the products in f32 or (`bf16`) bf16; bf16 asks for f32 data.
+    fn new<T: Float>(bf16: bool) -> Run {
+        assert!(!bf16 || T::DTYPE == "F32", "attention: bf16 products take f32 data, not {}", T::DTYPE);
+        Run { threads: num_threads(), bf16 }
+    }
+}
+
+/// `c (m,n) = A·B` on one thread (c row-major, overwritten), the operands rounded to bf16
+/// (f32 sums) when `bf16`.
+fn gemm<T: Float>(bf16: bool, d: Dims, a: MatRef<T>, b: MatRef<T>, c: &mut [T]) {
     let c = MatMut::rows(c, d.n);
     match (a.as_f32(), b.as_f32(), c.as_f32()) {
+        (Some(af), Some(bf), Ok(cf)) if bf16 => {
+            crate::bf16gemm::bf16gemm_with(crate::bf16gemm::path(), 1, d, af, bf, 0.0, cf);
+        }
         (Some(af), Some(bf), Ok(cf)) => {
             let isa = isa();
             crate::isa::note(crate::isa::Family::Attention, isa);
@@ -220,11 +253,27 @@ pub fn attention_forward<T: Float>(
     o: &mut [T],
     probs: Option<&mut [T]>,
 ) {
-    attention_forward_with(num_threads(), s, qkv, key_mask, dropout, o, probs)
+    attention_forward_with(Run::new::<T>(false), s, qkv, key_mask, dropout, o, probs)
+}
+
+/// [`attention_forward`] with its two products in bf16 (operands rounded, f32 sums; module
+/// doc), for `--precision bf16`.
+///
+/// # Panics
+/// If `T` is not f32 (bf16 precision is an f32 mode), and as [`attention_forward`].
+pub fn attention_forward_bf16<T: Float>(
+    s: AttentionShape,
+    qkv: Qkv<&[T]>,
+    key_mask: Option<&[T]>,
+    dropout: Option<DropoutMask>,
+    o: &mut [T],
+    probs: Option<&mut [T]>,
+) {
+    attention_forward_with(Run::new::<T>(true), s, qkv, key_mask, dropout, o, probs)
 }
 
 fn attention_forward_with<T: Float>(
-    nthreads: usize,
+    run: Run,
     s: AttentionShape,
     Qkv { q, k, v }: Qkv<&[T]>,
     key_mask: Option<&[T]>,
@@ -246,11 +295,11 @@ fn attention_forward_with<T: Float>(
         return;
     }
     let isa = isa();
-    if probs.is_none() && dropout.is_none() && panels::pays(isa, tq) {
+    if probs.is_none() && dropout.is_none() && !run.bf16 && panels::pays(isa, tq) {
         // evaluation in f32 with a panel's worth of queries: the panels path (module doc)
         if let (Some(q), Some(k), Some(v), Some(o)) = (as_f32(q), as_f32(k), as_f32(v), as_f32_mut(&mut *o)) {
             let mask = key_mask.map(|m| as_f32(m).expect("T is f32"));
-            return eval_forward(isa, nthreads, s, Qkv { q, k, v }, mask, o);
+            return eval_forward(isa, run.threads, s, Qkv { q, k, v }, mask, o);
         }
     }
     let scale = T::from_f64(1.0 / (d as f64).sqrt());
@@ -260,11 +309,11 @@ fn attention_forward_with<T: Float>(
         let p_tmp = if probs.is_some() { 0 } else { tq * t };
         (vec![T::ZERO; tq * t], vec![T::ZERO; p_tmp], vec![0u32; t], vec![T::ZERO; tq * d])
     };
-    for_each_pair(nthreads, s.pairs(), scratch, |pair, (sc, p_tmp, bits, o_head)| {
+    for_each_pair(run.threads, s.pairs(), scratch, |pair, (sc, p_tmp, bits, o_head)| {
         let (qo, ko) = (s.q_offset(pair), s.kv_offset(pair));
         let mask = key_mask.map(|m| &m[(pair / s.heads) * t..][..t]);
         // S (Tq,T) = Q (Tq,d) · Kᵀ (d,T), both read in place (rows hid apart)
-        gemm(Dims::new(tq, t, d), MatRef::rows(&q[qo..], hid), MatRef::cols(&k[ko..], hid), sc);
+        gemm(run.bf16, Dims::new(tq, t, d), MatRef::rows(&q[qo..], hid), MatRef::cols(&k[ko..], hid), sc);
         // SAFETY: pair `pair` alone owns probs[pair·Tq·T ..][..Tq·T].
         let p = match &probs {
             Some(pr) => unsafe { pr.range(pair * tq * t..(pair + 1) * tq * t) },
@@ -296,7 +345,7 @@ fn attention_forward_with<T: Float>(
             None => p,
         };
         // O (Tq,d) = P' (Tq,T) · V (T,d)
-        gemm(Dims::new(tq, d, t), MatRef::rows(pd, t), MatRef::rows(&v[ko..], hid), o_head);
+        gemm(run.bf16, Dims::new(tq, d, t), MatRef::rows(pd, t), MatRef::rows(&v[ko..], hid), o_head);
         // SAFETY: pair `pair` alone writes its head's columns of o.
         unsafe { scatter_head(s, qo, o_head, &o) };
     });
@@ -334,11 +383,27 @@ pub fn attention_backward<T: Float>(
     do_: &[T],
     grads: Qkv<&mut [T]>,
 ) {
-    attention_backward_with(num_threads(), s, qkv, probs, dropout, do_, grads)
+    attention_backward_with(Run::new::<T>(false), s, qkv, probs, dropout, do_, grads)
+}
+
+/// [`attention_backward`] with its four products in bf16 (operands rounded, f32 sums;
+/// module doc): the backward of [`attention_forward_bf16`].
+///
+/// # Panics
+/// If `T` is not f32, and as [`attention_backward`].
+pub fn attention_backward_bf16<T: Float>(
+    s: AttentionShape,
+    qkv: Qkv<&[T]>,
+    probs: &[T],
+    dropout: Option<DropoutMask>,
+    do_: &[T],
+    grads: Qkv<&mut [T]>,
+) {
+    attention_backward_with(Run::new::<T>(true), s, qkv, probs, dropout, do_, grads)
 }
 
 fn attention_backward_with<T: Float>(
-    nthreads: usize,
+    run: Run,
     s: AttentionShape,
     Qkv { q, k, v }: Qkv<&[T]>,
     probs: &[T],
@@ -364,11 +429,12 @@ fn attention_backward_with<T: Float>(
         let pd = if dropout.is_some() { tq * t } else { 0 };
         (vec![T::ZERO; tq * t], vec![T::ZERO; pd], vec![T::ZERO; tq.max(t) * d])
     };
-    for_each_pair(nthreads, s.pairs(), scratch, |pair, (dp, pd, g_head)| {
+    let bf16 = run.bf16;
+    for_each_pair(run.threads, s.pairs(), scratch, |pair, (dp, pd, g_head)| {
         let (qo, ko) = (s.q_offset(pair), s.kv_offset(pair));
         let saved = &probs[pair * tq * t..(pair + 1) * tq * t];
         // dP' (Tq,T) = dO (Tq,d) · Vᵀ (d,T)
-        gemm(Dims::new(tq, t, d), MatRef::rows(&do_[qo..], hid), MatRef::cols(&v[ko..], hid), dp);
+        gemm(bf16, Dims::new(tq, t, d), MatRef::rows(&do_[qo..], hid), MatRef::cols(&v[ko..], hid), dp);
         // dP' becomes scale·dS in place (the dropout's and the softmax's backward), and
         // with dropout P' is rebuilt from the saved P and its signs
         softmax_dropout_backward(SoftmaxBackward { saved, t, keep, scale }, dp, pd);
@@ -376,117 +442,17 @@ fn attention_backward_with<T: Float>(
         // SAFETY (the three scatters): pair `pair` alone writes its head's columns.
         // dV (T,d) = P'ᵀ (T,Tq) · dO (Tq,d)
         let gk = &mut g_head[..t * d];
-        gemm(Dims::new(t, d, tq), MatRef::cols(p_dropped, t), MatRef::rows(&do_[qo..], hid), gk);
+        gemm(bf16, Dims::new(t, d, tq), MatRef::cols(p_dropped, t), MatRef::rows(&do_[qo..], hid), gk);
         unsafe { scatter_head(s, ko, gk, &dv) };
         // dQ (Tq,d) = (scale·dS) (Tq,T) · K (T,d)
         let gq = &mut g_head[..tq * d];
-        gemm(Dims::new(tq, d, t), MatRef::rows(ds, t), MatRef::rows(&k[ko..], hid), gq);
+        gemm(bf16, Dims::new(tq, d, t), MatRef::rows(ds, t), MatRef::rows(&k[ko..], hid), gq);
         unsafe { scatter_head(s, qo, gq, &dq) };
         // dK (T,d) = (scale·dS)ᵀ (T,Tq) · Q (Tq,d)
         let gk = &mut g_head[..t * d];
-        gemm(Dims::new(t, d, tq), MatRef::cols(ds, t), MatRef::rows(&q[qo..], hid), gk);
+        gemm(bf16, Dims::new(t, d, tq), MatRef::cols(ds, t), MatRef::rows(&q[qo..], hid), gk);
         unsafe { scatter_head(s, ko, gk, &dk) };
     });
-}
-
-/// The keep factors M/(1−p) of every pair, (B·nh, Tq, T), as the fast kernels draw them.
-fn reference_factors<T: Float>(s: AttentionShape, dropout: Option<DropoutMask>) -> Vec<T> {
-    let (t, tq) = (s.seq, s.queries);
-    let mut f = vec![T::ONE; s.probs_numel()];
-    if let Some(dm) = dropout.filter(|_| t * tq > 0) {
-        let mut bits = vec![0u32; t];
-        for (pair, fp) in f.chunks_exact_mut(tq * t).enumerate() {
-            let mut rng = dm.rng(pair);
-            fp.chunks_exact_mut(t).for_each(|row| dm.next_row(&mut rng, &mut bits, row));
-        }
-    }
-    f
-}
-
-/// [`attention_forward`] by plain loops (the same dropout mask). Returns P.
-pub fn attention_forward_reference<T: Float>(
-    s: AttentionShape,
-    Qkv { q, k, v }: Qkv<&[T]>,
-    key_mask: Option<&[T]>,
-    dropout: Option<DropoutMask>,
-    o: &mut [T],
-) -> Vec<T> {
-    let (t, tq, d, nh, hid) = (s.seq, s.queries, s.head_dim, s.heads, s.hidden());
-    let scale = T::from_f64(1.0 / (d as f64).sqrt());
-    let at_q = |b: usize, i: usize, h: usize, c: usize| (b * tq + i) * hid + h * d + c;
-    let at = |b: usize, j: usize, h: usize, c: usize| (b * t + j) * hid + h * d + c;
-    let f = reference_factors::<T>(s, dropout);
-    let mut probs = vec![T::ZERO; s.probs_numel()];
-    for b in 0..s.batch {
-        for h in 0..nh {
-            let pair = b * nh + h;
-            for i in 0..tq {
-                let mut row: Vec<T> = (0..t)
-                    .map(|j| {
-                        let dot: T = (0..d).map(|c| q[at_q(b, i, h, c)] * k[at(b, j, h, c)]).sum();
-                        dot * scale + key_mask.map_or(T::ZERO, |m| m[b * t + j])
-                    })
-                    .collect();
-                let max = row.iter().fold(T::NEG_INFINITY, |m, &x| m.max(x));
-                row.iter_mut().for_each(|x| *x = (*x - max).exp());
-                let sum: T = row.iter().copied().sum();
-                for j in 0..t {
-                    probs[(pair * tq + i) * t + j] = row[j] / sum;
-                }
-                for c in 0..d {
-                    o[at_q(b, i, h, c)] = (0..t)
-                        .map(|j| {
-                            let ij = (pair * tq + i) * t + j;
-                            probs[ij] * f[ij] * v[at(b, j, h, c)]
-                        })
-                        .sum();
-                }
-            }
-        }
-    }
-    probs
-}
-
-/// [`attention_backward`] by plain loops, from the P of [`attention_forward_reference`].
-pub fn attention_backward_reference<T: Float>(
-    s: AttentionShape,
-    Qkv { q, k, v }: Qkv<&[T]>,
-    probs: &[T],
-    dropout: Option<DropoutMask>,
-    do_: &[T],
-    Qkv { q: dq, k: dk, v: dv }: Qkv<&mut [T]>,
-) {
-    let (t, tq, d, nh, hid) = (s.seq, s.queries, s.head_dim, s.heads, s.hidden());
-    let scale = T::from_f64(1.0 / (d as f64).sqrt());
-    let at_q = |b: usize, i: usize, h: usize, c: usize| (b * tq + i) * hid + h * d + c;
-    let at = |b: usize, j: usize, h: usize, c: usize| (b * t + j) * hid + h * d + c;
-    let f = reference_factors::<T>(s, dropout);
-    for x in [&mut *dq, &mut *dk, &mut *dv] {
-        x.fill(T::ZERO);
-    }
-    for b in 0..s.batch {
-        for h in 0..nh {
-            let pair = b * nh + h;
-            let ij = |i: usize, j: usize| (pair * tq + i) * t + j;
-            for i in 0..tq {
-                // dP_ij = M_ij/(1−p) · Σ_c dO_ic V_jc
-                let dp: Vec<T> = (0..t)
-                    .map(|j| {
-                        f[ij(i, j)] * (0..d).map(|c| do_[at_q(b, i, h, c)] * v[at(b, j, h, c)]).sum::<T>()
-                    })
-                    .collect();
-                let dot: T = (0..t).map(|j| dp[j] * probs[ij(i, j)]).sum();
-                for j in 0..t {
-                    let ds = probs[ij(i, j)] * (dp[j] - dot) * scale;
-                    for c in 0..d {
-                        dv[at(b, j, h, c)] += probs[ij(i, j)] * f[ij(i, j)] * do_[at_q(b, i, h, c)];
-                        dq[at_q(b, i, h, c)] += ds * k[at(b, j, h, c)];
-                        dk[at(b, j, h, c)] += ds * q[at_q(b, i, h, c)];
-                    }
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

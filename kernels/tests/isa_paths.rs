@@ -297,6 +297,34 @@ fn check_bf16gemm(rng: &mut StdRng) {
     }
 }
 
+/// Attention's products under `--precision bf16` run on this path's bf16 kernel (one thread
+/// per pair): forward and backward against the loops that round every product's operands
+/// (f64), within f32 rounding of them (the rounding itself moves them 1e-3 and more).
+fn check_bf16_attention(rng: &mut StdRng) {
+    let s = AttentionShape::square(2, 40, 2, 32);
+    let n = s.q_numel();
+    let (q, k, v, g) =
+        (rand_vec(rng, n, 1.5), rand_vec(rng, n, 1.5), rand_vec(rng, n, 1.5), rand_vec(rng, n, 1.0));
+    let mask: Vec<f32> = (0..s.batch * s.seq).map(|i| if i % s.seq >= 30 { -1e30 } else { 0.0 }).collect();
+    let dropout = Some(DropoutMask { p: 0.2, seed: 4 });
+    let qkv = att::Qkv { q: &q[..], k: &k[..], v: &v[..] };
+    let (mut o, mut p) = (vec![0f32; n], vec![0f32; s.probs_numel()]);
+    att::attention_forward_bf16(s, qkv, Some(&mask), dropout, &mut o, Some(&mut p));
+    let (mut dq, mut dk, mut dv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+    let grads = att::Qkv { q: &mut dq[..], k: &mut dk[..], v: &mut dv[..] };
+    att::attention_backward_bf16(s, qkv, &p, dropout, &g, grads);
+    let (q64, k64, v64) = (widen(&q), widen(&k), widen(&v));
+    let qkv64 = att::Qkv { q: &q64[..], k: &k64[..], v: &v64[..] };
+    let mut o64 = vec![0f64; n];
+    let p64 = att::attention_forward_bf16_reference(s, qkv64, Some(&widen(&mask)), dropout, &mut o64);
+    let (mut dq64, mut dk64, mut dv64) = (vec![0f64; n], vec![0f64; n], vec![0f64; n]);
+    let grads64 = att::Qkv { q: &mut dq64[..], k: &mut dk64[..], v: &mut dv64[..] };
+    att::attention_backward_bf16_reference(s, qkv64, &p64, dropout, &widen(&g), grads64);
+    for (what, got, want) in [("o", &o, &o64), ("dq", &dq, &dq64), ("dk", &dk, &dk64), ("dv", &dv, &dv64)] {
+        close(&format!("bf16 attention {what}"), got, want, 2e-4);
+    }
+}
+
 fn check(family: Family) -> fn(&mut StdRng) {
     match family {
         Family::Sgemm => check_sgemm,
@@ -308,7 +336,10 @@ fn check(family: Family) -> fn(&mut StdRng) {
         Family::Lstm => check_lstm,
         Family::Update => check_update,
         Family::Attention => check_attention,
-        Family::Bf16Gemm => check_bf16gemm,
+        Family::Bf16Gemm => |rng| {
+            check_bf16gemm(rng);
+            check_bf16_attention(rng);
+        },
     }
 }
 

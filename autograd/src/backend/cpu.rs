@@ -5,11 +5,13 @@
 //! kernel that writes every element of its output, [`zeroed`] for one that adds into
 //! it (`+=`, documented as such on the kernel).
 
-use super::{Backend, Gemm, LstmGrads, LstmLayer, LstmSaved, NormOf, ResidualNorm, SgdStep, Slab, Targets};
+use super::{
+    Attention, Backend, Gemm, LstmGrads, LstmLayer, LstmSaved, NormOf, ResidualNorm, SgdStep, Slab, Targets,
+};
 use crate::alloc::HostBuffer;
 use crate::storage::{CpuStorage, Device};
 use tapegrad_kernels as k;
-use tapegrad_kernels::attention::{AttentionShape, DropoutMask, Qkv};
+use tapegrad_kernels::attention::Qkv;
 use tapegrad_kernels::broadcast::Binary;
 use tapegrad_kernels::elementwise::Unary;
 use tapegrad_kernels::gpu::GpuError;
@@ -277,15 +279,16 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         kk: &Self,
         v: &Self,
         mask: Option<&Self>,
-        s: AttentionShape,
-        dropout: Option<DropoutMask>,
+        Attention { shape: s, dropout, bf16 }: Attention,
         keep_probs: bool,
     ) -> (Self, Option<Self>) {
         let mut o = overwritten(s.q_numel());
         // every pair's P is written, unless there is no pair to run (no query, key or head)
         let probs_buf = if s.q_numel() * s.kv_numel() == 0 { zeroed } else { overwritten };
         let mut probs = keep_probs.then(|| probs_buf(s.probs_numel()));
-        k::attention::attention_forward(
+        let forward =
+            if bf16 { k::attention::attention_forward_bf16 } else { k::attention::attention_forward };
+        forward(
             s,
             Qkv { q: self.as_slice(), k: kk.as_slice(), v: v.as_slice() },
             mask.map(|m| m.as_slice()),
@@ -301,12 +304,13 @@ impl<T: Float> Backend<T> for CpuStorage<T> {
         v: &Self,
         probs: &Self,
         g: &Self,
-        s: AttentionShape,
-        dropout: Option<DropoutMask>,
+        Attention { shape: s, dropout, bf16 }: Attention,
     ) -> [Self; 3] {
         let (nq, nkv) = (s.q_numel(), s.kv_numel());
         let (mut dq, mut dk, mut dv) = (overwritten(nq), overwritten(nkv), overwritten(nkv));
-        k::attention::attention_backward(
+        let backward =
+            if bf16 { k::attention::attention_backward_bf16 } else { k::attention::attention_backward };
+        backward(
             s,
             Qkv { q: self.as_slice(), k: kk.as_slice(), v: v.as_slice() },
             probs.as_slice(),

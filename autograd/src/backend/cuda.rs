@@ -8,10 +8,10 @@
 //! error (see the module doc of `backend`) and return buffers that hold no memory.
 //! Host data an op needs on the device (indices, the mean's N) is uploaded per call.
 
-use super::{Backend, Gemm, LstmGrads, LstmLayer, LstmSaved, NormOf, SgdStep, Slab, Targets};
+use super::{Attention, Backend, Gemm, LstmGrads, LstmLayer, LstmSaved, NormOf, SgdStep, Slab, Targets};
 use crate::storage::Device;
 use std::sync::Arc;
-use tapegrad_kernels::attention::{AttentionShape, DropoutMask, Qkv};
+use tapegrad_kernels::attention::Qkv;
 use tapegrad_kernels::broadcast::Binary;
 use tapegrad_kernels::elementwise::Unary;
 use tapegrad_kernels::gpu::gemm::{GpuMat, GpuMatMut};
@@ -391,10 +391,11 @@ impl<T: Float> Backend<T> for CudaStorage<T> {
         k: &Self,
         v: &Self,
         mask: Option<&Self>,
-        s: AttentionShape,
-        dropout: Option<DropoutMask>,
+        Attention { shape: s, dropout, bf16 }: Attention,
         keep_probs: bool,
     ) -> (Self, Option<Self>) {
+        // `precision::check_device` refuses bf16 off the CPU before any work
+        assert!(!bf16, "attention: bf16 products run on the CPU only (device {:?})", self.device());
         let mut probs = keep_probs.then(|| self.out(s.probs_numel(), false, |_| Ok(())));
         let o = self.out(s.q_numel(), false, |o| {
             let mask = mask.map(|m| m.get()).transpose()?;
@@ -416,9 +417,9 @@ impl<T: Float> Backend<T> for CudaStorage<T> {
         v: &Self,
         probs: &Self,
         g: &Self,
-        s: AttentionShape,
-        dropout: Option<DropoutMask>,
+        Attention { shape: s, dropout, bf16 }: Attention,
     ) -> [Self; 3] {
+        assert!(!bf16, "attention: bf16 products run on the CPU only (device {:?})", self.device());
         let (nq, nkv) = (s.q_numel(), s.kv_numel());
         self.outs([nq, nkv, nkv], false, |[dq, dk, dv]| {
             let qkv = Qkv { q: self.get()?, k: k.get()?, v: v.get()? };

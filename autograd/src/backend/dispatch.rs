@@ -4,10 +4,10 @@
 //! name, see `ops::same_device`).
 
 use super::{
-    Backend, CudaStorage, Gemm, LstmGrads, LstmLayer, LstmSaved, NormOf, ResidualNorm, SgdStep, Slab, Targets,
+    Attention, Backend, CudaStorage, Gemm, LstmGrads, LstmLayer, LstmSaved, NormOf, ResidualNorm, SgdStep,
+    Slab, Targets,
 };
 use crate::storage::{CpuStorage, Device, Storage};
-use tapegrad_kernels::attention::{AttentionShape, DropoutMask};
 use tapegrad_kernels::broadcast::Binary;
 use tapegrad_kernels::elementwise::Unary;
 use tapegrad_kernels::gpu::GpuError;
@@ -324,30 +324,21 @@ impl<T: Float> Backend<T> for Storage<T> {
         k: &Self,
         v: &Self,
         mask: Option<&Self>,
-        sh: AttentionShape,
-        dropout: Option<DropoutMask>,
+        a: Attention,
         keep_probs: bool,
     ) -> (Self, Option<Self>) {
         let d = self.device();
         let op = "attention";
         each!(self, s => {
-            let (o, p) = s.attention(same(op, d, k), same(op, d, v), same_opt(op, d, mask), sh, dropout, keep_probs);
+            let (o, p) = s.attention(same(op, d, k), same(op, d, v), same_opt(op, d, mask), a, keep_probs);
             (o.wrap(), p.map(Variant::wrap))
         })
     }
-    fn attention_backward(
-        &self,
-        k: &Self,
-        v: &Self,
-        probs: &Self,
-        g: &Self,
-        sh: AttentionShape,
-        dropout: Option<DropoutMask>,
-    ) -> [Self; 3] {
+    fn attention_backward(&self, k: &Self, v: &Self, probs: &Self, g: &Self, a: Attention) -> [Self; 3] {
         let d = self.device();
         let op = "attention";
         each!(self, s => s
-            .attention_backward(same(op, d, k), same(op, d, v), same(op, d, probs), same(op, d, g), sh, dropout)
+            .attention_backward(same(op, d, k), same(op, d, v), same(op, d, probs), same(op, d, g), a)
             .map(Variant::wrap))
     }
     fn lstm_cell(&self, c_prev: &Self, hidden: usize) -> (Self, Self, Self) {

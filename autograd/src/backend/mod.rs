@@ -75,6 +75,17 @@ impl Gemm {
     }
 }
 
+/// One attention call as [`Backend::attention`] and its backward take it: the shape, the
+/// dropout on P, and the arithmetic of its products.
+#[derive(Clone, Copy, Debug)]
+pub struct Attention {
+    pub shape: AttentionShape,
+    pub dropout: Option<DropoutMask>,
+    /// Round each product's operands to bf16 and sum in f32 (`kernels::attention`'s `_bf16`
+    /// kernels; f32 on the CPU only).
+    pub bf16: bool,
+}
+
 /// A layer norm over rows of n: the affine weight and bias (optional) and eps, as
 /// `Backend::layer_norm`, its backward and `Backend::residual_layer_norm` take it.
 pub struct NormOf<'a, S> {
@@ -294,20 +305,11 @@ pub trait Backend<T: Float>: Sized {
         k: &Self,
         v: &Self,
         mask: Option<&Self>,
-        s: AttentionShape,
-        dropout: Option<DropoutMask>,
+        a: Attention,
         keep_probs: bool,
     ) -> (Self, Option<Self>);
     /// self = q; (dq, dk, dv).
-    fn attention_backward(
-        &self,
-        k: &Self,
-        v: &Self,
-        probs: &Self,
-        g: &Self,
-        s: AttentionShape,
-        dropout: Option<DropoutMask>,
-    ) -> [Self; 3];
+    fn attention_backward(&self, k: &Self, v: &Self, probs: &Self, g: &Self, a: Attention) -> [Self; 3];
     /// self = gates `[B, 4H]` → ([h | c] `[B, 2H]`, activated gates, tanh c).
     fn lstm_cell(&self, c_prev: &Self, hidden: usize) -> (Self, Self, Self);
     /// self = activated gates; g = dL/d[h | c] → (dgates, dc_prev).

@@ -1,7 +1,9 @@
 //! Multi-head scaled dot-product attention as one op (forward and backward fused;
-//! the kernels and the math are in `tapegrad_kernels::attention`).
+//! the kernels and the math are in `tapegrad_kernels::attention`). In bf16 precision
+//! (`crate::precision`, f32 tensors) its six products round their operands to bf16 and sum
+//! in f32; the softmax, the dropout and every tensor stay f32.
 
-use crate::backend::Backend;
+use crate::backend::{Attention, Backend};
 use crate::tape::is_grad_enabled;
 use crate::Tensor;
 use tapegrad_kernels::attention::AttentionShape;
@@ -71,6 +73,8 @@ impl<T: Float> Tensor<T> {
             assert!((0.0..=1.0).contains(&dm.p), "attention: dropout p = {} is not a probability", dm.p);
         }
         let dropout = dropout.filter(|dm| dm.p > 0.0);
+        // bf16 products for f32 tensors in bf16 precision (read once: the backward uses it too)
+        let a = Attention { shape: s, dropout, bf16: crate::precision::bf16_products::<T>() };
         let mask = key_mask.map(|m| m.detach());
         let recording = is_grad_enabled() && [self, k, v].iter().any(|t| t.tracks_grad());
 
@@ -81,20 +85,14 @@ impl<T: Float> Tensor<T> {
         // forward; P (B·nh·Tq·T) is kept only when a backward will need it
         let mask_st = mask.as_ref().map(|m| m.storage());
         let (o, probs) =
-            self.storage().attention(&k.storage(), &v.storage(), mask_st.as_deref(), s, dropout, recording);
+            self.storage().attention(&k.storage(), &v.storage(), mask_st.as_deref(), a, recording);
 
         let (qt, kt, vt) = (self.clone(), k.clone(), v.clone());
         let (qv, kv, vv) = (self.detach(), k.detach(), v.detach()); // values as of the forward
         Tensor::from_op("attention", Tensor::from_storage(o, &shape), &[self, k, v], move |g| {
             let probs = probs.as_ref().expect("recorded attention keeps P");
-            let [dq, dk, dv] = qv.storage().attention_backward(
-                &kv.storage(),
-                &vv.storage(),
-                probs,
-                &g.storage(),
-                s,
-                dropout,
-            );
+            let [dq, dk, dv] =
+                qv.storage().attention_backward(&kv.storage(), &vv.storage(), probs, &g.storage(), a);
             qt.accumulate_grad(|| Tensor::from_storage(dq, &shape));
             kt.accumulate_grad(|| Tensor::from_storage(dk, &kv_shape));
             vt.accumulate_grad(|| Tensor::from_storage(dv, &kv_shape));
@@ -170,6 +168,68 @@ mod tests {
                 "d{name} differs from the composed ops', Tq = {tq}"
             );
         }
+    }
+
+    /// bf16 precision reaches the kernels: under it the op's output and gradients are the bf16
+    /// kernels' bits (`kernels::attention`'s tests hold those to the loops that round every
+    /// product's operands), under f32 the f32 kernels' bits; the backward keeps its forward's
+    /// mode when the precision changed between them; f64 tensors ignore the mode.
+    #[test]
+    fn bf16_precision_runs_the_bf16_kernels_forward_and_backward() {
+        use crate::precision::{set_product_precision, Precision};
+        use tapegrad_kernels::attention as k;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let s = k::AttentionShape::square(2, 11, 2, 8);
+        let n = s.q_numel();
+        let mut v = || (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>();
+        let (qv, kv, vv, gv) = (v(), v(), v(), v());
+        let mask: Vec<f32> = (0..s.batch * s.seq).map(|i| if i % s.seq >= 9 { -1e9 } else { 0.0 }).collect();
+        let dropout = Some(DropoutMask { p: 0.25, seed: 5 });
+        let shape = [s.batch, s.seq, s.heads * s.head_dim];
+        // the op, its forward in `p` and its backward after the guard dropped
+        let op = |p: Precision| {
+            let (q, kt, vt) = (
+                Tensor::param(qv.clone(), &shape),
+                Tensor::param(kv.clone(), &shape),
+                Tensor::param(vv.clone(), &shape),
+            );
+            let o = {
+                let _mode = set_product_precision(p);
+                q.attention(
+                    &kt,
+                    &vt,
+                    s.heads,
+                    Some(&Tensor::from_vec(mask.clone(), &[s.batch, s.seq])),
+                    dropout,
+                )
+            };
+            o.mul(&Tensor::from_vec(gv.clone(), &shape)).sum().backward();
+            let g = |t: &Tensor<f32>| t.grad().expect("has a gradient").to_vec();
+            [o.to_vec(), g(&q), g(&kt), g(&vt)]
+        };
+        // the kernels called directly
+        let kernels = |bf16: bool| {
+            let qkv = k::Qkv { q: &qv[..], k: &kv[..], v: &vv[..] };
+            let (mut o, mut p) = (vec![0.0; n], vec![0.0; s.probs_numel()]);
+            let forward = if bf16 { k::attention_forward_bf16 } else { k::attention_forward };
+            forward(s, qkv, Some(&mask), dropout, &mut o, Some(&mut p));
+            let (mut dq, mut dk, mut dv) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+            let backward = if bf16 { k::attention_backward_bf16 } else { k::attention_backward };
+            backward(s, qkv, &p, dropout, &gv, k::Qkv { q: &mut dq[..], k: &mut dk[..], v: &mut dv[..] });
+            [o, dq, dk, dv]
+        };
+        let (bf16, f32) = (op(Precision::Bf16), op(Precision::F32));
+        // (compared whole, not printed: four vectors of 352 values)
+        assert!(bf16 == kernels(true), "bf16 precision: not the bf16 kernels' o, dq, dk, dv");
+        assert!(f32 == kernels(false), "f32 precision: not the f32 kernels' o, dq, dk, dv");
+        assert!(bf16[0] != f32[0], "the bf16 products must round");
+        // f64 tensors compute in f64 whatever the mode
+        let q64 = Tensor::from_vec(qv.iter().map(|&x| x as f64).collect(), &shape);
+        let run64 = |p: Precision| {
+            let _mode = set_product_precision(p);
+            q64.attention(&q64, &q64, s.heads, None, None).to_vec()
+        };
+        assert!(run64(Precision::Bf16) == run64(Precision::F32), "f64 attention changed with the mode");
     }
 
     #[test]

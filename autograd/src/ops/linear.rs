@@ -47,7 +47,7 @@ impl<T: Float> Tensor<T> {
         }
         let rows = self.numel() / inp.max(1);
         // bf16 products for f32 tensors in bf16 precision (read once: the backward uses it too)
-        let bf16 = T::DTYPE == "F32" && crate::precision::linear_precision() == crate::Precision::Bf16;
+        let bf16 = crate::precision::bf16_products::<T>();
         let mut shape = xs.to_vec();
         *shape.last_mut().expect("rank ≥ 1") = out;
 
@@ -149,13 +149,13 @@ mod tests {
     /// both: identical.
     #[test]
     fn bf16_linear_matches_f32_within_bf16_error() {
-        use crate::precision::{set_linear_precision, Precision};
+        use crate::precision::{set_product_precision, Precision};
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(22);
         let (r, inp, out) = (40, 96, 24);
         let mut v = |n: usize| (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<_>>();
         let (xv, wv, bv, gv) = (v(r * inp), v(out * inp), v(out), v(r * out));
         let run = |p: Precision| {
-            let _mode = set_linear_precision(p);
+            let _mode = set_product_precision(p);
             let x = Tensor::<f32>::param(xv.clone(), &[r, inp]);
             let w = Tensor::<f32>::param(wv.clone(), &[out, inp]);
             let b = Tensor::<f32>::param(bv.clone(), &[out]);
@@ -178,6 +178,6 @@ mod tests {
         within("dw", &dw16, &dw32, r);
         assert_eq!(db16, db32, "db is an f32 sum in both precisions");
         // and the precision is back to f32 once the guard dropped
-        assert_eq!(crate::precision::linear_precision(), Precision::F32);
+        assert_eq!(crate::precision::product_precision(), Precision::F32);
     }
 }

@@ -189,7 +189,7 @@ fn run_precision(
     trained: crate::cli::PrecisionKind,
     device: tapegrad_autograd::Device,
 ) -> tapegrad_autograd::precision::PrecisionGuard {
-    use tapegrad_autograd::precision::{check_device, cpu_speed_note, set_linear_precision, Precision};
+    use tapegrad_autograd::precision::{check_device, cpu_speed_note, set_product_precision, Precision};
     let trained: Precision = trained.into();
     let precision = match check_device(trained, device) {
         Ok(()) => trained,
@@ -201,7 +201,7 @@ fn run_precision(
     if let Some(note) = cpu_speed_note(precision) {
         eprintln!("note: this checkpoint trained in {}; {note}", precision.name());
     }
-    set_linear_precision(precision)
+    set_product_precision(precision)
 }
 
 /// `finetune-imdb eval`: accuracy of a checkpoint on a data set's test split (or
@@ -298,7 +298,7 @@ pub fn predict_checkpoint(args: &crate::cli::PredictArgs) -> anyhow::Result<Vec<
 mod tests {
     use super::run_precision;
     use crate::cli::PrecisionKind;
-    use tapegrad_autograd::precision::{linear_precision, Precision};
+    use tapegrad_autograd::precision::{product_precision, Precision};
     use tapegrad_autograd::Device;
 
     /// A bf16 checkpoint is evaluated in bf16 on the CPU and in f32 elsewhere; the
@@ -311,9 +311,9 @@ mod tests {
             (PrecisionKind::F32, Device::Cpu, Precision::F32),
         ] {
             let guard = run_precision(trained, device);
-            assert_eq!(linear_precision(), want, "{trained:?} on {device}");
+            assert_eq!(product_precision(), want, "{trained:?} on {device}");
             drop(guard);
-            assert_eq!(linear_precision(), Precision::F32);
+            assert_eq!(product_precision(), Precision::F32);
         }
     }
 }

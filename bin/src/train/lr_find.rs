@@ -173,7 +173,7 @@ pub fn lr_find(a: LrFindArgs, interrupt: Arc<Interrupt>) -> Result<Found> {
     tapegrad_autograd::precision::check_device(precision, device).map_err(|e| anyhow::anyhow!(e))?;
     check_args(&a)?;
     let args = with_defaults(a.train.clone());
-    let _precision = tapegrad_autograd::precision::set_linear_precision(precision);
+    let _precision = tapegrad_autograd::precision::set_product_precision(precision);
     if let Some(note) = tapegrad_autograd::precision::cpu_speed_note(precision).filter(|_| !args.quiet) {
         eprintln!("note: {note}");
     }

@@ -126,10 +126,10 @@ pub fn train(given: TrainArgs, interrupt: Arc<Interrupt>) -> Result<Outcome> {
             (a, None)
         }
     };
-    // bf16 runs on the CPU only; the linear layers compute in it for the whole run
+    // bf16 runs on the CPU only; the linear layers and attention compute in it for the whole run
     let precision = args.precision.into();
     tapegrad_autograd::precision::check_device(precision, device).map_err(|e| anyhow::anyhow!(e))?;
-    let _precision = tapegrad_autograd::precision::set_linear_precision(precision);
+    let _precision = tapegrad_autograd::precision::set_product_precision(precision);
     if let Some(note) = tapegrad_autograd::precision::cpu_speed_note(precision).filter(|_| !args.quiet) {
         eprintln!("note: {note}");
     }

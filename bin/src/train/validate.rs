@@ -47,7 +47,7 @@ pub fn check_args(a: &TrainArgs, max_positions: Option<usize>) -> Result<()> {
             need(!a.was_given("pretrained"), "--pretrained is for --model bert".into());
             need(
                 a.precision == PrecisionKind::F32,
-                "--precision bf16 is for --model bert (the transformer's linear layers); the BiLSTM \
+                "--precision bf16 is for --model bert (the transformer's linear layers and attention); the BiLSTM \
                  trains in f32"
                     .into(),
             );

@@ -1,5 +1,6 @@
 //! The fast attention kernels against the plain loops of `super`.
 
+use super::reference::reference_factors;
 use super::*;
 use rand::{Rng, RngExt};
 
@@ -60,12 +61,28 @@ fn check_against_reference<T: Float>(tol: f64) {
             let garbage = |n: usize| vec![T::from_f64(7.0); n];
             for threads in [1, 2] {
                 let (mut o, mut p) = (garbage(nq), garbage(s.probs_numel()));
-                attention_forward_with(threads, s, qkv, key_mask, dropout, &mut o, Some(&mut p));
+                attention_forward_with(
+                    Run { threads, bf16: false },
+                    s,
+                    qkv,
+                    key_mask,
+                    dropout,
+                    &mut o,
+                    Some(&mut p),
+                );
                 let mut o2 = garbage(nq);
-                attention_forward_with(threads, s, qkv, key_mask, dropout, &mut o2, None);
+                attention_forward_with(
+                    Run { threads, bf16: false },
+                    s,
+                    qkv,
+                    key_mask,
+                    dropout,
+                    &mut o2,
+                    None,
+                );
                 let (mut dq, mut dk, mut dv) = (garbage(nq), garbage(nkv), garbage(nkv));
                 let grads = Qkv { q: &mut dq[..], k: &mut dk[..], v: &mut dv[..] };
-                attention_backward_with(threads, s, qkv, &p, dropout, &g, grads);
+                attention_backward_with(Run { threads, bf16: false }, s, qkv, &p, dropout, &g, grads);
                 let what = format!("{s:?} mask {} dropout {dropout:?} threads {threads}", key_mask.is_some());
                 assert!(max_diff(&o, &want_o) < tol, "o: {what}");
                 // without P to save and without dropout, o2 takes the evaluation path: the
@@ -167,4 +184,80 @@ fn the_first_queries_are_the_first_rows_of_the_full_block() {
         assert!(max_diff(&dq1, &rows(&dq)) < 1e-12, "dq, dropout {dropout:?}");
         assert!(max_diff(&dk1, &dk) < 1e-12 && max_diff(&dv1, &dv) < 1e-12, "dk, dv, dropout {dropout:?}");
     }
+}
+
+/// The bf16 kernels (f32 data) against the loops that round every product's operands to bf16
+/// (in f64), on 1 and 2 threads, with and without padding, dropout and a P to save: within
+/// f32's rounding of those loops' values, and much nearer to them than to the exact attention
+/// (so the operands are rounded where the loops round them, and only there). 1 and 2 threads
+/// give the same bits.
+#[test]
+fn bf16_kernels_match_the_rounding_reference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    let widen = |x: &[f32]| -> Vec<f64> { x.iter().map(|&v| v as f64).collect() };
+    for (batch, queries, seq, heads, head_dim) in
+        [(2, 7, 7, 3, 5), (3, 17, 17, 2, 8), (2, 33, 33, 4, 16), (2, 1, 33, 4, 16), (1, 40, 70, 2, 32)]
+    {
+        let s = AttentionShape { batch, queries, seq, heads, head_dim };
+        let (nq, nkv) = (s.q_numel(), s.kv_numel());
+        let (q, k, v, g) = (
+            rand_vec::<f32>(nq, &mut rng),
+            rand_vec(nkv, &mut rng),
+            rand_vec(nkv, &mut rng),
+            rand_vec(nq, &mut rng),
+        );
+        let mask: Vec<f32> =
+            (0..batch * seq).map(|i| if i % seq >= seq - seq / 3 { -1e30 } else { 0.0 }).collect();
+        let (q64, k64, v64, g64, mask64) = (widen(&q), widen(&k), widen(&v), widen(&g), widen(&mask));
+        for (masked, dropout) in [(false, None), (true, None), (true, Some(DropoutMask { p: 0.3, seed: 13 }))]
+        {
+            let what = format!("{s:?} mask {masked} dropout {dropout:?}");
+            let (key_mask, key_mask64) =
+                if masked { (Some(&mask[..]), Some(&mask64[..])) } else { (None, None) };
+            // the loops in f64: operands rounded (want) and exact (the f32 attention's value)
+            let qkv64 = Qkv { q: &q64[..], k: &k64[..], v: &v64[..] };
+            let mut want = [vec![0.0; nq], vec![0.0; nq], vec![0.0; nkv], vec![0.0; nkv]];
+            let mut exact = want.clone();
+            for (out, bf16) in [(&mut want, true), (&mut exact, false)] {
+                let [o, dq, dk, dv] = out;
+                let forward =
+                    if bf16 { attention_forward_bf16_reference } else { attention_forward_reference };
+                let backward =
+                    if bf16 { attention_backward_bf16_reference } else { attention_backward_reference };
+                let p = forward(s, qkv64, key_mask64, dropout, o);
+                backward(s, qkv64, &p, dropout, &g64, Qkv { q: &mut dq[..], k: &mut dk[..], v: &mut dv[..] });
+            }
+            let qkv = Qkv { q: &q[..], k: &k[..], v: &v[..] };
+            let mut runs = vec![];
+            for threads in [1, 2] {
+                let run = Run { threads, bf16: true };
+                let (mut o, mut p) = (vec![7.0; nq], vec![7.0; s.probs_numel()]);
+                attention_forward_with(run, s, qkv, key_mask, dropout, &mut o, Some(&mut p));
+                let mut o_eval = vec![7.0; nq];
+                attention_forward_with(run, s, qkv, key_mask, dropout, &mut o_eval, None);
+                assert_eq!(o, o_eval, "o without saving P: {what}");
+                let (mut dq, mut dk, mut dv) = (vec![7.0; nq], vec![7.0; nkv], vec![7.0; nkv]);
+                let grads = Qkv { q: &mut dq[..], k: &mut dk[..], v: &mut dv[..] };
+                attention_backward_with(run, s, qkv, &p, dropout, &g, grads);
+                runs.push([o, dq, dk, dv]);
+            }
+            assert_eq!(runs[0], runs[1], "1 and 2 threads: {what}");
+            for (i, name) in ["o", "dq", "dk", "dv"].iter().enumerate() {
+                let got = widen(&runs[0][i]);
+                let (err, rounding) = (max_diff(&got, &want[i]), max_diff(&want[i], &exact[i]));
+                assert!(
+                    err < 2e-4 && err * 8.0 < rounding,
+                    "{name}: {err:e} from the rounding loops, which are {rounding:e} from exact: {what}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "bf16 products take f32 data")]
+fn bf16_kernels_refuse_f64() {
+    let s = AttentionShape::square(1, 2, 1, 2);
+    let x = vec![0.5f64; s.q_numel()];
+    attention_forward_bf16(s, Qkv { q: &x[..], k: &x[..], v: &x[..] }, None, None, &mut x.clone(), None);
 }
