@@ -234,47 +234,58 @@ fn check_update(rng: &mut StdRng) {
     }
 }
 
-fn check_attention(rng: &mut StdRng) {
-    let s = AttentionShape::square(2, 33, 4, 16);
+/// Attention on `s` (keys from `pad_from` on padded, dropout p = 0.2) by the fast kernels
+/// (`bf16`: the `_bf16` ones, run by the bf16gemm family) against the matching f64 loops, to
+/// `tol`: its forward (P kept, the signs of the dropped entries set), its backward, and an
+/// evaluation forward (no P, no dropout: f32 takes the packed-panels path there).
+fn check_attention_on(rng: &mut StdRng, s: AttentionShape, pad_from: usize, bf16: bool, tol: f64) {
     let n = s.q_numel();
     let (q, k, v, g) =
         (rand_vec(rng, n, 1.5), rand_vec(rng, n, 1.5), rand_vec(rng, n, 1.5), rand_vec(rng, n, 1.0));
-    let mask: Vec<f32> = (0..s.batch * s.seq).map(|i| if i % s.seq >= 25 { -1e30 } else { 0.0 }).collect();
+    let mask: Vec<f32> =
+        (0..s.batch * s.seq).map(|i| if i % s.seq >= pad_from { -1e30 } else { 0.0 }).collect();
     let dropout = Some(DropoutMask { p: 0.2, seed: 3 });
-    let (mut o, mut p) = (vec![0f32; n], vec![0f32; s.probs_numel()]);
-    let qkv = att::Qkv { q: &q[..], k: &k[..], v: &v[..] };
-    att::attention_forward(s, qkv, Some(&mask), dropout, &mut o, Some(&mut p));
-    let (mut dq, mut dk, mut dv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
-    att::attention_backward(
-        s,
-        qkv,
-        &p,
-        dropout,
-        &g,
-        att::Qkv { q: &mut dq[..], k: &mut dk[..], v: &mut dv[..] },
-    );
-    let (q64, k64, v64) = (widen(&q), widen(&k), widen(&v));
-    let qkv64 = att::Qkv { q: &q64[..], k: &k64[..], v: &v64[..] };
-    let mut o64 = vec![0f64; n];
-    let p64 = att::attention_forward_reference(s, qkv64, Some(&widen(&mask)), dropout, &mut o64);
-    let (mut dq64, mut dk64, mut dv64) = (vec![0f64; n], vec![0f64; n], vec![0f64; n]);
+    let (qkv, mask) = (att::Qkv { q: &q[..], k: &k[..], v: &v[..] }, Some(&mask[..]));
+    let [mut o, mut p, mut dq, mut dk, mut dv, mut o_eval] =
+        [n, s.probs_numel(), n, n, n, n].map(|len| vec![0f32; len]);
+    let grads = att::Qkv { q: &mut dq[..], k: &mut dk[..], v: &mut dv[..] };
+    if bf16 {
+        att::attention_forward_bf16(s, qkv, mask, dropout, &mut o, Some(&mut p));
+        att::attention_backward_bf16(s, qkv, &p, dropout, &g, grads);
+        att::attention_forward_bf16(s, qkv, mask, None, &mut o_eval, None);
+    } else {
+        att::attention_forward(s, qkv, mask, dropout, &mut o, Some(&mut p));
+        att::attention_backward(s, qkv, &p, dropout, &g, grads);
+        att::attention_forward(s, qkv, mask, None, &mut o_eval, None);
+    }
+    let (q64, k64, v64, g64) = (widen(&q), widen(&k), widen(&v), widen(&g));
+    let (qkv64, mask64) = (att::Qkv { q: &q64[..], k: &k64[..], v: &v64[..] }, mask.map(widen));
+    let [mut o64, mut dq64, mut dk64, mut dv64, mut o64_eval] = [0; 5].map(|_| vec![0f64; n]);
     let grads64 = att::Qkv { q: &mut dq64[..], k: &mut dk64[..], v: &mut dv64[..] };
-    att::attention_backward_reference(s, qkv64, &p64, dropout, &widen(&g), grads64);
-    close("attention o", &o, &o64, VEC_TOL);
-    // the saved P marks the entries dropout dropped with their sign bit
-    let unsigned: Vec<f32> = p.iter().map(|x| x.abs()).collect();
-    close("attention P", &unsigned, &p64, VEC_TOL);
+    let p64 = if bf16 {
+        let p64 = att::attention_forward_bf16_reference(s, qkv64, mask64.as_deref(), dropout, &mut o64);
+        att::attention_backward_bf16_reference(s, qkv64, &p64, dropout, &g64, grads64);
+        att::attention_forward_bf16_reference(s, qkv64, mask64.as_deref(), None, &mut o64_eval);
+        p64
+    } else {
+        let p64 = att::attention_forward_reference(s, qkv64, mask64.as_deref(), dropout, &mut o64);
+        att::attention_backward_reference(s, qkv64, &p64, dropout, &g64, grads64);
+        att::attention_forward_reference(s, qkv64, mask64.as_deref(), None, &mut o64_eval);
+        p64
+    };
+    let what = if bf16 { "bf16 attention" } else { "attention" };
     let dropped = p.iter().filter(|x| x.is_sign_negative()).count() as f64 / p.len() as f64;
-    assert!((0.1..0.3).contains(&dropped), "attention: {dropped} of the saved P marked dropped, p = 0.2");
-    close("attention dq", &dq, &dq64, VEC_TOL);
-    close("attention dk", &dk, &dk64, VEC_TOL);
-    close("attention dv", &dv, &dv64, VEC_TOL);
-    // evaluation: no P kept, no dropout (the packed-panels path)
-    let mut o_eval = vec![0f32; n];
-    att::attention_forward(s, qkv, Some(&mask), None, &mut o_eval, None);
-    let mut o64_eval = vec![0f64; n];
-    att::attention_forward_reference(s, qkv64, Some(&widen(&mask)), None, &mut o64_eval);
-    close("attention o (eval)", &o_eval, &o64_eval, VEC_TOL);
+    assert!((0.1..0.3).contains(&dropped), "{what}: {dropped} of the saved P marked dropped, p = 0.2");
+    let unsigned: Vec<f32> = p.iter().map(|x| x.abs()).collect();
+    let pairs =
+        [(&o, &o64), (&unsigned, &p64), (&dq, &dq64), (&dk, &dk64), (&dv, &dv64), (&o_eval, &o64_eval)];
+    for (name, (got, want)) in ["o", "P", "dq", "dk", "dv", "o (evaluation)"].iter().zip(pairs) {
+        close(&format!("{what} {name}"), got, want, tol);
+    }
+}
+
+fn check_attention(rng: &mut StdRng) {
+    check_attention_on(rng, AttentionShape::square(2, 33, 4, 16), 25, false, VEC_TOL);
 }
 
 fn check_bf16gemm(rng: &mut StdRng) {
@@ -298,31 +309,10 @@ fn check_bf16gemm(rng: &mut StdRng) {
 }
 
 /// Attention's products under `--precision bf16` run on this path's bf16 kernel (one thread
-/// per pair): forward and backward against the loops that round every product's operands
-/// (f64), within f32 rounding of them (the rounding itself moves them 1e-3 and more).
+/// per pair), against the loops that round every product's operands: within f32 rounding of
+/// them (the rounding itself moves them 1e-3 and more).
 fn check_bf16_attention(rng: &mut StdRng) {
-    let s = AttentionShape::square(2, 40, 2, 32);
-    let n = s.q_numel();
-    let (q, k, v, g) =
-        (rand_vec(rng, n, 1.5), rand_vec(rng, n, 1.5), rand_vec(rng, n, 1.5), rand_vec(rng, n, 1.0));
-    let mask: Vec<f32> = (0..s.batch * s.seq).map(|i| if i % s.seq >= 30 { -1e30 } else { 0.0 }).collect();
-    let dropout = Some(DropoutMask { p: 0.2, seed: 4 });
-    let qkv = att::Qkv { q: &q[..], k: &k[..], v: &v[..] };
-    let (mut o, mut p) = (vec![0f32; n], vec![0f32; s.probs_numel()]);
-    att::attention_forward_bf16(s, qkv, Some(&mask), dropout, &mut o, Some(&mut p));
-    let (mut dq, mut dk, mut dv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
-    let grads = att::Qkv { q: &mut dq[..], k: &mut dk[..], v: &mut dv[..] };
-    att::attention_backward_bf16(s, qkv, &p, dropout, &g, grads);
-    let (q64, k64, v64) = (widen(&q), widen(&k), widen(&v));
-    let qkv64 = att::Qkv { q: &q64[..], k: &k64[..], v: &v64[..] };
-    let mut o64 = vec![0f64; n];
-    let p64 = att::attention_forward_bf16_reference(s, qkv64, Some(&widen(&mask)), dropout, &mut o64);
-    let (mut dq64, mut dk64, mut dv64) = (vec![0f64; n], vec![0f64; n], vec![0f64; n]);
-    let grads64 = att::Qkv { q: &mut dq64[..], k: &mut dk64[..], v: &mut dv64[..] };
-    att::attention_backward_bf16_reference(s, qkv64, &p64, dropout, &widen(&g), grads64);
-    for (what, got, want) in [("o", &o, &o64), ("dq", &dq, &dq64), ("dk", &dk, &dk64), ("dv", &dv, &dv64)] {
-        close(&format!("bf16 attention {what}"), got, want, 2e-4);
-    }
+    check_attention_on(rng, AttentionShape::square(2, 40, 2, 32), 30, true, 2e-4);
 }
 
 fn check(family: Family) -> fn(&mut StdRng) {
