@@ -13,9 +13,11 @@
 //! on AVX2 the f32 AVX2 kernel on operands rounded to bf16 while packing (`avx2.rs`: the
 //! speed of f32, the numerics of bf16), else a portable kernel doing the same pair arithmetic
 //! in plain Rust; all are tested against
-//! [`bf16gemm_reference`], the definition as a triple loop. The relative error against the
-//! f32 product is that of rounding the operands: each product is off by at most `2·2⁻⁹`
-//! relative (bf16 keeps 8 significant bits), so `|C − C_f32| ≤ ~2⁻⁸ · Σ_p |A(i,p)·B(p,j)|`.
+//! [`bf16gemm_reference`], the definition as a triple loop. The error against the f32 product
+//! is that of rounding the operands: bf16 keeps 8 significant bits, so each operand moves by
+//! at most `u = 2⁻⁸` of itself (reached at `1 + 2⁻⁸`, a tie rounded to 1) and each product by
+//! at most `2u + u² ≈ 2⁻⁷`: `|C − C_f32| ≤ (2⁻⁷ + 2⁻¹⁶)·Σ_p |A(i,p)·B(p,j)|`, plus the f32
+//! sums' rounding (the guide's chapter 6 works this out and `tests/guide_math.rs` checks it).
 //!
 //! The path follows `crate::isa`: under `isa::force(Isa::Avx512)` (or by default on such a
 //! CPU) AMX if granted (`TAPEGRAD_NO_AMX=1` leaves it out), else the AVX512-BF16 kernel if the

@@ -193,8 +193,10 @@ fn bias_equals_filling_c_then_accumulating() {
     }
 }
 
-/// The bf16 product against the f32 one: each operand is off by ≤ 2⁻⁹ relative, so each
-/// product by ≤ 2⁻⁸ (+2⁻¹⁸), and `|C − C_f32| ≤ 2⁻⁸·Σ_p |A(i,p)·B(p,j)|` plus f32 sums' rounding.
+/// The bf16 product against the f32 one: each operand is off by ≤ u = 2⁻⁸ of itself, so each
+/// product by ≤ 2u + u² = 2⁻⁷ + 2⁻¹⁶, and `|C − C_f32| ≤ (2⁻⁷ + 2⁻¹⁶)·Σ_p |A(i,p)·B(p,j)|` plus
+/// f32 sums' rounding. The bound is tight: on operands 1 + 2⁻⁸ (ties, rounded to 1) the error
+/// reaches it.
 #[test]
 fn within_bf16_error_of_the_f32_product() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
@@ -209,7 +211,7 @@ fn within_bf16_error_of_the_f32_product() {
     for i in 0..m {
         for j in 0..n {
             let abs_sum: f32 = (0..k).map(|p| (a[i * k + p] * b[p * n + j]).abs()).sum();
-            let bound = (2f32.powi(-8) + 2f32.powi(-18)) * abs_sum + k as f32 * 2f32.powi(-24) * abs_sum;
+            let bound = (2f32.powi(-7) + 2f32.powi(-16)) * abs_sum + k as f32 * 2f32.powi(-24) * abs_sum;
             let err = (bf[i * n + j] - f32c[i * n + j]).abs();
             assert!(
                 err <= bound,
@@ -222,6 +224,22 @@ fn within_bf16_error_of_the_f32_product() {
     }
     // and it is not the f32 product: rounding the operands is visible
     assert!(worst > 2f32.powi(-16), "bf16gemm looks like an f32 product (worst relative error {worst:e})");
+    // the worst case: 1 + 2⁻⁸ rounds to 1, so a row of them times a column of them is k
+    // against k·(1 + 2⁻⁸)², 2⁻⁷·(1 − 2⁻⁸)/(1 + 2⁻⁸)² short: the bound above, not half of it
+    let k = 64;
+    let ones = vec![1.0 + 2f32.powi(-8); k];
+    let mut c = [0f32];
+    bf16gemm(
+        Dims::new(1, 1, k),
+        MatRef::rows(&ones, k),
+        MatRef::rows(&ones, 1),
+        0.0,
+        MatMut::rows(&mut c, 1),
+    );
+    let exact = k as f64 * (1.0 + 2f64.powi(-8)).powi(2);
+    let rel = (exact - c[0] as f64) / exact;
+    assert_eq!(c[0], k as f32);
+    assert!(rel > 2f64.powi(-7) * (1.0 - 2f64.powi(-7)), "relative error {rel:e}: the worst case is ≈ 2⁻⁷");
 }
 
 #[test]
