@@ -1,6 +1,7 @@
-//! The guide's formulas (docs/guide/03-math.md, 04-autodiff.md, 07-gpu.md), each
-//! checked numerically against the code that implements it: the value or gradient the
-//! engine computes equals the formula evaluated by hand here, in f64 (chapter 7: the
+//! The guide's formulas (docs/guide/03-math.md, 04-autodiff.md, 06-performance.md, 07-gpu.md),
+//! each checked numerically against the code that implements it: the value or gradient the
+//! engine computes equals the formula evaluated by hand here, in f64 (chapter 6: bf16's
+//! rounding and its bounds on the engine's rounding, GEMM and linear layer; chapter 7: the
 //! GPU's index maps and reduction orders, bit for bit on the simulated GPU).
 
 use tapegrad::autograd::gradcheck::{gradcheck, GradcheckOptions};
@@ -246,11 +247,154 @@ fn worked_example_by_hand() {
         .expect("backward agrees with finite differences");
 }
 
+// §6, bf16 mixed precision (06-performance.md, "Half the bits where they do not matter"),
+// on the engine's rounding (`bf16gemm::round_bf16`), its bf16 GEMM and its linear layer under
+// `--precision bf16`.
+
+use tapegrad::kernels::bf16gemm::{bf16gemm, round_bf16};
+use tapegrad::kernels::gemm::{Dims, MatMut, MatRef};
+
+/// u = 2⁻⁸, bf16's unit roundoff.
+const U: f64 = 1.0 / 256.0;
+
+/// A deterministic stream of f32 in [−1, 1) (an LCG; these checks need spread, not quality).
+fn lcg_values(seed: u64, n: usize) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// §6: bf16 is an f32's upper half (its low 16 bits zero), with f32's range, and
+/// |bf16(x) − x| ≤ u|x|, u = 2⁻⁸; reached at 1 + 2⁻⁸, a tie that goes to the even 1.
+#[test]
+fn bf16_rounding_and_its_bound() {
+    let mut worst = 0.0f64;
+    // every 7th f32 in [1, 2) (the relative error repeats in every binade), then some spread
+    let sweep = (0x3f80_0000u32..0x4000_0000).step_by(7).map(f32::from_bits);
+    for x in sweep.chain(lcg_values(1, 10_000).into_iter().map(|v| v * 1e6)) {
+        let r = round_bf16(x);
+        assert_eq!(r.to_bits() & 0xffff, 0, "bf16({x}) = {r} is not an f32's upper half");
+        if x != 0.0 {
+            let rel = ((r as f64) - (x as f64)).abs() / (x as f64).abs();
+            assert!(rel <= U, "bf16({x}) = {r}: relative error {rel:e} > 2⁻⁸");
+            worst = worst.max(rel);
+        }
+    }
+    assert_eq!(round_bf16(1.0 + 2f32.powi(-8)), 1.0, "1 + 2⁻⁸ is a tie and goes to the even 1");
+    assert!(worst > U * (1.0 - 2.0 * U), "the sweep came near 2⁻⁸: worst {worst:e}");
+    // the range is f32's: neither overflows nor underflows where f16 would (6.5e4, 6e-8)
+    assert!(round_bf16(1e38).is_finite() && round_bf16(1e38) > 9.9e37);
+    assert!(round_bf16(1e-37) > 0.0);
+}
+
+/// §6: a product of two bf16 is exact in f32; a bf16 dot product's error is the operands'
+/// rounding alone, |ŷ − y| ≤ (2u + u²)·Σ|x_p·w_p| plus the f32 sum's rounding, and the bound is
+/// reached at x_p = w_p = 1 + 2⁻⁸ (ŷ = k against y = k(1 + 2⁻⁸)²).
+#[test]
+fn bf16_products_are_exact_and_the_dot_product_bound() {
+    let (a, b) = (lcg_values(2, 10_000), lcg_values(3, 10_000));
+    for (&a, &b) in a.iter().zip(&b) {
+        let (a, b) = (round_bf16(a), round_bf16(b));
+        assert_eq!((a * b) as f64, a as f64 * b as f64, "{a} × {b} is not exact in f32");
+    }
+    // ŷ = x·w through the engine's bf16 GEMM (a 1 × k by k × 1 product)
+    let dot = |x: &[f32], w: &[f32]| {
+        let k = x.len();
+        let mut y = [0f32];
+        bf16gemm(Dims::new(1, 1, k), MatRef::rows(x, k), MatRef::rows(w, 1), 0.0, MatMut::rows(&mut y, 1));
+        y[0] as f64
+    };
+    let k = 256;
+    let (x, w) = (lcg_values(4, k), lcg_values(5, k));
+    let exact: f64 = x.iter().zip(&w).map(|(&a, &b)| a as f64 * b as f64).sum();
+    let abs_sum: f64 = x.iter().zip(&w).map(|(&a, &b)| (a as f64 * b as f64).abs()).sum();
+    let err = (dot(&x, &w) - exact).abs();
+    let bound = (2.0 * U + U * U) * abs_sum + k as f64 * 2f64.powi(-24) * abs_sum;
+    assert!(err <= bound, "bf16 dot product off by {err:e} > {bound:e}");
+    assert!(err > 2f64.powi(-20) * abs_sum, "the operands were not rounded (error {err:e})");
+    // the worst case: every operand rounds down by u/(1 + u) of itself
+    let ones = vec![1.0 + 2f32.powi(-8); 64];
+    let (got, want) = (dot(&ones, &ones), 64.0 * (1.0 + U) * (1.0 + U));
+    assert_eq!(got, 64.0);
+    let rel = (want - got) / want;
+    assert!(rel <= 2.0 * U + U * U && rel > 2.0 * U * (1.0 - 2.0 * U), "relative error {rel:e}, not ≈ 2⁻⁷");
+}
+
+/// §6: why the sums stay f32. At 256 bf16 numbers are 2 apart, so 256 + 1 rounds back to 256,
+/// and a running sum of 1,000 ones kept in bf16 ends at 256; in f32 it is 1,000.
+#[test]
+fn a_bf16_accumulator_stops_at_256() {
+    assert_eq!(round_bf16(256.0 + 1.0), 256.0);
+    let (mut bf, mut f) = (0f32, 0f32);
+    for _ in 0..1000 {
+        bf = round_bf16(bf + 1.0);
+        f += 1.0;
+    }
+    assert_eq!((bf, f), (256.0, 1000.0));
+}
+
+/// §6: why the weights stay f32. AdamW's first step moves each weight by ≈ η = 3·10⁻⁵ (m̂/√v̂ =
+/// ±1); near 0.05 bf16 numbers are 2⁻¹² ≈ 2.4·10⁻⁴ apart, so the weight rounded to bf16 has not
+/// moved, while the f32 master weight (the engine's parameter, updated by its optimizer) has.
+#[test]
+fn weights_kept_in_bf16_would_not_learn() {
+    let lr = 3e-5;
+    let before = vec![0.05f32, -0.05, 0.06];
+    let bf = round_bf16(0.05);
+    assert_eq!(f32::from_bits(bf.to_bits() + 0x1_0000) - bf, 2f32.powi(-12), "the bf16 spacing at 0.05");
+    let theta = Tensor::<f32>::param(before.clone(), &[3]);
+    let mut opt = Adam::new(vec![("θ".into(), theta.clone())], AdamConfig::adamw(lr));
+    theta.mul(&Tensor::from_vec(vec![0.7, -1.3, 0.2], &[3])).sum().backward();
+    opt.step();
+    for (&a, &b) in theta.to_vec().iter().zip(&before) {
+        // η·g/(|g| + ε) plus the decay η·λ·θ ≈ 1.5·10⁻⁸
+        assert!(((a - b).abs() as f64 - lr).abs() < 1e-7, "{b} moved to {a}, not by ≈ η");
+        assert_eq!(round_bf16(a), round_bf16(b), "{b} → {a} moved in bf16");
+    }
+}
+
+/// §6: a linear layer under `--precision bf16` is ŷ_j = Σ_p bf16(x_p)·bf16(W_jp) + b_j: the
+/// engine's output is that sum (computed here in f64) to within the f32 sum's rounding, and
+/// not the f32 layer's.
+#[test]
+fn a_bf16_linear_layer_is_the_sum_of_rounded_products() {
+    use tapegrad::autograd::precision::{set_product_precision, Precision};
+    let (rows, inp, out) = (5, 64, 7);
+    let (xv, wv, bv) = (lcg_values(6, rows * inp), lcg_values(7, out * inp), lcg_values(8, out));
+    let layer = |p: Precision| {
+        let _mode = set_product_precision(p);
+        let x = Tensor::<f32>::from_vec(xv.clone(), &[rows, inp]);
+        let w = Tensor::<f32>::from_vec(wv.clone(), &[out, inp]);
+        x.linear(&w, Some(&Tensor::from_vec(bv.clone(), &[out]))).to_vec()
+    };
+    let (y16, y32) = (layer(Precision::Bf16), layer(Precision::F32));
+    let mut off_f32 = 0.0f64;
+    for r in 0..rows {
+        for j in 0..out {
+            let terms =
+                (0..inp).map(|p| round_bf16(xv[r * inp + p]) as f64 * round_bf16(wv[j * inp + p]) as f64);
+            let (want, abs_sum) =
+                terms.fold((bv[j] as f64, bv[j].abs() as f64), |(s, a), t| (s + t, a + t.abs()));
+            let got = y16[r * out + j] as f64;
+            assert!(
+                (got - want).abs() <= (inp + 1) as f64 * 2f64.powi(-24) * abs_sum,
+                "y[{r},{j}] {got} vs {want}"
+            );
+            off_f32 = off_f32.max((y32[r * out + j] as f64 - want).abs());
+        }
+    }
+    assert!(off_f32 > 1e-4, "the f32 layer gives the bf16 numbers: nothing was rounded");
+}
+
 // §7, the GPU. The launch geometry is the code's (`kernels::gpu::launch`); the kernels run
 // on the simulated GPU, which executes the very PTX a real GPU loads (and on a real GPU
 // too where there is one: `gpu::test_contexts`).
 
-use tapegrad::kernels::gemm::{Dims, Strides};
+use tapegrad::kernels::gemm::Strides;
 use tapegrad::kernels::gpu::{self, launch, GpuBuffer};
 
 /// §7.2: a grid-stride launch over n elements (`launch::linear`: blocks of B = 256, at most
