@@ -160,6 +160,33 @@ fn errors_name_the_path() {
         "{}",
         stderr(&o)
     );
+    // bf16 on the simulated GPU: refused in the same list as every other argument's problem
+    // (here a --pretrained that does not exist), not after them
+    let missing = tmp.path().join("no-such-model");
+    let never = tmp.path().join("never");
+    let o = run(&[
+        "train",
+        "--model",
+        "bert",
+        "--pretrained",
+        missing.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--precision",
+        "bf16",
+        "--device",
+        "sim",
+        "--out",
+        never.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let e = stderr(&o);
+    assert!(!o.status.success(), "{e}");
+    assert!(
+        e.contains("--precision bf16 runs on the CPU only") && e.contains("no-such-model: no such file"),
+        "{e}"
+    );
+    assert!(!never.exists(), "the output folder was made before the arguments were refused");
     // a batch size of 0 is an error, not a panic
     let o = run(&["train", "--data", data.to_str().unwrap(), "--batch-size", "0", "--out", out, "--quiet"]);
     assert!(!o.status.success() && stderr(&o).contains("batch_size"), "{}", stderr(&o));

@@ -168,10 +168,10 @@ fn check_args(a: &LrFindArgs) -> Result<()> {
 pub fn lr_find(a: LrFindArgs, interrupt: Arc<Interrupt>) -> Result<Found> {
     interrupt.exit_at_once(true);
     let device = super::open_device(&a.train.device)?;
-    // in the precision the training would use (bf16 runs on the CPU only, checked as train does)
-    let precision = a.train.precision.into();
-    tapegrad_autograd::precision::check_device(precision, device).map_err(|e| anyhow::anyhow!(e))?;
+    // every argument, bf16 on a GPU among them (the training's own checks)
     check_args(&a)?;
+    // in the precision the training would use
+    let precision = a.train.precision.into();
     let args = with_defaults(a.train.clone());
     let _precision = tapegrad_autograd::precision::set_product_precision(precision);
     if let Some(note) = tapegrad_autograd::precision::cpu_speed_note(precision).filter(|_| !args.quiet) {

@@ -126,7 +126,8 @@ pub fn train(given: TrainArgs, interrupt: Arc<Interrupt>) -> Result<Outcome> {
             (a, None)
         }
     };
-    // bf16 runs on the CPU only; the linear layers and attention compute in it for the whole run
+    // bf16 runs on the CPU only (a new run's check_args said so already; a resumed bf16 run may
+    // name another --device); the linear layers and attention compute in it for the whole run
     let precision = args.precision.into();
     tapegrad_autograd::precision::check_device(precision, device).map_err(|e| anyhow::anyhow!(e))?;
     let _precision = tapegrad_autograd::precision::set_product_precision(precision);

@@ -83,6 +83,12 @@ pub fn check_args(a: &TrainArgs, max_positions: Option<usize>) -> Result<()> {
             }
         }
     }
+    // bf16 is a CPU precision (a `--device` that does not parse was refused before this)
+    if let Ok(device) = a.device.parse() {
+        if let Err(e) = tapegrad_autograd::precision::check_device(a.precision.into(), device) {
+            bad.push(e);
+        }
+    }
     for (flag, path) in [("data", &a.data), ("embeddings", &a.embeddings), ("pretrained", &a.pretrained)] {
         if let Some(p) = path.as_ref().filter(|p| !p.exists()) {
             bad.push(format!("--{flag} {}: no such file or folder", p.display()));
