@@ -123,10 +123,17 @@ impl Default for SimGpu {
     }
 }
 
-/// The most threads a block may have, as on every CUDA GPU since sm_20.
+/// The most threads a block may have, as on every CUDA GPU since sm_20 (so at most 1,024
+/// along x and along y; z at most 64).
 const MAX_BLOCK_THREADS: u32 = 1024;
-/// The most shared memory a block may use (sm_80: 163 KiB).
-const MAX_SHARED: usize = 163 * 1024;
+/// The grid's extents along x, y and z on every GPU since sm_30: a launch beyond them fails
+/// on a real GPU (`CUDA_ERROR_INVALID_VALUE`), so it fails here too.
+const MAX_GRID: [u32; 3] = [i32::MAX as u32, 65_535, 65_535];
+/// The most shared memory a block may use, static and dynamic together, unless the launch
+/// opts in to more with `cuFuncSetAttribute(…MAX_DYNAMIC_SHARED_SIZE_BYTES…)` (up to 163 KiB
+/// on sm_80), which tapegrad's CUDA launcher never does: 48 KiB on every GPU. A launch that
+/// would fail on a real GPU for want of that opt-in fails here too.
+const MAX_SHARED: usize = 48 * 1024;
 
 impl SimGpu {
     /// Blocks run on `std::thread::available_parallelism()` host threads.
@@ -257,7 +264,8 @@ impl SimGpu {
         let shared_bytes = shared_size(k, dims);
         if shared_bytes > MAX_SHARED {
             return Err(SimError::new(format!(
-                "launch of `{entry}`: {shared_bytes} bytes of shared memory per block exceed the {MAX_SHARED}-byte limit"
+                "launch of `{entry}`: {shared_bytes} bytes of shared memory per block exceed the {MAX_SHARED}-byte \
+                 limit of a launch that has not opted in to more (cuFuncSetAttribute)"
             )));
         }
         Ok((m.clone(), params))
@@ -408,9 +416,16 @@ fn fits(a: &Arg, p: &decode::Param) -> bool {
 
 fn check_dims(k: &Kernel, d: LaunchDims) -> Result<(), SimError> {
     let threads = d.block.iter().map(|&x| x as u64).product::<u64>();
-    if d.grid.contains(&0) || d.block.contains(&0) || threads > MAX_BLOCK_THREADS as u64 || d.block[2] > 64 {
+    let grid_fits = d.grid.iter().zip(MAX_GRID).all(|(&g, max)| g <= max);
+    if d.grid.contains(&0)
+        || d.block.contains(&0)
+        || threads > MAX_BLOCK_THREADS as u64
+        || d.block[2] > 64
+        || !grid_fits
+    {
         return Err(SimError::new(format!(
-            "launch of `{}`: invalid launch dimensions grid {:?} block {:?} (block at most {MAX_BLOCK_THREADS} threads, z at most 64)",
+            "launch of `{}`: invalid launch dimensions grid {:?} block {:?} (none 0; block at most \
+             {MAX_BLOCK_THREADS} threads, z at most 64; grid at most {MAX_GRID:?})",
             k.name, d.grid, d.block
         )));
     }

@@ -1,7 +1,7 @@
 //! Planted faults (tests/cuda/faults.cu): each is caught with a message naming it.
 mod common;
 use common::*;
-use tapegrad_ptx_sim::{Arg, SimGpu};
+use tapegrad_ptx_sim::{Arg, LaunchDims, SimGpu};
 
 fn fault(gpu: &SimGpu, entry: &str, grid: u32, block: u32, args: &[Arg]) -> String {
     gpu.launch("faults", entry, dims(grid, block, 0), args)
@@ -96,4 +96,37 @@ fn argument_mismatch_names_entry_and_parameter() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("parameter 0 is declared `.u64`, but argument F64(0.0) is a float"), "{e}");
+}
+
+#[test]
+fn launches_a_real_gpu_refuses_are_refused() {
+    // Each would fail on a real GPU with CUDA_ERROR_INVALID_VALUE before any thread ran; the
+    // kernel never runs here either (its planted out-of-bounds write is not what is reported).
+    let gpu = gpu_with("faults");
+    let out = gpu.alloc(3 * 4).unwrap(); // n = 3 floats: thread 3 writes past them
+    let args = [Arg::Ptr(out), Arg::U32(3)];
+    let launch = |grid: [u32; 3], block: [u32; 3], shared_bytes: u32| {
+        gpu.launch("faults", "oob_write", LaunchDims { grid, block, shared_bytes }, &args)
+            .expect_err("a launch beyond the hardware's limits")
+            .to_string()
+    };
+    let dims_refused = |grid, block| {
+        let e = launch(grid, block, 0);
+        assert!(e.contains("`oob_write`: invalid launch dimensions"), "{grid:?} {block:?}: {e}");
+    };
+    dims_refused([1, 65_536, 1], [1, 1, 1]); // grid y and z stop at 65,535
+    dims_refused([1, 1, 65_536], [1, 1, 1]);
+    dims_refused([1 << 31, 1, 1], [1, 1, 1]); // grid x at 2³¹ − 1
+    dims_refused([1, 1, 1], [1025, 1, 1]); // 1,024 threads a block
+    dims_refused([1, 1, 1], [1, 1, 65]); // block z at 64
+    dims_refused([0, 1, 1], [1, 1, 1]);
+    // 48 KiB of shared memory a block without the launch opting in to more (static and
+    // dynamic together; oob_write has no static shared memory)
+    let e = launch([1, 1, 1], [1, 1, 1], 48 * 1024 + 4);
+    assert!(e.contains("exceed the 49152-byte limit"), "{e}");
+    // at the limits, the launch runs (and its planted fault is what fails it)
+    for (grid, shared) in [([1, 65_535, 1], 0), ([1, 1, 1], 48 * 1024)] {
+        let e = launch(grid, [4, 1, 1], shared);
+        assert!(e.contains("out-of-bounds"), "{grid:?}, {shared} bytes: {e}");
+    }
 }
