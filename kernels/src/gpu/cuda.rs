@@ -2,8 +2,9 @@
 //!
 //! One context (the device's primary one) and one stream per device. Modules are
 //! loaded from the embedded PTX on first use (the driver JIT-compiles `compute_80`
-//! PTX for the device at hand) and their functions cached. Copies to the device and
-//! launches are asynchronous on the stream; a copy to the host synchronises it.
+//! PTX for the device at hand) and their functions cached. Launches, device-to-device
+//! copies and memsets are asynchronous on the stream; a copy from or to the host is queued
+//! on it too and then waits for it.
 //!
 //! The driver library is loaded at run time: on a machine without it,
 //! [`CudaLauncher::new`] returns [`GpuError::Unavailable`] saying so, instead of the
@@ -136,19 +137,29 @@ impl Launcher for CudaLauncher {
         unsafe { result::free_sync(ptr) }.map_err(|e| driver("cuMemFree", e))
     }
 
+    // Both copies go on our stream, then wait for it. Not the synchronous cuMemcpyHtoD: it
+    // runs on the legacy default stream, which our non-blocking stream (cudarc's
+    // `new_stream`) does not wait for, and from pageable memory it returns once `src` is
+    // staged, before the DMA lands ("API synchronization behavior" in the driver API's
+    // docs), so a kernel launched next on our stream could read `dst` before it is written.
+    // On our stream the copy follows the work before it and precedes the work after it.
+
     fn copy_to_device(&self, dst: DevPtr, src: &[u8]) -> Result<(), GpuError> {
         self.bind()?;
-        // Synchronous: `src` is borrowed only for this call.
-        self.synchronize()?;
-        // SAFETY: `dst` holds at least `src.len()` bytes (the buffer layer checks lengths).
-        unsafe { result::memcpy_htod_sync(dst, src) }.map_err(|e| driver("cuMemcpyHtoD", e))
+        // SAFETY: `dst` holds at least `src.len()` bytes (the buffer layer checks lengths);
+        // `src` is borrowed for this call only, so the stream is waited for before returning.
+        unsafe { result::memcpy_htod_async(dst, src, self.stream.cu_stream()) }
+            .map_err(|e| driver("cuMemcpyHtoDAsync", e))?;
+        self.synchronize()
     }
 
     fn copy_to_host(&self, src: DevPtr, dst: &mut [u8]) -> Result<(), GpuError> {
         self.bind()?;
-        self.synchronize()?;
-        // SAFETY: `src` holds at least `dst.len()` bytes; pending work has finished.
-        unsafe { result::memcpy_dtoh_sync(dst, src) }.map_err(|e| driver("cuMemcpyDtoH", e))
+        // SAFETY: `src` holds at least `dst.len()` bytes; the copy runs after the work queued
+        // before it, and `dst` is complete once the stream is waited for.
+        unsafe { result::memcpy_dtoh_async(dst, src, self.stream.cu_stream()) }
+            .map_err(|e| driver("cuMemcpyDtoHAsync", e))?;
+        self.synchronize()
     }
 
     fn copy_on_device(&self, dst: DevPtr, src: DevPtr, bytes: usize) -> Result<(), GpuError> {

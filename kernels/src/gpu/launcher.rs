@@ -100,7 +100,11 @@ pub trait Launcher: Send + Sync {
     fn alloc(&self, bytes: usize) -> Result<DevPtr, GpuError>;
     /// Returns memory from [`Launcher::alloc`] to the device.
     fn free(&self, ptr: DevPtr) -> Result<(), GpuError>;
+    /// Copies `src` to `dst`, after the work queued before and before the work queued
+    /// after; returns once `src` is no longer read.
     fn copy_to_device(&self, dst: DevPtr, src: &[u8]) -> Result<(), GpuError>;
+    /// Copies `src` into `dst` once the work queued before has finished; returns with
+    /// `dst` complete.
     fn copy_to_host(&self, src: DevPtr, dst: &mut [u8]) -> Result<(), GpuError>;
     fn copy_on_device(&self, dst: DevPtr, src: DevPtr, bytes: usize) -> Result<(), GpuError>;
     fn memset(&self, dst: DevPtr, value: u8, bytes: usize) -> Result<(), GpuError>;
