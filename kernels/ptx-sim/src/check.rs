@@ -1,64 +1,119 @@
-//! Shared-memory race detection. Between two barriers (an epoch), a byte of shared
-//! memory may be written by threads of one warp only, or read by any threads; a write
-//! and another access by threads of *different* warps in one epoch is a race. Accesses
-//! within a warp are not checked (the warp is assumed to run in step, as nvcc's
-//! warp-synchronous code expects), and atomics are not recorded.
+//! Shared-memory race detection, with the ordering Volta and later GPUs give: a block
+//! barrier (`bar.sync`) orders every thread's shared-memory accesses, `bar.warp.sync`
+//! (`__syncwarp()`) orders those of one warp's threads, and nothing else does. The threads
+//! of a warp are *not* assumed to run in step (since Volta they need not), so lanes that
+//! hand each other values through shared memory need a `__syncwarp()` between, and a
+//! shuffle or a vote does not stand in for it.
+//!
+//! Between two barriers (a block epoch), a byte of shared memory written by one thread and
+//! read or written by another is a race, unless both are threads of one warp and that warp
+//! met at a `bar.warp.sync` in between (a warp epoch: any member mask counts, so a sync of
+//! some lanes orders the whole warp here, a simplification that can miss a race but not
+//! invent one). Atomics are not recorded.
 
-/// Per shared byte, the last writer and a reader: `epoch << 11 | several_warps << 10 | tid`.
+/// Per shared byte, the last writer and a reader, each a stamp
+/// `block epoch << 32 | warp epoch << 12 | several warps << 11 | several threads << 10 | tid`:
+/// the epochs are those of the access (the warp epoch of the accessing thread's warp); for
+/// reads, "several" flags say that other threads (of other warps, or of this warp in this
+/// warp epoch) read the byte too.
 pub struct Shadow {
-    write: Vec<u32>,
-    read: Vec<u32>,
-    epoch: u32,
+    write: Vec<u64>,
+    read: Vec<u64>,
+    epoch: u64,
+    /// Completed `bar.warp.sync` meetings of each warp since the shadow began.
+    warp_epoch: Vec<u64>,
 }
 
-const MULTI: u32 = 1 << 10;
-const TID: u32 = (1 << 10) - 1;
+const TID: u64 = (1 << 10) - 1;
+const THREADS: u64 = 1 << 10;
+const WARPS: u64 = 1 << 11;
+/// Warp epochs wrap at this (20 bits); the shadow then starts afresh, as at a barrier.
+const WARP_EPOCHS: u64 = 1 << 20;
 
 impl Shadow {
     pub fn new(bytes: usize) -> Shadow {
-        Shadow { write: vec![0; bytes], read: vec![0; bytes], epoch: 1 }
+        Shadow { write: vec![0; bytes], read: vec![0; bytes], epoch: 1, warp_epoch: Vec::new() }
     }
 
-    /// A barrier completed: a new epoch begins.
+    /// A barrier completed: a new block epoch begins.
     pub fn barrier(&mut self) {
         self.epoch += 1;
-        if self.epoch >= 1 << 21 {
-            self.write.iter_mut().for_each(|w| *w = 0);
-            self.read.iter_mut().for_each(|w| *w = 0);
-            self.epoch = 1;
+        if self.epoch >= 1 << 31 {
+            self.restart();
         }
+    }
+
+    /// Warp `w`'s threads met at a `bar.warp.sync`: a new warp epoch begins for it.
+    pub fn warp_sync(&mut self, w: usize) {
+        if self.warp_epoch.len() <= w {
+            self.warp_epoch.resize(w + 1, 0);
+        }
+        self.warp_epoch[w] += 1;
+        if self.warp_epoch[w] >= WARP_EPOCHS {
+            self.restart();
+        }
+    }
+
+    /// Forgets every access (the counters are about to wrap): a race across this point
+    /// may go unseen, none is invented.
+    fn restart(&mut self) {
+        self.write.iter_mut().for_each(|w| *w = 0);
+        self.read.iter_mut().for_each(|w| *w = 0);
+        self.warp_epoch.iter_mut().for_each(|e| *e = 0);
+        self.epoch = 1;
     }
 
     #[inline(always)]
     pub fn access(&mut self, t: usize, off: usize, size: usize, write: bool) -> Result<(), String> {
-        let (e, tid, warp) = (self.epoch << 11, t as u32, t / 32);
+        let (tid, warp, epoch) = (t as u64, t / 32, self.epoch);
+        let we = self.warp_epoch.get(warp).copied().unwrap_or(0);
+        let stamp = epoch << 32 | we << 12 | tid;
+        let current = |s: u64| s >> 32 == epoch;
+        let warp_of = |s: u64| (s & TID) as usize / 32;
+        let warp_epoch_of = |s: u64| s >> 12 & (WARP_EPOCHS - 1);
+        // whether this access is unordered with another thread's access stamped `s`: both in
+        // this block epoch, and in different warps or in this warp's current warp epoch
+        let unordered = |s: u64| current(s) && (warp_of(s) != warp || warp_epoch_of(s) == we);
+        let what = if write { "writes" } else { "reads" };
         for b in off..off + size {
             let w = self.write[b];
-            if w >> 11 << 11 == e && (w & TID) as usize / 32 != warp {
-                let what = if write { "writes" } else { "reads" };
-                return Err(format!(
-                    "shared-memory race at shared offset {b:#x}: thread {t} (warp {warp}) {what} it after thread {} (warp {}) wrote it, with no barrier between",
-                    w & TID,
-                    (w & TID) / 32
-                ));
+            if (w & TID) != tid && unordered(w) {
+                return Err(race(b, t, what, "wrote", w & TID));
             }
             let r = self.read[b];
-            let r_now = r >> 11 << 11 == e;
             if write {
-                if r_now && (r & MULTI != 0 || (r & TID) as usize / 32 != warp) {
+                let other_reader = r & (WARPS | THREADS) != 0 || (r & TID) != tid;
+                if current(r) && r & WARPS != 0 {
                     return Err(format!(
-                        "shared-memory race at shared offset {b:#x}: thread {t} (warp {warp}) writes it after thread {} (warp {}) read it, with no barrier between",
-                        r & TID,
-                        (r & TID) / 32
+                        "shared-memory race at shared offset {b:#x}: thread {t} (warp {warp}) writes it after threads of \
+                         several warps read it, with no barrier between"
                     ));
                 }
-                self.write[b] = e | tid;
-            } else if !r_now {
-                self.read[b] = e | tid;
-            } else if (r & TID) as usize / 32 != warp {
-                self.read[b] = r | MULTI;
+                if other_reader && unordered(r) {
+                    return Err(race(b, t, what, "read", r & TID));
+                }
+                self.write[b] = stamp;
+            } else if !current(r) {
+                self.read[b] = stamp;
+            } else if warp_of(r) != warp {
+                self.read[b] = r | WARPS;
+            } else if warp_epoch_of(r) != we {
+                // this warp's earlier reads are ordered before this one by a __syncwarp()
+                self.read[b] = stamp | (r & WARPS);
+            } else if (r & TID) != tid {
+                self.read[b] = r | THREADS;
             }
         }
         Ok(())
     }
+}
+
+/// The message for a race at shared byte `b` between thread `t` and thread `other`.
+fn race(b: usize, t: usize, what: &str, did: &str, other: u64) -> String {
+    let sync = if t as u64 / 32 == other / 32 { "__syncwarp()" } else { "barrier" };
+    format!(
+        "shared-memory race at shared offset {b:#x}: thread {t} (warp {}) {what} it after thread {other} (warp {}) {did} it, with no {sync} between",
+        t / 32,
+        other / 32
+    )
 }

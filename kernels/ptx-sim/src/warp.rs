@@ -175,6 +175,10 @@ impl Block<'_> {
             }
             _ => out.extend(lanes.iter().map(|&l| (lo + l, 0, 0))),
         }
+        if i.op == Op::WarpSync {
+            // __syncwarp() orders the warp's shared-memory accesses (`check.rs`)
+            self.shadow.warp_sync(lo / 32);
+        }
         for (t, v, p) in out {
             if !matches!(i.op, Op::WarpSync) {
                 self.regs[t * nr + i.d[0] as usize] = v;

@@ -51,7 +51,32 @@ fn shared_memory_write_write_race() {
         e.contains("kernel `shared_race`") && e.contains("shared-memory race at shared offset 0x0"),
         "{e}"
     );
-    assert!(e.contains("thread 32 (warp 1) writes it after thread 31 (warp 0) wrote it"), "{e}");
+    // the first two writers are lanes of one warp, which need not run in step (Volta on)
+    assert!(
+        e.contains(
+            "thread 1 (warp 0) writes it after thread 0 (warp 0) wrote it, with no __syncwarp() between"
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn lanes_of_a_warp_need_syncwarp_between_shared_accesses() {
+    let gpu = gpu_with("faults");
+    let out = zeros::<f32>(&gpu, 32);
+    // read after write: lane 0 reads lane 1's slot before lane 1 has (necessarily) written it
+    let e = fault(&gpu, "warp_exchange_unsynced", 1, 32, &[Arg::Ptr(out)]);
+    assert!(e.contains("kernel `warp_exchange_unsynced`") && e.contains("shared-memory race"), "{e}");
+    assert!(e.contains("with no __syncwarp() between"), "{e}");
+    // write after read: lane 1 overwrites its slot, which lane 0 read with no __syncwarp()
+    // since
+    let e = fault(&gpu, "warp_overwrite_unsynced", 1, 32, &[Arg::Ptr(out)]);
+    assert!(e.contains("writes it after thread 0 (warp 0) read it, with no __syncwarp() between"), "{e}");
+    // with __syncwarp() between each step, the same exchanges are no race, and the values are
+    // the ones a GPU gives: lane i reads 2·(i ^ 1 ^ 1) = 2i
+    gpu.launch("faults", "warp_exchange_synced", dims(1, 32, 0), &[Arg::Ptr(out)]).unwrap();
+    let want: Vec<f32> = (0..32).map(|i| 2.0 * i as f32).collect();
+    assert_eq!(download::<f32>(&gpu, out, 32), want);
 }
 
 #[test]

@@ -41,3 +41,36 @@ extern "C" __global__ void shared_missing_barrier(float* out) {
 extern "C" __global__ void misaligned(const char* p, float* out) {
     out[threadIdx.x] = *reinterpret_cast<const float*>(p + 1 + threadIdx.x * 4);
 }
+
+// Lanes of one warp hand each other values through shared memory with no __syncwarp()
+// between the writes and the reads: warp-synchronous code, which Volta and later GPUs
+// do not honour (a warp's threads need not run in step).
+extern "C" __global__ void warp_exchange_unsynced(float* out) {
+    __shared__ float s[32];
+    s[threadIdx.x] = threadIdx.x;
+    out[threadIdx.x] = s[threadIdx.x ^ 1];
+}
+
+// The same with __syncwarp() between: correct on every GPU (not a fault; the control).
+extern "C" __global__ void warp_exchange_synced(float* out) {
+    __shared__ float s[32];
+    s[threadIdx.x] = threadIdx.x;
+    __syncwarp();
+    float v = s[threadIdx.x ^ 1];
+    __syncwarp();
+    s[threadIdx.x] = 2.0f * v;
+    __syncwarp();
+    out[threadIdx.x] = s[threadIdx.x ^ 1];
+}
+
+// Each lane reads the next lane's slot and then overwrites its own with no __syncwarp()
+// between: the previous lane may not have read the old value yet (write after read).
+extern "C" __global__ void warp_overwrite_unsynced(float* out) {
+    __shared__ float s[32];
+    s[threadIdx.x] = threadIdx.x;
+    __syncwarp();
+    float v = s[(threadIdx.x + 1) % 32];
+    s[threadIdx.x] = 2.0f * v;
+    __syncwarp();
+    out[threadIdx.x] = s[threadIdx.x];
+}
