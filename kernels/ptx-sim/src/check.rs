@@ -9,7 +9,8 @@
 //! read or written by another is a race, unless both are threads of one warp and that warp
 //! met at a `bar.warp.sync` in between (a warp epoch: any member mask counts, so a sync of
 //! some lanes orders the whole warp here, a simplification that can miss a race but not
-//! invent one). Atomics are not recorded.
+//! invent one). Atomics are not recorded. Reading a byte that no thread of the block has
+//! written is an error too: on a GPU it holds whatever an earlier block left there.
 
 /// Per shared byte, the last writer and a reader, each a stamp
 /// `block epoch << 32 | warp epoch << 12 | several warps << 11 | several threads << 10 | tid`:
@@ -22,8 +23,38 @@ pub struct Shadow {
     epoch: u64,
     /// Completed `bar.warp.sync` meetings of each warp since the shadow began.
     warp_epoch: Vec<u64>,
+    /// The first read of a byte no thread had written, since the last barrier.
+    unwritten: Option<Unwritten>,
 }
 
+/// A read of a shared byte that no thread of the block had written: thread, instruction
+/// and byte.
+#[derive(Clone, Copy, Debug)]
+pub struct Unwritten {
+    pub thread: usize,
+    pub pc: usize,
+    pub offset: usize,
+}
+
+impl Unwritten {
+    /// The message, after the place (`Block::at`) of the read.
+    pub fn message(&self) -> String {
+        format!(
+            "thread {} (warp {}) reads shared offset {:#x}, which no thread of the block has written \
+             (shared memory starts undefined on a GPU)",
+            self.thread,
+            self.thread / 32,
+            self.offset
+        )
+    }
+}
+
+/// The write stamp of a byte no thread of the block has written: a GPU's shared memory
+/// starts undefined, so reading such a byte is an error (the simulator's starts at zero,
+/// which would hide it).
+const NEVER: u64 = 0;
+/// The write stamp of a byte written before the shadow restarted (of no current epoch).
+const LONG_AGO: u64 = u64::MAX;
 const TID: u64 = (1 << 10) - 1;
 const THREADS: u64 = 1 << 10;
 const WARPS: u64 = 1 << 11;
@@ -32,7 +63,13 @@ const WARP_EPOCHS: u64 = 1 << 20;
 
 impl Shadow {
     pub fn new(bytes: usize) -> Shadow {
-        Shadow { write: vec![0; bytes], read: vec![0; bytes], epoch: 1, warp_epoch: Vec::new() }
+        Shadow {
+            write: vec![NEVER; bytes],
+            read: vec![0; bytes],
+            epoch: 1,
+            warp_epoch: Vec::new(),
+            unwritten: None,
+        }
     }
 
     /// A barrier completed: a new block epoch begins.
@@ -41,6 +78,13 @@ impl Shadow {
         if self.epoch >= 1 << 31 {
             self.restart();
         }
+    }
+
+    /// The first read of a never-written byte since the last barrier, if any: called when
+    /// a barrier completes and when the block ends, by which time no other thread's write
+    /// made it a race instead.
+    pub fn take_unwritten(&mut self) -> Option<Unwritten> {
+        self.unwritten.take()
     }
 
     /// Warp `w`'s threads met at a `bar.warp.sync`: a new warp epoch begins for it.
@@ -57,14 +101,29 @@ impl Shadow {
     /// Forgets every access (the counters are about to wrap): a race across this point
     /// may go unseen, none is invented.
     fn restart(&mut self) {
-        self.write.iter_mut().for_each(|w| *w = 0);
+        // a written byte stays known as written (a stamp of no epoch), so that reading it is
+        // not taken for a read of memory nothing wrote
+        self.write.iter_mut().filter(|w| **w != NEVER).for_each(|w| *w = LONG_AGO);
         self.read.iter_mut().for_each(|w| *w = 0);
         self.warp_epoch.iter_mut().for_each(|e| *e = 0);
         self.epoch = 1;
     }
 
+    /// An atomic on shared bytes: not checked for races, but the bytes count as written
+    /// from now on (an `atomicExch` may be what first sets them).
+    pub fn atomic(&mut self, off: usize, size: usize) {
+        self.write[off..off + size].iter_mut().filter(|w| **w == NEVER).for_each(|w| *w = LONG_AGO);
+    }
+
     #[inline(always)]
-    pub fn access(&mut self, t: usize, off: usize, size: usize, write: bool) -> Result<(), String> {
+    pub fn access(
+        &mut self,
+        t: usize,
+        pc: usize,
+        off: usize,
+        size: usize,
+        write: bool,
+    ) -> Result<(), String> {
         let (tid, warp, epoch) = (t as u64, t / 32, self.epoch);
         let we = self.warp_epoch.get(warp).copied().unwrap_or(0);
         let stamp = epoch << 32 | we << 12 | tid;
@@ -77,6 +136,11 @@ impl Shadow {
         let what = if write { "writes" } else { "reads" };
         for b in off..off + size {
             let w = self.write[b];
+            if !write && w == NEVER && self.unwritten.is_none() {
+                // an error unless another thread writes the byte before the next barrier:
+                // then the race is the error (`take_unwritten`)
+                self.unwritten = Some(Unwritten { thread: t, pc, offset: b });
+            }
             if (w & TID) != tid && unordered(w) {
                 return Err(race(b, t, what, "wrote", w & TID));
             }

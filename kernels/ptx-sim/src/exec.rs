@@ -184,7 +184,7 @@ impl<'a> Block<'a> {
             Loc::Global(i, off) => self.l.mem.bufs[i].load(off, size),
             Loc::Shared(off) => {
                 self.shadow
-                    .access(t, off, size, false)
+                    .access(t, pc, off, size, false)
                     .map_err(|m| SimError::new(format!("{}: {m}", self.at(t, pc))))?;
                 le_load(&self.shared[off..off + size])
             }
@@ -206,7 +206,7 @@ impl<'a> Block<'a> {
             Loc::Global(i, off) => self.l.mem.bufs[i].store(off, size, v),
             Loc::Shared(off) => {
                 self.shadow
-                    .access(t, off, size, true)
+                    .access(t, pc, off, size, true)
                     .map_err(|m| SimError::new(format!("{}: {m}", self.at(t, pc))))?;
                 le_store(&mut self.shared[off..off + size], v);
             }
@@ -241,6 +241,7 @@ impl<'a> Block<'a> {
                 }
             }
             Loc::Shared(off) => {
+                self.shadow.atomic(off, size);
                 let old = le_load(&self.shared[off..off + size]);
                 let new = atom_new(op, ty, old, b, c);
                 le_store(&mut self.shared[off..off + size], new);

@@ -31,10 +31,18 @@ impl Block<'_> {
             }
             if !progress {
                 if self.state.iter().all(|s| *s == State::Exited) {
-                    return Ok(());
+                    return self.check_unwritten();
                 }
                 self.barrier_or_deadlock()?;
             }
+        }
+    }
+
+    /// An error if some thread read shared memory that no thread had written (`check.rs`).
+    fn check_unwritten(&mut self) -> Result<(), SimError> {
+        match self.shadow.take_unwritten() {
+            Some(u) => Err(SimError::new(format!("{}: {}", self.at(u.thread, u.pc), u.message()))),
+            None => Ok(()),
         }
     }
 
@@ -235,6 +243,7 @@ impl Block<'_> {
                 self.state[t] = State::Ready;
                 self.count += 1;
             }
+            self.check_unwritten()?;
             self.shadow.barrier();
             if self.trace.is_some() {
                 let what = format!("block ({},{},{}): threads", self.ctaid[0], self.ctaid[1], self.ctaid[2]);

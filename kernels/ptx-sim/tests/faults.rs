@@ -155,3 +155,14 @@ fn launches_a_real_gpu_refuses_are_refused() {
         assert!(e.contains("out-of-bounds"), "{grid:?}, {shared} bytes: {e}");
     }
 }
+
+#[test]
+fn reading_shared_memory_no_thread_wrote() {
+    let gpu = gpu_with("faults");
+    let out = zeros::<f32>(&gpu, 64);
+    let e = fault(&gpu, "shared_read_unwritten", 1, 64, &[Arg::Ptr(out)]);
+    assert!(
+        e.contains("thread 32 (warp 1) reads shared offset 0x80, which no thread of the block has written"),
+        "{e}"
+    );
+}

@@ -6,8 +6,10 @@
 //! that do not fit the entry's `.param` list (number, size, integer or float) are an
 //! error naming the parameter; an out-of-bounds or misaligned access, a barrier or
 //! shuffle that some threads cannot reach (a full-mask shuffle in a partial warp
-//! included), and a shared-memory race are errors naming the kernel, the instruction
-//! and the thread.
+//! included), a shared-memory race and a read of shared memory no thread wrote are errors
+//! naming the kernel, the instruction and the thread; a launch beyond a GPU's limits is
+//! refused as a GPU would refuse it; and fresh device memory holds 0xFF bytes (NaN), not
+//! the interpreter's zeros, since a GPU's holds whatever was there.
 
 use super::launcher::{DevPtr, GpuError, Kernel, KernelArg, LaunchDims, Launcher};
 use tapegrad_ptx_sim::{Arg, LaunchDims as SimDims, SimError, SimGpu};
@@ -38,7 +40,12 @@ impl Launcher for SimLauncher {
         "cuda-sim (the PTX interpreter)".into()
     }
     fn alloc(&self, bytes: usize) -> Result<DevPtr, GpuError> {
-        self.gpu.alloc(bytes).map_err(|e| driver("alloc", e))
+        let ptr = self.gpu.alloc(bytes).map_err(|e| driver("alloc", e))?;
+        // A GPU's fresh memory holds whatever was there; the simulator's is zeroed. Filled
+        // with 0xFF bytes (NaN as f32 and f64, −1 as an integer), a kernel or launcher that
+        // reads memory nothing wrote shows it in the tests here, as it would on a GPU.
+        self.gpu.write(ptr, &vec![0xFF; bytes]).map_err(|e| driver("alloc", e))?;
+        Ok(ptr)
     }
     fn free(&self, ptr: DevPtr) -> Result<(), GpuError> {
         self.gpu.free(ptr).map_err(|e| driver("free", e))

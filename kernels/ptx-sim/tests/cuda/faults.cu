@@ -74,3 +74,12 @@ extern "C" __global__ void warp_overwrite_unsynced(float* out) {
     __syncwarp();
     out[threadIdx.x] = s[threadIdx.x];
 }
+
+// Half the slots are written, every slot is read: on a GPU the other half holds whatever an
+// earlier block left in that shared memory.
+extern "C" __global__ void shared_read_unwritten(float* out) {
+    __shared__ float s[64];
+    if (threadIdx.x < 32) s[threadIdx.x] = threadIdx.x;
+    __syncthreads();
+    out[threadIdx.x] = s[threadIdx.x];
+}
