@@ -7,6 +7,7 @@ use crate::check::Shadow;
 use crate::decode::Kernel;
 use crate::float::{cvt, mask};
 use crate::inst::*;
+use crate::memory::BlockTag;
 use crate::memory::{Global, Snapshot, LOCAL_WINDOW, SHARED_WINDOW};
 use crate::SimError;
 
@@ -19,6 +20,8 @@ pub struct Launch<'a> {
     pub grid: [u32; 3],
     pub block: [u32; 3],
     pub shared_bytes: usize,
+    /// This launch's number, for the owners of global words (`memory.rs`).
+    pub number: u32,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -179,9 +182,40 @@ impl<'a> Block<'a> {
         }
     }
 
+    /// A plain global access checked against the words' owners in this launch (`memory.rs`).
+    fn claim(
+        &self,
+        t: usize,
+        pc: usize,
+        buf: usize,
+        off: usize,
+        size: usize,
+        write: bool,
+    ) -> Result<(), SimError> {
+        let [gx, gy, _] = self.l.grid;
+        let linear = self.ctaid[0] as usize
+            + gx as usize * (self.ctaid[1] as usize + gy as usize * self.ctaid[2] as usize);
+        let b = &self.l.mem.bufs[buf];
+        b.claim(off, size, BlockTag::new(self.l.number, linear), write).map_err(|other| {
+            let o = other.block();
+            let (ox, oy, oz) = (o % gx as usize, o / gx as usize % gy as usize, o / (gx as usize * gy as usize));
+            let what = if write { "writes" } else { "reads" };
+            SimError::new(format!(
+                "{}: {what} {size} bytes at {:#x} (buffer {:#x}), which block ({ox},{oy},{oz}) wrote in this launch: \
+                 blocks run in no order, so an output must have one owner and no block may read another's",
+                self.at(t, pc),
+                b.base + off as u64,
+                b.base
+            ))
+        })
+    }
+
     fn load(&mut self, t: usize, pc: usize, space: Space, addr: u64, size: usize) -> Result<u64, SimError> {
         Ok(match self.resolve(t, pc, space, addr, size, false)? {
-            Loc::Global(i, off) => self.l.mem.bufs[i].load(off, size),
+            Loc::Global(i, off) => {
+                self.claim(t, pc, i, off, size, false)?;
+                self.l.mem.bufs[i].load(off, size)
+            }
             Loc::Shared(off) => {
                 self.shadow
                     .access(t, pc, off, size, false)
@@ -203,7 +237,10 @@ impl<'a> Block<'a> {
         v: u64,
     ) -> Result<(), SimError> {
         match self.resolve(t, pc, space, addr, size, true)? {
-            Loc::Global(i, off) => self.l.mem.bufs[i].store(off, size, v),
+            Loc::Global(i, off) => {
+                self.claim(t, pc, i, off, size, true)?;
+                self.l.mem.bufs[i].store(off, size, v)
+            }
             Loc::Shared(off) => {
                 self.shadow
                     .access(t, pc, off, size, true)

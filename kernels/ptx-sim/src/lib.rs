@@ -286,6 +286,7 @@ impl SimGpu {
             grid: dims.grid,
             block: dims.block,
             shared_bytes: shared_size(k, dims),
+            number: self.global.next_launch(),
         }
     }
 

@@ -2,9 +2,18 @@
 //! them (so an access past one buffer never lands in another), stored as atomic 32-bit
 //! words so blocks running on several host threads can share them: plain accesses are
 //! relaxed loads/stores, 32-bit atomics are native, 64-bit atomics take a striped lock.
+//!
+//! **One owner per output.** Blocks of a launch run in no order a kernel may rely on (nor
+//! do they on a GPU), so a word that one block writes must not be read or written by
+//! another block of the same launch: the engine's kernels give every output element one
+//! owner (`kernels/cuda/common.cuh`), and no kernel passes data between blocks. Each word
+//! of a buffer remembers the launch and block that last wrote it ([`Buffer::claim`]); a
+//! plain load or store of a whole word by another block of that launch is an error.
+//! Atomics and sub-word accesses are not tracked (bytes of one word may have different
+//! owners), so this can miss a conflict but never invents one.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::SimError;
@@ -21,6 +30,22 @@ pub struct Buffer {
     pub base: u64,
     pub len: usize,
     pub words: Box<[AtomicU32]>,
+    /// Per word, the writer in the launch that last wrote it: [`BlockTag`]'s bits, 0 for none.
+    owners: Box<[AtomicU64]>,
+}
+
+/// A block of a launch: `launch << 32 | (block's linear index + 1)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockTag(pub u64);
+
+impl BlockTag {
+    pub fn new(launch: u32, linear_block: usize) -> BlockTag {
+        BlockTag((launch as u64) << 32 | (linear_block as u64 + 1) & 0xffff_ffff)
+    }
+    /// The linear index of the block (x fastest).
+    pub fn block(self) -> usize {
+        (self.0 & 0xffff_ffff) as usize - 1
+    }
 }
 
 #[derive(Default)]
@@ -28,6 +53,7 @@ pub struct Global {
     pub bufs: RwLock<BTreeMap<u64, Arc<Buffer>>>,
     next: Mutex<u64>,
     locks: [Mutex<()>; 16],
+    launches: AtomicU32,
 }
 
 impl Global {
@@ -38,8 +64,9 @@ impl Global {
         }
         let base = *next;
         let words = (0..bytes.div_ceil(4)).map(|_| AtomicU32::new(0)).collect();
+        let owners = (0..bytes.div_ceil(4)).map(|_| AtomicU64::new(0)).collect();
         *next = (base + bytes as u64 + GAP).div_ceil(256) * 256;
-        let b = Arc::new(Buffer { base, len: bytes, words });
+        let b = Arc::new(Buffer { base, len: bytes, words, owners });
         self.bufs.write().expect("memory lock").insert(base, b);
         Ok(base)
     }
@@ -63,6 +90,11 @@ impl Global {
         Ok((b, off))
     }
 
+    /// A new launch's number (1, 2, …; wraps after 2³² launches).
+    pub fn next_launch(&self) -> u32 {
+        self.launches.fetch_add(1, Relaxed).wrapping_add(1)
+    }
+
     pub fn lock64(&self, addr: u64) -> std::sync::MutexGuard<'_, ()> {
         self.locks[(addr >> 3) as usize % 16].lock().expect("atomic lock")
     }
@@ -83,6 +115,26 @@ pub fn find_in(b: Option<&Buffer>, addr: u64, len: usize) -> Result<(), String> 
 }
 
 impl Buffer {
+    /// Checks a plain access of `size` bytes at `off` by block `by` against the words'
+    /// owners in this launch (module doc), and makes `by` their owner if it writes. The
+    /// error is the block that owns the first word in conflict.
+    #[inline(always)]
+    pub fn claim(&self, off: usize, size: usize, by: BlockTag, write: bool) -> Result<(), BlockTag> {
+        if size < 4 {
+            return Ok(());
+        }
+        for owner in &self.owners[off / 4..(off + size) / 4] {
+            let o = owner.load(Relaxed);
+            if o >> 32 == by.0 >> 32 && o != by.0 && o != 0 {
+                return Err(BlockTag(o));
+            }
+            if write && o != by.0 {
+                owner.store(by.0, Relaxed);
+            }
+        }
+        Ok(())
+    }
+
     #[inline(always)]
     pub fn load(&self, off: usize, size: usize) -> u64 {
         let w = off / 4;

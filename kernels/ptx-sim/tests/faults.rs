@@ -166,3 +166,26 @@ fn reading_shared_memory_no_thread_wrote() {
         "{e}"
     );
 }
+
+#[test]
+fn an_output_has_one_owner_block() {
+    // one host thread: the blocks run in order, so the report is the same every time
+    let gpu = SimGpu::with_host_threads(1);
+    let ptx =
+        std::fs::read_to_string(format!("{}/tests/ptx/faults.ptx", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    gpu.load_module("faults", &ptx).unwrap();
+    let (buf, out) = (zeros::<f32>(&gpu, 32), zeros::<f32>(&gpu, 32));
+    let e = fault(&gpu, "output_of_every_block", 2, 32, &[Arg::Ptr(out)]);
+    assert!(e.contains("thread (0,0,0) of block (1,0,0)"), "{e}");
+    assert!(
+        e.contains(&format!(
+            "writes 4 bytes at {out:#x} (buffer {out:#x}), which block (0,0,0) wrote in this launch"
+        )),
+        "{e}"
+    );
+    let e = fault(&gpu, "reads_another_blocks_output", 2, 32, &[Arg::Ptr(buf), Arg::Ptr(out)]);
+    assert!(
+        e.contains(&format!("reads 4 bytes at {buf:#x} (buffer {buf:#x}), which block (0,0,0) wrote")),
+        "{e}"
+    );
+}

@@ -6,7 +6,8 @@
 //! that do not fit the entry's `.param` list (number, size, integer or float) are an
 //! error naming the parameter; an out-of-bounds or misaligned access, a barrier or
 //! shuffle that some threads cannot reach (a full-mask shuffle in a partial warp
-//! included), a shared-memory race and a read of shared memory no thread wrote are errors
+//! included), a shared-memory race, a read of shared memory no thread wrote and a global
+//! word touched by two blocks of one launch (one owner per output) are errors
 //! naming the kernel, the instruction and the thread; a launch beyond a GPU's limits is
 //! refused as a GPU would refuse it; and fresh device memory holds 0xFF bytes (NaN), not
 //! the interpreter's zeros, since a GPU's holds whatever was there.

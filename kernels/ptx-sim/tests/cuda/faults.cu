@@ -83,3 +83,16 @@ extern "C" __global__ void shared_read_unwritten(float* out) {
     __syncthreads();
     out[threadIdx.x] = s[threadIdx.x];
 }
+
+// Every block writes out[threadIdx.x]: each output has as many owners as the grid has blocks,
+// and which write lands last depends on the order the blocks happen to run in.
+extern "C" __global__ void output_of_every_block(float* out) {
+    out[threadIdx.x] = blockIdx.x;
+}
+
+// Block 1 reads what block 0 wrote in the same launch: blocks run in no order a kernel can
+// rely on, so it may read the old values.
+extern "C" __global__ void reads_another_blocks_output(float* buf, float* out) {
+    if (blockIdx.x == 0) buf[threadIdx.x] = threadIdx.x;
+    else out[threadIdx.x] = buf[threadIdx.x];
+}
