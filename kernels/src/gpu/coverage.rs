@@ -161,6 +161,51 @@ const CASES: &[(&str, &str, Check)] = &[
     ("update", "add_assign_f64", |c| update::check_clip_value_and_add::<f64>(c, N)),
 ];
 
+/// Elements past two blocks of 256, for the one-block grids below.
+const N_BLOCKS: usize = 600;
+
+/// Cases whose launches take several blocks along each grid dimension the launchers use:
+/// elements past one block (f32; the f64 entries are the same templates), GEMM tiles past
+/// one along n, m and the batch, transpose tiles past one, rows past one block's worth.
+#[rustfmt::skip]
+const MANY_BLOCKS: &[(&str, Check)] = &[
+    ("elementwise", |c| elementwise::check::<f32>(c, N_BLOCKS)),
+    ("dropout", |c| dropout::check::<f32>(c, N_BLOCKS)),
+    ("select", |c| select::check::<f32>(c, N_BLOCKS)),
+    ("adam", |c| update::check_adam::<f32>(c, N_BLOCKS)),
+    ("sgd", |c| update::check_sgd::<f32>(c, N_BLOCKS)),
+    ("norm and clip", |c| update::check_norm_and_clip::<f32>(c, &[5, 0, N_BLOCKS])),
+    ("clip value and add", |c| update::check_clip_value_and_add::<f32>(c, N_BLOCKS)),
+    ("pointwise losses", |c| loss::check_pointwise::<f32>(c, N_BLOCKS)),
+    ("index select and add", |c| index::check_select_add::<f32>(c, (3, 50, 4), N_BLOCKS)),
+    ("gemm", |c| gemm::check::<f32>(c, (3, 70, 130, 5))),
+    ("transpose", |c| permute::check_permute::<f32>(c, &[3, 40, 70], &[0, 2, 1])),
+    ("permute", |c| permute::check_permute::<f32>(c, &[4, 5, 6, 7], &[3, 2, 1, 0])),
+    ("broadcast", |c| broadcast::check::<f32>(c, &[7, 1, 100], &[9, 1])),
+    ("lstm cell", |c| lstm::check_cell::<f32>(c, 5, 70, 3)),
+];
+
+/// Every kernel covers what its grid does not by looping (over elements, rows, tiles and
+/// batch items), so its results do not depend on the grid: with every grid cut to one
+/// block a dimension (`launch::with_grid_cap`), every case above and the larger ones of
+/// [`MANY_BLOCKS`] still match their CPU references. The limits themselves (4,096 blocks
+/// of elements, 65,535 along y and z) are too large to reach in a test on the simulator.
+#[test]
+fn every_case_gives_the_same_results_on_a_one_block_grid() {
+    for ctx in test_contexts() {
+        super::launch::with_grid_cap(1, || {
+            for (module, entry, check) in CASES {
+                eprintln!("{module}.{entry} on {}", ctx.name());
+                check(&ctx);
+            }
+            for (what, check) in MANY_BLOCKS {
+                eprintln!("{what} on {}", ctx.name());
+                check(&ctx);
+            }
+        });
+    }
+}
+
 /// Runs the case of `module`.`entry` on every test device (each a fresh one, so the
 /// record holds this case's launches only) and checks that it launched that entry.
 fn run(module: &'static str, entry: &'static str) {

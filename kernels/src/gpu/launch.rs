@@ -2,6 +2,7 @@
 //! the grids a real one does).
 
 use super::launcher::{KernelArg, LaunchDims};
+use std::cell::Cell;
 
 /// Threads per block of the 1-D (grid-stride) kernels.
 pub const BLOCK: u32 = 256;
@@ -9,16 +10,37 @@ pub const BLOCK: u32 = 256;
 /// (132 SMs × 2048 threads ≈ 1,056 blocks of 256), beyond which threads just loop.
 pub const MAX_BLOCKS: usize = 4096;
 
+thread_local! {
+    /// The most blocks along any grid dimension, below the limits here: lowered by tests
+    /// ([`with_grid_cap`]) to show that every kernel loops over what its grid does not cover.
+    static GRID_CAP: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// `blocks` clamped to 1 ..= `max` (and the test cap, if lower).
+fn clamp_blocks(blocks: usize, max: usize) -> usize {
+    blocks.clamp(1, max.min(GRID_CAP.get()).max(1))
+}
+
+/// Runs `f` with every grid of this thread's launches cut to at most `cap` blocks a
+/// dimension (tests: a kernel must give the same results on any grid).
+#[cfg(test)]
+pub(crate) fn with_grid_cap<R>(cap: usize, f: impl FnOnce() -> R) -> R {
+    let old = GRID_CAP.replace(cap);
+    let r = f();
+    GRID_CAP.set(old);
+    r
+}
+
 /// A grid-stride launch over `n` elements.
 pub fn linear(n: usize) -> LaunchDims {
-    let blocks = n.div_ceil(BLOCK as usize).clamp(1, MAX_BLOCKS);
+    let blocks = clamp_blocks(n.div_ceil(BLOCK as usize), MAX_BLOCKS);
     LaunchDims::linear(blocks as u32, BLOCK)
 }
 
 /// One block of `threads` per row, `rows` rows (row kernels: softmax, layer norm, losses).
 /// Rows beyond the 2³¹−1 grid limit are looped over by the kernel (grid-stride over rows).
 pub fn rows(rows: usize, threads: u32) -> LaunchDims {
-    let blocks = rows.clamp(1, i32::MAX as usize);
+    let blocks = clamp_blocks(rows, i32::MAX as usize);
     LaunchDims::linear(blocks as u32, threads)
 }
 
@@ -28,10 +50,16 @@ const MAX_GRID_YZ: usize = 65_535;
 /// The tiled GEMM (`gemm.cu`): 32×8 threads per 64×64 tile of C, tiles of n along x,
 /// of m along y, batch items along z (each clamped; the kernel loops over the rest).
 pub fn gemm_tiles(batch: usize, m: usize, n: usize) -> LaunchDims {
-    let x = n.div_ceil(64).clamp(1, i32::MAX as usize);
-    let y = m.div_ceil(64).clamp(1, MAX_GRID_YZ);
-    let z = batch.clamp(1, MAX_GRID_YZ);
+    let x = clamp_blocks(n.div_ceil(64), i32::MAX as usize);
+    let y = clamp_blocks(m.div_ceil(64), MAX_GRID_YZ);
+    let z = clamp_blocks(batch, MAX_GRID_YZ);
     LaunchDims { grid: [x as u32, y as u32, z as u32], block: [32, 8, 1], shared_bytes: 0 }
+}
+
+/// The batched 32×32-tile transpose (`permute.cu`): 32×8 threads a tile, `tiles` tiles
+/// along x (clamped at 2¹⁶; the kernel loops over the rest).
+pub fn transpose_tiles(tiles: usize) -> LaunchDims {
+    LaunchDims { grid: [clamp_blocks(tiles, 1 << 16) as u32, 1, 1], block: [32, 8, 1], shared_bytes: 0 }
 }
 
 /// Threads per block for a row kernel over rows of `n` elements: a warp for short rows,

@@ -6,7 +6,7 @@
 //! transpose takes the shared-memory tile kernel, the rest the strided gather.
 
 use super::launch::{self, row_major, Strided};
-use super::{count, pick, GpuBuffer, GpuError, Kernel, KernelArg, LaunchDims};
+use super::{count, pick, GpuBuffer, GpuError, Kernel, KernelArg};
 use crate::Float;
 
 pub const ENTRIES: &[&str] =
@@ -43,7 +43,7 @@ pub fn permute<T: Float>(
     if batched_transpose {
         let (batch, m, k) = if r == 2 { (1, sh[0], sh[1]) } else { (sh[0], sh[1], sh[2]) };
         let tiles = batch * m.div_ceil(32) * k.div_ceil(32);
-        let dims = LaunchDims { grid: [tiles.min(1 << 16) as u32, 1, 1], block: [32, 8, 1], shared_bytes: 0 };
+        let dims = launch::transpose_tiles(tiles);
         let args = [src.arg(), out.arg(), count(batch), count(m), count(k)];
         return out.context().launch(kernel::<T>("transpose_f32", "transpose_f64"), dims, &args);
     }
