@@ -25,6 +25,8 @@ pub struct Shadow {
     warp_epoch: Vec<u64>,
     /// The first read of a byte no thread had written, since the last barrier.
     unwritten: Option<Unwritten>,
+    /// Barriers completed in the block.
+    barriers: u64,
 }
 
 /// A read of a shared byte that no thread of the block had written: thread, instruction
@@ -69,11 +71,19 @@ impl Shadow {
             epoch: 1,
             warp_epoch: Vec::new(),
             unwritten: None,
+            barriers: 0,
         }
+    }
+
+    /// Barriers completed so far in the block (never restarted: global memory's writers
+    /// are stamped with it, `memory.rs`).
+    pub fn barriers(&self) -> u64 {
+        self.barriers
     }
 
     /// A barrier completed: a new block epoch begins.
     pub fn barrier(&mut self) {
+        self.barriers += 1;
         self.epoch += 1;
         if self.epoch >= 1 << 31 {
             self.restart();

@@ -7,7 +7,7 @@ use crate::check::Shadow;
 use crate::decode::Kernel;
 use crate::float::{cvt, mask};
 use crate::inst::*;
-use crate::memory::BlockTag;
+use crate::memory::{Accessor, BlockTag, Conflict};
 use crate::memory::{Global, Snapshot, LOCAL_WINDOW, SHARED_WINDOW};
 use crate::SimError;
 
@@ -182,7 +182,8 @@ impl<'a> Block<'a> {
         }
     }
 
-    /// A plain global access checked against the words' owners in this launch (`memory.rs`).
+    /// A plain global access checked against the words' owners and writers in this launch
+    /// (`memory.rs`).
     fn claim(
         &self,
         t: usize,
@@ -193,16 +194,31 @@ impl<'a> Block<'a> {
         write: bool,
     ) -> Result<(), SimError> {
         let [gx, gy, _] = self.l.grid;
-        let linear = self.ctaid[0] as usize
-            + gx as usize * (self.ctaid[1] as usize + gy as usize * self.ctaid[2] as usize);
+        let (gx, gy) = (gx as usize, gy as usize);
+        let c = self.ctaid.map(|v| v as usize);
+        let block = BlockTag::new(self.l.number, c[0] + gx * (c[1] + gy * c[2]));
         let b = &self.l.mem.bufs[buf];
-        b.claim(off, size, BlockTag::new(self.l.number, linear), write).map_err(|other| {
-            let o = other.block();
-            let (ox, oy, oz) = (o % gx as usize, o / gx as usize % gy as usize, o / (gx as usize * gy as usize));
+        let by = Accessor { block, thread: t, epoch: self.shadow.barriers() };
+        b.claim(off, size, by, write).map_err(|conflict| {
             let what = if write { "writes" } else { "reads" };
+            let whose = match conflict {
+                Conflict::Block(other) => {
+                    let o = other.block();
+                    format!(
+                        "which block ({},{},{}) wrote in this launch: blocks run in no order, so an output must \
+                         have one owner and no block may read another's",
+                        o % gx,
+                        o / gx % gy,
+                        o / (gx * gy)
+                    )
+                }
+                Conflict::Thread(other) => format!(
+                    "which thread {other} (warp {}) of this block wrote with no barrier between",
+                    other / 32
+                ),
+            };
             SimError::new(format!(
-                "{}: {what} {size} bytes at {:#x} (buffer {:#x}), which block ({ox},{oy},{oz}) wrote in this launch: \
-                 blocks run in no order, so an output must have one owner and no block may read another's",
+                "{}: {what} {size} bytes at {:#x} (buffer {:#x}), {whose}",
                 self.at(t, pc),
                 b.base + off as u64,
                 b.base

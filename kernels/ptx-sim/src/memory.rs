@@ -9,8 +9,12 @@
 //! owner (`kernels/cuda/common.cuh`), and no kernel passes data between blocks. Each word
 //! of a buffer remembers the launch and block that last wrote it ([`Buffer::claim`]); a
 //! plain load or store of a whole word by another block of that launch is an error.
-//! Atomics and sub-word accesses are not tracked (bytes of one word may have different
-//! owners), so this can miss a conflict but never invents one.
+//! Within the owning block, each word also remembers the thread that wrote it and the
+//! block's barrier epoch then: another thread's access before the next barrier is a race
+//! (pairs of threads of one warp are left out: a `__syncwarp()` may order them, and
+//! global memory does not track warp epochs). Atomics and sub-word accesses are not
+//! tracked (bytes of one word may have different owners), so this can miss a conflict but
+//! never invents one.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -32,6 +36,26 @@ pub struct Buffer {
     pub words: Box<[AtomicU32]>,
     /// Per word, the writer in the launch that last wrote it: [`BlockTag`]'s bits, 0 for none.
     owners: Box<[AtomicU64]>,
+    /// Per word, the thread of the owner that last wrote it and the owner's barrier epoch
+    /// then: `epoch << 10 | thread`.
+    writers: Box<[AtomicU64]>,
+}
+
+/// A plain access of another's word in the same launch: a word another block wrote, or one
+/// that another thread of this block wrote since the last barrier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Conflict {
+    Block(BlockTag),
+    Thread(usize),
+}
+
+/// Who accesses a global word: the block, the thread within it and the block's barrier
+/// epoch.
+#[derive(Clone, Copy, Debug)]
+pub struct Accessor {
+    pub block: BlockTag,
+    pub thread: usize,
+    pub epoch: u64,
 }
 
 /// A block of a launch: `launch << 32 | (block's linear index + 1)`.
@@ -65,8 +89,9 @@ impl Global {
         let base = *next;
         let words = (0..bytes.div_ceil(4)).map(|_| AtomicU32::new(0)).collect();
         let owners = (0..bytes.div_ceil(4)).map(|_| AtomicU64::new(0)).collect();
+        let writers = (0..bytes.div_ceil(4)).map(|_| AtomicU64::new(0)).collect();
         *next = (base + bytes as u64 + GAP).div_ceil(256) * 256;
-        let b = Arc::new(Buffer { base, len: bytes, words, owners });
+        let b = Arc::new(Buffer { base, len: bytes, words, owners, writers });
         self.bufs.write().expect("memory lock").insert(base, b);
         Ok(base)
     }
@@ -123,21 +148,30 @@ pub fn find_in(b: Option<&Buffer>, addr: u64, len: usize) -> Result<(), String> 
 }
 
 impl Buffer {
-    /// Checks a plain access of `size` bytes at `off` by block `by` against the words'
-    /// owners in this launch (module doc), and makes `by` their owner if it writes. The
-    /// error is the block that owns the first word in conflict.
+    /// Checks a plain access of `size` bytes at `off` by `by` against the words' owners and
+    /// writers in this launch (module doc), and makes `by` their owner and writer if it
+    /// writes. The error is the first conflict.
     #[inline(always)]
-    pub fn claim(&self, off: usize, size: usize, by: BlockTag, write: bool) -> Result<(), BlockTag> {
+    pub fn claim(&self, off: usize, size: usize, by: Accessor, write: bool) -> Result<(), Conflict> {
         if size < 4 {
             return Ok(());
         }
-        for owner in &self.owners[off / 4..(off + size) / 4] {
+        let words = off / 4..(off + size) / 4;
+        for (owner, writer) in self.owners[words.clone()].iter().zip(&self.writers[words]) {
             let o = owner.load(Relaxed);
-            if o >> 32 == by.0 >> 32 && o != by.0 && o != 0 {
-                return Err(BlockTag(o));
+            if o >> 32 == by.block.0 >> 32 && o != by.block.0 && o != 0 {
+                return Err(Conflict::Block(BlockTag(o)));
             }
-            if write && o != by.0 {
-                owner.store(by.0, Relaxed);
+            if o == by.block.0 {
+                let w = writer.load(Relaxed);
+                let thread = (w & 1023) as usize;
+                if w >> 10 == by.epoch && thread / 32 != by.thread / 32 {
+                    return Err(Conflict::Thread(thread));
+                }
+            }
+            if write {
+                owner.store(by.block.0, Relaxed);
+                writer.store(by.epoch << 10 | by.thread as u64, Relaxed);
             }
         }
         Ok(())

@@ -189,3 +189,18 @@ fn an_output_has_one_owner_block() {
         "{e}"
     );
 }
+
+#[test]
+fn global_memory_within_a_block_needs_a_barrier() {
+    let gpu = gpu_with("faults");
+    let out = zeros::<f32>(&gpu, 2);
+    let e = fault(&gpu, "global_missing_barrier", 1, 64, &[Arg::Ptr(out)]);
+    assert!(
+        e.contains(&format!(
+            "reads 4 bytes at {out:#x} (buffer {out:#x}), which thread 0 (warp 0) of this block wrote with no barrier between"
+        )),
+        "{e}"
+    );
+    gpu.launch("faults", "global_with_barrier", dims(1, 64, 0), &[Arg::Ptr(out)]).unwrap();
+    assert_eq!(download::<f32>(&gpu, out, 2), [1.0, 1.0]);
+}

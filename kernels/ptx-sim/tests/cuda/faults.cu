@@ -96,3 +96,17 @@ extern "C" __global__ void reads_another_blocks_output(float* buf, float* out) {
     if (blockIdx.x == 0) buf[threadIdx.x] = threadIdx.x;
     else out[threadIdx.x] = buf[threadIdx.x];
 }
+
+// Thread 0 writes out[0] and thread 32, of the next warp, reads it with no barrier between:
+// within a block, global memory needs a barrier as shared memory does.
+extern "C" __global__ void global_missing_barrier(float* out) {
+    if (threadIdx.x == 0) out[0] = 1.0f;
+    if (threadIdx.x == 32) out[1] = out[0];
+}
+
+// The same with __syncthreads() between (not a fault; the control): out[1] = 1.
+extern "C" __global__ void global_with_barrier(float* out) {
+    if (threadIdx.x == 0) out[0] = 1.0f;
+    __syncthreads();
+    if (threadIdx.x == 32) out[1] = out[0];
+}
