@@ -7,8 +7,7 @@ use crate::check::Shadow;
 use crate::decode::Kernel;
 use crate::float::{cvt, mask};
 use crate::inst::*;
-use crate::memory::{Accessor, BlockTag, Conflict};
-use crate::memory::{Global, Snapshot, LOCAL_WINDOW, SHARED_WINDOW};
+use crate::memory::{Accessor, BlockTag, Conflict, Global, Snapshot, LOCAL_WINDOW, SHARED_WINDOW};
 use crate::SimError;
 
 /// What every block of a launch shares.
