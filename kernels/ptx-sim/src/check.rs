@@ -25,8 +25,6 @@ pub struct Shadow {
     warp_epoch: Vec<u64>,
     /// The first read of a byte no thread had written, since the last barrier.
     unwritten: Option<Unwritten>,
-    /// Barriers completed in the block.
-    barriers: u64,
 }
 
 /// A read of a shared byte that no thread of the block had written: thread, instruction
@@ -55,12 +53,13 @@ impl Unwritten {
 /// starts undefined, so reading such a byte is an error (the simulator's starts at zero,
 /// which would hide it).
 const NEVER: u64 = 0;
-/// The write stamp of a byte written before the shadow restarted (of no current epoch).
-const LONG_AGO: u64 = u64::MAX;
+/// The write stamp of a byte an atomic wrote: written, and of no epoch (atomics are not
+/// checked for races).
+const ATOMIC: u64 = u64::MAX;
 const TID: u64 = (1 << 10) - 1;
 const THREADS: u64 = 1 << 10;
 const WARPS: u64 = 1 << 11;
-/// Warp epochs wrap at this (20 bits); the shadow then starts afresh, as at a barrier.
+/// Warp epochs stay below this (20 bits of a stamp; `warp_sync`).
 const WARP_EPOCHS: u64 = 1 << 20;
 
 impl Shadow {
@@ -71,23 +70,20 @@ impl Shadow {
             epoch: 1,
             warp_epoch: Vec::new(),
             unwritten: None,
-            barriers: 0,
         }
     }
 
-    /// Barriers completed so far in the block (never restarted: global memory's writers
-    /// are stamped with it, `memory.rs`).
-    pub fn barriers(&self) -> u64 {
-        self.barriers
+    /// The block epoch: 1 + the barriers completed so far, + the times the warp epochs
+    /// started again (`warp_sync`); global memory's writers are stamped with it too
+    /// (`memory.rs`). It never wraps in a simulation: a stamp holds
+    /// 2³² epochs, more barriers than one block can run here in any sensible time.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// A barrier completed: a new block epoch begins.
     pub fn barrier(&mut self) {
-        self.barriers += 1;
         self.epoch += 1;
-        if self.epoch >= 1 << 31 {
-            self.restart();
-        }
     }
 
     /// The first read of a never-written byte since the last barrier, if any: called when
@@ -97,32 +93,25 @@ impl Shadow {
         self.unwritten.take()
     }
 
-    /// Warp `w`'s threads met at a `bar.warp.sync`: a new warp epoch begins for it.
+    /// Warp `w`'s threads met at a `bar.warp.sync`: a new warp epoch begins for it. Where
+    /// a warp epoch would outgrow its 20 bits, a new block epoch begins instead and the warp
+    /// epochs start again: every earlier access then counts as ordered, so a race across
+    /// that point may go unseen, and none is invented.
     pub fn warp_sync(&mut self, w: usize) {
         if self.warp_epoch.len() <= w {
             self.warp_epoch.resize(w + 1, 0);
         }
         self.warp_epoch[w] += 1;
         if self.warp_epoch[w] >= WARP_EPOCHS {
-            self.restart();
+            self.epoch += 1;
+            self.warp_epoch.fill(0);
         }
-    }
-
-    /// Forgets every access (the counters are about to wrap): a race across this point
-    /// may go unseen, none is invented.
-    fn restart(&mut self) {
-        // a written byte stays known as written (a stamp of no epoch), so that reading it is
-        // not taken for a read of memory nothing wrote
-        self.write.iter_mut().filter(|w| **w != NEVER).for_each(|w| *w = LONG_AGO);
-        self.read.iter_mut().for_each(|w| *w = 0);
-        self.warp_epoch.iter_mut().for_each(|e| *e = 0);
-        self.epoch = 1;
     }
 
     /// An atomic on shared bytes: not checked for races, but the bytes count as written
     /// from now on (an `atomicExch` may be what first sets them).
     pub fn atomic(&mut self, off: usize, size: usize) {
-        self.write[off..off + size].iter_mut().filter(|w| **w == NEVER).for_each(|w| *w = LONG_AGO);
+        self.write[off..off + size].iter_mut().filter(|w| **w == NEVER).for_each(|w| *w = ATOMIC);
     }
 
     #[inline(always)]

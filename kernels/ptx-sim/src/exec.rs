@@ -197,7 +197,7 @@ impl<'a> Block<'a> {
         let c = self.ctaid.map(|v| v as usize);
         let block = BlockTag::new(self.l.number, c[0] + gx * (c[1] + gy * c[2]));
         let b = &self.l.mem.bufs[buf];
-        let by = Accessor { block, thread: t, epoch: self.shadow.barriers() };
+        let by = Accessor { block, thread: t, epoch: self.shadow.epoch() };
         b.claim(off, size, by, write).map_err(|conflict| {
             let what = if write { "writes" } else { "reads" };
             let whose = match conflict {

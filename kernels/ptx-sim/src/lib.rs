@@ -174,7 +174,9 @@ impl SimGpu {
     }
 
     pub fn memset(&self, dst: u64, value: u8, bytes: usize) -> Result<(), SimError> {
-        self.write(dst, &vec![value; bytes])
+        let (b, off) = self.global.find(dst, bytes, "memset on device")?;
+        b.fill(off, bytes, value);
+        Ok(())
     }
 
     /// Parses and decodes `ptx` once under `name` (replacing a module of that name).

@@ -87,9 +87,10 @@ impl Global {
             *next = GLOBAL_BASE;
         }
         let base = *next;
-        let words = (0..bytes.div_ceil(4)).map(|_| AtomicU32::new(0)).collect();
-        let owners = (0..bytes.div_ceil(4)).map(|_| AtomicU64::new(0)).collect();
-        let writers = (0..bytes.div_ceil(4)).map(|_| AtomicU64::new(0)).collect();
+        let n = bytes.div_ceil(4);
+        let words = (0..n).map(|_| AtomicU32::new(0)).collect();
+        let owners = (0..n).map(|_| AtomicU64::new(0)).collect();
+        let writers = (0..n).map(|_| AtomicU64::new(0)).collect();
         *next = (base + bytes as u64 + GAP).div_ceil(256) * 256;
         let b = Arc::new(Buffer { base, len: bytes, words, owners, writers });
         self.bufs.write().expect("memory lock").insert(base, b);
@@ -225,6 +226,18 @@ impl Buffer {
         }
     }
 
+    /// Sets `len` bytes from `off` to `value`: whole words at a time where aligned.
+    pub fn fill(&self, off: usize, len: usize, value: u8) {
+        let (head, words, tail) = split_words(off, len);
+        let at = off + head + 4 * words;
+        for i in (off..off + head).chain(at..at + tail) {
+            self.store(i, 1, value as u64);
+        }
+        for w in &self.words[(off + head) / 4..at / 4] {
+            w.store(u32::from_ne_bytes([value; 4]), Relaxed);
+        }
+    }
+
     /// Copies in `src` at `off`: whole words at a time where aligned.
     pub fn write_bytes(&self, off: usize, src: &[u8]) {
         let (head, words, tail) = split_words(off, src.len());
@@ -271,9 +284,10 @@ impl Snapshot {
 mod tests {
     use super::*;
 
-    /// Byte copies in and out at every alignment and length agree with a plain byte model.
+    /// Byte copies in and out, and fills, at every alignment and length agree with a plain
+    /// byte model.
     #[test]
-    fn byte_copies_at_any_alignment() {
+    fn byte_copies_and_fills_at_any_alignment() {
         let g = Global::default();
         let base = g.alloc(40).unwrap();
         let (b, _) = g.find(base, 40, "test").unwrap();
@@ -285,6 +299,17 @@ mod tests {
                 n = n.wrapping_add(31);
                 b.write_bytes(off, &src);
                 model[off..off + len].copy_from_slice(&src);
+                if len % 3 == 2 {
+                    // and a fill over what was just written, from the next byte on
+                    let (at, n) = (off + 1, len - 1);
+                    b.fill(at, n, n as u8);
+                    model[at..at + n].fill(n as u8);
+                    let mut all = vec![0u8; 40];
+                    b.read_bytes(0, &mut all);
+                    assert_eq!(all, model, "after filling {n} bytes at {at}");
+                    b.write_bytes(off, &src);
+                    model[off..off + len].copy_from_slice(&src);
+                }
                 let mut all = vec![0u8; 40];
                 b.read_bytes(0, &mut all);
                 assert_eq!(all, model, "after writing {len} bytes at {off}");

@@ -45,7 +45,7 @@ impl Launcher for SimLauncher {
         // A GPU's fresh memory holds whatever was there; the simulator's is zeroed. Filled
         // with 0xFF bytes (NaN as f32 and f64, −1 as an integer), a kernel or launcher that
         // reads memory nothing wrote shows it in the tests here, as it would on a GPU.
-        self.gpu.write(ptr, &vec![0xFF; bytes]).map_err(|e| driver("alloc", e))?;
+        self.gpu.memset(ptr, 0xFF, bytes).map_err(|e| driver("alloc", e))?;
         Ok(ptr)
     }
     fn free(&self, ptr: DevPtr) -> Result<(), GpuError> {
