@@ -388,6 +388,14 @@ fn bert_fine_tunes_from_the_pretrained_folder() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(test_line(&o).as_deref(), Some(trained.as_str()), "eval of a bf16 run's best/");
     assert_eq!(stderr(&o).contains("no faster than f32"), !hardware, "eval's note");
+    // a bf16 run resumes on the CPU only: --device may change on --resume, bf16 may not leave it
+    let last = bf16.join("last");
+    let o = run(&["train", "--resume", last.to_str().unwrap(), "--device", "sim", "--quiet"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("--precision bf16 runs on the CPU only"),
+        "{}",
+        stderr(&o)
+    );
     // a pretrained folder without its weights is named in the error
     let broken = tmp.path().join("broken");
     fs::create_dir_all(&broken).unwrap();

@@ -109,8 +109,12 @@ pub fn train(given: TrainArgs, interrupt: Arc<Interrupt>) -> Result<Outcome> {
             if let Some(d) = a.data.as_ref().filter(|d| !d.exists()) {
                 bail!("--data {}: no such file or folder", d.display());
             }
-            // the stored arguments too: run.json is a file a person can edit
-            let bad = validate::number_problems(&a);
+            // the stored arguments too: run.json is a file a person can edit; and a bf16 run
+            // resumes on the CPU only (its --device may be a new one)
+            let mut bad = validate::number_problems(&a);
+            if let Err(e) = tapegrad_autograd::precision::check_device(a.precision.into(), device) {
+                bad.push(e);
+            }
             if !bad.is_empty() {
                 bail!(
                     "{}: the run's arguments with the flags given now are invalid:\n  {}",
@@ -126,10 +130,9 @@ pub fn train(given: TrainArgs, interrupt: Arc<Interrupt>) -> Result<Outcome> {
             (a, None)
         }
     };
-    // bf16 runs on the CPU only (a new run's check_args said so already; a resumed bf16 run may
-    // name another --device); the linear layers and attention compute in it for the whole run
+    // the linear layers and attention compute in the run's precision for the whole run (bf16
+    // on the CPU only, checked above with the other arguments)
     let precision = args.precision.into();
-    tapegrad_autograd::precision::check_device(precision, device).map_err(|e| anyhow::anyhow!(e))?;
     let _precision = tapegrad_autograd::precision::set_product_precision(precision);
     if let Some(note) = tapegrad_autograd::precision::cpu_speed_note(precision).filter(|_| !args.quiet) {
         eprintln!("note: {note}");
