@@ -2,6 +2,7 @@
 //! semantics: integer widths and signedness, `.hi/.wide`, float rounding, `.ftz`, `.sat`,
 //! comparisons, bit manipulation and atomic read-modify-write.
 
+use crate::approx;
 use crate::float::{f64_to_f32, from_f64, ftz32, mask, round32, saturate, to_f64};
 use crate::inst::*;
 
@@ -188,8 +189,8 @@ fn directed(r: f64, err: f64, rnd: Rnd) -> f64 {
     }
 }
 
-/// Unary float ops. `.approx` functions are computed in f64 and rounded: well inside
-/// the PTX-documented error bounds.
+/// Unary float ops. The approximate ones that the engine's kernels use err as far as their
+/// documented bounds allow (`approx.rs`); the others are computed in f64 and rounded.
 pub fn float_un(op: FUn, ty: Ty, ftz: bool, a: u64) -> u64 {
     if let FUn::Abs | FUn::Neg = op {
         let sign = 1u64 << (ty.bits() - 1);
@@ -205,6 +206,11 @@ pub fn float_un(op: FUn, ty: Ty, ftz: bool, a: u64) -> u64 {
     }
     if ty == Ty::F32 {
         let xf = x as f32;
+        match op {
+            FUn::Ex2 => return approx::ex2_f32(xf, ftz).to_bits() as u64,
+            FUn::RcpApprox => return approx::rcp_f32(xf, ftz).to_bits() as u64,
+            _ => {}
+        }
         let r = match op {
             FUn::Sqrt | FUn::SqrtApprox => xf.sqrt() as f64,
             FUn::Rcp => (1.0 / xf) as f64,
@@ -213,6 +219,9 @@ pub fn float_un(op: FUn, ty: Ty, ftz: bool, a: u64) -> u64 {
         return round32(r, Rnd::N, ftz);
     }
     if ty == Ty::F64 {
+        if op == FUn::RcpApprox {
+            return approx::rcp_ftz_f64(a); // `.ftz` is the only form for f64
+        }
         let r = match op {
             FUn::Sqrt | FUn::SqrtApprox => x.sqrt(),
             FUn::Rcp | FUn::RcpApprox => 1.0 / x,

@@ -19,6 +19,7 @@
 //! ```
 
 mod alu;
+mod approx;
 mod check;
 mod decode;
 mod exec;
