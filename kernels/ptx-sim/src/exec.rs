@@ -198,19 +198,26 @@ impl<'a> Block<'a> {
         let block = BlockTag::new(self.l.number, c[0] + gx * (c[1] + gy * c[2]));
         let b = &self.l.mem.bufs[buf];
         let by = Accessor { block, thread: t, epoch: self.shadow.epoch() };
+        let coords = |tag: BlockTag| {
+            let o = tag.block().unwrap_or(0);
+            format!("({},{},{})", o % gx, o / gx % gy, o / (gx * gy))
+        };
         b.claim(off, size, by, write).map_err(|conflict| {
             let what = if write { "writes" } else { "reads" };
             let whose = match conflict {
-                Conflict::Block(other) => {
-                    let o = other.block();
-                    format!(
-                        "which block ({},{},{}) wrote in this launch: blocks run in no order, so an output must \
-                         have one owner and no block may read another's",
-                        o % gx,
-                        o / gx % gy,
-                        o / (gx * gy)
-                    )
-                }
+                Conflict::Block(other) => format!(
+                    "which block {} wrote in this launch: blocks run in no order, so an output must have one \
+                     owner and no block may read another's",
+                    coords(other)
+                ),
+                Conflict::ReadBy(other) => format!(
+                    "which {} read in this launch: blocks run in no order, so no block may write what \
+                     another reads",
+                    match other.block() {
+                        Some(_) => format!("block {}", coords(other)),
+                        None => "other blocks".to_string(),
+                    }
+                ),
                 Conflict::Thread(other) => format!(
                     "which thread {other} (warp {}) of this block wrote with no barrier between",
                     other / 32

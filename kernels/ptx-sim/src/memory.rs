@@ -8,11 +8,16 @@
 //! another block of the same launch: the engine's kernels give every output element one
 //! owner (`kernels/cuda/common.cuh`), and no kernel passes data between blocks. Each word
 //! of a buffer remembers the launch and block that last wrote it ([`Buffer::claim`]); a
-//! plain load or store of a whole word by another block of that launch is an error.
+//! plain load or store of a whole word by another block of that launch is an error. It
+//! also remembers which block of the launch read it (or that several did), so a write
+//! that comes after another block's read is an error too: whichever of the two runs first,
+//! the conflict is found (unless the two accesses happen at the same moment on two host
+//! threads: the stamps are relaxed atomics, checked and then set).
 //! Within the owning block, each word also remembers the thread that wrote it and the
 //! block's barrier epoch then: another thread's access before the next barrier is a race
 //! (pairs of threads of one warp are left out: a `__syncwarp()` may order them, and
-//! global memory does not track warp epochs). Atomics and sub-word accesses are not
+//! global memory does not track warp epochs); a thread's write after another thread's
+//! read in the same block is not tracked. Atomics and sub-word accesses are not
 //! tracked (bytes of one word may have different owners), so this can miss a conflict but
 //! never invents one.
 
@@ -39,6 +44,9 @@ pub struct Buffer {
     /// Per word, the thread of the owner that last wrote it and the owner's barrier epoch
     /// then: `epoch << 10 | thread`.
     writers: Box<[AtomicU64]>,
+    /// Per word, the block of the launch that read it ([`BlockTag`]'s bits), or
+    /// [`BlockTag::several`] once a second block has; 0 for none.
+    readers: Box<[AtomicU64]>,
 }
 
 /// A plain access of another's word in the same launch: a word another block wrote, or one
@@ -47,6 +55,9 @@ pub struct Buffer {
 pub enum Conflict {
     Block(BlockTag),
     Thread(usize),
+    /// A write to a word that another block of the launch read (a [`BlockTag::several`]
+    /// tag when more than one did).
+    ReadBy(BlockTag),
 }
 
 /// Who accesses a global word: the block, the thread within it and the block's barrier
@@ -66,9 +77,16 @@ impl BlockTag {
     pub fn new(launch: u32, linear_block: usize) -> BlockTag {
         BlockTag((launch as u64) << 32 | (linear_block as u64 + 1) & 0xffff_ffff)
     }
-    /// The linear index of the block (x fastest).
-    pub fn block(self) -> usize {
-        (self.0 & 0xffff_ffff) as usize - 1
+    /// The linear index of the block (x fastest); `None` for [`BlockTag::several`].
+    pub fn block(self) -> Option<usize> {
+        ((self.0 & 0xffff_ffff) as usize).checked_sub(1)
+    }
+    /// More than one block of the launch (a block's tag never has zero low bits).
+    pub fn several(self) -> BlockTag {
+        BlockTag(self.0 & !0xffff_ffff)
+    }
+    fn launch(self) -> u64 {
+        self.0 >> 32
     }
 }
 
@@ -91,8 +109,9 @@ impl Global {
         let words = (0..n).map(|_| AtomicU32::new(0)).collect();
         let owners = (0..n).map(|_| AtomicU64::new(0)).collect();
         let writers = (0..n).map(|_| AtomicU64::new(0)).collect();
+        let readers = (0..n).map(|_| AtomicU64::new(0)).collect();
         *next = (base + bytes as u64 + GAP).div_ceil(256) * 256;
-        let b = Arc::new(Buffer { base, len: bytes, words, owners, writers });
+        let b = Arc::new(Buffer { base, len: bytes, words, owners, writers, readers });
         self.bufs.write().expect("memory lock").insert(base, b);
         Ok(base)
     }
@@ -158,10 +177,20 @@ impl Buffer {
             return Ok(());
         }
         let words = off / 4..(off + size) / 4;
-        for (owner, writer) in self.owners[words.clone()].iter().zip(&self.writers[words]) {
+        let stamps = self.owners[words.clone()].iter().zip(&self.writers[words.clone()]);
+        for ((owner, writer), reader) in stamps.zip(&self.readers[words]) {
             let o = owner.load(Relaxed);
-            if o >> 32 == by.block.0 >> 32 && o != by.block.0 && o != 0 {
+            if BlockTag(o).launch() == by.block.launch() && o != by.block.0 && o != 0 {
                 return Err(Conflict::Block(BlockTag(o)));
+            }
+            let r = reader.load(Relaxed);
+            let read_here = BlockTag(r).launch() == by.block.launch();
+            if write && read_here && r != by.block.0 {
+                return Err(Conflict::ReadBy(BlockTag(r)));
+            }
+            if !write && r != by.block.0 && r != by.block.several().0 {
+                let now = if read_here { by.block.several() } else { by.block };
+                reader.store(now.0, Relaxed);
             }
             if o == by.block.0 {
                 let w = writer.load(Relaxed);

@@ -188,6 +188,15 @@ fn an_output_has_one_owner_block() {
         e.contains(&format!("reads 4 bytes at {buf:#x} (buffer {buf:#x}), which block (0,0,0) wrote")),
         "{e}"
     );
+    // block 0 runs first and reads; block 1's write is the conflict
+    let e = fault(&gpu, "overwrites_what_another_block_read", 2, 32, &[Arg::Ptr(buf), Arg::Ptr(out)]);
+    assert!(
+        e.contains("thread (0,0,0) of block (1,0,0)")
+            && e.contains(&format!(
+                "writes 4 bytes at {buf:#x} (buffer {buf:#x}), which block (0,0,0) read in this launch"
+            )),
+        "{e}"
+    );
 }
 
 #[test]

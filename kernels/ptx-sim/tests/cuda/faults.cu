@@ -97,6 +97,13 @@ extern "C" __global__ void reads_another_blocks_output(float* buf, float* out) {
     else out[threadIdx.x] = buf[threadIdx.x];
 }
 
+// The other order: block 0 reads what block 1 then writes (blocks run in no order, so the
+// read may see either value).
+extern "C" __global__ void overwrites_what_another_block_read(float* buf, float* out) {
+    if (blockIdx.x == 1) buf[threadIdx.x] = threadIdx.x;
+    else out[threadIdx.x] = buf[threadIdx.x];
+}
+
 // Thread 0 writes out[0] and thread 32, of the next warp, reads it with no barrier between:
 // within a block, global memory needs a barrier as shared memory does.
 extern "C" __global__ void global_missing_barrier(float* out) {
