@@ -181,7 +181,7 @@ impl<'a> Block<'a> {
         }
     }
 
-    /// A plain global access checked against the words' owners and writers in this launch
+    /// A plain global access checked against the words' stamps in this launch
     /// (`memory.rs`).
     fn claim(
         &self,
@@ -221,6 +221,11 @@ impl<'a> Block<'a> {
                 Conflict::Thread(other) => format!(
                     "which thread {other} (warp {}) of this block wrote with no barrier between",
                     other / 32
+                ),
+                Conflict::ThreadRead(other) => format!(
+                    "which thread {other} (warp {}) of this block{} read with no barrier between",
+                    other / 32,
+                    if other / 32 == t / 32 { " and a thread of another warp" } else { "" }
                 ),
             };
             SimError::new(format!(

@@ -13,11 +13,12 @@
 //! that comes after another block's read is an error too: whichever of the two runs first,
 //! the conflict is found (unless the two accesses happen at the same moment on two host
 //! threads: the stamps are relaxed atomics, checked and then set).
-//! Within the owning block, each word also remembers the thread that wrote it and the
-//! block's barrier epoch then: another thread's access before the next barrier is a race
-//! (pairs of threads of one warp are left out: a `__syncwarp()` may order them, and
-//! global memory does not track warp epochs); a thread's write after another thread's
-//! read in the same block is not tracked. Atomics and sub-word accesses are not
+//! Within a block, each word also remembers the thread that wrote it and the block's
+//! barrier epoch then, and (while that block alone has read it) the thread that first read
+//! it in the current epoch and whether another warp's threads did too: another thread's
+//! access after a write, or a write after another thread's read, with no barrier between
+//! is a race (pairs of threads of one warp are left out: a `__syncwarp()` may order them,
+//! and global memory does not track warp epochs). Atomics and sub-word accesses are not
 //! tracked (bytes of one word may have different owners), so this can miss a conflict but
 //! never invents one.
 
@@ -39,14 +40,25 @@ pub struct Buffer {
     pub base: u64,
     pub len: usize,
     pub words: Box<[AtomicU32]>,
-    /// Per word, the writer in the launch that last wrote it: [`BlockTag`]'s bits, 0 for none.
-    owners: Box<[AtomicU64]>,
-    /// Per word, the thread of the owner that last wrote it and the owner's barrier epoch
-    /// then: `epoch << 10 | thread`.
-    writers: Box<[AtomicU64]>,
-    /// Per word, the block of the launch that read it ([`BlockTag`]'s bits), or
-    /// [`BlockTag::several`] once a second block has; 0 for none.
-    readers: Box<[AtomicU64]>,
+    /// Per word, who wrote and read it in the latest launch that touched it.
+    stamps: Box<[Stamps]>,
+}
+
+/// What a global word remembers of the accesses to it, for [`Buffer::claim`].
+#[derive(Default)]
+struct Stamps {
+    /// The writer in the launch that last wrote it: [`BlockTag`]'s bits, 0 for none.
+    owner: AtomicU64,
+    /// The thread of the owner that last wrote it and the owner's barrier epoch then:
+    /// `epoch << 10 | thread`.
+    writer: AtomicU64,
+    /// The block of the launch that read it, or [`BlockTag::several`] once a second block
+    /// has; 0 for none.
+    reader: AtomicU64,
+    /// While one block alone has read it: the thread of that block that first read it in
+    /// the block's current barrier epoch, and whether threads of another warp read it too:
+    /// `epoch << 11 | other_warps << 10 | thread`.
+    reading_thread: AtomicU64,
 }
 
 /// A plain access of another's word in the same launch: a word another block wrote, or one
@@ -55,6 +67,10 @@ pub struct Buffer {
 pub enum Conflict {
     Block(BlockTag),
     Thread(usize),
+    /// A write to a word that a thread of another warp of this block read since the last
+    /// barrier (the first reader in that epoch: it may have been a warp-mate of the writer
+    /// while another warp read it too).
+    ThreadRead(usize),
     /// A write to a word that another block of the launch read (a [`BlockTag::several`]
     /// tag when more than one did).
     ReadBy(BlockTag),
@@ -107,11 +123,9 @@ impl Global {
         let base = *next;
         let n = bytes.div_ceil(4);
         let words = (0..n).map(|_| AtomicU32::new(0)).collect();
-        let owners = (0..n).map(|_| AtomicU64::new(0)).collect();
-        let writers = (0..n).map(|_| AtomicU64::new(0)).collect();
-        let readers = (0..n).map(|_| AtomicU64::new(0)).collect();
+        let stamps = (0..n).map(|_| Stamps::default()).collect();
         *next = (base + bytes as u64 + GAP).div_ceil(256) * 256;
-        let b = Arc::new(Buffer { base, len: bytes, words, owners, writers, readers });
+        let b = Arc::new(Buffer { base, len: bytes, words, stamps });
         self.bufs.write().expect("memory lock").insert(base, b);
         Ok(base)
     }
@@ -168,40 +182,55 @@ pub fn find_in(b: Option<&Buffer>, addr: u64, len: usize) -> Result<(), String> 
 }
 
 impl Buffer {
-    /// Checks a plain access of `size` bytes at `off` by `by` against the words' owners and
-    /// writers in this launch (module doc), and makes `by` their owner and writer if it
-    /// writes. The error is the first conflict.
+    /// Checks a plain access of `size` bytes at `off` by `by` against the words' stamps in
+    /// this launch (module doc), and stamps them with `by`. The error is the first conflict.
     #[inline(always)]
     pub fn claim(&self, off: usize, size: usize, by: Accessor, write: bool) -> Result<(), Conflict> {
         if size < 4 {
             return Ok(());
         }
-        let words = off / 4..(off + size) / 4;
-        let stamps = self.owners[words.clone()].iter().zip(&self.writers[words.clone()]);
-        for ((owner, writer), reader) in stamps.zip(&self.readers[words]) {
-            let o = owner.load(Relaxed);
+        let warp = by.thread / 32;
+        for s in &self.stamps[off / 4..(off + size) / 4] {
+            // another block of this launch wrote it
+            let o = s.owner.load(Relaxed);
             if BlockTag(o).launch() == by.block.launch() && o != by.block.0 && o != 0 {
                 return Err(Conflict::Block(BlockTag(o)));
             }
-            let r = reader.load(Relaxed);
+            // another block of this launch read it, and this is a write
+            let r = s.reader.load(Relaxed);
             let read_here = BlockTag(r).launch() == by.block.launch();
             if write && read_here && r != by.block.0 {
                 return Err(Conflict::ReadBy(BlockTag(r)));
             }
-            if !write && r != by.block.0 && r != by.block.several().0 {
-                let now = if read_here { by.block.several() } else { by.block };
-                reader.store(now.0, Relaxed);
-            }
+            // another warp of this block wrote it since the last barrier
             if o == by.block.0 {
-                let w = writer.load(Relaxed);
+                let w = s.writer.load(Relaxed);
                 let thread = (w & 1023) as usize;
-                if w >> 10 == by.epoch && thread / 32 != by.thread / 32 {
+                if w >> 10 == by.epoch && thread / 32 != warp {
                     return Err(Conflict::Thread(thread));
                 }
             }
+            // another warp of this block (the only block that read it) read it since the
+            // last barrier, and this is a write
+            let t = s.reading_thread.load(Relaxed);
+            let (t_epoch, other_warps, reader) = (t >> 11, t >> 10 & 1 == 1, (t & 1023) as usize);
+            let this_epoch = r == by.block.0 && t_epoch == by.epoch;
+            if write && this_epoch && (other_warps || reader / 32 != warp) {
+                return Err(Conflict::ThreadRead(reader));
+            }
             if write {
-                owner.store(by.block.0, Relaxed);
-                writer.store(by.epoch << 10 | by.thread as u64, Relaxed);
+                s.owner.store(by.block.0, Relaxed);
+                s.writer.store(by.epoch << 10 | by.thread as u64, Relaxed);
+            } else {
+                if r != by.block.0 && r != by.block.several().0 {
+                    let now = if read_here { by.block.several() } else { by.block };
+                    s.reader.store(now.0, Relaxed);
+                }
+                if !this_epoch {
+                    s.reading_thread.store(by.epoch << 11 | by.thread as u64, Relaxed);
+                } else if !other_warps && reader / 32 != warp {
+                    s.reading_thread.store(t | 1 << 10, Relaxed);
+                }
             }
         }
         Ok(())
@@ -312,6 +341,71 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The stamps of one word, access by access: each conflict the module doc names, in
+    /// both orders where there are two, and the accesses that are not conflicts.
+    #[test]
+    fn claims_find_each_conflict_in_either_order() {
+        let g = Global::default();
+        let base = g.alloc(4).unwrap();
+        let (b, _) = g.find(base, 4, "test").unwrap();
+        let launch = std::cell::Cell::new(0);
+        let fresh = || launch.set(launch.get() + 1);
+        let at = |block: usize, thread: usize, epoch: u64| Accessor {
+            block: BlockTag::new(launch.get(), block),
+            thread,
+            epoch,
+        };
+        let read = |by: Accessor| b.claim(0, 4, by, false);
+        let write = |by: Accessor| b.claim(0, 4, by, true);
+        let tag = |block: usize| BlockTag::new(launch.get(), block);
+
+        // across blocks: write then read, read then write, write then write
+        fresh();
+        write(at(0, 0, 1)).unwrap();
+        assert_eq!(read(at(1, 0, 1)), Err(Conflict::Block(tag(0))));
+        fresh();
+        read(at(0, 0, 1)).unwrap();
+        assert_eq!(write(at(1, 0, 1)), Err(Conflict::ReadBy(tag(0))));
+        fresh();
+        read(at(0, 0, 1)).unwrap();
+        read(at(2, 0, 1)).unwrap();
+        assert_eq!(write(at(0, 0, 1)), Err(Conflict::ReadBy(tag(0).several())), "two blocks read it");
+        fresh();
+        write(at(0, 0, 1)).unwrap();
+        assert_eq!(write(at(1, 0, 1)), Err(Conflict::Block(tag(0))));
+        // many blocks reading, nobody writing: fine; and a new launch forgets the old one
+        fresh();
+        for block in 0..5 {
+            read(at(block, 3, 1)).unwrap();
+        }
+        fresh();
+        write(at(4, 0, 1)).unwrap();
+
+        // within a block: warps 0 and 1, barrier epochs 1 and 2
+        fresh();
+        write(at(0, 0, 1)).unwrap();
+        assert_eq!(read(at(0, 32, 1)), Err(Conflict::Thread(0)), "read after write");
+        fresh();
+        read(at(0, 0, 1)).unwrap();
+        assert_eq!(write(at(0, 32, 1)), Err(Conflict::ThreadRead(0)), "write after read");
+        fresh();
+        read(at(0, 0, 1)).unwrap();
+        read(at(0, 40, 1)).unwrap();
+        assert_eq!(write(at(0, 1, 1)), Err(Conflict::ThreadRead(0)), "warp 1 read it too");
+        // not races: the same warp, or a barrier between
+        fresh();
+        read(at(0, 0, 1)).unwrap();
+        read(at(0, 5, 1)).unwrap();
+        write(at(0, 1, 1)).unwrap();
+        read(at(0, 2, 1)).unwrap();
+        fresh();
+        read(at(0, 0, 1)).unwrap();
+        read(at(0, 40, 1)).unwrap();
+        write(at(0, 33, 2)).unwrap();
+        read(at(0, 64, 3)).unwrap();
+        write(at(0, 64, 3)).unwrap();
+    }
 
     /// Byte copies in and out, and fills, at every alignment and length agree with a plain
     /// byte model.

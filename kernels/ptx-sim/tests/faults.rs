@@ -210,6 +210,13 @@ fn global_memory_within_a_block_needs_a_barrier() {
         )),
         "{e}"
     );
+    let e = fault(&gpu, "global_write_after_read", 1, 64, &[Arg::Ptr(out)]);
+    assert!(
+        e.contains(&format!(
+            "writes 4 bytes at {out:#x} (buffer {out:#x}), which thread 0 (warp 0) of this block read with no barrier between"
+        )),
+        "{e}"
+    );
     gpu.launch("faults", "global_with_barrier", dims(1, 64, 0), &[Arg::Ptr(out)]).unwrap();
     assert_eq!(download::<f32>(&gpu, out, 2), [1.0, 1.0]);
 }

@@ -111,6 +111,13 @@ extern "C" __global__ void global_missing_barrier(float* out) {
     if (threadIdx.x == 32) out[1] = out[0];
 }
 
+// Thread 0 reads out[0] and thread 32, of the next warp, then overwrites it with no barrier
+// between: thread 0 may read either value.
+extern "C" __global__ void global_write_after_read(float* out) {
+    if (threadIdx.x == 0) out[1] = out[0];
+    if (threadIdx.x == 32) out[0] = 2.0f;
+}
+
 // The same with __syncthreads() between (not a fault; the control): out[1] = 1.
 extern "C" __global__ void global_with_barrier(float* out) {
     if (threadIdx.x == 0) out[0] = 1.0f;
