@@ -222,13 +222,15 @@ impl Buffer {
                 s.owner.store(by.block.0, Relaxed);
                 s.writer.store(by.epoch << 10 | by.thread as u64, Relaxed);
             } else {
-                if r != by.block.0 && r != by.block.several().0 {
-                    let now = if read_here { by.block.several() } else { by.block };
-                    s.reader.store(now.0, Relaxed);
+                let alone = r == by.block.0 || !read_here; // this block alone has read it
+                if !alone && r != by.block.several().0 {
+                    s.reader.store(by.block.several().0, Relaxed);
+                } else if alone && r != by.block.0 {
+                    s.reader.store(by.block.0, Relaxed);
                 }
-                if !this_epoch {
+                if alone && !this_epoch {
                     s.reading_thread.store(by.epoch << 11 | by.thread as u64, Relaxed);
-                } else if !other_warps && reader / 32 != warp {
+                } else if this_epoch && !other_warps && reader / 32 != warp {
                     s.reading_thread.store(t | 1 << 10, Relaxed);
                 }
             }
