@@ -14,11 +14,12 @@
 //! would pile up in a sum as no GPU's do). The 20-bit reciprocal's own error is not
 //! documented; the simulator takes it off by one unit of its last bit, a guess stated as one:
 //! the Newton steps that follow it in every use (libdevice's f64 division-free reciprocals)
-//! are then shown to repair a seed that is not exact.
+//! are then shown to repair a seed that is not exact (`unary_math_f32_and_f64` in
+//! `tests/kernels.rs` holds libdevice's f64 `tanh` and `log` to 1e-14).
 //!
 //! The special inputs give the table's exact results (`ex2`: −Inf → +0, ±0 → 1, +Inf →
 //! +Inf; `rcp`: ±0 → ±Inf, ±Inf → ±0; NaN → NaN), and `ex2` of an integer is exact: the
-//! ISA does not say so, but libdevice's f64 `tanh` and `exp` make their scale `2^k` with
+//! ISA does not say so, but libdevice's f64 `tanh` and `erf` make their scale `2^k` with
 //! `ex2.approx.ftz.f32` of an integer `k` and would be wrong otherwise (modelled without it,
 //! the simulator's f64 `tanh` was off by 6e-10). A moved result stays finite and keeps its
 //! sign, and under `.ftz` a result moved below the normal range is flushed.
@@ -26,12 +27,12 @@
 //! The other approximate instructions (`sqrt.approx`, `rsqrt`, `lg2`, `sin`, `cos`, `tanh`,
 //! `div.approx`, and every `.f16`/`.bf16` form) are computed exactly and rounded: no kernel
 //! of the engine uses them (`approximate_instructions_the_engine_uses_are_modelled` in
-//! `tests/kernels.rs` reads the engine's PTX to keep that true).
+//! `tests/load.rs` reads the engine's PTX to keep that true).
 
 /// `ex2.approx{.ftz}.f32`: `2^x` rounded, moved by 2 ulp; exact at integers.
 pub fn ex2_f32(x: f32, ftz: bool) -> f32 {
     if x.is_nan() || x.is_infinite() || x == x.trunc() {
-        // NaN, +0 or +Inf, and 2^k exact: libdevice's f64 functions (tanh, exp) build the
+        // NaN, +0 or +Inf, and 2^k exact: libdevice's f64 functions (tanh, erf) build the
         // scale 2^k of their range reduction with `ex2.approx.ftz.f32` of an integer k, so
         // NVIDIA's own library holds a GPU's to exact powers of two there.
         return flushed(x.exp2(), ftz);
