@@ -12,11 +12,10 @@
 //! invent one). Atomics are not recorded. Reading a byte that no thread of the block has
 //! written is an error too: on a GPU it holds whatever an earlier block left there.
 
-/// Per shared byte, the last writer and a reader, each a stamp
-/// `block epoch << 32 | warp epoch << 12 | several warps << 11 | several threads << 10 | tid`:
-/// the epochs are those of the access (the warp epoch of the accessing thread's warp); for
-/// reads, "several" flags say that other threads (of other warps, or of this warp in this
-/// warp epoch) read the byte too.
+use crate::stamp::{Access, Race, WARP_EPOCHS};
+
+/// Per shared byte, the last writer and a reader, each a stamp (`stamp.rs`, which holds the
+/// ordering rule, shared with global memory's check).
 pub struct Shadow {
     write: Vec<u64>,
     read: Vec<u64>,
@@ -56,11 +55,6 @@ const NEVER: u64 = 0;
 /// The write stamp of a byte an atomic wrote: written, and of no epoch (atomics are not
 /// checked for races).
 const ATOMIC: u64 = u64::MAX;
-const TID: u64 = (1 << 10) - 1;
-const THREADS: u64 = 1 << 10;
-const WARPS: u64 = 1 << 11;
-/// Warp epochs stay below this (20 bits of a stamp; `warp_sync`).
-const WARP_EPOCHS: u64 = 1 << 20;
 
 impl Shadow {
     pub fn new(bytes: usize) -> Shadow {
@@ -79,6 +73,11 @@ impl Shadow {
     /// 2³² epochs, more barriers than one block can run here in any sensible time.
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Warp `w`'s epoch: its `bar.warp.sync` meetings since the warp epochs last began.
+    pub fn warp_epoch(&self, w: usize) -> u64 {
+        self.warp_epoch.get(w).copied().unwrap_or(0)
     }
 
     /// A barrier completed: a new block epoch begins.
@@ -123,48 +122,28 @@ impl Shadow {
         size: usize,
         write: bool,
     ) -> Result<(), String> {
-        let (tid, warp, epoch) = (t as u64, t / 32, self.epoch);
-        let we = self.warp_epoch.get(warp).copied().unwrap_or(0);
-        let stamp = epoch << 32 | we << 12 | tid;
-        let current = |s: u64| s >> 32 == epoch;
-        let warp_of = |s: u64| (s & TID) as usize / 32;
-        let warp_epoch_of = |s: u64| s >> 12 & (WARP_EPOCHS - 1);
-        // whether this access is unordered with another thread's access stamped `s`: both in
-        // this block epoch, and in different warps or in this warp's current warp epoch
-        let unordered = |s: u64| current(s) && (warp_of(s) != warp || warp_epoch_of(s) == we);
+        let access = Access { thread: t, epoch: self.epoch, warp_epoch: self.warp_epoch(t / 32) };
         let what = if write { "writes" } else { "reads" };
         for b in off..off + size {
-            let w = self.write[b];
+            let (w, r) = (self.write[b], self.read[b]);
             if !write && w == NEVER && self.unwritten.is_none() {
                 // an error unless another thread writes the byte before the next barrier:
                 // then the race is the error (`take_unwritten`)
                 self.unwritten = Some(Unwritten { thread: t, pc, offset: b });
             }
-            if (w & TID) != tid && unordered(w) {
-                return Err(race(b, t, what, "wrote", w & TID));
-            }
-            let r = self.read[b];
+            access.check(w, r, write).map_err(|race| match race {
+                Race::Wrote(other) => message(b, t, what, "wrote", other),
+                Race::Read(other) => message(b, t, what, "read", other),
+                Race::ReadBySeveralWarps => format!(
+                    "shared-memory race at shared offset {b:#x}: thread {t} (warp {}) writes it after threads of \
+                     several warps read it, with no barrier between",
+                    t / 32
+                ),
+            })?;
             if write {
-                let other_reader = r & (WARPS | THREADS) != 0 || (r & TID) != tid;
-                if current(r) && r & WARPS != 0 {
-                    return Err(format!(
-                        "shared-memory race at shared offset {b:#x}: thread {t} (warp {warp}) writes it after threads of \
-                         several warps read it, with no barrier between"
-                    ));
-                }
-                if other_reader && unordered(r) {
-                    return Err(race(b, t, what, "read", r & TID));
-                }
-                self.write[b] = stamp;
-            } else if !current(r) {
-                self.read[b] = stamp;
-            } else if warp_of(r) != warp {
-                self.read[b] = r | WARPS;
-            } else if warp_epoch_of(r) != we {
-                // this warp's earlier reads are ordered before this one by a __syncwarp()
-                self.read[b] = stamp | (r & WARPS);
-            } else if (r & TID) != tid {
-                self.read[b] = r | THREADS;
+                self.write[b] = access.stamp();
+            } else {
+                self.read[b] = access.read(r);
             }
         }
         Ok(())
@@ -172,8 +151,8 @@ impl Shadow {
 }
 
 /// The message for a race at shared byte `b` between thread `t` and thread `other`.
-fn race(b: usize, t: usize, what: &str, did: &str, other: u64) -> String {
-    let sync = if t as u64 / 32 == other / 32 { "__syncwarp()" } else { "barrier" };
+fn message(b: usize, t: usize, what: &str, did: &str, other: usize) -> String {
+    let sync = if t / 32 == other / 32 { "__syncwarp()" } else { "barrier" };
     format!(
         "shared-memory race at shared offset {b:#x}: thread {t} (warp {}) {what} it after thread {other} (warp {}) {did} it, with no {sync} between",
         t / 32,

@@ -8,6 +8,7 @@ use crate::decode::Kernel;
 use crate::float::{cvt, mask};
 use crate::inst::*;
 use crate::memory::{Accessor, BlockTag, Conflict, Global, Snapshot, LOCAL_WINDOW, SHARED_WINDOW};
+use crate::stamp::Access;
 use crate::SimError;
 
 /// What every block of a launch shares.
@@ -197,7 +198,9 @@ impl<'a> Block<'a> {
         let c = self.ctaid.map(|v| v as usize);
         let block = BlockTag::new(self.l.number, c[0] + gx * (c[1] + gy * c[2]));
         let b = &self.l.mem.bufs[buf];
-        let by = Accessor { block, thread: t, epoch: self.shadow.epoch() };
+        let access =
+            Access { thread: t, epoch: self.shadow.epoch(), warp_epoch: self.shadow.warp_epoch(t / 32) };
+        let by = Accessor { block, access };
         let coords = |tag: BlockTag| {
             let o = tag.block().unwrap_or(0);
             format!("({},{},{})", o % gx, o / gx % gy, o / (gx * gy))
@@ -218,15 +221,7 @@ impl<'a> Block<'a> {
                         None => "other blocks".to_string(),
                     }
                 ),
-                Conflict::Thread(other) => format!(
-                    "which thread {other} (warp {}) of this block wrote with no barrier between",
-                    other / 32
-                ),
-                Conflict::ThreadRead(other) => format!(
-                    "which thread {other} (warp {}) of this block{} read with no barrier between",
-                    other / 32,
-                    if other / 32 == t / 32 { " and a thread of another warp" } else { "" }
-                ),
+                Conflict::Race(race) => format!("which {} between", race.other(t, "of this block ")),
             };
             SimError::new(format!(
                 "{}: {what} {size} bytes at {:#x} (buffer {:#x}), {whose}",

@@ -27,6 +27,7 @@ mod float;
 mod inst;
 mod memory;
 mod parse;
+mod stamp;
 mod trace;
 mod warp;
 

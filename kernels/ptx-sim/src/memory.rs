@@ -13,12 +13,11 @@
 //! that comes after another block's read is an error too: whichever of the two runs first,
 //! the conflict is found (unless the two accesses happen at the same moment on two host
 //! threads: the stamps are relaxed atomics, checked and then set).
-//! Within a block, each word also remembers the thread that wrote it and the block's
-//! barrier epoch then, and (while that block alone has read it) the thread that first read
-//! it in the current epoch and whether another warp's threads did too: another thread's
-//! access after a write, or a write after another thread's read, with no barrier between
-//! is a race (pairs of threads of one warp are left out: a `__syncwarp()` may order them,
-//! and global memory does not track warp epochs). Atomics and sub-word accesses are not
+//! Within a block, global memory is held to shared memory's rule (`stamp.rs`): each word
+//! also remembers the thread that last wrote it and (while that block alone has read it)
+//! who read it, with their block and warp epochs, and another thread's access after a
+//! write, or a write after another thread's read, is a race unless a barrier, or for two
+//! threads of one warp a `__syncwarp()`, came between. Atomics and sub-word accesses are not
 //! tracked (bytes of one word may have different owners), so this can miss a conflict but
 //! never invents one.
 
@@ -26,6 +25,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::stamp::{Access, Race};
 use crate::SimError;
 
 /// Where the first allocation goes; addresses below are the shared and local windows.
@@ -49,15 +49,12 @@ pub struct Buffer {
 struct Stamps {
     /// The writer in the launch that last wrote it: [`BlockTag`]'s bits, 0 for none.
     owner: AtomicU64,
-    /// The thread of the owner that last wrote it and the owner's barrier epoch then:
-    /// `epoch << 10 | thread`.
+    /// The owner's thread that last wrote it, as a write stamp (`stamp.rs`).
     writer: AtomicU64,
     /// The block of the launch that read it, or [`BlockTag::several`] once a second block
     /// has; 0 for none.
     reader: AtomicU64,
-    /// While one block alone has read it: the thread of that block that first read it in
-    /// the block's current barrier epoch, and whether threads of another warp read it too:
-    /// `epoch << 11 | other_warps << 10 | thread`.
+    /// While one block alone has read it: that block's reads, as a read stamp (`stamp.rs`).
     reading_thread: AtomicU64,
 }
 
@@ -66,23 +63,18 @@ struct Stamps {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Conflict {
     Block(BlockTag),
-    Thread(usize),
-    /// A write to a word that a thread of another warp of this block read since the last
-    /// barrier (the first reader in that epoch: it may have been a warp-mate of the writer
-    /// while another warp read it too).
-    ThreadRead(usize),
+    /// Unordered with another thread's access in this block (`stamp.rs`).
+    Race(Race),
     /// A write to a word that another block of the launch read (a [`BlockTag::several`]
     /// tag when more than one did).
     ReadBy(BlockTag),
 }
 
-/// Who accesses a global word: the block, the thread within it and the block's barrier
-/// epoch.
+/// Who accesses a global word: the block, and the thread within it with its epochs.
 #[derive(Clone, Copy, Debug)]
 pub struct Accessor {
     pub block: BlockTag,
-    pub thread: usize,
-    pub epoch: u64,
+    pub access: Access,
 }
 
 /// A block of a launch: `launch << 32 | (block's linear index + 1)`.
@@ -189,7 +181,6 @@ impl Buffer {
         if size < 4 {
             return Ok(());
         }
-        let warp = by.thread / 32;
         for s in &self.stamps[off / 4..(off + size) / 4] {
             // another block of this launch wrote it
             let o = s.owner.load(Relaxed);
@@ -202,37 +193,25 @@ impl Buffer {
             if write && read_here && r != by.block.0 {
                 return Err(Conflict::ReadBy(BlockTag(r)));
             }
-            // another warp of this block wrote it since the last barrier
-            if o == by.block.0 {
-                let w = s.writer.load(Relaxed);
-                let thread = (w & 1023) as usize;
-                if w >> 10 == by.epoch && thread / 32 != warp {
-                    return Err(Conflict::Thread(thread));
-                }
-            }
-            // another warp of this block (the only block that read it) read it since the
-            // last barrier, and this is a write
-            let t = s.reading_thread.load(Relaxed);
-            let (t_epoch, other_warps, reader) = (t >> 11, t >> 10 & 1 == 1, (t & 1023) as usize);
-            let this_epoch = r == by.block.0 && t_epoch == by.epoch;
-            if write && this_epoch && (other_warps || reader / 32 != warp) {
-                return Err(Conflict::ThreadRead(reader));
-            }
+            // within this block, what its threads did since the last barrier (`stamp.rs`); the
+            // stamps are this block's if it wrote the word, or alone read it, in this launch
+            let w = if o == by.block.0 { s.writer.load(Relaxed) } else { 0 };
+            let t = if r == by.block.0 { s.reading_thread.load(Relaxed) } else { 0 };
+            by.access.check(w, t, write).map_err(Conflict::Race)?;
             if write {
                 s.owner.store(by.block.0, Relaxed);
-                s.writer.store(by.epoch << 10 | by.thread as u64, Relaxed);
-            } else {
-                let alone = r == by.block.0 || !read_here; // this block alone has read it
-                if !alone && r != by.block.several().0 {
-                    s.reader.store(by.block.several().0, Relaxed);
-                } else if alone && r != by.block.0 {
+                s.writer.store(by.access.stamp(), Relaxed);
+            } else if r == by.block.0 || !read_here {
+                // this block alone has read it
+                if r != by.block.0 {
                     s.reader.store(by.block.0, Relaxed);
                 }
-                if alone && !this_epoch {
-                    s.reading_thread.store(by.epoch << 11 | by.thread as u64, Relaxed);
-                } else if this_epoch && !other_warps && reader / 32 != warp {
-                    s.reading_thread.store(t | 1 << 10, Relaxed);
+                let now = by.access.read(t);
+                if now != t {
+                    s.reading_thread.store(now, Relaxed);
                 }
+            } else if r != by.block.several().0 {
+                s.reader.store(by.block.several().0, Relaxed);
             }
         }
         Ok(())
@@ -353,10 +332,10 @@ mod tests {
         let (b, _) = g.find(base, 4, "test").unwrap();
         let launch = std::cell::Cell::new(0);
         let fresh = || launch.set(launch.get() + 1);
+        // block, thread, block epoch (warp epochs: `warp_epochs_order_a_warp`)
         let at = |block: usize, thread: usize, epoch: u64| Accessor {
             block: BlockTag::new(launch.get(), block),
-            thread,
-            epoch,
+            access: Access { thread, epoch, warp_epoch: 0 },
         };
         let read = |by: Accessor| b.claim(0, 4, by, false);
         let write = |by: Accessor| b.claim(0, 4, by, true);
@@ -387,26 +366,47 @@ mod tests {
         // within a block: warps 0 and 1, barrier epochs 1 and 2
         fresh();
         write(at(0, 0, 1)).unwrap();
-        assert_eq!(read(at(0, 32, 1)), Err(Conflict::Thread(0)), "read after write");
+        assert_eq!(read(at(0, 32, 1)), Err(Conflict::Race(Race::Wrote(0))), "read after write");
         fresh();
         read(at(0, 0, 1)).unwrap();
-        assert_eq!(write(at(0, 32, 1)), Err(Conflict::ThreadRead(0)), "write after read");
+        assert_eq!(write(at(0, 32, 1)), Err(Conflict::Race(Race::Read(0))), "write after read");
         fresh();
         read(at(0, 0, 1)).unwrap();
         read(at(0, 40, 1)).unwrap();
-        assert_eq!(write(at(0, 1, 1)), Err(Conflict::ThreadRead(0)), "warp 1 read it too");
-        // not races: the same warp, or a barrier between
+        assert_eq!(write(at(0, 1, 1)), Err(Conflict::Race(Race::ReadBySeveralWarps)), "warp 1 read it too");
+        // not races: one thread, or a barrier between
         fresh();
         read(at(0, 0, 1)).unwrap();
-        read(at(0, 5, 1)).unwrap();
-        write(at(0, 1, 1)).unwrap();
-        read(at(0, 2, 1)).unwrap();
+        write(at(0, 0, 1)).unwrap();
+        read(at(0, 0, 1)).unwrap();
         fresh();
         read(at(0, 0, 1)).unwrap();
         read(at(0, 40, 1)).unwrap();
         write(at(0, 33, 2)).unwrap();
         read(at(0, 64, 3)).unwrap();
         write(at(0, 64, 3)).unwrap();
+    }
+
+    /// Within a warp, only a `__syncwarp()` (a new warp epoch) orders two threads' accesses
+    /// of a global word, as of a shared byte.
+    #[test]
+    fn warp_epochs_order_a_warp() {
+        let g = Global::default();
+        let base = g.alloc(4).unwrap();
+        let (b, _) = g.find(base, 4, "test").unwrap();
+        let at = |launch: u32, thread: usize, warp_epoch: u64| Accessor {
+            block: BlockTag::new(launch, 0),
+            access: Access { thread, epoch: 1, warp_epoch },
+        };
+        b.claim(0, 4, at(1, 0, 0), true).unwrap();
+        assert_eq!(b.claim(0, 4, at(1, 1, 0), false), Err(Conflict::Race(Race::Wrote(0))));
+        b.claim(0, 4, at(2, 0, 0), false).unwrap();
+        b.claim(0, 4, at(2, 5, 0), false).unwrap();
+        assert_eq!(b.claim(0, 4, at(2, 1, 0), true), Err(Conflict::Race(Race::Read(0))));
+        // a __syncwarp() between
+        b.claim(0, 4, at(3, 0, 0), true).unwrap();
+        b.claim(0, 4, at(3, 1, 1), false).unwrap();
+        b.claim(0, 4, at(3, 2, 2), true).unwrap();
     }
 
     /// Byte copies in and out, and fills, at every alignment and length agree with a plain

@@ -219,4 +219,15 @@ fn global_memory_within_a_block_needs_a_barrier() {
     );
     gpu.launch("faults", "global_with_barrier", dims(1, 64, 0), &[Arg::Ptr(out)]).unwrap();
     assert_eq!(download::<f32>(&gpu, out, 2), [1.0, 1.0]);
+    // within a warp, a __syncwarp()
+    let out = zeros::<f32>(&gpu, 2);
+    let e = fault(&gpu, "global_missing_syncwarp", 1, 32, &[Arg::Ptr(out)]);
+    assert!(
+        e.contains(&format!(
+            "reads 4 bytes at {out:#x} (buffer {out:#x}), which thread 0 (warp 0) of this block wrote with no __syncwarp() between"
+        )),
+        "{e}"
+    );
+    gpu.launch("faults", "global_with_syncwarp", dims(1, 32, 0), &[Arg::Ptr(out)]).unwrap();
+    assert_eq!(download::<f32>(&gpu, out, 2), [1.0, 1.0]);
 }

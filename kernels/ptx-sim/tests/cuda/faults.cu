@@ -118,6 +118,20 @@ extern "C" __global__ void global_write_after_read(float* out) {
     if (threadIdx.x == 32) out[0] = 2.0f;
 }
 
+// Lanes 0 and 1 of one warp hand a value through global memory with no __syncwarp():
+// since Volta a warp's lanes need not run in step.
+extern "C" __global__ void global_missing_syncwarp(float* out) {
+    if (threadIdx.x == 0) out[0] = 1.0f;
+    if (threadIdx.x == 1) out[1] = out[0];
+}
+
+// The same with __syncwarp() between (not a fault; the control): out[1] = 1.
+extern "C" __global__ void global_with_syncwarp(float* out) {
+    if (threadIdx.x == 0) out[0] = 1.0f;
+    __syncwarp();
+    if (threadIdx.x == 1) out[1] = out[0];
+}
+
 // The same with __syncthreads() between (not a fault; the control): out[1] = 1.
 extern "C" __global__ void global_with_barrier(float* out) {
     if (threadIdx.x == 0) out[0] = 1.0f;
