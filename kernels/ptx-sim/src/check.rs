@@ -12,7 +12,7 @@
 //! invent one). Atomics are not recorded. Reading a byte that no thread of the block has
 //! written is an error too: on a GPU it holds whatever an earlier block left there.
 
-use crate::stamp::{Access, Race, WARP_EPOCHS};
+use crate::stamp::{missing_sync, Access, WARP_EPOCHS};
 
 /// Per shared byte, the last writer and a reader, each a stamp (`stamp.rs`, which holds the
 /// ordering rule, shared with global memory's check).
@@ -131,10 +131,9 @@ impl Shadow {
                 // then the race is the error (`take_unwritten`)
                 self.unwritten = Some(Unwritten { thread: t, pc, offset: b });
             }
-            access.check(w, r, write).map_err(|race| match race {
-                Race::Wrote(other) => message(b, t, what, "wrote", other),
-                Race::Read(other) => message(b, t, what, "read", other),
-                Race::ReadBySeveralWarps => format!(
+            access.check(w, r, write).map_err(|race| match race.other() {
+                Some((other, did)) => message(b, t, what, did, other),
+                None => format!(
                     "shared-memory race at shared offset {b:#x}: thread {t} (warp {}) writes it after threads of \
                      several warps read it, with no barrier between",
                     t / 32
@@ -152,10 +151,10 @@ impl Shadow {
 
 /// The message for a race at shared byte `b` between thread `t` and thread `other`.
 fn message(b: usize, t: usize, what: &str, did: &str, other: usize) -> String {
-    let sync = if t / 32 == other / 32 { "__syncwarp()" } else { "barrier" };
     format!(
-        "shared-memory race at shared offset {b:#x}: thread {t} (warp {}) {what} it after thread {other} (warp {}) {did} it, with no {sync} between",
+        "shared-memory race at shared offset {b:#x}: thread {t} (warp {}) {what} it after thread {other} (warp {}) {did} it, with no {} between",
         t / 32,
-        other / 32
+        other / 32,
+        missing_sync(t, other)
     )
 }

@@ -8,7 +8,7 @@ use crate::decode::Kernel;
 use crate::float::{cvt, mask};
 use crate::inst::*;
 use crate::memory::{Accessor, BlockTag, Conflict, Global, Snapshot, LOCAL_WINDOW, SHARED_WINDOW};
-use crate::stamp::Access;
+use crate::stamp::{missing_sync, Access};
 use crate::SimError;
 
 /// What every block of a launch shares.
@@ -221,7 +221,16 @@ impl<'a> Block<'a> {
                         None => "other blocks".to_string(),
                     }
                 ),
-                Conflict::Race(race) => format!("which {} between", race.other(t, "of this block ")),
+                Conflict::Race(race) => match race.other() {
+                    Some((o, did)) => format!(
+                        "which thread {o} (warp {}) of this block {did} with no {} between",
+                        o / 32,
+                        missing_sync(t, o)
+                    ),
+                    None => {
+                        "which threads of several warps of this block read with no barrier between".into()
+                    }
+                },
             };
             SimError::new(format!(
                 "{}: {what} {size} bytes at {:#x} (buffer {:#x}), {whose}",

@@ -55,11 +55,10 @@ struct Stamps {
     /// has; 0 for none.
     reader: AtomicU64,
     /// While one block alone has read it: that block's reads, as a read stamp (`stamp.rs`).
-    reading_thread: AtomicU64,
+    block_reads: AtomicU64,
 }
 
-/// A plain access of another's word in the same launch: a word another block wrote, or one
-/// that another thread of this block wrote since the last barrier.
+/// A plain access that conflicts with another in the same launch (module doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Conflict {
     Block(BlockTag),
@@ -196,8 +195,8 @@ impl Buffer {
             // within this block, what its threads did since the last barrier (`stamp.rs`); the
             // stamps are this block's if it wrote the word, or alone read it, in this launch
             let w = if o == by.block.0 { s.writer.load(Relaxed) } else { 0 };
-            let t = if r == by.block.0 { s.reading_thread.load(Relaxed) } else { 0 };
-            by.access.check(w, t, write).map_err(Conflict::Race)?;
+            let reads = if r == by.block.0 { s.block_reads.load(Relaxed) } else { 0 };
+            by.access.check(w, reads, write).map_err(Conflict::Race)?;
             if write {
                 s.owner.store(by.block.0, Relaxed);
                 s.writer.store(by.access.stamp(), Relaxed);
@@ -206,9 +205,9 @@ impl Buffer {
                 if r != by.block.0 {
                     s.reader.store(by.block.0, Relaxed);
                 }
-                let now = by.access.read(t);
-                if now != t {
-                    s.reading_thread.store(now, Relaxed);
+                let now = by.access.read(reads);
+                if now != reads {
+                    s.block_reads.store(now, Relaxed);
                 }
             } else if r != by.block.several().0 {
                 s.reader.store(by.block.several().0, Relaxed);

@@ -38,19 +38,23 @@ pub enum Race {
 }
 
 impl Race {
-    /// What the other side did, for a message: `"which thread 3 (warp 0) … wrote with no
-    /// __syncwarp() between"`, after "which" and before "between"; `t` is the accessing
-    /// thread.
-    pub fn other(self, t: usize, whose: &str) -> String {
-        let (did, other) = match self {
-            Race::Wrote(o) => ("wrote", o),
-            Race::Read(o) => ("read", o),
-            Race::ReadBySeveralWarps => {
-                return format!("threads of several warps {whose}read with no barrier")
-            }
-        };
-        let sync = if other / 32 == t / 32 { "__syncwarp()" } else { "barrier" };
-        format!("thread {other} (warp {}) {whose}{did} with no {sync}", other / 32)
+    /// The other thread and what it did, for a message; `None` for reads by several warps.
+    pub fn other(self) -> Option<(usize, &'static str)> {
+        match self {
+            Race::Wrote(o) => Some((o, "wrote")),
+            Race::Read(o) => Some((o, "read")),
+            Race::ReadBySeveralWarps => None,
+        }
+    }
+}
+
+/// What would have ordered threads `t` and `other`: a `__syncwarp()` within a warp, else a
+/// barrier.
+pub fn missing_sync(t: usize, other: usize) -> &'static str {
+    if t / 32 == other / 32 {
+        "__syncwarp()"
+    } else {
+        "barrier"
     }
 }
 
